@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs every Debian package the build, tests and benchmarks need. Idempotent: when all are
+# present it only checks and returns.
+set -euo pipefail
+
+packages=(
+  g++ cmake ninja-build make pkg-config
+  libopenblas-openmp-dev   # sgemm; the OpenMP build shares one thread pool with our kernels
+  nlohmann-json3-dev       # config.json, safetensors headers
+  libcli11-dev             # command line
+  libfmt-dev               # messages
+  libgtest-dev             # tests
+  libbenchmark-dev         # micro-benchmarks
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+sudo=""
+if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"

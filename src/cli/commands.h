@@ -1,0 +1,13 @@
+// Each subcommand registers itself on the CLI11 app and runs when selected.
+#pragma once
+
+namespace CLI {
+class App;
+}
+
+namespace distill {
+
+void register_forward(CLI::App& app);
+void register_demo(CLI::App& app);
+
+}  // namespace distill

@@ -1,0 +1,35 @@
+// distill: the command-line entry point. Errors a user can cause arrive here as distill::Error
+// and end the program with the message and exit code 1.
+#include "cli/commands.h"
+#include "core/error.h"
+#include "core/threads.h"
+
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+
+int main(int argc, char** argv) {
+  CLI::App app{"distill: run, label, train, reinforce, evaluate, serve and export small language models"};
+  app.set_version_flag("--version", "distill 0.1.0");
+  app.require_subcommand(1);
+  int threads = 0;
+  app.add_option("-t,--threads", threads, "Threads for every kernel (default: physical cores)")
+      ->check(CLI::NonNegativeNumber);
+  app.parse_complete_callback([&] { distill::set_num_threads(threads); });
+
+  distill::register_forward(app);
+  distill::register_demo(app);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const distill::Error& e) {
+    std::fprintf(stderr, "distill: error: %s\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "distill: error: out of memory\n");
+    return 1;
+  }
+  return 0;
+}

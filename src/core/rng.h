@@ -1,0 +1,20 @@
+// Small deterministic RNG (xoshiro256**, seeded by splitmix64): the same seed gives the same
+// numbers on every machine, which std::normal_distribution does not promise.
+#pragma once
+
+#include <cstdint>
+
+namespace distill {
+
+class Rng {
+public:
+  explicit Rng(uint64_t seed = 0);
+  uint64_t next_u64();
+  float uniform();          // [0, 1)
+  float normal();           // N(0, 1), Box-Muller
+
+private:
+  uint64_t s_[4];
+};
+
+}  // namespace distill

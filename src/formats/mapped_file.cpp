@@ -1,0 +1,85 @@
+#include "formats/mapped_file.h"
+
+#include "core/error.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace distill {
+
+std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail("{}: cannot open: {}", path, std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    fail("{}: cannot stat: {}", path, std::strerror(err));
+  }
+  if (S_ISDIR(st.st_mode)) {
+    ::close(fd);
+    fail("{}: is a directory, expected a file", path);
+  }
+  std::shared_ptr<MappedFile> f(new MappedFile());
+  f->path_ = path;
+  f->size_ = size_t(st.st_size);
+  if (f->size_ > 0) {
+    void* p = ::mmap(nullptr, f->size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) {
+      const int err = errno;
+      ::close(fd);
+      fail("{}: cannot mmap {} bytes: {}", path, f->size_, std::strerror(err));
+    }
+    f->data_ = static_cast<unsigned char*>(p);
+  }
+  ::close(fd);  // the mapping stays valid after close
+  return f;
+}
+
+MappedFile::~MappedFile() {
+  if (data_) ::munmap(data_, size_);
+}
+
+void AtomicFileWriter::FileCloser::operator()(std::FILE* f) const {
+  if (f) std::fclose(f);
+}
+
+AtomicFileWriter::AtomicFileWriter(std::string path) : path_(std::move(path)) {
+  tmp_path_ = path_ + ".tmp." + std::to_string(::getpid());
+  file_.reset(std::fopen(tmp_path_.c_str(), "wb"));
+  if (!file_) fail("{}: cannot create: {}", tmp_path_, std::strerror(errno));
+}
+
+AtomicFileWriter::~AtomicFileWriter() {
+  if (!committed_) {
+    file_.reset();
+    ::unlink(tmp_path_.c_str());
+  }
+}
+
+void AtomicFileWriter::write(const void* data, size_t size) {
+  if (size && std::fwrite(data, 1, size, file_.get()) != size)
+    fail("{}: write failed: {}", tmp_path_, std::strerror(errno));
+}
+
+void AtomicFileWriter::commit() {
+  if (std::fflush(file_.get()) != 0 || ::fsync(::fileno(file_.get())) != 0)
+    fail("{}: flush failed: {}", tmp_path_, std::strerror(errno));
+  if (std::fclose(file_.release()) != 0) fail("{}: close failed: {}", tmp_path_, std::strerror(errno));
+  if (::rename(tmp_path_.c_str(), path_.c_str()) != 0)
+    fail("{}: cannot rename into place: {}", path_, std::strerror(errno));
+  committed_ = true;
+}
+
+void write_file_atomic(const std::string& path, const void* data, size_t size) {
+  AtomicFileWriter w(path);
+  w.write(data, size);
+  w.commit();
+}
+
+}  // namespace distill

@@ -1,0 +1,79 @@
+// AVX2: causal GQA attention with an online (single-pass) softmax.
+// Keys are visited in blocks; a running max m, running denominator l and running weighted sum
+// acc are rescaled by e^(m_old - m_new) whenever the max grows, so no buffer of n_ctx scores is
+// needed and the kernel allocates nothing.
+#include "kernels/avx2/simd.h"
+#include "core/error.h"
+#include "kernels/kernels.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace distill::avx2 {
+
+static inline float dot(const float* a, const float* b, int64_t n) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+  }
+  for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+  float s = hsum(_mm256_add_ps(acc0, acc1));
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+// y = y * a + p * v  over n floats
+static inline void scale_add(float* y, float a, float p, const float* v, int64_t n) {
+  const __m256 va = _mm256_set1_ps(a), vp = _mm256_set1_ps(p);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(vp, _mm256_loadu_ps(v + i), _mm256_mul_ps(va, _mm256_loadu_ps(y + i))));
+  for (; i < n; ++i) y[i] = y[i] * a + p * v[i];
+}
+
+void attention_forward(float* out, const float* q, const float* k_cache, const float* v_cache,
+                       const AttentionShape& s, const int32_t* pos, const int32_t* seq) {
+  constexpr int64_t kBlock = 64;
+  DISTILL_ASSERT(s.head_dim <= 512);
+  const int64_t group = s.n_head / s.n_kv_head;
+  const int64_t kv_dim = s.n_kv_head * s.head_dim;
+  const int64_t n_work = s.n_tokens * s.n_head;
+#pragma omp parallel for schedule(dynamic, 1) if (n_work > 1)
+  for (int64_t w = 0; w < n_work; ++w) {
+    const int64_t t = w / s.n_head, h = w % s.n_head, g = h / group;
+    const int64_t p = pos[t];
+    const int64_t first = s.window > 0 ? std::max<int64_t>(0, p - s.window + 1) : 0;
+    const float* qh = q + w * s.head_dim;
+    const float* k_base = k_cache + seq[t] * s.n_ctx * kv_dim + g * s.head_dim;
+    const float* v_base = v_cache + seq[t] * s.n_ctx * kv_dim + g * s.head_dim;
+    alignas(32) float acc[512];
+    std::fill(acc, acc + s.head_dim, 0.0f);
+    float m = -INFINITY, l = 0.0f;
+    alignas(32) float sc[kBlock];
+    for (int64_t j0 = first; j0 <= p; j0 += kBlock) {
+      const int64_t nb = std::min(kBlock, p + 1 - j0);
+      float block_max = -INFINITY;
+      for (int64_t j = 0; j < nb; ++j) {
+        sc[j] = dot(qh, k_base + (j0 + j) * kv_dim, s.head_dim) * s.scale;
+        block_max = std::max(block_max, sc[j]);
+      }
+      const float m_new = std::max(m, block_max);
+      const float correction = std::exp(m - m_new);  // 0 on the first block (m = -inf)
+      l *= correction;
+      for (int64_t j = 0; j < nb; ++j) {
+        const float pj = std::exp(sc[j] - m_new);
+        l += pj;
+        // the first key of a block applies the correction, the others add with factor 1
+        scale_add(acc, j == 0 ? correction : 1.0f, pj, v_base + (j0 + j) * kv_dim, s.head_dim);
+      }
+      m = m_new;
+    }
+    float* oh = out + w * s.head_dim;
+    const float inv = 1.0f / l;
+    for (int64_t d = 0; d < s.head_dim; ++d) oh[d] = acc[d] * inv;
+  }
+}
+
+}  // namespace distill::avx2

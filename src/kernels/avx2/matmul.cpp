@@ -1,0 +1,77 @@
+// AVX2: out[M, N] = x[M, K] · w[N, K]^T + bias, weights f32/f16/bf16 widened in registers.
+//
+// Work is split over blocks of weight rows (threads never share an output element). Inside a
+// block, tiles of 4 weight rows × 2 input rows keep 8 accumulators in registers: each widened
+// weight vector is used twice and each input vector four times. Input rows are visited in
+// chunks that stay in L2 while the block's weight rows stay in L1/L2.
+#include "kernels/avx2/simd.h"
+#include "kernels/kernels.h"
+
+#include <algorithm>
+
+namespace distill::avx2 {
+
+namespace {
+
+constexpr int64_t kRowsPerBlock = 16;  // weight rows per parallel work item
+constexpr int64_t kInputChunk = 64;    // input rows per pass over a weight block
+
+template <typename W, int NR, int MR>
+inline void tile(float* out, const float* x, const W* w, const float* bias, int64_t n0, int64_t m0,
+                 int64_t N, int64_t K) {
+  __m256 acc[NR][MR];
+  for (int r = 0; r < NR; ++r)
+    for (int c = 0; c < MR; ++c) acc[r][c] = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 8 <= K; k += 8) {
+    __m256 xv[MR];
+    for (int c = 0; c < MR; ++c) xv[c] = _mm256_loadu_ps(x + (m0 + c) * K + k);
+    for (int r = 0; r < NR; ++r) {
+      const __m256 wv = load8(w + (n0 + r) * K + k);
+      for (int c = 0; c < MR; ++c) acc[r][c] = _mm256_fmadd_ps(wv, xv[c], acc[r][c]);
+    }
+  }
+  for (int r = 0; r < NR; ++r) {
+    for (int c = 0; c < MR; ++c) {
+      float s = hsum(acc[r][c]);
+      for (int64_t kk = k; kk < K; ++kk) s += load1(w + (n0 + r) * K + kk) * x[(m0 + c) * K + kk];
+      out[(m0 + c) * N + n0 + r] = s + (bias ? bias[n0 + r] : 0.0f);
+    }
+  }
+}
+
+template <typename W>
+void matmul(float* out, const float* x, const W* w, const float* bias, int64_t M, int64_t N, int64_t K) {
+  const int64_t n_blocks = (N + kRowsPerBlock - 1) / kRowsPerBlock;
+#pragma omp parallel for schedule(static) if (n_blocks > 1 && M * N * K > 100000)
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    const int64_t n_begin = b * kRowsPerBlock, n_end = std::min(N, n_begin + kRowsPerBlock);
+    for (int64_t mc = 0; mc < M; mc += kInputChunk) {
+      const int64_t m_end = std::min(M, mc + kInputChunk);
+      int64_t n = n_begin;
+      for (; n + 4 <= n_end; n += 4) {
+        int64_t m = mc;
+        for (; m + 2 <= m_end; m += 2) tile<W, 4, 2>(out, x, w, bias, n, m, N, K);
+        for (; m < m_end; ++m) tile<W, 4, 1>(out, x, w, bias, n, m, N, K);
+      }
+      for (; n < n_end; ++n) {
+        int64_t m = mc;
+        for (; m + 2 <= m_end; m += 2) tile<W, 1, 2>(out, x, w, bias, n, m, N, K);
+        for (; m < m_end; ++m) tile<W, 1, 1>(out, x, w, bias, n, m, N, K);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void matmul_forward(float* out, const float* x, const void* w, DType w_dtype, const float* bias,
+                    int64_t M, int64_t N, int64_t K) {
+  switch (w_dtype) {
+    case DType::F16: matmul(out, x, static_cast<const F16*>(w), bias, M, N, K); break;
+    case DType::BF16: matmul(out, x, static_cast<const BF16*>(w), bias, M, N, K); break;
+    default: matmul(out, x, static_cast<const float*>(w), bias, M, N, K); break;
+  }
+}
+
+}  // namespace distill::avx2

@@ -1,0 +1,35 @@
+// matmul_forward: f32 weights go to OpenBLAS (sgemm, or sgemv for one row: decode); f16/bf16
+// weights to our AVX2 kernel, which converts weights in registers and so reads half the bytes.
+#include "kernels/kernels.h"
+
+#include <cblas.h>
+
+namespace distill {
+
+void matmul_forward(float* out, const float* x, const void* w, DType w_dtype, const float* bias,
+                    int64_t M, int64_t N, int64_t K) {
+  if (w_dtype != DType::F32 || M == 0) {
+    if (active_kernel_variant() == KernelVariant::Avx2) {
+      avx2::matmul_forward(out, x, w, w_dtype, bias, M, N, K);
+    } else {
+      ref::matmul_forward(out, x, w, w_dtype, bias, M, N, K);
+    }
+    return;
+  }
+  const float* wf = static_cast<const float*>(w);
+  float beta = 0.0f;
+  if (bias) {
+    // Seed every output row with the bias and let BLAS accumulate onto it.
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < N; ++n) out[m * N + n] = bias[n];
+    beta = 1.0f;
+  }
+  if (M == 1) {
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, int(N), int(K), 1.0f, wf, int(K), x, 1, beta, out, 1);
+  } else {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(M), int(N), int(K), 1.0f, x, int(K), wf,
+                int(K), beta, out, int(N));
+  }
+}
+
+}  // namespace distill

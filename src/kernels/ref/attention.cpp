@@ -1,0 +1,48 @@
+// Scalar reference: causal GQA attention over a KV cache, plain two-pass softmax.
+#include "kernels/kernels.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace distill::ref {
+
+void attention_forward(float* out, const float* q, const float* k_cache, const float* v_cache,
+                       const AttentionShape& s, const int32_t* pos, const int32_t* seq) {
+  const int64_t group = s.n_head / s.n_kv_head;  // query heads per KV head
+  const int64_t kv_dim = s.n_kv_head * s.head_dim;
+  std::vector<float> scores;
+  for (int64_t t = 0; t < s.n_tokens; ++t) {
+    const int64_t p = pos[t];
+    const int64_t first = s.window > 0 ? std::max<int64_t>(0, p - s.window + 1) : 0;
+    const float* k_slot = k_cache + seq[t] * s.n_ctx * kv_dim;
+    const float* v_slot = v_cache + seq[t] * s.n_ctx * kv_dim;
+    for (int64_t h = 0; h < s.n_head; ++h) {
+      const float* qh = q + (t * s.n_head + h) * s.head_dim;
+      const int64_t g = h / group;
+      scores.assign(size_t(p - first + 1), 0.0f);
+      float max = -INFINITY;
+      for (int64_t j = first; j <= p; ++j) {
+        const float* kj = k_slot + j * kv_dim + g * s.head_dim;
+        float dot = 0.0f;
+        for (int64_t d = 0; d < s.head_dim; ++d) dot += qh[d] * kj[d];
+        scores[j - first] = dot * s.scale;
+        max = std::max(max, scores[j - first]);
+      }
+      double sum = 0.0;
+      for (float& sc : scores) {
+        sc = std::exp(sc - max);
+        sum += sc;
+      }
+      float* oh = out + (t * s.n_head + h) * s.head_dim;
+      for (int64_t d = 0; d < s.head_dim; ++d) oh[d] = 0.0f;
+      for (int64_t j = first; j <= p; ++j) {
+        const float pj = float(scores[j - first] / sum);
+        const float* vj = v_slot + j * kv_dim + g * s.head_dim;
+        for (int64_t d = 0; d < s.head_dim; ++d) oh[d] += pj * vj[d];
+      }
+    }
+  }
+}
+
+}  // namespace distill::ref

@@ -1,0 +1,200 @@
+#include "model/config.h"
+
+#include "core/error.h"
+#include "formats/mapped_file.h"
+#include "model/arch/arch.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <fstream>
+
+namespace distill {
+
+using nlohmann::json;
+
+namespace {
+
+int64_t get_int(const json& j, const char* key, int64_t fallback, bool required) {
+  if (!j.contains(key) || j[key].is_null()) {
+    if (required) fail("{}: missing", key);
+    return fallback;
+  }
+  if (!j[key].is_number_integer()) fail("{}: expected an integer, got {}", key, j[key].dump());
+  return j[key].get<int64_t>();
+}
+
+double get_num(const json& j, const char* key, double fallback) {
+  if (!j.contains(key) || j[key].is_null()) return fallback;
+  if (!j[key].is_number()) fail("{}: expected a number, got {}", key, j[key].dump());
+  return j[key].get<double>();
+}
+
+RopeScaling parse_rope_scaling(const json& j) {
+  RopeScaling r;
+  if (!j.contains("rope_scaling") || j["rope_scaling"].is_null()) return r;
+  const json& s = j["rope_scaling"];
+  if (!s.is_object()) fail("rope_scaling: expected an object or null, got {}", s.dump());
+  // transformers renamed "type" to "rope_type"; accept both.
+  const char* key = s.contains("rope_type") ? "rope_type" : "type";
+  const std::string type = s.contains(key) && s[key].is_string() ? s[key].get<std::string>() : "";
+  if (type == "default" || type.empty()) return r;
+  if (type == "linear") {
+    r.type = RopeScalingType::Linear;
+  } else if (type == "llama3") {
+    r.type = RopeScalingType::Llama3;
+    r.low_freq_factor = get_num(s, "low_freq_factor", 1.0);
+    r.high_freq_factor = get_num(s, "high_freq_factor", 4.0);
+    r.original_max_position_embeddings = get_int(s, "original_max_position_embeddings", 8192, false);
+    if (r.high_freq_factor <= r.low_freq_factor)
+      fail("rope_scaling: high_freq_factor {} must exceed low_freq_factor {}", r.high_freq_factor, r.low_freq_factor);
+  } else {
+    fail("rope_scaling.{}: '{}' is not supported (supported: linear, llama3)", key, type);
+  }
+  r.factor = get_num(s, "factor", 1.0);
+  if (!(r.factor > 0)) fail("rope_scaling.factor: must be positive, got {}", r.factor);
+  return r;
+}
+
+}  // namespace
+
+ModelConfig ModelConfig::from_json(const json& j, const std::string& where) {
+  return with_context(where, [&] {
+    if (!j.is_object()) fail("expected a JSON object");
+    ModelConfig c;
+    if (!j.contains("model_type") || !j["model_type"].is_string()) fail("model_type: missing");
+    c.model_type = j["model_type"].get<std::string>();
+    c.n_vocab = get_int(j, "vocab_size", 0, true);
+    c.n_embd = get_int(j, "hidden_size", 0, true);
+    c.n_ff = get_int(j, "intermediate_size", 0, true);
+    c.n_layer = get_int(j, "num_hidden_layers", 0, true);
+    c.n_head = get_int(j, "num_attention_heads", 0, true);
+    c.n_kv_head = get_int(j, "num_key_value_heads", c.n_head, false);
+    c.norm_eps = get_num(j, "rms_norm_eps", 1e-6);
+    c.rope_theta = get_num(j, "rope_theta", 10000.0);
+    c.max_position_embeddings = get_int(j, "max_position_embeddings", 2048, false);
+    if (j.contains("tie_word_embeddings") && !j["tie_word_embeddings"].is_boolean())
+      fail("tie_word_embeddings: expected true or false");
+    c.tie_word_embeddings = j.value("tie_word_embeddings", false);
+    c.bos_token_id = get_int(j, "bos_token_id", -1, false);
+    if (j.contains("eos_token_id")) {
+      const json& e = j["eos_token_id"];
+      if (e.is_number_integer()) c.eos_token_ids = {e.get<int64_t>()};
+      else if (e.is_array())
+        for (const json& v : e)
+          if (v.is_number_integer()) c.eos_token_ids.push_back(v.get<int64_t>());
+    }
+    if (j.contains("torch_dtype") && j["torch_dtype"].is_string()) c.torch_dtype = j["torch_dtype"];
+    for (const char* positive : {"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                                 "num_attention_heads", "num_key_value_heads"}) {
+      if (j.contains(positive) && j[positive].is_number_integer() && j[positive].get<int64_t>() <= 0)
+        fail("{}: must be positive, got {}", positive, j[positive].get<int64_t>());
+    }
+    if (c.n_head % c.n_kv_head != 0)
+      fail("num_attention_heads: {} is not a multiple of num_key_value_heads {}", c.n_head, c.n_kv_head);
+    c.head_dim = get_int(j, "head_dim", c.n_embd / c.n_head, false);
+    c.rope_scaling = parse_rope_scaling(j);
+    if (j.contains("hidden_act") && j["hidden_act"] != "silu")
+      fail("hidden_act: '{}' is not supported (only silu)", j["hidden_act"].dump());
+    apply_arch_hooks(j, c);
+    if (c.head_dim <= 0 || c.head_dim % 2 != 0 || c.head_dim > 512)
+      fail("head_dim: {} must be even and in [2, 512]", c.head_dim);
+    if (c.sliding_window < 0) fail("sliding_window: must not be negative");
+    return c;
+  });
+}
+
+ModelConfig ModelConfig::from_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) fail("{}: cannot open", path);
+  json j;
+  try {
+    j = json::parse(in);
+  } catch (const json::exception& e) {
+    fail("{}: malformed JSON: {}", path, e.what());
+  }
+  return from_json(j, path);
+}
+
+json ModelConfig::to_json() const {
+  static const std::map<std::string, std::string> arch_class = {
+      {"llama", "LlamaForCausalLM"}, {"mistral", "MistralForCausalLM"},
+      {"qwen2", "Qwen2ForCausalLM"}, {"qwen3", "Qwen3ForCausalLM"}};
+  json j = {
+      {"architectures", {arch_class.count(model_type) ? arch_class.at(model_type) : model_type}},
+      {"model_type", model_type},
+      {"vocab_size", n_vocab},
+      {"hidden_size", n_embd},
+      {"intermediate_size", n_ff},
+      {"num_hidden_layers", n_layer},
+      {"num_attention_heads", n_head},
+      {"num_key_value_heads", n_kv_head},
+      {"head_dim", head_dim},
+      {"rms_norm_eps", norm_eps},
+      {"rope_theta", rope_theta},
+      {"max_position_embeddings", max_position_embeddings},
+      {"tie_word_embeddings", tie_word_embeddings},
+      {"hidden_act", "silu"},
+      {"torch_dtype", torch_dtype},
+  };
+  if (model_type == "llama" || model_type == "qwen3") j["attention_bias"] = qkv_bias;
+  if (model_type == "llama") j["mlp_bias"] = mlp_bias;
+  if (sliding_window > 0) j["sliding_window"] = sliding_window;
+  if (bos_token_id >= 0) j["bos_token_id"] = bos_token_id;
+  if (eos_token_ids.size() == 1) j["eos_token_id"] = eos_token_ids[0];
+  else if (!eos_token_ids.empty()) j["eos_token_id"] = eos_token_ids;
+  if (rope_scaling.type == RopeScalingType::Linear) {
+    j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", rope_scaling.factor}};
+  } else if (rope_scaling.type == RopeScalingType::Llama3) {
+    j["rope_scaling"] = {{"rope_type", "llama3"},
+                         {"factor", rope_scaling.factor},
+                         {"low_freq_factor", rope_scaling.low_freq_factor},
+                         {"high_freq_factor", rope_scaling.high_freq_factor},
+                         {"original_max_position_embeddings", rope_scaling.original_max_position_embeddings}};
+  }
+  return j;
+}
+
+void ModelConfig::save(const std::string& path) const {
+  const std::string text = to_json().dump(2) + "\n";
+  write_file_atomic(path, text.data(), text.size());
+}
+
+std::vector<float> ModelConfig::rope_inv_freq() const {
+  const int64_t half = head_dim / 2;
+  std::vector<float> inv(static_cast<size_t>(half));
+  for (int64_t i = 0; i < half; ++i) {
+    // HF: 1 / theta^(2i / head_dim), computed in f32 from an integer arange
+    double f = 1.0 / std::pow(rope_theta, double(2 * i) / double(head_dim));
+    if (rope_scaling.type == RopeScalingType::Linear) {
+      f /= rope_scaling.factor;  // positions divided by factor == frequencies divided by factor
+    } else if (rope_scaling.type == RopeScalingType::Llama3) {
+      // Long wavelengths (low frequencies) are slowed by `factor`, short ones kept, and the band
+      // between blended linearly in 1/wavelength.
+      const double old_ctx = double(rope_scaling.original_max_position_embeddings);
+      const double low_freq_wavelen = old_ctx / rope_scaling.low_freq_factor;
+      const double high_freq_wavelen = old_ctx / rope_scaling.high_freq_factor;
+      const double wavelen = 2.0 * M_PI / f;
+      if (wavelen > low_freq_wavelen) {
+        f /= rope_scaling.factor;
+      } else if (wavelen >= high_freq_wavelen) {
+        const double smooth = (old_ctx / wavelen - rope_scaling.low_freq_factor) /
+                              (rope_scaling.high_freq_factor - rope_scaling.low_freq_factor);
+        f = (1.0 - smooth) * f / rope_scaling.factor + smooth * f;
+      }
+    }
+    inv[size_t(i)] = float(f);
+  }
+  return inv;
+}
+
+int64_t ModelConfig::n_params() const {
+  const int64_t attn = n_embd * (q_dim() + 2 * kv_dim()) + q_dim() * n_embd +
+                       (qkv_bias ? q_dim() + 2 * kv_dim() : 0) + (o_bias ? n_embd : 0) +
+                       (qk_norm ? 2 * head_dim : 0);
+  const int64_t mlp = 3 * n_embd * n_ff + (mlp_bias ? 2 * n_ff + n_embd : 0);
+  const int64_t per_layer = attn + mlp + 2 * n_embd;
+  return n_vocab * n_embd * (tie_word_embeddings ? 1 : 2) + n_layer * per_layer + n_embd;
+}
+
+}  // namespace distill

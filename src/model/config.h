@@ -1,0 +1,62 @@
+// ModelConfig: the hyper-parameters of a decoder, read from a Hugging Face config.json.
+// Only what the engine can run is accepted; anything else is refused with the field named.
+#pragma once
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace distill {
+
+enum class RopeScalingType { None, Linear, Llama3 };
+
+struct RopeScaling {
+  RopeScalingType type = RopeScalingType::None;
+  double factor = 1.0;
+  double low_freq_factor = 1.0;     // llama3
+  double high_freq_factor = 4.0;    // llama3
+  int64_t original_max_position_embeddings = 8192;  // llama3
+};
+
+struct ModelConfig {
+  std::string model_type;           // llama | mistral | qwen2 | qwen3
+  int64_t n_vocab = 0;              // vocab_size
+  int64_t n_embd = 0;               // hidden_size
+  int64_t n_ff = 0;                 // intermediate_size
+  int64_t n_layer = 0;              // num_hidden_layers
+  int64_t n_head = 0;               // num_attention_heads
+  int64_t n_kv_head = 0;            // num_key_value_heads
+  int64_t head_dim = 0;             // head_dim (default n_embd / n_head; Qwen3: 128)
+  double norm_eps = 1e-6;           // rms_norm_eps
+  double rope_theta = 10000.0;
+  RopeScaling rope_scaling;
+  int64_t max_position_embeddings = 2048;
+  int64_t sliding_window = 0;       // 0 = full attention
+  bool tie_word_embeddings = false;
+  // What the architecture has (set by the arch hooks from model_type and config fields):
+  bool qkv_bias = false;            // q/k/v projections have biases
+  bool o_bias = false;              // output projection has a bias
+  bool mlp_bias = false;            // gate/up/down have biases
+  bool qk_norm = false;             // RMSNorm over each head of q and k before RoPE
+  int64_t bos_token_id = -1;
+  std::vector<int64_t> eos_token_ids;
+  std::string torch_dtype = "float32";
+
+  int64_t q_dim() const { return n_head * head_dim; }
+  int64_t kv_dim() const { return n_kv_head * head_dim; }
+
+  // Throws distill::Error "<where>: field: reason".
+  static ModelConfig from_json(const nlohmann::json& j, const std::string& where);
+  static ModelConfig from_file(const std::string& path);
+  nlohmann::json to_json() const;
+  void save(const std::string& path) const;  // atomic
+
+  // RoPE inverse frequencies [head_dim / 2] with rope_scaling applied.
+  std::vector<float> rope_inv_freq() const;
+  // Number of parameters (tied head counted once).
+  int64_t n_params() const;
+};
+
+}  // namespace distill

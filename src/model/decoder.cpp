@@ -1,0 +1,146 @@
+#include "model/decoder.h"
+
+#include "core/error.h"
+#include "kernels/kernels.h"
+
+#include <cmath>
+#include <cstring>
+
+namespace distill {
+
+namespace {
+
+// y[T, N] = x[T, K] · W^T + b, with the weight's dtype and optional bias.
+void linear(float* y, const float* x, const Tensor& w, const Tensor& b, int64_t T) {
+  matmul_forward(y, x, w.raw(), w.dtype(), b.defined() ? b.data<float>() : nullptr, T, w.dim(0), w.dim(1));
+}
+
+}  // namespace
+
+void Decoder::reserve(int64_t n_tokens, int64_t n_out) {
+  const ModelConfig& c = model_.config;
+  if (n_tokens > capacity_) {
+    capacity_ = n_tokens;
+    x_ = Tensor::zeros(DType::F32, {n_tokens, c.n_embd});
+    xn_ = Tensor::zeros(DType::F32, {n_tokens, c.n_embd});
+    q_ = Tensor::zeros(DType::F32, {n_tokens, c.q_dim()});
+    k_ = Tensor::zeros(DType::F32, {n_tokens, c.kv_dim()});
+    v_ = Tensor::zeros(DType::F32, {n_tokens, c.kv_dim()});
+    att_ = Tensor::zeros(DType::F32, {n_tokens, c.q_dim()});
+    proj_ = Tensor::zeros(DType::F32, {n_tokens, c.n_embd});
+    gate_ = Tensor::zeros(DType::F32, {n_tokens, c.n_ff});
+    up_ = Tensor::zeros(DType::F32, {n_tokens, c.n_ff});
+  }
+  if (n_out > out_capacity_) {
+    out_capacity_ = n_out;
+    out_x_ = Tensor::zeros(DType::F32, {n_out, c.n_embd});
+    logits_ = Tensor::zeros(DType::F32, {n_out, c.n_vocab});
+  }
+}
+
+void Decoder::validate(const Batch& b, const KVCache& cache) const {
+  const ModelConfig& c = model_.config;
+  DISTILL_ASSERT(b.pos.size() == b.token.size() && b.seq.size() == b.token.size() &&
+                 b.logits.size() == b.token.size());
+  DISTILL_ASSERT(int64_t(cache.k.size()) == c.n_layer);
+  for (int64_t i = 0; i < b.size(); ++i) {
+    if (b.token[i] < 0 || b.token[i] >= c.n_vocab)
+      fail("token {} (batch index {}) is outside the vocabulary [0, {})", b.token[i], i, c.n_vocab);
+    if (b.pos[i] < 0 || b.pos[i] >= cache.n_ctx)
+      fail("position {} (batch index {}) is outside the context [0, {})", b.pos[i], i, cache.n_ctx);
+    if (b.seq[i] < 0 || b.seq[i] >= cache.n_slots)
+      fail("sequence slot {} (batch index {}) is outside [0, {})", b.seq[i], i, cache.n_slots);
+  }
+}
+
+const float* Decoder::forward(const Batch& b, KVCache& cache) {
+  validate(b, cache);
+  const ModelConfig& c = model_.config;
+  const ModelWeights& w = model_.weights;
+  const int64_t T = b.size();
+  out_rows_.clear();
+  for (int64_t i = 0; i < T; ++i)
+    if (b.logits[i]) out_rows_.push_back(int32_t(i));
+  const int64_t n_out = int64_t(out_rows_.size());
+  reserve(T, n_out);
+  if (T == 0) return logits_.data<float>();
+
+  const int64_t E = c.n_embd, HD = c.head_dim, KVD = c.kv_dim(), F = c.n_ff;
+  float* x = x_.data<float>();
+  float* xn = xn_.data<float>();
+  float* q = q_.data<float>();
+  float* k = k_.data<float>();
+  float* v = v_.data<float>();
+  float* att = att_.data<float>();
+  float* proj = proj_.data<float>();
+  float* gate = gate_.data<float>();
+  float* up = up_.data<float>();
+
+  AttentionShape shape;
+  shape.n_tokens = T;
+  shape.n_head = c.n_head;
+  shape.n_kv_head = c.n_kv_head;
+  shape.head_dim = HD;
+  shape.n_ctx = cache.n_ctx;
+  shape.window = c.sliding_window;
+  shape.scale = 1.0f / std::sqrt(float(HD));
+
+  embedding_forward(x, b.token.data(), T, w.tok_embd.raw(), w.tok_embd.dtype(), E);
+
+  for (int64_t il = 0; il < c.n_layer; ++il) {
+    const LayerWeights& l = w.layers[size_t(il)];
+
+    // --- attention block: x += o_proj(attention(rope(q), rope(k), v)) ---
+    rmsnorm_forward(xn, x, l.attn_norm.data<float>(), T, E, float(c.norm_eps));
+    linear(q, xn, l.wq, l.bq, T);
+    linear(k, xn, l.wk, l.bk, T);
+    linear(v, xn, l.wv, l.bv, T);
+    if (c.qk_norm) {
+      // Qwen3: each head's q and k vector is RMS-normalised on its own, before RoPE
+      rmsnorm_forward(q, q, l.q_norm.data<float>(), T * c.n_head, HD, float(c.norm_eps));
+      rmsnorm_forward(k, k, l.k_norm.data<float>(), T * c.n_kv_head, HD, float(c.norm_eps));
+    }
+    rope_forward(q, T, c.n_head, HD, b.pos.data(), model_.inv_freq.data());
+    rope_forward(k, T, c.n_kv_head, HD, b.pos.data(), model_.inv_freq.data());
+    // Store this batch's keys and values at (slot, position) before attending, so tokens of
+    // the same sequence in this batch see each other causally.
+    float* k_cache = cache.k[size_t(il)].data<float>();
+    float* v_cache = cache.v[size_t(il)].data<float>();
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t row = int64_t(b.seq[t]) * cache.n_ctx + b.pos[t];
+      std::memcpy(k_cache + row * KVD, k + t * KVD, size_t(KVD) * sizeof(float));
+      std::memcpy(v_cache + row * KVD, v + t * KVD, size_t(KVD) * sizeof(float));
+    }
+    attention_forward(att, q, k_cache, v_cache, shape, b.pos.data(), b.seq.data());
+    linear(proj, att, l.wo, l.bo, T);
+    add_inplace(x, proj, T * E);
+
+    // --- MLP block: x += down(silu(gate(x)) * up(x)) ---
+    rmsnorm_forward(xn, x, l.ffn_norm.data<float>(), T, E, float(c.norm_eps));
+    linear(gate, xn, l.w_gate, l.b_gate, T);
+    linear(up, xn, l.w_up, l.b_up, T);
+    swiglu_forward(gate, gate, up, T * F);
+    linear(proj, gate, l.w_down, l.b_down, T);
+    add_inplace(x, proj, T * E);
+  }
+
+  // Final norm and head only for the rows whose logits are wanted (decode: one per sequence).
+  float* out_x = out_x_.data<float>();
+  for (int64_t i = 0; i < n_out; ++i) std::memcpy(out_x + i * E, x + int64_t(out_rows_[i]) * E, size_t(E) * sizeof(float));
+  rmsnorm_forward(out_x, out_x, w.out_norm.data<float>(), n_out, E, float(c.norm_eps));
+  linear(logits_.data<float>(), out_x, w.lm_head, Tensor(), n_out);
+  return logits_.data<float>();
+}
+
+Tensor Decoder::forward_full(const int32_t* ids, int64_t n_seq, int64_t seq_len) {
+  KVCache cache(model_.config, n_seq, seq_len);
+  Batch b;
+  for (int64_t s = 0; s < n_seq; ++s)
+    for (int64_t p = 0; p < seq_len; ++p) b.add(ids[s * seq_len + p], int32_t(p), int32_t(s), true);
+  const float* logits = forward(b, cache);
+  Tensor out = Tensor::zeros(DType::F32, {n_seq, seq_len, model_.config.n_vocab});
+  std::memcpy(out.raw(), logits, out.nbytes());
+  return out;
+}
+
+}  // namespace distill

@@ -1,0 +1,70 @@
+// The decoder forward pass shared by every command (run, serve, label, train, rl) and every
+// architecture. A Batch is a list of tokens, each tagged with its sequence slot in the KV cache
+// and its position; sequences of different lengths, a prompt prefill and single-token decode
+// steps of many sequences all go through the same call.
+#pragma once
+
+#include "model/kv_cache.h"
+#include "model/model.h"
+
+#include <cstdint>
+#include <vector>
+
+namespace distill {
+
+struct Batch {
+  std::vector<int32_t> token;   // [n]
+  std::vector<int32_t> pos;     // [n] position within its sequence
+  std::vector<int32_t> seq;     // [n] KV cache slot
+  std::vector<uint8_t> logits;  // [n] 1 = return this token's logits
+
+  void add(int32_t token_id, int32_t position, int32_t slot, bool want_logits) {
+    token.push_back(token_id);
+    pos.push_back(position);
+    seq.push_back(slot);
+    logits.push_back(want_logits ? 1 : 0);
+  }
+  void clear() { token.clear(), pos.clear(), seq.clear(), logits.clear(); }
+  int64_t size() const { return int64_t(token.size()); }
+};
+
+class Decoder {
+public:
+  explicit Decoder(const Model& model) : model_(model) {}
+
+  // Runs the batch: writes each token's K/V into its slot at its position, attends causally to
+  // positions 0..pos of that slot (so a sequence's earlier tokens must already be in the cache or
+  // earlier in this batch), and returns logits f32 [n_wanted, n_vocab] for the tokens marked in
+  // batch.logits, in batch order. The pointer is valid until the next call. Buffers grow to the
+  // largest batch seen and are reused: steady-state decoding allocates nothing.
+  // Throws distill::Error for an out-of-range token id, position or slot.
+  const float* forward(const Batch& batch, KVCache& cache);
+
+  // Convenience: the full causal forward of `n_seq` sequences of `seq_len` tokens each
+  // (ids [n_seq, seq_len]) at positions 0..seq_len-1 → logits [n_seq, seq_len, n_vocab].
+  Tensor forward_full(const int32_t* ids, int64_t n_seq, int64_t seq_len);
+
+  const Model& model() const { return model_; }
+
+private:
+  void reserve(int64_t n_tokens, int64_t n_out);
+  void validate(const Batch& batch, const KVCache& cache) const;
+
+  const Model& model_;
+  int64_t capacity_ = 0, out_capacity_ = 0;
+  // Activations, f32, sized for `capacity_` tokens:
+  Tensor x_;       // [T, n_embd]   residual stream
+  Tensor xn_;      // [T, n_embd]   normalised input of a sub-layer
+  Tensor q_;       // [T, q_dim]
+  Tensor k_;       // [T, kv_dim]
+  Tensor v_;       // [T, kv_dim]
+  Tensor att_;     // [T, q_dim]    attention output before o_proj
+  Tensor proj_;    // [T, n_embd]   sub-layer output before the residual add
+  Tensor gate_;    // [T, n_ff]
+  Tensor up_;      // [T, n_ff]
+  Tensor out_x_;   // [n_out, n_embd] final hidden states of the tokens whose logits are wanted
+  Tensor logits_;  // [n_out, n_vocab]
+  std::vector<int32_t> out_rows_;
+};
+
+}  // namespace distill

@@ -1,0 +1,31 @@
+// Model: a config and its weights, loaded from a Hugging Face model directory, created with
+// random weights, or saved back as one.
+#pragma once
+
+#include "model/config.h"
+#include "model/weights.h"
+
+#include <string>
+#include <vector>
+
+namespace distill {
+
+class TensorStore;
+
+struct Model {
+  ModelConfig config;
+  ModelWeights weights;
+  std::vector<float> inv_freq;  // RoPE inverse frequencies [head_dim / 2], scaling applied
+
+  // A Hugging Face directory: config.json and model.safetensors (or a sharded index).
+  static Model load(const std::string& dir);
+  // Weights named `prefix` + HF name in an open store (e.g. "param." in the reference files).
+  static Model from_store(const ModelConfig& config, const TensorStore& store, const std::string& prefix = "");
+  // Random weights: matrices N(0, std²) stored as `dtype`, norms 1, biases 0. Deterministic in seed.
+  static Model random(const ModelConfig& config, DType dtype, uint64_t seed, float std = 0.02f);
+
+  // Writes config.json and model.safetensors into `dir` (created if needed), atomically per file.
+  void save(const std::string& dir) const;
+};
+
+}  // namespace distill

@@ -1,0 +1,71 @@
+#include "model/weights.h"
+
+#include "core/error.h"
+#include "formats/checkpoint.h"
+
+namespace distill {
+
+std::vector<ParamRef> list_params(const ModelConfig& c, ModelWeights& w) {
+  std::vector<ParamRef> p;
+  w.layers.resize(size_t(c.n_layer));
+  p.push_back({"model.embed_tokens.weight", {c.n_vocab, c.n_embd}, &w.tok_embd, true});
+  for (int64_t il = 0; il < c.n_layer; ++il) {
+    LayerWeights& l = w.layers[size_t(il)];
+    const std::string pre = "model.layers." + std::to_string(il) + ".";
+    p.push_back({pre + "input_layernorm.weight", {c.n_embd}, &l.attn_norm, false});
+    p.push_back({pre + "self_attn.q_proj.weight", {c.q_dim(), c.n_embd}, &l.wq, true});
+    p.push_back({pre + "self_attn.k_proj.weight", {c.kv_dim(), c.n_embd}, &l.wk, true});
+    p.push_back({pre + "self_attn.v_proj.weight", {c.kv_dim(), c.n_embd}, &l.wv, true});
+    p.push_back({pre + "self_attn.o_proj.weight", {c.n_embd, c.q_dim()}, &l.wo, true});
+    if (c.qkv_bias) {
+      p.push_back({pre + "self_attn.q_proj.bias", {c.q_dim()}, &l.bq, false});
+      p.push_back({pre + "self_attn.k_proj.bias", {c.kv_dim()}, &l.bk, false});
+      p.push_back({pre + "self_attn.v_proj.bias", {c.kv_dim()}, &l.bv, false});
+    }
+    if (c.o_bias) p.push_back({pre + "self_attn.o_proj.bias", {c.n_embd}, &l.bo, false});
+    if (c.qk_norm) {
+      p.push_back({pre + "self_attn.q_norm.weight", {c.head_dim}, &l.q_norm, false});
+      p.push_back({pre + "self_attn.k_norm.weight", {c.head_dim}, &l.k_norm, false});
+    }
+    p.push_back({pre + "post_attention_layernorm.weight", {c.n_embd}, &l.ffn_norm, false});
+    p.push_back({pre + "mlp.gate_proj.weight", {c.n_ff, c.n_embd}, &l.w_gate, true});
+    p.push_back({pre + "mlp.up_proj.weight", {c.n_ff, c.n_embd}, &l.w_up, true});
+    p.push_back({pre + "mlp.down_proj.weight", {c.n_embd, c.n_ff}, &l.w_down, true});
+    if (c.mlp_bias) {
+      p.push_back({pre + "mlp.gate_proj.bias", {c.n_ff}, &l.b_gate, false});
+      p.push_back({pre + "mlp.up_proj.bias", {c.n_ff}, &l.b_up, false});
+      p.push_back({pre + "mlp.down_proj.bias", {c.n_embd}, &l.b_down, false});
+    }
+  }
+  p.push_back({"model.norm.weight", {c.n_embd}, &w.out_norm, false});
+  if (!c.tie_word_embeddings) p.push_back({"lm_head.weight", {c.n_vocab, c.n_embd}, &w.lm_head, true});
+  return p;
+}
+
+void tie_lm_head(const ModelConfig& c, ModelWeights& w) {
+  if (c.tie_word_embeddings) w.lm_head = w.tok_embd;
+}
+
+ModelWeights load_weights(const ModelConfig& c, const TensorStore& store, const std::string& prefix) {
+  ModelWeights w;
+  for (ParamRef& p : list_params(c, w)) {
+    const std::string name = prefix + p.name;
+    std::optional<Tensor> t = store.find(name);
+    if (!t) {
+      fail("{}: tensor '{}' is missing (config.json's model_type {} with {} layers needs it)",
+           store.description(), name, c.model_type, c.n_layer);
+    }
+    if (t->shape() != p.shape)
+      fail("{}: tensor '{}' has shape {} but config.json implies {}", store.source(name), name,
+           shape_str(t->shape()), shape_str(p.shape));
+    const DType dt = t->dtype();
+    if (dt != DType::F32 && dt != DType::F16 && dt != DType::BF16)
+      fail("{}: tensor '{}' has dtype {}; expected F32, F16 or BF16", store.source(name), name, dtype_name(dt));
+    // Matrices stay as stored (zero-copy); small vectors are widened to f32 once.
+    *p.tensor = (p.is_matrix || dt == DType::F32) ? *t : t->to(DType::F32);
+  }
+  tie_lm_head(c, w);
+  return w;
+}
+
+}  // namespace distill

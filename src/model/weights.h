@@ -1,0 +1,53 @@
+// The decoder's weights as views (into an mmapped checkpoint or an owned arena), named after
+// their Hugging Face tensors. Matrices keep their stored dtype (F32/F16/BF16) and are widened in
+// the kernels; vectors (norms, biases) are always F32.
+#pragma once
+
+#include "core/tensor.h"
+#include "model/config.h"
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace distill {
+
+class TensorStore;
+
+struct LayerWeights {
+  Tensor attn_norm;                // f32 [n_embd]          input_layernorm
+  Tensor wq, wk, wv, wo;           // [q_dim, n_embd], [kv_dim, n_embd] ×2, [n_embd, q_dim]
+  Tensor bq, bk, bv, bo;           // f32 [q_dim], [kv_dim] ×2, [n_embd]   (if the arch has them)
+  Tensor q_norm, k_norm;           // f32 [head_dim]        (Qwen3)
+  Tensor ffn_norm;                 // f32 [n_embd]          post_attention_layernorm
+  Tensor w_gate, w_up, w_down;     // [n_ff, n_embd] ×2, [n_embd, n_ff]
+  Tensor b_gate, b_up, b_down;     // f32 (mlp_bias)
+};
+
+struct ModelWeights {
+  Tensor tok_embd;                 // [n_vocab, n_embd]
+  std::vector<LayerWeights> layers;
+  Tensor out_norm;                 // f32 [n_embd]
+  Tensor lm_head;                  // [n_vocab, n_embd]; the same storage as tok_embd when tied
+};
+
+// One parameter: its HF name, the shape config.json implies, where it lives, and whether it is
+// a matrix (kept in the stored dtype) or a vector (F32).
+struct ParamRef {
+  std::string name;
+  Shape shape;
+  Tensor* tensor;
+  bool is_matrix;
+};
+
+// Every parameter the config implies, in checkpoint order; a tied lm_head is not listed.
+std::vector<ParamRef> list_params(const ModelConfig& c, ModelWeights& w);
+
+// Loads every parameter from `store` under `prefix` + HF name, checking shapes against the
+// config. Missing tensors and contradicting shapes throw with the file and tensor named.
+ModelWeights load_weights(const ModelConfig& c, const TensorStore& store, const std::string& prefix = "");
+
+// Points lm_head at tok_embd when the embeddings are tied.
+void tie_lm_head(const ModelConfig& c, ModelWeights& w);
+
+}  // namespace distill

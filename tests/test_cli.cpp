@@ -1,0 +1,102 @@
+// The distill binary end to end: `distill forward` on a Hugging Face directory built from the
+// reference tensors, and clean failures (message + exit 1) on bad input.
+#include "formats/checkpoint.h"
+#include "test_util.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <sys/wait.h>
+
+namespace distill {
+using test::TempDir;
+
+namespace {
+
+struct CliRun {
+  int exit_code;
+  std::string output;  // stdout and stderr
+};
+
+CliRun run(const std::string& args) {
+  const std::string cmd = std::string(DISTILL_BINARY) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  CliRun r{-1, ""};
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  const int status = pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
+// A Hugging Face model directory holding the reference llama weights under their plain names.
+void make_model_dir(const std::string& dir, const TensorStore& ref) {
+  std::filesystem::create_directories(dir);
+  std::filesystem::copy_file(test::reference_path("llama-tiny.config.json"), dir + "/config.json");
+  SafetensorsWriter w;
+  for (const std::string& n : ref.names())
+    if (n.rfind("param.", 0) == 0) w.add(n.substr(6), ref.get(n));
+  w.write(dir + "/model.safetensors");
+}
+
+}  // namespace
+
+TEST(Cli, ForwardReproducesReferenceLogits) {
+  TempDir dir;
+  const std::string ref_path = test::reference_path("llama-tiny.safetensors");
+  const TensorStore ref = TensorStore::open_file(ref_path);
+  make_model_dir(dir / "model", ref);
+  SafetensorsWriter ids;
+  ids.add("input_ids", ref.get("input_ids"));
+  ids.write(dir / "ids.safetensors");
+
+  CliRun r = run("forward " + (dir / "model") + " --ids " + (dir / "ids.safetensors") + " -o " + (dir / "out.safetensors"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("tokens/s"), std::string::npos) << r.output;
+  Tensor got = SafetensorsFile::open(dir / "out.safetensors").get("logits");
+  Tensor want = ref.get("logits");
+  ASSERT_EQ(got.shape(), want.shape());
+  EXPECT_LT(test::max_abs_diff(got.data<float>(), want.data<float>(), size_t(got.numel())), 1e-4f);
+
+  // The reference file itself, through --config and --prefix, with one thread.
+  r = run("--threads 1 forward " + ref_path + " --config " + test::reference_path("llama-tiny.config.json") +
+          " --prefix param. --ids " + ref_path + " -o " + (dir / "out2.safetensors"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  Tensor got2 = SafetensorsFile::open(dir / "out2.safetensors").get("logits");
+  EXPECT_LT(test::max_abs_diff(got2.data<float>(), want.data<float>(), size_t(got.numel())), 1e-4f);
+}
+
+TEST(Cli, BadInputFailsCleanly) {
+  TempDir dir;
+  const TensorStore ref = TensorStore::open_file(test::reference_path("llama-tiny.safetensors"));
+  make_model_dir(dir / "model", ref);
+
+  CliRun r = run("forward " + (dir / "nowhere") + " --ids x -o y");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("distill: error:"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("nowhere"), std::string::npos) << r.output;
+
+  Tensor bad = Tensor::zeros(DType::I32, {1, 3});
+  bad.data<int32_t>()[2] = 96;  // vocab is 96
+  SafetensorsWriter w;
+  w.add("input_ids", bad);
+  w.write(dir / "bad.safetensors");
+  r = run("forward " + (dir / "model") + " --ids " + (dir / "bad.safetensors") + " -o " + (dir / "o.safetensors"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("token 96"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("bad.safetensors"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(dir / "o.safetensors"));
+
+  test::write_bytes(dir / "garbage.safetensors", "not a safetensors file at all");
+  r = run("forward " + (dir / "model") + " --ids " + (dir / "garbage.safetensors") + " -o " + (dir / "o.safetensors"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("garbage.safetensors"), std::string::npos) << r.output;
+
+  r = run("forward --no-such-flag");
+  EXPECT_NE(r.exit_code, 0);
+  r = run("--help");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.output.find("forward"), std::string::npos);
+}
+
+}  // namespace distill

@@ -1,0 +1,205 @@
+// Every kernel variant against the scalar reference on odd sizes, and the reference against
+// values worked out by hand.
+#include "kernels/kernels.h"
+#include "test_util.h"
+
+#include <cmath>
+
+namespace distill {
+using test::max_abs_diff;
+using test::random_vector;
+
+class Avx2Kernels : public ::testing::Test {
+protected:
+  void SetUp() override {
+    if (!cpu_has_avx2()) GTEST_SKIP() << "this CPU has no AVX2+FMA+F16C: AVX2 kernels not testable here";
+  }
+};
+
+TEST(RefKernels, RmsnormByHand) {
+  const float x[4] = {1, 2, 3, 4}, w[4] = {1, 1, 2, 0.5f};
+  float y[4];
+  ref::rmsnorm_forward(y, x, w, 1, 4, 0.0f);
+  const float rms = std::sqrt((1 + 4 + 9 + 16) / 4.0f);
+  EXPECT_NEAR(y[0], 1 / rms, 1e-6);
+  EXPECT_NEAR(y[2], 3 / rms * 2, 1e-6);
+  EXPECT_NEAR(y[3], 4 / rms * 0.5f, 1e-6);
+}
+
+TEST(RefKernels, RopeRotatesPairsHalfApart) {
+  // head_dim 4: pairs (0, 2) and (1, 3); inv_freq {1, 0.5}; position 2 rotates by 2 and 1 rad.
+  float x[4] = {1, 1, 0, 0};
+  const float inv_freq[2] = {1.0f, 0.5f};
+  const int32_t pos = 2;
+  ref::rope_forward(x, 1, 1, 4, &pos, inv_freq);
+  EXPECT_NEAR(x[0], std::cos(2.0f), 1e-6);
+  EXPECT_NEAR(x[2], std::sin(2.0f), 1e-6);
+  EXPECT_NEAR(x[1], std::cos(1.0f), 1e-6);
+  EXPECT_NEAR(x[3], std::sin(1.0f), 1e-6);
+  const int32_t zero = 0;
+  float y[4] = {1, 2, 3, 4};
+  ref::rope_forward(y, 1, 1, 4, &zero, inv_freq);  // position 0 is the identity
+  EXPECT_EQ(y[1], 2.0f);
+  EXPECT_EQ(y[3], 4.0f);
+}
+
+TEST(RefKernels, SoftmaxSwigluMatmulByHand) {
+  float x[3] = {0.0f, std::log(2.0f), std::log(5.0f)};
+  ref::softmax_forward(x, 1, 3);
+  EXPECT_NEAR(x[0], 0.125f, 1e-6);
+  EXPECT_NEAR(x[2], 0.625f, 1e-6);
+  const float g[2] = {0.0f, 2.0f}, u[2] = {3.0f, 0.5f};
+  float s[2];
+  ref::swiglu_forward(s, g, u, 2);
+  EXPECT_NEAR(s[0], 0.0f, 1e-7);
+  EXPECT_NEAR(s[1], 2.0f / (1.0f + std::exp(-2.0f)) * 0.5f, 1e-6);
+  // [1,2] · [[1,0],[0,1],[1,1]]^T + [0, 0, 10] = [1, 2, 13]
+  const float in[2] = {1, 2}, w[6] = {1, 0, 0, 1, 1, 1}, b[3] = {0, 0, 10};
+  float out[3];
+  ref::matmul_forward(out, in, w, DType::F32, b, 1, 3, 2);
+  EXPECT_EQ(out[0], 1.0f);
+  EXPECT_EQ(out[1], 2.0f);
+  EXPECT_EQ(out[2], 13.0f);
+}
+
+TEST(RefKernels, AttentionSingleKeyCopiesValue) {
+  // With one visible position the softmax weight is 1: the output is that value vector.
+  AttentionShape s{1, 2, 1, 2, 4, 0, 1.0f};
+  const float q[4] = {1, 2, 3, 4};
+  float k[8] = {0.5f, -1, 0, 0, 0, 0, 0, 0}, v[8] = {7, 8, 0, 0, 0, 0, 0, 0};
+  const int32_t pos = 0, seq = 0;
+  float out[4];
+  ref::attention_forward(out, q, k, v, s, &pos, &seq);
+  EXPECT_EQ(out[0], 7.0f);
+  EXPECT_EQ(out[1], 8.0f);
+  EXPECT_EQ(out[2], 7.0f);
+  EXPECT_EQ(out[3], 8.0f);
+}
+
+TEST_F(Avx2Kernels, Rmsnorm) {
+  for (int64_t dim : {1, 7, 8, 33, 288}) {
+    const int64_t rows = 5;
+    auto x = random_vector(size_t(rows * dim), 1), w = random_vector(size_t(dim), 2);
+    std::vector<float> a(x.size()), b(x.size());
+    ref::rmsnorm_forward(a.data(), x.data(), w.data(), rows, dim, 1e-5f);
+    avx2::rmsnorm_forward(b.data(), x.data(), w.data(), rows, dim, 1e-5f);
+    EXPECT_LT(max_abs_diff(a.data(), b.data(), a.size()), 1e-5f) << "dim " << dim;
+  }
+}
+
+TEST_F(Avx2Kernels, Rope) {
+  for (int64_t hd : {2, 6, 16, 34, 128}) {
+    const int64_t T = 5, H = 3;
+    auto x = random_vector(size_t(T * H * hd), 3);
+    std::vector<float> inv(static_cast<size_t>(hd / 2));
+    for (int64_t i = 0; i < hd / 2; ++i) inv[size_t(i)] = std::pow(10000.0f, -2.0f * float(i) / float(hd));
+    const int32_t pos[T] = {0, 1, 17, 300, 4095};
+    auto a = x, b = x;
+    ref::rope_forward(a.data(), T, H, hd, pos, inv.data());
+    avx2::rope_forward(b.data(), T, H, hd, pos, inv.data());
+    EXPECT_LT(max_abs_diff(a.data(), b.data(), a.size()), 1e-5f) << "head_dim " << hd;
+  }
+}
+
+TEST_F(Avx2Kernels, SoftmaxAndSwiglu) {
+  for (int64_t n : {1, 7, 9, 100, 1001}) {
+    auto x = random_vector(size_t(3 * n), 4, 8.0f);
+    auto a = x, b = x;
+    ref::softmax_forward(a.data(), 3, n);
+    avx2::softmax_forward(b.data(), 3, n);
+    EXPECT_LT(max_abs_diff(a.data(), b.data(), a.size()), 1e-6f) << "n " << n;
+    auto g = random_vector(size_t(n), 5, 6.0f), u = random_vector(size_t(n), 6);
+    std::vector<float> sa(static_cast<size_t>(n)), sb(static_cast<size_t>(n));
+    ref::swiglu_forward(sa.data(), g.data(), u.data(), n);
+    avx2::swiglu_forward(sb.data(), g.data(), u.data(), n);
+    for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(sa[size_t(i)], sb[size_t(i)], 1e-5f * (1 + std::fabs(sa[size_t(i)])));
+  }
+}
+
+TEST_F(Avx2Kernels, ExpIsAccurateOverItsRange) {
+  // softmax of [0, x] = [1/(1+e^x), e^x/(1+e^x)]: compares exp indirectly over [-80, 80].
+  for (float xv = -80.0f; xv <= 80.0f; xv += 0.37f) {
+    float a[9] = {0, xv, 0, 0, 0, 0, 0, 0, 0};
+    float b[9] = {0, xv, 0, 0, 0, 0, 0, 0, 0};
+    ref::softmax_forward(a, 1, 9);
+    avx2::softmax_forward(b, 1, 9);
+    for (int i = 0; i < 9; ++i) ASSERT_NEAR(a[i], b[i], 2e-6f * std::max(1e-30f, a[i]) + 1e-37f) << xv;
+  }
+}
+
+TEST_F(Avx2Kernels, AddAndEmbedding) {
+  auto x = random_vector(37, 7), y = random_vector(37, 8);
+  auto a = y, b = y;
+  ref::add_inplace(a.data(), x.data(), 37);
+  avx2::add_inplace(b.data(), x.data(), 37);
+  EXPECT_EQ(max_abs_diff(a.data(), b.data(), 37), 0.0f);
+  const int64_t vocab = 11, dim = 13;
+  auto table = random_vector(size_t(vocab * dim), 9);
+  const int32_t ids[4] = {10, 0, 3, 3};
+  for (DType dt : {DType::F32, DType::F16, DType::BF16}) {
+    std::vector<uint16_t> bits(table.size());
+    const void* t = table.data();
+    if (dt != DType::F32) {
+      convert_from_f32(bits.data(), dt, table.data(), table.size());
+      t = bits.data();
+    }
+    std::vector<float> ea(static_cast<size_t>(4 * dim)), eb(static_cast<size_t>(4 * dim));
+    ref::embedding_forward(ea.data(), ids, 4, t, dt, dim);
+    avx2::embedding_forward(eb.data(), ids, 4, t, dt, dim);
+    EXPECT_EQ(max_abs_diff(ea.data(), eb.data(), ea.size()), 0.0f) << dtype_name(dt);
+    EXPECT_LT(max_abs_diff(ea.data(), table.data() + 10 * dim, size_t(dim)), 1e-2f);
+  }
+}
+
+// Matmul: every weight dtype, odd M/N/K (tails of every loop), with and without bias; the
+// AVX2 kernel and the dispatcher (OpenBLAS for f32) against the reference.
+TEST_F(Avx2Kernels, MatmulAllDtypes) {
+  struct Size { int64_t M, N, K; };
+  for (Size sz : {Size{1, 1, 1}, Size{1, 37, 19}, Size{3, 5, 8}, Size{2, 64, 64}, Size{67, 33, 129}, Size{130, 20, 7}}) {
+    auto x = random_vector(size_t(sz.M * sz.K), 10);
+    auto wf = random_vector(size_t(sz.N * sz.K), 11);
+    auto bias = random_vector(size_t(sz.N), 12);
+    for (DType dt : {DType::F32, DType::F16, DType::BF16}) {
+      std::vector<uint16_t> bits(wf.size());
+      const void* w = wf.data();
+      if (dt != DType::F32) {
+        convert_from_f32(bits.data(), dt, wf.data(), wf.size());
+        w = bits.data();
+      }
+      for (const float* b : {static_cast<const float*>(nullptr), static_cast<const float*>(bias.data())}) {
+        std::vector<float> r(static_cast<size_t>(sz.M * sz.N)), a(r.size()), d(r.size());
+        ref::matmul_forward(r.data(), x.data(), w, dt, b, sz.M, sz.N, sz.K);
+        avx2::matmul_forward(a.data(), x.data(), w, dt, b, sz.M, sz.N, sz.K);
+        matmul_forward(d.data(), x.data(), w, dt, b, sz.M, sz.N, sz.K);
+        const float tol = 1e-5f * float(sz.K);
+        EXPECT_LT(max_abs_diff(r.data(), a.data(), r.size()), tol) << dtype_name(dt) << " M" << sz.M << " N" << sz.N << " K" << sz.K;
+        EXPECT_LT(max_abs_diff(r.data(), d.data(), r.size()), tol) << dtype_name(dt) << " dispatch M" << sz.M;
+      }
+    }
+  }
+}
+
+TEST_F(Avx2Kernels, AttentionGqaWindowsAndSlots) {
+  // 2 slots, 5 tokens at assorted positions, GQA 6 query heads over 2 KV heads, odd head_dim,
+  // more than one online-softmax block (positions past 64).
+  for (int64_t window : {0, 3, 70}) {
+    AttentionShape s{5, 6, 2, 18, 150, window, 1.0f / std::sqrt(18.0f)};
+    auto q = random_vector(size_t(s.n_tokens * s.n_head * s.head_dim), 13);
+    const size_t cache_n = size_t(2 * s.n_ctx * s.n_kv_head * s.head_dim);
+    auto k = random_vector(cache_n, 14, 2.0f), v = random_vector(cache_n, 15);
+    const int32_t pos[5] = {0, 1, 64, 65, 149}, seq[5] = {0, 1, 1, 0, 1};
+    std::vector<float> a(q.size()), b(q.size());
+    ref::attention_forward(a.data(), q.data(), k.data(), v.data(), s, pos, seq);
+    avx2::attention_forward(b.data(), q.data(), k.data(), v.data(), s, pos, seq);
+    EXPECT_LT(max_abs_diff(a.data(), b.data(), a.size()), 2e-5f) << "window " << window;
+  }
+}
+
+TEST(KernelDispatch, ForceVariant) {
+  force_kernel_variant(KernelVariant::Ref);
+  EXPECT_EQ(active_kernel_variant(), KernelVariant::Ref);
+  force_kernel_variant(KernelVariant::Avx2);
+  EXPECT_EQ(active_kernel_variant(), cpu_has_avx2() ? KernelVariant::Avx2 : KernelVariant::Ref);
+}
+
+}  // namespace distill
