@@ -1,1 +1,103 @@
-int main(){}
+// Forward benchmark: prefill and decode tokens/s of random-weight Llama models of the shapes the
+// peers were measured on (DESIGN.md), f32 and bf16 weights. Prints achieved GFLOP/s (prefill)
+// and GB/s of weights streamed (decode), and the ratio to llama.cpp's figures on this machine
+// class. Run on a quiet machine: a second job on the other core halves every number.
+//
+//   bench_forward [--threads N] [--prompt 512] [--decode 128] [--only 15m|110m]
+#include "core/threads.h"
+#include "kernels/kernels.h"
+#include "model/decoder.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+using namespace distill;
+
+namespace {
+
+struct BenchShape {
+  const char* name;
+  int64_t dim, layers, heads, ffn, vocab;
+  bool tied;
+  double llama_cpp_prefill, llama_cpp_decode;  // f32, 2 threads, DESIGN.md
+};
+
+double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+struct Result {
+  double prefill_tps, decode_tps;
+};
+
+Result run(const Model& m, int n_prompt, int n_decode) {
+  Decoder dec(m);
+  KVCache cache(m.config, 1, n_prompt + n_decode);
+  Batch b;
+  for (int i = 0; i < n_prompt; ++i) b.add(int32_t((i * 7919 + 1) % m.config.n_vocab), i, 0, i == n_prompt - 1);
+  dec.forward(b, cache);  // warm-up: page in the weights, grow the buffers
+  double t0 = now();
+  const float* logits = dec.forward(b, cache);
+  const double prefill = now() - t0;
+  t0 = now();
+  for (int i = 0; i < n_decode; ++i) {
+    const int32_t next = int32_t(std::max_element(logits, logits + m.config.n_vocab) - logits);
+    b.clear();
+    b.add(next, n_prompt + i, 0, true);
+    logits = dec.forward(b, cache);
+  }
+  const double decode = now() - t0;
+  return {n_prompt / prefill, n_decode / decode};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int threads = 2, n_prompt = 512, n_decode = 128;
+  std::string only;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--prompt")) n_prompt = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--decode")) n_decode = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--only")) only = argv[i + 1];
+  }
+  set_num_threads(threads);
+  std::printf("bench_forward: %d threads, %s kernels, prefill %d tokens, decode %d tokens\n", num_threads(),
+              kernel_variant_name(active_kernel_variant()), n_prompt, n_decode);
+  std::printf("%-6s %-5s %8s %8s | %10s %8s %7s | %10s %7s %7s\n", "model", "dtype", "params", "MB", "prefill t/s",
+              "GFLOP/s", "vs l.cpp", "decode t/s", "GB/s", "vs l.cpp");
+
+  const BenchShape shapes[] = {
+      {"15m", 288, 6, 6, 768, 32000, true, 5598, 353},
+      {"110m", 768, 12, 12, 2048, 32000, false, 624, 51},
+  };
+  for (const BenchShape& s : shapes) {
+    if (!only.empty() && only != s.name) continue;
+    ModelConfig c;
+    c.model_type = "llama";
+    c.n_vocab = s.vocab, c.n_embd = s.dim, c.n_ff = s.ffn, c.n_layer = s.layers, c.n_head = s.heads;
+    c.n_kv_head = s.heads, c.head_dim = s.dim / s.heads, c.tie_word_embeddings = s.tied;
+    c.max_position_embeddings = n_prompt + n_decode;
+    for (DType dt : {DType::F32, DType::BF16}) {
+      const Model m = Model::random(c, dt, 1);
+      const Result r = run(m, n_prompt, n_decode);
+      // Weights read per decode step: every linear layer plus the head (the embedding lookup
+      // reads one row). Prefill computes logits for its last token only, so its FLOPs are the
+      // layers' 2 × parameters per token (attention scores not counted).
+      const double head_params = double(c.n_vocab * c.n_embd);
+      const double layer_params = double(c.n_layer) * double(c.n_embd * (c.q_dim() + 2 * c.kv_dim()) +
+                                                             c.q_dim() * c.n_embd + 3 * c.n_embd * c.n_ff);
+      const double bytes_per_token = (layer_params + head_params) * double(dtype_size(dt));
+      const double prefill_gflops = 2.0 * layer_params * r.prefill_tps / 1e9;
+      const double decode_gbs = bytes_per_token * r.decode_tps / 1e9;
+      std::printf("%-6s %-5s %7.1fM %8.0f | %10.0f %8.1f %6.2fx | %10.1f %7.1f %6.2fx\n", s.name,
+                  std::string(dtype_name(dt)).c_str(), double(c.n_params()) / 1e6, bytes_per_token / 1e6,
+                  r.prefill_tps, prefill_gflops, r.prefill_tps / s.llama_cpp_prefill, r.decode_tps, decode_gbs,
+                  r.decode_tps / s.llama_cpp_decode);
+    }
+  }
+  std::printf("vs l.cpp: ratio to llama.cpp's f32 figures on this machine class (DESIGN.md), >1 is faster\n");
+  return 0;
+}

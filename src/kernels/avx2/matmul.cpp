@@ -2,7 +2,7 @@
 //
 // Work is split over blocks of weight rows (threads never share an output element). Inside a
 // block, tiles of 4 weight rows × 2 input rows keep 8 accumulators in registers: each widened
-// weight vector is used twice and each input vector four times. Input rows are visited in
+// weight vector is used twice and each input vector four times (8 × 1 for a lone input row). Input rows are visited in
 // chunks that stay in L2 while the block's weight rows stay in L1/L2.
 #include "kernels/avx2/simd.h"
 #include "kernels/kernels.h"
@@ -15,6 +15,8 @@ namespace {
 
 constexpr int64_t kRowsPerBlock = 16;  // weight rows per parallel work item
 constexpr int64_t kInputChunk = 64;    // input rows per pass over a weight block
+constexpr int64_t kPrefetchEvery = 32;  // elements: one prefetch per row per 64 bytes of bf16
+constexpr int64_t kPrefetchAhead = 512; // elements ahead of the current one
 
 template <typename W, int NR, int MR>
 inline void tile(float* out, const float* x, const W* w, const float* bias, int64_t n0, int64_t m0,
@@ -24,6 +26,11 @@ inline void tile(float* out, const float* x, const W* w, const float* bias, int6
     for (int c = 0; c < MR; ++c) acc[r][c] = _mm256_setzero_ps();
   int64_t k = 0;
   for (; k + 8 <= K; k += 8) {
+    if (k % kPrefetchEvery == 0) {
+      // Streaming weights from DRAM (decode) is latency-bound without this: the hardware
+      // prefetcher alone keeps too few lines in flight per core.
+      for (int r = 0; r < NR; ++r) _mm_prefetch(reinterpret_cast<const char*>(w + (n0 + r) * K + k + kPrefetchAhead), _MM_HINT_T0);
+    }
     __m256 xv[MR];
     for (int c = 0; c < MR; ++c) xv[c] = _mm256_loadu_ps(x + (m0 + c) * K + k);
     for (int r = 0; r < NR; ++r) {
@@ -48,16 +55,19 @@ void matmul(float* out, const float* x, const W* w, const float* bias, int64_t M
     const int64_t n_begin = b * kRowsPerBlock, n_end = std::min(N, n_begin + kRowsPerBlock);
     for (int64_t mc = 0; mc < M; mc += kInputChunk) {
       const int64_t m_end = std::min(M, mc + kInputChunk);
-      int64_t n = n_begin;
-      for (; n + 4 <= n_end; n += 4) {
-        int64_t m = mc;
-        for (; m + 2 <= m_end; m += 2) tile<W, 4, 2>(out, x, w, bias, n, m, N, K);
-        for (; m < m_end; ++m) tile<W, 4, 1>(out, x, w, bias, n, m, N, K);
+      int64_t m = mc;
+      // Pairs of input rows: 4 weight rows × 2 input rows = 8 independent FMA chains.
+      for (; m + 2 <= m_end; m += 2) {
+        int64_t n = n_begin;
+        for (; n + 4 <= n_end; n += 4) tile<W, 4, 2>(out, x, w, bias, n, m, N, K);
+        for (; n < n_end; ++n) tile<W, 1, 2>(out, x, w, bias, n, m, N, K);
       }
-      for (; n < n_end; ++n) {
-        int64_t m = mc;
-        for (; m + 2 <= m_end; m += 2) tile<W, 1, 2>(out, x, w, bias, n, m, N, K);
-        for (; m < m_end; ++m) tile<W, 1, 1>(out, x, w, bias, n, m, N, K);
+      // A single input row (decode): 8 weight rows keep 8 chains in flight, enough to cover the
+      // FMA latency (4 cycles × 2 pipes); with 4 the kernel, not memory, would be the limit.
+      for (; m < m_end; ++m) {
+        int64_t n = n_begin;
+        for (; n + 8 <= n_end; n += 8) tile<W, 8, 1>(out, x, w, bias, n, m, N, K);
+        for (; n < n_end; ++n) tile<W, 1, 1>(out, x, w, bias, n, m, N, K);
       }
     }
   }
