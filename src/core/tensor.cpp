@@ -54,6 +54,15 @@ Tensor Tensor::reshaped(Shape shape) const {
   return t;
 }
 
+Tensor Tensor::subview(int64_t offset, Shape shape) const {
+  DISTILL_ASSERT_MSG(offset >= 0 && offset + shape_numel(shape) <= numel(), "subview {} at {} of {}",
+                     shape_str(shape), offset, shape_str(shape_));
+  Tensor t = *this;
+  t.shape_ = std::move(shape);
+  t.data_ = static_cast<char*>(data_) + size_t(offset) * dtype_size(dtype_);
+  return t;
+}
+
 Tensor Tensor::slice_rows(int64_t begin, int64_t end) const {
   DISTILL_ASSERT(ndim() >= 1 && 0 <= begin && begin <= end && end <= shape_[0]);
   const size_t row_bytes = shape_[0] == 0 ? 0 : nbytes() / size_t(shape_[0]);

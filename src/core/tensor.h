@@ -43,6 +43,8 @@ public:
 
   // Same storage, another shape with the same number of elements.
   Tensor reshaped(Shape shape) const;
+  // `shape` elements of this tensor's dtype starting `offset` elements in, sharing storage.
+  Tensor subview(int64_t offset, Shape shape) const;
   // Rows [begin, end) of the first dimension, sharing storage.
   Tensor slice_rows(int64_t begin, int64_t end) const;
   // An owned copy converted to `dtype` (F32/F16/BF16 only).

@@ -35,3 +35,46 @@ void force_kernel_variant(KernelVariant v);  // for tests and benchmarks
 const char* kernel_variant_name(KernelVariant v);
 
 }  // namespace distill
+
+// ---------------------------------------------------------------------------------------------
+// Training: backward passes (f32 weights only) and the attention variant that keeps its
+// probabilities for the backward. One implementation each (OpenMP, compiler-vectorised loops and
+// OpenBLAS); every one is checked against finite differences in tests/test_backward_ops.cpp.
+// Gradients named d_<x> are accumulated (+=) into weight gradients and overwritten for inputs
+// unless the argument says otherwise.
+namespace distill {
+
+// y = x W^T + b  ->  d_x (= or += if accumulate_dx) d_y W;  d_w += d_y^T x;  d_b += Σ_rows d_y.
+// d_x, d_b may be null. x [M, K], w [N, K], d_y [M, N].
+void matmul_backward(float* d_x, float* d_w, float* d_b, const float* d_y, const float* x, const float* w,
+                     int64_t M, int64_t N, int64_t K, bool accumulate_dx);
+
+// RMSNorm: d_x (overwritten; may alias d_y), d_w += Σ_rows d_y * x * rstd. x [n_rows, dim].
+void rmsnorm_backward(float* d_x, float* d_w, const float* d_y, const float* x, const float* w, int64_t n_rows,
+                      int64_t dim, float eps);
+
+// RoPE is a rotation: its backward rotates d_x by the opposite angle, in place.
+void rope_backward(float* d_x, int64_t n_tokens, int64_t n_head, int64_t head_dim, const int32_t* pos,
+                   const float* inv_freq);
+
+// h = silu(g) * u  ->  d_g, d_u (overwritten; d_g may alias d_h).
+void swiglu_backward(float* d_g, float* d_u, const float* d_h, const float* g, const float* u, int64_t n);
+
+// d_table[ids[i]] += d_out[i]. table f32 [vocab, dim].
+void embedding_backward(float* d_table, const float* d_out, const int32_t* ids, int64_t n, int64_t dim);
+
+// Causal GQA attention over n_seq sequences of seq_len tokens each (positions 0..seq_len-1):
+// q [n_seq*seq_len, n_head*head_dim], k, v [n_seq*seq_len, n_kv_head*head_dim],
+// out like q, probs [n_seq, n_head, seq_len, seq_len] (kept for the backward).
+struct TrainAttentionShape {
+  int64_t n_seq, seq_len, n_head, n_kv_head, head_dim;
+  float scale;
+};
+void attention_train_forward(float* out, float* probs, const float* q, const float* k, const float* v,
+                             const TrainAttentionShape& s);
+// d_q, d_k, d_v overwritten. probs is consumed (overwritten with d_scores). scratch holds
+// seq_len² floats per OpenMP thread.
+void attention_backward(float* d_q, float* d_k, float* d_v, const float* d_out, float* probs, const float* q,
+                        const float* k, const float* v, const TrainAttentionShape& s, float* scratch);
+
+}  // namespace distill

@@ -1,0 +1,65 @@
+// TrainingPass: the decoder's forward pass with every activation the backward needs kept in
+// preallocated buffers, and the backward pass itself, llm.c style: each layer's backward mirrors
+// its forward, in reverse. Built once for a micro-batch shape (n_seq × seq_len); steps allocate
+// nothing. The layer kernels are the same ones the inference Decoder uses; attention uses the
+// whole-sequence variant that keeps its probabilities.
+#pragma once
+
+#include "model/model.h"
+
+#include <cstdint>
+#include <vector>
+
+namespace distill {
+
+class TrainingPass {
+public:
+  // The model's weights must be f32 (see ParamArena::adopt).
+  TrainingPass(const Model& model, int64_t n_seq, int64_t seq_len);
+
+  // ids [n_seq, seq_len] at positions 0..seq_len-1 -> logits f32 [n_seq * seq_len, n_vocab],
+  // kept (with every activation) for backward().
+  const float* forward(const int32_t* ids);
+
+  // Given d loss / d logits [n_seq * seq_len, n_vocab], adds d loss / d weight into `grads`
+  // (views with the model's layout, e.g. ParamArena::views of a gradient buffer).
+  void backward(const float* d_logits, ModelWeights& grads);
+
+  int64_t n_tokens() const { return n_seq_ * seq_len_; }
+  int64_t n_seq() const { return n_seq_; }
+  int64_t seq_len() const { return seq_len_; }
+  const float* logits() const { return logits_.data<float>(); }
+  // A zeroed-on-request buffer the caller may use for d_logits (same shape as the logits).
+  float* d_logits_buffer() { return d_logits_.data<float>(); }
+  size_t activation_bytes() const;
+
+private:
+  struct LayerActivations {
+    Tensor x_in;    // [N, E] residual stream entering the layer
+    Tensor xn1;     // [N, E] input_layernorm output
+    Tensor q_raw;   // [N, QD] q before q_norm (Qwen3 only)
+    Tensor k_raw;   // [N, KVD] k before k_norm (Qwen3 only)
+    Tensor q, k, v; // [N, QD], [N, KVD] ×2: q and k after RoPE
+    Tensor probs;   // [n_seq, H, T, T] attention probabilities
+    Tensor att;     // [N, QD] attention output (o_proj input)
+    Tensor x_mid;   // [N, E] residual after the attention block
+    Tensor xn2;     // [N, E] post_attention_layernorm output
+    Tensor gate;    // [N, F] gate_proj output (pre-activation)
+    Tensor up;      // [N, F] up_proj output
+    Tensor h;       // [N, F] silu(gate) * up (down_proj input)
+  };
+
+  const Model& model_;
+  int64_t n_seq_, seq_len_;
+  std::vector<int32_t> ids_;   // [N] this step's input ids
+  std::vector<int32_t> pos_;   // [N] positions (0..T-1 per sequence)
+  std::vector<LayerActivations> layers_;
+  Tensor x_final_;             // [N, E] residual after the last layer
+  Tensor xn_final_;            // [N, E] final norm output
+  Tensor logits_, d_logits_;   // [N, V]
+  // Backward scratch, shared by all layers:
+  Tensor d_resid_, d_xn_, d_q_, d_k_, d_v_, d_att_, d_gate_, d_up_, d_h_;
+  Tensor attn_scratch_;        // [threads, T, T]
+};
+
+}  // namespace distill
