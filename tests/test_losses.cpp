@@ -23,7 +23,12 @@ TEST(CrossEntropy, BackwardMatchesFiniteDifferences) {
   std::vector<float> logits = test::random_vector(size_t(n * V), 21, 2.0f);
   const int32_t targets[n] = {3, kIgnoreIndex, 0, 6};
   std::vector<float> grad(logits.size());
-  cross_entropy_backward(grad.data(), logits.data(), targets, n, V);
+  const double loss = cross_entropy_backward(grad.data(), logits.data(), targets, n, V);
+  EXPECT_NEAR(loss, cross_entropy_forward(logits.data(), targets, n, V), 1e-6);
+  // in place: the gradient overwrites the logits
+  std::vector<float> inplace = logits;
+  cross_entropy_backward(inplace.data(), inplace.data(), targets, n, V);
+  EXPECT_LT(test::max_abs_diff(inplace.data(), grad.data(), grad.size()), 1e-7f);
   const float h = 1e-2f;
   for (size_t i = 0; i < logits.size(); ++i) {
     std::vector<float> plus = logits, minus = logits;

@@ -1,8 +1,11 @@
 #include "train/losses.h"
 
 #include "core/error.h"
+#include "kernels/kernels.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 
 namespace distill {
 
@@ -34,6 +37,7 @@ double cross_entropy_forward(const float* logits, const int32_t* targets, int64_
   const int64_t counted = count_targets(targets, n, n_vocab);
   if (counted == 0) return 0.0;
   double total = 0.0;
+#pragma omp parallel for reduction(+ : total) schedule(static) if (n * n_vocab > 65536)
   for (int64_t i = 0; i < n; ++i) {
     if (targets[i] == kIgnoreIndex) continue;
     const float* row = logits + i * n_vocab;
@@ -42,20 +46,25 @@ double cross_entropy_forward(const float* logits, const int32_t* targets, int64_
   return total / double(counted);
 }
 
-void cross_entropy_backward(float* d_logits, const float* logits, const int32_t* targets, int64_t n, int64_t n_vocab) {
+double cross_entropy_backward(float* d_logits, const float* logits, const int32_t* targets, int64_t n, int64_t n_vocab) {
   const int64_t counted = count_targets(targets, n, n_vocab);
+  const float scale = counted ? 1.0f / float(counted) : 0.0f;
+  // softmax with the vectorised kernel (rows in parallel), then subtract the one-hot target
+  if (d_logits != logits) std::memcpy(d_logits, logits, size_t(n * n_vocab) * sizeof(float));
+  softmax_forward(d_logits, n, n_vocab);
+  double total = 0.0;
+#pragma omp parallel for reduction(+ : total) schedule(static) if (n * n_vocab > 65536)
   for (int64_t i = 0; i < n; ++i) {
     float* d = d_logits + i * n_vocab;
     if (targets[i] == kIgnoreIndex) {
-      for (int64_t v = 0; v < n_vocab; ++v) d[v] = 0.0f;
+      std::memset(d, 0, size_t(n_vocab) * sizeof(float));
       continue;
     }
-    const float* row = logits + i * n_vocab;
-    const double lse = log_sum_exp(row, n_vocab);
-    const double scale = 1.0 / double(counted);
-    for (int64_t v = 0; v < n_vocab; ++v) d[v] = float(std::exp(double(row[v]) - lse) * scale);
-    d[targets[i]] -= float(scale);
+    total -= std::log(std::max(double(d[targets[i]]), 1e-45));
+    d[targets[i]] -= 1.0f;
+    for (int64_t v = 0; v < n_vocab; ++v) d[v] *= scale;
   }
+  return counted ? total / double(counted) : 0.0;
 }
 
 }  // namespace distill
