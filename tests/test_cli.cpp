@@ -66,6 +66,27 @@ TEST(Cli, ForwardReproducesReferenceLogits) {
   EXPECT_LT(test::max_abs_diff(got2.data<float>(), want.data<float>(), size_t(got.numel())), 1e-4f);
 }
 
+TEST(Cli, ForwardWithTargetsDumpsReferenceGradients) {
+  TempDir dir;
+  const std::string ref_path = test::reference_path("qwen2-tiny.safetensors");
+  const TensorStore ref = TensorStore::open_file(ref_path);
+  CliRun r = run("forward " + ref_path + " --config " + test::reference_path("qwen2-tiny.config.json") +
+              " --prefix param. --ids " + ref_path + " --targets " + ref_path + " -o " + (dir / "g.safetensors"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const SafetensorsFile out = SafetensorsFile::open(dir / "g.safetensors");
+  EXPECT_NEAR(out.get("loss").data<float>()[0], ref.get("loss").data<float>()[0], 1e-4);
+  int n_grads = 0;
+  for (const std::string& name : out.names()) {
+    if (name.rfind("grad.", 0) != 0) continue;
+    ++n_grads;
+    const Tensor got = out.get(name), want = ref.get(name);
+    ASSERT_EQ(got.shape(), want.shape()) << name;
+    const float scale = test::max_abs(want.data<float>(), size_t(want.numel()));
+    EXPECT_LT(test::max_abs_diff(got.data<float>(), want.data<float>(), size_t(got.numel())), 1e-4f * scale) << name;
+  }
+  EXPECT_EQ(n_grads, 38);  // embeddings + 3 layers × 12 + final norm (tied head)
+}
+
 TEST(Cli, BadInputFailsCleanly) {
   TempDir dir;
   const TensorStore ref = TensorStore::open_file(test::reference_path("llama-tiny.safetensors"));

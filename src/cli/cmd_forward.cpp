@@ -1,15 +1,20 @@
 // distill forward MODEL --ids IDS.safetensors -o OUT.safetensors
 // The full causal forward of a batch of token sequences, logits written to a file: a debugging
-// tool, and a way to check the engine against another implementation from outside.
+// tool, and a way to check the engine against another implementation from outside. With
+// --targets it also runs the backward and dumps every weight's gradient.
 #include "cli/commands.h"
 #include "core/error.h"
 #include "formats/checkpoint.h"
 #include "model/decoder.h"
+#include "train/losses.h"
+#include "train/param_arena.h"
+#include "train/training_pass.h"
 
 #include <CLI/CLI.hpp>
 
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 
 namespace distill {
@@ -17,7 +22,7 @@ namespace distill {
 namespace {
 
 struct ForwardArgs {
-  std::string model, ids, out, config, prefix, ids_name = "input_ids";
+  std::string model, ids, out, config, prefix, ids_name = "input_ids", targets;
 };
 
 Model load_model_arg(const ForwardArgs& a) {
@@ -49,9 +54,38 @@ Tensor read_ids(const std::string& path, const std::string& name) {
   });
 }
 
+// With --targets: the training forward and backward; writes loss and grad.<HF name> too.
+void run_forward_backward(Model model, const Tensor& ids, const ForwardArgs& a) {
+  const Tensor targets = read_ids(a.targets, "targets");
+  if (targets.shape() != ids.shape())
+    fail("{}: targets have shape {} but input_ids {}", a.targets, shape_str(targets.shape()), shape_str(ids.shape()));
+  ParamArena arena = ParamArena::adopt(model);
+  const int64_t B = ids.dim(0), S = ids.dim(1), V = model.config.n_vocab;
+  TrainingPass pass(model, B, S);
+  const float* logits = with_context(a.ids, [&] { return pass.forward(ids.data<int32_t>()); });
+  Tensor logits_out = Tensor::zeros(DType::F32, {B, S, V});
+  std::memcpy(logits_out.raw(), logits, logits_out.nbytes());
+  Tensor loss = Tensor::zeros(DType::F32, {});
+  loss.data<float>()[0] = float(with_context(a.targets, [&] {
+    return cross_entropy_forward(logits, targets.data<int32_t>(), B * S, V);
+  }));
+  cross_entropy_backward(pass.d_logits_buffer(), logits, targets.data<int32_t>(), B * S, V);
+  Tensor grads = arena.new_buffer();
+  ModelWeights g = arena.views(grads);
+  pass.backward(pass.d_logits_buffer(), g);
+  SafetensorsWriter w;
+  w.add("logits", logits_out);
+  w.add("loss", loss);
+  for (const ParamEntry& e : arena.entries()) w.add("grad." + e.name, grads.subview(int64_t(e.offset), e.shape));
+  w.write(a.out);
+  std::printf("forward+backward: %lld × %lld tokens, loss %.6f -> %s (logits, loss, %zu grad.* tensors)\n",
+              (long long)B, (long long)S, double(loss.data<float>()[0]), a.out.c_str(), arena.entries().size());
+}
+
 void run_forward(const ForwardArgs& a) {
-  const Model model = load_model_arg(a);
+  Model model = load_model_arg(a);
   const Tensor ids = read_ids(a.ids, a.ids_name);
+  if (!a.targets.empty()) return run_forward_backward(std::move(model), ids, a);
   Decoder decoder(model);
   const auto t0 = std::chrono::steady_clock::now();
   const Tensor logits = with_context(a.ids, [&] { return decoder.forward_full(ids.data<int32_t>(), ids.dim(0), ids.dim(1)); });
@@ -76,6 +110,9 @@ void register_forward(CLI::App& app) {
   cmd->add_option("--config", args->config, "config.json, when MODEL is a single .safetensors file");
   cmd->add_option("--prefix", args->prefix, "Prefix of the weight names in MODEL (e.g. 'param.')");
   cmd->add_option("--ids-name", args->ids_name, "Name of the ids tensor")->capture_default_str();
+  cmd->add_option("--targets", args->targets,
+                  "safetensors file holding targets (int32 [batch, seq], -100 ignored): also writes loss and "
+                  "grad.<HF name> of mean cross-entropy for every weight");
   cmd->callback([args] { run_forward(*args); });
 }
 

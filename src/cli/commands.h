@@ -9,5 +9,7 @@ namespace distill {
 
 void register_forward(CLI::App& app);
 void register_demo(CLI::App& app);
+void register_train(CLI::App& app);
+void register_init(CLI::App& app);
 
 }  // namespace distill

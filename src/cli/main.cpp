@@ -18,6 +18,8 @@ int main(int argc, char** argv) {
   app.parse_complete_callback([&] { distill::set_num_threads(threads); });
 
   distill::register_forward(app);
+  distill::register_init(app);
+  distill::register_train(app);
   distill::register_demo(app);
 
   try {

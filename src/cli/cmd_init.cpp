@@ -1,0 +1,113 @@
+// distill init: a new randomly initialised model directory in a preset size (or any config.json),
+// optionally with a tokenizer copied in — the starting point of a student.
+#include "cli/commands.h"
+#include "core/error.h"
+#include "model/arch/arch.h"
+#include "model/model.h"
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+namespace distill {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct InitArgs {
+  std::string preset = "tiny", config, tokenizer, out, arch = "llama", dtype = "f32";
+  int64_t vocab = 0;
+  uint64_t seed = 1;
+};
+
+struct Preset {
+  const char* name;
+  int64_t dim, layers, heads, kv_heads, ffn;
+};
+constexpr Preset kPresets[] = {
+    {"tiny", 64, 2, 4, 2, 176},      // ~0.1 M + embeddings: tests, toy tasks
+    {"15m", 288, 6, 6, 6, 768},      // llama2.c stories15M shape
+    {"30m", 512, 8, 8, 4, 1376},     // GQA
+    {"110m", 768, 12, 12, 12, 2048}, // llama2.c stories110M shape
+};
+
+// Vocabulary size implied by a tokenizer.json: one past the largest id of the model's vocab and
+// the added tokens.
+int64_t tokenizer_vocab_size(const fs::path& path) {
+  std::ifstream in(path);
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: malformed JSON: {}", path.string(), e.what());
+  }
+  int64_t max_id = -1;
+  if (j.contains("model") && j["model"].contains("vocab") && j["model"]["vocab"].is_object())
+    for (const auto& [piece, id] : j["model"]["vocab"].items()) max_id = std::max(max_id, id.get<int64_t>());
+  if (j.contains("added_tokens") && j["added_tokens"].is_array())
+    for (const auto& t : j["added_tokens"]) max_id = std::max(max_id, t.value("id", int64_t(-1)));
+  if (max_id < 0) fail("{}: no vocabulary found", path.string());
+  return max_id + 1;
+}
+
+void run_init(const InitArgs& a) {
+  ModelConfig c;
+  if (!a.config.empty()) {
+    c = ModelConfig::from_file(a.config);
+  } else {
+    const Preset* p = nullptr;
+    std::string known;
+    for (const Preset& q : kPresets) {
+      if (a.preset == q.name) p = &q;
+      known += (known.empty() ? "" : ", ") + std::string(q.name);
+    }
+    if (!p) fail("--preset '{}' is not known (known: {})", a.preset, known);
+    nlohmann::json j = {{"model_type", a.arch}, {"hidden_size", p->dim}, {"num_hidden_layers", p->layers},
+                        {"num_attention_heads", p->heads}, {"num_key_value_heads", p->kv_heads},
+                        {"intermediate_size", p->ffn}, {"vocab_size", 32000}, {"head_dim", p->dim / p->heads},
+                        {"rms_norm_eps", 1e-5}, {"max_position_embeddings", 2048}, {"tie_word_embeddings", true},
+                        {"rope_theta", a.arch == "llama" ? 10000.0 : 1000000.0}};
+    c = ModelConfig::from_json(j, "--preset " + a.preset);
+  }
+  if (!a.tokenizer.empty()) {
+    const fs::path tok = fs::path(a.tokenizer) / "tokenizer.json";
+    if (!fs::exists(tok)) fail("--tokenizer {}: no tokenizer.json in it", a.tokenizer);
+    c.n_vocab = tokenizer_vocab_size(tok);
+  }
+  if (a.vocab > 0) c.n_vocab = a.vocab;
+  const DType dt = a.dtype == "bf16" ? DType::BF16 : a.dtype == "f16" ? DType::F16 : DType::F32;
+  if (a.dtype != "f32" && a.dtype != "bf16" && a.dtype != "f16") fail("--dtype '{}': use f32, bf16 or f16", a.dtype);
+  c.torch_dtype = a.dtype == "bf16" ? "bfloat16" : a.dtype == "f16" ? "float16" : "float32";
+  // GPT-2-style initialisation: N(0, 0.02²) for every matrix.
+  Model::random(c, dt, a.seed, 0.02f).save(a.out);
+  if (!a.tokenizer.empty()) {
+    for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}) {
+      const fs::path src = fs::path(a.tokenizer) / f;
+      if (fs::exists(src)) fs::copy_file(src, fs::path(a.out) / f, fs::copy_options::overwrite_existing);
+    }
+  }
+  std::printf("%s: %s, %.2f M parameters (%lld layers, dim %lld, vocab %lld), %s\n", a.out.c_str(), c.model_type.c_str(),
+              double(c.n_params()) / 1e6, (long long)c.n_layer, (long long)c.n_embd, (long long)c.n_vocab, a.dtype.c_str());
+}
+
+}  // namespace
+
+void register_init(CLI::App& app) {
+  auto a = std::make_shared<InitArgs>();
+  CLI::App* cmd = app.add_subcommand("init", "Create a randomly initialised model directory");
+  cmd->add_option("--preset", a->preset, "tiny | 15m | 30m | 110m")->capture_default_str();
+  cmd->add_option("--config", a->config, "A config.json to use instead of a preset");
+  cmd->add_option("--arch", a->arch, "model_type of a preset: llama | qwen2 | qwen3 | mistral")->capture_default_str();
+  cmd->add_option("--tokenizer", a->tokenizer, "Directory whose tokenizer files are copied (sets the vocabulary size)");
+  cmd->add_option("--vocab", a->vocab, "Vocabulary size (overrides the preset and the tokenizer)")->check(CLI::PositiveNumber);
+  cmd->add_option("--dtype", a->dtype, "Weight dtype: f32 | bf16 | f16")->capture_default_str();
+  cmd->add_option("--seed", a->seed, "Initialisation seed")->capture_default_str();
+  cmd->add_option("-o,--out", a->out, "Output model directory")->required();
+  cmd->callback([a] { run_init(*a); });
+}
+
+}  // namespace distill

@@ -1,0 +1,154 @@
+// distill train: supervised training and distillation of a student model directory.
+#include "cli/commands.h"
+#include "core/error.h"
+#include "model/model.h"
+#include "train/dataset.h"
+#include "train/trainer.h"
+
+#include <CLI/CLI.hpp>
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+namespace distill {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TrainArgs {
+  std::string student, teacher, data, eval_data, out, loss = "auto", schedule = "cosine", topk_mode = "renormalize";
+  double eval_fraction = 0.05;
+  bool resume = false, no_t2 = false;
+  TrainSettings s;
+};
+
+std::string read_file_or_empty(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Logit distillation needs one token space: the same tokenizer, vocabularies differing at most by
+// padding rows at the end.
+void check_teacher_compatible(const std::string& student_dir, const Model& student, const std::string& teacher_dir,
+                              const Model& teacher) {
+  const std::string ts = read_file_or_empty(fs::path(student_dir) / "tokenizer.json");
+  const std::string tt = read_file_or_empty(fs::path(teacher_dir) / "tokenizer.json");
+  const bool same_tokenizer = !ts.empty() && ts == tt;
+  if (!ts.empty() && !tt.empty() && !same_tokenizer)
+    fail("--teacher {} uses a different tokenizer than --student {}: logit distillation needs one token space; "
+         "use sequence-level distillation instead (label the prompts with the teacher, then train on its text)",
+         teacher_dir, student_dir);
+  if (!same_tokenizer && student.config.n_vocab != teacher.config.n_vocab)
+    fail("--teacher has {} vocabulary rows and --student {}, and no shared tokenizer.json shows that they differ only "
+         "by padding; use sequence-level distillation instead",
+         teacher.config.n_vocab, student.config.n_vocab);
+}
+
+std::vector<Example> read_examples(const std::string& path) {
+  if (fs::path(path).extension() != ".jsonl")
+    fail("{}: training data must be JSONL (.jsonl) of token ids: {{\"ids\": [...]}} or {{\"ids\": [...], \"mask\": [...]}}",
+         path);
+  return read_token_jsonl(path);
+}
+
+// Refuses an output directory we cannot write, before any work is done.
+void check_writable(const fs::path& dir, bool* created) {
+  std::error_code ec;
+  *created = !fs::exists(dir);
+  fs::create_directories(dir, ec);
+  if (ec) fail("--out {}: cannot create: {}", dir.string(), ec.message());
+  const fs::path probe = dir / (".write-test." + std::to_string(::getpid()));
+  std::ofstream f(probe);
+  if (!f) {
+    if (*created) fs::remove_all(dir, ec);
+    fail("--out {}: directory is not writable", dir.string());
+  }
+  f.close();
+  fs::remove(probe, ec);
+}
+
+void run_train(TrainArgs& a) {
+  Model student = Model::load(a.student);
+  std::unique_ptr<Model> teacher;
+  if (!a.teacher.empty()) {
+    teacher = std::make_unique<Model>(Model::load(a.teacher));
+    check_teacher_compatible(a.student, student, a.teacher, *teacher);
+  }
+  if (a.loss == "auto") a.loss = teacher ? "fkl" : "ce";
+  if (a.loss == "ce") {
+    if (teacher) fail("--loss ce with --teacher: choose a distillation loss (fkl, rkl, jsd, tvd) or drop --teacher");
+    a.s.kd_alpha = 0;
+  } else {
+    a.s.kd.divergence = parse_divergence(a.loss);
+    if (!teacher) fail("--loss {} distils from a teacher: give --teacher DIR", a.loss);
+  }
+  a.s.kd.t2_scale = !a.no_t2;
+  a.s.lr.decay = parse_lr_decay(a.schedule);
+  a.s.out_dir = a.out;
+
+  TokenDataset train = TokenDataset::build(read_examples(a.data), a.s.seq_len, student.config.n_vocab);
+  TokenDataset eval;
+  if (!a.eval_data.empty()) eval = TokenDataset::build(read_examples(a.eval_data), a.s.seq_len, student.config.n_vocab);
+  else if (a.eval_fraction > 0) eval = train.split_off(a.eval_fraction, a.s.seed);
+
+  bool created = false;
+  check_writable(a.out, &created);
+  try {
+    const TrainSummary r = train_model(student, train, eval, teacher.get(), a.s, a.resume);
+    // Keep the student's tokenizer beside the trained weights so the result runs as it is.
+    for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"}) {
+      const fs::path src = fs::path(a.student) / f;
+      if (fs::exists(src) && fs::absolute(src) != fs::absolute(fs::path(a.out) / f))
+        fs::copy_file(src, fs::path(a.out) / f, fs::copy_options::overwrite_existing);
+    }
+    std::printf("trained %lld steps in %.1f s (%.0f tokens/s): final loss %.4f", (long long)r.steps, r.seconds,
+                r.tokens_per_s, r.final_loss);
+    if (r.eval_loss >= 0) std::printf(", held-out loss %.4f (perplexity %.2f)", r.eval_loss, std::exp(r.eval_loss));
+    std::printf("\nmodel: %s   report: %s/report.html\n", a.out.c_str(), a.out.c_str());
+  } catch (...) {
+    // Nothing half-made stays behind: a fresh output directory without a checkpoint is removed.
+    std::error_code ec;
+    if (created && !fs::exists(fs::path(a.out) / "checkpoint")) fs::remove_all(a.out, ec);
+    throw;
+  }
+}
+
+}  // namespace
+
+void register_train(CLI::App& app) {
+  auto a = std::make_shared<TrainArgs>();
+  CLI::App* cmd = app.add_subcommand("train", "Train or distil a student model");
+  cmd->add_option("--student", a->student, "Student model directory (e.g. from `distill init`)")->required();
+  cmd->add_option("--data", a->data, "Training data, JSONL of token ids")->required();
+  cmd->add_option("-o,--out", a->out, "Output model directory (also holds checkpoint/, metrics.jsonl, report.html)")->required();
+  cmd->add_option("--eval", a->eval_data, "Held-out data (default: --eval-fraction of --data)");
+  cmd->add_option("--eval-fraction", a->eval_fraction, "Rows of --data held out when --eval is not given")->capture_default_str();
+  cmd->add_option("--teacher", a->teacher, "Teacher model directory for logit distillation (same tokenizer)");
+  cmd->add_option("--loss", a->loss, "ce | fkl | rkl | jsd | tvd (default: ce, or fkl with --teacher)");
+  cmd->add_option("--kd-alpha", a->s.kd_alpha, "Distillation weight: loss = (1-a)·CE + a·KD")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--temperature", a->s.kd.temperature, "Distillation temperature")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--beta", a->s.kd.beta, "JSD mixture weight of the teacher (0 = forward KL, 1 = reverse KL)")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  cmd->add_flag("--no-t2", a->no_t2, "Do not scale the distillation loss by T² (default: scaled, as Hinton et al.)");
+  cmd->add_option("--batch", a->s.batch, "Sequences per micro-batch")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--seq-len", a->s.seq_len, "Tokens per sequence")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--grad-accum", a->s.grad_accum, "Micro-batches per optimizer step")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--steps", a->s.steps, "Optimizer steps (0: from --epochs)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--epochs", a->s.epochs, "Passes over the data when --steps is 0")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--lr", a->s.lr.lr, "Peak learning rate")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--min-lr-ratio", a->s.lr.min_lr_ratio, "Final learning rate as a fraction of --lr")->capture_default_str();
+  cmd->add_option("--warmup", a->s.lr.warmup_steps, "Linear warmup steps")->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--schedule", a->schedule, "Learning-rate decay: cosine | linear | constant")->capture_default_str();
+  cmd->add_option("--weight-decay", a->s.adamw.weight_decay, "AdamW weight decay (matrices only)")->capture_default_str();
+  cmd->add_option("--clip", a->s.clip, "Global gradient-norm clip (0 = off)")->capture_default_str();
+  cmd->add_option("--seed", a->s.seed, "Seed of the data order and the held-out split")->capture_default_str();
+  cmd->add_option("--eval-every", a->s.eval_every, "Steps between held-out evaluations (0 = at the end)")->capture_default_str();
+  cmd->add_option("--save-every", a->s.save_every, "Steps between checkpoints (0 = at the end)")->capture_default_str();
+  cmd->add_flag("--resume", a->resume, "Continue from OUT/checkpoint (same settings), bit for bit");
+  cmd->callback([a] { run_train(*a); });
+}
+
+}  // namespace distill

@@ -1,0 +1,126 @@
+#include "train/dataset.h"
+
+#include "core/error.h"
+#include "core/rng.h"
+#include "train/losses.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <fstream>
+#include <numeric>
+
+namespace distill {
+
+using nlohmann::json;
+
+std::vector<Example> read_token_jsonl(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) fail("{}: cannot open", path);
+  std::vector<Example> out;
+  std::string line;
+  for (int64_t n = 1; std::getline(in, line); ++n) {
+    const std::string where = path + ":" + std::to_string(n);
+    with_context(where, [&] {
+      if (line.find_first_not_of(" \t\r") == std::string::npos) fail("empty line");
+      json j;
+      try {
+        j = json::parse(line);
+      } catch (const json::exception& e) {
+        fail("malformed JSON: {}", e.what());
+      }
+      if (!j.is_object() || !j.contains("ids")) fail("expected an object with \"ids\"");
+      if (!j["ids"].is_array() || j["ids"].empty()) fail("\"ids\" must be a non-empty array of token ids");
+      Example ex;
+      ex.where = where;
+      for (const json& v : j["ids"]) {
+        if (!v.is_number_integer()) fail("\"ids\" holds a non-integer: {}", v.dump());
+        const int64_t id = v.get<int64_t>();
+        if (id < 0 || id > INT32_MAX) fail("token id {} is out of range", id);
+        ex.ids.push_back(int32_t(id));
+      }
+      if (j.contains("mask")) {
+        if (!j["mask"].is_array() || j["mask"].size() != ex.ids.size())
+          fail("\"mask\" must be an array as long as \"ids\" ({})", ex.ids.size());
+        for (const json& v : j["mask"]) ex.mask.push_back(v == 1 || v == true ? 1 : 0);
+      }
+      out.push_back(std::move(ex));
+    });
+  }
+  if (out.empty()) fail("{}: no examples", path);
+  return out;
+}
+
+TokenDataset TokenDataset::build(const std::vector<Example>& examples, int64_t seq_len, int64_t n_vocab) {
+  TokenDataset d;
+  d.seq_len_ = seq_len;
+  const int64_t W = seq_len + 1;
+  std::vector<int32_t> stream;
+  for (const Example& ex : examples) {
+    for (int32_t id : ex.ids)
+      if (id >= n_vocab) fail("{}: token id {} is outside the model's vocabulary [0, {})", ex.where, id, n_vocab);
+    if (ex.mask.empty()) {
+      stream.insert(stream.end(), ex.ids.begin(), ex.ids.end());
+      continue;
+    }
+    if (int64_t(ex.ids.size()) > W)
+      fail("{}: example of {} tokens is longer than the context (--seq-len {} + 1)", ex.where, ex.ids.size(), seq_len);
+    d.ids_.insert(d.ids_.end(), ex.ids.begin(), ex.ids.end());
+    d.ids_.resize(size_t((d.n_rows_ + 1) * W), 0);  // pad
+    d.mask_.insert(d.mask_.end(), ex.mask.begin(), ex.mask.end());
+    d.mask_.resize(size_t((d.n_rows_ + 1) * W), 0);
+    ++d.n_rows_;
+  }
+  // windows of W tokens, overlapping by one: the last token of a window is the first input of the next
+  for (size_t start = 0; start + size_t(W) <= stream.size(); start += size_t(seq_len)) {
+    d.ids_.insert(d.ids_.end(), stream.begin() + int64_t(start), stream.begin() + int64_t(start) + W);
+    d.mask_.insert(d.mask_.end(), size_t(W), 1);
+    ++d.n_rows_;
+  }
+  if (d.n_rows_ == 0)
+    fail("the data holds {} packable tokens, fewer than one row of --seq-len {} + 1", stream.size(), seq_len);
+  return d;
+}
+
+int64_t TokenDataset::n_target_tokens() const {
+  int64_t n = 0;
+  for (int64_t r = 0; r < n_rows_; ++r)
+    for (int64_t t = 1; t <= seq_len_; ++t) n += mask_[size_t(r * (seq_len_ + 1) + t)];
+  return n;
+}
+
+void TokenDataset::row(int64_t r, int32_t* ids, int32_t* targets) const {
+  DISTILL_ASSERT(r >= 0 && r < n_rows_);
+  const int32_t* src = ids_.data() + r * (seq_len_ + 1);
+  const uint8_t* m = mask_.data() + r * (seq_len_ + 1);
+  for (int64_t t = 0; t < seq_len_; ++t) {
+    ids[t] = src[t];
+    targets[t] = m[t + 1] ? src[t + 1] : kIgnoreIndex;  // position t predicts token t+1
+  }
+}
+
+TokenDataset TokenDataset::split_off(double fraction, uint64_t seed) {
+  const int64_t n_held = std::min<int64_t>(n_rows_ - 1, int64_t(double(n_rows_) * fraction + 0.5));
+  TokenDataset held;
+  held.seq_len_ = seq_len_;
+  if (n_held <= 0) return held;
+  std::vector<int64_t> order(static_cast<size_t>(n_rows_));
+  std::iota(order.begin(), order.end(), 0);
+  Rng rng(seed ^ 0x5eed5eedull);
+  for (int64_t i = n_rows_ - 1; i > 0; --i) std::swap(order[size_t(i)], order[size_t(rng.next_u64() % uint64_t(i + 1))]);
+  std::vector<uint8_t> is_held(size_t(n_rows_), 0);
+  for (int64_t i = 0; i < n_held; ++i) is_held[size_t(order[size_t(i)])] = 1;
+  const int64_t W = seq_len_ + 1;
+  TokenDataset kept;
+  kept.seq_len_ = seq_len_;
+  for (int64_t r = 0; r < n_rows_; ++r) {
+    TokenDataset& dst = is_held[size_t(r)] ? held : kept;
+    dst.ids_.insert(dst.ids_.end(), ids_.begin() + r * W, ids_.begin() + (r + 1) * W);
+    dst.mask_.insert(dst.mask_.end(), mask_.begin() + r * W, mask_.begin() + (r + 1) * W);
+    ++dst.n_rows_;
+  }
+  *this = std::move(kept);
+  return held;
+}
+
+}  // namespace distill

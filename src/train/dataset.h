@@ -1,0 +1,49 @@
+// Training data as fixed-length rows of token ids with a loss mask.
+//
+// Sources (JSONL, one example per line; blank lines are errors so a truncated file is noticed):
+//   {"ids": [..]}                         pre-tokenised text: packed into the row stream
+//   {"ids": [..], "mask": [0/1, ..]}      pre-tokenised example: its own row; the loss is on the
+//                                         positions whose mask is 1 (e.g. assistant tokens)
+// Text sources ({"text"}, {"prompt","completion"}, {"messages"}, plain .txt files) go through a
+// tokenizer and chat template: see text_examples.h.
+//
+// Packing: packable examples are concatenated (each followed by nothing: documents carry their
+// own BOS/EOS) and cut into windows of seq_len + 1 tokens, consecutive windows sharing one token.
+// Masked examples get a row each, padded; one longer than seq_len + 1 is refused.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace distill {
+
+struct Example {
+  std::vector<int32_t> ids;
+  std::vector<uint8_t> mask;  // empty: every position is a target and the example is packable
+  std::string where;          // "file.jsonl:12", for messages
+};
+
+// Reads pre-tokenised JSONL. Throws "<file>:<line>: reason" for malformed lines.
+std::vector<Example> read_token_jsonl(const std::string& path);
+
+class TokenDataset {
+public:
+  // Builds rows of seq_len + 1 ids. Throws for ids outside [0, n_vocab) and over-long examples.
+  static TokenDataset build(const std::vector<Example>& examples, int64_t seq_len, int64_t n_vocab);
+
+  int64_t n_rows() const { return n_rows_; }
+  int64_t seq_len() const { return seq_len_; }
+  int64_t n_target_tokens() const;
+  // Input ids [seq_len] and targets [seq_len] (-100 where no loss) of row r.
+  void row(int64_t r, int32_t* ids, int32_t* targets) const;
+  // Moves every k-th row (by a seeded shuffle) into a held-out set; returns it.
+  TokenDataset split_off(double fraction, uint64_t seed);
+
+private:
+  int64_t seq_len_ = 0, n_rows_ = 0;
+  std::vector<int32_t> ids_;   // [n_rows, seq_len + 1]
+  std::vector<uint8_t> mask_;  // [n_rows, seq_len + 1]: 1 = this token is a target
+};
+
+}  // namespace distill

@@ -1,0 +1,84 @@
+#include "train/train_checkpoint.h"
+
+#include "core/error.h"
+#include "formats/mapped_file.h"
+#include "formats/safetensors.h"
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+namespace distill {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+bool train_checkpoint_exists(const std::string& dir) { return fs::exists(fs::path(dir) / "state.json"); }
+
+void save_train_checkpoint(const std::string& dir, const ParamArena& arena, AdamW& opt, const TrainState& state,
+                           const json& settings) {
+  const fs::path final_dir(dir), tmp_dir = dir + ".tmp", old_dir = dir + ".old";
+  std::error_code ec;
+  fs::remove_all(tmp_dir, ec);
+  fs::create_directories(tmp_dir, ec);
+  if (ec) fail("{}: cannot create checkpoint directory: {}", tmp_dir.string(), ec.message());
+
+  // Parameters as f32 views into the arena (no copy).
+  Tensor params = Tensor::view(DType::F32, {int64_t(arena.size())}, const_cast<float*>(arena.data()), nullptr);
+  SafetensorsWriter model;
+  for (const ParamEntry& e : arena.entries()) model.add(e.name, params.subview(int64_t(e.offset), e.shape));
+  model.write((tmp_dir / "model.safetensors").string());
+  SafetensorsWriter moments;
+  moments.add("m", opt.m());
+  moments.add("v", opt.v());
+  moments.write((tmp_dir / "optimizer.safetensors").string());
+  const json st = {{"format", 1}, {"step", state.step}, {"epoch", state.epoch}, {"cursor", state.cursor},
+                   {"adamw_steps", opt.steps()}, {"settings", settings}};
+  const std::string text = st.dump(2);
+  write_file_atomic((tmp_dir / "state.json").string(), text.data(), text.size());
+
+  // Swap directories: old -> .old, tmp -> final, drop .old. A crash between the renames leaves
+  // .old (complete) which load falls back to.
+  fs::remove_all(old_dir, ec);
+  if (fs::exists(final_dir)) fs::rename(final_dir, old_dir);
+  fs::rename(tmp_dir, final_dir);
+  fs::remove_all(old_dir, ec);
+}
+
+TrainState load_train_checkpoint(const std::string& dir_in, ParamArena& arena, AdamW& opt, const json& settings) {
+  std::string dir = dir_in;
+  if (!train_checkpoint_exists(dir) && train_checkpoint_exists(dir + ".old")) dir += ".old";
+  return with_context(dir, [&] {
+    json st;
+    {
+      std::ifstream in(fs::path(dir) / "state.json");
+      try {
+        st = json::parse(in);
+      } catch (const json::exception& e) {
+        fail("state.json: malformed JSON: {}", e.what());
+      }
+    }
+    for (const auto& [key, value] : settings.items()) {
+      if (!st["settings"].contains(key) || st["settings"][key] != value)
+        fail("the checkpoint was written with {} = {}, this run has {} = {}; use the same settings or a new --out",
+             key, st["settings"].contains(key) ? st["settings"][key].dump() : "(unset)", key, value.dump());
+    }
+    const SafetensorsFile model = SafetensorsFile::open((fs::path(dir) / "model.safetensors").string());
+    for (const ParamEntry& e : arena.entries()) {
+      const Tensor t = model.get(e.name);
+      if (t.dtype() != DType::F32 || t.shape() != e.shape) fail("tensor '{}' does not match the model", e.name);
+      std::memcpy(arena.data() + e.offset, t.raw(), t.nbytes());
+    }
+    const SafetensorsFile moments = SafetensorsFile::open((fs::path(dir) / "optimizer.safetensors").string());
+    for (const char* name : {"m", "v"}) {
+      const Tensor t = moments.get(name);
+      Tensor& dst = std::string(name) == "m" ? opt.m() : opt.v();
+      if (t.numel() != dst.numel() || t.dtype() != DType::F32) fail("optimizer.safetensors: '{}' has the wrong size", name);
+      std::memcpy(dst.raw(), t.raw(), t.nbytes());
+    }
+    opt.set_steps(st.at("adamw_steps").get<int64_t>());
+    return TrainState{st.at("step").get<int64_t>(), st.at("epoch").get<int64_t>(), st.at("cursor").get<int64_t>()};
+  });
+}
+
+}  // namespace distill

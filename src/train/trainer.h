@@ -1,0 +1,51 @@
+// Trainer: the training loop of `distill train` — micro-batches with gradient accumulation,
+// cross-entropy and/or distillation from a local teacher's logits, AdamW with warmup and decay,
+// gradient clipping, held-out evaluation, atomic checkpoints with bit-for-bit resume, progress,
+// metrics.jsonl and report.html.
+#pragma once
+
+#include "model/model.h"
+#include "train/adamw.h"
+#include "train/dataset.h"
+#include "train/kd_loss.h"
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+
+namespace distill {
+
+struct TrainSettings {
+  int64_t batch = 8;          // sequences per micro-batch
+  int64_t seq_len = 256;
+  int64_t grad_accum = 1;     // micro-batches per optimizer step
+  int64_t steps = 0;          // optimizer steps; 0 = derive from epochs
+  double epochs = 1.0;
+  LrSchedule lr;
+  AdamWSettings adamw;
+  float clip = 1.0f;          // global gradient-norm clip (0 = off)
+  uint64_t seed = 1;
+  int64_t eval_every = 0;     // steps between held-out evaluations (0 = only at the end)
+  int64_t save_every = 0;     // steps between checkpoints (0 = only at the end)
+  float kd_alpha = 0.5f;      // loss = (1 − α)·CE + α·KD when a teacher is given
+  KdSettings kd;
+  std::string out_dir;
+
+  // The settings that define the run (a resumed run must use the same ones).
+  nlohmann::json to_json() const;
+};
+
+struct TrainSummary {
+  int64_t steps = 0;
+  double final_loss = 0, eval_loss = -1, tokens_per_s = 0, seconds = 0;
+  int64_t tokens = 0;
+};
+
+// Trains `student` (its weights are replaced by an f32 arena) on `train`; `eval` may be empty;
+// `teacher` (null for none) must share the student's vocabulary up to padding.
+// Writes OUT/checkpoint (every save_every steps), OUT/metrics.jsonl, and at the end OUT/config.json,
+// OUT/model.safetensors and OUT/report.html. With resume, continues from OUT/checkpoint.
+TrainSummary train_model(Model& student, const TokenDataset& train, const TokenDataset& eval, const Model* teacher,
+                         const TrainSettings& settings, bool resume);
+
+}  // namespace distill
