@@ -11,6 +11,8 @@ packages=(
   libfmt-dev               # messages
   libgtest-dev             # tests
   libbenchmark-dev         # micro-benchmarks
+  libpcre2-dev             # tokenizer pre-tokenizer regexes (Unicode classes, lookahead)
+  libicu-dev               # Unicode NFC normalisation of tokenizer input
 )
 
 missing=()

@@ -11,5 +11,6 @@ void register_forward(CLI::App& app);
 void register_demo(CLI::App& app);
 void register_train(CLI::App& app);
 void register_init(CLI::App& app);
+void register_tokenize(CLI::App& app);
 
 }  // namespace distill

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
 
   distill::register_forward(app);
   distill::register_init(app);
+  distill::register_tokenize(app);
   distill::register_train(app);
   distill::register_demo(app);
 
