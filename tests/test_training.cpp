@@ -121,6 +121,29 @@ TEST(Training, DistillsFromATeacher) {
   EXPECT_LT(last_eval_loss(dir / "kd/metrics.jsonl"), 0.3) << "pure distillation teaches the language too";
 }
 
+TEST(Training, TrainsOnTextPromptsAndConversations) {
+  TempDir dir;
+  ASSERT_EQ(run("init --preset tiny --tokenizer bytes -o " + (dir / "student")).exit_code, 0);
+  std::ofstream(dir / "mixed.jsonl")
+      << R"({"text": "Plain text is packed into rows of the sequence length."})" << "\n"
+      << R"({"prompt": "What is 2+3?", "completion": "5"})" << "\n"
+      << R"({"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]})"
+      << "\n";
+  CliRun r = run("train --student " + (dir / "student") + " --data " + (dir / "mixed.jsonl") + " -o " + (dir / "out") +
+                 " --steps 3 --batch 2 --seq-len 64 --eval-fraction 0");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(fs::exists(dir / "out/tokenizer.json")) << "the trained model keeps its tokenizer";
+  std::ofstream(dir / "book.txt") << std::string(2000, 'x') << " a long plain-text document\n";
+  r = run("train --student " + (dir / "student") + " --data " + (dir / "book.txt") + " -o " + (dir / "out2") +
+          " --steps 2 --batch 2 --seq-len 32 --eval-fraction 0.2");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  // without a tokenizer, text cannot be read
+  ASSERT_EQ(run("init --preset tiny --vocab 300 -o " + (dir / "no-tok")).exit_code, 0);
+  r = run("train --student " + (dir / "no-tok") + " --data " + (dir / "mixed.jsonl") + " -o " + (dir / "out3") + " --steps 1");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("mixed.jsonl:1: {\"text\"} needs a tokenizer"), std::string::npos) << r.output;
+}
+
 TEST(Training, BadInputIsRefusedCleanly) {
   TempDir dir;
   ASSERT_EQ(run("init --preset tiny --vocab 24 -o " + (dir / "student")).exit_code, 0);

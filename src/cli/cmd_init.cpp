@@ -4,6 +4,8 @@
 #include "core/error.h"
 #include "model/arch/arch.h"
 #include "model/model.h"
+#include "tokenizer/byte_vocab.h"
+#include "tokenizer/tokenizer.h"
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -35,25 +37,6 @@ constexpr Preset kPresets[] = {
     {"110m", 768, 12, 12, 12, 2048}, // llama2.c stories110M shape
 };
 
-// Vocabulary size implied by a tokenizer.json: one past the largest id of the model's vocab and
-// the added tokens.
-int64_t tokenizer_vocab_size(const fs::path& path) {
-  std::ifstream in(path);
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: malformed JSON: {}", path.string(), e.what());
-  }
-  int64_t max_id = -1;
-  if (j.contains("model") && j["model"].contains("vocab") && j["model"]["vocab"].is_object())
-    for (const auto& [piece, id] : j["model"]["vocab"].items()) max_id = std::max(max_id, id.get<int64_t>());
-  if (j.contains("added_tokens") && j["added_tokens"].is_array())
-    for (const auto& t : j["added_tokens"]) max_id = std::max(max_id, t.value("id", int64_t(-1)));
-  if (max_id < 0) fail("{}: no vocabulary found", path.string());
-  return max_id + 1;
-}
-
 void run_init(const InitArgs& a) {
   ModelConfig c;
   if (!a.config.empty()) {
@@ -73,10 +56,19 @@ void run_init(const InitArgs& a) {
                         {"rope_theta", a.arch == "llama" ? 10000.0 : 1000000.0}};
     c = ModelConfig::from_json(j, "--preset " + a.preset);
   }
-  if (!a.tokenizer.empty()) {
-    const fs::path tok = fs::path(a.tokenizer) / "tokenizer.json";
+  std::string tokenizer_dir = a.tokenizer;
+  if (a.tokenizer == "bytes") {
+    // a byte-level tokenizer made here (256 bytes + ChatML specials): no download needed
+    tokenizer_dir = (fs::path(a.out) / ".tokenizer-bytes").string();
+    write_tokenizer_files(tokenizer_dir, make_byte_level_tokenizer());
+  }
+  if (!tokenizer_dir.empty()) {
+    const fs::path tok = fs::path(tokenizer_dir) / "tokenizer.json";
     if (!fs::exists(tok)) fail("--tokenizer {}: no tokenizer.json in it", a.tokenizer);
-    c.n_vocab = tokenizer_vocab_size(tok);
+    const auto t = Tokenizer::load(tokenizer_dir);  // refuses a tokenizer we cannot run, now rather than later
+    c.n_vocab = t->vocab_size();
+    if (t->bos_id() >= 0) c.bos_token_id = t->bos_id();
+    if (t->eos_id() >= 0) c.eos_token_ids = {t->eos_id()};
   }
   if (a.vocab > 0) c.n_vocab = a.vocab;
   const DType dt = a.dtype == "bf16" ? DType::BF16 : a.dtype == "f16" ? DType::F16 : DType::F32;
@@ -84,12 +76,13 @@ void run_init(const InitArgs& a) {
   c.torch_dtype = a.dtype == "bf16" ? "bfloat16" : a.dtype == "f16" ? "float16" : "float32";
   // GPT-2-style initialisation: N(0, 0.02²) for every matrix.
   Model::random(c, dt, a.seed, 0.02f).save(a.out);
-  if (!a.tokenizer.empty()) {
+  if (!tokenizer_dir.empty()) {
     for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}) {
-      const fs::path src = fs::path(a.tokenizer) / f;
+      const fs::path src = fs::path(tokenizer_dir) / f;
       if (fs::exists(src)) fs::copy_file(src, fs::path(a.out) / f, fs::copy_options::overwrite_existing);
     }
   }
+  if (a.tokenizer == "bytes") fs::remove_all(tokenizer_dir);
   std::printf("%s: %s, %.2f M parameters (%lld layers, dim %lld, vocab %lld), %s\n", a.out.c_str(), c.model_type.c_str(),
               double(c.n_params()) / 1e6, (long long)c.n_layer, (long long)c.n_embd, (long long)c.n_vocab, a.dtype.c_str());
 }
@@ -102,7 +95,7 @@ void register_init(CLI::App& app) {
   cmd->add_option("--preset", a->preset, "tiny | 15m | 30m | 110m")->capture_default_str();
   cmd->add_option("--config", a->config, "A config.json to use instead of a preset");
   cmd->add_option("--arch", a->arch, "model_type of a preset: llama | qwen2 | qwen3 | mistral")->capture_default_str();
-  cmd->add_option("--tokenizer", a->tokenizer, "Directory whose tokenizer files are copied (sets the vocabulary size)");
+  cmd->add_option("--tokenizer", a->tokenizer, "Directory whose tokenizer files are copied (sets the vocabulary size), or \"bytes\" for a byte-level tokenizer made here");
   cmd->add_option("--vocab", a->vocab, "Vocabulary size (overrides the preset and the tokenizer)")->check(CLI::PositiveNumber);
   cmd->add_option("--dtype", a->dtype, "Weight dtype: f32 | bf16 | f16")->capture_default_str();
   cmd->add_option("--seed", a->seed, "Initialisation seed")->capture_default_str();

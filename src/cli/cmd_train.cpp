@@ -2,7 +2,10 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "model/model.h"
+#include "tokenizer/chat_template.h"
+#include "tokenizer/tokenizer.h"
 #include "train/dataset.h"
+#include "train/examples.h"
 #include "train/trainer.h"
 
 #include <CLI/CLI.hpp>
@@ -20,7 +23,7 @@ namespace fs = std::filesystem;
 namespace {
 
 struct TrainArgs {
-  std::string student, teacher, data, eval_data, out, loss = "auto", schedule = "cosine", topk_mode = "renormalize";
+  std::string student, teacher, data, eval_data, out, loss = "auto", schedule = "cosine", chat_template;
   double eval_fraction = 0.05;
   bool resume = false, no_t2 = false;
   TrainSettings s;
@@ -46,13 +49,6 @@ void check_teacher_compatible(const std::string& student_dir, const Model& stude
     fail("--teacher has {} vocabulary rows and --student {}, and no shared tokenizer.json shows that they differ only "
          "by padding; use sequence-level distillation instead",
          teacher.config.n_vocab, student.config.n_vocab);
-}
-
-std::vector<Example> read_examples(const std::string& path) {
-  if (fs::path(path).extension() != ".jsonl")
-    fail("{}: training data must be JSONL (.jsonl) of token ids: {{\"ids\": [...]}} or {{\"ids\": [...], \"mask\": [...]}}",
-         path);
-  return read_token_jsonl(path);
 }
 
 // Refuses an output directory we cannot write, before any work is done.
@@ -90,9 +86,19 @@ void run_train(TrainArgs& a) {
   a.s.lr.decay = parse_lr_decay(a.schedule);
   a.s.out_dir = a.out;
 
-  TokenDataset train = TokenDataset::build(read_examples(a.data), a.s.seq_len, student.config.n_vocab);
+  // The student's tokenizer and chat template turn text into tokens (optional for token-id data).
+  std::shared_ptr<const Tokenizer> tok;
+  if (fs::exists(fs::path(a.student) / "tokenizer.json")) tok = Tokenizer::load(a.student);
+  std::unique_ptr<ChatTemplate> tmpl;
+  if (!a.chat_template.empty()) tmpl = std::make_unique<ChatTemplate>(ChatTemplate::by_name(a.chat_template));
+  else if (tok && !tok->chat_template().empty()) tmpl = std::make_unique<ChatTemplate>(ChatTemplate::detect(*tok));
+  if (tok && tok->vocab_size() > student.config.n_vocab)
+    fail("{}: the tokenizer has {} tokens but the model only {} embedding rows", a.student, tok->vocab_size(),
+         student.config.n_vocab);
+  auto read = [&](const std::string& path) { return read_examples(path, tok.get(), tmpl.get()); };
+  TokenDataset train = TokenDataset::build(read(a.data), a.s.seq_len, student.config.n_vocab);
   TokenDataset eval;
-  if (!a.eval_data.empty()) eval = TokenDataset::build(read_examples(a.eval_data), a.s.seq_len, student.config.n_vocab);
+  if (!a.eval_data.empty()) eval = TokenDataset::build(read(a.eval_data), a.s.seq_len, student.config.n_vocab);
   else if (a.eval_fraction > 0) eval = train.split_off(a.eval_fraction, a.s.seed);
 
   bool created = false;
@@ -123,7 +129,11 @@ void register_train(CLI::App& app) {
   auto a = std::make_shared<TrainArgs>();
   CLI::App* cmd = app.add_subcommand("train", "Train or distil a student model");
   cmd->add_option("--student", a->student, "Student model directory (e.g. from `distill init`)")->required();
-  cmd->add_option("--data", a->data, "Training data, JSONL of token ids")->required();
+  cmd->add_option("--data", a->data,
+                  "Training data: a text file, or JSONL of {\"text\"}, {\"prompt\",\"completion\"}, {\"messages\"} "
+                  "or {\"ids\"[,\"mask\"]}")->required();
+  cmd->add_option("--chat-template", a->chat_template, "Chat format for prompts and messages (default: detected from "
+                  "the tokenizer): " + [] { std::string s; for (auto& n : ChatTemplate::names()) s += (s.empty() ? "" : ", ") + n; return s; }());
   cmd->add_option("-o,--out", a->out, "Output model directory (also holds checkpoint/, metrics.jsonl, report.html)")->required();
   cmd->add_option("--eval", a->eval_data, "Held-out data (default: --eval-fraction of --data)");
   cmd->add_option("--eval-fraction", a->eval_fraction, "Rows of --data held out when --eval is not given")->capture_default_str();

@@ -10,6 +10,7 @@
 #pragma once
 
 #include "core/tensor.h"
+#include "core/atomic_file.h"
 #include "formats/mapped_file.h"
 
 #include <map>

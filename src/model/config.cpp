@@ -1,7 +1,7 @@
 #include "model/config.h"
 
 #include "core/error.h"
-#include "formats/mapped_file.h"
+#include "core/atomic_file.h"
 #include "model/arch/arch.h"
 
 #include <nlohmann/json.hpp>

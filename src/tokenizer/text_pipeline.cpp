@@ -146,7 +146,7 @@ std::unique_ptr<Normalizer> Normalizer::from_json(const json& j, const std::stri
     r->content = j.at("content").get<std::string>();
     return r;
   }
-  fail("{}: normalizer type '{}' is not supported (supported: Sequence, NFC, NFKC, Prepend, Replace)", path, type);
+  fail("{}: type '{}' is not supported (supported normalizers: Sequence, NFC, NFKC, Prepend, Replace)", path, type);
 }
 
 // ---------------------------------------------------------------------------- pre-tokenizers
@@ -290,7 +290,7 @@ std::unique_ptr<PreTokenizer> PreTokenizer::from_json(const json& j, const std::
     d->re = std::make_unique<Regex>(j.value("individual_digits", false) ? R"(\p{N})" : R"(\p{N}+)");
     return d;
   }
-  fail("{}: pre_tokenizer type '{}' is not supported (supported: Sequence, Split, ByteLevel, Metaspace, Digits)", path, type);
+  fail("{}: type '{}' is not supported (supported pre-tokenizers: Sequence, Split, ByteLevel, Metaspace, Digits)", path, type);
 }
 
 // ---------------------------------------------------------------------------- decoders
@@ -419,7 +419,7 @@ std::unique_ptr<TokenDecoder> TokenDecoder::from_json(const json& j, const std::
     m->strip_leading = scheme != "never";
     return m;
   }
-  fail("{}: decoder type '{}' is not supported (supported: Sequence, ByteLevel, ByteFallback, Fuse, Replace, Strip, "
+  fail("{}: type '{}' is not supported (supported decoders: Sequence, ByteLevel, ByteFallback, Fuse, Replace, Strip, "
        "Metaspace)", path, type);
 }
 

@@ -4,52 +4,10 @@
 #include "core/rng.h"
 #include "train/losses.h"
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
-#include <fstream>
 #include <numeric>
 
 namespace distill {
-
-using nlohmann::json;
-
-std::vector<Example> read_token_jsonl(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) fail("{}: cannot open", path);
-  std::vector<Example> out;
-  std::string line;
-  for (int64_t n = 1; std::getline(in, line); ++n) {
-    const std::string where = path + ":" + std::to_string(n);
-    with_context(where, [&] {
-      if (line.find_first_not_of(" \t\r") == std::string::npos) fail("empty line");
-      json j;
-      try {
-        j = json::parse(line);
-      } catch (const json::exception& e) {
-        fail("malformed JSON: {}", e.what());
-      }
-      if (!j.is_object() || !j.contains("ids")) fail("expected an object with \"ids\"");
-      if (!j["ids"].is_array() || j["ids"].empty()) fail("\"ids\" must be a non-empty array of token ids");
-      Example ex;
-      ex.where = where;
-      for (const json& v : j["ids"]) {
-        if (!v.is_number_integer()) fail("\"ids\" holds a non-integer: {}", v.dump());
-        const int64_t id = v.get<int64_t>();
-        if (id < 0 || id > INT32_MAX) fail("token id {} is out of range", id);
-        ex.ids.push_back(int32_t(id));
-      }
-      if (j.contains("mask")) {
-        if (!j["mask"].is_array() || j["mask"].size() != ex.ids.size())
-          fail("\"mask\" must be an array as long as \"ids\" ({})", ex.ids.size());
-        for (const json& v : j["mask"]) ex.mask.push_back(v == 1 || v == true ? 1 : 0);
-      }
-      out.push_back(std::move(ex));
-    });
-  }
-  if (out.empty()) fail("{}: no examples", path);
-  return out;
-}
 
 TokenDataset TokenDataset::build(const std::vector<Example>& examples, int64_t seq_len, int64_t n_vocab) {
   TokenDataset d;

@@ -1,11 +1,4 @@
-// Training data as fixed-length rows of token ids with a loss mask.
-//
-// Sources (JSONL, one example per line; blank lines are errors so a truncated file is noticed):
-//   {"ids": [..]}                         pre-tokenised text: packed into the row stream
-//   {"ids": [..], "mask": [0/1, ..]}      pre-tokenised example: its own row; the loss is on the
-//                                         positions whose mask is 1 (e.g. assistant tokens)
-// Text sources ({"text"}, {"prompt","completion"}, {"messages"}, plain .txt files) go through a
-// tokenizer and chat template: see text_examples.h.
+// Training data as fixed-length rows of token ids with a loss mask (examples.h reads the files).
 //
 // Packing: packable examples are concatenated (each followed by nothing: documents carry their
 // own BOS/EOS) and cut into windows of seq_len + 1 tokens, consecutive windows sharing one token.
@@ -23,9 +16,6 @@ struct Example {
   std::vector<uint8_t> mask;  // empty: every position is a target and the example is packable
   std::string where;          // "file.jsonl:12", for messages
 };
-
-// Reads pre-tokenised JSONL. Throws "<file>:<line>: reason" for malformed lines.
-std::vector<Example> read_token_jsonl(const std::string& path);
 
 class TokenDataset {
 public:

@@ -1,6 +1,6 @@
 #include "train/report.h"
 
-#include "formats/mapped_file.h"
+#include "core/atomic_file.h"
 
 #include <fmt/format.h>
 

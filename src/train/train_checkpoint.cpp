@@ -1,7 +1,7 @@
 #include "train/train_checkpoint.h"
 
 #include "core/error.h"
-#include "formats/mapped_file.h"
+#include "core/atomic_file.h"
 #include "formats/safetensors.h"
 
 #include <cstring>

@@ -4,7 +4,7 @@
 #include "core/progress.h"
 #include "core/rng.h"
 #include "core/threads.h"
-#include "formats/mapped_file.h"
+#include "core/atomic_file.h"
 #include "model/decoder.h"
 #include "train/losses.h"
 #include "train/param_arena.h"

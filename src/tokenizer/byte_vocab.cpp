@@ -1,0 +1,95 @@
+#include "tokenizer/byte_vocab.h"
+
+#include "core/atomic_file.h"
+#include "tokenizer/regex.h"
+#include "tokenizer/text_pipeline.h"
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <map>
+
+namespace distill {
+
+using nlohmann::json;
+
+namespace {
+const char* kSplit = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+}
+
+TokenizerFiles make_byte_level_tokenizer(const std::string& training_text, int n_merges) {
+  json vocab = json::object();
+  std::vector<std::string> id_to_token;
+  for (int b = 0; b < 256; ++b) {
+    vocab[byte_to_unicode(uint8_t(b))] = b;
+    id_to_token.push_back(byte_to_unicode(uint8_t(b)));
+  }
+  // Learn merges: words as sequences of token strings; repeatedly merge the most frequent pair.
+  std::map<std::string, int64_t> word_counts;
+  if (!training_text.empty() && n_merges > 0) {
+    Regex re(kSplit);
+    for (auto [b, e] : re.find_all(training_text)) ++word_counts[training_text.substr(b, e - b)];
+  }
+  std::vector<std::pair<std::vector<std::string>, int64_t>> words;
+  for (const auto& [w, c] : word_counts) {
+    std::vector<std::string> syms;
+    for (unsigned char ch : w) syms.push_back(byte_to_unicode(ch));
+    words.push_back({syms, c});
+  }
+  json merges = json::array();
+  for (int m = 0; m < n_merges; ++m) {
+    std::map<std::pair<std::string, std::string>, int64_t> pairs;
+    for (const auto& [syms, c] : words)
+      for (size_t i = 0; i + 1 < syms.size(); ++i) pairs[{syms[i], syms[i + 1]}] += c;
+    if (pairs.empty()) break;
+    auto best = pairs.begin();
+    for (auto it = pairs.begin(); it != pairs.end(); ++it)
+      if (it->second > best->second) best = it;  // ties: the first in sorted order, deterministic
+    if (best->second < 2) break;
+    const auto [a, b] = best->first;
+    merges.push_back(json::array({a, b}));
+    vocab[a + b] = int(id_to_token.size());
+    id_to_token.push_back(a + b);
+    for (auto& [syms, c] : words) {
+      std::vector<std::string> next;
+      for (size_t i = 0; i < syms.size(); ++i) {
+        if (i + 1 < syms.size() && syms[i] == a && syms[i + 1] == b) next.push_back(a + b), ++i;
+        else next.push_back(syms[i]);
+      }
+      syms = std::move(next);
+    }
+  }
+  json added = json::array();
+  int next_id = int(id_to_token.size());
+  for (const char* special : {"<|endoftext|>", "<|im_start|>", "<|im_end|>"})
+    added.push_back({{"id", next_id++}, {"content", special}, {"single_word", false}, {"lstrip", false},
+                     {"rstrip", false}, {"normalized", false}, {"special", true}});
+  json tok = {
+      {"version", "1.0"},
+      {"added_tokens", added},
+      {"normalizer", nullptr},
+      {"pre_tokenizer",
+       {{"type", "Sequence"},
+        {"pretokenizers",
+         {{{"type", "Split"}, {"pattern", {{"Regex", kSplit}}}, {"behavior", "Isolated"}, {"invert", false}},
+          {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false}, {"use_regex", false}}}}}},
+      {"post_processor", nullptr},
+      {"decoder", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false}, {"use_regex", false}}},
+      {"model",
+       {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"byte_fallback", false}, {"fuse_unk", false},
+        {"ignore_merges", false}, {"vocab", vocab}, {"merges", merges}}}};
+  json cfg = {{"tokenizer_class", "PreTrainedTokenizerFast"}, {"bos_token", nullptr}, {"eos_token", "<|im_end|>"},
+              {"pad_token", "<|endoftext|>"}, {"add_bos_token", false},
+              {"chat_template",
+               "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+               "'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"}};
+  return {tok.dump(), cfg.dump(2)};
+}
+
+void write_tokenizer_files(const std::string& dir, const TokenizerFiles& f) {
+  std::filesystem::create_directories(dir);
+  write_file_atomic(dir + "/tokenizer.json", f.tokenizer_json.data(), f.tokenizer_json.size());
+  write_file_atomic(dir + "/tokenizer_config.json", f.tokenizer_config_json.data(), f.tokenizer_config_json.size());
+}
+
+}  // namespace distill

@@ -1,0 +1,57 @@
+// Chat templates: render a conversation into the text a model was fine-tuned on. The Jinja
+// templates of tokenizer_config.json are recognised by their markers and rendered by built-in
+// C++ code for each family (no Jinja interpreter): the formats are few and fixed, and a renderer
+// we wrote and tested is safer than executing template code from a downloaded file.
+//
+//   chatml      <|im_start|>role\n…<|im_end|>\n                     (generic ChatML)
+//   qwen2.5     ChatML with Qwen's default system prompt
+//   qwen3       ChatML; earlier assistant turns lose their <think>…</think> reasoning
+//   llama3      <|start_header_id|>role<|end_header_id|>\n\n…<|eot_id|>
+//   llama2      <s>[INST] <<SYS>>\n…\n<</SYS>>\n\n… [/INST] … </s>
+//   mistral     <s>[INST] … [/INST]…</s>
+//   deepseek-r1 <｜begin▁of▁sentence｜>system<｜User｜>…<｜Assistant｜>…<｜end▁of▁sentence｜>
+#pragma once
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <string>
+#include <vector>
+
+namespace distill {
+
+class Tokenizer;
+
+struct ChatMessage {
+  std::string role;     // system | user | assistant
+  std::string content;
+};
+
+// Reads [{"role": ..., "content": ...}, ...]; throws naming the bad element.
+std::vector<ChatMessage> parse_messages(const nlohmann::json& j);
+
+class ChatTemplate {
+public:
+  enum class Family { ChatML, Qwen25, Qwen3, Llama3, Llama2, Mistral, DeepSeekR1 };
+
+  // The family of the tokenizer's chat_template; throws listing the known names if unrecognised.
+  static ChatTemplate detect(const Tokenizer& tok);
+  // By name (chatml, qwen2.5, qwen3, llama3, llama2, mistral, deepseek-r1); throws listing them.
+  static ChatTemplate by_name(const std::string& name);
+  static std::vector<std::string> names();
+
+  // The prompt text; with add_generation_prompt, ends where the assistant's reply begins.
+  std::string render(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const;
+  const char* name() const;
+  Family family() const { return family_; }
+
+  // Token ids of a conversation and a mask that is 1 on the assistant replies (and the token
+  // that ends each reply): the targets of supervised fine-tuning.
+  void tokenize_conversation(const Tokenizer& tok, const std::vector<ChatMessage>& messages,
+                             std::vector<int32_t>* ids, std::vector<uint8_t>* mask) const;
+
+private:
+  explicit ChatTemplate(Family f) : family_(f) {}
+  Family family_;
+};
+
+}  // namespace distill
