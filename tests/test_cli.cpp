@@ -87,6 +87,26 @@ TEST(Cli, ForwardWithTargetsDumpsReferenceGradients) {
   EXPECT_EQ(n_grads, 38);  // embeddings + 3 layers × 12 + final norm (tied head)
 }
 
+TEST(Cli, RunGeneratesReproduciblyAndReportsSpeed) {
+  TempDir dir;
+  ASSERT_EQ(run("init --preset tiny --tokenizer bytes -o " + (dir / "m")).exit_code, 0);
+  CliRun a = run("run " + (dir / "m") + " -p 'Hello there' -n 16 --seed 5 --no-color");
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  EXPECT_NE(a.output.find("generated 16 tokens"), std::string::npos) << a.output;
+  EXPECT_NE(a.output.find("decode"), std::string::npos);
+  CliRun b = run("run " + (dir / "m") + " -p 'Hello there' -n 16 --seed 5 --no-color");
+  EXPECT_EQ(a.output.substr(0, a.output.find("[prompt")), b.output.substr(0, b.output.find("[prompt")))
+      << "the same seed gives the same text";
+  CliRun chat = run("run " + (dir / "m") + " --chat -n 4 --no-color < /dev/null");
+  EXPECT_EQ(chat.exit_code, 0) << chat.output;
+  CliRun bad = run("run " + (dir / "missing") + " -p hi");
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.output.find("missing"), std::string::npos);
+  CliRun tmpl = run("run " + (dir / "m") + " -p hi --chat-template nope");
+  EXPECT_EQ(tmpl.exit_code, 1);
+  EXPECT_NE(tmpl.output.find("known: chatml"), std::string::npos) << tmpl.output;
+}
+
 TEST(Cli, BadInputFailsCleanly) {
   TempDir dir;
   const TensorStore ref = TensorStore::open_file(test::reference_path("llama-tiny.safetensors"));

@@ -12,5 +12,6 @@ void register_demo(CLI::App& app);
 void register_train(CLI::App& app);
 void register_init(CLI::App& app);
 void register_tokenize(CLI::App& app);
+void register_run(CLI::App& app);
 
 }  // namespace distill

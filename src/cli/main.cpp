@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   app.parse_complete_callback([&] { distill::set_num_threads(threads); });
 
   distill::register_forward(app);
+  distill::register_run(app);
   distill::register_init(app);
   distill::register_tokenize(app);
   distill::register_train(app);
