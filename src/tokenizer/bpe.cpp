@@ -73,6 +73,7 @@ const std::string& BpeModel::id_to_token(int32_t id) const {
 
 void BpeModel::encode_word(std::string_view word, std::vector<int32_t>& out) const {
   if (word.size() <= 64) {
+    std::lock_guard<std::mutex> lock(*cache_mutex_);
     auto it = cache_.find(std::string(word));
     if (it != cache_.end()) {
       out.insert(out.end(), it->second.begin(), it->second.end());
@@ -82,6 +83,7 @@ void BpeModel::encode_word(std::string_view word, std::vector<int32_t>& out) con
   const size_t start = out.size();
   encode_uncached(word, out);
   if (word.size() <= 64) {
+    std::lock_guard<std::mutex> lock(*cache_mutex_);
     if (cache_.size() > 100000) cache_.clear();
     cache_.emplace(std::string(word), std::vector<int32_t>(out.begin() + int64_t(start), out.end()));
   }

@@ -8,6 +8,8 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -44,8 +46,9 @@ private:
   int32_t unk_id_ = -1;
   int32_t byte_ids_[256];
   bool byte_fallback_ = false, fuse_unk_ = false, ignore_merges_ = false;
-  // Small per-word cache: text repeats words constantly.
+  // Per-word cache (text repeats words constantly); a Tokenizer is shared between threads.
   mutable std::unordered_map<std::string, std::vector<int32_t>> cache_;
+  mutable std::shared_ptr<std::mutex> cache_mutex_ = std::make_shared<std::mutex>();
 };
 
 }  // namespace distill
