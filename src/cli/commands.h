@@ -13,5 +13,6 @@ void register_train(CLI::App& app);
 void register_init(CLI::App& app);
 void register_tokenize(CLI::App& app);
 void register_run(CLI::App& app);
+void register_rl(CLI::App& app);
 
 }  // namespace distill

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   distill::register_init(app);
   distill::register_tokenize(app);
   distill::register_train(app);
+  distill::register_rl(app);
   distill::register_demo(app);
 
   try {

@@ -1,6 +1,7 @@
 #include "core/rng.h"
 
 #include <cmath>
+#include <utility>
 
 namespace distill {
 
@@ -36,6 +37,14 @@ float Rng::normal() {
   const double u1 = (double(next_u64() >> 11) + 1.0) * 0x1.0p-53;
   const double u2 = double(next_u64() >> 11) * 0x1.0p-53;
   return float(std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2));
+}
+
+std::vector<int64_t> shuffled_indices(int64_t n, uint64_t seed, int64_t epoch) {
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) order[size_t(i)] = i;
+  Rng rng(seed * 0x9e3779b97f4a7c15ull + uint64_t(epoch));
+  for (int64_t i = n - 1; i > 0; --i) std::swap(order[size_t(i)], order[size_t(rng.next_u64() % uint64_t(i + 1))]);
+  return order;
 }
 
 }  // namespace distill

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 namespace distill {
 
@@ -16,5 +17,8 @@ public:
 private:
   uint64_t s_[4];
 };
+
+// 0..n-1 in an order fixed by (seed, epoch): data order that a resumed run reproduces exactly.
+std::vector<int64_t> shuffled_indices(int64_t n, uint64_t seed, int64_t epoch);
 
 }  // namespace distill

@@ -5,7 +5,6 @@
 #include "train/losses.h"
 
 #include <algorithm>
-#include <numeric>
 
 namespace distill {
 
@@ -62,10 +61,7 @@ TokenDataset TokenDataset::split_off(double fraction, uint64_t seed) {
   TokenDataset held;
   held.seq_len_ = seq_len_;
   if (n_held <= 0) return held;
-  std::vector<int64_t> order(static_cast<size_t>(n_rows_));
-  std::iota(order.begin(), order.end(), 0);
-  Rng rng(seed ^ 0x5eed5eedull);
-  for (int64_t i = n_rows_ - 1; i > 0; --i) std::swap(order[size_t(i)], order[size_t(rng.next_u64() % uint64_t(i + 1))]);
+  const std::vector<int64_t> order = shuffled_indices(n_rows_, seed ^ 0x5eed5eedull, 0);
   std::vector<uint8_t> is_held(size_t(n_rows_), 0);
   for (int64_t i = 0; i < n_held; ++i) is_held[size_t(order[size_t(i)])] = 1;
   const int64_t W = seq_len_ + 1;

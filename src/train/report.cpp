@@ -98,6 +98,12 @@ void write_training_report(const std::string& path, const std::string& title, co
     if (!s.points.empty()) losses.push_back(std::move(s));
   }
   html += svg_line_chart("loss", "step", losses) + "<br>";
+  std::vector<Series> rewards;  // reinforcement learning runs
+  for (auto [key, color] : {std::pair{"reward_mean", "#1f77b4"}, {"accuracy", "#2ca02c"}, {"eval_accuracy", "#d62728"}}) {
+    Series s = series_of(metrics, key, color);
+    if (!s.points.empty()) rewards.push_back(std::move(s));
+  }
+  if (!rewards.empty()) html += svg_line_chart("reward and accuracy", "step", rewards) + "<br>";
   html += svg_line_chart("learning rate", "step", {series_of(metrics, "lr", "#ff7f0e")}) + "<br>";
   html += svg_line_chart("tokens/s", "step", {series_of(metrics, "tokens_per_s", "#8c564b")}) + "<br>";
   html += svg_line_chart("gradient norm (before clipping)", "step", {series_of(metrics, "grad_norm", "#7f7f7f")});

@@ -42,16 +42,6 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// The order rows are visited in during one epoch: a permutation seeded by (seed, epoch), so a
-// resumed run visits exactly the rows the uninterrupted run would have.
-std::vector<int64_t> epoch_order(int64_t n_rows, uint64_t seed, int64_t epoch) {
-  std::vector<int64_t> order(static_cast<size_t>(n_rows));
-  std::iota(order.begin(), order.end(), 0);
-  Rng rng(seed * 0x9e3779b97f4a7c15ull + uint64_t(epoch));
-  for (int64_t i = n_rows - 1; i > 0; --i) std::swap(order[size_t(i)], order[size_t(rng.next_u64() % uint64_t(i + 1))]);
-  return order;
-}
-
 // Mean cross-entropy of `model` over every row of `data` (batches padded with ignored rows).
 double evaluate(TrainingPass& pass, const TokenDataset& data, int64_t n_vocab) {
   const int64_t B = pass.n_seq(), T = pass.seq_len();
@@ -140,7 +130,7 @@ TrainSummary train_model(Model& student, const TokenDataset& train, const TokenD
   const int64_t B = s.batch, T = s.seq_len, N = B * T, V = c.n_vocab;
   std::vector<int32_t> ids(static_cast<size_t>(N)), targets(static_cast<size_t>(N));
   std::vector<uint8_t> mask(static_cast<size_t>(N));
-  std::vector<int64_t> order = epoch_order(train.n_rows(), s.seed, state.epoch);
+  std::vector<int64_t> order = shuffled_indices(train.n_rows(), s.seed, state.epoch);
 
   std::fprintf(stderr, "train: %lld rows of %lld tokens (%lld held out), %lld steps of %lld×%lld×%lld tokens, %d threads\n",
                (long long)train.n_rows(), (long long)T, (long long)eval.n_rows(), (long long)total_steps, (long long)B,
@@ -160,7 +150,7 @@ TrainSummary train_model(Model& student, const TokenDataset& train, const TokenD
       for (int64_t b = 0; b < B; ++b) {
         if (state.cursor >= train.n_rows()) {
           ++state.epoch, state.cursor = 0;
-          order = epoch_order(train.n_rows(), s.seed, state.epoch);
+          order = shuffled_indices(train.n_rows(), s.seed, state.epoch);
         }
         train.row(order[size_t(state.cursor++)], ids.data() + b * T, targets.data() + b * T);
       }

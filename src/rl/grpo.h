@@ -1,0 +1,66 @@
+// The GRPO loop of `distill rl`: sample a group of completions per prompt with the current
+// policy, reward them, turn rewards into advantages, and take `epochs` AdamW steps on the clipped
+// surrogate (plus an optional KL to a frozen reference), with logs, held-out accuracy, atomic
+// checkpoints and bit-for-bit resume (rollout seeds derive from the step).
+#pragma once
+
+#include "model/model.h"
+#include "rl/grpo_loss.h"
+#include "rl/rewards.h"
+#include "sample/sampler.h"
+#include "tokenizer/chat_template.h"
+#include "train/adamw.h"
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <vector>
+
+namespace distill {
+
+struct RlTask {
+  nlohmann::json task;            // the JSONL line (answer, tests, ...)
+  std::vector<int32_t> prompt;    // rendered and tokenised
+};
+
+// Reads tasks ({"prompt"} or {"messages"}, plus whatever the rewards need) and renders each with
+// the chat template (generation prompt added) or as plain text with BOS.
+std::vector<RlTask> read_rl_tasks(const std::string& path, const Tokenizer& tok, const ChatTemplate* tmpl);
+
+struct GrpoSettings {
+  int64_t group = 8;
+  int64_t prompts_per_step = 4;
+  int64_t max_new_tokens = 128;
+  float temperature = 1.0f;
+  float clip_low = 0.2f, clip_high = 0.2f;
+  float beta = 0.0f;
+  int64_t epochs = 1;             // optimiser steps per batch of rollouts
+  int64_t steps = 100;
+  int64_t micro_batch = 8;        // rows per forward/backward
+  GrpoLossType loss_type = GrpoLossType::GRPO;
+  AdvantageScaling scaling = AdvantageScaling::Group;
+  bool dynamic_sampling = false;  // replace zero-signal groups by fresh prompts (up to 3 tries)
+  LrSchedule lr;
+  AdamWSettings adamw;
+  float clip_grad = 1.0f;
+  uint64_t seed = 1;
+  int64_t eval_every = 0, save_every = 0;
+  std::string out_dir;
+  nlohmann::json to_json() const;
+};
+
+struct GrpoSummary {
+  int64_t steps = 0;
+  double first_reward = 0, last_reward = 0, eval_accuracy = -1, seconds = 0;
+};
+
+// Greedy held-out score: the fraction of tasks whose `answer` reward is 1 if the spec has one,
+// else the mean reward.
+double evaluate_tasks(const Model& model, const Tokenizer& tok, const std::vector<RlTask>& tasks,
+                      const RewardSpec& reward, int64_t max_new_tokens);
+
+// `policy` is trained in place (its weights move into an f32 arena); `ref` may be null when beta is 0.
+GrpoSummary train_grpo(Model& policy, const Model* ref, const Tokenizer& tok, const std::vector<RlTask>& tasks,
+                       const std::vector<RlTask>& eval_tasks, const RewardSpec& reward, const GrpoSettings& s, bool resume);
+
+}  // namespace distill

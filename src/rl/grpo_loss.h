@@ -1,0 +1,54 @@
+// The GRPO objective (DeepSeekMath / DeepSeek-R1), with the variants the field uses.
+//
+// Advantages, per group of G completions of one prompt with rewards r:
+//   group  (default)  A = (r − mean_group) / (std_group + eps)
+//   batch             A = (r − mean_group) / (std_batch + eps)
+//   none  (Dr. GRPO)  A = r − mean_group
+// (std is the population standard deviation.) A group whose rewards are all equal has A = 0:
+// it carries no signal.
+//
+// Per completion token t, with ratio ρ = exp(logp − logp_old) under the current policy:
+//   L_t = −min(ρ A, clip(ρ, 1 − ε_low, 1 + ε_high) A) + β · KL_t,
+//   KL_t = exp(ref − logp) − (ref − logp) − 1       (the k3 estimator of KL(π‖π_ref), ≥ 0)
+// and the batch loss aggregates the L_t of all completion tokens:
+//   grpo     (1/N) Σ_i (1/|o_i|) Σ_t L_t            mean over tokens of each sequence, then over sequences
+//   bnpo     (1/M) Σ_m (1/T_m) Σ_{t in micro-batch m} L_t     token mean per micro-batch, averaged
+//   dapo     (1/T) Σ_i Σ_t L_t                       token mean over the whole batch
+//   dr_grpo  (1/(N · L_max)) Σ_i Σ_t L_t             constant normaliser: no length bias
+// with N sequences, T active tokens, M micro-batches, L_max the maximum completion length.
+// logp are log-probabilities of the sampled tokens under softmax(logits / temperature).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace distill {
+
+enum class AdvantageScaling { Group, Batch, None };
+enum class GrpoLossType { GRPO, BNPO, DAPO, DrGRPO };
+AdvantageScaling parse_advantage_scaling(const std::string& s);  // group | batch | none
+GrpoLossType parse_grpo_loss_type(const std::string& s);          // grpo | bnpo | dapo | dr_grpo
+
+// rewards [n_groups × group] in group order -> advantages; counts groups without signal.
+std::vector<float> grpo_advantages(const std::vector<double>& rewards, int64_t group, AdvantageScaling scaling,
+                                   int64_t* zero_signal_groups, double eps = 1e-4);
+
+struct GrpoTokenLoss {
+  double loss;     // L_t
+  double d_logp;   // d L_t / d logp
+  bool clipped;    // the clipped branch was taken (no gradient from the surrogate)
+  double kl;       // KL_t (0 when beta = 0)
+};
+
+// One completion token. logp_ref is ignored when beta == 0.
+GrpoTokenLoss grpo_token_loss(double logp, double logp_old, double logp_ref, double advantage, double clip_low,
+                              double clip_high, double beta);
+
+// log softmax(logits / T)[token] and, if d_logits is not null, adds
+// scale · d_logp · d logp / d logits = scale · d_logp · (onehot − softmax(logits/T)) / T.
+double token_logp(const float* logits, int64_t n_vocab, int32_t token, float temperature);
+void token_logp_backward(float* d_logits, const float* logits, int64_t n_vocab, int32_t token, float temperature,
+                         double scale);
+
+}  // namespace distill

@@ -1,0 +1,54 @@
+// Verifiable rewards for GRPO, composable with weights: `--reward answer:1.0,format:0.2`.
+//
+//   answer        1 if the completion's final answer equals the task's "answer" (numbers compared
+//                 numerically, text after normalisation: case, spaces, surrounding $ and braces),
+//                 else 0. The answer is taken from, in order: the last \boxed{…} (nested braces
+//                 allowed), "#### …", <answer>…</answer>, else the last number in the text.
+//   format        1 if the completion is "<think>…</think>" followed by a non-empty answer
+//                 (the generation prompt may already hold the opening "<think>").
+//   regex:PATTERN 1 if PATTERN (PCRE2) matches somewhere in the completion.
+//   length        −(completion tokens ÷ max new tokens): a penalty for long replies.
+//   cmd:PROGRAM   runs PROGRAM (with arguments, split on spaces) in the sandbox with
+//                 {"task": …, "completion": "…"} on stdin; its stdout's first number is the reward
+//                 (0 if it crashes, hangs past the time limit, or prints no number).
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace distill {
+
+class Regex;
+
+// The final answer in a completion, or nothing.
+std::optional<std::string> extract_answer(const std::string& completion);
+// Equal as numbers if both parse as numbers, else as normalised text.
+bool answers_match(const std::string& got, const std::string& want);
+
+struct RewardTerm {
+  std::string kind;    // answer | format | regex | length | cmd
+  std::string arg;     // the pattern or the command
+  double weight = 1.0;
+  std::shared_ptr<Regex> regex;
+};
+
+class RewardSpec {
+public:
+  // "answer:1.0,format:0.2,regex:^\d+$:0.5,cmd:python3 check.py:1" — each term kind[:arg][:weight].
+  static RewardSpec parse(const std::string& spec);
+  // Weighted sum over the terms; `components` (if given) receives each term's unweighted value.
+  double score(const nlohmann::json& task, const std::string& completion, int64_t n_tokens, int64_t max_tokens,
+               std::vector<double>* components = nullptr) const;
+  const std::vector<RewardTerm>& terms() const { return terms_; }
+  bool has_answer() const;
+  double cmd_timeout_s = 10.0;
+
+private:
+  std::vector<RewardTerm> terms_;
+};
+
+}  // namespace distill

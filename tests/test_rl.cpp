@@ -1,0 +1,66 @@
+// distill rl end to end: after supervised training a tiny model answers with a random digit;
+// GRPO with the answer reward (always "7") must raise the mean reward clearly within 30 steps, and
+// must not with the learning rate at zero.
+#include "test_util.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <fstream>
+#include <sys/wait.h>
+
+namespace distill {
+
+namespace {
+int run(const std::string& args, std::string* out = nullptr) {
+  FILE* p = popen((std::string(DISTILL_BINARY) + " " + args + " 2>&1").c_str(), "r");
+  char buf[4096];
+  std::string o;
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) o.append(buf, n);
+  const int st = pclose(p);
+  if (out) *out = o;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+std::pair<double, double> first_and_last_rewards(const std::string& metrics) {
+  std::ifstream in(metrics);
+  std::vector<double> r;
+  for (std::string line; std::getline(in, line);) r.push_back(nlohmann::json::parse(line)["reward_mean"]);
+  double a = 0, b = 0;
+  for (int i = 0; i < 5; ++i) a += r.at(size_t(i)) / 5, b += r.at(r.size() - 1 - size_t(i)) / 5;
+  return {a, b};
+}
+}  // namespace
+
+TEST(Rl, GrpoRaisesTheRewardAndZeroLearningRateDoesNot) {
+  test::TempDir dir;
+  {
+    std::ofstream sft(dir / "sft.jsonl"), tasks(dir / "tasks.jsonl");
+    for (int i = 0; i < 300; ++i) sft << nlohmann::json{{"prompt", "Pick a digit"}, {"completion", std::to_string((i * 7) % 10)}}.dump() << "\n";
+    for (int i = 0; i < 20; ++i) tasks << R"({"prompt": "Pick a digit", "answer": "7"})" << "\n";
+  }
+  std::string out;
+  ASSERT_EQ(run("init --preset tiny --tokenizer bytes -o " + (dir / "s0"), &out), 0) << out;
+  ASSERT_EQ(run("train --student " + (dir / "s0") + " --data " + (dir / "sft.jsonl") + " -o " + (dir / "sft") +
+                " --steps 150 --batch 8 --seq-len 48 --lr 0.003 --eval-fraction 0", &out), 0) << out;
+  const std::string base = "rl --model " + (dir / "sft") + " --tasks " + (dir / "tasks.jsonl") +
+                           " --reward answer --group 8 --prompts-per-step 4 --max-new-tokens 4 --seed 2 ";
+  const std::string rl = base + "--steps 30 ";
+  ASSERT_EQ(run(rl + "--lr 0.003 -o " + (dir / "rl"), &out), 0) << out;
+  const auto [before, after] = first_and_last_rewards(dir / "rl/metrics.jsonl");
+  EXPECT_LT(before, 0.4) << "a random digit is right one time in ten";
+  EXPECT_GT(after, 0.8) << "GRPO teaches the rewarded answer (first 5 steps " << before << ")";
+  ASSERT_EQ(run(rl + "--lr 0 -o " + (dir / "rl0"), &out), 0) << out;
+  const auto [b0, a0] = first_and_last_rewards(dir / "rl0/metrics.jsonl");
+  EXPECT_LT(a0, 0.4) << "without updates the reward stays at chance (" << b0 << " -> " << a0 << ")";
+  EXPECT_TRUE(std::filesystem::exists(dir / "rl/report.html"));
+  EXPECT_TRUE(std::filesystem::exists(dir / "rl/tokenizer.json"));
+  // the KL term runs with a reference model and the other loss types
+  ASSERT_EQ(run(base + "--lr 0.003 --beta 0.05 --loss-type dr_grpo --clip 0.2,0.28 --scale-rewards none --steps 3 -o " +
+                    (dir / "rl-kl"), &out), 0) << out;
+  EXPECT_EQ(run(rl + "--loss-type ppo -o " + (dir / "bad"), &out), 1);
+  EXPECT_NE(out.find("--loss-type 'ppo'"), std::string::npos) << out;
+  EXPECT_FALSE(std::filesystem::exists(dir / "bad"));
+}
+
+}  // namespace distill
