@@ -28,6 +28,24 @@ int32_t Sampler::sample(const float* logits, int64_t n_vocab, const std::vector<
     cand_.assign(1, {best, 1.0f});
     return best;
   }
+  // Plain temperature sampling (what RL rollouts use): one pass over the vocabulary, no sort.
+  if (s_.top_k <= 0 && s_.top_p >= 1.0f && s_.min_p <= 0.0f) {
+    const float inv_t = 1.0f / s_.temperature;
+    const float max = *std::max_element(work_.begin(), work_.end()) * inv_t;
+    double sum = 0.0;
+    for (float& l : work_) sum += (l = std::exp(l * inv_t - max));
+    double u = double(rng_.uniform()) * sum;
+    int32_t pick = int32_t(n_vocab - 1);
+    for (int64_t i = 0; i < n_vocab; ++i) {
+      u -= work_[size_t(i)];
+      if (u <= 0.0) {
+        pick = int32_t(i);
+        break;
+      }
+    }
+    cand_.assign(1, {pick, float(work_[size_t(pick)] / sum)});
+    return pick;
+  }
   // 3. top-k (a partial sort: only k candidates are ordered)
   cand_.resize(size_t(n_vocab));
   for (int64_t i = 0; i < n_vocab; ++i) cand_[size_t(i)] = {int32_t(i), work_[size_t(i)] / s_.temperature};

@@ -32,7 +32,8 @@ public:
   explicit Sampler(const SamplerSettings& s);
   // `history` is the sequence so far (prompt + generated), used by the penalties.
   int32_t sample(const float* logits, int64_t n_vocab, const std::vector<int32_t>& history);
-  // The candidates (id, probability) the last draw chose from, most likely first.
+  // The candidates (id, probability) the last draw chose from, most likely first (plain
+  // temperature sampling keeps only the drawn token).
   const std::vector<std::pair<int32_t, float>>& last_candidates() const { return cand_; }
   const SamplerSettings& settings() const { return s_; }
 
