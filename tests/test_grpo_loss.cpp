@@ -2,6 +2,7 @@
 // advantages in every scaling, the clip at both bounds, the k3 KL, and the log-prob gradient
 // against finite differences.
 #include "rl/grpo_loss.h"
+#include "sample/sampler.h"
 #include "test_util.h"
 
 #include <cmath>
@@ -66,12 +67,12 @@ TEST(GrpoLoss, LogProbGradientMatchesFiniteDifferences) {
   for (size_t i = 0; i < 9; ++i) {
     auto p = logits, m = logits;
     p[i] += 1e-3f, m[i] -= 1e-3f;
-    const double fd = 2.0 * (token_logp(p.data(), 9, 4, T) - token_logp(m.data(), 9, 4, T)) / 2e-3;
+    const double fd = 2.0 * (token_logprob(p.data(), 9, 4, T) - token_logprob(m.data(), 9, 4, T)) / 2e-3;
     EXPECT_NEAR(grad[i], fd, 2e-3) << i;
   }
   // log-probs are normalised: Σ exp(logp) = 1
   double total = 0;
-  for (int32_t k = 0; k < 9; ++k) total += std::exp(token_logp(logits.data(), 9, k, T));
+  for (int32_t k = 0; k < 9; ++k) total += std::exp(token_logprob(logits.data(), 9, k, T));
   EXPECT_NEAR(total, 1.0, 1e-9);
 }
 

@@ -6,7 +6,7 @@
 #include "core/threads.h"
 #include "core/atomic_file.h"
 #include "model/decoder.h"
-#include "rl/rollout.h"
+#include "generate/batch_generate.h"
 #include "train/param_arena.h"
 #include "train/report.h"
 #include "train/train_checkpoint.h"
@@ -70,6 +70,12 @@ json GrpoSettings::to_json() const {
 
 namespace {
 
+// A sampled completion with its reward and advantage.
+struct Rollout : SampledCompletion {
+  double reward = 0.0;
+  float advantage = 0.0f;
+};
+
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -98,7 +104,10 @@ double evaluate_tasks(const Model& model, const Tokenizer& tok, const std::vecto
   for (size_t b = 0; b < tasks.size(); b += 16) {
     std::vector<std::vector<int32_t>> prompts;
     for (size_t i = b; i < std::min(tasks.size(), b + 16); ++i) prompts.push_back(tasks[i].prompt);
-    const auto ro = sample_rollouts(model, tok, prompts, 1, max_new_tokens, rollout_sampler(0.0f, 0), nullptr);
+    BatchGenerateOptions o;
+    o.max_new_tokens = max_new_tokens;
+    o.sampler = rollout_sampler(0.0f, 0);
+    const auto ro = generate_batch(model, tok, prompts, o, nullptr);
     for (size_t i = 0; i < ro.size(); ++i) {
       std::vector<double> comp;
       const double r = reward.score(tasks[b + i].task, ro[i].text, int64_t(ro[i].completion.size()), max_new_tokens, &comp);
@@ -162,12 +171,18 @@ GrpoSummary train_grpo(Model& policy, const Model* ref, const Tokenizer& tok, co
     const auto t_sample = std::chrono::steady_clock::now();
     std::vector<int64_t> chosen;
     for (int64_t p = 0; p < s.prompts_per_step; ++p) chosen.push_back(next_task());
-    auto sample = [&](const std::vector<int64_t>& which, uint64_t seed, RolloutStats* st) {
+    auto sample = [&](const std::vector<int64_t>& which, uint64_t seed, BatchGenerateStats* st) {
       std::vector<std::vector<int32_t>> prompts;
       for (int64_t t : which) prompts.push_back(tasks[size_t(t)].prompt);
-      return sample_rollouts(policy, tok, prompts, s.group, s.max_new_tokens, rollout_sampler(s.temperature, seed), st);
+      BatchGenerateOptions o;
+      o.group = s.group;
+      o.max_new_tokens = s.max_new_tokens;
+      o.sampler = rollout_sampler(s.temperature, seed);
+      std::vector<Rollout> r;
+      for (SampledCompletion& c : generate_batch(policy, tok, prompts, o, st)) r.push_back({std::move(c), 0.0, 0.0f});
+      return r;
     };
-    RolloutStats rs;
+    BatchGenerateStats rs;
     const uint64_t step_seed = s.seed * 7919u + uint64_t(state.step) * 104729u;
     std::vector<Rollout> ro = sample(chosen, step_seed, &rs);
     std::vector<double> rewards(ro.size());
@@ -193,7 +208,7 @@ GrpoSummary train_grpo(Model& policy, const Model* ref, const Tokenizer& tok, co
           for (int64_t i = 0; i < s.group; ++i) lo = std::min(lo, rewards[size_t(g * s.group + i)]), hi = std::max(hi, rewards[size_t(g * s.group + i)]);
           if (hi > lo) break;
           std::vector<int64_t> one = {next_task()};
-          RolloutStats more;
+          BatchGenerateStats more;
           std::vector<Rollout> fresh = sample(one, step_seed + uint64_t(g * 10 + attempt + 1), &more);
           rs.tokens += more.tokens, rs.seconds += more.seconds;
           chosen[size_t(g)] = one[0];
@@ -227,7 +242,7 @@ GrpoSummary train_grpo(Model& policy, const Model* ref, const Tokenizer& tok, co
           const Rollout& r = ro[size_t(first + b)];
           const int64_t plen = int64_t(tasks[size_t(chosen[size_t(r.prompt_index)])].prompt.size());
           for (size_t k = 0; k < r.completion.size(); ++k)
-            ref_logp[size_t(first + b)].push_back(float(token_logp(rl.data<float>() + (b * L + plen + int64_t(k) - 1) * V, V,
+            ref_logp[size_t(first + b)].push_back(float(token_logprob(rl.data<float>() + (b * L + plen + int64_t(k) - 1) * V, V,
                                                                     r.completion[k], s.temperature)));
         }
       }
@@ -265,7 +280,7 @@ GrpoSummary train_grpo(Model& policy, const Model* ref, const Tokenizer& tok, co
           for (size_t k = 0; k < r.completion.size(); ++k) {
             const int64_t row = b * L + plen + int64_t(k) - 1;  // position whose logits predict token k
             const float* l = logits + row * V;
-            const double logp = token_logp(l, V, r.completion[k], s.temperature);
+            const double logp = token_logprob(l, V, r.completion[k], s.temperature);
             const double lref = ref_decoder ? ref_logp[size_t(first + b)][k] : 0.0;
             const GrpoTokenLoss t = grpo_token_loss(logp, r.logp_old[k], lref, r.advantage, s.clip_low, s.clip_high, s.beta);
             loss_sum += w * t.loss;

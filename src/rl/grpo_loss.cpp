@@ -1,6 +1,7 @@
 #include "rl/grpo_loss.h"
 
 #include "core/error.h"
+#include "sample/sampler.h"
 
 #include <algorithm>
 #include <cmath>
@@ -72,19 +73,10 @@ GrpoTokenLoss grpo_token_loss(double logp, double logp_old, double logp_ref, dou
   return t;
 }
 
-double token_logp(const float* logits, int64_t n_vocab, int32_t token, float temperature) {
-  const double inv_t = 1.0 / temperature;
-  double max = -INFINITY;
-  for (int64_t i = 0; i < n_vocab; ++i) max = std::max(max, double(logits[i]) * inv_t);
-  double sum = 0.0;
-  for (int64_t i = 0; i < n_vocab; ++i) sum += std::exp(double(logits[i]) * inv_t - max);
-  return double(logits[token]) * inv_t - max - std::log(sum);
-}
-
 void token_logp_backward(float* d_logits, const float* logits, int64_t n_vocab, int32_t token, float temperature,
                          double scale) {
   const double inv_t = 1.0 / temperature;
-  const double lse = token_logp(logits, n_vocab, token, temperature) - double(logits[token]) * inv_t;  // −log Z
+  const double lse = token_logprob(logits, n_vocab, token, temperature) - double(logits[token]) * inv_t;  // −log Z
   for (int64_t i = 0; i < n_vocab; ++i)
     d_logits[i] -= float(scale * inv_t * std::exp(double(logits[i]) * inv_t + lse));
   d_logits[token] += float(scale * inv_t);

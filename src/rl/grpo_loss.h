@@ -45,9 +45,8 @@ struct GrpoTokenLoss {
 GrpoTokenLoss grpo_token_loss(double logp, double logp_old, double logp_ref, double advantage, double clip_low,
                               double clip_high, double beta);
 
-// log softmax(logits / T)[token] and, if d_logits is not null, adds
-// scale · d_logp · d logp / d logits = scale · d_logp · (onehot − softmax(logits/T)) / T.
-double token_logp(const float* logits, int64_t n_vocab, int32_t token, float temperature);
+// Adds scale · d logp / d logits = scale · (onehot − softmax(logits/T)) / T, where
+// logp = token_logprob(logits, n_vocab, token, T) (sample/sampler.h).
 void token_logp_backward(float* d_logits, const float* logits, int64_t n_vocab, int32_t token, float temperature,
                          double scale);
 

@@ -6,6 +6,15 @@
 
 namespace distill {
 
+double token_logprob(const float* logits, int64_t n_vocab, int32_t token, float temperature) {
+  const double inv_t = 1.0 / temperature;
+  double max = -INFINITY;
+  for (int64_t i = 0; i < n_vocab; ++i) max = std::max(max, double(logits[i]) * inv_t);
+  double sum = 0.0;
+  for (int64_t i = 0; i < n_vocab; ++i) sum += std::exp(double(logits[i]) * inv_t - max);
+  return double(logits[token]) * inv_t - max - std::log(sum);
+}
+
 Sampler::Sampler(const SamplerSettings& s) : s_(s), rng_(s.seed) {}
 
 int32_t Sampler::sample(const float* logits, int64_t n_vocab, const std::vector<int32_t>& history) {

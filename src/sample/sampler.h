@@ -27,6 +27,9 @@ struct SamplerSettings {
   uint64_t seed = 0;
 };
 
+// log softmax(logits / temperature)[token], accumulated in double.
+double token_logprob(const float* logits, int64_t n_vocab, int32_t token, float temperature);
+
 class Sampler {
 public:
   explicit Sampler(const SamplerSettings& s);

@@ -1,0 +1,48 @@
+// Batched sampling: G completions for each of P prompts, decoded together — every step is one
+// batched forward over all unfinished completions (P·G KV-cache slots). Records, per generated
+// token, its log-probability under the sampling distribution (the denominator of RL importance
+// ratios) and optionally the model's top-k log-probabilities at temperature 1 (soft labels for
+// distillation).
+#pragma once
+
+#include "model/model.h"
+#include "sample/sampler.h"
+#include "tokenizer/tokenizer.h"
+
+#include <string>
+#include <vector>
+
+namespace distill {
+
+struct SampledCompletion {
+  int64_t prompt_index = 0;           // index into the prompts given
+  int64_t sample_index = 0;           // 0..group-1
+  std::vector<int32_t> completion;    // sampled ids, the end-of-turn token included if reached
+  std::vector<float> logp_old;        // log-prob of each sampled id under softmax(logits / T)
+  std::vector<int32_t> topk_ids;      // [completion.size(), k], most likely first (if k > 0)
+  std::vector<float> topk_logp;       // [completion.size(), k], log softmax(logits) (T = 1)
+  std::string text;                   // decoded completion, special tokens skipped
+  bool finished = false;              // ended by an end-of-turn token (else: length)
+};
+
+struct BatchGenerateOptions {
+  int64_t group = 1;
+  int64_t max_new_tokens = 128;
+  SamplerSettings sampler;            // temperature 0: greedy
+  int top_k_logprobs = 0;             // record the top-k per generated token
+};
+
+struct BatchGenerateStats {
+  int64_t tokens = 0;
+  double seconds = 0;
+};
+
+// Seeds derive from options.sampler.seed and the slot: a call is reproducible.
+std::vector<SampledCompletion> generate_batch(const Model& model, const Tokenizer& tok,
+                                              const std::vector<std::vector<int32_t>>& prompts,
+                                              const BatchGenerateOptions& options, BatchGenerateStats* stats);
+
+// The k most likely ids of a row of logits and their log-probabilities (log softmax, T = 1).
+void top_k_logprobs(const float* logits, int64_t n_vocab, int k, int32_t* ids, float* logp);
+
+}  // namespace distill
