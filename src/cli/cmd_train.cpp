@@ -6,6 +6,7 @@
 #include "tokenizer/tokenizer.h"
 #include "train/dataset.h"
 #include "train/examples.h"
+#include "train/kd_loss.h"
 #include "train/trainer.h"
 
 #include <CLI/CLI.hpp>
@@ -23,7 +24,8 @@ namespace fs = std::filesystem;
 namespace {
 
 struct TrainArgs {
-  std::string student, teacher, data, eval_data, out, loss = "auto", schedule = "cosine", chat_template;
+  std::string student, teacher, data, eval_data, out, loss = "auto", schedule = "cosine", chat_template,
+      topk_mode = "renormalize";
   double eval_fraction = 0.05;
   bool resume = false, no_t2 = false;
   TrainSettings s;
@@ -74,14 +76,17 @@ void run_train(TrainArgs& a) {
     teacher = std::make_unique<Model>(Model::load(a.teacher));
     check_teacher_compatible(a.student, student, a.teacher, *teacher);
   }
-  if (a.loss == "auto") a.loss = teacher ? "fkl" : "ce";
+  const bool soft_labels = fs::exists(fs::path(a.data) / "records.bin");  // a `distill label` dataset
+  if (a.loss == "auto") a.loss = teacher || soft_labels ? "fkl" : "ce";
   if (a.loss == "ce") {
     if (teacher) fail("--loss ce with --teacher: choose a distillation loss (fkl, rkl, jsd, tvd) or drop --teacher");
     a.s.kd_alpha = 0;
   } else {
     a.s.kd.divergence = parse_divergence(a.loss);
-    if (!teacher) fail("--loss {} distils from a teacher: give --teacher DIR", a.loss);
+    if (!teacher && !soft_labels)
+      fail("--loss {} distils from a teacher: give --teacher DIR, or --data a `distill label` dataset with --top-k", a.loss);
   }
+  a.s.topk_mode = parse_topk_mode(a.topk_mode);
   a.s.kd.t2_scale = !a.no_t2;
   a.s.lr.decay = parse_lr_decay(a.schedule);
   a.s.out_dir = a.out;
@@ -130,8 +135,8 @@ void register_train(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("train", "Train or distil a student model");
   cmd->add_option("--student", a->student, "Student model directory (e.g. from `distill init`)")->required();
   cmd->add_option("--data", a->data,
-                  "Training data: a text file, or JSONL of {\"text\"}, {\"prompt\",\"completion\"}, {\"messages\"} "
-                  "or {\"ids\"[,\"mask\"]}")->required();
+                  "Training data: a text file, JSONL of {\"text\"}, {\"prompt\",\"completion\"}, {\"messages\"} "
+                  "or {\"ids\"[,\"mask\"]}, or a `distill label` dataset directory")->required();
   cmd->add_option("--chat-template", a->chat_template, "Chat format for prompts and messages (default: detected from "
                   "the tokenizer): " + [] { std::string s; for (auto& n : ChatTemplate::names()) s += (s.empty() ? "" : ", ") + n; return s; }());
   cmd->add_option("-o,--out", a->out, "Output model directory (also holds checkpoint/, metrics.jsonl, report.html)")->required();
@@ -142,6 +147,9 @@ void register_train(CLI::App& app) {
   cmd->add_option("--kd-alpha", a->s.kd_alpha, "Distillation weight: loss = (1-a)·CE + a·KD")->capture_default_str()->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--temperature", a->s.kd.temperature, "Distillation temperature")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--beta", a->s.kd.beta, "JSD mixture weight of the teacher (0 = forward KL, 1 = reverse KL)")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--topk-mode", a->topk_mode,
+                  "Soft labels from a label dataset: renormalize (KD over the teacher's top-k only) or tail (one extra "
+                  "outcome holds the mass outside the top-k on both sides)")->capture_default_str();
   cmd->add_flag("--no-t2", a->no_t2, "Do not scale the distillation loss by T² (default: scaled, as Hinton et al.)");
   cmd->add_option("--batch", a->s.batch, "Sequences per micro-batch")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--seq-len", a->s.seq_len, "Tokens per sequence")->capture_default_str()->check(CLI::Range(1, 1 << 20));

@@ -14,5 +14,7 @@ void register_init(CLI::App& app);
 void register_tokenize(CLI::App& app);
 void register_run(CLI::App& app);
 void register_rl(CLI::App& app);
+void register_label(CLI::App& app);
+void register_dataset(CLI::App& app);
 
 }  // namespace distill

@@ -23,6 +23,8 @@ int main(int argc, char** argv) {
   distill::register_tokenize(app);
   distill::register_train(app);
   distill::register_rl(app);
+  distill::register_label(app);
+  distill::register_dataset(app);
   distill::register_demo(app);
 
   try {

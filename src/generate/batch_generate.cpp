@@ -41,7 +41,8 @@ std::vector<SampledCompletion> generate_batch(const Model& model, const Tokenize
   std::vector<std::vector<int32_t>> history(static_cast<size_t>(n));
   for (int64_t s = 0; s < n; ++s) {
     SamplerSettings ss = opt.sampler;
-    ss.seed = opt.sampler.seed * 1000003u + uint64_t(s);
+    ss.seed = opt.prompt_seeds.empty() ? opt.sampler.seed * 1000003u + uint64_t(s)
+                                       : opt.prompt_seeds[size_t(s / group)] * 1000003u + uint64_t(s % group);
     samplers.emplace_back(ss);
     out[size_t(s)].prompt_index = s / group;
     out[size_t(s)].sample_index = s % group;

@@ -30,6 +30,9 @@ struct BatchGenerateOptions {
   int64_t max_new_tokens = 128;
   SamplerSettings sampler;            // temperature 0: greedy
   int top_k_logprobs = 0;             // record the top-k per generated token
+  // Optional seed per prompt: the sampler of (prompt p, sample g) is seeded from prompt_seeds[p]
+  // and g alone, so a completion does not depend on which other prompts share its batch.
+  std::vector<uint64_t> prompt_seeds;
 };
 
 struct BatchGenerateStats {

@@ -15,6 +15,12 @@ struct Example {
   std::vector<int32_t> ids;
   std::vector<uint8_t> mask;  // empty: every position is a target and the example is packable
   std::string where;          // "file.jsonl:12", for messages
+  // Teacher soft labels (from a `distill label` dataset): for token t, the teacher's top-k over
+  // what token t should be, where soft[t] is 1.
+  int k = 0;
+  std::vector<uint8_t> soft;        // [ids.size()]
+  std::vector<int32_t> topk_ids;    // [ids.size(), k]
+  std::vector<float> topk_logp;     // [ids.size(), k]
 };
 
 class TokenDataset {
@@ -27,6 +33,10 @@ public:
   int64_t n_target_tokens() const;
   // Input ids [seq_len] and targets [seq_len] (-100 where no loss) of row r.
   void row(int64_t r, int32_t* ids, int32_t* targets) const;
+  // Soft labels of row r's targets: soft [seq_len], ids/logp [seq_len, k]. Only when k() > 0.
+  void row_soft(int64_t r, uint8_t* soft, int32_t* ids, float* logp) const;
+  int k() const { return k_; }
+  int64_t n_soft_targets() const;
   // Moves every k-th row (by a seeded shuffle) into a held-out set; returns it.
   TokenDataset split_off(double fraction, uint64_t seed);
 
@@ -34,6 +44,10 @@ private:
   int64_t seq_len_ = 0, n_rows_ = 0;
   std::vector<int32_t> ids_;   // [n_rows, seq_len + 1]
   std::vector<uint8_t> mask_;  // [n_rows, seq_len + 1]: 1 = this token is a target
+  int k_ = 0;
+  std::vector<uint8_t> soft_;       // [n_rows, seq_len + 1]
+  std::vector<int32_t> soft_ids_;   // [n_rows, seq_len + 1, k]
+  std::vector<float> soft_logp_;    // [n_rows, seq_len + 1, k]
 };
 
 }  // namespace distill

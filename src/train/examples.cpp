@@ -1,6 +1,7 @@
 #include "train/examples.h"
 
 #include "core/error.h"
+#include "teacher/teacher_dataset.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
@@ -78,7 +79,50 @@ Example from_json_line(const json& j, const Tokenizer* tok, const ChatTemplate* 
 
 }  // namespace
 
+// A `distill label` dataset: each record is prompt + completion with the loss on the completion,
+// and the teacher's top-k where it has one.
+std::vector<Example> read_teacher_dataset(const std::string& dir, const Tokenizer* tok) {
+  std::ifstream m(std::filesystem::path(dir) / "manifest.json");
+  json manifest;
+  try {
+    manifest = json::parse(m);
+  } catch (const json::exception& e) {
+    fail("{}/manifest.json: malformed JSON: {}", dir, e.what());
+  }
+  if (tok && manifest.contains("tokenizer_fingerprint") &&
+      manifest["tokenizer_fingerprint"] != fmt::format("{:016x}", tok->fingerprint()))
+    fail("{}: labelled with another tokenizer than the student's ({} vs {:016x}); relabel with the student's tokenizer",
+         dir, manifest["tokenizer_fingerprint"].get<std::string>(), tok->fingerprint());
+  std::vector<Example> out;
+  read_records((std::filesystem::path(dir) / "records.bin").string(), [&](TeacherRecord&& r) {
+    Example ex;
+    ex.where = dir + ": prompt " + std::to_string(r.prompt_index) + " sample " + std::to_string(r.sample_index);
+    ex.ids = r.prompt;
+    ex.ids.insert(ex.ids.end(), r.completion.begin(), r.completion.end());
+    ex.mask.assign(r.prompt.size(), 0);
+    ex.mask.resize(ex.ids.size(), 1);
+    if (r.k > 0) {
+      const size_t k = size_t(r.k), np = r.prompt.size();
+      ex.k = r.k;
+      ex.soft.assign(np, 0);
+      ex.soft.insert(ex.soft.end(), r.soft.begin(), r.soft.end());
+      ex.topk_ids.assign(np * k, 0);
+      ex.topk_ids.insert(ex.topk_ids.end(), r.topk_ids.begin(), r.topk_ids.end());
+      ex.topk_logp.assign(np * k, 0.0f);
+      ex.topk_logp.insert(ex.topk_logp.end(), r.topk_logp.begin(), r.topk_logp.end());
+    }
+    out.push_back(std::move(ex));
+  });
+  if (out.empty()) fail("{}: the dataset holds no records", dir);
+  return out;
+}
+
 std::vector<Example> read_examples(const std::string& path, const Tokenizer* tok, const ChatTemplate* tmpl) {
+  if (std::filesystem::is_directory(path)) {
+    if (!std::filesystem::exists(std::filesystem::path(path) / "records.bin"))
+      fail("{}: a directory given as data must be a teacher dataset (records.bin, manifest.json)", path);
+    return read_teacher_dataset(path, tok);
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("{}: cannot open", path);
   std::vector<Example> out;

@@ -8,6 +8,8 @@
 //                                         prompt + completion, loss on the completion)
 //   {"messages": [{"role", "content"}..]} a conversation; loss on the assistant turns
 //   {"ids": [..]} / {"ids": [..], "mask": [..]}   already tokenised
+//   DIR (a `distill label` dataset)       prompt + teacher answer, loss on the answer, with the
+//                                         teacher's top-k as soft labels where recorded
 #pragma once
 
 #include "train/dataset.h"

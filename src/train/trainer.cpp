@@ -33,7 +33,8 @@ json TrainSettings::to_json() const {
           {"lr_decay", decay[int(lr.decay)]}, {"beta1", adamw.beta1}, {"beta2", adamw.beta2}, {"eps", adamw.eps},
           {"weight_decay", adamw.weight_decay}, {"decay_vectors", adamw.decay_vectors}, {"clip", clip},
           {"seed", seed}, {"kd_alpha", kd_alpha}, {"kd_divergence", div[int(kd.divergence)]},
-          {"temperature", kd.temperature}, {"beta", kd.beta}, {"t2_scale", kd.t2_scale}};
+          {"temperature", kd.temperature}, {"beta", kd.beta}, {"t2_scale", kd.t2_scale},
+          {"topk_mode", topk_mode == TopKMode::Tail ? "tail" : "renormalize"}};
 }
 
 namespace {
@@ -124,12 +125,17 @@ TrainSummary train_model(Model& student, const TokenDataset& train, const TokenD
   ModelWeights grad_views = arena.views(grads);
   std::unique_ptr<Decoder> teacher_decoder;
   if (teacher) teacher_decoder = std::make_unique<Decoder>(*teacher);
-  const bool use_kd = teacher && s.kd_alpha > 0;
-  const float ce_weight = teacher ? 1.0f - s.kd_alpha : 1.0f;
+  const bool soft_kd = !teacher && train.k() > 0 && s.kd_alpha > 0;  // top-k from a label dataset
+  const bool use_kd = (teacher || soft_kd) && s.kd_alpha > 0;
+  const float ce_weight = use_kd ? 1.0f - s.kd_alpha : 1.0f;
+  settings["soft_labels"] = soft_kd;
 
   const int64_t B = s.batch, T = s.seq_len, N = B * T, V = c.n_vocab;
   std::vector<int32_t> ids(static_cast<size_t>(N)), targets(static_cast<size_t>(N));
   std::vector<uint8_t> mask(static_cast<size_t>(N));
+  const int64_t K = train.k();
+  std::vector<int32_t> soft_ids(size_t(N * K));
+  std::vector<float> soft_logp(size_t(N * K));
   std::vector<int64_t> order = shuffled_indices(train.n_rows(), s.seed, state.epoch);
 
   std::fprintf(stderr, "train: %lld rows of %lld tokens (%lld held out), %lld steps of %lld×%lld×%lld tokens, %d threads\n",
@@ -152,7 +158,9 @@ TrainSummary train_model(Model& student, const TokenDataset& train, const TokenD
           ++state.epoch, state.cursor = 0;
           order = shuffled_indices(train.n_rows(), s.seed, state.epoch);
         }
-        train.row(order[size_t(state.cursor++)], ids.data() + b * T, targets.data() + b * T);
+        const int64_t row = order[size_t(state.cursor++)];
+        train.row(row, ids.data() + b * T, targets.data() + b * T);
+        if (soft_kd) train.row_soft(row, mask.data() + b * T, soft_ids.data() + b * T * K, soft_logp.data() + b * T * K);
       }
       const float* logits = pass.forward(ids.data());
       float* d = pass.d_logits_buffer();
@@ -161,7 +169,10 @@ TrainSummary train_model(Model& student, const TokenDataset& train, const TokenD
       const float w = ce_weight / float(s.grad_accum);
 #pragma omp parallel for schedule(static)
       for (int64_t i = 0; i < N * V; ++i) d[i] *= w;
-      if (use_kd) {
+      if (soft_kd) {
+        kd_sum += kd_loss_topk(logits, V, soft_ids.data(), soft_logp.data(), K, mask.data(), N, s.kd, s.topk_mode, d,
+                               s.kd_alpha / float(s.grad_accum));
+      } else if (use_kd) {
         for (int64_t i = 0; i < N; ++i) mask[size_t(i)] = targets[size_t(i)] != kIgnoreIndex;
         const Tensor t_logits = teacher_decoder->forward_full(ids.data(), B, T);
         kd_sum += kd_loss_full(logits, V, t_logits.data<float>(), teacher->config.n_vocab, mask.data(), N, s.kd, d,
@@ -175,7 +186,7 @@ TrainSummary train_model(Model& student, const TokenDataset& train, const TokenD
     opt.step(arena.data(), grads.data<float>(), step_lr);
 
     const double ce = ce_sum / double(s.grad_accum), kd = kd_sum / double(s.grad_accum);
-    last_loss = teacher ? ce_weight * ce + s.kd_alpha * kd : ce;
+    last_loss = use_kd ? ce_weight * ce + s.kd_alpha * kd : ce;
     const double dt = seconds_since(t0);
     tokens_this_run += N * s.grad_accum;
     const double tps = double(N * s.grad_accum) / dt;

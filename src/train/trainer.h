@@ -27,8 +27,9 @@ struct TrainSettings {
   uint64_t seed = 1;
   int64_t eval_every = 0;     // steps between held-out evaluations (0 = only at the end)
   int64_t save_every = 0;     // steps between checkpoints (0 = only at the end)
-  float kd_alpha = 0.5f;      // loss = (1 − α)·CE + α·KD when a teacher is given
+  float kd_alpha = 0.5f;      // loss = (1 − α)·CE + α·KD with a teacher or soft labels
   KdSettings kd;
+  TopKMode topk_mode = TopKMode::Renormalize;  // soft labels from a `distill label` dataset
   std::string out_dir;
 
   // The settings that define the run (a resumed run must use the same ones).
@@ -42,7 +43,8 @@ struct TrainSummary {
 };
 
 // Trains `student` (its weights are replaced by an f32 arena) on `train`; `eval` may be empty;
-// `teacher` (null for none) must share the student's vocabulary up to padding.
+// `teacher` (null for none) must share the student's vocabulary up to padding. Without a teacher,
+// a dataset with soft labels (top-k) is distilled from those where they exist.
 // Writes OUT/checkpoint (every save_every steps), OUT/metrics.jsonl, and at the end OUT/config.json,
 // OUT/model.safetensors and OUT/report.html. With resume, continues from OUT/checkpoint.
 TrainSummary train_model(Model& student, const TokenDataset& train, const TokenDataset& eval, const Model* teacher,

@@ -1,0 +1,247 @@
+// distill label end to end. Local teacher: its recorded top-k equals the top-k of the logits of
+// the forward pass; SIGKILL at random moments and resume gives the uninterrupted run's dataset;
+// the dataset trains a student with KD. Remote teacher: a real HTTP server in this test answers
+// in the OpenAI format and misbehaves on purpose (429 with Retry-After, 500, a slow answer past the
+// timeout, malformed JSON, a connection closed mid-body, a fatal 400).
+#include "formats/safetensors.h"
+#include "generate/batch_generate.h"
+#include "model/decoder.h"
+#include "teacher/teacher_dataset.h"
+#include "tokenizer/tokenizer.h"
+#include "test_util.h"
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include <csignal>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <random>
+#include <sys/wait.h>
+#include <thread>
+
+namespace distill {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+int run(const std::string& args, std::string* out = nullptr, const std::string& env = "") {
+  FILE* p = popen((env + " " + std::string(DISTILL_BINARY) + " " + args + " 2>&1").c_str(), "r");
+  char buf[4096];
+  std::string o;
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) o.append(buf, n);
+  const int st = pclose(p);
+  if (out) *out = o;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+void write_prompts(const std::string& path, int n) {
+  std::ofstream f(path);
+  for (int i = 0; i < n; ++i) f << json{{"id", "p" + std::to_string(i)}, {"prompt", "Say " + std::to_string(i)}}.dump() << "\n";
+}
+
+}  // namespace
+
+TEST(Label, LocalTopKEqualsTheForwardPass) {
+  test::TempDir dir;
+  ASSERT_EQ(run("init --preset tiny --tokenizer bytes --seed 3 -o " + (dir / "teacher")), 0);
+  write_prompts(dir / "prompts.jsonl", 5);
+  std::string out;
+  ASSERT_EQ(run("label --teacher " + (dir / "teacher") + " --prompts " + (dir / "prompts.jsonl") + " -o " + (dir / "ds") +
+                " --max-tokens 6 --top-k 5 --batch 2", &out), 0) << out;
+  const Model model = Model::load(dir / "teacher");
+  const auto tok = Tokenizer::load(dir / "teacher");
+  Decoder dec(model);
+  int checked = 0;
+  read_records(dir / "ds/records.bin", [&](TeacherRecord&& r) {
+    std::vector<int32_t> seq = r.prompt;
+    seq.insert(seq.end(), r.completion.begin(), r.completion.end());
+    const Tensor logits = dec.forward_full(seq.data(), 1, int64_t(seq.size()));
+    for (size_t j = 0; j < r.completion.size(); ++j) {
+      std::vector<int32_t> ids(5);
+      std::vector<float> lp(5);
+      top_k_logprobs(logits.data<float>() + (r.prompt.size() + j - 1) * size_t(model.config.n_vocab), model.config.n_vocab, 5,
+                     ids.data(), lp.data());
+      for (int i = 0; i < 5; ++i) {
+        const int32_t* got = r.topk_ids.data() + j * 5;
+        const int at = int(std::find(got, got + 5, ids[size_t(i)]) - got);
+        ASSERT_LT(at, 5) << "id " << ids[size_t(i)] << " missing at completion position " << j;
+        EXPECT_NEAR(r.topk_logp[j * 5 + size_t(at)], lp[size_t(i)], 1e-3);
+        ++checked;
+      }
+      // greedy: the sampled token is the most likely one
+      EXPECT_EQ(r.completion[j], ids[0]);
+    }
+  });
+  EXPECT_GT(checked, 0);
+}
+
+TEST(Label, KilledAtRandomAndResumedEqualsUninterrupted) {
+  test::TempDir dir;
+  ASSERT_EQ(run("init --preset tiny --tokenizer bytes --seed 4 -o " + (dir / "teacher")), 0);
+  write_prompts(dir / "prompts.jsonl", 60);
+  const std::string args = "label --teacher " + (dir / "teacher") + " --prompts " + (dir / "prompts.jsonl") +
+                           " --max-tokens 24 --top-k 8 --batch 2 --temperature 0.9 --samples 2 --seed 11 -o ";
+  std::string out;
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(run(args + (dir / "full"), &out), 0) << out;
+  const int full_ms = int(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  const size_t full_size = fs::file_size(dir / "full/records.bin");
+  std::mt19937 rng(7);
+  int interrupted = 0;  // kills that left a partial dataset behind
+  for (int kill = 0; kill < 4; ++kill) {
+    const pid_t pid = fork();
+    if (pid == 0) {
+      const std::string cmd = std::string(DISTILL_BINARY) + " " + args + (dir / "killed") + " --resume >/dev/null 2>&1";
+      execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), nullptr);
+      _exit(127);
+    }
+    // a random moment inside what an uninterrupted run takes
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(full_ms / 10, full_ms * 6 / 10)(rng)));
+    ::kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+    const size_t size = fs::exists(dir / "killed/records.bin") ? fs::file_size(dir / "killed/records.bin") : 0;
+    interrupted += size > 0 && size < full_size;
+  }
+  EXPECT_GT(interrupted, 0) << "no kill landed mid-run (an uninterrupted run takes " << full_ms << " ms)";
+  ASSERT_EQ(run(args + (dir / "killed") + " --resume", &out), 0) << out;
+  EXPECT_EQ(test::read_bytes(dir / "killed/records.bin"), test::read_bytes(dir / "full/records.bin"))
+      << "every prompt exactly once, in the same order, with the same samples";
+  ASSERT_EQ(run("dataset info " + (dir / "killed"), &out), 0) << out;
+  EXPECT_NE(out.find("records      120"), std::string::npos) << out;
+  // the dataset trains a student: CE on the teacher's text plus KD on its top-k
+  ASSERT_EQ(run("init --preset tiny --tokenizer bytes --seed 5 -o " + (dir / "student")), 0);
+  ASSERT_EQ(run("train --student " + (dir / "student") + " --data " + (dir / "full") + " -o " + (dir / "kd") +
+                " --steps 3 --batch 4 --seq-len 64 --topk-mode tail", &out), 0) << out;
+  // shards merge into the whole
+  ASSERT_EQ(run(args + (dir / "s0") + " --shard 0/2", &out), 0) << out;
+  ASSERT_EQ(run(args + (dir / "s1") + " --shard 1/2", &out), 0) << out;
+  ASSERT_EQ(run("dataset merge " + (dir / "s0") + " " + (dir / "s1") + " -o " + (dir / "merged"), &out), 0) << out;
+  EXPECT_NE(out.find("120 records"), std::string::npos) << out;
+  ASSERT_EQ(run("dataset export " + (dir / "merged") + " -o " + (dir / "merged.jsonl"), &out), 0) << out;
+  EXPECT_EQ(std::count(std::istreambuf_iterator<char>(*std::make_unique<std::ifstream>(dir / "merged.jsonl")), {}, '\n'), 120);
+}
+
+namespace {
+
+// An OpenAI-compatible server that misbehaves on purpose, once per kind of fault.
+class FlakyServer {
+public:
+  FlakyServer() {
+    server_.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) { handle(req, res); });
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+  }
+  ~FlakyServer() {
+    server_.stop();
+    thread_.join();
+  }
+  int port() const { return port_; }
+  std::map<std::string, int> calls;
+  std::string last_auth;
+
+private:
+  void handle(const httplib::Request& req, httplib::Response& res) {
+    const json body = json::parse(req.body);
+    const std::string prompt = body["messages"].back()["content"];
+    int n;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      n = ++calls[prompt];
+      last_auth = req.get_header_value("Authorization");
+    }
+    if (prompt == "rate" && n == 1) {
+      res.status = 429;
+      res.set_header("Retry-After", "1");
+      res.set_content(R"({"error": {"message": "slow down"}})", "application/json");
+      return;
+    }
+    if (prompt == "error" && n <= 2) {
+      res.status = 500;
+      res.set_content("internal error", "text/plain");
+      return;
+    }
+    if (prompt == "slow" && n == 1) std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+    if (prompt == "garbage" && n == 1) {
+      res.set_content("{\"choices\": [", "application/json");
+      return;
+    }
+    if (prompt == "cut" && n == 1) {
+      res.set_content_provider(1000, "application/json", [](size_t, size_t, httplib::DataSink& sink) {
+        sink.write("{\"choices\": [{\"mess", 18);
+        return false;  // the connection closes mid-body
+      });
+      return;
+    }
+    if (prompt == "fatal") {
+      res.status = 400;
+      res.set_content(R"({"error": {"message": "bad request"}})", "application/json");
+      return;
+    }
+    // "ok": each character one token, with two alternatives
+    const std::string answer = "ok " + prompt;
+    json content = json::array();
+    for (char c : answer) {
+      const std::string t(1, c), alt = c == 'x' ? "y" : "x";
+      content.push_back({{"token", t}, {"logprob", -0.1}, {"top_logprobs", {{{"token", t}, {"logprob", -0.1}}, {{"token", alt}, {"logprob", -2.4}}}}});
+    }
+    res.set_content(json{{"id", "chatcmpl-1"},
+                         {"object", "chat.completion"},
+                         {"choices", {{{"index", 0}, {"finish_reason", "stop"}, {"message", {{"role", "assistant"}, {"content", answer}}},
+                                       {"logprobs", {{"content", content}}}}}}}
+                        .dump(),
+                    "application/json");
+  }
+  httplib::Server server_;
+  int port_ = 0;
+  std::thread thread_;
+  std::mutex mu_;
+};
+
+}  // namespace
+
+TEST(Label, RemoteTeacherSurvivesAMisbehavingServer) {
+  test::TempDir dir;
+  ASSERT_EQ(run("init --preset tiny --tokenizer bytes -o " + (dir / "student")), 0);
+  {
+    std::ofstream f(dir / "prompts.jsonl");
+    for (const char* p : {"a", "rate", "error", "slow", "garbage", "cut", "fatal", "b"}) f << json{{"prompt", p}}.dump() << "\n";
+  }
+  FlakyServer server;
+  std::string out;
+  const std::string cmd = "label --teacher http://127.0.0.1:" + std::to_string(server.port()) + "/v1 --tokenizer " +
+                          (dir / "student") + " --prompts " + (dir / "prompts.jsonl") + " -o " + (dir / "ds") +
+                          " --top-k 2 --timeout 1 --retries 4 --backoff 0.05 --concurrency 3 --model teacher-x";
+  const int code = run(cmd, &out, "SECRET_TEACHER_KEY=sk-test-123 ");
+  EXPECT_EQ(code, 1) << "a prompt failed for good: the run says so\n" << out;
+  EXPECT_NE(out.find("prompt 6: HTTP 400"), std::string::npos) << out;
+  EXPECT_EQ(out.find("sk-test"), std::string::npos) << "the key never appears in the output";
+  std::map<uint64_t, int> seen;
+  int64_t soft = 0;
+  read_records(dir / "ds/records.bin", [&](TeacherRecord&& r) {
+    ++seen[r.prompt_index];
+    for (uint8_t s : r.soft) soft += s;
+  });
+  EXPECT_EQ(seen.size(), 7u) << "every prompt but the fatal one, each exactly once";
+  for (const auto& [idx, n] : seen) EXPECT_EQ(n, 1) << idx;
+  EXPECT_EQ(seen.count(6), 0u);
+  EXPECT_GT(soft, 0) << "the teacher's top-k mapped onto the student's byte tokens";
+  EXPECT_GE(server.calls["rate"], 2);
+  EXPECT_GE(server.calls["error"], 3);
+  EXPECT_GE(server.calls["slow"], 2);
+  EXPECT_EQ(server.calls["fatal"], 1) << "a 400 is not retried";
+  const std::string manifest = test::read_bytes(dir / "ds/manifest.json");
+  EXPECT_EQ(manifest.find("sk-test"), std::string::npos);
+  EXPECT_NE(manifest.find("\"failed\""), std::string::npos);
+  // with the key variable named, the key is sent
+  EXPECT_EQ(run(cmd + " --resume --api-key-env SECRET_TEACHER_KEY", &out, "SECRET_TEACHER_KEY=sk-test-123 "), 1) << out;
+  EXPECT_EQ(server.last_auth, "Bearer sk-test-123");
+  read_records(dir / "ds/records.bin", [&](TeacherRecord&& r) { ++seen[r.prompt_index]; });
+  for (const auto& [idx, n] : seen) EXPECT_EQ(n, 2) << "resume re-reads, and adds nothing twice: " << idx;
+}
+
+}  // namespace distill
