@@ -13,6 +13,8 @@ packages=(
   libbenchmark-dev         # micro-benchmarks
   libpcre2-dev             # tokenizer pre-tokenizer regexes (Unicode classes, lookahead)
   libicu-dev               # Unicode NFC normalisation of tokenizer input
+  libcpp-httplib-dev       # HTTP(S) client (remote teachers) and server
+  libssl-dev zlib1g-dev libbrotli-dev  # headers that httplib.h includes with its HTTPS/compression support
 )
 
 missing=()
