@@ -16,5 +16,6 @@ void register_run(CLI::App& app);
 void register_rl(CLI::App& app);
 void register_label(CLI::App& app);
 void register_dataset(CLI::App& app);
+void register_eval(CLI::App& app);
 
 }  // namespace distill

@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   distill::register_rl(app);
   distill::register_label(app);
   distill::register_dataset(app);
+  distill::register_eval(app);
   distill::register_demo(app);
 
   try {

@@ -74,7 +74,11 @@ LabelReport label_with_local_teacher(const Model& teacher, const Tokenizer& tok,
     std::vector<TeacherRecord> records;
     if (s.score_completions) {
       std::vector<std::vector<int32_t>> completions;
-      for (const LabelPrompt* p : batch) completions.push_back(tok.encode(*p->completion, false, false));
+      // a given completion is a whole reply: it ends with the end-of-turn token, as generated ones do
+      for (const LabelPrompt* p : batch) {
+        completions.push_back(tok.encode(*p->completion, false, false));
+        if (tok.eos_id() >= 0) completions.back().push_back(tok.eos_id());
+      }
       records = score(teacher, batch, completions, k);
     } else {
       std::vector<std::vector<int32_t>> ids;

@@ -17,7 +17,7 @@ namespace {
 const char* kSplit = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 }
 
-TokenizerFiles make_byte_level_tokenizer(const std::string& training_text, int n_merges) {
+TokenizerFiles make_byte_level_tokenizer(const std::string& training_text, int n_merges, bool chat_template) {
   json vocab = json::object();
   std::vector<std::string> id_to_token;
   for (int b = 0; b < 256; ++b) {
@@ -83,6 +83,7 @@ TokenizerFiles make_byte_level_tokenizer(const std::string& training_text, int n
               {"chat_template",
                "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
                "'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"}};
+  if (!chat_template) cfg.erase("chat_template");
   return {tok.dump(), cfg.dump(2)};
 }
 

@@ -15,7 +15,8 @@ struct TokenizerFiles {
 
 // `n_merges` BPE merges learned greedily from `training_text` (most frequent adjacent pair within
 // pre-tokenised words first); 0 gives a pure byte tokenizer.
-TokenizerFiles make_byte_level_tokenizer(const std::string& training_text = "", int n_merges = 0);
+// Without `chat_template` the config has none (plain prompt/completion formats).
+TokenizerFiles make_byte_level_tokenizer(const std::string& training_text = "", int n_merges = 0, bool chat_template = true);
 
 // Writes DIR/tokenizer.json and DIR/tokenizer_config.json (atomically).
 void write_tokenizer_files(const std::string& dir, const TokenizerFiles& files);

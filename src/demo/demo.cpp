@@ -1,0 +1,241 @@
+#include "demo/demo.h"
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/progress.h"
+#include "core/threads.h"
+#include "demo/arith_task.h"
+#include "eval/evaluate.h"
+#include "rl/grpo.h"
+#include "teacher/local_teacher.h"
+#include "tokenizer/byte_vocab.h"
+#include "train/examples.h"
+#include "train/report.h"
+#include "train/trainer.h"
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+namespace distill {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+struct ModelShape {
+  int64_t dim, layers, heads, ffn;
+};
+
+// What each stage does; the quick plan keeps every stage, only smaller.
+struct Plan {
+  int64_t n_train, n_heldout;
+  ModelShape teacher, student;
+  int64_t teacher_steps, student_steps, rl_steps, batch, seq_len;
+  int top_k;
+};
+
+Plan plan_for(bool quick) {
+  if (quick) return {8000, 100, {128, 4, 4, 384}, {64, 2, 4, 192}, 1000, 1000, 20, 16, 96, 8};
+  return {30000, 300, {128, 6, 4, 384}, {64, 2, 4, 192}, 3000, 3000, 60, 16, 96, 8};
+}
+
+ModelConfig config_of(const ModelShape& s, int64_t vocab, const Tokenizer& tok) {
+  ModelConfig c;
+  c.model_type = "llama";
+  c.n_vocab = vocab, c.n_embd = s.dim, c.n_layer = s.layers, c.n_head = s.heads, c.n_kv_head = s.heads;
+  c.head_dim = s.dim / s.heads, c.n_ff = s.ffn, c.max_position_embeddings = 512, c.norm_eps = 1e-5;
+  c.tie_word_embeddings = true;
+  if (tok.eos_id() >= 0) c.eos_token_ids = {tok.eos_id()};
+  return c;
+}
+
+void copy_tokenizer(const std::string& from, const std::string& to) {
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
+    fs::copy_file(fs::path(from) / f, fs::path(to) / f, fs::copy_options::overwrite_existing);
+}
+
+std::vector<json> read_metrics(const std::string& path) {
+  std::vector<json> out;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) out.push_back(json::parse(line));
+  return out;
+}
+
+void stage(int i, const char* what, double est_s) {
+  std::fprintf(stderr, "\n== [%d/6] %s (about %s) ==\n", i, what, format_duration(est_s).c_str());
+}
+
+}  // namespace
+
+std::vector<DemoRow> run_demo(const DemoSettings& set) {
+  const auto t_start = std::chrono::steady_clock::now();
+  const Plan p = plan_for(set.quick);
+  const fs::path dir(set.out_dir);
+  fs::create_directories(dir / "data");
+
+  // ---- data and tokenizer
+  const std::vector<ArithProblem> train = make_arith_problems(p.n_train, set.seed);
+  const std::vector<ArithProblem> heldout = make_arith_problems(p.n_heldout, set.seed + 1000003);
+  {
+    std::ofstream tr(dir / "data/train.jsonl"), tasks(dir / "data/train_tasks.jsonl"), ho(dir / "data/heldout_tasks.jsonl"),
+        hot(dir / "data/heldout.jsonl");
+    for (const ArithProblem& a : train) {
+      tr << json{{"prompt", a.prompt}, {"completion", a.solution}}.dump() << "\n";
+      tasks << json{{"prompt", a.prompt}, {"answer", std::to_string(a.answer)}, {"completion", a.solution}}.dump() << "\n";
+    }
+    for (const ArithProblem& a : heldout) {
+      ho << json{{"prompt", a.prompt}, {"answer", std::to_string(a.answer)}}.dump() << "\n";
+      hot << json{{"prompt", a.prompt}, {"completion", a.solution}}.dump() << "\n";
+    }
+  }
+  std::string corpus;
+  for (size_t i = 0; i < train.size() && corpus.size() < 400000; ++i) corpus += train[i].prompt + train[i].solution + "\n";
+  // digits stay single tokens (the split puts each digit on its own); words get merged
+  write_tokenizer_files((dir / "tokenizer").string(), make_byte_level_tokenizer(corpus, 300, false));
+  const auto tok = Tokenizer::load((dir / "tokenizer").string());
+  const int64_t vocab = tok->vocab_size();
+  std::fprintf(stderr, "distill demo%s: %lld training and %lld held-out arithmetic problems, vocabulary %lld, %d threads\n",
+               set.quick ? " --quick" : "", (long long)p.n_train, (long long)p.n_heldout, (long long)vocab, num_threads());
+  std::fprintf(stderr, "example: %s%s\n", train[0].prompt.c_str(), train[0].solution.c_str());
+
+  auto train_on = [&](const std::string& name, const ModelShape& shape, const std::string& data, int64_t steps, uint64_t seed,
+                      float kd_alpha) {
+    Model m = Model::random(config_of(shape, vocab, *tok), DType::F32, seed);
+    TrainSettings ts;
+    ts.batch = p.batch, ts.seq_len = p.seq_len, ts.steps = steps, ts.seed = seed;
+    ts.lr.lr = 2e-3f, ts.lr.warmup_steps = steps / 20, ts.lr.min_lr_ratio = 0.1f;
+    ts.eval_every = std::max<int64_t>(1, steps / 10);
+    ts.kd_alpha = kd_alpha;
+    ts.kd.divergence = Divergence::ForwardKL;
+    ts.topk_mode = TopKMode::Tail;
+    ts.out_dir = (dir / name).string();
+    TokenDataset td = TokenDataset::build(read_examples(data, tok.get(), nullptr), p.seq_len, vocab);
+    TokenDataset ev = td.split_off(0.02, seed);
+    train_model(m, td, ev, nullptr, ts, false);
+    copy_tokenizer((dir / "tokenizer").string(), ts.out_dir);
+  };
+
+  // ---- 1. teacher
+  stage(1, "train the teacher", set.quick ? 60 : 270);
+  train_on("teacher", p.teacher, (dir / "data/train.jsonl").string(), p.teacher_steps, set.seed, 0.0f);
+  const Model teacher = Model::load((dir / "teacher").string());
+
+  // ---- 2. label: the teacher's top-k along every training solution
+  stage(2, "label the training set with the teacher's top-k", set.quick ? 5 : 20);
+  {
+    fs::remove_all(dir / "labels");
+    TeacherDatasetWriter out((dir / "labels").string(), false);
+    const auto prompts = read_label_prompts((dir / "data/train_tasks.jsonl").string(), tok.get(), nullptr, 0, 1, true);
+    LabelSettings ls;
+    ls.top_k = p.top_k;
+    ls.score_completions = true;
+    ls.batch = 32;
+    out.manifest()["teacher"] = (dir / "teacher").string();
+    out.manifest()["teacher_kind"] = "local";
+    out.manifest()["tokenizer_fingerprint"] = fmt::format("{:016x}", tok->fingerprint());
+    out.manifest()["tokenizer"] = fs::absolute(dir / "tokenizer").string();
+    label_with_local_teacher(teacher, *tok, prompts, ls, out);
+    out.finish([&](const std::vector<int32_t>& ids) { return tok->decode(ids, false); });
+  }
+
+  // ---- 3. students: the same size, data and steps; only the loss differs
+  stage(3, "train two students: ground truth only (CE), and distilled (CE + KD)", set.quick ? 25 : 75);
+  train_on("student-ce", p.student, (dir / "data/train.jsonl").string(), p.student_steps, set.seed + 1, 0.0f);
+  train_on("student-kd", p.student, (dir / "labels").string(), p.student_steps, set.seed + 1, 0.5f);
+
+  // ---- 4. GRPO on the distilled student
+  stage(4, "GRPO on the distilled student with the answer reward", set.quick ? 10 : 40);
+  {
+    Model policy = Model::load((dir / "student-kd").string());
+    const auto tasks = read_rl_tasks((dir / "data/train_tasks.jsonl").string(), *tok, nullptr);
+    GrpoSettings gs;
+    gs.group = 8, gs.prompts_per_step = 16, gs.max_new_tokens = 64, gs.steps = p.rl_steps, gs.micro_batch = 16;
+    gs.temperature = 1.0f, gs.lr.lr = 1e-4f, gs.lr.decay = LrDecay::Constant, gs.adamw.weight_decay = 0.0f;
+    gs.seed = set.seed, gs.out_dir = (dir / "student-rl").string();
+    train_grpo(policy, nullptr, *tok, tasks, {}, RewardSpec::parse("answer"), gs, false);
+    copy_tokenizer((dir / "tokenizer").string(), gs.out_dir);
+  }
+
+  // ---- 5. evaluate all four on the held-out problems
+  stage(5, "evaluate on held-out problems", set.quick ? 5 : 15);
+  const auto held_tasks = read_rl_tasks((dir / "data/heldout_tasks.jsonl").string(), *tok, nullptr);
+  // perplexity and fidelity on the held-out solutions given their problems
+  const TokenDataset held = TokenDataset::build(read_examples((dir / "data/heldout.jsonl").string(), tok.get(), nullptr),
+                                                p.seq_len, vocab);
+  const RewardSpec answer = RewardSpec::parse("answer");
+  std::vector<DemoRow> rows;
+  for (const char* name : {"teacher", "student-ce", "student-kd", "student-rl"}) {
+    const Model m = Model::load((dir / name).string());
+    DemoRow r;
+    r.name = name, r.dir = (dir / name).string(), r.params = m.config.n_params();
+    r.accuracy = evaluate_task_accuracy(m, *tok, held_tasks, answer, 64, 1, 0.0f).accuracy;
+    r.perplexity = evaluate_text(m, held).perplexity;
+    const Fidelity f = evaluate_fidelity(m, teacher, held);
+    r.agreement = f.top1_agreement, r.kl = f.kl;
+    r.decode_tps = evaluate_speed(m).decode_tps;
+    rows.push_back(r);
+  }
+
+  // ---- 6. the table and the report
+  stage(6, "report", 1);
+  std::string table = fmt::format("{:<12} {:>10} {:>10} {:>11} {:>10} {:>10} {:>12}\n", "model", "params", "accuracy",
+                                  "perplexity", "top-1 agr.", "KL(t||m)", "decode tok/s");
+  for (const DemoRow& r : rows)
+    table += fmt::format("{:<12} {:>9.2f}M {:>9.1f}% {:>11.3f} {:>9.1f}% {:>10.4f} {:>12.0f}\n", r.name, double(r.params) / 1e6,
+                         100 * r.accuracy, r.perplexity, 100 * r.agreement, r.kl, r.decode_tps);
+  const double total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  std::printf("\n%s\nheld-out: %lld problems never seen in training; accuracy = exact final answer, greedy; perplexity and\n"
+              "agreement on their reference solutions.\n", table.c_str(),
+              (long long)p.n_heldout);
+
+  std::string html = "<!DOCTYPE html><html><head><meta charset='utf-8'><title>distill demo</title><style>"
+                     "body{font-family:sans-serif;max-width:900px;margin:2em auto;color:#222}table{border-collapse:collapse}"
+                     "th,td{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}th{background:#f4f4f4}"
+                     "</style></head><body><h1>distill demo</h1><p>The recipe on an embedded arithmetic task, on this machine, in " +
+                     format_duration(total_s) + ". Held-out accuracy is the exact final answer, greedy decoding.</p><table><tr>"
+                     "<th>model</th><th>parameters</th><th>held-out accuracy</th><th>perplexity</th><th>top-1 agreement with teacher</th>"
+                     "<th>KL(teacher‖model)</th><th>decode tokens/s</th></tr>";
+  for (const DemoRow& r : rows)
+    html += fmt::format("<tr><td>{}</td><td>{:.2f} M</td><td>{:.1f} %</td><td>{:.3f}</td><td>{:.1f} %</td><td>{:.4f}</td><td>{:.0f}</td></tr>",
+                        r.name, double(r.params) / 1e6, 100 * r.accuracy, r.perplexity, 100 * r.agreement, r.kl, r.decode_tps);
+  html += "</table>";
+  const char* colors[] = {"#d62728", "#1f77b4", "#2ca02c"};
+  std::vector<Series> loss, eval_loss;
+  int ci = 0;
+  for (const char* name : {"teacher", "student-ce", "student-kd"}) {
+    Series s{std::string(name) + " train", colors[ci], {}}, e{std::string(name) + " held-out", colors[ci], {}};
+    for (const json& m : read_metrics((dir / name / "metrics.jsonl").string())) {
+      s.points.push_back({m["step"].get<double>(), m.value("ce", m["loss"].get<double>())});
+      if (m.contains("eval_loss")) e.points.push_back({m["step"].get<double>(), m["eval_loss"].get<double>()});
+    }
+    loss.push_back(s), eval_loss.push_back(e), ++ci;
+  }
+  html += "<h2>Training</h2>" + svg_line_chart("cross-entropy on the training batches", "step", loss) + "<br>" +
+          svg_line_chart("held-out loss during training", "step", eval_loss);
+  Series reward{"mean reward", "#2ca02c", {}}, acc{"accuracy", "#1f77b4", {}};
+  for (const json& m : read_metrics((dir / "student-rl/metrics.jsonl").string()))
+    reward.points.push_back({m["step"].get<double>(), m["reward_mean"].get<double>()});
+  html += "<h2>GRPO on the distilled student</h2>" + svg_line_chart("mean reward of the sampled completions", "step", {reward});
+  html += "<p>Each stage's own report: teacher/report.html, student-ce/report.html, student-kd/report.html, "
+          "student-rl/report.html.</p></body></html>\n";
+  write_file_atomic((dir / "report.html").string(), html.data(), html.size());
+  json results = json::array();
+  for (const DemoRow& r : rows)
+    results.push_back({{"model", r.name}, {"dir", r.dir}, {"parameters", r.params}, {"accuracy", r.accuracy},
+                       {"perplexity", r.perplexity}, {"top1_agreement", r.agreement}, {"kl", r.kl},
+                       {"decode_tokens_per_s", r.decode_tps}});
+  const std::string rj = json{{"quick", set.quick}, {"seconds", total_s}, {"heldout_problems", p.n_heldout},
+                              {"eval", {{"max_new_tokens", 64}, {"seq_len", p.seq_len}}}, {"models", results}}.dump(2);
+  write_file_atomic((dir / "results.json").string(), rj.data(), rj.size());
+  std::printf("report: %s   (all of it took %s)\ntry:    distill run %s -p \"%s\" --raw --temp 0\n",
+              (dir / "report.html").c_str(), format_duration(total_s).c_str(), (dir / "student-rl").c_str(),
+              heldout[0].prompt.substr(0, heldout[0].prompt.size()).c_str());
+  return rows;
+}
+
+}  // namespace distill

@@ -1,0 +1,57 @@
+// distill demo --quick end to end: every stage leaves a loadable model, and the table agrees with a
+// separate `distill eval` of those models on the same held-out data.
+#include "model/model.h"
+#include "test_util.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <fstream>
+#include <sys/wait.h>
+
+namespace distill {
+
+namespace {
+int run(const std::string& args, std::string* out) {
+  FILE* p = popen((std::string(DISTILL_BINARY) + " " + args + " 2>&1").c_str(), "r");
+  char buf[4096];
+  out->clear();
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out->append(buf, n);
+  const int st = pclose(p);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+}  // namespace
+
+TEST(Demo, QuickRunIsCompleteAndConsistentWithEval) {
+  test::TempDir dir;
+  std::string out;
+  ASSERT_EQ(run("demo --quick -o " + (dir / "demo"), &out), 0) << out;
+  EXPECT_NE(out.find("student-rl"), std::string::npos) << out;
+  EXPECT_TRUE(std::filesystem::exists(dir / "demo/report.html"));
+  std::ifstream in(dir / "demo/results.json");
+  const nlohmann::json results = nlohmann::json::parse(in);
+  ASSERT_EQ(results["models"].size(), 4u);
+  for (const auto& m : results["models"]) {
+    const std::string name = m["model"], path = m["dir"];
+    EXPECT_NO_THROW(Model::load(path)) << name;
+    EXPECT_TRUE(std::filesystem::exists(path + "/tokenizer.json")) << name;
+    EXPECT_TRUE(std::filesystem::exists(path + "/report.html")) << name;
+    ASSERT_EQ(run("eval " + path + " --text " + (dir / "demo/data/heldout.jsonl") + " --tasks " +
+                      (dir / "demo/data/heldout_tasks.jsonl") + " --teacher " + (dir / "demo/teacher") +
+                      " --max-new-tokens 64 --seq-len " + std::to_string(results["eval"]["seq_len"].get<int>()) +
+                      " --json --no-speed",
+                  &out),
+              0)
+        << out;
+    const nlohmann::json e = nlohmann::json::parse(out);
+    EXPECT_NEAR(e["tasks"]["accuracy"].get<double>(), m["accuracy"].get<double>(), 1e-9) << name;
+    EXPECT_NEAR(e["text"]["perplexity"].get<double>(), m["perplexity"].get<double>(), 1e-6 * m["perplexity"].get<double>()) << name;
+    EXPECT_NEAR(e["fidelity"]["top1_agreement"].get<double>(), m["top1_agreement"].get<double>(), 1e-9) << name;
+    EXPECT_EQ(e["parameters"], m["parameters"]) << name;
+  }
+  // the teacher agrees with itself
+  EXPECT_EQ(results["models"][0]["top1_agreement"], 1.0);
+}
+
+}  // namespace distill
