@@ -26,20 +26,20 @@ std::vector<ArithProblem> make_arith_problems(int64_t n, uint64_t seed) {
   for (int64_t i = 0; i < n; ++i) {
     const Person& p = kPeople[rng.next_u64() % 8];
     const char* item = kItems[rng.next_u64() % 8];
-    int64_t x = pick(rng, 2, 20);
+    int64_t x = pick(rng, 10, 60);
     std::string q = fmt::format("{} has {} {}.", p.name, x, item);
     std::string a;
-    const int steps = int(pick(rng, 1, 3));
+    const int steps = int(pick(rng, 2, 3));
     for (int s = 0; s < steps; ++s) {
       const int64_t op = pick(rng, 0, 9);
       const char* then = s == 0 ? "" : "Then ";
       const std::string who = s == 0 ? p.pronoun : std::string(1, char(std::tolower(p.pronoun[0]))) + (p.pronoun + 1);
       if (op < 5 || x < 2) {  // add
-        const int64_t b = pick(rng, 1, 12);
+        const int64_t b = pick(rng, 5, 49);
         q += fmt::format(" {}{} {} {} more.", then, who, rng.next_u64() % 2 ? "finds" : "buys", b);
         a += fmt::format(" {} + {} = {}.", x, b, x + b);
         x += b;
-      } else if (op < 9 || x > 40) {  // take away (also keeps the numbers below 100)
+      } else if (op < 9 || x > 150) {  // take away (also keeps the numbers small)
         const int64_t b = pick(rng, 1, x - 1);
         q += fmt::format(" {}{} gives away {}.", then, who, b);
         a += fmt::format(" {} - {} = {}.", x, b, x - b);

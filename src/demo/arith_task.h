@@ -1,7 +1,8 @@
 // The demo's embedded task: multi-step arithmetic word problems with worked solutions and a
-// checkable final answer, generated from a seed (no downloaded data). One to three steps of
-// adding, taking away and doubling small numbers (results stay below 100): easy to check, hard
-// enough that a small model does not saturate it and a larger one clearly beats a small one.
+// checkable final answer, generated from a seed (no downloaded data). Two or three steps of
+// adding, taking away and doubling two-digit numbers (carries and borrows included): easy to
+// check, hard enough that a small model does not saturate it and a larger one clearly beats a
+// small one.
 //
 //   Q: Mia has 12 marbles. She finds 7 more. Then she gives away 5. How many marbles does Mia have now?
 //   A: 12 + 7 = 19. 19 - 5 = 14. #### 14

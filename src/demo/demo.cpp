@@ -34,14 +34,15 @@ struct ModelShape {
 // What each stage does; the quick plan keeps every stage, only smaller.
 struct Plan {
   int64_t n_train, n_heldout;
+  int64_t n_ground_truth;  // problems with a worked solution the students may see; the rest are prompts only
   ModelShape teacher, student;
   int64_t teacher_steps, student_steps, rl_steps, batch, seq_len;
   int top_k;
 };
 
 Plan plan_for(bool quick) {
-  if (quick) return {8000, 100, {128, 4, 4, 384}, {64, 2, 4, 192}, 1000, 1000, 20, 16, 96, 8};
-  return {30000, 300, {128, 6, 4, 384}, {64, 2, 4, 192}, 3000, 3000, 60, 16, 96, 8};
+  if (quick) return {8000, 100, 800, {128, 4, 4, 384}, {64, 2, 4, 192}, 1000, 1000, 20, 16, 96, 8};
+  return {30000, 300, 3000, {128, 6, 4, 384}, {64, 2, 4, 192}, 3000, 3000, 80, 16, 96, 8};
 }
 
 ModelConfig config_of(const ModelShape& s, int64_t vocab, const Tokenizer& tok) {
@@ -82,10 +83,12 @@ std::vector<DemoRow> run_demo(const DemoSettings& set) {
   const std::vector<ArithProblem> train = make_arith_problems(p.n_train, set.seed);
   const std::vector<ArithProblem> heldout = make_arith_problems(p.n_heldout, set.seed + 1000003);
   {
-    std::ofstream tr(dir / "data/train.jsonl"), tasks(dir / "data/train_tasks.jsonl"), ho(dir / "data/heldout_tasks.jsonl"),
-        hot(dir / "data/heldout.jsonl");
-    for (const ArithProblem& a : train) {
+    std::ofstream tr(dir / "data/train.jsonl"), gt(dir / "data/train_ground_truth.jsonl"), tasks(dir / "data/train_tasks.jsonl"),
+        ho(dir / "data/heldout_tasks.jsonl"), hot(dir / "data/heldout.jsonl");
+    for (size_t i = 0; i < train.size(); ++i) {
+      const ArithProblem& a = train[i];
       tr << json{{"prompt", a.prompt}, {"completion", a.solution}}.dump() << "\n";
+      if (int64_t(i) < p.n_ground_truth) gt << json{{"prompt", a.prompt}, {"completion", a.solution}}.dump() << "\n";
       tasks << json{{"prompt", a.prompt}, {"answer", std::to_string(a.answer)}, {"completion", a.solution}}.dump() << "\n";
     }
     for (const ArithProblem& a : heldout) {
@@ -99,8 +102,11 @@ std::vector<DemoRow> run_demo(const DemoSettings& set) {
   write_tokenizer_files((dir / "tokenizer").string(), make_byte_level_tokenizer(corpus, 300, false));
   const auto tok = Tokenizer::load((dir / "tokenizer").string());
   const int64_t vocab = tok->vocab_size();
-  std::fprintf(stderr, "distill demo%s: %lld training and %lld held-out arithmetic problems, vocabulary %lld, %d threads\n",
-               set.quick ? " --quick" : "", (long long)p.n_train, (long long)p.n_heldout, (long long)vocab, num_threads());
+  std::fprintf(stderr,
+               "distill demo%s: %lld training problems (worked solutions for %lld of them) and %lld held-out ones, "
+               "vocabulary %lld, %d threads\n",
+               set.quick ? " --quick" : "", (long long)p.n_train, (long long)p.n_ground_truth, (long long)p.n_heldout,
+               (long long)vocab, num_threads());
   std::fprintf(stderr, "example: %s%s\n", train[0].prompt.c_str(), train[0].solution.c_str());
 
   auto train_on = [&](const std::string& name, const ModelShape& shape, const std::string& data, int64_t steps, uint64_t seed,
@@ -112,6 +118,7 @@ std::vector<DemoRow> run_demo(const DemoSettings& set) {
     ts.eval_every = std::max<int64_t>(1, steps / 10);
     ts.kd_alpha = kd_alpha;
     ts.kd.divergence = Divergence::ForwardKL;
+    ts.kd.temperature = 1.0f;
     ts.topk_mode = TopKMode::Tail;
     ts.out_dir = (dir / name).string();
     TokenDataset td = TokenDataset::build(read_examples(data, tok.get(), nullptr), p.seq_len, vocab);
@@ -125,16 +132,19 @@ std::vector<DemoRow> run_demo(const DemoSettings& set) {
   train_on("teacher", p.teacher, (dir / "data/train.jsonl").string(), p.teacher_steps, set.seed, 0.0f);
   const Model teacher = Model::load((dir / "teacher").string());
 
-  // ---- 2. label: the teacher's top-k along every training solution
-  stage(2, "label the training set with the teacher's top-k", set.quick ? 5 : 20);
+  // ---- 2. label: the teacher answers every training prompt, with its top-k per token. The
+  // students' side of the story: worked solutions are scarce (n_ground_truth of them), prompts
+  // are plentiful, and a teacher can answer them all.
+  stage(2, "the teacher answers the training prompts (top-k log-probs per token)", set.quick ? 10 : 40);
   {
     fs::remove_all(dir / "labels");
     TeacherDatasetWriter out((dir / "labels").string(), false);
-    const auto prompts = read_label_prompts((dir / "data/train_tasks.jsonl").string(), tok.get(), nullptr, 0, 1, true);
+    const auto prompts = read_label_prompts((dir / "data/train_tasks.jsonl").string(), tok.get(), nullptr, 0, 1, false);
     LabelSettings ls;
     ls.top_k = p.top_k;
-    ls.score_completions = true;
-    ls.batch = 32;
+    ls.max_tokens = 64;
+    ls.temperature = 0.0f;
+    ls.batch = 64;
     out.manifest()["teacher"] = (dir / "teacher").string();
     out.manifest()["teacher_kind"] = "local";
     out.manifest()["tokenizer_fingerprint"] = fmt::format("{:016x}", tok->fingerprint());
@@ -143,9 +153,10 @@ std::vector<DemoRow> run_demo(const DemoSettings& set) {
     out.finish([&](const std::vector<int32_t>& ids) { return tok->decode(ids, false); });
   }
 
-  // ---- 3. students: the same size, data and steps; only the loss differs
-  stage(3, "train two students: ground truth only (CE), and distilled (CE + KD)", set.quick ? 25 : 75);
-  train_on("student-ce", p.student, (dir / "data/train.jsonl").string(), p.student_steps, set.seed + 1, 0.0f);
+  // ---- 3. students of the same size and steps: one on the worked solutions there are (CE), one
+  // on the teacher's answers to all the prompts (CE on its text + KD on its top-k)
+  stage(3, "train two students: ground truth only (CE), and distilled from the teacher (CE + KD)", set.quick ? 25 : 75);
+  train_on("student-ce", p.student, (dir / "data/train_ground_truth.jsonl").string(), p.student_steps, set.seed + 1, 0.0f);
   train_on("student-kd", p.student, (dir / "labels").string(), p.student_steps, set.seed + 1, 0.5f);
 
   // ---- 4. GRPO on the distilled student
@@ -154,7 +165,7 @@ std::vector<DemoRow> run_demo(const DemoSettings& set) {
     Model policy = Model::load((dir / "student-kd").string());
     const auto tasks = read_rl_tasks((dir / "data/train_tasks.jsonl").string(), *tok, nullptr);
     GrpoSettings gs;
-    gs.group = 8, gs.prompts_per_step = 16, gs.max_new_tokens = 64, gs.steps = p.rl_steps, gs.micro_batch = 16;
+    gs.group = 8, gs.prompts_per_step = 16, gs.max_new_tokens = 64, gs.steps = p.rl_steps, gs.micro_batch = 32;
     gs.temperature = 1.0f, gs.lr.lr = 1e-4f, gs.lr.decay = LrDecay::Constant, gs.adamw.weight_decay = 0.0f;
     gs.seed = set.seed, gs.out_dir = (dir / "student-rl").string();
     train_grpo(policy, nullptr, *tok, tasks, {}, RewardSpec::parse("answer"), gs, false);

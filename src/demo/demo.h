@@ -1,8 +1,9 @@
 // distill demo: the whole recipe on the embedded arithmetic task, on this machine —
-//   1. train a teacher, 2. label the training prompts with it (top-k), 3. train two students of
-//   the same size and steps, on the ground truth alone (CE) and distilled (CE + KD on the
-//   teacher's top-k), 4. GRPO on the distilled student, 5. evaluate all four on held-out
-//   problems, 6. write DIR/report.html and leave the models in DIR.
+//   1. train a teacher on all the worked solutions, 2. have it answer every training prompt
+//   (label, top-k), 3. train two students of the same size and steps: one on the worked
+//   solutions a student team would have (a tenth of them: CE), one on the teacher's answers to
+//   all prompts (CE on its text + KD on its top-k), 4. GRPO on the distilled student, 5. evaluate
+//   all four on held-out problems, 6. write DIR/report.html and leave the models in DIR.
 #pragma once
 
 #include <cstdint>
