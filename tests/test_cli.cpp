@@ -12,22 +12,8 @@ using test::TempDir;
 
 namespace {
 
-struct CliRun {
-  int exit_code;
-  std::string output;  // stdout and stderr
-};
-
-CliRun run(const std::string& args) {
-  const std::string cmd = std::string(DISTILL_BINARY) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  CliRun r{-1, ""};
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  const int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return r;
-}
+using CliRun = test::CliResult;
+CliRun run(const std::string& args) { return test::run_distill(args); }
 
 // A Hugging Face model directory holding the reference llama weights under their plain names.
 void make_model_dir(const std::string& dir, const TensorStore& ref) {

@@ -13,13 +13,9 @@ namespace distill {
 
 namespace {
 int run(const std::string& args, std::string* out) {
-  FILE* p = popen((std::string(DISTILL_BINARY) + " " + args + " 2>&1").c_str(), "r");
-  char buf[4096];
-  out->clear();
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out->append(buf, n);
-  const int st = pclose(p);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  const test::CliResult r = test::run_distill(args);
+  *out = r.output;
+  return r.exit_code;
 }
 }  // namespace
 

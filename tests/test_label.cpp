@@ -29,14 +29,9 @@ using nlohmann::json;
 namespace {
 
 int run(const std::string& args, std::string* out = nullptr, const std::string& env = "") {
-  FILE* p = popen((env + " " + std::string(DISTILL_BINARY) + " " + args + " 2>&1").c_str(), "r");
-  char buf[4096];
-  std::string o;
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) o.append(buf, n);
-  const int st = pclose(p);
-  if (out) *out = o;
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  const test::CliResult r = test::run_distill(args, env);
+  if (out) *out = r.output;
+  return r.exit_code;
 }
 
 void write_prompts(const std::string& path, int n) {

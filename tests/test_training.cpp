@@ -18,22 +18,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct CliRun {
-  int exit_code;
-  std::string output;
-};
-
-CliRun run(const std::string& args, const std::string& env = "") {
-  const std::string cmd = env + " " + std::string(DISTILL_BINARY) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  CliRun r{-1, ""};
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  const int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return r;
-}
+using CliRun = test::CliResult;
+CliRun run(const std::string& args, const std::string& env = "") { return test::run_distill(args, env); }
 
 // A language with 24 tokens where each token determines the next (a fixed permutation cycle):
 // every target is predictable, so a model that learns it reaches ~0 loss.

@@ -7,9 +7,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
 
@@ -60,6 +62,24 @@ inline float max_abs_diff(const float* a, const float* b, size_t n) {
   float m = 0.0f;
   for (size_t i = 0; i < n; ++i) m = std::max(m, std::fabs(a[i] - b[i]));
   return m;
+}
+
+// Runs the distill binary with `args` (shell syntax; `env` is prepended, e.g. "VAR=1 "), capturing
+// stdout and stderr together.
+struct CliResult {
+  int exit_code;
+  std::string output;
+};
+inline CliResult run_distill(const std::string& args, const std::string& env = "") {
+  const std::string cmd = env + " " + std::string(DISTILL_BINARY) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  CliResult r{-1, ""};
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  const int status = pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
 }
 
 inline std::string reference_path(const std::string& file) { return std::string(DISTILL_REFERENCE_DIR) + "/" + file; }
