@@ -33,9 +33,7 @@ void run_eval(const EvalArgs& a) {
   for (const auto& e : fs::directory_iterator(a.model))
     if (e.path().extension() == ".safetensors") bytes += e.file_size();
   r["bytes"] = bytes;
-  std::unique_ptr<ChatTemplate> tmpl;
-  if (!a.chat_template.empty()) tmpl = std::make_unique<ChatTemplate>(ChatTemplate::by_name(a.chat_template));
-  else if (!tok->chat_template().empty()) tmpl = std::make_unique<ChatTemplate>(ChatTemplate::detect(*tok));
+  const auto tmpl = ChatTemplate::choose(a.chat_template, tok.get());
   TokenDataset text;
   if (!a.text.empty()) {
     text = TokenDataset::build(read_examples(a.text, tok.get(), tmpl.get()), a.seq_len, model.config.n_vocab);

@@ -76,12 +76,7 @@ void run_init(const InitArgs& a) {
   c.torch_dtype = a.dtype == "bf16" ? "bfloat16" : a.dtype == "f16" ? "float16" : "float32";
   // GPT-2-style initialisation: N(0, 0.02²) for every matrix.
   Model::random(c, dt, a.seed, 0.02f).save(a.out);
-  if (!tokenizer_dir.empty()) {
-    for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}) {
-      const fs::path src = fs::path(tokenizer_dir) / f;
-      if (fs::exists(src)) fs::copy_file(src, fs::path(a.out) / f, fs::copy_options::overwrite_existing);
-    }
-  }
+  if (!tokenizer_dir.empty()) copy_tokenizer_files(tokenizer_dir, a.out);
   if (a.tokenizer == "bytes") fs::remove_all(tokenizer_dir);
   std::printf("%s: %s, %.2f M parameters (%lld layers, dim %lld, vocab %lld), %s\n", a.out.c_str(), c.model_type.c_str(),
               double(c.n_params()) / 1e6, (long long)c.n_layer, (long long)c.n_embd, (long long)c.n_vocab, a.dtype.c_str());

@@ -27,12 +27,6 @@ struct LabelArgs {
   RemoteSettings r;
 };
 
-std::unique_ptr<ChatTemplate> chat_template_for(const std::string& name, const Tokenizer* tok) {
-  if (!name.empty()) return std::make_unique<ChatTemplate>(ChatTemplate::by_name(name));
-  if (tok && !tok->chat_template().empty()) return std::make_unique<ChatTemplate>(ChatTemplate::detect(*tok));
-  return nullptr;
-}
-
 void run_label(LabelArgs& a) {
   const auto [shard, n_shards] = parse_shard(a.shard);
   const bool remote = a.teacher.rfind("http://", 0) == 0 || a.teacher.rfind("https://", 0) == 0;
@@ -41,7 +35,7 @@ void run_label(LabelArgs& a) {
   const std::string tok_dir = remote ? a.tokenizer : a.teacher;
   if (tok_dir.empty()) fail("a remote teacher needs --tokenizer DIR: the student's tokenizer the dataset is written in");
   const auto tok = Tokenizer::load(tok_dir);
-  const auto tmpl = chat_template_for(a.chat_template, tok.get());
+  const auto tmpl = ChatTemplate::choose(a.chat_template, tok.get());
   const std::vector<LabelPrompt> prompts =
       read_label_prompts(a.prompts, tok.get(), tmpl.get(), shard, n_shards, a.s.score_completions);
   TeacherDatasetWriter out(a.out, a.resume);

@@ -26,9 +26,7 @@ struct RlArgs {
 void run_rl(RlArgs& a) {
   Model policy = Model::load(a.model);
   const auto tok = Tokenizer::load(a.model);
-  std::unique_ptr<ChatTemplate> tmpl;
-  if (!a.chat_template.empty()) tmpl = std::make_unique<ChatTemplate>(ChatTemplate::by_name(a.chat_template));
-  else if (!tok->chat_template().empty()) tmpl = std::make_unique<ChatTemplate>(ChatTemplate::detect(*tok));
+  const auto tmpl = ChatTemplate::choose(a.chat_template, tok.get());
   const RewardSpec reward = RewardSpec::parse(a.reward);
   const std::vector<RlTask> tasks = read_rl_tasks(a.tasks, *tok, tmpl.get());
   std::vector<RlTask> eval;
@@ -54,9 +52,7 @@ void run_rl(RlArgs& a) {
   if (ec) fail("--out {}: cannot create: {}", a.out, ec.message());
   try {
     const GrpoSummary r = train_grpo(policy, ref.get(), *tok, tasks, eval, reward, a.s, a.resume);
-    for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"})
-      if (fs::exists(fs::path(a.model) / f) && fs::absolute(fs::path(a.model) / f) != fs::absolute(fs::path(a.out) / f))
-        fs::copy_file(fs::path(a.model) / f, fs::path(a.out) / f, fs::copy_options::overwrite_existing);
+    copy_tokenizer_files(a.model, a.out);
     std::printf("rl: %lld steps in %.1f s: mean reward %.3f -> %.3f", (long long)r.steps, r.seconds, r.first_reward, r.last_reward);
     if (r.eval_accuracy >= 0) std::printf(", held-out accuracy %.3f", r.eval_accuracy);
     std::printf("\nmodel: %s   report: %s/report.html\n", a.out.c_str(), a.out.c_str());

@@ -80,9 +80,8 @@ void run(const RunArgs& a) {
     fail("{}: the tokenizer has {} tokens but the model {} embedding rows", a.dir, tok->vocab_size(), model.config.n_vocab);
   std::unique_ptr<ChatTemplate> tmpl;
   if (!a.raw) {
-    if (!a.chat_template.empty()) tmpl = std::make_unique<ChatTemplate>(ChatTemplate::by_name(a.chat_template));
-    else if (!tok->chat_template().empty()) tmpl = std::make_unique<ChatTemplate>(ChatTemplate::detect(*tok));
-    else if (a.chat) fail("{}: the tokenizer has no chat template; give --chat-template NAME", a.dir);
+    tmpl = ChatTemplate::choose(a.chat_template, tok.get());
+    if (!tmpl && a.chat) fail("{}: the tokenizer has no chat template; give --chat-template NAME", a.dir);
   }
   const int64_t n_ctx = std::min<int64_t>(a.ctx, std::max<int64_t>(model.config.max_position_embeddings, 1));
   Generator gen(model, *tok, n_ctx);

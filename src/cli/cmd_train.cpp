@@ -94,9 +94,7 @@ void run_train(TrainArgs& a) {
   // The student's tokenizer and chat template turn text into tokens (optional for token-id data).
   std::shared_ptr<const Tokenizer> tok;
   if (fs::exists(fs::path(a.student) / "tokenizer.json")) tok = Tokenizer::load(a.student);
-  std::unique_ptr<ChatTemplate> tmpl;
-  if (!a.chat_template.empty()) tmpl = std::make_unique<ChatTemplate>(ChatTemplate::by_name(a.chat_template));
-  else if (tok && !tok->chat_template().empty()) tmpl = std::make_unique<ChatTemplate>(ChatTemplate::detect(*tok));
+  const auto tmpl = ChatTemplate::choose(a.chat_template, tok.get());
   if (tok && tok->vocab_size() > student.config.n_vocab)
     fail("{}: the tokenizer has {} tokens but the model only {} embedding rows", a.student, tok->vocab_size(),
          student.config.n_vocab);
@@ -111,11 +109,7 @@ void run_train(TrainArgs& a) {
   try {
     const TrainSummary r = train_model(student, train, eval, teacher.get(), a.s, a.resume);
     // Keep the student's tokenizer beside the trained weights so the result runs as it is.
-    for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"}) {
-      const fs::path src = fs::path(a.student) / f;
-      if (fs::exists(src) && fs::absolute(src) != fs::absolute(fs::path(a.out) / f))
-        fs::copy_file(src, fs::path(a.out) / f, fs::copy_options::overwrite_existing);
-    }
+    copy_tokenizer_files(a.student, a.out);
     std::printf("trained %lld steps in %.1f s (%.0f tokens/s): final loss %.4f", (long long)r.steps, r.seconds,
                 r.tokens_per_s, r.final_loss);
     if (r.eval_loss >= 0) std::printf(", held-out loss %.4f (perplexity %.2f)", r.eval_loss, std::exp(r.eval_loss));

@@ -55,11 +55,6 @@ ModelConfig config_of(const ModelShape& s, int64_t vocab, const Tokenizer& tok) 
   return c;
 }
 
-void copy_tokenizer(const std::string& from, const std::string& to) {
-  for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
-    fs::copy_file(fs::path(from) / f, fs::path(to) / f, fs::copy_options::overwrite_existing);
-}
-
 std::vector<json> read_metrics(const std::string& path) {
   std::vector<json> out;
   std::ifstream in(path);
@@ -124,7 +119,7 @@ std::vector<DemoRow> run_demo(const DemoSettings& set) {
     TokenDataset td = TokenDataset::build(read_examples(data, tok.get(), nullptr), p.seq_len, vocab);
     TokenDataset ev = td.split_off(0.02, seed);
     train_model(m, td, ev, nullptr, ts, false);
-    copy_tokenizer((dir / "tokenizer").string(), ts.out_dir);
+    copy_tokenizer_files((dir / "tokenizer").string(), ts.out_dir);
   };
 
   // ---- 1. teacher
@@ -171,7 +166,7 @@ std::vector<DemoRow> run_demo(const DemoSettings& set) {
     gs.temperature = 1.0f, gs.lr.lr = 5e-5f, gs.lr.decay = LrDecay::Constant, gs.adamw.weight_decay = 0.0f;
     gs.seed = set.seed, gs.out_dir = (dir / "student-rl").string();
     train_grpo(policy, nullptr, *tok, tasks, {}, RewardSpec::parse("answer"), gs, false);
-    copy_tokenizer((dir / "tokenizer").string(), gs.out_dir);
+    copy_tokenizer_files((dir / "tokenizer").string(), gs.out_dir);
   }
 
   // ---- 5. evaluate all four on the held-out problems

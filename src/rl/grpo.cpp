@@ -38,17 +38,7 @@ std::vector<RlTask> read_rl_tasks(const std::string& path, const Tokenizer& tok,
         fail("malformed JSON: {}", e.what());
       }
       if (!t.task.is_object()) fail("expected a JSON object");
-      std::vector<ChatMessage> msgs;
-      if (t.task.contains("messages")) msgs = parse_messages(t.task["messages"]);
-      else if (t.task.contains("prompt") && t.task["prompt"].is_string()) msgs = {{"user", t.task["prompt"].get<std::string>()}};
-      else fail("expected \"prompt\" (a string) or \"messages\"");
-      if (tmpl) {
-        t.prompt = tok.encode(tmpl->render(msgs, true), false, true);
-      } else {
-        std::string text;
-        for (const ChatMessage& m : msgs) text += m.content;
-        t.prompt = tok.encode(text, true, false);
-      }
+      t.prompt = encode_prompt(tok, tmpl, prompt_messages(t.task));
       if (t.prompt.empty()) fail("the prompt encodes to no tokens");
       tasks.push_back(std::move(t));
     });

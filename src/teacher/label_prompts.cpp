@@ -35,10 +35,7 @@ std::vector<LabelPrompt> read_label_prompts(const std::string& path, const Token
         fail("malformed JSON: {}", e.what());
       }
       if (!p.line.is_object()) fail("expected a JSON object");
-      std::vector<ChatMessage> msgs;
-      if (p.line.contains("messages")) msgs = parse_messages(p.line["messages"]);
-      else if (p.line.contains("prompt") && p.line["prompt"].is_string()) msgs = {{"user", p.line["prompt"].get<std::string>()}};
-      else fail("expected \"prompt\" (a string) or \"messages\"");
+      const std::vector<ChatMessage> msgs = prompt_messages(p.line);
       if (p.line.contains("completion")) {
         if (!p.line["completion"].is_string()) fail("\"completion\" must be a string");
         p.completion = p.line["completion"].get<std::string>();
@@ -48,13 +45,7 @@ std::vector<LabelPrompt> read_label_prompts(const std::string& path, const Token
       for (const ChatMessage& m : msgs) p.messages.push_back({{"role", m.role}, {"content", m.content}});
       if (int(n % uint64_t(n_shards)) != shard) return;  // another shard's prompt (still validated)
       if (tok) {
-        if (tmpl) {
-          p.ids = tok->encode(tmpl->render(msgs, true), false, true);
-        } else {
-          std::string text;
-          for (const ChatMessage& m : msgs) text += m.content;
-          p.ids = tok->encode(text, true, false);
-        }
+        p.ids = encode_prompt(*tok, tmpl, msgs);
         if (p.ids.empty()) fail("the prompt encodes to no tokens");
       }
       out.push_back(std::move(p));

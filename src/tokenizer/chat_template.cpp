@@ -58,6 +58,25 @@ std::vector<ChatMessage> parse_messages(const nlohmann::json& j) {
   return out;
 }
 
+std::vector<ChatMessage> prompt_messages(const nlohmann::json& line) {
+  if (line.contains("messages")) return parse_messages(line["messages"]);
+  if (line.contains("prompt") && line["prompt"].is_string()) return {{"user", line["prompt"].get<std::string>()}};
+  fail("expected \"prompt\" (a string) or \"messages\"");
+}
+
+std::vector<int32_t> encode_prompt(const Tokenizer& tok, const ChatTemplate* tmpl, const std::vector<ChatMessage>& msgs) {
+  if (tmpl) return tok.encode(tmpl->render(msgs, true), false, true);
+  std::string text;
+  for (const ChatMessage& m : msgs) text += m.content;
+  return tok.encode(text, true, false);
+}
+
+std::unique_ptr<ChatTemplate> ChatTemplate::choose(const std::string& name, const Tokenizer* tok) {
+  if (!name.empty()) return std::make_unique<ChatTemplate>(by_name(name));
+  if (tok && !tok->chat_template().empty()) return std::make_unique<ChatTemplate>(detect(*tok));
+  return nullptr;
+}
+
 std::vector<std::string> ChatTemplate::names() {
   std::vector<std::string> v;
   for (const FamilyName& n : kNames) v.push_back(n.name);

@@ -14,12 +14,14 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace distill {
 
 class Tokenizer;
+class ChatTemplate;
 
 struct ChatMessage {
   std::string role;     // system | user | assistant
@@ -28,6 +30,11 @@ struct ChatMessage {
 
 // Reads [{"role": ..., "content": ...}, ...]; throws naming the bad element.
 std::vector<ChatMessage> parse_messages(const nlohmann::json& j);
+// The conversation of a prompts-file line: {"messages": [...]} or {"prompt": "..."} (one user turn).
+std::vector<ChatMessage> prompt_messages(const nlohmann::json& line);
+// Prompt ids: rendered with the template (generation prompt added), or without one the messages'
+// text with the tokenizer's BOS.
+std::vector<int32_t> encode_prompt(const Tokenizer& tok, const ChatTemplate* tmpl, const std::vector<ChatMessage>& msgs);
 
 class ChatTemplate {
 public:
@@ -38,6 +45,8 @@ public:
   // By name (chatml, qwen2.5, qwen3, llama3, llama2, mistral, deepseek-r1); throws listing them.
   static ChatTemplate by_name(const std::string& name);
   static std::vector<std::string> names();
+  // --chat-template NAME if given, else the tokenizer's own template, else none (nullptr).
+  static std::unique_ptr<ChatTemplate> choose(const std::string& name, const Tokenizer* tok);
 
   // The prompt text; with add_generation_prompt, ends where the assistant's reply begins.
   std::string render(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const;

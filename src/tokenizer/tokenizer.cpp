@@ -209,6 +209,14 @@ std::string Tokenizer::StreamDecoder::push(int32_t id) {
   return utf8_sanitize(ready);
 }
 
+void copy_tokenizer_files(const std::string& from, const std::string& to) {
+  namespace fs = std::filesystem;
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"}) {
+    const fs::path src = fs::path(from) / f, dst = fs::path(to) / f;
+    if (fs::exists(src) && fs::absolute(src) != fs::absolute(dst)) fs::copy_file(src, dst, fs::copy_options::overwrite_existing);
+  }
+}
+
 std::string Tokenizer::StreamDecoder::flush() {
   std::string out = utf8_sanitize(pending_);
   pending_.clear();

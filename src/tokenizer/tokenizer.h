@@ -73,4 +73,8 @@ private:
   uint64_t fingerprint_ = 0;
 };
 
+// Copies the tokenizer files that exist in model directory `from` into `to` (a trained or
+// converted model keeps the tokenizer it was made with).
+void copy_tokenizer_files(const std::string& from, const std::string& to);
+
 }  // namespace distill
