@@ -17,5 +17,6 @@ void register_rl(CLI::App& app);
 void register_label(CLI::App& app);
 void register_dataset(CLI::App& app);
 void register_eval(CLI::App& app);
+void register_serve(CLI::App& app);  // also `keys` and `usage`
 
 }  // namespace distill

@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   distill::register_label(app);
   distill::register_dataset(app);
   distill::register_eval(app);
+  distill::register_serve(app);
   distill::register_demo(app);
 
   try {

@@ -1,0 +1,42 @@
+// The OpenAI response shapes, built from finished or in-progress GenerationJobs: chat completion
+// objects and chunks (logprobs as {"content": [{token, logprob, bytes, top_logprobs}]}), legacy
+// text completions and chunks (logprobs as {tokens, token_logprobs, top_logprobs, text_offset}),
+// and usage. Token strings may hold part of a UTF-8 character: "bytes" carries the exact bytes and
+// JSON output replaces invalid sequences (dump_json).
+#pragma once
+
+#include "serve/scheduler.h"
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+
+namespace distill {
+
+// Serialises with invalid UTF-8 replaced by U+FFFD (model output can split characters).
+std::string dump_json(const nlohmann::json& j);
+
+struct ResponseMeta {
+  std::string id;           // chatcmpl-… / cmpl-…
+  int64_t created = 0;      // unix seconds
+  std::string model;
+  std::string fingerprint;  // system_fingerprint
+};
+
+std::string new_response_id(const char* prefix);
+
+// Chat: one content entry per token.
+nlohmann::json chat_logprobs_content(const Tokenizer& tok, const std::vector<TokenLogprob>& tokens);
+
+// Legacy completions logprobs for `tokens`, offsets starting at text_offset (advanced).
+// Prompt tokens without a score (the first) get nulls.
+struct LegacyLogprobs {
+  nlohmann::json tokens = nlohmann::json::array(), token_logprobs = nlohmann::json::array(),
+                 top_logprobs = nlohmann::json::array(), text_offset = nlohmann::json::array();
+  void add(const Tokenizer& tok, int32_t id, const TokenLogprob* score, int64_t* offset);
+  nlohmann::json to_json() const;
+};
+
+nlohmann::json usage_json(int64_t prompt_tokens, int64_t completion_tokens);
+
+}  // namespace distill

@@ -1,0 +1,262 @@
+#include "serve/scheduler.h"
+
+#include "core/error.h"
+#include "generate/batch_generate.h"
+#include "generate/text_stream.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+namespace distill {
+
+uint64_t JobSignal::wait(uint64_t seen, double timeout_s) {
+  std::unique_lock<std::mutex> lock(mu);
+  cv.wait_for(lock, std::chrono::duration<double>(timeout_s), [&] { return version > seen; });
+  return version;
+}
+
+struct Scheduler::Slot {
+  std::shared_ptr<GenerationJob> job;   // null: free
+  std::vector<int32_t> cached;          // tokens whose K/V are in this slot, in order
+  size_t prefilled = 0;                 // prompt tokens in the cache so far
+  std::vector<int32_t> history;         // prompt + generated (for the penalties)
+  std::unique_ptr<Sampler> sampler;
+  std::unique_ptr<StopTextStream> text;
+  std::vector<TokenLogprob> pending;    // tokens whose text is still held back
+  int32_t next = -1;                    // sampled, not yet in the cache
+  bool generating = false;
+};
+
+Scheduler::Scheduler(const Model& model, const Tokenizer& tok, const SchedulerOptions& opt)
+    : model_(model), tok_(tok), opt_(opt), decoder_(model), cache_(model.config, opt.n_slots, opt.n_ctx) {
+  if (opt.n_slots < 1 || opt.n_ctx < 2) fail("the scheduler needs at least 1 slot and a context of 2 tokens");
+  slots_.resize(size_t(opt.n_slots));
+  worker_ = std::thread([this] { loop(); });
+}
+
+Scheduler::~Scheduler() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  worker_.join();
+  // Whatever is left ends as cancelled so that no client thread waits forever.
+  for (Slot& s : slots_)
+    if (s.job) finish(s, "cancelled");
+  for (auto& job : queue_) {
+    std::lock_guard<std::mutex> lock(job->signal->mu);
+    job->done = true, job->finish_reason = "cancelled";
+    job->signal->changed_locked();
+  }
+}
+
+bool Scheduler::submit(const std::vector<std::shared_ptr<GenerationJob>>& jobs) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_ || int64_t(queue_.size() + jobs.size()) > opt_.max_queue) return false;
+    for (const auto& j : jobs) {
+      if (j->prompt.empty()) fail("a job's prompt is empty");
+      if (int64_t(j->prompt.size()) >= opt_.n_ctx) fail("a job's prompt does not fit the context");
+      queue_.push_back(j);
+    }
+    stats_.queued = int64_t(queue_.size());
+  }
+  cv_.notify_all();
+  return true;
+}
+
+SchedulerStats Scheduler::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+void Scheduler::loop() {
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      const auto busy = [&] {
+        return !queue_.empty() || std::any_of(slots_.begin(), slots_.end(), [](const Slot& s) { return s.job != nullptr; });
+      };
+      cv_.wait(lock, [&] { return stopping_ || busy(); });
+      if (stopping_) return;
+    }
+    try {
+      step();
+    } catch (const std::exception& e) {
+      // A failed forward fails the jobs it held; the worker carries on with the next ones.
+      for (Slot& s : slots_)
+        if (s.job) {
+          finish(s, "error", e.what());
+          s.cached.clear();
+        }
+    }
+  }
+}
+
+// Moves queued jobs into free slots: the slot whose cached tokens share the longest prefix
+// with the job's prompt (its previous turn), else the least useful one.
+void Scheduler::admit() {
+  std::lock_guard<std::mutex> lock(mu_);
+  while (!queue_.empty()) {
+    auto job = queue_.front();
+    if (job->cancel) {  // the client left while waiting
+      queue_.pop_front();
+      std::lock_guard<std::mutex> jl(job->signal->mu);
+      job->done = true, job->finish_reason = "cancelled";
+      job->signal->changed_locked();
+      ++stats_.cancelled;
+      continue;
+    }
+    Slot* best = nullptr;
+    size_t best_common = 0;
+    for (Slot& s : slots_) {
+      if (s.job) continue;
+      size_t c = 0;
+      if (!job->prompt_logprobs)  // scoring needs the logits of every prompt token: no reuse
+        while (c < s.cached.size() && c < job->prompt.size() && s.cached[c] == job->prompt[c]) ++c;
+      if (!best || c > best_common) best = &s, best_common = c;
+    }
+    if (!best) break;
+    queue_.pop_front();
+    Slot& s = *best;
+    best_common = std::min(best_common, job->prompt.size() - 1);  // the last prompt token gives the logits
+    s.cached.resize(best_common);
+    s.prefilled = best_common;
+    s.history = job->prompt;
+    s.sampler = std::make_unique<Sampler>(job->sampler);
+    s.text = std::make_unique<StopTextStream>(tok_, job->stop);
+    s.pending.clear();
+    s.generating = false;
+    s.next = -1;
+    job->n_reused = int64_t(best_common);
+    if (job->prompt_logprobs) job->prompt_scores.resize(job->prompt.size() - 1);
+    s.job = std::move(job);
+  }
+  stats_.queued = int64_t(queue_.size());
+  stats_.active = std::count_if(slots_.begin(), slots_.end(), [](const Slot& s) { return s.job != nullptr; });
+}
+
+void Scheduler::finish(Slot& s, const std::string& reason, const std::string& error) {
+  auto job = std::move(s.job);
+  s.job.reset();
+  std::string rest = reason == "cancelled" || reason == "error" ? "" : s.text->finish();
+  std::lock_guard<std::mutex> lock(job->signal->mu);
+  if (!rest.empty() || !s.pending.empty()) job->pieces.push_back({std::move(rest), std::move(s.pending)});
+  s.pending.clear();
+  job->done = true;
+  job->finish_reason = reason;
+  job->error = error;
+  job->signal->changed_locked();
+}
+
+namespace {
+TokenLogprob score(const float* logits, int64_t n_vocab, int32_t id, int k) {
+  TokenLogprob t;
+  t.id = id;
+  t.logprob = float(token_logprob(logits, n_vocab, id, 1.0f));
+  if (k > 0) {
+    std::vector<int32_t> ids(static_cast<size_t>(k));
+    std::vector<float> lp(static_cast<size_t>(k));
+    top_k_logprobs(logits, n_vocab, k, ids.data(), lp.data());
+    for (int i = 0; i < k; ++i)
+      if (ids[size_t(i)] >= 0) t.top.emplace_back(ids[size_t(i)], lp[size_t(i)]);
+  }
+  return t;
+}
+}  // namespace
+
+// The next token of a slot whose prompt is fully in the cache, from its logits row.
+void Scheduler::on_logits(Slot& s, const float* logits) {
+  GenerationJob& job = *s.job;
+  const int64_t n_vocab = model_.config.n_vocab;
+  if (job.n_generated >= job.max_new_tokens || int64_t(s.cached.size()) >= opt_.n_ctx) return finish(s, "length");
+  const int32_t next = s.sampler->sample(logits, n_vocab, s.history);
+  const auto& stop_ids = tok_.stop_ids();
+  if (std::find(stop_ids.begin(), stop_ids.end(), next) != stop_ids.end()) return finish(s, "stop");
+  s.pending.push_back(job.logprobs ? score(logits, n_vocab, next, job.top_logprobs) : TokenLogprob{next, 0, {}});
+  s.history.push_back(next);
+  std::string text = s.text->push(next);
+  {
+    std::lock_guard<std::mutex> lock(job.signal->mu);
+    ++job.n_generated;
+    if (!text.empty()) {
+      job.pieces.push_back({std::move(text), std::move(s.pending)});
+      s.pending.clear();
+      job.signal->changed_locked();
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.generated_tokens;
+  }
+  if (s.text->stopped()) return finish(s, "stop");
+  s.next = next;
+  s.generating = true;
+}
+
+void Scheduler::step() {
+  admit();
+  // Clients that left: free their slots before spending compute on them.
+  for (Slot& s : slots_)
+    if (s.job && s.job->cancel) {
+      finish(s, "cancelled");
+      std::lock_guard<std::mutex> lock(mu_);
+      ++stats_.cancelled;
+    }
+
+  const auto t0 = std::chrono::steady_clock::now();
+  struct Row {
+    Slot* slot;
+    int64_t prompt_index;  // position of this token in the prompt, or -1 for a decode token
+  };
+  std::vector<Row> rows;
+  batch_.clear();
+  for (Slot& s : slots_) {
+    if (!s.job || !s.generating) continue;
+    batch_.add(s.next, int32_t(s.cached.size()), int32_t(&s - slots_.data()), true);
+    rows.push_back({&s, -1});
+    s.cached.push_back(s.next);
+  }
+  int64_t budget = opt_.prefill_chunk;
+  int64_t n_prompt_tokens = 0;
+  for (Slot& s : slots_) {
+    if (!s.job || s.generating || budget <= 0) continue;
+    const auto& prompt = s.job->prompt;
+    const size_t end = std::min(prompt.size(), s.prefilled + size_t(budget));
+    for (size_t i = s.prefilled; i < end; ++i) {
+      const bool want = s.job->prompt_logprobs || i + 1 == prompt.size();
+      batch_.add(prompt[i], int32_t(i), int32_t(&s - slots_.data()), want);
+      if (want) rows.push_back({&s, int64_t(i)});
+      s.cached.push_back(prompt[i]);
+    }
+    budget -= int64_t(end - s.prefilled);
+    n_prompt_tokens += int64_t(end - s.prefilled);
+    s.prefilled = end;
+  }
+  if (batch_.size() == 0) return;
+  const float* logits = decoder_.forward(batch_, cache_);
+
+  const int64_t n_vocab = model_.config.n_vocab;
+  for (size_t r = 0; r < rows.size(); ++r) {
+    Slot& s = *rows[r].slot;
+    if (!s.job) continue;
+    const float* row = logits + int64_t(r) * n_vocab;
+    const int64_t i = rows[r].prompt_index;
+    if (i >= 0 && i + 1 < int64_t(s.job->prompt.size())) {  // scoring: this row predicts prompt token i+1
+      TokenLogprob t = score(row, n_vocab, s.job->prompt[size_t(i + 1)], s.job->top_logprobs);
+      std::lock_guard<std::mutex> lock(s.job->signal->mu);
+      s.job->prompt_scores[size_t(i)] = std::move(t);
+      continue;
+    }
+    on_logits(s, row);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  ++stats_.steps;
+  stats_.prompt_tokens += n_prompt_tokens;
+  stats_.busy_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  stats_.active = std::count_if(slots_.begin(), slots_.end(), [](const Slot& s) { return s.job != nullptr; });
+}
+
+}  // namespace distill

@@ -1,0 +1,119 @@
+// Scheduler: continuous batching. One worker thread owns the decoder and a KV cache of n_slots
+// sequence slots. Each step it admits queued jobs into free slots, then runs ONE batched forward
+// holding a decode token for every generating slot plus prompt chunks of slots still prefilling
+// (at most prefill_chunk prompt tokens per step, so a long prompt does not stall the others), and
+// samples each slot's next token. Jobs join and leave between steps; a cancelled job (client gone)
+// frees its slot at the next step. A slot keeps its tokens after its job ends: a later job whose
+// prompt starts the same way (the next turn of a chat) only prefills what is new.
+#pragma once
+
+#include "model/decoder.h"
+#include "sample/sampler.h"
+#include "tokenizer/tokenizer.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace distill {
+
+struct TokenLogprob {
+  int32_t id = -1;
+  float logprob = 0;                              // log softmax(logits)[id] at temperature 1
+  std::vector<std::pair<int32_t, float>> top;     // the most likely alternatives, best first
+};
+
+// Wakes whoever waits on the jobs that share it (the choices of one request): every change to a
+// job's output bumps `version` under `mu` and notifies `cv`.
+struct JobSignal {
+  std::mutex mu;
+  std::condition_variable cv;
+  uint64_t version = 0;
+  void changed_locked() { ++version, cv.notify_all(); }
+  // Waits until version > seen or the timeout; returns the version now.
+  uint64_t wait(uint64_t seen, double timeout_s);
+};
+
+// One completion: the request's input, and its output as the worker produces it.
+struct GenerationJob {
+  // --- input, fixed before submit ---
+  std::vector<int32_t> prompt;
+  SamplerSettings sampler;
+  int64_t max_new_tokens = 16;   // 0: only score the prompt
+  std::vector<std::string> stop;
+  bool logprobs = false;         // log-prob of each generated token
+  int top_logprobs = 0;          // alternatives per generated (and, with prompt_logprobs, prompt) token
+  bool prompt_logprobs = false;  // log-probs of prompt tokens 1.. (echo scoring)
+
+  // --- output, guarded by signal->mu ---
+  struct Piece {
+    std::string text;                   // text decided by these tokens (may be empty at the end)
+    std::vector<TokenLogprob> tokens;   // the tokens (with log-probs if asked)
+  };
+  std::shared_ptr<JobSignal> signal = std::make_shared<JobSignal>();
+  std::vector<Piece> pieces;
+  std::vector<TokenLogprob> prompt_scores;  // [prompt.size() - 1] when prompt_logprobs
+  bool done = false;
+  std::string finish_reason;   // stop | length | cancelled | error
+  std::string error;
+  int64_t n_generated = 0;
+  int64_t n_reused = 0;        // prompt tokens found already in the slot's cache
+
+  std::atomic<bool> cancel{false};  // set by the client side; the worker drops the job
+};
+
+struct SchedulerOptions {
+  int64_t n_slots = 4;
+  int64_t n_ctx = 2048;        // positions per slot
+  int64_t max_queue = 64;      // jobs waiting for a slot; more are refused
+  int64_t prefill_chunk = 256; // prompt tokens per step across slots
+};
+
+struct SchedulerStats {
+  int64_t queued = 0, active = 0;
+  int64_t steps = 0, prompt_tokens = 0, generated_tokens = 0, cancelled = 0;
+  double busy_s = 0;           // time spent in forward passes and sampling
+};
+
+class Scheduler {
+public:
+  Scheduler(const Model& model, const Tokenizer& tok, const SchedulerOptions& opt);
+  ~Scheduler();
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Queues the jobs together (the choices of one request), or none if the queue has no room.
+  bool submit(const std::vector<std::shared_ptr<GenerationJob>>& jobs);
+  SchedulerStats stats() const;
+  const SchedulerOptions& options() const { return opt_; }
+
+private:
+  struct Slot;
+  void loop();
+  void step();
+  void admit();
+  void finish(Slot& s, const std::string& reason, const std::string& error = "");
+  void on_logits(Slot& s, const float* logits);
+
+  const Model& model_;
+  const Tokenizer& tok_;
+  SchedulerOptions opt_;
+  Decoder decoder_;
+  KVCache cache_;
+  std::vector<Slot> slots_;
+  Batch batch_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<GenerationJob>> queue_;
+  bool stopping_ = false;
+  SchedulerStats stats_;
+  std::thread worker_;
+};
+
+}  // namespace distill

@@ -1,0 +1,181 @@
+#include "serve/server.h"
+
+#include "core/error.h"
+#include "serve/openai_response.h"
+#include "serve/server_context.h"
+
+#include <httplib.h>
+
+#include <cmath>
+#include <ctime>
+#include <filesystem>
+
+namespace distill {
+
+using json = nlohmann::json;
+
+void send_error(httplib::Response& res, const ApiError& e) {
+  res.status = e.status;
+  if (e.retry_after_s > 0) res.set_header("Retry-After", std::to_string(int64_t(std::ceil(e.retry_after_s))));
+  res.set_content(dump_json(error_body(e)), "application/json");
+}
+
+void record_refusal(OpenAIServer::Context& ctx, const std::string& endpoint, const Caller& caller, const ApiError& e,
+                    std::chrono::steady_clock::time_point t0) {
+  const double latency = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ctx.metrics.record_request(endpoint, e.status, latency, 0, 0);
+  if (!ctx.usage) return;
+  ctx.usage->write({{"time", utc_timestamp_now()}, {"key", caller.name}, {"endpoint", endpoint}, {"status", e.status},
+                    {"prompt_tokens", 0}, {"completion_tokens", 0}, {"latency_ms", latency * 1000.0},
+                    {"error", e.code.empty() ? e.type : e.code}});
+}
+
+namespace {
+
+// The caller of a request, or an ApiError 401 when keys are on and the key is missing or unknown.
+Caller authenticate(OpenAIServer::Context& ctx, const httplib::Request& req) {
+  Caller c;
+  if (!ctx.keys) return c;
+  const std::string h = req.get_header_value("Authorization");
+  const std::string prefix = "Bearer ";
+  if (h.empty())
+    throw ApiError(401, "invalid_request_error",
+                   "You didn't provide an API key. Send it in the Authorization header as 'Bearer YOUR_KEY'", "", "missing_api_key");
+  if (h.size() <= prefix.size() || h.compare(0, prefix.size(), prefix) != 0)
+    throw ApiError(401, "invalid_request_error", "The Authorization header must be 'Bearer YOUR_KEY'", "", "invalid_api_key");
+  c.key = ctx.keys->find(h.substr(prefix.size()));
+  if (!c.key) throw ApiError(401, "invalid_request_error", "Incorrect API key provided", "", "invalid_api_key");
+  c.name = ctx.keys->key(*c.key).name;
+  return c;
+}
+
+json model_object(const OpenAIServer::Context& ctx) {
+  return {{"id", ctx.opt.model_name}, {"object", "model"}, {"created", ctx.created}, {"owned_by", "distill"}};
+}
+
+}  // namespace
+
+OpenAIServer::OpenAIServer(const Model& model, std::shared_ptr<const Tokenizer> tok, ServeOptions opt)
+    : opt_(std::move(opt)) {
+  opt_.limits.n_ctx = opt_.n_ctx;
+  if (tok->vocab_size() > model.config.n_vocab)
+    fail("the tokenizer has {} tokens but the model {} embedding rows", tok->vocab_size(), model.config.n_vocab);
+  ctx_ = std::make_unique<Context>(model, tok, opt_);
+  Context& c = *ctx_;
+  c.tmpl = ChatTemplate::choose(opt_.chat_template, tok.get());
+  if (!opt_.keys_file.empty()) c.keys.emplace(KeyStore::load(opt_.keys_file));
+  if (!opt_.usage_log.empty()) c.usage = std::make_unique<UsageLog>(opt_.usage_log, opt_.log_content);
+  c.created = int64_t(std::time(nullptr));
+  c.fingerprint = fmt::format("distill-{:08x}", uint32_t(tok->fingerprint()));
+  SchedulerOptions so;
+  so.n_slots = opt_.n_parallel;
+  so.n_ctx = opt_.n_ctx;
+  so.max_queue = opt_.max_queue;
+  c.scheduler = std::make_unique<Scheduler>(model, *tok, so);
+
+  http_ = std::make_unique<httplib::Server>();
+  httplib::Server& s = *http_;
+  // A worker thread per open connection (streams hold theirs): enough for every slot, every
+  // queued request and idle keep-alive connections.
+  const size_t threads = size_t(std::max<int64_t>(64, 2 * (opt_.n_parallel + opt_.max_queue)));
+  s.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  s.set_payload_max_length(opt_.max_body_bytes);
+  s.set_read_timeout(30, 0);
+  s.set_write_timeout(30, 0);
+
+  auto guarded = [this](const char* endpoint, auto fn) {
+    return [this, endpoint, fn](const httplib::Request& req, httplib::Response& res) {
+      const auto t0 = std::chrono::steady_clock::now();
+      Caller caller;
+      try {
+        caller = authenticate(*ctx_, req);
+      } catch (const ApiError& e) {
+        ctx_->metrics.record_rejected("auth");
+        record_refusal(*ctx_, endpoint, caller, e, t0);
+        return send_error(res, e);
+      }
+      try {
+        fn(req, res, caller, t0);
+      } catch (const ApiError& e) {
+        send_error(res, e);
+      } catch (const std::exception& e) {  // a bug, not the client's fault: say so, keep serving
+        send_error(res, ApiError(500, "server_error", fmt::format("internal error: {}", e.what())));
+      }
+    };
+  };
+  auto chat = guarded("chat.completions", [this](const httplib::Request& req, httplib::Response& res, const Caller& c, auto t0) {
+    handle_completion(*ctx_, req, res, true, c, t0);
+  });
+  auto completions = guarded("completions", [this](const httplib::Request& req, httplib::Response& res, const Caller& c, auto t0) {
+    handle_completion(*ctx_, req, res, false, c, t0);
+  });
+  auto models = guarded("models", [this](const httplib::Request&, httplib::Response& res, const Caller&, auto) {
+    res.set_content(dump_json({{"object", "list"}, {"data", json::array({model_object(*ctx_)})}}), "application/json");
+  });
+  auto one_model = guarded("models", [this](const httplib::Request& req, httplib::Response& res, const Caller&, auto) {
+    const std::string id = req.matches[1];
+    if (id != ctx_->opt.model_name)
+      throw ApiError(404, "invalid_request_error", fmt::format("The model '{}' does not exist", id), "model", "model_not_found");
+    res.set_content(dump_json(model_object(*ctx_)), "application/json");
+  });
+  for (const char* p : {"/v1/chat/completions", "/chat/completions"}) s.Post(p, chat);
+  for (const char* p : {"/v1/completions", "/completions"}) s.Post(p, completions);
+  for (const char* p : {"/v1/models", "/models"}) s.Get(p, models);
+  for (const char* p : {"/v1/models/(.+)", "/models/(.+)"}) s.Get(p, one_model);
+  s.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
+    const SchedulerStats st = ctx_->scheduler->stats();
+    res.set_content(dump_json({{"status", "ok"}, {"model", ctx_->opt.model_name}, {"slots_busy", st.active},
+                               {"slots_total", ctx_->opt.n_parallel}, {"queued", st.queued}}),
+                    "application/json");
+  });
+  s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(ctx_->metrics.render(ctx_->scheduler->stats(), ctx_->opt.n_parallel), "text/plain; version=0.0.4");
+  });
+  // Anything that ended in an error status without a body (unknown route, body over the limit,
+  // bad HTTP) still gets an OpenAI error object.
+  s.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    std::string msg;
+    if (res.status == 404) msg = fmt::format("Unknown request URL: {} {}", req.method, req.path);
+    else if (res.status == 413) msg = "The request body is too large";
+    else if (res.status == 405) msg = fmt::format("Method {} is not allowed here", req.method);
+    else msg = fmt::format("HTTP error {}", res.status);
+    res.set_content(dump_json(error_body(ApiError(res.status, "invalid_request_error", msg))), "application/json");
+    return httplib::Server::HandlerResponse::Handled;
+  }));
+  s.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+    std::string what = "unknown";
+    try {
+      std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    res.status = 500;
+    res.set_content(dump_json(error_body(ApiError(500, "server_error", "internal error: " + what))), "application/json");
+  });
+}
+
+OpenAIServer::~OpenAIServer() {
+  stop();
+  http_.reset();
+}
+
+int OpenAIServer::bind() {
+  if (opt_.port == 0) {
+    port_ = http_->bind_to_any_port(opt_.host);
+    if (port_ < 0) fail("cannot bind to {} (any port)", opt_.host);
+  } else {
+    if (!http_->bind_to_port(opt_.host, opt_.port)) fail("cannot listen on {}:{} (in use, or a bad address?)", opt_.host, opt_.port);
+    port_ = opt_.port;
+  }
+  return port_;
+}
+
+void OpenAIServer::listen() { http_->listen_after_bind(); }
+
+void OpenAIServer::stop() {
+  if (http_) http_->stop();
+}
+
+}  // namespace distill

@@ -1,0 +1,67 @@
+// OpenAIServer: the HTTP front of `distill serve`. Routes (cpp-httplib, one thread per open
+// connection from a bounded pool):
+//   GET  /health, /metrics (Prometheus), /v1/models, /v1/models/{id}
+//   POST /v1/chat/completions, /v1/completions (also without the /v1 prefix)
+// Every request is authenticated (with --keys), checked against its key's quotas, parsed into
+// GenerationJobs for the Scheduler, answered in the OpenAI shapes (SSE for stream: true) and
+// recorded in the usage log and the metrics. Every failure is an OpenAI error JSON with its 4xx/5xx.
+#pragma once
+
+#include "model/model.h"
+#include "serve/api_keys.h"
+#include "serve/metrics.h"
+#include "serve/openai_request.h"
+#include "serve/scheduler.h"
+#include "serve/usage_log.h"
+#include "tokenizer/chat_template.h"
+
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace httplib {
+class Server;
+struct Request;
+struct Response;
+}  // namespace httplib
+
+namespace distill {
+
+struct ServeOptions {
+  std::string host = "127.0.0.1";
+  int port = 8080;                   // 0: any free port (see bound port())
+  std::string model_name;            // the id clients put in "model"
+  int64_t n_parallel = 4;            // KV-cache slots decoded together
+  int64_t n_ctx = 4096;              // positions per slot
+  int64_t max_queue = 64;            // completions waiting for a slot before 503
+  size_t max_body_bytes = 8 << 20;
+  std::string keys_file;             // empty: no authentication
+  std::string usage_log;             // empty: no usage records
+  bool log_content = false;
+  std::string chat_template;         // name, or empty for the tokenizer's own
+  ServerLimits limits;               // n_ctx is copied from above
+};
+
+class OpenAIServer {
+public:
+  OpenAIServer(const Model& model, std::shared_ptr<const Tokenizer> tok, ServeOptions opt);
+  ~OpenAIServer();
+
+  // Binds; throws naming the address if that fails. Returns the port (useful with port 0).
+  int bind();
+  // Serves until stop() (from another thread). bind() first.
+  void listen();
+  void stop();
+  int port() const { return port_; }
+  const ServeOptions& options() const { return opt_; }
+
+  struct Context;  // what the route handlers share (defined in the .cpp files)
+
+private:
+  ServeOptions opt_;
+  std::unique_ptr<Context> ctx_;
+  std::unique_ptr<httplib::Server> http_;
+  int port_ = -1;
+};
+
+}  // namespace distill

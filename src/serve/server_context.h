@@ -1,0 +1,42 @@
+// What the route handlers of OpenAIServer share. Internal to serve/.
+#pragma once
+
+#include "serve/server.h"
+
+#include <chrono>
+#include <optional>
+
+namespace distill {
+
+struct OpenAIServer::Context {
+  Context(const Model& m, std::shared_ptr<const Tokenizer> t, const ServeOptions& o) : model(m), tok(std::move(t)), opt(o) {}
+  const Model& model;
+  std::shared_ptr<const Tokenizer> tok;
+  std::unique_ptr<ChatTemplate> tmpl;  // null: chat messages are joined as plain text
+  ServeOptions opt;
+  std::optional<KeyStore> keys;
+  std::unique_ptr<UsageLog> usage;
+  ServerMetrics metrics;
+  std::unique_ptr<Scheduler> scheduler;
+  int64_t created = 0;       // unix time the server started (the model's "created")
+  std::string fingerprint;   // system_fingerprint
+};
+
+// Who is asking: the key's index in the store (when keys are on) and its name for the records.
+struct Caller {
+  std::optional<size_t> key;
+  std::string name = "-";
+};
+
+// Writes an OpenAI error response (and Retry-After for 429/503).
+void send_error(httplib::Response& res, const ApiError& e);
+
+// Appends a usage record for a request that ended before generation (auth, quota, bad input).
+void record_refusal(OpenAIServer::Context& ctx, const std::string& endpoint, const Caller& caller, const ApiError& e,
+                    std::chrono::steady_clock::time_point t0);
+
+// POST /v1/chat/completions (chat = true) and /v1/completions, after authentication.
+void handle_completion(OpenAIServer::Context& ctx, const httplib::Request& req, httplib::Response& res, bool chat,
+                       const Caller& caller, std::chrono::steady_clock::time_point t0);
+
+}  // namespace distill

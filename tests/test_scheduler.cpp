@@ -1,0 +1,227 @@
+// Scheduler (continuous batching): jobs decoded together give exactly what each gives alone
+// (greedy, and seeded sampling); prompt scoring equals the forward pass; stop strings, length,
+// prefix reuse of a slot's previous turn, cancellation freeing the slot, the bounded queue.
+#include "generate/generator.h"
+#include "serve/scheduler.h"
+#include "tokenizer/byte_vocab.h"
+#include "test_util.h"
+
+#include <cmath>
+#include <thread>
+
+namespace distill {
+
+namespace {
+
+struct Fixture {
+  std::shared_ptr<const Tokenizer> tok;
+  Model model;
+};
+
+Fixture make() {
+  const TokenizerFiles f = make_byte_level_tokenizer();
+  Fixture x{Tokenizer::from_json(f.tokenizer_json, f.tokenizer_config_json, "bytes"), Model()};
+  ModelConfig c;
+  c.model_type = "llama";
+  c.n_vocab = x.tok->vocab_size(), c.n_embd = 32, c.n_ff = 64, c.n_layer = 2, c.n_head = 4, c.n_kv_head = 2, c.head_dim = 8;
+  c.max_position_embeddings = 512;
+  x.model = Model::random(c, DType::F32, 7, 0.5f);
+  return x;
+}
+
+std::shared_ptr<GenerationJob> job(const std::vector<int32_t>& prompt, int64_t max_new, float temperature = 0, uint64_t seed = 0) {
+  auto j = std::make_shared<GenerationJob>();
+  j->prompt = prompt;
+  j->max_new_tokens = max_new;
+  j->sampler.temperature = temperature;
+  j->sampler.seed = seed;
+  return j;
+}
+
+void wait_done(const std::vector<std::shared_ptr<GenerationJob>>& jobs) {
+  for (auto& j : jobs) {
+    uint64_t v = 0;
+    for (int i = 0; i < 600; ++i) {
+      {
+        std::lock_guard<std::mutex> lock(j->signal->mu);
+        if (j->done) break;
+      }
+      v = j->signal->wait(v, 0.1);
+    }
+    std::lock_guard<std::mutex> lock(j->signal->mu);
+    ASSERT_TRUE(j->done) << "a job did not finish within a minute";
+  }
+}
+
+std::vector<int32_t> tokens_of(const GenerationJob& j) {
+  std::vector<int32_t> t;
+  for (const auto& p : j.pieces)
+    for (const auto& x : p.tokens) t.push_back(x.id);
+  return t;
+}
+
+std::string text_of(const GenerationJob& j) {
+  std::string t;
+  for (const auto& p : j.pieces) t += p.text;
+  return t;
+}
+
+std::vector<std::vector<int32_t>> prompts(const Tokenizer& tok) {
+  return {tok.encode("a", false), tok.encode("hello there", false), tok.encode("xyz xyz xyz", false),
+          tok.encode("The quick brown fox jumps", false), tok.encode("0123456789", false), tok.encode("?!", false),
+          tok.encode("ab", false), tok.encode("a longer prompt that needs more than one prefill chunk of tokens!", false)};
+}
+
+}  // namespace
+
+TEST(Scheduler, EightConcurrentGreedyJobsEqualEachAlone) {
+  Fixture x = make();
+  const auto ps = prompts(*x.tok);
+  // alone: the single-sequence generator
+  std::vector<std::vector<int32_t>> expected;
+  for (const auto& p : ps) {
+    Generator g(x.model, *x.tok, 256);
+    SamplerSettings s;
+    s.temperature = 0;
+    Sampler sampler(s);
+    GenerateOptions o;
+    o.max_new_tokens = 24;
+    expected.push_back(g.generate(p, sampler, o, [](const std::string&) { return true; }).tokens);
+  }
+  SchedulerOptions so;
+  so.n_slots = 8, so.n_ctx = 256, so.prefill_chunk = 16;  // small chunks: prefill interleaves with decoding
+  Scheduler sched(x.model, *x.tok, so);
+  std::vector<std::shared_ptr<GenerationJob>> jobs;
+  for (const auto& p : ps) jobs.push_back(job(p, 24));
+  ASSERT_TRUE(sched.submit(jobs));
+  wait_done(jobs);
+  for (size_t i = 0; i < ps.size(); ++i) {
+    EXPECT_EQ(tokens_of(*jobs[i]), expected[i]) << "prompt " << i;
+    EXPECT_EQ(jobs[i]->n_generated, int64_t(expected[i].size()));
+  }
+  const SchedulerStats st = sched.stats();
+  EXPECT_LT(st.steps, 8 * 24) << "the jobs were not batched together";
+}
+
+TEST(Scheduler, SeededSamplingDoesNotDependOnBatchmates) {
+  Fixture x = make();
+  const auto ps = prompts(*x.tok);
+  SchedulerOptions so;
+  so.n_slots = 4, so.n_ctx = 256;
+  Scheduler sched(x.model, *x.tok, so);
+  auto alone = job(ps[1], 20, 1.0f, 42);
+  ASSERT_TRUE(sched.submit({alone}));
+  wait_done({alone});
+  std::vector<std::shared_ptr<GenerationJob>> crowd = {job(ps[0], 20, 1.0f, 1), job(ps[1], 20, 1.0f, 42), job(ps[2], 20, 1.0f, 3)};
+  ASSERT_TRUE(sched.submit(crowd));
+  wait_done(crowd);
+  EXPECT_EQ(tokens_of(*crowd[1]), tokens_of(*alone));
+  EXPECT_NE(tokens_of(*crowd[0]), tokens_of(*crowd[2]));
+}
+
+TEST(Scheduler, PromptScoresEqualTheForwardPass) {
+  Fixture x = make();
+  const auto p = x.tok->encode("scoring a text without generating", false);
+  SchedulerOptions so;
+  so.n_slots = 2, so.n_ctx = 128, so.prefill_chunk = 5;
+  Scheduler sched(x.model, *x.tok, so);
+  auto j = job(p, 0);
+  j->prompt_logprobs = true, j->top_logprobs = 3;
+  ASSERT_TRUE(sched.submit({j}));
+  wait_done({j});
+  EXPECT_EQ(j->finish_reason, "length");
+  EXPECT_EQ(j->n_generated, 0);
+  ASSERT_EQ(j->prompt_scores.size(), p.size() - 1);
+  Decoder d(x.model);
+  const Tensor logits = d.forward_full(p.data(), 1, int64_t(p.size()));
+  const int64_t V = x.model.config.n_vocab;
+  for (size_t i = 0; i + 1 < p.size(); ++i) {
+    const float* row = logits.data<float>() + int64_t(i) * V;
+    EXPECT_EQ(j->prompt_scores[i].id, p[i + 1]);
+    EXPECT_NEAR(j->prompt_scores[i].logprob, token_logprob(row, V, p[i + 1], 1.0f), 1e-4) << i;
+    ASSERT_EQ(j->prompt_scores[i].top.size(), 3u);
+    const int32_t best = int32_t(std::max_element(row, row + V) - row);
+    EXPECT_EQ(j->prompt_scores[i].top[0].first, best);
+  }
+}
+
+TEST(Scheduler, StopStringLengthAndLogprobs) {
+  Fixture x = make();
+  SchedulerOptions so;
+  so.n_slots = 2, so.n_ctx = 64;
+  Scheduler sched(x.model, *x.tok, so);
+  // Greedy text first; then the same with its 5th..7th characters as a stop string.
+  auto free_run = job(x.tok->encode("stop test", false), 16);
+  ASSERT_TRUE(sched.submit({free_run}));
+  wait_done({free_run});
+  const std::string full = text_of(*free_run);
+  ASSERT_GE(full.size(), 8u);
+  EXPECT_EQ(free_run->finish_reason, "length");
+  auto stopped = job(x.tok->encode("stop test", false), 16);
+  stopped->stop = {full.substr(4, 3)};
+  stopped->logprobs = true, stopped->top_logprobs = 2;
+  ASSERT_TRUE(sched.submit({stopped}));
+  wait_done({stopped});
+  EXPECT_EQ(stopped->finish_reason, "stop");
+  EXPECT_EQ(text_of(*stopped), full.substr(0, full.find(full.substr(4, 3))));
+  for (const auto& piece : stopped->pieces)
+    for (const auto& t : piece.tokens) {
+      EXPECT_LE(t.logprob, 0.0f);
+      ASSERT_EQ(t.top.size(), 2u);
+      EXPECT_GE(t.top[0].second, t.logprob - 1e-6f);  // greedy: the chosen token is the most likely
+    }
+  // A prompt near the context end stops at the context ("length").
+  auto near_end = job(std::vector<int32_t>(60, x.tok->encode("a", false)[0]), 100);
+  ASSERT_TRUE(sched.submit({near_end}));
+  wait_done({near_end});
+  EXPECT_EQ(near_end->finish_reason, "length");
+  EXPECT_EQ(near_end->n_generated, 4);
+}
+
+TEST(Scheduler, NextTurnReusesTheSlotsCache) {
+  Fixture x = make();
+  SchedulerOptions so;
+  so.n_slots = 2, so.n_ctx = 256;
+  Scheduler sched(x.model, *x.tok, so);
+  const auto turn1 = x.tok->encode("user: hi\nassistant:", false);
+  auto j1 = job(turn1, 8);
+  ASSERT_TRUE(sched.submit({j1}));
+  wait_done({j1});
+  std::vector<int32_t> turn2 = turn1;
+  const auto reply = tokens_of(*j1);
+  turn2.insert(turn2.end(), reply.begin(), reply.end());
+  const auto more = x.tok->encode("\nuser: and?\nassistant:", false);
+  turn2.insert(turn2.end(), more.begin(), more.end());
+  auto j2 = job(turn2, 8);
+  ASSERT_TRUE(sched.submit({j2}));
+  wait_done({j2});
+  EXPECT_GE(j2->n_reused, int64_t(turn1.size()));
+  // same tokens as a fresh scheduler that prefills everything
+  Scheduler fresh(x.model, *x.tok, so);
+  auto j3 = job(turn2, 8);
+  ASSERT_TRUE(fresh.submit({j3}));
+  wait_done({j3});
+  EXPECT_EQ(j3->n_reused, 0);
+  EXPECT_EQ(tokens_of(*j2), tokens_of(*j3));
+}
+
+TEST(Scheduler, CancelFreesTheSlotAndTheQueueIsBounded) {
+  Fixture x = make();
+  SchedulerOptions so;
+  so.n_slots = 1, so.n_ctx = 512, so.max_queue = 2;
+  Scheduler sched(x.model, *x.tok, so);
+  auto long_job = job(x.tok->encode("go on", false), 500);
+  ASSERT_TRUE(sched.submit({long_job}));
+  auto waiting = job(x.tok->encode("next", false), 3);
+  ASSERT_TRUE(sched.submit({waiting}));
+  EXPECT_FALSE(sched.submit({job({1}, 1), job({2}, 1), job({3}, 1)})) << "the queue holds 2";
+  long_job->cancel = true;
+  wait_done({long_job, waiting});
+  EXPECT_EQ(long_job->finish_reason, "cancelled");
+  EXPECT_LT(long_job->n_generated, 500);
+  EXPECT_EQ(waiting->finish_reason, "length");
+  EXPECT_EQ(waiting->n_generated, 3);
+  EXPECT_GE(sched.stats().cancelled, 1);
+}
+
+}  // namespace distill
