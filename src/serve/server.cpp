@@ -80,7 +80,7 @@ OpenAIServer::OpenAIServer(const Model& model, std::shared_ptr<const Tokenizer> 
   const size_t threads = size_t(std::max<int64_t>(64, 2 * (opt_.n_parallel + opt_.max_queue)));
   s.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   s.set_payload_max_length(opt_.max_body_bytes);
-  s.set_read_timeout(30, 0);
+  s.set_read_timeout(10, 0);  // a client that stalls mid-request does not hold a thread for long
   s.set_write_timeout(30, 0);
 
   auto guarded = [this](const char* endpoint, auto fn) {
