@@ -18,10 +18,11 @@ struct TinyModel {
   TokenizerFiles files = make_byte_level_tokenizer();
   std::shared_ptr<const Tokenizer> tok = Tokenizer::from_json(files.tokenizer_json, files.tokenizer_config_json, "bytes");
   Model model;
-  TinyModel() {
+  explicit TinyModel(int64_t width = 32, int64_t layers = 2) {
     ModelConfig c;
     c.model_type = "llama";
-    c.n_vocab = tok->vocab_size(), c.n_embd = 32, c.n_ff = 64, c.n_layer = 2, c.n_head = 4, c.n_kv_head = 2, c.head_dim = 8;
+    c.n_vocab = tok->vocab_size(), c.n_embd = width, c.n_ff = 2 * width, c.n_layer = layers, c.n_head = 4, c.n_kv_head = 2;
+    c.head_dim = width / 4;
     c.max_position_embeddings = 1024;
     model = Model::random(c, DType::F32, 11, 0.5f);
   }

@@ -294,7 +294,7 @@ TEST(Server, ConcurrentGreedyRequestsEqualSingleOnesAndDistillRun) {
 }
 
 TEST(Server, QueueFullAnswers503AndLeavingClientsAreCancelled) {
-  TinyModel m;
+  TinyModel m(256, 4);  // slow enough (~0.5 ms a token) that a 1000-token stream outlives its client
   ServeOptions o;
   o.n_parallel = 1, o.max_queue = 1, o.n_ctx = 1024;
   RunningServer s(m, o);

@@ -1,0 +1,117 @@
+// Server benchmark: aggregate generated tokens/s of `distill serve` (in-process, loopback HTTP,
+// streamed chat completions) at 1, 4 and 16 concurrent clients, for a random-weight model of the
+// stories15m shape (288 wide, 6 layers, vocab 32000). Each client sends requests back to back;
+// every request asks for --tokens tokens (temperature 0.8, seeded). Also prints the mean request
+// latency. --parallel sets the server's slots (default 16).
+//
+//   bench_serve [--threads 2] [--tokens 128] [--requests 4] [--parallel 16]
+#include "core/threads.h"
+#include "serve/server.h"
+#include "tokenizer/byte_vocab.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <nlohmann/json.hpp>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <thread>
+
+using namespace distill;
+using json = nlohmann::json;
+
+namespace {
+
+double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+struct StreamResult {
+  int64_t tokens = 0;
+  double latency = 0;
+  bool ok = false;
+};
+
+// One streamed request over a plain socket; counts completion tokens from the usage chunk.
+StreamResult stream_request(int port, const std::string& body) {
+  StreamResult r;
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET, a.sin_port = htons(uint16_t(port)), a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return ::close(fd), r;
+  const std::string req = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                          "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  const double t0 = now();
+  ::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
+  std::string all;
+  char buf[8192];
+  ssize_t n;
+  while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) {
+    all.append(buf, size_t(n));
+  }
+  ::close(fd);
+  const size_t u = all.rfind("\"completion_tokens\":");
+  if (u != std::string::npos) r.tokens = std::atoll(all.c_str() + u + 20), r.ok = true;
+  r.latency = now() - t0;
+  return r;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int threads = 2, tokens = 128, requests = 4, parallel = 16;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--tokens")) tokens = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--requests")) requests = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--parallel")) parallel = std::atoi(argv[i + 1]);
+  }
+  set_num_threads(threads);
+  const TokenizerFiles f = make_byte_level_tokenizer();
+  auto tok = Tokenizer::from_json(f.tokenizer_json, f.tokenizer_config_json, "bytes");
+  ModelConfig c;
+  c.model_type = "llama";
+  c.n_vocab = 32000, c.n_embd = 288, c.n_ff = 768, c.n_layer = 6, c.n_head = 6, c.n_kv_head = 6, c.head_dim = 48;
+  c.tie_word_embeddings = true, c.max_position_embeddings = 1024;
+  const Model model = Model::random(c, DType::F32, 1);
+  ServeOptions o;
+  o.host = "127.0.0.1", o.port = 0, o.model_name = "m", o.n_parallel = parallel, o.n_ctx = 512, o.max_queue = 256;
+  OpenAIServer server(model, tok, o);
+  const int port = server.bind();
+  std::thread listener([&] { server.listen(); });
+
+  std::printf("bench_serve: stories15m shape (%.1fM params, f32), %d threads, %d slots, %d tokens per request, %d requests per client\n",
+              double(c.n_params()) / 1e6, num_threads(), parallel, tokens, requests);
+  std::printf("%8s %10s %12s %12s %10s\n", "clients", "requests", "tokens", "tokens/s", "latency ms");
+  double single = 0;
+  for (int clients : {1, 4, 16}) {
+    std::atomic<int64_t> total{0}, failed{0};
+    std::atomic<int64_t> latency_us{0};
+    const double t0 = now();
+    std::vector<std::thread> ts;
+    for (int k = 0; k < clients; ++k)
+      ts.emplace_back([&, k] {
+        for (int r = 0; r < requests; ++r) {
+          json body = {{"model", "m"}, {"messages", {{{"role", "user"}, {"content", "Tell me a story, number " + std::to_string(k * 100 + r)}}}},
+                       {"max_tokens", tokens}, {"temperature", 0.8}, {"seed", k * 100 + r}, {"stream", true},
+                       {"stream_options", {{"include_usage", true}}}};
+          const StreamResult s = stream_request(port, body.dump());
+          if (!s.ok) ++failed;
+          total += s.tokens;
+          latency_us += int64_t(s.latency * 1e6);
+        }
+      });
+    for (auto& t : ts) t.join();
+    const double secs = now() - t0;
+    const double tps = double(total) / secs;
+    if (clients == 1) single = tps;
+    std::printf("%8d %10d %12lld %12.0f %10.1f%s   (%.2fx one client)\n", clients, clients * requests, (long long)total.load(), tps,
+                double(latency_us) / 1e3 / double(clients * requests), failed ? "  FAILED REQUESTS" : "", tps / single);
+  }
+  server.stop();
+  listener.join();
+  return 0;
+}
