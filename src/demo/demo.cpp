@@ -240,9 +240,14 @@ std::vector<DemoRow> run_demo(const DemoSettings& set) {
   const std::string rj = json{{"quick", set.quick}, {"seconds", total_s}, {"heldout_problems", p.n_heldout},
                               {"eval", {{"max_new_tokens", 64}, {"seq_len", p.seq_len}}}, {"models", results}}.dump(2);
   write_file_atomic((dir / "results.json").string(), rj.data(), rj.size());
-  std::printf("report: %s   (all of it took %s)\ntry:    distill run %s -p \"%s\" --raw --temp 0\n",
-              (dir / "report.html").c_str(), format_duration(total_s).c_str(), (dir / "student-rl").c_str(),
-              heldout[0].prompt.substr(0, heldout[0].prompt.size()).c_str());
+  const std::string student = (dir / "student-rl").string();
+  const std::string request = json{{"model", "student-rl"}, {"prompt", heldout[0].prompt}, {"max_tokens", 64}, {"temperature", 0}}.dump();
+  std::printf("report: %s   (all of it took %s)\n"
+              "try:    distill run %s -p \"%s\" --raw --temp 0\n"
+              "serve:  distill serve %s --port 8080\n"
+              "        curl -s localhost:8080/v1/completions -d '%s'\n",
+              (dir / "report.html").c_str(), format_duration(total_s).c_str(), student.c_str(), heldout[0].prompt.c_str(),
+              student.c_str(), request.c_str());
   return rows;
 }
 
