@@ -67,7 +67,9 @@ std::string check_chat_stream(const std::string& body, std::string* finish = nul
     EXPECT_TRUE(c["created"].is_number_integer());
     if (c["choices"].empty()) continue;  // the usage chunk
     const json& ch = c["choices"][0];
-    if (e == 0) EXPECT_EQ(ch["delta"]["role"], "assistant");
+    if (e == 0) {
+      EXPECT_EQ(ch["delta"]["role"], "assistant");
+    }
     if (ch["delta"].contains("content")) text += ch["delta"]["content"].get<std::string>();
     if (!ch["finish_reason"].is_null()) fr = ch["finish_reason"];
   }

@@ -12,8 +12,38 @@ size_t dtype_size(DType t) {
     case DType::I32: return 4;
     case DType::I64: return 8;
     case DType::U8: return 1;
+    default: return 0;
   }
-  return 0;
+}
+
+bool dtype_is_quantized(DType t) { return dtype_block(t) > 1; }
+
+int64_t dtype_block(DType t) {
+  switch (t) {
+    case DType::Q8_0:
+    case DType::Q4_0: return 32;
+    case DType::Q4_K:
+    case DType::Q5_K:
+    case DType::Q6_K: return 256;
+    default: return 1;
+  }
+}
+
+size_t dtype_block_bytes(DType t) {
+  switch (t) {
+    case DType::Q8_0: return 34;   // f16 scale + 32 int8
+    case DType::Q4_0: return 18;   // f16 scale + 32 nibbles
+    case DType::Q4_K: return 144;  // f16 d, dmin + 12 scale bytes + 128 nibble bytes
+    case DType::Q5_K: return 176;  // Q4_K + 32 bytes of 5th bits
+    case DType::Q6_K: return 210;  // 128 low nibbles + 64 high 2-bit + 16 int8 scales + f16 d
+    default: return dtype_size(t);
+  }
+}
+
+size_t dtype_bytes(DType t, int64_t n) {
+  const int64_t b = dtype_block(t);
+  if (n < 0 || n % b != 0) fail("{} elements of {} are not a whole number of {}-element blocks", n, dtype_name(t), b);
+  return size_t(n / b) * dtype_block_bytes(t);
 }
 
 std::string_view dtype_name(DType t) {
@@ -24,6 +54,11 @@ std::string_view dtype_name(DType t) {
     case DType::I32: return "I32";
     case DType::I64: return "I64";
     case DType::U8: return "U8";
+    case DType::Q8_0: return "Q8_0";
+    case DType::Q4_0: return "Q4_0";
+    case DType::Q4_K: return "Q4_K";
+    case DType::Q5_K: return "Q5_K";
+    case DType::Q6_K: return "Q6_K";
   }
   return "?";
 }

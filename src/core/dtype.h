@@ -9,11 +9,18 @@
 
 namespace distill {
 
-enum class DType : uint8_t { F32, F16, BF16, I32, I64, U8 };
+// Q8_0 … Q6_K are GGUF's block-quantized formats (kernels/quant_blocks.h has their layouts): a
+// row of n elements is n / dtype_block(t) blocks of dtype_block_bytes(t) bytes.
+enum class DType : uint8_t { F32, F16, BF16, I32, I64, U8, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K };
 
-size_t dtype_size(DType t);
-std::string_view dtype_name(DType t);          // safetensors spelling: "F32", "BF16", ...
-bool dtype_from_name(std::string_view name, DType* out);  // false if unknown
+size_t dtype_size(DType t);                    // bytes per element; 0 for block-quantized types
+bool dtype_is_quantized(DType t);
+int64_t dtype_block(DType t);                  // elements per block (1 for plain types)
+size_t dtype_block_bytes(DType t);             // bytes per block
+// Bytes of n elements (n a multiple of the block size; throws otherwise).
+size_t dtype_bytes(DType t, int64_t n);
+std::string_view dtype_name(DType t);          // safetensors spelling: "F32", "BF16", ... (GGUF's: "Q8_0", "Q4_K")
+bool dtype_from_name(std::string_view name, DType* out);  // plain types only; false if unknown
 
 inline float bf16_to_f32(uint16_t h) {
   uint32_t bits = uint32_t(h) << 16;

@@ -59,7 +59,7 @@ Tensor Tensor::subview(int64_t offset, Shape shape) const {
                      shape_str(shape), offset, shape_str(shape_));
   Tensor t = *this;
   t.shape_ = std::move(shape);
-  t.data_ = static_cast<char*>(data_) + size_t(offset) * dtype_size(dtype_);
+  t.data_ = static_cast<char*>(data_) + dtype_bytes(dtype_, offset);
   return t;
 }
 

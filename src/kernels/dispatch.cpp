@@ -34,6 +34,10 @@ static bool use_avx2() { return active_kernel_variant() == KernelVariant::Avx2; 
 // Forwards a call to the active variant with the same arguments.
 #define DISTILL_DISPATCH(fn, ...) (use_avx2() ? avx2::fn(__VA_ARGS__) : ref::fn(__VA_ARGS__))
 
+void quantize_row(void* dst, DType type, const float* src, int64_t n) { DISTILL_DISPATCH(quantize_row, dst, type, src, n); }
+
+void dequantize_row(float* dst, const void* src, DType type, int64_t n) { DISTILL_DISPATCH(dequantize_row, dst, src, type, n); }
+
 void rmsnorm_forward(float* out, const float* x, const float* w, int64_t n_rows, int64_t dim, float eps) {
   DISTILL_DISPATCH(rmsnorm_forward, out, x, w, n_rows, dim, eps);
 }

@@ -25,6 +25,8 @@ namespace ref {
 }
 namespace avx2 {
 #include "kernels/kernel_api.inc"
+// matmul_forward for block-quantized weights (kernels/avx2/quant.cpp).
+void matmul_quantized(float* out, const float* x, const void* w, DType type, const float* bias, int64_t M, int64_t N, int64_t K);
 }
 #include "kernels/kernel_api.inc"
 

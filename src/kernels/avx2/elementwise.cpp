@@ -65,7 +65,10 @@ void embedding_forward(float* out, const int32_t* ids, int64_t n, const void* ta
     switch (dtype) {
       case DType::F16: widen_row(out + i * dim, static_cast<const F16*>(table) + offset, dim); break;
       case DType::BF16: widen_row(out + i * dim, static_cast<const BF16*>(table) + offset, dim); break;
-      default: widen_row(out + i * dim, static_cast<const float*>(table) + offset, dim); break;
+      case DType::F32: widen_row(out + i * dim, static_cast<const float*>(table) + offset, dim); break;
+      default:  // block-quantized: a row is a few hundred bytes, the scalar code is fast enough
+        ref::dequantize_row(out + i * dim, static_cast<const char*>(table) + dtype_bytes(dtype, dim) * size_t(ids[i]), dtype, dim);
+        break;
     }
   }
 }

@@ -80,7 +80,8 @@ void matmul_forward(float* out, const float* x, const void* w, DType w_dtype, co
   switch (w_dtype) {
     case DType::F16: matmul(out, x, static_cast<const F16*>(w), bias, M, N, K); break;
     case DType::BF16: matmul(out, x, static_cast<const BF16*>(w), bias, M, N, K); break;
-    default: matmul(out, x, static_cast<const float*>(w), bias, M, N, K); break;
+    case DType::F32: matmul(out, x, static_cast<const float*>(w), bias, M, N, K); break;
+    default: matmul_quantized(out, x, w, w_dtype, bias, M, N, K); break;
   }
 }
 

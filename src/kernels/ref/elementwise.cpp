@@ -33,10 +33,10 @@ void add_inplace(float* y, const float* x, int64_t n) {
 }
 
 void embedding_forward(float* out, const int32_t* ids, int64_t n, const void* table, DType dtype, int64_t dim) {
-  const size_t row_bytes = size_t(dim) * dtype_size(dtype);
+  const size_t row_bytes = dtype_bytes(dtype, dim);
   for (int64_t i = 0; i < n; ++i) {
     const char* row = static_cast<const char*>(table) + size_t(ids[i]) * row_bytes;
-    convert_to_f32(out + i * dim, row, dtype, size_t(dim));
+    ref::dequantize_row(out + i * dim, row, dtype, dim);
   }
 }
 

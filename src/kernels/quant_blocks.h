@@ -1,0 +1,49 @@
+// Byte layouts of GGUF's block-quantized formats, bit-compatible with ggml (the GGUF
+// specification's Q8_0, Q4_0, Q4_K, Q5_K, Q6_K). All scales are IEEE f16. Values:
+//
+//   Q8_0 (32 per block, 34 B):  x[i] = d · qs[i]                      qs int8
+//   Q4_0 (32 per block, 18 B):  x[i] = d · ((qs[i] & 15) − 8),  x[i+16] = d · ((qs[i] >> 4) − 8)
+//   Q4_K (256, 144 B): 8 sub-blocks of 32 with 6-bit scale sc and min m (packed in scales[12]):
+//                      x = d·sc · q − dmin·m,  q 4-bit; sub-blocks 2j, 2j+1 share the bytes
+//                      qs[32j..32j+31] (low nibbles, high nibbles)
+//   Q5_K (256, 176 B): as Q4_K with a 5th bit per value in qh[32] (bit 2j / 2j+1 of qh[l])
+//   Q6_K (256, 210 B): 16 sub-blocks of 16 with int8 scales: x = d · scales[s] · (q − 32), q 6-bit
+//                      (low 4 bits in ql, high 2 in qh)
+#pragma once
+
+#include <cstdint>
+
+namespace distill {
+
+constexpr int64_t kQK = 32;    // elements per Q8_0 / Q4_0 block
+constexpr int64_t kQKK = 256;  // elements per K-quant super-block
+
+struct BlockQ8_0 {
+  uint16_t d;
+  int8_t qs[kQK];
+};
+struct BlockQ4_0 {
+  uint16_t d;
+  uint8_t qs[kQK / 2];
+};
+struct BlockQ4_K {
+  uint16_t d, dmin;
+  uint8_t scales[12];
+  uint8_t qs[kQKK / 2];
+};
+struct BlockQ5_K {
+  uint16_t d, dmin;
+  uint8_t scales[12];
+  uint8_t qh[kQKK / 8];
+  uint8_t qs[kQKK / 2];
+};
+struct BlockQ6_K {
+  uint8_t ql[kQKK / 2];
+  uint8_t qh[kQKK / 4];
+  int8_t scales[kQKK / 16];
+  uint16_t d;
+};
+static_assert(sizeof(BlockQ8_0) == 34 && sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_K) == 144 &&
+              sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210, "GGUF block sizes");
+
+}  // namespace distill

@@ -1,0 +1,232 @@
+// Scalar reference of the GGUF block formats: quantize and dequantize rows.
+#include "kernels/kernels.h"
+#include "kernels/quant_blocks.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace distill::ref {
+
+namespace {
+
+int nearest_int(float x) { return int(std::lround(x)); }
+
+// 6-bit scale and min of sub-block j of a Q4_K / Q5_K block.
+void scale_min_k4(int j, const uint8_t* q, int* sc, int* m) {
+  if (j < 4) {
+    *sc = q[j] & 63;
+    *m = q[j + 4] & 63;
+  } else {
+    *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+    *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+  }
+}
+
+void pack_scale_min_k4(const int* sc, const int* m, uint8_t* q) {
+  for (int j = 0; j < 12; ++j) q[j] = 0;
+  for (int j = 0; j < 8; ++j) {
+    if (j < 4) {
+      q[j] = uint8_t(sc[j]);
+      q[j + 4] = uint8_t(m[j]);
+    } else {
+      q[j + 4] = uint8_t((sc[j] & 0xF) | ((m[j] & 0xF) << 4));
+      q[j - 4] |= uint8_t((sc[j] >> 4) << 6);
+      q[j] |= uint8_t((m[j] >> 4) << 6);
+    }
+  }
+}
+
+// Q4_K / Q5_K levels (0..qmax) of one 256-value block: per sub-block of 32, scale = (max − min)/qmax
+// and min = −min(x, 0); both quantized to 6 bits against the block's d and dmin.
+void quantize_k_minmax(const float* x, int qmax, uint16_t* d_out, uint16_t* dmin_out, uint8_t* scales, uint8_t* L) {
+  float scale[8], mn[8];
+  for (int j = 0; j < 8; ++j) {
+    float lo = x[32 * j], hi = x[32 * j];
+    for (int l = 1; l < 32; ++l) lo = std::min(lo, x[32 * j + l]), hi = std::max(hi, x[32 * j + l]);
+    lo = std::min(lo, 0.0f);
+    scale[j] = (hi - lo) / float(qmax);
+    mn[j] = -lo;
+  }
+  const float max_scale = *std::max_element(scale, scale + 8), max_min = *std::max_element(mn, mn + 8);
+  const float d = max_scale / 63.0f, dmin = max_min / 63.0f;
+  *d_out = f32_to_f16(d);
+  *dmin_out = f32_to_f16(dmin);
+  const float dq = f16_to_f32(*d_out), dminq = f16_to_f32(*dmin_out);
+  int sc[8], m[8];
+  for (int j = 0; j < 8; ++j) {
+    sc[j] = dq > 0 ? std::min(63, nearest_int(scale[j] / dq)) : 0;
+    m[j] = dminq > 0 ? std::min(63, nearest_int(mn[j] / dminq)) : 0;
+  }
+  pack_scale_min_k4(sc, m, scales);
+  for (int j = 0; j < 8; ++j) {
+    const float ds = dq * float(sc[j]), dm = dminq * float(m[j]);
+    for (int l = 0; l < 32; ++l)
+      L[32 * j + l] = uint8_t(ds > 0 ? std::clamp(nearest_int((x[32 * j + l] + dm) / ds), 0, qmax) : 0);
+  }
+}
+
+}  // namespace
+
+void quantize_row(void* dst, DType type, const float* x, int64_t n) {
+  switch (type) {
+    case DType::Q8_0: {
+      auto* y = static_cast<BlockQ8_0*>(dst);
+      for (int64_t b = 0; b < n / kQK; ++b, x += kQK) {
+        float amax = 0;
+        for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(x[j]));
+        const float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
+        y[b].d = f32_to_f16(d);
+        for (int j = 0; j < kQK; ++j) y[b].qs[j] = int8_t(std::lround(x[j] * id));  // roundf: half away from zero
+      }
+      return;
+    }
+    case DType::Q4_0: {
+      auto* y = static_cast<BlockQ4_0*>(dst);
+      for (int64_t b = 0; b < n / kQK; ++b, x += kQK) {
+        float amax = 0, max = 0;  // the value of largest magnitude, with its sign
+        for (int j = 0; j < kQK; ++j)
+          if (amax < std::fabs(x[j])) amax = std::fabs(x[j]), max = x[j];
+        const float d = max / -8.0f, id = d != 0 ? 1.0f / d : 0.0f;
+        y[b].d = f32_to_f16(d);
+        for (int j = 0; j < kQK / 2; ++j) {
+          // + 8.5 then truncation: round to nearest level 0..15 (max maps to 0, −max to 16 → 15)
+          const uint8_t lo = uint8_t(std::min(15, int(int8_t(x[j] * id + 8.5f))));
+          const uint8_t hi = uint8_t(std::min(15, int(int8_t(x[j + kQK / 2] * id + 8.5f))));
+          y[b].qs[j] = uint8_t(lo | (hi << 4));
+        }
+      }
+      return;
+    }
+    case DType::Q4_K: {
+      auto* y = static_cast<BlockQ4_K*>(dst);
+      uint8_t L[kQKK];
+      for (int64_t b = 0; b < n / kQKK; ++b, x += kQKK) {
+        quantize_k_minmax(x, 15, &y[b].d, &y[b].dmin, y[b].scales, L);
+        for (int j = 0; j < kQKK; j += 64)
+          for (int l = 0; l < 32; ++l) y[b].qs[j / 2 + l] = uint8_t(L[j + l] | (L[j + l + 32] << 4));
+      }
+      return;
+    }
+    case DType::Q5_K: {
+      auto* y = static_cast<BlockQ5_K*>(dst);
+      uint8_t L[kQKK];
+      for (int64_t b = 0; b < n / kQKK; ++b, x += kQKK) {
+        quantize_k_minmax(x, 31, &y[b].d, &y[b].dmin, y[b].scales, L);
+        std::fill(y[b].qh, y[b].qh + kQKK / 8, 0);
+        uint8_t m1 = 1, m2 = 2;
+        for (int j = 0; j < kQKK; j += 64, m1 <<= 2, m2 <<= 2)
+          for (int l = 0; l < 32; ++l) {
+            int l1 = L[j + l], l2 = L[j + l + 32];
+            if (l1 > 15) l1 -= 16, y[b].qh[l] |= m1;
+            if (l2 > 15) l2 -= 16, y[b].qh[l] |= m2;
+            y[b].qs[j / 2 + l] = uint8_t(l1 | (l2 << 4));
+          }
+      }
+      return;
+    }
+    case DType::Q6_K: {
+      auto* y = static_cast<BlockQ6_K*>(dst);
+      for (int64_t b = 0; b < n / kQKK; ++b, x += kQKK) {
+        float scale[16];
+        for (int s = 0; s < 16; ++s) {
+          float amax = 0;
+          for (int l = 0; l < 16; ++l) amax = std::max(amax, std::fabs(x[16 * s + l]));
+          scale[s] = amax / 31.0f;
+        }
+        const float d = *std::max_element(scale, scale + 16) / 127.0f;
+        y[b].d = f32_to_f16(d);
+        const float dq = f16_to_f32(y[b].d);
+        uint8_t L[kQKK];
+        for (int s = 0; s < 16; ++s) {
+          y[b].scales[s] = int8_t(dq > 0 ? std::min(127, nearest_int(scale[s] / dq)) : 0);
+          const float ds = dq * float(y[b].scales[s]);
+          for (int l = 0; l < 16; ++l)
+            L[16 * s + l] = uint8_t((ds > 0 ? std::clamp(nearest_int(x[16 * s + l] / ds), -32, 31) : 0) + 32);
+        }
+        uint8_t* ql = y[b].ql;
+        uint8_t* qh = y[b].qh;
+        for (int j = 0; j < kQKK; j += 128, ql += 64, qh += 32)
+          for (int l = 0; l < 32; ++l) {
+            ql[l] = uint8_t((L[j + l] & 0xF) | ((L[j + l + 64] & 0xF) << 4));
+            ql[l + 32] = uint8_t((L[j + l + 32] & 0xF) | ((L[j + l + 96] & 0xF) << 4));
+            qh[l] = uint8_t((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) | ((L[j + l + 64] >> 4) << 4) | ((L[j + l + 96] >> 4) << 6));
+          }
+      }
+      return;
+    }
+    default: convert_from_f32(dst, type, x, size_t(n)); return;
+  }
+}
+
+void dequantize_row(float* y, const void* src, DType type, int64_t n) {
+  switch (type) {
+    case DType::Q8_0: {
+      const auto* x = static_cast<const BlockQ8_0*>(src);
+      for (int64_t b = 0; b < n / kQK; ++b, y += kQK) {
+        const float d = f16_to_f32(x[b].d);
+        for (int j = 0; j < kQK; ++j) y[j] = d * float(x[b].qs[j]);
+      }
+      return;
+    }
+    case DType::Q4_0: {
+      const auto* x = static_cast<const BlockQ4_0*>(src);
+      for (int64_t b = 0; b < n / kQK; ++b, y += kQK) {
+        const float d = f16_to_f32(x[b].d);
+        for (int j = 0; j < kQK / 2; ++j) {
+          y[j] = d * float((x[b].qs[j] & 0xF) - 8);
+          y[j + kQK / 2] = d * float((x[b].qs[j] >> 4) - 8);
+        }
+      }
+      return;
+    }
+    case DType::Q4_K:
+    case DType::Q5_K: {
+      const bool five = type == DType::Q5_K;
+      const auto* x4 = static_cast<const BlockQ4_K*>(src);
+      const auto* x5 = static_cast<const BlockQ5_K*>(src);
+      for (int64_t b = 0; b < n / kQKK; ++b) {
+        const uint16_t dh = five ? x5[b].d : x4[b].d, mh = five ? x5[b].dmin : x4[b].dmin;
+        const uint8_t* scales = five ? x5[b].scales : x4[b].scales;
+        const uint8_t* q = five ? x5[b].qs : x4[b].qs;
+        const uint8_t* qh = five ? x5[b].qh : nullptr;
+        const float d = f16_to_f32(dh), dmin = f16_to_f32(mh);
+        for (int j = 0, is = 0; j < kQKK; j += 64, q += 32, is += 2) {
+          int sc, m;
+          scale_min_k4(is, scales, &sc, &m);
+          const float d1 = d * float(sc), m1 = dmin * float(m);
+          scale_min_k4(is + 1, scales, &sc, &m);
+          const float d2 = d * float(sc), m2 = dmin * float(m);
+          const uint8_t u1 = uint8_t(1 << is), u2 = uint8_t(2 << is);  // this pair's bits in qh
+          for (int l = 0; l < 32; ++l) *y++ = d1 * float((q[l] & 0xF) + (five && (qh[l] & u1) ? 16 : 0)) - m1;
+          for (int l = 0; l < 32; ++l) *y++ = d2 * float((q[l] >> 4) + (five && (qh[l] & u2) ? 16 : 0)) - m2;
+        }
+      }
+      return;
+    }
+    case DType::Q6_K: {
+      const auto* x = static_cast<const BlockQ6_K*>(src);
+      for (int64_t b = 0; b < n / kQKK; ++b) {
+        const float d = f16_to_f32(x[b].d);
+        const uint8_t* ql = x[b].ql;
+        const uint8_t* qh = x[b].qh;
+        const int8_t* sc = x[b].scales;
+        for (int j = 0; j < kQKK; j += 128, y += 128, ql += 64, qh += 32, sc += 8)
+          for (int l = 0; l < 32; ++l) {
+            const int is = l / 16;
+            const int q1 = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+            const int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+            const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+            const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+            y[l] = d * float(sc[is]) * float(q1);
+            y[l + 32] = d * float(sc[is + 2]) * float(q2);
+            y[l + 64] = d * float(sc[is + 4]) * float(q3);
+            y[l + 96] = d * float(sc[is + 6]) * float(q4);
+          }
+      }
+      return;
+    }
+    default: convert_to_f32(y, src, type, size_t(n)); return;
+  }
+}
+
+}  // namespace distill::ref

@@ -1,0 +1,140 @@
+// GGUF block formats: quantize -> dequantize within each format's error bound, ggml's exact
+// rounding for Q8_0 / Q4_0 on hand-computed blocks, and every quantized matmul variant (AVX2 with
+// on-the-fly Q8_0 activations; K-quants through dequantized rows) against the scalar reference
+// (dequantize, then multiply in double) on odd sizes; quantized embedding rows.
+#include "kernels/kernels.h"
+#include "kernels/quant_blocks.h"
+#include "test_util.h"
+
+#include <cmath>
+
+namespace distill {
+
+using test::random_vector;
+
+namespace {
+
+std::vector<uint8_t> quantized(DType t, const std::vector<float>& x) {
+  std::vector<uint8_t> q(dtype_bytes(t, int64_t(x.size())));
+  ref::quantize_row(q.data(), t, x.data(), int64_t(x.size()));
+  return q;
+}
+
+const DType kAll[] = {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q5_K, DType::Q6_K};
+
+}  // namespace
+
+TEST(Quant, Q8_0AndQ4_0RoundLikeGgml) {
+  std::vector<float> x(32);
+  for (int j = 0; j < 32; ++j) x[size_t(j)] = float(j) / 10.0f;  // max 3.1
+  const auto q8 = quantized(DType::Q8_0, x);
+  const auto* b8 = reinterpret_cast<const BlockQ8_0*>(q8.data());
+  EXPECT_EQ(b8->d, f32_to_f16(3.1f / 127.0f));
+  EXPECT_EQ(b8->qs[0], 0);
+  EXPECT_EQ(b8->qs[31], 127);
+  EXPECT_EQ(b8->qs[5], int(std::lround(0.5f / (3.1f / 127.0f))));  // 20.48 -> 20
+  // Q4_0: the value of largest magnitude (−2) becomes level 0 with d = −2 / −8 = 0.25
+  for (int j = 0; j < 32; ++j) x[size_t(j)] = 0.0f;
+  x[3] = -2.0f, x[4] = 1.0f, x[20] = 0.3f, x[21] = 2.0f;
+  const auto q4 = quantized(DType::Q4_0, x);
+  const auto* b4 = reinterpret_cast<const BlockQ4_0*>(q4.data());
+  EXPECT_EQ(f16_to_f32(b4->d), 0.25f);
+  EXPECT_EQ(b4->qs[3] & 0xF, 0);    // −2 → −8 + 8.5 → 0
+  EXPECT_EQ(b4->qs[4] & 0xF, 12);   // 1 → 4 + 8.5 → 12
+  EXPECT_EQ(b4->qs[4] >> 4, 9);     // x[20] = 0.3 → 1.2 + 8.5 → 9
+  EXPECT_EQ(b4->qs[5] >> 4, 15);    // x[21] = 2 → 8 + 8.5 = 16.5 → clamped to 15
+  EXPECT_EQ(b4->qs[0], 8 | (8 << 4));  // zeros sit at level 8
+}
+
+TEST(Quant, DequantizeErrorWithinEachFormatsBound) {
+  const int64_t n = 1024;
+  const std::vector<float> x = random_vector(size_t(n), 3, 1.0f);
+  for (DType t : kAll) {
+    std::vector<float> y(static_cast<size_t>(n));
+    const auto q = quantized(t, x);
+    ref::dequantize_row(y.data(), q.data(), t, n);
+    const int64_t bs = t == DType::Q6_K ? 16 : 32;  // judge over the reach of one scale
+    for (int64_t b = 0; b < n / bs; ++b) {
+      float amax = 0, lo = 0, hi = 0;
+      for (int64_t j = b * bs; j < (b + 1) * bs; ++j) amax = std::max(amax, std::fabs(x[size_t(j)])), lo = std::min(lo, x[size_t(j)]), hi = std::max(hi, x[size_t(j)]);
+      // Half a quantization step, plus slack for the f16 / 6-bit scale rounding.
+      float bound = 0;
+      switch (t) {
+        case DType::Q8_0: bound = 0.5f * amax / 127.0f * 1.13f + 1e-6f; break;  // d in f16: + 127 · d · 2^-11
+        case DType::Q4_0: bound = amax / 8.0f * 1.01f + 1e-6f; break;  // levels −8..7: the far end clamps by a step
+        // K-quants: half a step of the sub-block's range, plus as much again for the 6-bit
+        // (8-bit for Q6_K) rounding of its scale and min against the super-block's
+        case DType::Q4_K: bound = (std::max(hi, 0.0f) - std::min(lo, 0.0f)) / 15.0f; break;
+        case DType::Q5_K: bound = (std::max(hi, 0.0f) - std::min(lo, 0.0f)) / 31.0f; break;
+        case DType::Q6_K: bound = amax / 31.0f; break;
+        default: break;
+      }
+      for (int64_t j = b * bs; j < (b + 1) * bs; ++j)
+        ASSERT_LE(std::fabs(y[size_t(j)] - x[size_t(j)]), bound) << dtype_name(t) << " element " << j;
+    }
+    double err = 0, ref = 0;
+    for (int64_t j = 0; j < n; ++j) err += std::pow(y[size_t(j)] - x[size_t(j)], 2), ref += std::pow(x[size_t(j)], 2);
+    const double rel = std::sqrt(err / ref);
+    const double max_rel = t == DType::Q8_0 ? 0.01 : t == DType::Q6_K ? 0.03 : t == DType::Q5_K ? 0.05 : 0.12;
+    EXPECT_LT(rel, max_rel) << dtype_name(t);
+  }
+}
+
+TEST(Quant, MatmulEveryVariantAgainstDequantizedReference) {
+  if (!cpu_has_avx2()) GTEST_SKIP() << "no AVX2 on this CPU";
+  for (DType t : kAll) {
+    const int64_t K = dtype_block(t) == 32 ? 96 : 512;  // 3 and 2 blocks per row
+    for (int64_t N : {1, 7, 37}) {
+      for (int64_t M : {1, 3, 5, 9}) {
+        const auto wf = random_vector(size_t(N * K), 10 + uint64_t(N), 0.5f);
+        const auto x = random_vector(size_t(M * K), 20 + uint64_t(M), 1.0f);
+        const auto bias = random_vector(size_t(N), 30, 0.1f);
+        std::vector<uint8_t> w(dtype_bytes(t, N * K));
+        for (int64_t n = 0; n < N; ++n) ref::quantize_row(w.data() + dtype_bytes(t, K) * size_t(n), t, wf.data() + n * K, K);
+        std::vector<float> want(size_t(M * N)), got(size_t(M * N)), wdq(static_cast<size_t>(K));
+        ref::matmul_forward(want.data(), x.data(), w.data(), t, bias.data(), M, N, K);
+        avx2::matmul_forward(got.data(), x.data(), w.data(), t, bias.data(), M, N, K);
+        for (int64_t m = 0; m < M; ++m)
+          for (int64_t n = 0; n < N; ++n) {
+            // Tolerance from the size of the terms: 8-bit activations add ~1/254 relative error per term.
+            ref::dequantize_row(wdq.data(), w.data() + dtype_bytes(t, K) * size_t(n), t, K);
+            double mag = 0;
+            for (int64_t k = 0; k < K; ++k) mag += std::fabs(double(wdq[size_t(k)]) * x[size_t(m * K + k)]);
+            const double tol = (t == DType::Q8_0 || t == DType::Q4_0 ? 0.01 : 1e-5) * mag + 1e-5;
+            ASSERT_NEAR(got[size_t(m * N + n)], want[size_t(m * N + n)], tol)
+                << dtype_name(t) << " M=" << M << " N=" << N << " m=" << m << " n=" << n;
+          }
+      }
+    }
+  }
+}
+
+TEST(Quant, Avx2ActivationQuantizerMatchesReferenceBlocks) {
+  if (!cpu_has_avx2()) GTEST_SKIP() << "no AVX2 on this CPU";
+  const auto x = random_vector(32 * 8, 5, 2.0f);
+  std::vector<BlockQ8_0> a(8), r(8);
+  avx2::quantize_row(a.data(), DType::Q8_0, x.data(), 256);
+  ref::quantize_row(r.data(), DType::Q8_0, x.data(), 256);
+  for (int b = 0; b < 8; ++b) {
+    EXPECT_EQ(a[size_t(b)].d, r[size_t(b)].d);
+    for (int j = 0; j < 32; ++j) EXPECT_LE(std::abs(a[size_t(b)].qs[j] - r[size_t(b)].qs[j]), 1);  // ties may round differently
+  }
+}
+
+TEST(Quant, EmbeddingOfQuantizedTable) {
+  const int64_t V = 5, D = 64;
+  const auto table = random_vector(size_t(V * D), 8, 1.0f);
+  const int32_t ids[3] = {4, 0, 2};
+  for (DType t : {DType::Q8_0, DType::Q4_0}) {
+    std::vector<uint8_t> q(dtype_bytes(t, V * D));
+    ref::quantize_row(q.data(), t, table.data(), V * D);
+    std::vector<float> got(size_t(3 * D)), want(static_cast<size_t>(D));
+    embedding_forward(got.data(), ids, 3, q.data(), t, D);
+    for (int i = 0; i < 3; ++i) {
+      ref::dequantize_row(want.data(), q.data() + dtype_bytes(t, D) * size_t(ids[i]), t, D);
+      for (int64_t d = 0; d < D; ++d) ASSERT_EQ(got[size_t(i * D + d)], want[size_t(d)]);
+    }
+  }
+}
+
+}  // namespace distill
