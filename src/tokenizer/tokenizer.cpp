@@ -1,5 +1,8 @@
 #include "tokenizer/tokenizer.h"
 
+#include "formats/gguf.h"
+#include "tokenizer/gguf_vocab.h"
+
 #include "core/error.h"
 #include "tokenizer/utf8.h"
 
@@ -40,6 +43,10 @@ bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' |
 }  // namespace
 
 std::shared_ptr<const Tokenizer> Tokenizer::load(const std::string& dir) {
+  if (std::filesystem::is_regular_file(dir)) {  // a GGUF file: the tokenizer from its metadata
+    const TokenizerFiles f = tokenizer_files_from_gguf(GgufFile::open(dir));
+    return from_json(f.tokenizer_json, f.tokenizer_config_json, dir);
+  }
   const std::string tj = (std::filesystem::path(dir) / "tokenizer.json").string();
   const std::string cj = (std::filesystem::path(dir) / "tokenizer_config.json").string();
   if (!std::filesystem::exists(tj)) fail("{}: no tokenizer.json (a Hugging Face fast tokenizer file is needed)", dir);

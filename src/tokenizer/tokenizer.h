@@ -24,7 +24,7 @@ struct AddedToken {
 
 class Tokenizer {
 public:
-  // DIR/tokenizer.json and, if present, DIR/tokenizer_config.json.
+  // DIR/tokenizer.json and, if present, DIR/tokenizer_config.json; or a GGUF file's tokenizer.
   static std::shared_ptr<const Tokenizer> load(const std::string& dir);
   static std::shared_ptr<const Tokenizer> from_json(const std::string& tokenizer_json, const std::string& config_json,
                                                     const std::string& where);
