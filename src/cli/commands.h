@@ -17,6 +17,7 @@ void register_rl(CLI::App& app);
 void register_label(CLI::App& app);
 void register_dataset(CLI::App& app);
 void register_eval(CLI::App& app);
-void register_serve(CLI::App& app);  // also `keys` and `usage`
+void register_serve(CLI::App& app);    // also `keys` and `usage`
+void register_convert(CLI::App& app);  // also `quantize` and `info`
 
 }  // namespace distill

@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   distill::register_dataset(app);
   distill::register_eval(app);
   distill::register_serve(app);
+  distill::register_convert(app);
   distill::register_demo(app);
 
   try {

@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "formats/checkpoint.h"
+#include "model/gguf_model.h"
 
 #include <filesystem>
 
@@ -18,7 +19,8 @@ Model Model::from_store(const ModelConfig& config, const TensorStore& store, con
 }
 
 Model Model::load(const std::string& dir) {
-  if (!fs::is_directory(dir)) fail("{}: not a model directory", dir);
+  if (is_gguf_file(dir)) return load_gguf_model(dir);
+  if (!fs::is_directory(dir)) fail("{}: not a model directory or GGUF file", dir);
   const ModelConfig config = ModelConfig::from_file((fs::path(dir) / "config.json").string());
   return from_store(config, TensorStore::open_dir(dir));
 }

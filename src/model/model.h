@@ -17,7 +17,7 @@ struct Model {
   ModelWeights weights;
   std::vector<float> inv_freq;  // RoPE inverse frequencies [head_dim / 2], scaling applied
 
-  // A Hugging Face directory: config.json and model.safetensors (or a sharded index).
+  // A Hugging Face directory: config.json and model.safetensors (or a sharded index); or a GGUF file.
   static Model load(const std::string& dir);
   // Weights named `prefix` + HF name in an open store (e.g. "param." in the reference files).
   static Model from_store(const ModelConfig& config, const TensorStore& store, const std::string& prefix = "");

@@ -14,7 +14,11 @@ namespace distill {
 using nlohmann::json;
 
 namespace {
-const char* kSplit = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+// Qwen2's pre-tokenizer (single digits, so arithmetic is learned digit by digit): one llama.cpp
+// knows by name ("qwen2"), so a model with this tokenizer exports to GGUF and tokenizes the same
+// in llama.cpp. With its NFC normaliser, as Qwen2's tokenizer.json has.
+const char* kSplit =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 }
 
 TokenizerFiles make_byte_level_tokenizer(const std::string& training_text, int n_merges, bool chat_template) {
@@ -67,7 +71,7 @@ TokenizerFiles make_byte_level_tokenizer(const std::string& training_text, int n
   json tok = {
       {"version", "1.0"},
       {"added_tokens", added},
-      {"normalizer", nullptr},
+      {"normalizer", {{"type", "NFC"}}},
       {"pre_tokenizer",
        {{"type", "Sequence"},
         {"pretokenizers",

@@ -1,0 +1,155 @@
+// distill convert / quantize / info: models between Hugging Face directories and GGUF files.
+//   convert DIR|FILE -o OUT.gguf [--type f32|f16|bf16|q8_0|q4_0]   to GGUF (requantizes a GGUF)
+//   convert FILE.gguf -o DIR [--type f32|f16|bf16]                  back to a Hugging Face directory
+//   quantize IN -o OUT.gguf --type q8_0|q4_0                        convert with a required type
+//   info FILE|DIR [--tensors]                                       architecture, sizes, tensor types
+#include "cli/commands.h"
+#include "convert/export.h"
+#include "core/error.h"
+#include "formats/gguf.h"
+#include "model/weights.h"
+#include "model/gguf_model.h"
+#include "tokenizer/byte_vocab.h"
+
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+
+namespace distill {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct ConvertArgs {
+  std::string in, out, type;
+  std::string name;
+};
+
+DType parse_type(const std::string& s) {
+  static const std::map<std::string, DType> types = {{"f32", DType::F32}, {"f16", DType::F16}, {"bf16", DType::BF16},
+                                                     {"q8_0", DType::Q8_0}, {"q4_0", DType::Q4_0}};
+  auto it = types.find(s);
+  if (it == types.end()) fail("--type '{}' is not one of f32, f16, bf16, q8_0, q4_0", s);
+  return it->second;
+}
+
+// The dtype most of a model's matrices have (the default output type).
+DType main_dtype(const Model& m) {
+  std::map<DType, int64_t> count;
+  ModelWeights w = m.weights;
+  for (const ParamRef& p : list_params(m.config, w))
+    if (p.is_matrix) count[p.tensor->dtype()] += p.tensor->numel();
+  DType best = DType::F32;
+  int64_t most = -1;
+  for (auto [d, n] : count)
+    if (n > most) best = d, most = n;
+  return best;
+}
+
+std::string human_bytes(double b) {
+  const char* units[] = {"B", "KB", "MB", "GB"};
+  int u = 0;
+  while (b >= 1000 && u < 3) b /= 1000, ++u;
+  return fmt::format("{:.1f} {}", b, units[u]);
+}
+
+void convert(const ConvertArgs& a) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const Model m = Model::load(a.in);
+  const TokenizerFiles tok = tokenizer_files_of(a.in);
+  const bool to_gguf = a.out.size() > 5 && a.out.substr(a.out.size() - 5) == ".gguf";
+  if (to_gguf) {
+    GgufExportOptions o;
+    o.type = a.type.empty() ? main_dtype(m) : parse_type(a.type);
+    if (dtype_is_quantized(o.type) && o.type != DType::Q8_0 && o.type != DType::Q4_0)
+      fail("{} holds {} weights; give --type (f32, f16, bf16, q8_0 or q4_0) to write them", a.in, dtype_name(o.type));
+    o.name = a.name.empty() ? fs::path(a.in).filename().string() : a.name;
+    export_gguf(m, tok, a.out, o);
+    std::fprintf(stderr, "wrote %s: %s, %s weights, %s (%.1f s)\n", a.out.c_str(), gguf_arch(m.config).c_str(),
+                 std::string(dtype_name(o.type)).c_str(), human_bytes(double(fs::file_size(a.out))).c_str(),
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    return;
+  }
+  if (!is_gguf_file(a.in)) fail("-o {}: a directory output needs a GGUF input (or give OUT.gguf)", a.out);
+  const DType to = a.type.empty() ? DType::F32 : parse_type(a.type);
+  if (dtype_is_quantized(to)) fail("--type {}: a Hugging Face directory holds f32, f16 or bf16 weights", a.type);
+  const Model plain = dequantized(m, to);
+  plain.save(a.out);
+  write_tokenizer_files(a.out, tok);
+  std::fprintf(stderr, "wrote %s: config.json, model.safetensors (%s), tokenizer.json (%.1f s)\n", a.out.c_str(),
+               std::string(dtype_name(to)).c_str(), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+}
+
+void info(const std::string& path, bool list_tensors) {
+  const Model m = Model::load(path);
+  const ModelConfig& c = m.config;
+  std::printf("%s\n", path.c_str());
+  std::printf("  architecture   %s (%lld layers, %lld wide, %lld heads / %lld KV heads of %lld, ffn %lld)\n", c.model_type.c_str(),
+              (long long)c.n_layer, (long long)c.n_embd, (long long)c.n_head, (long long)c.n_kv_head, (long long)c.head_dim,
+              (long long)c.n_ff);
+  std::printf("  parameters     %.2f M%s\n", double(c.n_params()) / 1e6, c.tie_word_embeddings ? " (embeddings tied)" : "");
+  std::printf("  vocabulary     %lld, context %lld, RoPE theta %g\n", (long long)c.n_vocab, (long long)c.max_position_embeddings, c.rope_theta);
+  std::map<DType, std::pair<int64_t, size_t>> by_type;  // elements, bytes
+  ModelWeights w = m.weights;
+  const auto params = list_params(c, w);
+  size_t total = 0;
+  for (const ParamRef& p : params) {
+    auto& e = by_type[p.tensor->dtype()];
+    e.first += p.tensor->numel(), e.second += p.tensor->nbytes();
+    total += p.tensor->nbytes();
+  }
+  std::printf("  weights        %s", human_bytes(double(total)).c_str());
+  for (const auto& [d, e] : by_type)
+    std::printf("  | %s: %.2f M values, %s, %.2f bits/value", std::string(dtype_name(d)).c_str(), double(e.first) / 1e6,
+                human_bytes(double(e.second)).c_str(), 8.0 * double(e.second) / double(e.first));
+  std::printf("\n");
+  if (is_gguf_file(path)) {
+    const GgufFile g = GgufFile::open(path);
+    std::printf("  GGUF           version %u, %zu metadata keys, %zu tensors, alignment %zu\n", g.version(), g.metadata().size(),
+                g.tensors().size(), g.alignment());
+    for (const char* k : {"general.name", "tokenizer.ggml.model", "tokenizer.ggml.pre"})
+      if (const GgufValue* v = g.find(k); v && v->type == GgufType::String) std::printf("  %-14s %s\n", k, v->s.c_str());
+    if (list_tensors)
+      for (const GgufTensorInfo& t : g.tensors())
+        std::printf("    %-32s %-6s %-16s %s\n", t.name.c_str(), std::string(dtype_name(t.dtype)).c_str(), shape_str(t.shape).c_str(),
+                    human_bytes(double(t.nbytes)).c_str());
+  } else if (list_tensors) {
+    for (const ParamRef& p : params)
+      std::printf("    %-48s %-6s %-16s %s\n", p.name.c_str(), std::string(dtype_name(p.tensor->dtype())).c_str(),
+                  shape_str(p.tensor->shape()).c_str(), human_bytes(double(p.tensor->nbytes())).c_str());
+  }
+}
+
+}  // namespace
+
+void register_convert(CLI::App& app) {
+  auto a = std::make_shared<ConvertArgs>();
+  CLI::App* cmd = app.add_subcommand("convert", "Convert a model: directory or GGUF to GGUF (-o X.gguf), GGUF to a directory");
+  cmd->add_option("input", a->in, "Model directory or GGUF file")->required();
+  cmd->add_option("-o,--out", a->out, "OUT.gguf, or a directory (from a GGUF input)")->required();
+  cmd->add_option("--type", a->type, "Weights: f32 | f16 | bf16 | q8_0 | q4_0 (default: as the input's)");
+  cmd->add_option("--name", a->name, "general.name written into the GGUF");
+  cmd->callback([a] { convert(*a); });
+
+  auto q = std::make_shared<ConvertArgs>();
+  CLI::App* quant = app.add_subcommand("quantize", "Write a quantized GGUF (convert with a required --type)");
+  quant->add_option("input", q->in, "Model directory or GGUF file")->required();
+  quant->add_option("-o,--out", q->out, "OUT.gguf")->required();
+  quant->add_option("--type", q->type, "q8_0 | q4_0 | f16 | bf16 | f32")->required();
+  quant->callback([q] {
+    if (q->out.size() <= 5 || q->out.substr(q->out.size() - 5) != ".gguf") fail("quantize: -o must name a .gguf file");
+    convert(*q);
+  });
+
+  auto path = std::make_shared<std::string>();
+  auto tensors = std::make_shared<bool>(false);
+  CLI::App* inf = app.add_subcommand("info", "Describe a model directory or GGUF file");
+  inf->add_option("path", *path, "Model directory or GGUF file")->required();
+  inf->add_flag("--tensors", *tensors, "List every tensor");
+  inf->callback([path, tensors] { info(*path, *tensors); });
+}
+
+}  // namespace distill

@@ -1,0 +1,134 @@
+#include "convert/export.h"
+
+#include "core/error.h"
+#include "formats/gguf.h"
+#include "kernels/kernels.h"
+#include "model/gguf_model.h"
+#include "model/weights.h"
+#include "tokenizer/gguf_vocab.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace distill {
+
+namespace {
+
+std::string read_text(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// ggml's general.file_type of a model whose matrices are `t`.
+uint32_t file_type(DType t) {
+  switch (t) {
+    case DType::F32: return 0;
+    case DType::F16: return 1;
+    case DType::Q4_0: return 2;
+    case DType::Q8_0: return 7;
+    case DType::BF16: return 32;
+    default: fail("convert: --type {} is not offered (f32, f16, bf16, q8_0, q4_0 are)", dtype_name(t));
+  }
+}
+
+// The tensor's values converted to `to` (quantized row by row).
+std::vector<uint8_t> encode_as(const Tensor& t, DType to) {
+  const int64_t n = t.numel();
+  std::vector<float> f(static_cast<size_t>(n));
+  dequantize_row(f.data(), t.raw(), t.dtype(), n);
+  std::vector<uint8_t> out(dtype_bytes(to, n));
+  if (dtype_is_quantized(to)) {
+    const int64_t K = t.dim(-1), rows = n / K;
+    const size_t row_bytes = dtype_bytes(to, K);
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) quantize_row(out.data() + size_t(r) * row_bytes, to, f.data() + r * K, K);
+  } else {
+    convert_from_f32(out.data(), to, f.data(), size_t(n));
+  }
+  return out;
+}
+
+}  // namespace
+
+TokenizerFiles tokenizer_files_of(const std::string& path) {
+  if (is_gguf_file(path)) return tokenizer_files_from_gguf(GgufFile::open(path));
+  const std::filesystem::path d(path);
+  if (!std::filesystem::exists(d / "tokenizer.json")) fail("{}: no tokenizer.json to export with the model", path);
+  TokenizerFiles f;
+  f.tokenizer_json = read_text(d / "tokenizer.json");
+  if (std::filesystem::exists(d / "tokenizer_config.json")) f.tokenizer_config_json = read_text(d / "tokenizer_config.json");
+  return f;
+}
+
+void export_gguf(const Model& m, const TokenizerFiles& tokenizer, const std::string& path, const GgufExportOptions& o) {
+  const ModelConfig& c = m.config;
+  const std::string arch = gguf_arch(c);
+  auto key = [&](const char* k) { return arch + "." + k; };
+  GgufWriter w;
+  w.set("general.architecture", GgufValue::of_string(arch));
+  w.set("general.name", GgufValue::of_string(o.name.empty() ? "distill model" : o.name));
+  w.set("general.file_type", GgufValue::of_u32(file_type(o.type)));
+  if (dtype_is_quantized(o.type)) w.set("general.quantization_version", GgufValue::of_u32(2));
+  w.set(key("vocab_size"), GgufValue::of_u32(uint32_t(c.n_vocab)));
+  w.set(key("context_length"), GgufValue::of_u32(uint32_t(c.max_position_embeddings)));
+  w.set(key("embedding_length"), GgufValue::of_u32(uint32_t(c.n_embd)));
+  w.set(key("block_count"), GgufValue::of_u32(uint32_t(c.n_layer)));
+  w.set(key("feed_forward_length"), GgufValue::of_u32(uint32_t(c.n_ff)));
+  w.set(key("attention.head_count"), GgufValue::of_u32(uint32_t(c.n_head)));
+  w.set(key("attention.head_count_kv"), GgufValue::of_u32(uint32_t(c.n_kv_head)));
+  w.set(key("attention.key_length"), GgufValue::of_u32(uint32_t(c.head_dim)));
+  w.set(key("attention.value_length"), GgufValue::of_u32(uint32_t(c.head_dim)));
+  w.set(key("attention.layer_norm_rms_epsilon"), GgufValue::of_f32(float(c.norm_eps)));
+  w.set(key("rope.freq_base"), GgufValue::of_f32(float(c.rope_theta)));
+  w.set(key("rope.dimension_count"), GgufValue::of_u32(uint32_t(c.head_dim)));
+  if (c.rope_scaling.type == RopeScalingType::Linear) {
+    w.set(key("rope.scaling.type"), GgufValue::of_string("linear"));
+    w.set(key("rope.scaling.factor"), GgufValue::of_f32(float(c.rope_scaling.factor)));
+  }
+  if (c.sliding_window > 0) fail("convert: sliding-window attention is not exported to GGUF");
+  add_tokenizer_to_gguf(w, tokenizer, o.embed_tokenizer_json);
+
+  if (c.rope_scaling.type == RopeScalingType::Llama3) {
+    // llama.cpp reads Llama 3's scaling as a divisor per inverse frequency.
+    ModelConfig plain = c;
+    plain.rope_scaling = RopeScaling{};
+    const std::vector<float> base = plain.rope_inv_freq();
+    std::vector<float> factors(base.size());
+    for (size_t i = 0; i < base.size(); ++i) factors[i] = base[i] / m.inv_freq[i];
+    w.add_tensor("rope_freqs.weight", DType::F32, {int64_t(factors.size())}, factors.data(), factors.size() * 4);
+  }
+  ModelWeights weights = m.weights;
+  for (const ParamRef& p : list_params(c, weights)) {
+    const std::string name = gguf_tensor_name(p.name);
+    Tensor t = *p.tensor;
+    if (gguf_permutes_qk(arch) && (name.find(".attn_q.") != std::string::npos || name.find(".attn_k.") != std::string::npos))
+      t = permute_qk_rows(t, name.find(".attn_q.") != std::string::npos ? c.n_head : c.n_kv_head, /*to_gguf=*/true);
+    DType to = p.is_matrix ? o.type : DType::F32;
+    if (dtype_is_quantized(to) && t.dim(-1) % dtype_block(to) != 0) to = DType::F16;
+    if (to == t.dtype()) {
+      w.add_tensor(name, to, t.shape(), t.raw(), t.nbytes());
+    } else {
+      const std::vector<uint8_t> bytes = encode_as(t, to);
+      w.add_tensor(name, to, t.shape(), bytes.data(), bytes.size());
+    }
+  }
+  w.write(path);
+}
+
+Model dequantized(const Model& m, DType to) {
+  Model out = m;
+  for (const ParamRef& p : list_params(out.config, out.weights)) {
+    const Tensor& t = *p.tensor;
+    if (!dtype_is_quantized(t.dtype()) && (t.dtype() == to || !p.is_matrix)) continue;
+    Tensor f = Tensor::zeros(DType::F32, t.shape());
+    dequantize_row(f.data<float>(), t.raw(), t.dtype(), t.numel());
+    *p.tensor = to == DType::F32 ? f : f.to(to);
+  }
+  tie_lm_head(out.config, out.weights);
+  return out;
+}
+
+}  // namespace distill

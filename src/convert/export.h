@@ -1,0 +1,30 @@
+// Model export: a Hugging Face directory or GGUF file to GGUF (f32, f16, bf16, q8_0, q4_0), and a
+// GGUF file back to a Hugging Face directory (weights dequantized). The GGUF carries the
+// metadata keys, tensor names and tokenizer fields llama.cpp reads for llama / qwen2 / qwen3
+// (model/gguf_model.h, tokenizer/gguf_vocab.h, docs/gguf.md).
+#pragma once
+
+#include "model/model.h"
+#include "tokenizer/byte_vocab.h"
+
+#include <string>
+
+namespace distill {
+
+struct GgufExportOptions {
+  DType type = DType::F16;   // matrices; 1-D tensors are always f32
+  std::string name;          // general.name
+  bool embed_tokenizer_json = true;  // also tokenizer.huggingface.json (exact round trip)
+};
+
+// Writes `m` and its tokenizer as a GGUF file (atomically). Matrices whose rows are not whole
+// blocks of a quantized type are stored as f16 instead (as llama.cpp's quantizer does).
+void export_gguf(const Model& m, const TokenizerFiles& tokenizer, const std::string& path, const GgufExportOptions& o);
+
+// A copy whose block-quantized matrices are dequantized to `to` (f32, f16 or bf16).
+Model dequantized(const Model& m, DType to);
+
+// The tokenizer files of a model directory or GGUF file.
+TokenizerFiles tokenizer_files_of(const std::string& path);
+
+}  // namespace distill
