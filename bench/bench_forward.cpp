@@ -1,18 +1,22 @@
 // Forward benchmark: prefill and decode tokens/s of random-weight Llama models of the shapes the
-// peers were measured on (DESIGN.md), f32 and bf16 weights. Prints achieved GFLOP/s (prefill)
-// and GB/s of weights streamed (decode), and the ratio to llama.cpp's figures on this machine
-// class. Run on a quiet machine: a second job on the other core halves every number.
+// peers were measured on (DESIGN.md), with f32, f16, bf16, q8_0 and q4_0 weights. Prints achieved
+// GFLOP/s (prefill) and GB/s of weights streamed (decode), the ratio to llama.cpp's figures on
+// this machine class, and first the machine's own read bandwidth (a 1 GiB streaming sum), the
+// limit decode approaches. Run on a quiet machine: a second job on the other core halves every number.
 //
-//   bench_forward [--threads N] [--prompt 512] [--decode 128] [--only 15m|110m]
+//   bench_forward [--threads N] [--prompt 512] [--decode 128] [--only 15m|110m] [--types f32,q8_0,...]
 #include "core/threads.h"
 #include "kernels/kernels.h"
+#include "convert/export.h"
 #include "model/decoder.h"
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cctype>
 #include <cstring>
+#include <vector>
 #include <string>
 
 using namespace distill;
@@ -24,7 +28,25 @@ struct BenchShape {
   int64_t dim, layers, heads, ffn, vocab;
   bool tied;
   double llama_cpp_prefill, llama_cpp_decode;  // f32, 2 threads, DESIGN.md
+  double q8_prefill, q8_decode, q4_prefill, q4_decode;  // llama.cpp q8_0 / q4_0 (0: not measured)
 };
+
+// Read bandwidth: GB/s of a parallel sum over 1 GiB (best of 5).
+double measure_bandwidth() {
+  const size_t n = (size_t(1) << 30) / sizeof(float);
+  std::vector<float> a(n, 1.0f);
+  double best = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    const auto t0 = std::chrono::steady_clock::now();
+    double sum = 0;
+#pragma omp parallel for reduction(+ : sum) schedule(static)
+    for (size_t i = 0; i < n; i += 8) sum += a[i] + a[i + 1] + a[i + 2] + a[i + 3] + a[i + 4] + a[i + 5] + a[i + 6] + a[i + 7];
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (sum < 0) std::printf("?");
+    best = std::max(best, double(n * sizeof(float)) / s / 1e9);
+  }
+  return best;
+}
 
 double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
@@ -56,22 +78,25 @@ Result run(const Model& m, int n_prompt, int n_decode) {
 
 int main(int argc, char** argv) {
   int threads = 2, n_prompt = 512, n_decode = 128;
-  std::string only;
+  std::string only, types = "f32,f16,bf16,q8_0,q4_0";
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--prompt")) n_prompt = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--decode")) n_decode = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--only")) only = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--types")) types = argv[i + 1];
   }
   set_num_threads(threads);
   std::printf("bench_forward: %d threads, %s kernels, prefill %d tokens, decode %d tokens\n", num_threads(),
               kernel_variant_name(active_kernel_variant()), n_prompt, n_decode);
-  std::printf("%-6s %-5s %8s %8s | %10s %8s %7s | %10s %7s %7s\n", "model", "dtype", "params", "MB", "prefill t/s",
-              "GFLOP/s", "vs l.cpp", "decode t/s", "GB/s", "vs l.cpp");
+  const double bw = measure_bandwidth();
+  std::printf("memory read bandwidth: %.1f GB/s (1 GiB parallel sum)\n", bw);
+  std::printf("%-6s %-5s %8s %8s | %10s %8s %7s | %10s %7s %7s %7s\n", "model", "dtype", "params", "MB", "prefill t/s",
+              "GFLOP/s", "vs l.cpp", "decode t/s", "GB/s", "of bw", "vs l.cpp");
 
   const BenchShape shapes[] = {
-      {"15m", 288, 6, 6, 768, 32000, true, 5598, 353},
-      {"110m", 768, 12, 12, 2048, 32000, false, 624, 51},
+      {"15m", 288, 6, 6, 768, 32000, true, 5598, 353, 0, 0, 0, 0},
+      {"110m", 768, 12, 12, 2048, 32000, false, 624, 51, 497, 92, 696, 218},
   };
   for (const BenchShape& s : shapes) {
     if (!only.empty() && only != s.name) continue;
@@ -80,8 +105,12 @@ int main(int argc, char** argv) {
     c.n_vocab = s.vocab, c.n_embd = s.dim, c.n_ff = s.ffn, c.n_layer = s.layers, c.n_head = s.heads;
     c.n_kv_head = s.heads, c.head_dim = s.dim / s.heads, c.tie_word_embeddings = s.tied;
     c.max_position_embeddings = n_prompt + n_decode;
-    for (DType dt : {DType::F32, DType::BF16}) {
-      const Model m = Model::random(c, dt, 1);
+    const Model base = Model::random(c, DType::F32, 1);
+    for (DType dt : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0}) {
+      std::string lower(dtype_name(dt));
+      for (char& ch : lower) ch = char(std::tolower(ch));
+      if (types.find(lower) == std::string::npos) continue;
+      const Model m = dt == DType::F32 ? base : dtype_is_quantized(dt) ? quantized(base, dt) : Model::random(c, dt, 1);
       const Result r = run(m, n_prompt, n_decode);
       // Weights read per decode step: every linear layer plus the head (the embedding lookup
       // reads one row). Prefill computes logits for its last token only, so its FLOPs are the
@@ -89,15 +118,18 @@ int main(int argc, char** argv) {
       const double head_params = double(c.n_vocab * c.n_embd);
       const double layer_params = double(c.n_layer) * double(c.n_embd * (c.q_dim() + 2 * c.kv_dim()) +
                                                              c.q_dim() * c.n_embd + 3 * c.n_embd * c.n_ff);
-      const double bytes_per_token = (layer_params + head_params) * double(dtype_size(dt));
+      const double bytes_per_token = double(dtype_bytes(dt, int64_t(layer_params + head_params)));
       const double prefill_gflops = 2.0 * layer_params * r.prefill_tps / 1e9;
       const double decode_gbs = bytes_per_token * r.decode_tps / 1e9;
-      std::printf("%-6s %-5s %7.1fM %8.0f | %10.0f %8.1f %6.2fx | %10.1f %7.1f %6.2fx\n", s.name,
+      // llama.cpp's figure for this dtype (f32's for f16/bf16, which DESIGN.md does not list)
+      const double peer_prefill = dt == DType::Q8_0 ? s.q8_prefill : dt == DType::Q4_0 ? s.q4_prefill : s.llama_cpp_prefill;
+      const double peer_decode = dt == DType::Q8_0 ? s.q8_decode : dt == DType::Q4_0 ? s.q4_decode : s.llama_cpp_decode;
+      std::printf("%-6s %-5s %7.1fM %8.0f | %10.0f %8.1f %6.2fx | %10.1f %7.1f %6.0f%% %6.2fx\n", s.name,
                   std::string(dtype_name(dt)).c_str(), double(c.n_params()) / 1e6, bytes_per_token / 1e6,
-                  r.prefill_tps, prefill_gflops, r.prefill_tps / s.llama_cpp_prefill, r.decode_tps, decode_gbs,
-                  r.decode_tps / s.llama_cpp_decode);
+                  r.prefill_tps, prefill_gflops, peer_prefill > 0 ? r.prefill_tps / peer_prefill : 0.0, r.decode_tps, decode_gbs,
+                  100.0 * decode_gbs / bw, peer_decode > 0 ? r.decode_tps / peer_decode : 0.0);
     }
   }
-  std::printf("vs l.cpp: ratio to llama.cpp's f32 figures on this machine class (DESIGN.md), >1 is faster\n");
+  std::printf("vs l.cpp: ratio to llama.cpp on this machine class (DESIGN.md: f32, q8_0, q4_0; f16/bf16 against f32), >1 is faster\n");
   return 0;
 }

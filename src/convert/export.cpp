@@ -7,6 +7,7 @@
 #include "model/weights.h"
 #include "tokenizer/gguf_vocab.h"
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -116,6 +117,19 @@ void export_gguf(const Model& m, const TokenizerFiles& tokenizer, const std::str
     }
   }
   w.write(path);
+}
+
+Model quantized(const Model& m, DType to) {
+  Model out = m;
+  for (const ParamRef& p : list_params(out.config, out.weights)) {
+    if (!p.is_matrix || p.tensor->dtype() == to || p.tensor->dim(-1) % dtype_block(to) != 0) continue;
+    const std::vector<uint8_t> bytes = encode_as(*p.tensor, to);
+    Tensor q = Tensor::zeros(to, p.tensor->shape());
+    std::memcpy(q.raw(), bytes.data(), bytes.size());
+    *p.tensor = q;
+  }
+  tie_lm_head(out.config, out.weights);
+  return out;
 }
 
 Model dequantized(const Model& m, DType to) {

@@ -21,6 +21,9 @@ struct GgufExportOptions {
 // blocks of a quantized type are stored as f16 instead (as llama.cpp's quantizer does).
 void export_gguf(const Model& m, const TokenizerFiles& tokenizer, const std::string& path, const GgufExportOptions& o);
 
+// A copy whose matrices are quantized to `to` in memory (rows that are not whole blocks stay).
+Model quantized(const Model& m, DType to);
+
 // A copy whose block-quantized matrices are dequantized to `to` (f32, f16 or bf16).
 Model dequantized(const Model& m, DType to);
 
