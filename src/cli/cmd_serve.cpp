@@ -41,7 +41,7 @@ void serve(ServeArgs& a) {
   if (a.o.model_name.empty()) {
     std::filesystem::path p(a.dir);
     if (!p.has_filename()) p = p.parent_path();
-    a.o.model_name = p.filename().string();
+    a.o.model_name = p.extension() == ".gguf" ? p.stem().string() : p.filename().string();
   }
   a.o.n_ctx = std::min<int64_t>(a.o.n_ctx, std::max<int64_t>(model.config.max_position_embeddings, 2));
   OpenAIServer server(model, tok, a.o);
@@ -116,10 +116,10 @@ void usage_report(const std::string& path, const UsageThresholds& t) {
 void register_serve(CLI::App& app) {
   auto a = std::make_shared<ServeArgs>();
   CLI::App* cmd = app.add_subcommand("serve", "OpenAI-compatible HTTP server for a model directory");
-  cmd->add_option("dir", a->dir, "Model directory (config.json, *.safetensors, tokenizer.json)")->required();
+  cmd->add_option("model", a->dir, "Model directory (config.json, *.safetensors, tokenizer.json) or GGUF file")->required();
   cmd->add_option("--host", a->o.host, "Address to listen on (loopback by default)")->capture_default_str();
   cmd->add_option("--port", a->o.port, "Port (0: any free port)")->capture_default_str()->check(CLI::Range(0, 65535));
-  cmd->add_option("--name", a->o.model_name, "Model id clients send (default: the directory name)");
+  cmd->add_option("--name", a->o.model_name, "Model id clients send (default: the directory or file name)");
   cmd->add_option("--parallel", a->o.n_parallel, "Completions decoded together (KV-cache slots)")->capture_default_str()->check(CLI::Range(1, 256));
   cmd->add_option("--ctx", a->o.n_ctx, "Context per slot (capped by max_position_embeddings)")->capture_default_str()->check(CLI::Range(2, 1 << 20));
   cmd->add_option("--queue", a->o.max_queue, "Completions that may wait for a slot before 503")->capture_default_str()->check(CLI::Range(1, 100000));

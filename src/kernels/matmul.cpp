@@ -7,10 +7,45 @@
 
 #include <cblas.h>
 
+#include <algorithm>
+#include <vector>
+
 namespace distill {
+
+namespace {
+
+// Many rows (prefill) against block-quantized weights: dequantize a chunk of weight rows to f32
+// and let sgemm multiply it — the dequantization is paid once per weight for all M rows, and
+// sgemm runs near the machine's peak, well above an int8 dot kernel on AVX2.
+constexpr int64_t kDequantMinRows = 32;
+constexpr int64_t kDequantChunk = 256;  // weight rows per chunk (scratch: 256 × K floats)
+
+void matmul_dequant_sgemm(float* out, const float* x, const void* w, DType w_dtype, const float* bias, int64_t M,
+                          int64_t N, int64_t K) {
+  static thread_local std::vector<float> scratch;
+  if (int64_t(scratch.size()) < kDequantChunk * K) scratch.resize(size_t(kDequantChunk * K));
+  float* const wf = scratch.data();  // this thread's buffer (OpenMP workers have their own)
+  const size_t row_bytes = dtype_bytes(w_dtype, K);
+  for (int64_t n0 = 0; n0 < N; n0 += kDequantChunk) {
+    const int64_t nc = std::min(kDequantChunk, N - n0);
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < nc; ++r)
+      dequantize_row(wf + r * K, static_cast<const char*>(w) + size_t(n0 + r) * row_bytes, w_dtype, K);
+    float beta = 0.0f;
+    if (bias) {
+      for (int64_t m = 0; m < M; ++m) std::copy(bias + n0, bias + n0 + nc, out + m * N + n0);
+      beta = 1.0f;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(M), int(nc), int(K), 1.0f, x, int(K), wf, int(K), beta,
+                out + n0, int(N));
+  }
+}
+
+}  // namespace
 
 void matmul_forward(float* out, const float* x, const void* w, DType w_dtype, const float* bias,
                     int64_t M, int64_t N, int64_t K) {
+  if (w_dtype != DType::F32 && M >= kDequantMinRows) return matmul_dequant_sgemm(out, x, w, w_dtype, bias, M, N, K);
   const bool few_rows = M >= 2 && M <= 8;
   if (w_dtype != DType::F32 || M == 0 || (few_rows && active_kernel_variant() == KernelVariant::Avx2)) {
     if (active_kernel_variant() == KernelVariant::Avx2) {

@@ -52,13 +52,6 @@ void add_inplace(float* y, const float* x, int64_t n) {
   for (; i < n; ++i) y[i] += x[i];
 }
 
-template <typename W>
-static void widen_row(float* out, const W* row, int64_t dim) {
-  int64_t i = 0;
-  for (; i + 8 <= dim; i += 8) _mm256_storeu_ps(out + i, load8(row + i));
-  for (; i < dim; ++i) out[i] = load1(row + i);
-}
-
 void embedding_forward(float* out, const int32_t* ids, int64_t n, const void* table, DType dtype, int64_t dim) {
   for (int64_t i = 0; i < n; ++i) {
     const size_t offset = size_t(ids[i]) * size_t(dim);

@@ -120,7 +120,30 @@ void quantize_row(void* dst, DType type, const float* src, int64_t n) {
   for (int64_t b = 0; b < n / kQK; ++b) quantize_block_q8_0(y + b, src + b * kQK);
 }
 
-void dequantize_row(float* dst, const void* src, DType type, int64_t n) { ref::dequantize_row(dst, src, type, n); }
+void dequantize_row(float* dst, const void* src, DType type, int64_t n) {
+  switch (type) {
+    case DType::F32: return widen_row(dst, static_cast<const float*>(src), n);
+    case DType::F16: return widen_row(dst, static_cast<const F16*>(src), n);
+    case DType::BF16: return widen_row(dst, static_cast<const BF16*>(src), n);
+    case DType::Q8_0:
+    case DType::Q4_0:
+      for (int64_t b = 0; b < n / kQK; ++b) {
+        const __m256i q = type == DType::Q8_0 ? weights_q8_0(static_cast<const BlockQ8_0*>(src)[b])
+                                              : weights_q4_0(static_cast<const BlockQ4_0*>(src)[b]);
+        const __m256 d = _mm256_set1_ps(_cvtsh_ss(type == DType::Q8_0 ? static_cast<const BlockQ8_0*>(src)[b].d
+                                                                      : static_cast<const BlockQ4_0*>(src)[b].d));
+        // 32 int8 -> 4 × 8 int32 -> f32 × d
+        const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+        float* y = dst + b * kQK;
+        _mm256_storeu_ps(y, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo))));
+        _mm256_storeu_ps(y + 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)))));
+        _mm256_storeu_ps(y + 16, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi))));
+        _mm256_storeu_ps(y + 24, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)))));
+      }
+      return;
+    default: return ref::dequantize_row(dst, src, type, n);
+  }
+}
 
 void matmul_quantized(float* out, const float* x, const void* w, DType type, const float* bias, int64_t M, int64_t N, int64_t K) {
   if (type != DType::Q8_0 && type != DType::Q4_0) return matmul_dequant(out, x, w, type, bias, M, N, K);

@@ -66,4 +66,12 @@ inline float load1(const BF16* p) {
   return f;
 }
 
+// A row of f32/f16/bf16 values widened to f32.
+template <typename W>
+inline void widen_row(float* out, const W* row, int64_t dim) {
+  int64_t i = 0;
+  for (; i + 8 <= dim; i += 8) _mm256_storeu_ps(out + i, load8(row + i));
+  for (; i < dim; ++i) out[i] = load1(row + i);
+}
+
 }  // namespace distill::avx2
