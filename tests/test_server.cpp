@@ -387,3 +387,47 @@ TEST(Server, LoadThirtyTwoStreamingClients) {
 }
 
 }  // namespace distill
+
+namespace distill {
+
+// The owner's tools: `distill keys add` prints a key once and stores only its hash; `distill usage`
+// totals a log per key and flags the key whose traffic looks like soft-label harvesting.
+TEST(ServerTools, KeysAddAndUsageReport) {
+  using namespace distill::test;
+  TempDir dir;
+  auto r = run_distill("keys add " + (dir / "keys.json") + " --name alice --rpm 10");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const size_t at = r.output.find("\nsk-distill-");  // the key is printed alone on its line
+  ASSERT_NE(at, std::string::npos) << r.output;
+  std::string key = r.output.substr(at + 1, r.output.find('\n', at + 1) - at - 1);
+  ASSERT_EQ(key.rfind("sk-distill-", 0), 0u) << r.output;
+  const std::string stored = read_bytes(dir / "keys.json");
+  EXPECT_EQ(stored.find(key), std::string::npos) << "the key itself must not be stored";
+  KeyStore ks = KeyStore::load(dir / "keys.json");
+  ASSERT_TRUE(ks.find(key).has_value());
+  EXPECT_EQ(ks.key(*ks.find(key)).requests_per_minute, 10);
+  EXPECT_FALSE(ks.find(key + "x").has_value());
+  EXPECT_NE(run_distill("keys add " + (dir / "keys.json") + " --name alice").exit_code, 0) << "duplicate name";
+
+  // a log: "app" repeats a few prompts without log-probs; "scraper" asks log-probs of many distinct prompts
+  std::string log;
+  for (int i = 0; i < 120; ++i) {
+    json app = {{"time", "2026-11-23T10:00:00.000Z"}, {"key", "app"}, {"status", 200}, {"prompt_tokens", 20}, {"completion_tokens", 50},
+                {"latency_ms", 100.0}, {"logprobs", false}, {"n", 1}, {"prompt_sha256", std::to_string(i % 3)}};
+    json scr = {{"time", "2026-11-23T10:00:00.000Z"}, {"key", "scraper"}, {"status", 200}, {"prompt_tokens", 30}, {"completion_tokens", 200},
+                {"latency_ms", 300.0}, {"logprobs", true}, {"top_logprobs", 20}, {"n", 1}, {"prompt_sha256", "p" + std::to_string(i)}};
+    log += app.dump() + "\n" + scr.dump() + "\n";
+  }
+  log += "not json\n";
+  write_bytes(dir / "usage.jsonl", log);
+  r = run_distill("usage " + (dir / "usage.jsonl"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const size_t flagged = r.output.find("Possible extraction");
+  ASSERT_NE(flagged, std::string::npos) << r.output;
+  const std::string flags = r.output.substr(flagged);
+  EXPECT_NE(flags.find("  scraper ("), std::string::npos) << r.output;
+  EXPECT_EQ(flags.find("  app ("), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("skipped"), std::string::npos) << "the bad line is reported";
+}
+
+}  // namespace distill
