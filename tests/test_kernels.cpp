@@ -181,9 +181,11 @@ TEST_F(Avx2Kernels, MatmulAllDtypes) {
 
 TEST_F(Avx2Kernels, AttentionGqaWindowsAndSlots) {
   // 2 slots, 5 tokens at assorted positions, GQA 6 query heads over 2 KV heads, odd head_dim,
-  // more than one online-softmax block (positions past 64).
+  // more than one online-softmax block (positions past 64); head_dim 18 (tail only), 40 (32 in
+  // registers + a tail), 64 (registers only).
+  for (int64_t hd : {18, 40, 64})
   for (int64_t window : {0, 3, 70}) {
-    AttentionShape s{5, 6, 2, 18, 150, window, 1.0f / std::sqrt(18.0f)};
+    AttentionShape s{5, 6, 2, hd, 150, window, 1.0f / std::sqrt(float(hd))};
     auto q = random_vector(size_t(s.n_tokens * s.n_head * s.head_dim), 13);
     const size_t cache_n = size_t(2 * s.n_ctx * s.n_kv_head * s.head_dim);
     auto k = random_vector(cache_n, 14, 2.0f), v = random_vector(cache_n, 15);
@@ -191,7 +193,7 @@ TEST_F(Avx2Kernels, AttentionGqaWindowsAndSlots) {
     std::vector<float> a(q.size()), b(q.size());
     ref::attention_forward(a.data(), q.data(), k.data(), v.data(), s, pos, seq);
     avx2::attention_forward(b.data(), q.data(), k.data(), v.data(), s, pos, seq);
-    EXPECT_LT(max_abs_diff(a.data(), b.data(), a.size()), 2e-5f) << "window " << window;
+    EXPECT_LT(max_abs_diff(a.data(), b.data(), a.size()), 2e-5f) << "window " << window << " head_dim " << hd;
   }
 }
 

@@ -61,12 +61,37 @@ void attention_forward(float* out, const float* q, const float* k_cache, const f
       }
       const float m_new = std::max(m, block_max);
       const float correction = std::exp(m - m_new);  // 0 on the first block (m = -inf)
-      l *= correction;
-      for (int64_t j = 0; j < nb; ++j) {
-        const float pj = std::exp(sc[j] - m_new);
-        l += pj;
-        // the first key of a block applies the correction, the others add with factor 1
-        scale_add(acc, j == 0 ? correction : 1.0f, pj, v_base + (j0 + j) * kv_dim, s.head_dim);
+      // p_j = e^(s_j - m_new), 8 at a time
+      int64_t j = 0;
+      __m256 psum = _mm256_setzero_ps();
+      for (; j + 8 <= nb; j += 8) {
+        const __m256 e = exp(_mm256_sub_ps(_mm256_load_ps(sc + j), _mm256_set1_ps(m_new)));
+        _mm256_store_ps(sc + j, e);
+        psum = _mm256_add_ps(psum, e);
+      }
+      float ps = hsum(psum);
+      for (; j < nb; ++j) ps += (sc[j] = std::exp(sc[j] - m_new));
+      l = l * correction + ps;
+      // acc = acc · correction + Σ_j p_j v_j, 32 dims at a time held in registers across the block
+      for (int64_t d0 = 0; d0 < s.head_dim; d0 += 32) {
+        if (d0 + 32 <= s.head_dim) {
+          const __m256 c = _mm256_set1_ps(correction);
+          __m256 a0 = _mm256_mul_ps(c, _mm256_load_ps(acc + d0)), a1 = _mm256_mul_ps(c, _mm256_load_ps(acc + d0 + 8));
+          __m256 a2 = _mm256_mul_ps(c, _mm256_load_ps(acc + d0 + 16)), a3 = _mm256_mul_ps(c, _mm256_load_ps(acc + d0 + 24));
+          for (int64_t jj = 0; jj < nb; ++jj) {
+            const float* v = v_base + (j0 + jj) * kv_dim + d0;
+            const __m256 pj = _mm256_set1_ps(sc[jj]);
+            a0 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v), a0);
+            a1 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v + 8), a1);
+            a2 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v + 16), a2);
+            a3 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v + 24), a3);
+          }
+          _mm256_store_ps(acc + d0, a0), _mm256_store_ps(acc + d0 + 8, a1);
+          _mm256_store_ps(acc + d0 + 16, a2), _mm256_store_ps(acc + d0 + 24, a3);
+        } else {  // a head_dim that is not a multiple of 32: the tail, one key at a time
+          for (int64_t jj = 0; jj < nb; ++jj)
+            scale_add(acc + d0, jj == 0 ? correction : 1.0f, sc[jj], v_base + (j0 + jj) * kv_dim + d0, s.head_dim - d0);
+        }
       }
       m = m_new;
     }
