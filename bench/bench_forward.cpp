@@ -85,7 +85,7 @@ Result run(const Model& m, int n_prompt, int n_decode) {
 
 int main(int argc, char** argv) {
   int threads = 2, n_prompt = 512, n_decode = 128;
-  std::string only, types = "f32,f16,bf16,q8_0,q4_0";
+  std::string only, types = "f32,f16,bf16,q8_0,q4_0,q4_k,q6_k";
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--prompt")) n_prompt = std::atoi(argv[i + 1]);
@@ -113,7 +113,7 @@ int main(int argc, char** argv) {
     c.n_kv_head = s.heads, c.head_dim = s.dim / s.heads, c.tie_word_embeddings = s.tied;
     c.max_position_embeddings = n_prompt + n_decode;
     const Model base = Model::random(c, DType::F32, 1);
-    for (DType dt : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0}) {
+    for (DType dt : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K}) {
       std::string lower(dtype_name(dt));
       for (char& ch : lower) ch = char(std::tolower(ch));
       if (types.find(lower) == std::string::npos) continue;
@@ -129,8 +129,10 @@ int main(int argc, char** argv) {
       const double prefill_gflops = 2.0 * layer_params * r.prefill_tps / 1e9;
       const double decode_gbs = bytes_per_token * r.decode_tps / 1e9;
       // llama.cpp's figure for this dtype (f32's for f16/bf16, which DESIGN.md does not list)
-      const double peer_prefill = dt == DType::Q8_0 ? s.q8_prefill : dt == DType::Q4_0 ? s.q4_prefill : s.llama_cpp_prefill;
-      const double peer_decode = dt == DType::Q8_0 ? s.q8_decode : dt == DType::Q4_0 ? s.q4_decode : s.llama_cpp_decode;
+      // (no peer figure for the K-quants: their ratio prints as 0.00x)
+      const bool plain = !dtype_is_quantized(dt);
+      const double peer_prefill = dt == DType::Q8_0 ? s.q8_prefill : dt == DType::Q4_0 ? s.q4_prefill : plain ? s.llama_cpp_prefill : 0;
+      const double peer_decode = dt == DType::Q8_0 ? s.q8_decode : dt == DType::Q4_0 ? s.q4_decode : plain ? s.llama_cpp_decode : 0;
       std::printf("%-6s %-5s %7.1fM %8.0f | %10.0f %8.1f %6.2fx | %10.1f %7.1f %6.0f%% %6.2fx | %.1f\n", s.name,
                   std::string(dtype_name(dt)).c_str(), double(c.n_params()) / 1e6, bytes_per_token / 1e6,
                   r.prefill_tps, prefill_gflops, peer_prefill > 0 ? r.prefill_tps / peer_prefill : 0.0, r.decode_tps, decode_gbs,

@@ -175,16 +175,104 @@ void matmul_dequant(float* out, const float* x, const void* w, DType type, const
     for (int64_t t = 0; t < n_tasks; ++t) {
       const int64_t n_end = std::min(N, (t + 1) * kRowsPerTask);
       for (int64_t n = t * kRowsPerTask; n < n_end; ++n) {
-        ref::dequantize_row(row.data(), static_cast<const char*>(w) + size_t(n) * row_bytes, type, K);
+        avx2::dequantize_row(row.data(), static_cast<const char*>(w) + size_t(n) * row_bytes, type, K);
         for (int64_t m = 0; m < M; ++m) {
           const float* xm = x + m * K;
-          __m256 acc = _mm256_setzero_ps();
+          // four independent accumulators: one FMA chain would wait on its own latency
+          __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+          const float* r = row.data();
           int64_t k = 0;
-          for (; k + 8 <= K; k += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(row.data() + k), _mm256_loadu_ps(xm + k), acc);
-          float s = hsum(acc);
+          for (; k + 32 <= K; k += 32) {
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(r + k), _mm256_loadu_ps(xm + k), a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(r + k + 8), _mm256_loadu_ps(xm + k + 8), a1);
+            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(r + k + 16), _mm256_loadu_ps(xm + k + 16), a2);
+            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(r + k + 24), _mm256_loadu_ps(xm + k + 24), a3);
+          }
+          for (; k + 8 <= K; k += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(r + k), _mm256_loadu_ps(xm + k), a0);
+          float s = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
           for (; k < K; ++k) s += row[size_t(k)] * xm[k];
           out[m * N + n] = s + (bias ? bias[n] : 0.0f);
         }
+      }
+    }
+  }
+}
+
+// 32 bytes of int8 (or uint8 below 128) values -> 32 floats y = a·q + b.
+inline void store32(float* y, __m256i q, __m256 a, __m256 b) {
+  const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+  _mm256_storeu_ps(y, _mm256_fmadd_ps(a, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), b));
+  _mm256_storeu_ps(y + 8, _mm256_fmadd_ps(a, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))), b));
+  _mm256_storeu_ps(y + 16, _mm256_fmadd_ps(a, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), b));
+  _mm256_storeu_ps(y + 24, _mm256_fmadd_ps(a, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), b));
+}
+
+// 6-bit scale and min of sub-block j of a Q4_K / Q5_K block (as ref::scale_min_k4).
+inline void scale_min_k4(int j, const uint8_t* q, int* sc, int* m) {
+  if (j < 4) {
+    *sc = q[j] & 63, *m = q[j + 4] & 63;
+  } else {
+    *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+    *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+  }
+}
+
+// Q4_K / Q5_K rows: 64 values (two sub-blocks sharing 32 bytes of nibbles) per step.
+template <bool kFive>
+void dequantize_k4(float* y, const void* src, int64_t n) {
+  const __m256i mask = _mm256_set1_epi8(0x0F), sixteen = _mm256_set1_epi8(16);
+  for (int64_t b = 0; b < n / kQKK; ++b) {
+    const uint8_t* scales = kFive ? static_cast<const BlockQ5_K*>(src)[b].scales : static_cast<const BlockQ4_K*>(src)[b].scales;
+    const uint8_t* qs = kFive ? static_cast<const BlockQ5_K*>(src)[b].qs : static_cast<const BlockQ4_K*>(src)[b].qs;
+    const uint16_t dh = kFive ? static_cast<const BlockQ5_K*>(src)[b].d : static_cast<const BlockQ4_K*>(src)[b].d;
+    const uint16_t mh = kFive ? static_cast<const BlockQ5_K*>(src)[b].dmin : static_cast<const BlockQ4_K*>(src)[b].dmin;
+    const float d = _cvtsh_ss(dh), dmin = _cvtsh_ss(mh);
+    const __m256i qh = kFive ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const BlockQ5_K*>(src)[b].qh))
+                             : _mm256_setzero_si256();
+    for (int j = 0; j < 4; ++j, y += 64) {
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * j));
+      __m256i lo = _mm256_and_si256(q, mask), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), mask);
+      if (kFive) {  // the 5th bits of sub-blocks 2j and 2j+1: bits 2j and 2j+1 of qh[l]
+        const __m256i u1 = _mm256_set1_epi8(char(1 << (2 * j))), u2 = _mm256_set1_epi8(char(2 << (2 * j)));
+        lo = _mm256_add_epi8(lo, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, u1), u1), sixteen));
+        hi = _mm256_add_epi8(hi, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, u2), u2), sixteen));
+      }
+      int sc, m;
+      scale_min_k4(2 * j, scales, &sc, &m);
+      store32(y, lo, _mm256_set1_ps(d * float(sc)), _mm256_set1_ps(-dmin * float(m)));
+      scale_min_k4(2 * j + 1, scales, &sc, &m);
+      store32(y + 32, hi, _mm256_set1_ps(d * float(sc)), _mm256_set1_ps(-dmin * float(m)));
+    }
+  }
+}
+
+// Q6_K rows: 128 values per step from 64 bytes of low nibbles and 32 of 2-bit highs.
+void dequantize_q6_k(float* y, const void* src, int64_t n) {
+  const __m256i mask4 = _mm256_set1_epi8(0x0F), mask2 = _mm256_set1_epi8(0x03), m32 = _mm256_set1_epi8(32);
+  for (int64_t b = 0; b < n / kQKK; ++b) {
+    const BlockQ6_K& x = static_cast<const BlockQ6_K*>(src)[b];
+    const float d = _cvtsh_ss(x.d);
+    for (int half = 0; half < 2; ++half, y += 128) {
+      const uint8_t* ql = x.ql + 64 * half;
+      const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
+      const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
+      const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qh + 32 * half));
+      auto high = [&](int shift) { return _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, shift), mask2), 4); };
+      const __m256i q[4] = {
+          _mm256_sub_epi8(_mm256_or_si256(_mm256_and_si256(l0, mask4), high(0)), m32),
+          _mm256_sub_epi8(_mm256_or_si256(_mm256_and_si256(l1, mask4), high(2)), m32),
+          _mm256_sub_epi8(_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), mask4), high(4)), m32),
+          _mm256_sub_epi8(_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), mask4), high(6)), m32)};
+      const int8_t* sc = x.scales + 8 * half;
+      for (int k = 0; k < 4; ++k) {
+        // values 32k .. 32k+31: the first 16 use scale sc[2k], the next 16 sc[2k + 1]
+        const __m128i lo = _mm256_castsi256_si128(q[k]), hi = _mm256_extracti128_si256(q[k], 1);
+        const __m256 a0 = _mm256_set1_ps(d * float(sc[2 * k])), a1 = _mm256_set1_ps(d * float(sc[2 * k + 1]));
+        float* yk = y + 32 * k;
+        _mm256_storeu_ps(yk, _mm256_mul_ps(a0, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo))));
+        _mm256_storeu_ps(yk + 8, _mm256_mul_ps(a0, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)))));
+        _mm256_storeu_ps(yk + 16, _mm256_mul_ps(a1, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi))));
+        _mm256_storeu_ps(yk + 24, _mm256_mul_ps(a1, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)))));
       }
     }
   }
@@ -219,6 +307,9 @@ void dequantize_row(float* dst, const void* src, DType type, int64_t n) {
         _mm256_storeu_ps(y + 24, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)))));
       }
       return;
+    case DType::Q4_K: return dequantize_k4<false>(dst, src, n);
+    case DType::Q5_K: return dequantize_k4<true>(dst, src, n);
+    case DType::Q6_K: return dequantize_q6_k(dst, src, n);
     default: return ref::dequantize_row(dst, src, type, n);
   }
 }
