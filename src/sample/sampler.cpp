@@ -1,5 +1,7 @@
 #include "sample/sampler.h"
 
+#include "kernels/kernels.h"
+
 #include <algorithm>
 #include <cmath>
 #include <unordered_map>
@@ -40,9 +42,11 @@ int32_t Sampler::sample(const float* logits, int64_t n_vocab, const std::vector<
   // Plain temperature sampling (what RL rollouts use): one pass over the vocabulary, no sort.
   if (s_.top_k <= 0 && s_.top_p >= 1.0f && s_.min_p <= 0.0f) {
     const float inv_t = 1.0f / s_.temperature;
-    const float max = *std::max_element(work_.begin(), work_.end()) * inv_t;
+    for (float& l : work_) l *= inv_t;
+    softmax_forward(work_.data(), 1, n_vocab);  // the vectorised kernel: a scalar exp per token of
+                                                // the vocabulary cost as much as a small model's step
     double sum = 0.0;
-    for (float& l : work_) sum += (l = std::exp(l * inv_t - max));
+    for (const float p : work_) sum += p;
     double u = double(rng_.uniform()) * sum;
     int32_t pick = int32_t(n_vocab - 1);
     for (int64_t i = 0; i < n_vocab; ++i) {

@@ -5,7 +5,8 @@
 //   3. top-k, then top-p (smallest set whose mass ≥ p), then min-p (drop tokens with
 //      probability < min_p × the most likely one's);
 //   4. a draw from what is left, renormalised, with a seeded RNG: the same seed and inputs give
-//      the same tokens on every machine.
+//      the same tokens on every machine running the same kernel variant (plain temperature
+//      sampling takes its softmax from the kernels, whose AVX2 and scalar exp differ in the last bits).
 #pragma once
 
 #include "core/rng.h"
