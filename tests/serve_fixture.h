@@ -3,8 +3,7 @@
 #pragma once
 
 #include "serve/server.h"
-#include "tokenizer/byte_vocab.h"
-#include "test_util.h"
+#include "tiny_model.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -13,26 +12,6 @@
 #include <thread>
 
 namespace distill::test {
-
-struct TinyModel {
-  TokenizerFiles files = make_byte_level_tokenizer();
-  std::shared_ptr<const Tokenizer> tok = Tokenizer::from_json(files.tokenizer_json, files.tokenizer_config_json, "bytes");
-  Model model;
-  explicit TinyModel(int64_t width = 32, int64_t layers = 2) {
-    ModelConfig c;
-    c.model_type = "llama";
-    c.n_vocab = tok->vocab_size(), c.n_embd = width, c.n_ff = 2 * width, c.n_layer = layers, c.n_head = 4, c.n_kv_head = 2;
-    c.head_dim = width / 4;
-    c.max_position_embeddings = 1024;
-    model = Model::random(c, DType::F32, 11, 0.5f);
-  }
-  // A model directory the CLI can load.
-  void save(const std::string& dir) const {
-    model.save(dir);
-    write_bytes(dir + "/tokenizer.json", files.tokenizer_json);
-    write_bytes(dir + "/tokenizer_config.json", files.tokenizer_config_json);
-  }
-};
 
 class RunningServer {
 public:

@@ -2,27 +2,12 @@
 // max_new_tokens, cached-prefix reuse across turns giving the same tokens as a fresh start.
 #include "generate/generator.h"
 #include "tokenizer/byte_vocab.h"
-#include "test_util.h"
+#include "tiny_model.h"
 
 namespace distill {
 
 namespace {
 
-struct Fixture {
-  std::shared_ptr<const Tokenizer> tok;
-  Model model;
-};
-
-Fixture make() {
-  const TokenizerFiles f = make_byte_level_tokenizer();
-  Fixture x{Tokenizer::from_json(f.tokenizer_json, f.tokenizer_config_json, "bytes"), Model()};
-  ModelConfig c;
-  c.model_type = "llama";
-  c.n_vocab = x.tok->vocab_size(), c.n_embd = 32, c.n_ff = 64, c.n_layer = 2, c.n_head = 4, c.n_kv_head = 2, c.head_dim = 8;
-  c.max_position_embeddings = 256;
-  x.model = Model::random(c, DType::F32, 1, 0.5f);
-  return x;
-}
 
 SamplerSettings greedy() {
   SamplerSettings s;
@@ -33,7 +18,7 @@ SamplerSettings greedy() {
 }  // namespace
 
 TEST(Generator, MaxTokensAndDeterminism) {
-  Fixture x = make();
+  test::TinyModel x(32, 2, 1, 256);
   Generator g(x.model, *x.tok, 128);
   Sampler s(greedy());
   GenerateOptions opt;
@@ -57,7 +42,7 @@ TEST(Generator, MaxTokensAndDeterminism) {
 }
 
 TEST(Generator, StopStringsAreNeverShown) {
-  Fixture x = make();
+  test::TinyModel x(32, 2, 1, 256);
   Generator g(x.model, *x.tok, 128);
   GenerateOptions opt;
   opt.max_new_tokens = 40;
@@ -78,7 +63,7 @@ TEST(Generator, StopStringsAreNeverShown) {
 }
 
 TEST(Generator, CancelAndContextErrors) {
-  Fixture x = make();
+  test::TinyModel x(32, 2, 1, 256);
   Generator g(x.model, *x.tok, 16);
   GenerateOptions opt;
   opt.max_new_tokens = 100;

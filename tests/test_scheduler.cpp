@@ -4,7 +4,7 @@
 #include "generate/generator.h"
 #include "serve/scheduler.h"
 #include "tokenizer/byte_vocab.h"
-#include "test_util.h"
+#include "tiny_model.h"
 
 #include <cmath>
 #include <thread>
@@ -13,21 +13,6 @@ namespace distill {
 
 namespace {
 
-struct Fixture {
-  std::shared_ptr<const Tokenizer> tok;
-  Model model;
-};
-
-Fixture make() {
-  const TokenizerFiles f = make_byte_level_tokenizer();
-  Fixture x{Tokenizer::from_json(f.tokenizer_json, f.tokenizer_config_json, "bytes"), Model()};
-  ModelConfig c;
-  c.model_type = "llama";
-  c.n_vocab = x.tok->vocab_size(), c.n_embd = 32, c.n_ff = 64, c.n_layer = 2, c.n_head = 4, c.n_kv_head = 2, c.head_dim = 8;
-  c.max_position_embeddings = 512;
-  x.model = Model::random(c, DType::F32, 7, 0.5f);
-  return x;
-}
 
 std::shared_ptr<GenerationJob> job(const std::vector<int32_t>& prompt, int64_t max_new, float temperature = 0, uint64_t seed = 0) {
   auto j = std::make_shared<GenerationJob>();
@@ -75,7 +60,7 @@ std::vector<std::vector<int32_t>> prompts(const Tokenizer& tok) {
 }  // namespace
 
 TEST(Scheduler, EightConcurrentGreedyJobsEqualEachAlone) {
-  Fixture x = make();
+  test::TinyModel x(32, 2, 7, 512);
   const auto ps = prompts(*x.tok);
   // alone: the single-sequence generator
   std::vector<std::vector<int32_t>> expected;
@@ -104,7 +89,7 @@ TEST(Scheduler, EightConcurrentGreedyJobsEqualEachAlone) {
 }
 
 TEST(Scheduler, SeededSamplingDoesNotDependOnBatchmates) {
-  Fixture x = make();
+  test::TinyModel x(32, 2, 7, 512);
   const auto ps = prompts(*x.tok);
   SchedulerOptions so;
   so.n_slots = 4, so.n_ctx = 256;
@@ -120,7 +105,7 @@ TEST(Scheduler, SeededSamplingDoesNotDependOnBatchmates) {
 }
 
 TEST(Scheduler, PromptScoresEqualTheForwardPass) {
-  Fixture x = make();
+  test::TinyModel x(32, 2, 7, 512);
   const auto p = x.tok->encode("scoring a text without generating", false);
   SchedulerOptions so;
   so.n_slots = 2, so.n_ctx = 128, so.prefill_chunk = 5;
@@ -146,7 +131,7 @@ TEST(Scheduler, PromptScoresEqualTheForwardPass) {
 }
 
 TEST(Scheduler, StopStringLengthAndLogprobs) {
-  Fixture x = make();
+  test::TinyModel x(32, 2, 7, 512);
   SchedulerOptions so;
   so.n_slots = 2, so.n_ctx = 64;
   Scheduler sched(x.model, *x.tok, so);
@@ -179,7 +164,7 @@ TEST(Scheduler, StopStringLengthAndLogprobs) {
 }
 
 TEST(Scheduler, NextTurnReusesTheSlotsCache) {
-  Fixture x = make();
+  test::TinyModel x(32, 2, 7, 512);
   SchedulerOptions so;
   so.n_slots = 2, so.n_ctx = 256;
   Scheduler sched(x.model, *x.tok, so);
@@ -206,7 +191,7 @@ TEST(Scheduler, NextTurnReusesTheSlotsCache) {
 }
 
 TEST(Scheduler, CancelFreesTheSlotAndTheQueueIsBounded) {
-  Fixture x = make();
+  test::TinyModel x(32, 2, 7, 512);
   SchedulerOptions so;
   so.n_slots = 1, so.n_ctx = 512, so.max_queue = 2;
   Scheduler sched(x.model, *x.tok, so);

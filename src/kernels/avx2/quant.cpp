@@ -207,15 +207,6 @@ inline void store32(float* y, __m256i q, __m256 a, __m256 b) {
   _mm256_storeu_ps(y + 24, _mm256_fmadd_ps(a, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), b));
 }
 
-// 6-bit scale and min of sub-block j of a Q4_K / Q5_K block (as ref::scale_min_k4).
-inline void scale_min_k4(int j, const uint8_t* q, int* sc, int* m) {
-  if (j < 4) {
-    *sc = q[j] & 63, *m = q[j + 4] & 63;
-  } else {
-    *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-    *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-  }
-}
 
 // Q4_K / Q5_K rows: 64 values (two sub-blocks sharing 32 bytes of nibbles) per step.
 template <bool kFive>

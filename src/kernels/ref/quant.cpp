@@ -11,16 +11,6 @@ namespace {
 
 int nearest_int(float x) { return int(std::lround(x)); }
 
-// 6-bit scale and min of sub-block j of a Q4_K / Q5_K block.
-void scale_min_k4(int j, const uint8_t* q, int* sc, int* m) {
-  if (j < 4) {
-    *sc = q[j] & 63;
-    *m = q[j + 4] & 63;
-  } else {
-    *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-    *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-  }
-}
 
 void pack_scale_min_k4(const int* sc, const int* m, uint8_t* q) {
   for (int j = 0; j < 12; ++j) q[j] = 0;
