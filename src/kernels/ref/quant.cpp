@@ -11,7 +11,6 @@ namespace {
 
 int nearest_int(float x) { return int(std::lround(x)); }
 
-
 void pack_scale_min_k4(const int* sc, const int* m, uint8_t* q) {
   for (int j = 0; j < 12; ++j) q[j] = 0;
   for (int j = 0; j < 8; ++j) {
