@@ -192,6 +192,8 @@ void Scheduler::on_logits(Slot& s, const float* logits) {
     ++stats_.generated_tokens;
   }
   if (s.text->stopped()) return finish(s, "stop");
+  // The last token allowed: done now, without running it through the model for logits no one uses.
+  if (job.n_generated >= job.max_new_tokens) return finish(s, "length");
   s.next = next;
   s.generating = true;
 }
