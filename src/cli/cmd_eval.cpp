@@ -82,7 +82,7 @@ void run_eval(const EvalArgs& a) {
 void register_eval(CLI::App& app) {
   auto a = std::make_shared<EvalArgs>();
   CLI::App* cmd = app.add_subcommand("eval", "Perplexity, task accuracy, fidelity to a teacher, speed and size");
-  cmd->add_option("model", a->model, "Model directory")->required();
+  cmd->add_option("model", a->model, "Model directory or GGUF file")->required();
   cmd->add_option("--text", a->text, "Held-out data for perplexity (and fidelity): a text file, or JSONL as distill "
                                      "train reads it (prompt/completion: the completions are scored)");
   cmd->add_option("--tasks", a->tasks, "Tasks JSONL ({\"prompt\"|\"messages\", \"answer\"}) for accuracy");

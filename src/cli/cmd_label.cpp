@@ -88,7 +88,7 @@ void run_label(LabelArgs& a) {
 void register_label(CLI::App& app) {
   auto a = std::make_shared<LabelArgs>();
   CLI::App* cmd = app.add_subcommand("label", "Have a teacher (local model or OpenAI-compatible API) answer prompts");
-  cmd->add_option("--teacher", a->teacher, "Model directory, or the base URL of an OpenAI-compatible API (http[s]://host/v1)")->required();
+  cmd->add_option("--teacher", a->teacher, "Model directory or GGUF file, or the base URL of an OpenAI-compatible API (http[s]://host/v1)")->required();
   cmd->add_option("--prompts", a->prompts, "JSONL: {\"id\"?, \"prompt\"} or {\"id\"?, \"messages\"}")->required();
   cmd->add_option("-o,--out", a->out, "Dataset directory")->required();
   cmd->add_option("--model", a->model, "Model name sent to a remote teacher");

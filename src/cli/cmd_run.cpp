@@ -169,8 +169,8 @@ void run(const RunArgs& a) {
 
 void register_run(CLI::App& app) {
   auto a = std::make_shared<RunArgs>();
-  CLI::App* cmd = app.add_subcommand("run", "Generate text or chat with a model directory");
-  cmd->add_option("dir", a->dir, "Model directory (config.json, *.safetensors, tokenizer.json)")->required();
+  CLI::App* cmd = app.add_subcommand("run", "Generate text or chat with a model directory or GGUF file");
+  cmd->add_option("model", a->dir, "Model directory (config.json, *.safetensors, tokenizer.json) or GGUF file")->required();
   cmd->add_option("-p,--prompt", a->prompt, "Prompt (sent as a user message when the model has a chat template)");
   cmd->add_flag("--chat", a->chat, "Interactive multi-turn chat (the default without -p on a terminal)");
   cmd->add_flag("--raw", a->raw, "Send the prompt as plain text, without the chat template");

@@ -115,7 +115,7 @@ void usage_report(const std::string& path, const UsageThresholds& t) {
 
 void register_serve(CLI::App& app) {
   auto a = std::make_shared<ServeArgs>();
-  CLI::App* cmd = app.add_subcommand("serve", "OpenAI-compatible HTTP server for a model directory");
+  CLI::App* cmd = app.add_subcommand("serve", "OpenAI-compatible HTTP server for a model directory or GGUF file");
   cmd->add_option("model", a->dir, "Model directory (config.json, *.safetensors, tokenizer.json) or GGUF file")->required();
   cmd->add_option("--host", a->o.host, "Address to listen on (loopback by default)")->capture_default_str();
   cmd->add_option("--port", a->o.port, "Port (0: any free port)")->capture_default_str()->check(CLI::Range(0, 65535));
