@@ -200,6 +200,31 @@ TEST(Server, HostileRequestsGetTheRight4xxAndServingGoesOn) {
   EXPECT_EQ(ok->status, 200) << ok->body;
 }
 
+TEST(Server, CorsOnlyForListedOrigins) {
+  TinyModel m;
+  {
+    RunningServer s(m, ServeOptions{});  // default: no CORS headers at all
+    httplib::Client c("127.0.0.1", s.port());
+    auto r = c.Get("/v1/models", {{"Origin", "https://evil.example"}});
+    ASSERT_TRUE(r);
+    EXPECT_FALSE(r->has_header("Access-Control-Allow-Origin"));
+  }
+  ServeOptions o;
+  o.cors_origins = {"https://app.example"};
+  RunningServer s(m, o);
+  httplib::Client c("127.0.0.1", s.port());
+  auto pre = c.Options("/v1/chat/completions", {{"Origin", "https://app.example"}, {"Access-Control-Request-Method", "POST"}});
+  ASSERT_TRUE(pre);
+  EXPECT_EQ(pre->status, 204);
+  EXPECT_EQ(pre->get_header_value("Access-Control-Allow-Origin"), "https://app.example");
+  EXPECT_NE(pre->get_header_value("Access-Control-Allow-Headers").find("Authorization"), std::string::npos);
+  auto ok = c.Post("/v1/chat/completions", {{"Origin", "https://app.example"}}, chat_body("hi", 2).dump(), "application/json");
+  EXPECT_EQ(ok->status, 200);
+  EXPECT_EQ(ok->get_header_value("Access-Control-Allow-Origin"), "https://app.example");
+  auto other = c.Get("/v1/models", {{"Origin", "https://evil.example"}});
+  EXPECT_FALSE(other->has_header("Access-Control-Allow-Origin"));
+}
+
 TEST(Server, KeysQuotasAndUsageRecords) {
   TinyModel m;
   TempDir dir;

@@ -128,6 +128,7 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--usage-log", a->o.usage_log, "Append one JSON line per request to this file");
   cmd->add_flag("--log-content", a->o.log_content, "Also record prompt and completion text in the usage log");
   cmd->add_option("--chat-template", a->o.chat_template, "Chat format instead of the detected one");
+  cmd->add_option("--cors", a->o.cors_origins, "Browser origin allowed to call the API (repeatable; * for any). Default: none");
   cmd->add_option("--max-n", a->o.limits.max_n, "Most choices per request (n)")->capture_default_str()->check(CLI::Range(1, 128));
   cmd->callback([a] { serve(*a); });
 

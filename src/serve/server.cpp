@@ -131,6 +131,23 @@ OpenAIServer::OpenAIServer(const Model& model, std::shared_ptr<const Tokenizer> 
   s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(ctx_->metrics.render(ctx_->scheduler->stats(), ctx_->opt.n_parallel), "text/plain; version=0.0.4");
   });
+  // CORS: only for the origins the owner listed; a preflight (OPTIONS) is answered 204.
+  if (!opt_.cors_origins.empty()) {
+    auto allowed = [this](const std::string& origin) {
+      for (const std::string& o : opt_.cors_origins)
+        if (o == "*" || o == origin) return true;
+      return false;
+    };
+    s.set_post_routing_handler([allowed](const httplib::Request& req, httplib::Response& res) {
+      const std::string origin = req.get_header_value("Origin");
+      if (origin.empty() || !allowed(origin)) return;
+      res.set_header("Access-Control-Allow-Origin", origin);
+      res.set_header("Vary", "Origin");
+      res.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type");
+      res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    });
+    s.Options(".*", [](const httplib::Request&, httplib::Response& res) { res.status = 204; });
+  }
   // Anything that ended in an error status without a body (unknown route, body over the limit,
   // bad HTTP) still gets an OpenAI error object.
   s.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {

@@ -18,6 +18,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace httplib {
 class Server;
@@ -39,6 +40,9 @@ struct ServeOptions {
   std::string usage_log;             // empty: no usage records
   bool log_content = false;
   std::string chat_template;         // name, or empty for the tokenizer's own
+  // Browser origins allowed to call the API (CORS), "*" for any. Empty: no CORS headers, so web
+  // pages the user visits cannot use a local server through the browser.
+  std::vector<std::string> cors_origins;
   ServerLimits limits;               // n_ctx is copied from above
 };
 
