@@ -456,3 +456,60 @@ TEST(ServerTools, KeysAddAndUsageReport) {
 }
 
 }  // namespace distill
+
+#include "teacher/teacher_dataset.h"
+
+namespace distill {
+
+// `distill label` with a remote `distill serve` as the teacher gives the same answers and top-k
+// log-probabilities as the same model used as a local teacher: the server is a white-box teacher.
+// The model is built to write printable ASCII (every embedding has a large positive first
+// component; lm_head's first column is +1 for printable bytes and −1 for the rest), so its token
+// strings map back to single student tokens.
+TEST(ServerTools, RemoteServeTeacherEqualsLocalTeacher) {
+  using namespace distill::test;
+  TinyModel m(32, 1, 5);
+  ModelConfig c = m.model.config;
+  c.tie_word_embeddings = false;
+  Model model = Model::random(c, DType::F32, 5, 0.02f);
+  float* emb = model.weights.tok_embd.data<float>();
+  float* head = model.weights.lm_head.data<float>();
+  for (int64_t t = 0; t < c.n_vocab; ++t) {
+    emb[t * c.n_embd] = 10.0f;
+    head[t * c.n_embd] = (t >= 0x20 && t < 0x7f) ? 1.0f : -1.0f;
+    for (int64_t d = 1; d < c.n_embd; ++d) head[t * c.n_embd + d] *= 50.0f;  // some preference among printable bytes
+  }
+  m.model = std::move(model);
+  TempDir dir;
+  m.save(dir / "teacher");
+  write_bytes(dir / "prompts.jsonl", "{\"prompt\": \"abc\"}\n{\"prompt\": \"Hello\"}\n{\"prompt\": \"12 + 30 =\"}\n");
+  RunningServer s(m, ServeOptions{});
+  const std::string common = " --prompts " + (dir / "prompts.jsonl") + " --top-k 5 --max-tokens 12 --temperature 0";
+  auto remote = run_distill("label --teacher http://127.0.0.1:" + std::to_string(s.port()) + "/v1 --model tiny --tokenizer " +
+                            (dir / "teacher") + " -o " + (dir / "remote") + common);
+  ASSERT_EQ(remote.exit_code, 0) << remote.output;
+  auto local = run_distill("label --teacher " + (dir / "teacher") + " -o " + (dir / "local") + common);
+  ASSERT_EQ(local.exit_code, 0) << local.output;
+  std::map<uint64_t, TeacherRecord> l, r;
+  read_records(dir / "local/records.bin", [&](TeacherRecord&& x) { l[x.prompt_index] = std::move(x); });
+  read_records(dir / "remote/records.bin", [&](TeacherRecord&& x) { r[x.prompt_index] = std::move(x); });
+  ASSERT_EQ(l.size(), 3u);
+  ASSERT_EQ(r.size(), 3u);
+  int64_t soft = 0;
+  for (const auto& [i, lr] : l) {
+    const TeacherRecord& rr = r.at(i);
+    EXPECT_EQ(rr.completion, lr.completion) << "prompt " << i;
+    for (size_t j = 0; j < rr.completion.size() && j < lr.completion.size(); ++j) {
+      if (!rr.soft[j]) continue;
+      ++soft;
+      for (int k = 0; k < 5; ++k) {
+        EXPECT_EQ(rr.topk_ids[j * 5 + size_t(k)], lr.topk_ids[j * 5 + size_t(k)]) << "prompt " << i << " position " << j;
+        EXPECT_NEAR(rr.topk_logp[j * 5 + size_t(k)], lr.topk_logp[j * 5 + size_t(k)], 2e-3) << "prompt " << i << " position " << j;
+      }
+    }
+  }
+  std::printf("[ measured ] %lld of 36 positions got soft labels through the server\n", (long long)soft);
+  EXPECT_GE(soft, 30) << "of 36 positions, soft labels mapped back";
+}
+
+}  // namespace distill
