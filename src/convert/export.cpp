@@ -136,7 +136,7 @@ Model dequantized(const Model& m, DType to) {
   Model out = m;
   for (const ParamRef& p : list_params(out.config, out.weights)) {
     const Tensor& t = *p.tensor;
-    if (!dtype_is_quantized(t.dtype()) && (t.dtype() == to || !p.is_matrix)) continue;
+    if (!p.is_matrix || t.dtype() == to) continue;  // vectors are f32 (never quantized)
     Tensor f = Tensor::zeros(DType::F32, t.shape());
     dequantize_row(f.data<float>(), t.raw(), t.dtype(), t.numel());
     *p.tensor = to == DType::F32 ? f : f.to(to);

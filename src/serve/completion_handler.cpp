@@ -19,6 +19,13 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// The job's text and tokens so far (caller holds signal->mu).
+std::string job_text(const GenerationJob& j) {
+  std::string t;
+  for (const auto& p : j.pieces) t += p.text;
+  return t;
+}
+
 // One request in flight: its parsed form, its jobs (choice i = jobs[i]; prompt-major for several
 // legacy prompts) and what the records need once it ends.
 struct CompletionRun {
@@ -40,11 +47,15 @@ struct CompletionRun {
     for (auto& j : jobs) j->cancel = true;  // a connection that ended early cancels what is left
   }
 
+  // Caller holds signal->mu.
+  int64_t completion_tokens_locked() const {
+    int64_t n = 0;
+    for (const auto& j : jobs) n += j->n_generated;
+    return n;
+  }
   int64_t completion_tokens() {
     std::lock_guard<std::mutex> lock(signal->mu);
-    int64_t n = 0;
-    for (auto& j : jobs) n += j->n_generated;
-    return n;
+    return completion_tokens_locked();
   }
   bool all_done() {
     std::lock_guard<std::mutex> lock(signal->mu);
@@ -57,7 +68,7 @@ struct CompletionRun {
   }
 
   // Usage record, metrics and quota, once.
-  void finalize(int status, const std::string& finish, const std::string& completion_text) {
+  void finalize(int status, const std::string& finish) {
     if (finalized) return;
     finalized = true;
     const int64_t completion = completion_tokens();
@@ -65,25 +76,28 @@ struct CompletionRun {
     ctx.metrics.record_request(endpoint, status, latency, prompt_tokens, completion);
     if (ctx.keys && caller.key) ctx.keys->add_tokens(*caller.key, prompt_tokens + completion);
     if (!ctx.usage) return;
-    std::string prompt_text;
-    for (const auto& p : prompts) prompt_text += ctx.tok->decode(p, false);
+    // The prompt's hash is taken over its token ids: no decoding unless the text is logged.
+    std::string id_bytes;
+    for (const auto& p : prompts) id_bytes.append(reinterpret_cast<const char*>(p.data()), p.size() * sizeof(int32_t));
     json r = {{"time", utc_timestamp_now()}, {"key", caller.name}, {"model", req.model}, {"endpoint", endpoint},
               {"status", status}, {"prompt_tokens", prompt_tokens}, {"completion_tokens", completion},
               {"latency_ms", latency * 1000.0}, {"n", req.n}, {"stream", req.stream}, {"logprobs", req.logprobs},
               {"top_logprobs", req.top_logprobs}, {"echo", req.echo}, {"max_tokens", req.max_tokens},
-              {"finish_reason", finish}, {"prompt_sha256", sha256_hex(prompt_text).substr(0, 32)}};
+              {"finish_reason", finish}, {"prompt_sha256", sha256_hex(id_bytes).substr(0, 32)}};
     if (!req.user.empty()) r["user"] = req.user;
-    if (ctx.usage->log_content()) r["prompt"] = prompt_text, r["completion"] = completion_text;
+    if (ctx.usage->log_content()) {
+      std::string prompt_text, completion_text;
+      for (const auto& p : prompts) prompt_text += ctx.tok->decode(p, false);
+      {
+        std::lock_guard<std::mutex> lock(signal->mu);
+        for (const auto& j : jobs) completion_text += job_text(*j);
+      }
+      r["prompt"] = prompt_text, r["completion"] = completion_text;
+    }
     ctx.usage->write(r);
   }
 };
 
-// The job's text and tokens so far (caller holds signal->mu).
-std::string job_text(const GenerationJob& j) {
-  std::string t;
-  for (const auto& p : j.pieces) t += p.text;
-  return t;
-}
 
 json chat_response(CompletionRun& run) {
   json choices = json::array();
@@ -99,10 +113,8 @@ json chat_response(CompletionRun& run) {
                        {"logprobs", lp},
                        {"finish_reason", j.finish_reason}});
   }
-  int64_t completion = 0;
-  for (auto& j : run.jobs) completion += j->n_generated;
   return {{"id", run.meta.id}, {"object", "chat.completion"}, {"created", run.meta.created}, {"model", run.meta.model},
-          {"system_fingerprint", run.meta.fingerprint}, {"choices", choices}, {"usage", usage_json(run.prompt_tokens, completion)}};
+          {"system_fingerprint", run.meta.fingerprint}, {"choices", choices}, {"usage", usage_json(run.prompt_tokens, run.completion_tokens_locked())}};
 }
 
 // Legacy logprobs of a job: the prompt's tokens first when echoing (the first has no score),
@@ -135,10 +147,8 @@ json completion_response(CompletionRun& run) {
                        {"logprobs", lp},
                        {"finish_reason", j.finish_reason}});
   }
-  int64_t completion = 0;
-  for (auto& j : run.jobs) completion += j->n_generated;
   return {{"id", run.meta.id}, {"object", "text_completion"}, {"created", run.meta.created}, {"model", run.meta.model},
-          {"system_fingerprint", run.meta.fingerprint}, {"choices", choices}, {"usage", usage_json(run.prompt_tokens, completion)}};
+          {"system_fingerprint", run.meta.fingerprint}, {"choices", choices}, {"usage", usage_json(run.prompt_tokens, run.completion_tokens_locked())}};
 }
 
 // The first job error, if any (caller holds no lock).
@@ -190,7 +200,7 @@ public:
       last_write_ = std::chrono::steady_clock::now();
     }
     if (all_done) {
-      run.finalize(200, finish_summary(), full_text());
+      run.finalize(200, finish_summary());
       sink.done();
     }
     return true;
@@ -263,12 +273,6 @@ private:
   std::string finish_summary() {
     std::lock_guard<std::mutex> lock(run_->signal->mu);
     return run_->jobs.empty() ? "" : run_->jobs[0]->finish_reason;
-  }
-  std::string full_text() {
-    std::lock_guard<std::mutex> lock(run_->signal->mu);
-    std::string t;
-    for (auto& j : run_->jobs) t += job_text(*j);
-    return t;
   }
 
   static constexpr double kCoalesce = 0.015;
@@ -393,7 +397,7 @@ void handle_completion(OpenAIServer::Context& ctx, const httplib::Request& hreq,
         [run](bool success) {
           if (!success) {  // the client left: cancel, record as 499 (client closed request)
             for (auto& j : run->jobs) j->cancel = true;
-            run->finalize(499, "cancelled", "");
+            run->finalize(499, "cancelled");
           }
         });
     return;
@@ -414,7 +418,7 @@ void handle_completion(OpenAIServer::Context& ctx, const httplib::Request& hreq,
     auto [status, body] = build();
     res.status = status;
     res.set_content(body, "application/json");
-    run->finalize(status, status == 200 ? run->jobs[0]->finish_reason : "error", body);
+    run->finalize(status, status == 200 ? run->jobs[0]->finish_reason : "error");
     return;
   }
   res.set_chunked_content_provider(
@@ -424,14 +428,14 @@ void handle_completion(OpenAIServer::Context& ctx, const httplib::Request& hreq,
         if (!run->all_done()) return sink.write(" ", 1);
         auto [status, body] = build();
         if (!sink.write(body.data(), body.size())) return false;
-        run->finalize(status, run->jobs[0]->finish_reason, body);
+        run->finalize(status, run->jobs[0]->finish_reason);
         sink.done();
         return true;
       },
       [run](bool success) {
         if (!success) {
           for (auto& j : run->jobs) j->cancel = true;
-          run->finalize(499, "cancelled", "");
+          run->finalize(499, "cancelled");
         }
       });
 }

@@ -168,13 +168,13 @@ TokenLogprob score(const float* logits, int64_t n_vocab, int32_t id, int k) {
 }  // namespace
 
 // The next token of a slot whose prompt is fully in the cache, from its logits row.
-void Scheduler::on_logits(Slot& s, const float* logits) {
+bool Scheduler::on_logits(Slot& s, const float* logits) {
   GenerationJob& job = *s.job;
   const int64_t n_vocab = model_.config.n_vocab;
-  if (job.n_generated >= job.max_new_tokens || int64_t(s.cached.size()) >= opt_.n_ctx) return finish(s, "length");
+  if (job.n_generated >= job.max_new_tokens || int64_t(s.cached.size()) >= opt_.n_ctx) return finish(s, "length"), false;
   const int32_t next = s.sampler->sample(logits, n_vocab, s.history);
   const auto& stop_ids = tok_.stop_ids();
-  if (std::find(stop_ids.begin(), stop_ids.end(), next) != stop_ids.end()) return finish(s, "stop");
+  if (std::find(stop_ids.begin(), stop_ids.end(), next) != stop_ids.end()) return finish(s, "stop"), false;
   s.pending.push_back(job.logprobs ? score(logits, n_vocab, next, job.top_logprobs) : TokenLogprob{next, 0, {}});
   s.history.push_back(next);
   std::string text = s.text->push(next);
@@ -187,15 +187,12 @@ void Scheduler::on_logits(Slot& s, const float* logits) {
       job.signal->changed_locked();
     }
   }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    ++stats_.generated_tokens;
-  }
-  if (s.text->stopped()) return finish(s, "stop");
+  if (s.text->stopped()) return finish(s, "stop"), true;
   // The last token allowed: done now, without running it through the model for logits no one uses.
-  if (job.n_generated >= job.max_new_tokens) return finish(s, "length");
+  if (job.n_generated >= job.max_new_tokens) return finish(s, "length"), true;
   s.next = next;
   s.generating = true;
+  return true;
 }
 
 void Scheduler::step() {
@@ -241,6 +238,7 @@ void Scheduler::step() {
   const float* logits = decoder_.forward(batch_, cache_);
 
   const int64_t n_vocab = model_.config.n_vocab;
+  int64_t n_sampled = 0;
   for (size_t r = 0; r < rows.size(); ++r) {
     Slot& s = *rows[r].slot;
     if (!s.job) continue;
@@ -252,11 +250,12 @@ void Scheduler::step() {
       s.job->prompt_scores[size_t(i)] = std::move(t);
       continue;
     }
-    on_logits(s, row);
+    n_sampled += on_logits(s, row) ? 1 : 0;
   }
   std::lock_guard<std::mutex> lock(mu_);
   ++stats_.steps;
   stats_.prompt_tokens += n_prompt_tokens;
+  stats_.generated_tokens += n_sampled;
   stats_.busy_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   stats_.active = std::count_if(slots_.begin(), slots_.end(), [](const Slot& s) { return s.job != nullptr; });
 }

@@ -98,7 +98,7 @@ private:
   void step();
   void admit();
   void finish(Slot& s, const std::string& reason, const std::string& error = "");
-  void on_logits(Slot& s, const float* logits);
+  bool on_logits(Slot& s, const float* logits);  // true if a token was sampled
 
   const Model& model_;
   const Tokenizer& tok_;

@@ -57,7 +57,7 @@ struct UsageThresholds {
   int64_t high_volume_tokens = 1000000;  // completion tokens per key
 };
 
-// Reads a usage log; bad lines are counted in *bad_lines (with their numbers) and skipped.
+// Reads a usage log; bad lines are skipped and described in *problems (file:line: reason).
 std::vector<KeyUsage> summarize_usage(const std::string& path, const UsageThresholds& t, std::vector<std::string>* problems);
 
 }  // namespace distill

@@ -176,7 +176,6 @@ TokenizerFiles tokenizer_files_from_gguf(const GgufFile& g, bool use_embedded_js
 void add_tokenizer_to_gguf(GgufWriter& w, const TokenizerFiles& files, bool embed_json) {
   const auto tok = Tokenizer::from_json(files.tokenizer_json, files.tokenizer_config_json, "tokenizer.json");
   const json tj = json::parse(files.tokenizer_json);
-  const json cfg = files.tokenizer_config_json.empty() ? json::object() : json::parse(files.tokenizer_config_json);
   const json& m = tj.at("model");
   if (m.value("type", "") != "BPE") fail("tokenizer.json: GGUF export supports BPE tokenizers (this is {})", m.value("type", "?"));
   const bool spm = m.value("byte_fallback", false);
@@ -250,7 +249,6 @@ void add_tokenizer_to_gguf(GgufWriter& w, const TokenizerFiles& files, bool embe
   w.set("tokenizer.ggml.add_eos_token", GgufValue::of_bool(adds_eos));
   if (!tok->chat_template().empty()) w.set("tokenizer.chat_template", GgufValue::of_string(tok->chat_template()));
   if (embed_json) w.set("tokenizer.huggingface.json", GgufValue::of_string(files.tokenizer_json));
-  (void)cfg;
 }
 
 }  // namespace distill

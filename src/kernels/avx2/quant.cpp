@@ -42,11 +42,16 @@ inline void quantize_block_q8_0(BlockQ8_0* y, const float* x) {
 
 // 32 int8 weights of a block.
 inline __m256i weights_q8_0(const BlockQ8_0& b) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs)); }
-inline __m256i weights_q4_0(const BlockQ4_0& b) {
+// The nibbles of a Q4_0 block, unsigned 0..15: values 0..15 (returned) and 16..31 (*hi).
+inline __m128i nibbles_lo_hi(const BlockQ4_0& b, __m128i* hi) {
   const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs));
   const __m128i mask = _mm_set1_epi8(0x0F);
-  const __m128i lo = _mm_and_si128(packed, mask);                      // values 0..15
-  const __m128i hi = _mm_and_si128(_mm_srli_epi16(packed, 4), mask);  // values 16..31
+  *hi = _mm_and_si128(_mm_srli_epi16(packed, 4), mask);
+  return _mm_and_si128(packed, mask);
+}
+inline __m256i weights_q4_0(const BlockQ4_0& b) {
+  __m128i hi;
+  const __m128i lo = nibbles_lo_hi(b, &hi);
   return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
 }
 
@@ -90,13 +95,6 @@ void matmul_q(float* out, const BlockQ8_0* xq, const void* w, const float* bias,
 // |x| once per block and w with x's sign per row (one sign op per row instead of two); Q4_0 feeds
 // the unsigned nibbles 0..15 straight to maddubs and subtracts 8·Σx afterwards, precomputed per
 // block as 8·d_x·Σx. Activation scales are converted to f32 once per call.
-inline __m128i nibbles_lo_hi(const BlockQ4_0& b, __m128i* hi) {
-  const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs));
-  const __m128i mask = _mm_set1_epi8(0x0F);
-  *hi = _mm_and_si128(_mm_srli_epi16(packed, 4), mask);
-  return _mm_and_si128(packed, mask);
-}
-
 template <bool kQ4>
 void matvec_q(float* out, const BlockQ8_0* xq, const void* w, const float* bias, int64_t N, int64_t K) {
   const int64_t nb = K / kQK;
