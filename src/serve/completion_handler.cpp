@@ -173,13 +173,13 @@ public:
     if (since < kCoalesce) std::this_thread::sleep_for(std::chrono::duration<double>(kCoalesce - since));
     version_ = run.signal->wait(version_, 0.25);
     std::vector<std::string> events;
-    bool all_done = true;
+    bool all_done = true, any_text = false;
     {
       std::lock_guard<std::mutex> lock(run.signal->mu);
       for (size_t i = 0; i < run.jobs.size(); ++i) collect(i, events);
-      for (auto& j : run.jobs) all_done = all_done && j->done;
+      for (auto& j : run.jobs) all_done = all_done && j->done, any_text = any_text || !j->pieces.empty();
     }
-    if (!events.empty()) run.note_first_token();
+    if (any_text) run.note_first_token();  // generated text, not the role chunk sent at once
     if (all_done) {
       const std::string err = first_error(run);
       if (!err.empty()) {
