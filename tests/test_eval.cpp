@@ -56,8 +56,8 @@ TEST(Eval, TaskAccuracyCountsExactAnswers) {
   const Model m = tiny(*tok, 0.5f);
   // whatever the model says, "answer" tasks whose answer it cannot produce score 0, and a reward
   // that accepts anything scores 1
-  std::vector<RlTask> tasks(3);
-  for (RlTask& t : tasks) t.task = {{"prompt", "2+2="}, {"answer", "4"}}, t.prompt = tok->encode("2+2=", false);
+  std::vector<Task> tasks(3);
+  for (Task& t : tasks) t.task = {{"prompt", "2+2="}, {"answer", "4"}}, t.prompt = tok->encode("2+2=", false);
   const TaskEval any = evaluate_task_accuracy(m, *tok, tasks, RewardSpec::parse("regex:.*|^$"), 4, 1, 0.0f);
   EXPECT_EQ(any.accuracy, 1.0);
   const TaskEval sampled = evaluate_task_accuracy(m, *tok, tasks, RewardSpec::parse("regex:.*|^$"), 4, 3, 1.0f);

@@ -20,7 +20,7 @@ SamplerSettings greedy() {
 TEST(Generator, MaxTokensAndDeterminism) {
   test::TinyModel x(32, 2, 1, 256);
   Generator g(x.model, *x.tok, 128);
-  Sampler s(greedy());
+  SamplerSettings s = greedy();
   GenerateOptions opt;
   opt.max_new_tokens = 12;
   opt.stop_at_eos = false;
@@ -31,13 +31,13 @@ TEST(Generator, MaxTokensAndDeterminism) {
   EXPECT_EQ(r.finish_reason, "length");
   EXPECT_EQ(streamed, r.text);
   // the same prompt again reuses the cache (only the last token is re-run) and gives the same reply
-  Sampler s2(greedy());
+  SamplerSettings s2 = greedy();
   GenerateResult r2 = g.generate(prompt, s2, opt, [](const std::string&) { return true; });
   EXPECT_EQ(r2.n_prefilled, 1);
   EXPECT_EQ(r2.tokens, r.tokens);
   // a fresh generator agrees with the cached one
   Generator fresh(x.model, *x.tok, 128);
-  Sampler s3(greedy());
+  SamplerSettings s3 = greedy();
   EXPECT_EQ(fresh.generate(prompt, s3, opt, [](const std::string&) { return true; }).tokens, r.tokens);
 }
 
@@ -47,14 +47,14 @@ TEST(Generator, StopStringsAreNeverShown) {
   GenerateOptions opt;
   opt.max_new_tokens = 40;
   opt.stop_at_eos = false;
-  Sampler s(greedy());
+  SamplerSettings s = greedy();
   const auto prompt = x.tok->encode("hello", false);
   const GenerateResult full = g.generate(prompt, s, opt, [](const std::string&) { return true; });
   ASSERT_GE(full.text.size(), 6u);
   // stop at a string that the greedy reply contains, spanning several tokens
   opt.stop = {full.text.substr(3, 3)};
   g.reset();
-  Sampler s2(greedy());
+  SamplerSettings s2 = greedy();
   std::string streamed;
   const GenerateResult r = g.generate(prompt, s2, opt, [&](const std::string& p) { streamed += p; return true; });
   EXPECT_EQ(r.finish_reason, "stop");
@@ -68,12 +68,12 @@ TEST(Generator, CancelAndContextErrors) {
   GenerateOptions opt;
   opt.max_new_tokens = 100;
   opt.stop_at_eos = false;
-  Sampler s(greedy());
+  SamplerSettings s = greedy();
   int pieces = 0;
   const GenerateResult r = g.generate(x.tok->encode("ab", false), s, opt, [&](const std::string&) { return ++pieces < 3; });
   EXPECT_EQ(r.finish_reason, "cancelled");
   // the context bounds the reply
-  Sampler s2(greedy());
+  SamplerSettings s2 = greedy();
   g.reset();
   const GenerateResult full = g.generate(x.tok->encode("ab", false), s2, opt, [](const std::string&) { return true; });
   EXPECT_EQ(full.finish_reason, "length");

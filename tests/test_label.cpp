@@ -6,7 +6,7 @@
 #include "formats/safetensors.h"
 #include "generate/batch_generate.h"
 #include "model/decoder.h"
-#include "teacher/teacher_dataset.h"
+#include "formats/teacher_dataset.h"
 #include "tokenizer/tokenizer.h"
 #include "test_util.h"
 

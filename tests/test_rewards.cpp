@@ -1,8 +1,8 @@
 // Rewards on edge cases: answer extraction (nested braces, several formats, malformed), numeric
 // vs textual comparison, format/regex/length, and a cmd reward that works, hangs, crashes or
 // prints garbage.
-#include "rl/rewards.h"
-#include "rl/sandbox.h"
+#include "tasks/rewards.h"
+#include "tasks/sandbox.h"
 #include "test_util.h"
 
 #include <chrono>

@@ -2,7 +2,7 @@
 // (greedy, and seeded sampling); prompt scoring equals the forward pass; stop strings, length,
 // prefix reuse of a slot's previous turn, cancellation freeing the slot, the bounded queue.
 #include "generate/generator.h"
-#include "serve/scheduler.h"
+#include "generate/scheduler.h"
 #include "tokenizer/byte_vocab.h"
 #include "tiny_model.h"
 
@@ -68,7 +68,7 @@ TEST(Scheduler, EightConcurrentGreedyJobsEqualEachAlone) {
     Generator g(x.model, *x.tok, 256);
     SamplerSettings s;
     s.temperature = 0;
-    Sampler sampler(s);
+    SamplerSettings sampler = s;
     GenerateOptions o;
     o.max_new_tokens = 24;
     expected.push_back(g.generate(p, sampler, o, [](const std::string&) { return true; }).tokens);

@@ -457,7 +457,7 @@ TEST(ServerTools, KeysAddAndUsageReport) {
 
 }  // namespace distill
 
-#include "teacher/teacher_dataset.h"
+#include "formats/teacher_dataset.h"
 
 namespace distill {
 

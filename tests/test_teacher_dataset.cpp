@@ -1,7 +1,7 @@
 // The teacher dataset format: records round-trip (ids, soft labels at f16), every record is
 // checksummed, and a corrupt or torn record is found with its offset — refused by a reader,
 // cut by a resuming writer.
-#include "teacher/teacher_dataset.h"
+#include "formats/teacher_dataset.h"
 #include "test_util.h"
 
 #include <filesystem>

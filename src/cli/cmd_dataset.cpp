@@ -1,9 +1,9 @@
 // distill dataset info|merge|export: inspect, combine (e.g. the shards of several machines) and
-// export teacher datasets (teacher/teacher_dataset.h).
+// export teacher datasets (formats/teacher_dataset.h).
 #include "cli/commands.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
-#include "teacher/teacher_dataset.h"
+#include "formats/teacher_dataset.h"
 #include "tokenizer/tokenizer.h"
 
 #include <CLI/CLI.hpp>

@@ -41,7 +41,7 @@ void run_eval(const EvalArgs& a) {
     r["text"] = {{"tokens", t.tokens}, {"loss", t.loss}, {"perplexity", t.perplexity}};
   }
   if (!a.tasks.empty()) {
-    const auto tasks = read_rl_tasks(a.tasks, *tok, tmpl.get());
+    const auto tasks = read_tasks(a.tasks, *tok, tmpl.get());
     const TaskEval t = evaluate_task_accuracy(model, *tok, tasks, RewardSpec::parse(a.reward), a.max_new_tokens, a.samples, a.temperature);
     r["tasks"] = {{"tasks", t.tasks}, {"samples", t.samples}, {"accuracy", t.accuracy}, {"pass_at_n", t.pass_at_n}};
   }

@@ -1,5 +1,5 @@
 // distill label: a teacher answers prompts once; the answers and (where available) the teacher's
-// top-k log-probabilities are stored as a dataset for training students (teacher/teacher_dataset.h).
+// top-k log-probabilities are stored as a dataset for training students (formats/teacher_dataset.h).
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/threads.h"

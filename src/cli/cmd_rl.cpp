@@ -1,5 +1,5 @@
 // distill rl: GRPO with verifiable rewards on a model directory (see rl/grpo_loss.h for the
-// formulas, rl/rewards.h for the rewards).
+// formulas, tasks/rewards.h for the rewards).
 #include "cli/commands.h"
 #include "core/error.h"
 #include "rl/grpo.h"
@@ -28,11 +28,11 @@ void run_rl(RlArgs& a) {
   const auto tok = Tokenizer::load(a.model);
   const auto tmpl = ChatTemplate::choose(a.chat_template, tok.get());
   const RewardSpec reward = RewardSpec::parse(a.reward);
-  const std::vector<RlTask> tasks = read_rl_tasks(a.tasks, *tok, tmpl.get());
-  std::vector<RlTask> eval;
-  if (!a.eval.empty()) eval = read_rl_tasks(a.eval, *tok, tmpl.get());
+  const std::vector<Task> tasks = read_tasks(a.tasks, *tok, tmpl.get());
+  std::vector<Task> eval;
+  if (!a.eval.empty()) eval = read_tasks(a.eval, *tok, tmpl.get());
   if (reward.has_answer())
-    for (const RlTask& t : tasks)
+    for (const Task& t : tasks)
       if (!t.task.contains("answer")) fail("{}: the answer reward needs an \"answer\" in every task", a.tasks);
   const size_t comma = a.clip.find(',');
   try {

@@ -85,7 +85,7 @@ void run(const RunArgs& a) {
   }
   const int64_t n_ctx = std::min<int64_t>(a.ctx, std::max<int64_t>(model.config.max_position_embeddings, 1));
   Generator gen(model, *tok, n_ctx);
-  Sampler sampler(a.s);
+  SamplerSettings sampler = a.s;  // each chat turn draws with the next seed
   GenerateOptions opt;
   opt.max_new_tokens = a.n_predict;
   opt.stop = a.stop;
@@ -161,6 +161,7 @@ void run(const RunArgs& a) {
       }
     }
     print_stats(r);
+    ++sampler.seed;
     msgs.push_back({"assistant", r.text});
   }
 }

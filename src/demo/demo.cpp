@@ -158,7 +158,7 @@ std::vector<DemoRow> run_demo(const DemoSettings& set) {
   stage(4, "GRPO on the distilled student with the answer reward", set.quick ? 10 : 70);
   {
     Model policy = Model::load((dir / "student-kd").string());
-    const auto tasks = read_rl_tasks((dir / "data/train_tasks.jsonl").string(), *tok, nullptr);
+    const auto tasks = read_tasks((dir / "data/train_tasks.jsonl").string(), *tok, nullptr);
     GrpoSettings gs;
     gs.group = 8, gs.prompts_per_step = 16, gs.max_new_tokens = 64, gs.steps = p.rl_steps, gs.micro_batch = 32;
     // small steps: at lr 1e-4 the policy drops worked steps and accuracy falls (tried), at 5e-5 it
@@ -171,7 +171,7 @@ std::vector<DemoRow> run_demo(const DemoSettings& set) {
 
   // ---- 5. evaluate all four on the held-out problems
   stage(5, "evaluate on held-out problems", set.quick ? 5 : 15);
-  const auto held_tasks = read_rl_tasks((dir / "data/heldout_tasks.jsonl").string(), *tok, nullptr);
+  const auto held_tasks = read_tasks((dir / "data/heldout_tasks.jsonl").string(), *tok, nullptr);
   // perplexity and fidelity on the held-out solutions given their problems
   const TokenDataset held = TokenDataset::build(read_examples((dir / "data/heldout.jsonl").string(), tok.get(), nullptr),
                                                 p.seq_len, vocab);

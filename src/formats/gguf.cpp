@@ -233,6 +233,17 @@ GgufFile GgufFile::open(const std::string& path) {
       fail("{}: tensor '{}' ({} bytes at data offset {}) runs past the end of the file ({} bytes): truncated?", path, t.name,
            t.nbytes, t.offset, g.file_->size());
   }
+  // Tensors may not share bytes (as safetensors requires too): an overlap means a corrupted
+  // offset, or a type changed to a larger one, and would read one tensor's bytes as another's.
+  std::vector<const GgufTensorInfo*> by_offset;
+  for (const GgufTensorInfo& t : g.tensors_) by_offset.push_back(&t);
+  std::sort(by_offset.begin(), by_offset.end(), [](auto* a, auto* b) { return a->offset < b->offset; });
+  for (size_t i = 1; i < by_offset.size(); ++i) {
+    const GgufTensorInfo &prev = *by_offset[i - 1], &t = *by_offset[i];
+    if (prev.offset + uint64_t(prev.nbytes) > t.offset)
+      fail("{}: tensor '{}' (data offset {}) overlaps '{}' ({} bytes at data offset {})", path, t.name, t.offset, prev.name,
+           prev.nbytes, prev.offset);
+  }
   return g;
 }
 

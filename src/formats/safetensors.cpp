@@ -92,7 +92,9 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
     // No two tensors may share bytes.
     std::vector<std::pair<const std::string*, const Entry*>> order;
     for (const auto& [name, e] : f.entries_) order.push_back({&name, &e});
-    std::sort(order.begin(), order.end(), [](auto& a, auto& b) { return a.second->begin < b.second->begin; });
+    std::sort(order.begin(), order.end(), [](auto& a, auto& b) {
+      return std::pair(a.second->begin, a.second->end) < std::pair(b.second->begin, b.second->end);
+    });
     for (size_t i = 1; i < order.size(); ++i) {
       const Entry& prev = *order[i - 1].second;
       const Entry& cur = *order[i].second;
@@ -100,6 +102,20 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
         fail("tensors '{}' [{}, {}] and '{}' [{}, {}] overlap", *order[i - 1].first, prev.begin, prev.end,
              *order[i].first, cur.begin, cur.end);
     }
+    // The data section must be indexed entirely, without holes (as the format's reference
+    // implementation requires): a header length that is off by a few bytes would otherwise shift
+    // every tensor and read garbage.
+    uint64_t covered = 0;
+    for (const auto& [name, e] : order) {
+      if (e->begin != covered)
+        fail("tensor '{}' starts at data offset {}, but the previous tensor ends at {} (a hole, or a wrong header length)",
+             *name, e->begin, covered);
+      covered = e->end;
+    }
+    const uint64_t data_bytes = size - f.data_start_;
+    if (covered != data_bytes)
+      fail("the tensors index {} bytes of data but the file holds {} after the header (a wrong header length, or "
+           "trailing bytes)", covered, data_bytes);
   });
   return f;
 }

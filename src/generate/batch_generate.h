@@ -1,5 +1,6 @@
-// Batched sampling: G completions for each of P prompts, decoded together — every step is one
-// batched forward over all unfinished completions (P·G KV-cache slots). Records, per generated
+// Batched sampling: G completions for each of P prompts, decoded together by the decode engine
+// (generate/scheduler.h) — every step is one batched forward over all unfinished completions
+// (P·G KV-cache slots), and the G samples of a prompt prefill it once. Records, per generated
 // token, its log-probability under the sampling distribution (the denominator of RL importance
 // ratios) and optionally the model's top-k log-probabilities at temperature 1 (soft labels for
 // distillation).
@@ -38,14 +39,12 @@ struct BatchGenerateOptions {
 struct BatchGenerateStats {
   int64_t tokens = 0;
   double seconds = 0;
+  int64_t prompt_tokens_copied = 0;  // prefill saved by sharing a prompt between samples
 };
 
 // Seeds derive from options.sampler.seed and the slot: a call is reproducible.
 std::vector<SampledCompletion> generate_batch(const Model& model, const Tokenizer& tok,
                                               const std::vector<std::vector<int32_t>>& prompts,
                                               const BatchGenerateOptions& options, BatchGenerateStats* stats);
-
-// The k most likely ids of a row of logits and their log-probabilities (log softmax, T = 1).
-void top_k_logprobs(const float* logits, int64_t n_vocab, int k, int32_t* ids, float* logp);
 
 }  // namespace distill

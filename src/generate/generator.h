@@ -1,15 +1,17 @@
-// Generator: prompt in, streamed text out, for one conversation on one KV-cache slot. Keeps the
-// tokens already in the cache, so a follow-up prompt that extends the previous one (the next chat
-// turn) only prefills what is new. Stops at the end-of-turn ids, at user stop strings (text is
+// Generator: prompt in, streamed text out, for one conversation: a client of the decode engine
+// (generate/scheduler.h) with one slot, driven in the caller's thread. The slot keeps the tokens
+// already in the cache, so a follow-up prompt that extends the previous one (the next chat turn)
+// only prefills what is new. Stops at the end-of-turn ids, at user stop strings (text is
 // held back while it could still become one), at max_new_tokens, at a full context, or when the
 // caller's callback asks to.
 #pragma once
 
-#include "model/decoder.h"
+#include "generate/scheduler.h"
 #include "sample/sampler.h"
 #include "tokenizer/tokenizer.h"
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -33,22 +35,18 @@ struct GenerateResult {
 class Generator {
 public:
   Generator(const Model& model, const Tokenizer& tok, int64_t n_ctx);
+  ~Generator();
 
   // on_text receives each piece of output text as it is decided; returning false cancels.
-  GenerateResult generate(const std::vector<int32_t>& prompt, Sampler& sampler, const GenerateOptions& opt,
+  GenerateResult generate(const std::vector<int32_t>& prompt, const SamplerSettings& sampler, const GenerateOptions& opt,
                           const std::function<bool(const std::string&)>& on_text);
-  void reset() { cached_.clear(); }
+  // Forgets the cached conversation: the next prompt is prefilled from the start.
+  void reset();
   int64_t n_ctx() const { return n_ctx_; }
-  int64_t n_cached() const { return int64_t(cached_.size()); }
 
 private:
-  const Model& model_;
-  const Tokenizer& tok_;
   int64_t n_ctx_;
-  Decoder decoder_;
-  KVCache cache_;
-  std::vector<int32_t> cached_;  // tokens whose K/V are in slot 0, in order
-  Batch batch_;
+  std::unique_ptr<Scheduler> engine_;
 };
 
 }  // namespace distill

@@ -3,7 +3,7 @@
 // OpenMP loop (OpenBLAS runs single-threaded when called from a parallel region).
 //
 // Forward, per sequence b and query head h (KV head g = h / group):
-//   S = scale · Q K^T (T×T, future positions masked),  P = softmax_rows(S),  O = P V
+//   S = scale · Q K^T (T×T, future positions and those past a sliding window masked),  P = softmax_rows(S),  O = P V
 // Backward:
 //   dV += P^T dO,  dP = dO V^T,  dS = P ⊙ (dP - rowsum(dP ⊙ P)),
 //   dQ = scale · dS K,  dK += scale · dS^T Q
@@ -12,6 +12,7 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -32,16 +33,20 @@ void attention_train_forward(float* out, float* probs, const float* q, const flo
                 int(KVD), 0.0f, P, int(T));
     for (int64_t i = 0; i < T; ++i) {
       float* row = P + i * T;
-      float max = row[0];
-      for (int64_t j = 1; j <= i; ++j) max = std::max(max, row[j]);
+      const int64_t first = s.window > 0 ? std::max<int64_t>(0, i - s.window + 1) : 0;
+      float max = row[first];
+      for (int64_t j = first + 1; j <= i; ++j) max = std::max(max, row[j]);
       float sum = 0.0f;
-      for (int64_t j = 0; j <= i; ++j) {
+      for (int64_t j = first; j <= i; ++j) {
         row[j] = std::exp(row[j] - max);
         sum += row[j];
       }
       const float inv = 1.0f / sum;
-      for (int64_t j = 0; j <= i; ++j) row[j] *= inv;
-      for (int64_t j = i + 1; j < T; ++j) row[j] = 0.0f;  // causal mask
+      for (int64_t j = first; j <= i; ++j) row[j] *= inv;
+      // Masked positions (past the window, and the future) get probability 0, which also zeroes
+      // their gradient in the backward (dS = P ⊙ ...).
+      for (int64_t j = 0; j < first; ++j) row[j] = 0.0f;
+      for (int64_t j = i + 1; j < T; ++j) row[j] = 0.0f;
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(T), int(HD), int(T), 1.0f, P, int(T), vb, int(KVD),
                 0.0f, out + b * T * QD + h * HD, int(QD));

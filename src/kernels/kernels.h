@@ -71,6 +71,7 @@ void embedding_backward(float* d_table, const float* d_out, const int32_t* ids, 
 struct TrainAttentionShape {
   int64_t n_seq, seq_len, n_head, n_kv_head, head_dim;
   float scale;
+  int64_t window = 0;  // sliding window: position i attends to max(0, i-window+1)..i (0 = none)
 };
 void attention_train_forward(float* out, float* probs, const float* q, const float* k, const float* v,
                              const TrainAttentionShape& s);

@@ -2,10 +2,12 @@
 
 #include "core/error.h"
 #include "core/atomic_file.h"
+#include "formats/json_fields.h"
 #include "model/arch/arch.h"
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 
@@ -15,20 +17,17 @@ using nlohmann::json;
 
 namespace {
 
-int64_t get_int(const json& j, const char* key, int64_t fallback, bool required) {
-  if (!j.contains(key) || j[key].is_null()) {
-    if (required) fail("{}: missing", key);
-    return fallback;
-  }
-  if (!j[key].is_number_integer()) fail("{}: expected an integer, got {}", key, j[key].dump());
-  return j[key].get<int64_t>();
+constexpr int64_t kBig = int64_t(1) << 24;  // above any real dimension, layer or vocabulary count
+
+int64_t get_int(const json& j, const char* key, int64_t fallback, bool required, int64_t lo = 1, int64_t hi = kBig) {
+  if (required) return jsonf::get_int(j, key, "", lo, hi);
+  return jsonf::get_int(j, key, "", lo, hi, fallback);
 }
 
-double get_num(const json& j, const char* key, double fallback) {
-  if (!j.contains(key) || j[key].is_null()) return fallback;
-  if (!j[key].is_number()) fail("{}: expected a number, got {}", key, j[key].dump());
-  return j[key].get<double>();
-}
+double get_num(const json& j, const char* key, double fallback) { return jsonf::get_number(j, key, "", fallback); }
+
+// A token id field: absent/null -> -1; else an integer in [0, n_vocab).
+int64_t token_id(const json& j, const char* key, int64_t n_vocab) { return get_int(j, key, -1, false, 0, n_vocab - 1); }
 
 RopeScaling parse_rope_scaling(const json& j) {
   RopeScaling r;
@@ -62,40 +61,41 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& where) {
   return with_context(where, [&] {
     if (!j.is_object()) fail("expected a JSON object");
     ModelConfig c;
-    if (!j.contains("model_type") || !j["model_type"].is_string()) fail("model_type: missing");
-    c.model_type = j["model_type"].get<std::string>();
+    c.model_type = jsonf::get_string(j, "model_type", "");
     c.n_vocab = get_int(j, "vocab_size", 0, true);
-    c.n_embd = get_int(j, "hidden_size", 0, true);
-    c.n_ff = get_int(j, "intermediate_size", 0, true);
-    c.n_layer = get_int(j, "num_hidden_layers", 0, true);
-    c.n_head = get_int(j, "num_attention_heads", 0, true);
-    c.n_kv_head = get_int(j, "num_key_value_heads", c.n_head, false);
+    c.n_embd = get_int(j, "hidden_size", 0, true, 1, 1 << 16);
+    c.n_ff = get_int(j, "intermediate_size", 0, true, 1, 1 << 20);
+    c.n_layer = get_int(j, "num_hidden_layers", 0, true, 1, 1024);
+    c.n_head = get_int(j, "num_attention_heads", 0, true, 1, 1024);
+    c.n_kv_head = get_int(j, "num_key_value_heads", c.n_head, false, 1, c.n_head);
     c.norm_eps = get_num(j, "rms_norm_eps", 1e-6);
+    if (!(c.norm_eps > 0 && c.norm_eps < 1)) fail("rms_norm_eps: {} must be in (0, 1)", c.norm_eps);
     c.rope_theta = get_num(j, "rope_theta", 10000.0);
+    if (!(c.rope_theta > 0)) fail("rope_theta: {} must be positive", c.rope_theta);
     c.max_position_embeddings = get_int(j, "max_position_embeddings", 2048, false);
-    if (j.contains("tie_word_embeddings") && !j["tie_word_embeddings"].is_boolean())
-      fail("tie_word_embeddings: expected true or false");
-    c.tie_word_embeddings = j.value("tie_word_embeddings", false);
-    c.bos_token_id = get_int(j, "bos_token_id", -1, false);
-    if (j.contains("eos_token_id")) {
+    c.tie_word_embeddings = jsonf::get_bool(j, "tie_word_embeddings", "", false);
+    c.bos_token_id = token_id(j, "bos_token_id", c.n_vocab);
+    token_id(j, "pad_token_id", c.n_vocab);  // checked only: a wrong one means a mismatched config
+    if (jsonf::has(j, "eos_token_id")) {
       const json& e = j["eos_token_id"];
-      if (e.is_number_integer()) c.eos_token_ids = {e.get<int64_t>()};
-      else if (e.is_array())
-        for (const json& v : e)
-          if (v.is_number_integer()) c.eos_token_ids.push_back(v.get<int64_t>());
+      if (e.is_array()) {
+        for (size_t i = 0; i < e.size(); ++i)
+          c.eos_token_ids.push_back(jsonf::as_int(e[i], fmt::format("eos_token_id[{}]", i), 0, c.n_vocab - 1));
+      } else {
+        c.eos_token_ids = {token_id(j, "eos_token_id", c.n_vocab)};
+      }
     }
-    if (j.contains("torch_dtype") && j["torch_dtype"].is_string()) c.torch_dtype = j["torch_dtype"];
-    for (const char* positive : {"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-                                 "num_attention_heads", "num_key_value_heads"}) {
-      if (j.contains(positive) && j[positive].is_number_integer() && j[positive].get<int64_t>() <= 0)
-        fail("{}: must be positive, got {}", positive, j[positive].get<int64_t>());
-    }
+    if (jsonf::has(j, "torch_dtype") && j["torch_dtype"].is_string()) c.torch_dtype = j["torch_dtype"];
     if (c.n_head % c.n_kv_head != 0)
       fail("num_attention_heads: {} is not a multiple of num_key_value_heads {}", c.n_head, c.n_kv_head);
-    c.head_dim = get_int(j, "head_dim", c.n_embd / c.n_head, false);
+    c.head_dim = get_int(j, "head_dim", std::max<int64_t>(c.n_embd / c.n_head, 1), false, 1, 4096);
+    // Partial rotary embeddings are not implemented: anything but the whole head would run a
+    // different function from the one the weights were trained with.
+    const double rotary = get_num(j, "partial_rotary_factor", 1.0);
+    if (rotary != 1.0) fail("partial_rotary_factor: {} is not supported (only 1.0)", rotary);
     c.rope_scaling = parse_rope_scaling(j);
-    if (j.contains("hidden_act") && j["hidden_act"] != "silu")
-      fail("hidden_act: '{}' is not supported (only silu)", j["hidden_act"].dump());
+    const std::string act = jsonf::get_string(j, "hidden_act", "", "silu");
+    if (act != "silu") fail("hidden_act: '{}' is not supported (only silu)", act);
     apply_arch_hooks(j, c);
     if (c.head_dim <= 0 || c.head_dim % 2 != 0 || c.head_dim > 512)
       fail("head_dim: {} must be even and in [2, 512]", c.head_dim);

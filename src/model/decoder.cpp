@@ -2,20 +2,12 @@
 
 #include "core/error.h"
 #include "kernels/kernels.h"
+#include "model/layer_graph.h"
 
 #include <cmath>
 #include <cstring>
 
 namespace distill {
-
-namespace {
-
-// y[T, N] = x[T, K] · W^T + b, with the weight's dtype and optional bias.
-void linear(float* y, const float* x, const Tensor& w, const Tensor& b, int64_t T) {
-  matmul_forward(y, x, w.raw(), w.dtype(), b.defined() ? b.data<float>() : nullptr, T, w.dim(0), w.dim(1));
-}
-
-}  // namespace
 
 void Decoder::reserve(int64_t n_tokens, int64_t n_out) {
   const ModelConfig& c = model_.config;
@@ -65,16 +57,16 @@ const float* Decoder::forward(const Batch& b, KVCache& cache) {
   reserve(T, n_out);
   if (T == 0) return logits_.data<float>();
 
-  const int64_t E = c.n_embd, HD = c.head_dim, KVD = c.kv_dim(), F = c.n_ff;
+  const int64_t E = c.n_embd, HD = c.head_dim, KVD = c.kv_dim();
   float* x = x_.data<float>();
   float* xn = xn_.data<float>();
   float* q = q_.data<float>();
   float* k = k_.data<float>();
-  float* v = v_.data<float>();
-  float* att = att_.data<float>();
-  float* proj = proj_.data<float>();
   float* gate = gate_.data<float>();
-  float* up = up_.data<float>();
+  // Inference keeps nothing for a backward: one residual buffer, one normalised input, q/k
+  // normalised in place, swiglu written over gate.
+  const LayerBuffers buf{x, xn, q, k, q, k, v_.data<float>(), att_.data<float>(), x, xn, gate, up_.data<float>(),
+                         gate, x, proj_.data<float>()};
 
   AttentionShape shape;
   shape.n_tokens = T;
@@ -86,49 +78,27 @@ const float* Decoder::forward(const Batch& b, KVCache& cache) {
   shape.scale = 1.0f / std::sqrt(float(HD));
 
   embedding_forward(x, b.token.data(), T, w.tok_embd.raw(), w.tok_embd.dtype(), E);
-
   for (int64_t il = 0; il < c.n_layer; ++il) {
-    const LayerWeights& l = w.layers[size_t(il)];
-
-    // --- attention block: x += o_proj(attention(rope(q), rope(k), v)) ---
-    rmsnorm_forward(xn, x, l.attn_norm.data<float>(), T, E, float(c.norm_eps));
-    linear(q, xn, l.wq, l.bq, T);
-    linear(k, xn, l.wk, l.bk, T);
-    linear(v, xn, l.wv, l.bv, T);
-    if (c.qk_norm) {
-      // Qwen3: each head's q and k vector is RMS-normalised on its own, before RoPE
-      rmsnorm_forward(q, q, l.q_norm.data<float>(), T * c.n_head, HD, float(c.norm_eps));
-      rmsnorm_forward(k, k, l.k_norm.data<float>(), T * c.n_kv_head, HD, float(c.norm_eps));
-    }
-    rope_forward(q, T, c.n_head, HD, b.pos.data(), model_.inv_freq.data());
-    rope_forward(k, T, c.n_kv_head, HD, b.pos.data(), model_.inv_freq.data());
-    // Store this batch's keys and values at (slot, position) before attending, so tokens of
-    // the same sequence in this batch see each other causally.
     float* k_cache = cache.k[size_t(il)].data<float>();
     float* v_cache = cache.v[size_t(il)].data<float>();
-    for (int64_t t = 0; t < T; ++t) {
-      const int64_t row = int64_t(b.seq[t]) * cache.n_ctx + b.pos[t];
-      std::memcpy(k_cache + row * KVD, k + t * KVD, size_t(KVD) * sizeof(float));
-      std::memcpy(v_cache + row * KVD, v + t * KVD, size_t(KVD) * sizeof(float));
-    }
-    attention_forward(att, q, k_cache, v_cache, shape, b.pos.data(), b.seq.data());
-    linear(proj, att, l.wo, l.bo, T);
-    add_inplace(x, proj, T * E);
-
-    // --- MLP block: x += down(silu(gate(x)) * up(x)) ---
-    rmsnorm_forward(xn, x, l.ffn_norm.data<float>(), T, E, float(c.norm_eps));
-    linear(gate, xn, l.w_gate, l.b_gate, T);
-    linear(up, xn, l.w_up, l.b_up, T);
-    swiglu_forward(gate, gate, up, T * F);
-    linear(proj, gate, l.w_down, l.b_down, T);
-    add_inplace(x, proj, T * E);
+    layer_forward(c, w.layers[size_t(il)], buf, T, b.pos.data(), model_.inv_freq.data(),
+                  [&](float* att, const float* q_rot, const float* k_rot, const float* v_new) {
+                    // Store this batch's keys and values at (slot, position) before attending,
+                    // so tokens of the same sequence in this batch see each other causally.
+                    for (int64_t t = 0; t < T; ++t) {
+                      const int64_t row = int64_t(b.seq[t]) * cache.n_ctx + b.pos[t];
+                      std::memcpy(k_cache + row * KVD, k_rot + t * KVD, size_t(KVD) * sizeof(float));
+                      std::memcpy(v_cache + row * KVD, v_new + t * KVD, size_t(KVD) * sizeof(float));
+                    }
+                    attention_forward(att, q_rot, k_cache, v_cache, shape, b.pos.data(), b.seq.data());
+                  });
   }
 
   // Final norm and head only for the rows whose logits are wanted (decode: one per sequence).
   float* out_x = out_x_.data<float>();
   for (int64_t i = 0; i < n_out; ++i) std::memcpy(out_x + i * E, x + int64_t(out_rows_[i]) * E, size_t(E) * sizeof(float));
   rmsnorm_forward(out_x, out_x, w.out_norm.data<float>(), n_out, E, float(c.norm_eps));
-  linear(logits_.data<float>(), out_x, w.lm_head, Tensor(), n_out);
+  matmul_forward(logits_.data<float>(), out_x, w.lm_head.raw(), w.lm_head.dtype(), nullptr, n_out, c.n_vocab, E);
   return logits_.data<float>();
 }
 

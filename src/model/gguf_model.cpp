@@ -128,6 +128,10 @@ Model load_gguf_model(const std::string& path) {
     }
     *p.tensor = t;
   }
+  const std::string extra = fmt::format("blk.{}.", c.n_layer);
+  for (const GgufTensorInfo& t : g.tensors())
+    if (t.name.compare(0, extra.size(), extra) == 0)
+      fail("{}: tensor '{}' belongs to a layer past block_count = {}", path, t.name, c.n_layer);
   tie_lm_head(c, m.weights);
   m.inv_freq = c.rope_inv_freq();
   if (const GgufTensorInfo* rf = g.find_tensor("rope_freqs.weight")) {  // Llama 3 scaling, precomputed

@@ -64,6 +64,11 @@ ModelWeights load_weights(const ModelConfig& c, const TensorStore& store, const 
     // Matrices stay as stored (zero-copy); small vectors are widened to f32 once.
     *p.tensor = (p.is_matrix || dt == DType::F32) ? *t : t->to(DType::F32);
   }
+  // A layer the config does not count would be dropped silently: refuse it instead.
+  const std::string extra = prefix + fmt::format("model.layers.{}.", c.n_layer);
+  for (const std::string& name : store.names())
+    if (name.compare(0, extra.size(), extra) == 0)
+      fail("{}: tensor '{}' belongs to a layer past num_hidden_layers = {}", store.description(), name, c.n_layer);
   tie_lm_head(c, w);
   return w;
 }

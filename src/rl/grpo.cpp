@@ -2,50 +2,19 @@
 
 #include "core/error.h"
 #include "core/progress.h"
-#include "core/rng.h"
 #include "core/threads.h"
-#include "core/atomic_file.h"
-#include "model/decoder.h"
 #include "generate/batch_generate.h"
-#include "train/param_arena.h"
-#include "train/report.h"
-#include "train/train_checkpoint.h"
+#include "model/decoder.h"
+#include "train/harness.h"
 #include "train/training_pass.h"
 
 #include <chrono>
 #include <cmath>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
 
 namespace distill {
 
-namespace fs = std::filesystem;
 using nlohmann::json;
-
-std::vector<RlTask> read_rl_tasks(const std::string& path, const Tokenizer& tok, const ChatTemplate* tmpl) {
-  std::ifstream in(path);
-  if (!in) fail("{}: cannot open", path);
-  std::vector<RlTask> tasks;
-  std::string line;
-  for (int64_t n = 1; std::getline(in, line); ++n) {
-    with_context(path + ":" + std::to_string(n), [&] {
-      if (line.find_first_not_of(" \t\r") == std::string::npos) fail("empty line");
-      RlTask t;
-      try {
-        t.task = json::parse(line);
-      } catch (const json::exception& e) {
-        fail("malformed JSON: {}", e.what());
-      }
-      if (!t.task.is_object()) fail("expected a JSON object");
-      t.prompt = encode_prompt(tok, tmpl, prompt_messages(t.task));
-      if (t.prompt.empty()) fail("the prompt encodes to no tokens");
-      tasks.push_back(std::move(t));
-    });
-  }
-  if (tasks.empty()) fail("{}: no tasks", path);
-  return tasks;
-}
 
 json GrpoSettings::to_json() const {
   const char* types[] = {"grpo", "bnpo", "dapo", "dr_grpo"};
@@ -64,17 +33,11 @@ namespace {
 struct Rollout : SampledCompletion {
   double reward = 0.0;
   float advantage = 0.0f;
+  bool correct = false;
 };
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-// 1 if the rollout's answer reward (when the spec has one) is 1, else whether its reward is > 0.
-bool is_correct(const RewardSpec& spec, const std::vector<double>& components, double reward) {
-  for (size_t i = 0; i < spec.terms().size(); ++i)
-    if (spec.terms()[i].kind == "answer") return components[i] >= 1.0;
-  return reward > 0.0;
 }
 
 SamplerSettings rollout_sampler(float temperature, uint64_t seed) {
@@ -85,263 +48,265 @@ SamplerSettings rollout_sampler(float temperature, uint64_t seed) {
   return s;
 }
 
-}  // namespace
-
-double evaluate_tasks(const Model& model, const Tokenizer& tok, const std::vector<RlTask>& tasks, const RewardSpec& reward,
-                      int64_t max_new_tokens) {
-  if (tasks.empty()) return 0.0;
-  double correct = 0.0;
-  for (size_t b = 0; b < tasks.size(); b += 16) {
-    std::vector<std::vector<int32_t>> prompts;
-    for (size_t i = b; i < std::min(tasks.size(), b + 16); ++i) prompts.push_back(tasks[i].prompt);
-    BatchGenerateOptions o;
-    o.max_new_tokens = max_new_tokens;
-    o.sampler = rollout_sampler(0.0f, 0);
-    const auto ro = generate_batch(model, tok, prompts, o, nullptr);
-    for (size_t i = 0; i < ro.size(); ++i) {
-      std::vector<double> comp;
-      const double r = reward.score(tasks[b + i].task, ro[i].text, int64_t(ro[i].completion.size()), max_new_tokens, &comp);
-      correct += reward.has_answer() ? double(is_correct(reward, comp, r)) : r;
-    }
+// One GRPO step, plugged into the training harness: sample groups, reward them, turn rewards
+// into advantages, then `epochs` updates on the clipped surrogate (+ KL to the reference).
+class GrpoStep {
+public:
+  GrpoStep(Model& policy, const Model* ref, const Tokenizer& tok, const std::vector<Task>& tasks, const RewardSpec& reward,
+           const GrpoSettings& s, TrainingHarness& h)
+      : policy_(policy), tok_(tok), tasks_(tasks), reward_(reward), s_(s), h_(h), V_(policy.config.n_vocab) {
+    size_t longest = 0;
+    for (const Task& t : tasks) longest = std::max(longest, t.prompt.size());
+    L_ = int64_t(longest) + s.max_new_tokens;  // row length of the training pass
+    pass_ = std::make_unique<TrainingPass>(policy, s.micro_batch, L_);
+    if (ref && s.beta != 0.0f) ref_decoder_ = std::make_unique<Decoder>(*ref);
+    ids_.resize(size_t(s.micro_batch * L_));
   }
-  return correct / double(tasks.size());
-}
 
-GrpoSummary train_grpo(Model& policy, const Model* ref, const Tokenizer& tok, const std::vector<RlTask>& tasks,
-                       const std::vector<RlTask>& eval_tasks, const RewardSpec& reward, const GrpoSettings& s, bool resume) {
-  if (s.beta != 0.0f && !ref) fail("--beta {} needs a reference model", s.beta);
-  const fs::path out(s.out_dir);
-  const std::string ckpt = (out / "checkpoint").string(), metrics_path = (out / "metrics.jsonl").string();
-  const json settings = s.to_json();
-  const int64_t V = policy.config.n_vocab;
-  size_t longest = 0;
-  for (const RlTask& t : tasks) longest = std::max(longest, t.prompt.size());
-  const int64_t L = int64_t(longest) + s.max_new_tokens;  // row length of the training pass
-
-  ParamArena arena = ParamArena::adopt(policy);
-  AdamW opt(arena, s.adamw);
-  LrSchedule lr = s.lr;
-  lr.total_steps = s.steps * s.epochs;
-  TrainState state;
-  std::vector<json> metrics;
-  if (resume && (train_checkpoint_exists(ckpt) || train_checkpoint_exists(ckpt + ".old"))) {
-    state = load_train_checkpoint(ckpt, arena, opt, settings);
-    std::ifstream in(metrics_path);
-    for (std::string line; std::getline(in, line);) {
-      try {
-        json j = json::parse(line);
-        if (j.value("step", int64_t(0)) <= state.step) metrics.push_back(j);
-      } catch (const json::exception&) {
-        break;
-      }
-    }
-    std::fprintf(stderr, "rl: resumed from %s at step %lld\n", ckpt.c_str(), (long long)state.step);
-  }
-  TrainingPass pass(policy, s.micro_batch, L);
-  Tensor grads = arena.new_buffer();
-  ModelWeights grad_views = arena.views(grads);
-  std::unique_ptr<Decoder> ref_decoder;
-  if (ref && s.beta != 0.0f) ref_decoder = std::make_unique<Decoder>(*ref);
-  std::vector<int64_t> order = shuffled_indices(int64_t(tasks.size()), s.seed, state.epoch);
-  auto next_task = [&] {
-    if (state.cursor >= int64_t(tasks.size())) ++state.epoch, state.cursor = 0, order = shuffled_indices(int64_t(tasks.size()), s.seed, state.epoch);
-    return order[size_t(state.cursor++)];
-  };
-
-  std::fprintf(stderr, "rl: %zu tasks (%zu held out), %lld steps of %lld prompts × %lld completions, up to %lld new tokens, %d threads\n",
-               tasks.size(), eval_tasks.size(), (long long)s.steps, (long long)s.prompts_per_step, (long long)s.group,
-               (long long)s.max_new_tokens, num_threads());
-  Progress progress("rl", s.steps);
-  const auto t_start = std::chrono::steady_clock::now();
-  GrpoSummary sum;
-  std::vector<int32_t> ids(size_t(s.micro_batch * L));
-  std::vector<int64_t> dirty_rows;  // d_logits rows written by the previous micro-batch
-  for (; state.step < s.steps; ++state.step) {
-    // ---- sampling
+  json operator()() {
     const auto t_sample = std::chrono::steady_clock::now();
-    std::vector<int64_t> chosen;
-    for (int64_t p = 0; p < s.prompts_per_step; ++p) chosen.push_back(next_task());
-    auto sample = [&](const std::vector<int64_t>& which, uint64_t seed, BatchGenerateStats* st) {
-      std::vector<std::vector<int32_t>> prompts;
-      for (int64_t t : which) prompts.push_back(tasks[size_t(t)].prompt);
-      BatchGenerateOptions o;
-      o.group = s.group;
-      o.max_new_tokens = s.max_new_tokens;
-      o.sampler = rollout_sampler(s.temperature, seed);
-      std::vector<Rollout> r;
-      for (SampledCompletion& c : generate_batch(policy, tok, prompts, o, st)) r.push_back({std::move(c), 0.0, 0.0f});
-      return r;
-    };
-    BatchGenerateStats rs;
-    const uint64_t step_seed = s.seed * 7919u + uint64_t(state.step) * 104729u;
-    std::vector<Rollout> ro = sample(chosen, step_seed, &rs);
-    std::vector<double> rewards(ro.size());
-    std::vector<uint8_t> correct(ro.size());
-    auto score_all = [&](std::vector<Rollout>& rr, const std::vector<int64_t>& which, size_t offset) {
-      for (size_t i = 0; i < rr.size(); ++i) {
-        std::vector<double> comp;
-        const json& task = tasks[size_t(which[size_t(rr[i].prompt_index)])].task;
-        rr[i].reward = reward.score(task, rr[i].text, int64_t(rr[i].completion.size()), s.max_new_tokens, &comp);
-        rewards[offset + i] = rr[i].reward;
-        correct[offset + i] = is_correct(reward, comp, rr[i].reward);
-      }
-    };
-    score_all(ro, chosen, 0);
-    int64_t zero_groups = 0;
-    grpo_advantages(rewards, s.group, s.scaling, &zero_groups);
-    const int64_t zero_before_resampling = zero_groups;
-    if (s.dynamic_sampling) {
-      // Groups without signal are replaced by fresh prompts, up to three tries each.
-      for (int64_t g = 0; g < s.prompts_per_step; ++g) {
-        for (int attempt = 0; attempt < 3; ++attempt) {
-          double lo = rewards[size_t(g * s.group)], hi = lo;
-          for (int64_t i = 0; i < s.group; ++i) lo = std::min(lo, rewards[size_t(g * s.group + i)]), hi = std::max(hi, rewards[size_t(g * s.group + i)]);
-          if (hi > lo) break;
-          std::vector<int64_t> one = {next_task()};
-          BatchGenerateStats more;
-          std::vector<Rollout> fresh = sample(one, step_seed + uint64_t(g * 10 + attempt + 1), &more);
-          rs.tokens += more.tokens, rs.seconds += more.seconds;
-          chosen[size_t(g)] = one[0];
-          for (Rollout& f : fresh) f.prompt_index = g;
-          std::copy(fresh.begin(), fresh.end(), ro.begin() + g * s.group);
-          score_all(ro, chosen, 0);
-        }
-      }
-    }
-    const std::vector<float> adv = grpo_advantages(rewards, s.group, s.scaling, &zero_groups);
-    for (size_t i = 0; i < ro.size(); ++i) ro[i].advantage = adv[i];
+    chosen_.clear();
+    for (int64_t p = 0; p < s_.prompts_per_step; ++p) chosen_.push_back(h_.next_item());
+    step_seed_ = s_.seed * 7919u + uint64_t(h_.step()) * 104729u;
+    stats_ = BatchGenerateStats{};
+    ro_ = sample(chosen_, step_seed_);
+    score(ro_, 0);
+    const int64_t zero_groups = resample_zero_signal_groups();
+    std::vector<double> rewards;
+    for (const Rollout& r : ro_) rewards.push_back(r.reward);
+    int64_t unused = 0;
+    const std::vector<float> adv = grpo_advantages(rewards, s_.group, s_.scaling, &unused);
+    for (size_t i = 0; i < ro_.size(); ++i) ro_[i].advantage = adv[i];
     const double sample_s = seconds_since(t_sample);
+    reference_logprobs();
+    const auto t_train = std::chrono::steady_clock::now();
+    json m = optimise();
+    m.update(step_metrics(zero_groups, sample_s, seconds_since(t_train)));
+    return m;
+  }
 
-    // ---- reference log-probs (frozen model), once per batch of rollouts
-    const int64_t n = int64_t(ro.size());
-    auto fill_rows = [&](int64_t first) {
-      std::fill(ids.begin(), ids.end(), 0);
-      for (int64_t b = 0; b < s.micro_batch && first + b < n; ++b) {
-        const Rollout& r = ro[size_t(first + b)];
-        const auto& p = tasks[size_t(chosen[size_t(r.prompt_index)])].prompt;
-        std::copy(p.begin(), p.end(), ids.begin() + b * L);
-        std::copy(r.completion.begin(), r.completion.end(), ids.begin() + b * L + int64_t(p.size()));
-      }
+private:
+  std::vector<Rollout> sample(const std::vector<int64_t>& which, uint64_t seed) {
+    std::vector<std::vector<int32_t>> prompts;
+    for (int64_t t : which) prompts.push_back(tasks_[size_t(t)].prompt);
+    BatchGenerateOptions o;
+    o.group = s_.group;
+    o.max_new_tokens = s_.max_new_tokens;
+    o.sampler = rollout_sampler(s_.temperature, seed);
+    BatchGenerateStats st;
+    std::vector<Rollout> r;
+    for (SampledCompletion& c : generate_batch(policy_, tok_, prompts, o, &st)) r.push_back({std::move(c), 0.0, 0.0f, false});
+    stats_.tokens += st.tokens, stats_.seconds += st.seconds, stats_.prompt_tokens_copied += st.prompt_tokens_copied;
+    return r;
+  }
+
+  // Rewards (and correctness: tasks/tasks.h's one definition) of rollouts from `first` on.
+  void score(std::vector<Rollout>& ro, size_t first) {
+    for (size_t i = first; i < ro.size(); ++i) {
+      const Task& task = tasks_[size_t(chosen_[size_t(ro[i].prompt_index)])];
+      const TaskScore sc = score_completion(reward_, task, ro[i].text, int64_t(ro[i].completion.size()), s_.max_new_tokens);
+      ro[i].reward = sc.reward, ro[i].correct = sc.correct;
+    }
+  }
+
+  // Groups whose rewards are all equal carry no signal; with dynamic sampling they are replaced by
+  // fresh prompts (up to three tries each). Returns the count before resampling.
+  int64_t resample_zero_signal_groups() {
+    const auto flat = [&](int64_t g) {
+      double lo = ro_[size_t(g * s_.group)].reward, hi = lo;
+      for (int64_t i = 0; i < s_.group; ++i) lo = std::min(lo, ro_[size_t(g * s_.group + i)].reward), hi = std::max(hi, ro_[size_t(g * s_.group + i)].reward);
+      return hi <= lo;
     };
-    std::vector<std::vector<float>> ref_logp(static_cast<size_t>(n));
-    if (ref_decoder) {
-      for (int64_t first = 0; first < n; first += s.micro_batch) {
-        fill_rows(first);
-        const Tensor rl = ref_decoder->forward_full(ids.data(), s.micro_batch, L);
-        for (int64_t b = 0; b < s.micro_batch && first + b < n; ++b) {
-          const Rollout& r = ro[size_t(first + b)];
-          const int64_t plen = int64_t(tasks[size_t(chosen[size_t(r.prompt_index)])].prompt.size());
-          for (size_t k = 0; k < r.completion.size(); ++k)
-            ref_logp[size_t(first + b)].push_back(float(token_logprob(rl.data<float>() + (b * L + plen + int64_t(k) - 1) * V, V,
-                                                                    r.completion[k], s.temperature)));
-        }
+    int64_t zero = 0;
+    for (int64_t g = 0; g < s_.prompts_per_step; ++g) zero += flat(g);
+    if (!s_.dynamic_sampling) return zero;
+    for (int64_t g = 0; g < s_.prompts_per_step; ++g)
+      for (int attempt = 0; attempt < 3 && flat(g); ++attempt) {
+        const std::vector<int64_t> one = {h_.next_item()};
+        std::vector<Rollout> fresh = sample(one, step_seed_ + uint64_t(g * 10 + attempt + 1));
+        chosen_[size_t(g)] = one[0];
+        for (Rollout& f : fresh) f.prompt_index = g;
+        std::copy(fresh.begin(), fresh.end(), ro_.begin() + g * s_.group);
+        score(ro_, 0);
+      }
+    return zero;
+  }
+
+  // Rows [first, first + micro_batch) of the training pass: prompt + completion, zero-padded.
+  void fill_rows(int64_t first) {
+    std::fill(ids_.begin(), ids_.end(), 0);
+    for (int64_t b = 0; b < s_.micro_batch && first + b < int64_t(ro_.size()); ++b) {
+      const Rollout& r = ro_[size_t(first + b)];
+      const auto& p = prompt_of(r);
+      std::copy(p.begin(), p.end(), ids_.begin() + b * L_);
+      std::copy(r.completion.begin(), r.completion.end(), ids_.begin() + b * L_ + int64_t(p.size()));
+    }
+  }
+  const std::vector<int32_t>& prompt_of(const Rollout& r) const { return tasks_[size_t(chosen_[size_t(r.prompt_index)])].prompt; }
+
+  // Log-probs of every rollout token under the frozen reference, once per batch of rollouts.
+  void reference_logprobs() {
+    const int64_t n = int64_t(ro_.size());
+    ref_logp_.assign(size_t(n), {});
+    if (!ref_decoder_) return;
+    for (int64_t first = 0; first < n; first += s_.micro_batch) {
+      fill_rows(first);
+      const Tensor rl = ref_decoder_->forward_full(ids_.data(), s_.micro_batch, L_);
+      for (int64_t b = 0; b < s_.micro_batch && first + b < n; ++b) {
+        const Rollout& r = ro_[size_t(first + b)];
+        const int64_t plen = int64_t(prompt_of(r).size());
+        for (size_t k = 0; k < r.completion.size(); ++k)
+          ref_logp_[size_t(first + b)].push_back(float(
+              token_logprob(rl.data<float>() + (b * L_ + plen + int64_t(k) - 1) * V_, V_, r.completion[k], s_.temperature)));
       }
     }
+  }
 
-    // ---- optimisation: `epochs` AdamW steps over the same rollouts
-    const auto t_train = std::chrono::steady_clock::now();
-    int64_t total_tokens = 0, max_len = 0;
-    for (const Rollout& r : ro) total_tokens += int64_t(r.completion.size()), max_len = std::max<int64_t>(max_len, int64_t(r.completion.size()));
-    const int64_t n_micro = (n + s.micro_batch - 1) / s.micro_batch;
+  // The weight of each of a sequence's tokens in the loss, by the aggregation chosen.
+  double token_weight(double len, int64_t micro_tokens, int64_t n_micro, int64_t total_tokens) const {
+    const double n = double(ro_.size());
+    switch (s_.loss_type) {
+      case GrpoLossType::GRPO: return 1.0 / (n * len);
+      case GrpoLossType::BNPO: return 1.0 / (double(std::max<int64_t>(1, micro_tokens)) * double(n_micro));
+      case GrpoLossType::DAPO: return 1.0 / double(std::max<int64_t>(1, total_tokens));
+      case GrpoLossType::DrGRPO: return 1.0 / (n * double(s_.max_new_tokens));
+    }
+    return 0.0;
+  }
+
+  // `epochs` AdamW updates over the same rollouts.
+  json optimise() {
+    const int64_t n = int64_t(ro_.size());
+    int64_t total_tokens = 0;
+    for (const Rollout& r : ro_) total_tokens += int64_t(r.completion.size());
+    const int64_t n_micro = (n + s_.micro_batch - 1) / s_.micro_batch;
     double loss_sum = 0, kl_sum = 0, grad_norm = 0;
     int64_t clipped = 0, counted = 0;
-    for (int64_t e = 0; e < s.epochs; ++e) {
-      std::memset(grads.raw(), 0, grads.nbytes());
+    for (int64_t e = 0; e < s_.epochs; ++e) {
       loss_sum = kl_sum = 0, clipped = counted = 0;
-      for (int64_t first = 0; first < n; first += s.micro_batch) {
+      for (int64_t first = 0; first < n; first += s_.micro_batch) {
         fill_rows(first);
-        const float* logits = pass.forward(ids.data());
-        float* d = pass.d_logits_buffer();
-        for (int64_t row : dirty_rows) std::memset(d + row * V, 0, size_t(V) * sizeof(float));
-        dirty_rows.clear();
+        const float* logits = pass_->forward(ids_.data());
+        float* d = pass_->d_logits_buffer();
+        for (int64_t row : dirty_rows_) std::memset(d + row * V_, 0, size_t(V_) * sizeof(float));
+        dirty_rows_.clear();
         int64_t micro_tokens = 0;
-        for (int64_t b = 0; b < s.micro_batch && first + b < n; ++b) micro_tokens += int64_t(ro[size_t(first + b)].completion.size());
-        for (int64_t b = 0; b < s.micro_batch && first + b < n; ++b) {
-          const Rollout& r = ro[size_t(first + b)];
-          const int64_t plen = int64_t(tasks[size_t(chosen[size_t(r.prompt_index)])].prompt.size());
-          const double len = double(r.completion.size());
-          double w = 0;  // the aggregation's weight of each of this sequence's tokens
-          switch (s.loss_type) {
-            case GrpoLossType::GRPO: w = 1.0 / (double(n) * len); break;
-            case GrpoLossType::BNPO: w = 1.0 / (double(std::max<int64_t>(1, micro_tokens)) * double(n_micro)); break;
-            case GrpoLossType::DAPO: w = 1.0 / double(std::max<int64_t>(1, total_tokens)); break;
-            case GrpoLossType::DrGRPO: w = 1.0 / (double(n) * double(s.max_new_tokens)); break;
-          }
+        for (int64_t b = 0; b < s_.micro_batch && first + b < n; ++b) micro_tokens += int64_t(ro_[size_t(first + b)].completion.size());
+        for (int64_t b = 0; b < s_.micro_batch && first + b < n; ++b) {
+          const Rollout& r = ro_[size_t(first + b)];
+          const int64_t plen = int64_t(prompt_of(r).size());
+          const double w = token_weight(double(r.completion.size()), micro_tokens, n_micro, total_tokens);
           for (size_t k = 0; k < r.completion.size(); ++k) {
-            const int64_t row = b * L + plen + int64_t(k) - 1;  // position whose logits predict token k
-            const float* l = logits + row * V;
-            const double logp = token_logprob(l, V, r.completion[k], s.temperature);
-            const double lref = ref_decoder ? ref_logp[size_t(first + b)][k] : 0.0;
-            const GrpoTokenLoss t = grpo_token_loss(logp, r.logp_old[k], lref, r.advantage, s.clip_low, s.clip_high, s.beta);
+            const int64_t row = b * L_ + plen + int64_t(k) - 1;  // position whose logits predict token k
+            const float* l = logits + row * V_;
+            const double logp = token_logprob(l, V_, r.completion[k], s_.temperature);
+            const double lref = ref_decoder_ ? ref_logp_[size_t(first + b)][k] : 0.0;
+            const GrpoTokenLoss t = grpo_token_loss(logp, r.logp_old[k], lref, r.advantage, s_.clip_low, s_.clip_high, s_.beta);
             loss_sum += w * t.loss;
             kl_sum += t.kl;
             clipped += t.clipped;
             ++counted;
-            token_logp_backward(d + row * V, l, V, r.completion[k], s.temperature, w * t.d_logp);
-            dirty_rows.push_back(row);
+            token_logp_backward(d + row * V_, l, V_, r.completion[k], s_.temperature, w * t.d_logp);
+            dirty_rows_.push_back(row);
           }
         }
-        pass.backward(d, grad_views);
+        pass_->backward(d, h_.grads());
       }
-      grad_norm = s.clip_grad > 0 ? clip_grad_norm(grads.data<float>(), arena.size(), s.clip_grad)
-                                  : global_grad_norm(grads.data<float>(), arena.size());
-      opt.step(arena.data(), grads.data<float>(), lr.at(opt.steps()));
+      grad_norm = h_.update();
     }
-    const double train_s = seconds_since(t_train);
-
-    // ---- logs
-    double mean = 0, sq = 0, mx = -INFINITY, acc = 0;
-    for (size_t i = 0; i < rewards.size(); ++i) mean += rewards[i], mx = std::max(mx, rewards[i]), acc += correct[i];
-    mean /= double(rewards.size());
-    for (double r : rewards) sq += (r - mean) * (r - mean);
-    json m = {{"step", state.step + 1},
-              {"reward_mean", mean},
-              {"reward_std", std::sqrt(sq / double(rewards.size()))},
-              {"reward_max", mx},
-              {"accuracy", acc / double(rewards.size())},
-              {"zero_signal_frac", double(zero_before_resampling) / double(s.prompts_per_step)},
-              {"loss", loss_sum},
-              {"kl", counted ? kl_sum / double(counted) : 0.0},
-              {"clip_frac", counted ? double(clipped) / double(counted) : 0.0},
-              {"completion_len", double(total_tokens) / double(n)},
-              {"tokens_per_s", rs.seconds > 0 ? double(rs.tokens) / rs.seconds : 0.0},
-              {"completions_per_s", sample_s > 0 ? double(n) / sample_s : 0.0},
-              {"sample_s", sample_s},
-              {"train_s", train_s},
-              {"grad_norm", grad_norm},
-              {"lr", lr.at(std::max<int64_t>(0, opt.steps() - 1))}};
-    if (state.step == 0) sum.first_reward = mean;
-    sum.last_reward = mean;
-    const bool last = state.step + 1 == s.steps;
-    if (!eval_tasks.empty() && (last || (s.eval_every > 0 && (state.step + 1) % s.eval_every == 0))) {
-      m["eval_accuracy"] = evaluate_tasks(policy, tok, eval_tasks, reward, s.max_new_tokens);
-      sum.eval_accuracy = m["eval_accuracy"];
-    }
-    metrics.push_back(m);
-    char info[200];
-    std::snprintf(info, sizeof info, "reward %.3f acc %.2f zero-signal %.2f kl %.4f len %.1f | sample %.1fs train %.1fs",
-                  mean, acc / double(rewards.size()), m["zero_signal_frac"].get<double>(), m["kl"].get<double>(),
-                  m["completion_len"].get<double>(), sample_s, train_s);
-    progress.update(state.step + 1, info, m["tokens_per_s"].get<double>(), "tok/s");
-    if (last || (s.save_every > 0 && (state.step + 1) % s.save_every == 0)) {
-      TrainState next = state;
-      ++next.step;
-      save_train_checkpoint(ckpt, arena, opt, next, settings);
-      std::string text;
-      for (const json& j : metrics) text += j.dump() + "\n";
-      write_file_atomic(metrics_path, text.data(), text.size());
-    }
+    return {{"loss", loss_sum}, {"kl", counted ? kl_sum / double(counted) : 0.0},
+            {"clip_frac", counted ? double(clipped) / double(counted) : 0.0}, {"grad_norm", grad_norm},
+            {"lr", h_.lr_now()}, {"completion_len", double(total_tokens) / double(n)}};
   }
-  progress.finish();
-  policy.save(out.string());
+
+  json step_metrics(int64_t zero_groups, double sample_s, double train_s) const {
+    double mean = 0, sq = 0, mx = -INFINITY, acc = 0;
+    for (const Rollout& r : ro_) mean += r.reward, mx = std::max(mx, r.reward), acc += r.correct;
+    const double n = double(ro_.size());
+    mean /= n;
+    for (const Rollout& r : ro_) sq += (r.reward - mean) * (r.reward - mean);
+    return {{"reward_mean", mean},
+            {"reward_std", std::sqrt(sq / n)},
+            {"reward_max", mx},
+            {"accuracy", acc / n},
+            {"zero_signal_frac", double(zero_groups) / double(s_.prompts_per_step)},
+            {"tokens_per_s", stats_.seconds > 0 ? double(stats_.tokens) / stats_.seconds : 0.0},
+            {"prompt_tokens_shared", stats_.prompt_tokens_copied},
+            {"completions_per_s", sample_s > 0 ? n / sample_s : 0.0},
+            {"sample_s", sample_s},
+            {"train_s", train_s}};
+  }
+
+  Model& policy_;
+  const Tokenizer& tok_;
+  const std::vector<Task>& tasks_;
+  const RewardSpec& reward_;
+  const GrpoSettings& s_;
+  TrainingHarness& h_;
+  const int64_t V_;
+  int64_t L_ = 0;
+  std::unique_ptr<TrainingPass> pass_;
+  std::unique_ptr<Decoder> ref_decoder_;
+  std::vector<int32_t> ids_;
+  std::vector<int64_t> dirty_rows_;  // d_logits rows written by the previous micro-batch
+  std::vector<int64_t> chosen_;      // task of each group this step
+  std::vector<Rollout> ro_;
+  std::vector<std::vector<float>> ref_logp_;
+  BatchGenerateStats stats_;
+  uint64_t step_seed_ = 0;
+};
+
+}  // namespace
+
+GrpoSummary train_grpo(Model& policy, const Model* ref, const Tokenizer& tok, const std::vector<Task>& tasks,
+                       const std::vector<Task>& eval_tasks, const RewardSpec& reward, const GrpoSettings& s, bool resume) {
+  if (s.beta != 0.0f && !ref) fail("--beta {} needs a reference model", s.beta);
+  HarnessOptions ho;
+  ho.name = "rl";
+  ho.out_dir = s.out_dir;
+  ho.total_steps = s.steps;
+  ho.n_items = int64_t(tasks.size());
+  ho.seed = s.seed;
+  ho.save_every = s.save_every, ho.eval_every = s.eval_every;
+  ho.clip = s.clip_grad;
+  ho.updates_per_step = s.epochs;
+  ho.lr = s.lr;
+  ho.adamw = s.adamw;
+  ho.settings = s.to_json();
+  ho.resume = resume;
+  TrainingHarness h(policy, ho);
+  GrpoStep step(policy, ref, tok, tasks, reward, s, h);
+
+  std::fprintf(stderr, "rl: %zu tasks (%zu held out), %lld steps of %lld prompts × %lld completions, up to %lld new tokens, %d threads\n",
+               tasks.size(), eval_tasks.size(), (long long)s.steps, (long long)s.prompts_per_step, (long long)s.group,
+               (long long)s.max_new_tokens, num_threads());
+  const auto t_start = std::chrono::steady_clock::now();
+  const auto held_out = [&]() -> json {
+    if (eval_tasks.empty()) return json::object();
+    return {{"eval_accuracy", evaluate_task_accuracy(policy, tok, eval_tasks, reward, s.max_new_tokens).accuracy}};
+  };
+  const auto info = [](const json& m) {
+    return fmt::format("reward {:.3f} acc {:.2f} zero-signal {:.2f} kl {:.4f} len {:.1f} | sample {:.1f}s train {:.1f}s",
+                       m["reward_mean"].get<double>(), m["accuracy"].get<double>(), m["zero_signal_frac"].get<double>(),
+                       m["kl"].get<double>(), m["completion_len"].get<double>(), m["sample_s"].get<double>(),
+                       m["train_s"].get<double>());
+  };
+  const std::vector<json>& metrics = h.run(std::ref(step), held_out, info, "tokens_per_s", "tok/s");
+
+  GrpoSummary sum;
   sum.steps = s.steps;
   sum.seconds = seconds_since(t_start);
-  const json summary = {{"steps", s.steps},
-                        {"first step mean reward", sum.first_reward},
-                        {"last step mean reward", sum.last_reward},
-                        {"held-out accuracy", sum.eval_accuracy >= 0 ? json(sum.eval_accuracy) : json("n/a")},
-                        {"wall time", format_duration(sum.seconds)}};
-  write_training_report((out / "report.html").string(), "distill rl: " + out.filename().string(), metrics, summary, settings);
+  if (!metrics.empty()) sum.first_reward = metrics.front()["reward_mean"], sum.last_reward = metrics.back()["reward_mean"];
+  for (auto it = metrics.rbegin(); it != metrics.rend(); ++it)
+    if (it->contains("eval_accuracy")) {
+      sum.eval_accuracy = (*it)["eval_accuracy"];
+      break;
+    }
+  h.finish({{"steps", s.steps},
+            {"first step mean reward", sum.first_reward},
+            {"last step mean reward", sum.last_reward},
+            {"held-out accuracy", sum.eval_accuracy >= 0 ? json(sum.eval_accuracy) : json("n/a")},
+            {"wall time", format_duration(sum.seconds)}});
   return sum;
 }
 

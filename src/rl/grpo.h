@@ -1,12 +1,13 @@
 // The GRPO loop of `distill rl`: sample a group of completions per prompt with the current
 // policy, reward them, turn rewards into advantages, and take `epochs` AdamW steps on the clipped
 // surrogate (plus an optional KL to a frozen reference), with logs, held-out accuracy, atomic
-// checkpoints and bit-for-bit resume (rollout seeds derive from the step).
+// checkpoints and bit-for-bit resume (rollout seeds derive from the step). The loop itself is the
+// training harness's (train/harness.h); held-out accuracy is tasks/tasks.h's.
 #pragma once
 
 #include "model/model.h"
 #include "rl/grpo_loss.h"
-#include "rl/rewards.h"
+#include "tasks/tasks.h"
 #include "sample/sampler.h"
 #include "tokenizer/chat_template.h"
 #include "train/adamw.h"
@@ -17,15 +18,6 @@
 #include <vector>
 
 namespace distill {
-
-struct RlTask {
-  nlohmann::json task;            // the JSONL line (answer, tests, ...)
-  std::vector<int32_t> prompt;    // rendered and tokenised
-};
-
-// Reads tasks ({"prompt"} or {"messages"}, plus whatever the rewards need) and renders each with
-// the chat template (generation prompt added) or as plain text with BOS.
-std::vector<RlTask> read_rl_tasks(const std::string& path, const Tokenizer& tok, const ChatTemplate* tmpl);
 
 struct GrpoSettings {
   int64_t group = 8;
@@ -54,13 +46,8 @@ struct GrpoSummary {
   double first_reward = 0, last_reward = 0, eval_accuracy = -1, seconds = 0;
 };
 
-// Greedy held-out score: the fraction of tasks whose `answer` reward is 1 if the spec has one,
-// else the mean reward.
-double evaluate_tasks(const Model& model, const Tokenizer& tok, const std::vector<RlTask>& tasks,
-                      const RewardSpec& reward, int64_t max_new_tokens);
-
 // `policy` is trained in place (its weights move into an f32 arena); `ref` may be null when beta is 0.
-GrpoSummary train_grpo(Model& policy, const Model* ref, const Tokenizer& tok, const std::vector<RlTask>& tasks,
-                       const std::vector<RlTask>& eval_tasks, const RewardSpec& reward, const GrpoSettings& s, bool resume);
+GrpoSummary train_grpo(Model& policy, const Model* ref, const Tokenizer& tok, const std::vector<Task>& tasks,
+                       const std::vector<Task>& eval_tasks, const RewardSpec& reward, const GrpoSettings& s, bool resume);
 
 }  // namespace distill

@@ -8,19 +8,13 @@
 
 namespace distill {
 
-double token_logprob(const float* logits, int64_t n_vocab, int32_t token, float temperature) {
-  const double inv_t = 1.0 / temperature;
-  double max = -INFINITY;
-  for (int64_t i = 0; i < n_vocab; ++i) max = std::max(max, double(logits[i]) * inv_t);
-  double sum = 0.0;
-  for (int64_t i = 0; i < n_vocab; ++i) sum += std::exp(double(logits[i]) * inv_t - max);
-  return double(logits[token]) * inv_t - max - std::log(sum);
-}
-
 Sampler::Sampler(const SamplerSettings& s) : s_(s), rng_(s.seed) {}
 
 int32_t Sampler::sample(const float* logits, int64_t n_vocab, const std::vector<int32_t>& history) {
   work_.assign(logits, logits + n_vocab);
+  // 0. bias (ids were checked against the vocabulary by whoever set them)
+  for (const auto& [id, bias] : s_.logit_bias)
+    if (id >= 0 && id < n_vocab) work_[size_t(id)] += bias;
   // 1. penalties over the recent window
   if (s_.repetition_penalty != 1.0f || s_.presence_penalty != 0.0f || s_.frequency_penalty != 0.0f) {
     std::unordered_map<int32_t, int> counts;

@@ -1,4 +1,6 @@
 // Sampler: the next token from a row of logits. Order of the stages (as llama.cpp):
+//   0. logit bias: a fixed value added to chosen tokens' logits (OpenAI's logit_bias; -100
+//      bans a token, +100 all but forces it);
 //   1. repetition penalty (CTRL: positive logits ÷ r, negative × r) and OpenAI-style presence /
 //      frequency penalties over the last `penalty_last_n` tokens;
 //   2. temperature (≤ 0: greedy argmax, the rest is skipped);
@@ -10,6 +12,7 @@
 #pragma once
 
 #include "core/rng.h"
+#include "kernels/logprobs.h"  // token_logprob, top_k_logprobs
 
 #include <cstdint>
 #include <vector>
@@ -26,10 +29,9 @@ struct SamplerSettings {
   float frequency_penalty = 0.0f;
   int penalty_last_n = 64;
   uint64_t seed = 0;
+  std::vector<std::pair<int32_t, float>> logit_bias;  // (token id, added to its logit)
 };
 
-// log softmax(logits / temperature)[token], accumulated in double.
-double token_logprob(const float* logits, int64_t n_vocab, int32_t token, float temperature);
 
 class Sampler {
 public:

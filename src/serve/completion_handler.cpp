@@ -291,6 +291,10 @@ private:
 void tokenize_prompts(CompletionRun& run) {
   const Tokenizer& tok = *run.ctx.tok;
   const int64_t n_ctx = run.ctx.opt.n_ctx;
+  for (const auto& [id, bias] : run.req.sampler.logit_bias)
+    if (id >= run.ctx.model.config.n_vocab)
+      throw invalid_field("logit_bias", fmt::format("'logit_bias' names token {}, outside the vocabulary of {} tokens", id,
+                                                    run.ctx.model.config.n_vocab));
   if (run.req.chat) {
     run.prompts.push_back(encode_prompt(tok, run.ctx.tmpl.get(), run.req.messages));
     run.prompt_texts.emplace_back();

@@ -4,7 +4,7 @@
 // gauges when rendering.
 #pragma once
 
-#include "serve/scheduler.h"
+#include "generate/scheduler.h"
 
 #include <map>
 #include <mutex>

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <charconv>
 #include <cmath>
 
 namespace distill {
@@ -49,10 +50,13 @@ int64_t integer_in(const json& body, const char* key, int64_t lo, int64_t hi) {
   const json& v = body[key];
   if (!v.is_number_integer() && !(v.is_number_float() && std::floor(v.get<double>()) == v.get<double>()))
     throw invalid_field(key, fmt::format("'{}' must be an integer, not {}", key, v.is_number() ? "a fraction" : type_name(v)));
+  // Compared as integers where the value is one: 2^63 rounds to INT64_MAX as a double.
+  const bool above_int64 = v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX);
   const double x = v.get<double>();
-  if (x < double(lo) || x > double(hi))
-    throw invalid_field(key, fmt::format("'{}' is {}; it must be between {} and {}", key, v.dump(), lo, hi));
-  return v.is_number_unsigned() ? int64_t(v.get<uint64_t>()) : v.get<int64_t>();
+  const bool out = above_int64 || (v.is_number_integer() ? (v.get<int64_t>() < lo || v.get<int64_t>() > hi)
+                                                         : (x < double(lo) || x > double(hi)));
+  if (out) throw invalid_field(key, fmt::format("'{}' is {}; it must be between {} and {}", key, v.dump(), lo, hi));
+  return v.is_number_integer() ? v.get<int64_t>() : int64_t(x);
 }
 
 bool boolean(const json& body, const char* key) {
@@ -106,6 +110,22 @@ void parse_common(const json& body, const ServerLimits& limits, GenerationReques
     for (const std::string& x : r.stop)
       if (x.empty()) throw invalid_field("stop", "a stop string is empty");
   }
+  if (has(body, "logit_bias")) {
+    // {"token id as a string": bias in [-100, 100]}, as OpenAI; ids are checked against the
+    // vocabulary by the route, which knows it.
+    const json& lb = body["logit_bias"];
+    if (!lb.is_object()) throw invalid_field("logit_bias", fmt::format("'logit_bias' must be an object, not {}", type_name(lb)));
+    if (lb.size() > 1024) throw invalid_field("logit_bias", "'logit_bias' holds more than 1024 tokens");
+    for (const auto& [key, value] : lb.items()) {
+      int64_t id = -1;
+      const auto [end, ec] = std::from_chars(key.data(), key.data() + key.size(), id);
+      if (ec != std::errc() || end != key.data() + key.size() || id < 0 || id > INT32_MAX)
+        throw invalid_field("logit_bias", fmt::format("'logit_bias' key '{}' is not a token id", key));
+      if (!value.is_number() || !std::isfinite(value.get<double>()) || value.get<double>() < -100 || value.get<double>() > 100)
+        throw invalid_field("logit_bias", fmt::format("'logit_bias' value for {} must be a number between -100 and 100", key));
+      r.sampler.logit_bias.push_back({int32_t(id), float(value.get<double>())});
+    }
+  }
   if (has(body, "user")) {
     if (!body["user"].is_string()) throw invalid_field("user", "'user' must be a string");
     r.user = body["user"].get<std::string>();
@@ -127,7 +147,11 @@ void parse_max_tokens(const json& body, const ServerLimits& limits, int64_t min,
 // Message content: a string, or an array of content parts of which only text is supported.
 std::string message_content(const json& m, size_t i) {
   const std::string where = fmt::format("messages[{}].content", i);
-  if (!m.contains("content") || m["content"].is_null()) return "";
+  if (!m.contains("content") || m["content"].is_null()) {
+    // Only an assistant turn may come without content (OpenAI: one that made tool calls).
+    if (m["role"] == "assistant") return "";
+    throw invalid_field(where, fmt::format("'{}' is required", where));
+  }
   const json& c = m["content"];
   if (c.is_string()) return c.get<std::string>();
   if (!c.is_array()) throw invalid_field(where, fmt::format("'{}' must be a string or an array of parts, not {}", where, type_name(c)));

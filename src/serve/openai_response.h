@@ -5,7 +5,7 @@
 // JSON output replaces invalid sequences (dump_json).
 #pragma once
 
-#include "serve/scheduler.h"
+#include "generate/scheduler.h"
 
 #include <nlohmann/json.hpp>
 

@@ -11,7 +11,7 @@
 #include "serve/api_keys.h"
 #include "serve/metrics.h"
 #include "serve/openai_request.h"
-#include "serve/scheduler.h"
+#include "generate/scheduler.h"
 #include "serve/usage_log.h"
 #include "tokenizer/chat_template.h"
 

@@ -7,7 +7,7 @@
 
 #include "model/model.h"
 #include "teacher/label_prompts.h"
-#include "teacher/teacher_dataset.h"
+#include "formats/teacher_dataset.h"
 
 namespace distill {
 

@@ -12,7 +12,7 @@
 
 #include "teacher/label_prompts.h"
 #include "teacher/local_teacher.h"
-#include "teacher/teacher_dataset.h"
+#include "formats/teacher_dataset.h"
 
 #include <string>
 #include <utility>

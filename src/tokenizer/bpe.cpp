@@ -1,6 +1,7 @@
 #include "tokenizer/bpe.h"
 
 #include "core/error.h"
+#include "formats/json_fields.h"
 #include "tokenizer/utf8.h"
 
 #include <nlohmann/json.hpp>
@@ -13,42 +14,48 @@ using nlohmann::json;
 
 BpeModel BpeModel::from_json(const json& m) {
   BpeModel b;
-  if (m.value("type", "") != "BPE") fail("model.type '{}' is not supported (only BPE)", m.value("type", ""));
-  if (m.contains("dropout") && !m["dropout"].is_null() && m["dropout"].get<double>() != 0.0)
-    fail("model.dropout is not supported");
-  for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"})
-    if (m.contains(key) && m[key].is_string() && !m[key].get<std::string>().empty())
-      fail("model.{} '{}' is not supported", key, m[key].get<std::string>());
-  if (!m.contains("vocab") || !m["vocab"].is_object()) fail("model.vocab: missing");
-  for (const auto& [token, id] : m["vocab"].items()) {
-    if (!id.is_number_integer() || id.get<int64_t>() < 0) fail("model.vocab['{}']: bad id", token);
-    b.add_token(token, id.get<int32_t>());
+  const std::string type = jsonf::get_string(m, "type", "model", "");
+  if (type != "BPE") fail("model.type '{}' is not supported (only BPE)", type);
+  if (jsonf::get_number(m, "dropout", "model", 0.0) != 0.0) fail("model.dropout is not supported");
+  for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
+    const std::string v = jsonf::get_string(m, key, "model", "");
+    if (!v.empty()) fail("model.{} '{}' is not supported", key, v);
   }
-  b.byte_fallback_ = m.value("byte_fallback", false);
-  b.fuse_unk_ = m.value("fuse_unk", false);
-  b.ignore_merges_ = m.value("ignore_merges", false);
-  if (m.contains("unk_token") && m["unk_token"].is_string()) b.unk_id_ = b.token_to_id(m["unk_token"].get<std::string>());
+  const json& vocab = jsonf::get_object(m, "vocab", "model");
+  for (const auto& [token, id] : vocab.items()) {
+    // Ids index arrays: bound them by the file's own size so a hostile id cannot make us
+    // allocate gigabytes (real vocabularies are dense).
+    const int32_t i = int32_t(jsonf::as_int(id, "model.vocab['" + token + "']", 0, max_id(vocab.size())));
+    if (!b.id_to_token(i).empty())
+      fail("model.vocab['{}']: id {} is already used by '{}'", token, i, b.id_to_token(i));
+    b.add_token(token, i);
+  }
+  b.byte_fallback_ = jsonf::get_bool(m, "byte_fallback", "model", false);
+  b.fuse_unk_ = jsonf::get_bool(m, "fuse_unk", "model", false);
+  b.ignore_merges_ = jsonf::get_bool(m, "ignore_merges", "model", false);
+  if (jsonf::has(m, "unk_token")) b.unk_id_ = b.token_to_id(jsonf::get_string(m, "unk_token", "model"));
   for (int i = 0; i < 256; ++i) {
     char name[8];
     std::snprintf(name, sizeof name, "<0x%02X>", i);
     b.byte_ids_[i] = b.token_to_id(name);
   }
-  if (!m.contains("merges") || !m["merges"].is_array()) fail("model.merges: missing");
+  const json& merges = jsonf::get_array(m, "merges", "model");
   int32_t rank = 0;
-  for (const json& merge : m["merges"]) {
+  for (const json& merge : merges) {
+    const std::string path = fmt::format("model.merges[{}]", rank);
     std::string left, right;
     if (merge.is_string()) {  // "a b" (older files)
       const std::string s = merge.get<std::string>();
       const size_t sp = s.find(' ', 1);
-      if (sp == std::string::npos) fail("model.merges[{}]: '{}' is not a pair", rank, s);
+      if (sp == std::string::npos) fail("{}: '{}' is not a pair", path, s);
       left = s.substr(0, sp), right = s.substr(sp + 1);
     } else if (merge.is_array() && merge.size() == 2) {  // ["a", "b"]
-      left = merge[0].get<std::string>(), right = merge[1].get<std::string>();
+      left = jsonf::as_string(merge[0], path + "[0]"), right = jsonf::as_string(merge[1], path + "[1]");
     } else {
-      fail("model.merges[{}]: expected \"a b\" or [\"a\", \"b\"]", rank);
+      fail("{}: expected \"a b\" or [\"a\", \"b\"]", path);
     }
     const int32_t a = b.token_to_id(left), c = b.token_to_id(right), ab = b.token_to_id(left + right);
-    if (a < 0 || c < 0 || ab < 0) fail("model.merges[{}]: '{}' + '{}' uses tokens missing from the vocab", rank, left, right);
+    if (a < 0 || c < 0 || ab < 0) fail("{}: '{}' + '{}' uses tokens missing from the vocab", path, left, right);
     b.merges_.emplace(pair_key(a, c), Merge{rank, ab});  // the first (lowest) rank wins
     ++rank;
   }

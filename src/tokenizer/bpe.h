@@ -12,6 +12,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <algorithm>
 #include <unordered_map>
 #include <vector>
 
@@ -19,6 +20,12 @@ namespace distill {
 
 class BpeModel {
 public:
+  // Ids are refused at and above this (the largest real vocabularies hold ~262 000 tokens).
+  static constexpr int64_t kMaxVocab = int64_t(1) << 24;
+  // The largest id accepted in a file that lists n tokens: real vocabularies are dense, with a
+  // few holes at most; the bound keeps a hostile id from making us allocate gigabytes.
+  static int64_t max_id(size_t n_listed) { return std::min<int64_t>(kMaxVocab, 2 * int64_t(n_listed) + 1024) - 1; }
+
   // `model` is tokenizer.json's "model" object; throws naming the unsupported option.
   static BpeModel from_json(const nlohmann::json& model);
 

@@ -1,7 +1,7 @@
 #include "tokenizer/byte_vocab.h"
 
 #include "core/atomic_file.h"
-#include "tokenizer/regex.h"
+#include "core/regex.h"
 #include "tokenizer/text_pipeline.h"
 
 #include <nlohmann/json.hpp>

@@ -1,8 +1,10 @@
 #include "tokenizer/text_pipeline.h"
 
 #include "core/error.h"
-#include "tokenizer/regex.h"
+#include "core/regex.h"
 #include "tokenizer/utf8.h"
+
+#include "formats/json_fields.h"
 
 #include <nlohmann/json.hpp>
 #include <unicode/normalizer2.h>
@@ -38,10 +40,9 @@ const ByteMap& byte_map() {
 }
 
 std::string pattern_of(const json& j, const std::string& path, bool* is_regex) {
-  if (!j.contains("pattern") || !j["pattern"].is_object()) fail("{}: pattern missing", path);
-  const json& p = j["pattern"];
-  if (p.contains("Regex")) return *is_regex = true, p["Regex"].get<std::string>();
-  if (p.contains("String")) return *is_regex = false, p["String"].get<std::string>();
+  const json& p = jsonf::get_object(j, "pattern", path);
+  if (jsonf::has(p, "Regex")) return *is_regex = true, jsonf::get_string(p, "Regex", path + ".pattern");
+  if (jsonf::has(p, "String")) return *is_regex = false, jsonf::get_string(p, "String", path + ".pattern");
   fail("{}: pattern must be {{\"Regex\"}} or {{\"String\"}}", path);
 }
 
@@ -122,11 +123,11 @@ public:
 
 std::unique_ptr<Normalizer> Normalizer::from_json(const json& j, const std::string& path) {
   if (j.is_null()) return nullptr;
-  const std::string type = j.value("type", "");
+  const std::string type = jsonf::get_string(j, "type", path, "");
   if (type == "Sequence") {
     auto s = std::make_unique<SequenceNormalizer>();
     size_t i = 0;
-    for (const json& p : j.at("normalizers")) {
+    for (const json& p : jsonf::get_array(j, "normalizers", path)) {
       auto n = from_json(p, path + ".normalizers[" + std::to_string(i++) + "]");
       if (n) s->parts.push_back(std::move(n));
     }
@@ -135,7 +136,7 @@ std::unique_ptr<Normalizer> Normalizer::from_json(const json& j, const std::stri
   if (type == "NFC" || type == "NFKC") return std::make_unique<UnicodeNormalizer>(type == "NFKC");
   if (type == "Prepend") {
     auto p = std::make_unique<PrependNormalizer>();
-    p->prefix = j.at("prepend").get<std::string>();
+    p->prefix = jsonf::get_string(j, "prepend", path);
     return p;
   }
   if (type == "Replace") {
@@ -143,7 +144,7 @@ std::unique_ptr<Normalizer> Normalizer::from_json(const json& j, const std::stri
     bool is_regex = false;
     r->pattern = pattern_of(j, path, &is_regex);
     if (is_regex) r->re = std::make_unique<Regex>(r->pattern);
-    r->content = j.at("content").get<std::string>();
+    r->content = jsonf::get_string(j, "content", path);
     return r;
   }
   fail("{}: type '{}' is not supported (supported normalizers: Sequence, NFC, NFKC, Prepend, Replace)", path, type);
@@ -247,11 +248,11 @@ public:
 
 std::unique_ptr<PreTokenizer> PreTokenizer::from_json(const json& j, const std::string& path) {
   if (j.is_null()) return nullptr;
-  const std::string type = j.value("type", "");
+  const std::string type = jsonf::get_string(j, "type", path, "");
   if (type == "Sequence") {
     auto s = std::make_unique<SequencePreTokenizer>();
     size_t i = 0;
-    for (const json& p : j.at("pretokenizers")) {
+    for (const json& p : jsonf::get_array(j, "pretokenizers", path)) {
       auto t = from_json(p, path + ".pretokenizers[" + std::to_string(i++) + "]");
       if (t) s->parts.push_back(std::move(t));
     }
@@ -262,8 +263,8 @@ std::unique_ptr<PreTokenizer> PreTokenizer::from_json(const json& j, const std::
     bool is_regex = false;
     s->pattern = pattern_of(j, path, &is_regex);
     if (is_regex) s->re = std::make_unique<Regex>(s->pattern);
-    if (j.value("invert", false)) fail("{}: Split with invert: true is not supported", path);
-    const std::string b = j.value("behavior", "Isolated");
+    if (jsonf::get_bool(j, "invert", path, false)) fail("{}: Split with invert: true is not supported", path);
+    const std::string b = jsonf::get_string(j, "behavior", path, "Isolated");
     if (b == "Isolated") s->how = SplitBehavior::Isolated;
     else if (b == "Removed") s->how = SplitBehavior::Removed;
     else if (b == "MergedWithPrevious") s->how = SplitBehavior::MergedWithPrevious;
@@ -273,21 +274,21 @@ std::unique_ptr<PreTokenizer> PreTokenizer::from_json(const json& j, const std::
   }
   if (type == "ByteLevel") {
     auto b = std::make_unique<ByteLevelPreTokenizer>();
-    b->add_prefix_space = j.value("add_prefix_space", false);
-    if (j.value("use_regex", true)) b->re = std::make_unique<Regex>(kGpt2Pattern);
+    b->add_prefix_space = jsonf::get_bool(j, "add_prefix_space", path, false);
+    if (jsonf::get_bool(j, "use_regex", path, true)) b->re = std::make_unique<Regex>(kGpt2Pattern);
     return b;
   }
   if (type == "Metaspace") {
     auto m = std::make_unique<MetaspacePreTokenizer>();
-    m->replacement = j.value("replacement", m->replacement);
-    if (j.contains("prepend_scheme")) m->scheme = j["prepend_scheme"].get<std::string>();
-    else if (j.contains("add_prefix_space")) m->scheme = j["add_prefix_space"].get<bool>() ? "always" : "never";
-    m->split_pieces = j.value("split", true);
+    m->replacement = jsonf::get_string(j, "replacement", path, m->replacement);
+    if (jsonf::has(j, "prepend_scheme")) m->scheme = jsonf::get_string(j, "prepend_scheme", path);
+    else if (jsonf::has(j, "add_prefix_space")) m->scheme = jsonf::get_bool(j, "add_prefix_space", path, false) ? "always" : "never";
+    m->split_pieces = jsonf::get_bool(j, "split", path, true);
     return m;
   }
   if (type == "Digits") {
     auto d = std::make_unique<DigitsPreTokenizer>();
-    d->re = std::make_unique<Regex>(j.value("individual_digits", false) ? R"(\p{N})" : R"(\p{N}+)");
+    d->re = std::make_unique<Regex>(jsonf::get_bool(j, "individual_digits", path, false) ? R"(\p{N})" : R"(\p{N}+)");
     return d;
   }
   fail("{}: type '{}' is not supported (supported pre-tokenizers: Sequence, Split, ByteLevel, Metaspace, Digits)", path, type);
@@ -383,11 +384,11 @@ public:
 
 std::unique_ptr<TokenDecoder> TokenDecoder::from_json(const json& j, const std::string& path) {
   if (j.is_null()) return nullptr;
-  const std::string type = j.value("type", "");
+  const std::string type = jsonf::get_string(j, "type", path, "");
   if (type == "Sequence") {
     auto s = std::make_unique<SequenceDecoder>();
     size_t i = 0;
-    for (const json& p : j.at("decoders")) {
+    for (const json& p : jsonf::get_array(j, "decoders", path)) {
       auto d = from_json(p, path + ".decoders[" + std::to_string(i++) + "]");
       if (d) s->parts.push_back(std::move(d));
     }
@@ -401,21 +402,21 @@ std::unique_ptr<TokenDecoder> TokenDecoder::from_json(const json& j, const std::
     bool is_regex = false;
     r->pattern = pattern_of(j, path, &is_regex);
     if (is_regex) fail("{}: Replace decoder with a regex is not supported", path);
-    r->content = j.at("content").get<std::string>();
+    r->content = jsonf::get_string(j, "content", path);
     return r;
   }
   if (type == "Strip") {
     auto s = std::make_unique<StripDecoder>();
-    s->content = j.value("content", " ");
-    s->start = j.value("start", 0);
-    s->stop = j.value("stop", 0);
+    s->content = jsonf::get_string(j, "content", path, " ");
+    s->start = int(jsonf::get_int(j, "start", path, 0, 1 << 20, 0));
+    s->stop = int(jsonf::get_int(j, "stop", path, 0, 1 << 20, 0));
     return s;
   }
   if (type == "Metaspace") {
     auto m = std::make_unique<MetaspaceDecoder>();
-    m->replacement = j.value("replacement", m->replacement);
-    const std::string scheme = j.contains("prepend_scheme") ? j["prepend_scheme"].get<std::string>()
-                               : j.value("add_prefix_space", true) ? "always" : "never";
+    m->replacement = jsonf::get_string(j, "replacement", path, m->replacement);
+    const std::string scheme = jsonf::has(j, "prepend_scheme") ? jsonf::get_string(j, "prepend_scheme", path)
+                               : jsonf::get_bool(j, "add_prefix_space", path, true) ? "always" : "never";
     m->strip_leading = scheme != "never";
     return m;
   }

@@ -4,6 +4,7 @@
 #include "tokenizer/gguf_vocab.h"
 
 #include "core/error.h"
+#include "formats/json_fields.h"
 #include "tokenizer/utf8.h"
 
 #include <nlohmann/json.hpp>
@@ -42,6 +43,79 @@ bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' |
 
 }  // namespace
 
+void Tokenizer::parse_post_processor(const json& p, const std::string& path) {
+  if (p.is_null()) return;
+  const std::string type = jsonf::get_string(p, "type", path, "");
+  if (type == "Sequence") {
+    const json& list = jsonf::get_array(p, "processors", path);
+    for (size_t i = 0; i < list.size(); ++i) parse_post_processor(list[i], fmt::format("{}.processors[{}]", path, i));
+  } else if (type == "TemplateProcessing") {
+    bool after = false;
+    const json& single = jsonf::get_array(p, "single", path);
+    const json& specials = jsonf::has(p, "special_tokens") ? jsonf::get_object(p, "special_tokens", path) : json::object();
+    for (size_t i = 0; i < single.size(); ++i) {
+      const json& item = single[i];
+      const std::string ipath = fmt::format("{}.single[{}]", path, i);
+      if (jsonf::has(item, "Sequence")) {
+        after = true;
+      } else if (jsonf::has(item, "SpecialToken")) {
+        const std::string name = jsonf::get_string(jsonf::get_object(item, "SpecialToken", ipath), "id", ipath + ".SpecialToken");
+        const std::string spath = path + ".special_tokens." + name;
+        if (!specials.contains(name)) fail("{}: missing (named by {})", spath, ipath);
+        const json& ids = jsonf::get_array(specials[name], "ids", spath);
+        for (size_t k = 0; k < ids.size(); ++k) {
+          const int64_t id = jsonf::as_int(ids[k], fmt::format("{}.ids[{}]", spath, k), 0, model_.vocab_size() - 1);
+          (after ? suffix_ids_ : prefix_ids_).push_back(int32_t(id));
+        }
+      } else {
+        fail("{}: expected a Sequence or SpecialToken item, got {}", ipath, jsonf::show(item));
+      }
+    }
+  } else if (type != "ByteLevel") {
+    fail("{}.type '{}' is not supported (supported: TemplateProcessing, ByteLevel, Sequence)", path, type);
+  }
+}
+
+void Tokenizer::parse_tokenizer_json(Tokenizer& t, const json& j) {
+  if (!j.is_object()) fail("expected a JSON object at the top level");
+  t.model_ = BpeModel::from_json(jsonf::get_object(j, "model", ""));
+  t.normalizer_ = Normalizer::from_json(j.value("normalizer", json()), "normalizer");
+  t.pre_tokenizer_ = PreTokenizer::from_json(j.value("pre_tokenizer", json()), "pre_tokenizer");
+  t.decoder_ = tok::TokenDecoder::from_json(j.value("decoder", json()), "decoder");
+  if (jsonf::has(j, "added_tokens")) {
+    const json& list = jsonf::get_array(j, "added_tokens", "");
+    std::vector<uint8_t> seen;
+    for (size_t i = 0; i < list.size(); ++i) {
+      const json& a = list[i];
+      const std::string path = fmt::format("added_tokens[{}]", i);
+      AddedToken at{jsonf::get_string(a, "content", path),
+                    int32_t(jsonf::get_int(a, "id", path, 0, BpeModel::max_id(size_t(t.model_.vocab_size()) + list.size()))),
+                    jsonf::get_bool(a, "special", path, false), jsonf::get_bool(a, "lstrip", path, false),
+                    jsonf::get_bool(a, "rstrip", path, false)};
+      if (size_t(at.id) >= seen.size()) seen.resize(size_t(at.id) + 1, 0);
+      if (seen[size_t(at.id)]) fail("{}.id: {} is used by an earlier added token", path, at.id);
+      seen[size_t(at.id)] = 1;
+      if (at.content.empty()) continue;
+      const int32_t existing = t.model_.token_to_id(at.content);
+      if (existing >= 0 && existing != at.id)
+        fail("{}: '{}' has id {} but the vocabulary gives it {}", path, at.content, at.id, existing);
+      if (existing < 0) {
+        if (!t.model_.id_to_token(at.id).empty())
+          fail("{}.id: {} already belongs to the vocabulary's '{}'", path, at.id, t.model_.id_to_token(at.id));
+        t.model_.add_token(at.content, at.id);
+      }
+      t.added_.push_back(at);
+    }
+  }
+  // Longest first, so "<|im_start|>" wins over a shorter token that is its prefix.
+  std::stable_sort(t.added_.begin(), t.added_.end(),
+                   [](const AddedToken& a, const AddedToken& b) { return a.content.size() > b.content.size(); });
+  t.added_index_.assign(size_t(t.model_.vocab_size()), -1);
+  for (size_t i = 0; i < t.added_.size(); ++i) t.added_index_[size_t(t.added_[i].id)] = int32_t(i);
+  // Post-processor: the special tokens around a single sequence.
+  t.parse_post_processor(j.value("post_processor", json()), "post_processor");
+}
+
 std::shared_ptr<const Tokenizer> Tokenizer::load(const std::string& dir) {
   if (std::filesystem::is_regular_file(dir)) {  // a GGUF file: the tokenizer from its metadata
     const TokenizerFiles f = tokenizer_files_from_gguf(GgufFile::open(dir));
@@ -58,54 +132,12 @@ std::shared_ptr<const Tokenizer> Tokenizer::from_json(const std::string& tokeniz
   auto t = std::make_shared<Tokenizer>();
   t->fingerprint_ = fnv1a(tokenizer_json);
   with_context(where, [&] {
-    json j;
+    // Anything nlohmann still throws (a type we did not check) is a refusal, never an abort.
     try {
-      j = json::parse(tokenizer_json);
+      parse_tokenizer_json(*t, jsonf::parse(tokenizer_json, "tokenizer.json"));
     } catch (const json::exception& e) {
-      fail("malformed JSON: {}", e.what());
+      fail("unexpected JSON structure: {}", e.what());
     }
-    if (!j.contains("model")) fail("no \"model\"");
-    t->model_ = BpeModel::from_json(j["model"]);
-    t->normalizer_ = Normalizer::from_json(j.value("normalizer", json()), "normalizer");
-    t->pre_tokenizer_ = PreTokenizer::from_json(j.value("pre_tokenizer", json()), "pre_tokenizer");
-    t->decoder_ = tok::TokenDecoder::from_json(j.value("decoder", json()), "decoder");
-    if (j.contains("added_tokens") && j["added_tokens"].is_array()) {
-      for (const json& a : j["added_tokens"]) {
-        AddedToken at{a.at("content").get<std::string>(), a.at("id").get<int32_t>(), a.value("special", false),
-                      a.value("lstrip", false), a.value("rstrip", false)};
-        if (at.content.empty()) continue;
-        if (t->model_.token_to_id(at.content) != at.id) t->model_.add_token(at.content, at.id);
-        t->added_.push_back(at);
-      }
-    }
-    // Longest first, so "<|im_start|>" wins over a shorter token that is its prefix.
-    std::stable_sort(t->added_.begin(), t->added_.end(),
-                     [](const AddedToken& a, const AddedToken& b) { return a.content.size() > b.content.size(); });
-    t->added_index_.assign(size_t(t->model_.vocab_size()), -1);
-    for (size_t i = 0; i < t->added_.size(); ++i) t->added_index_[size_t(t->added_[i].id)] = int32_t(i);
-
-    // Post-processor: the special tokens around a single sequence.
-    std::function<void(const json&)> read_post = [&](const json& p) {
-      if (p.is_null()) return;
-      const std::string type = p.value("type", "");
-      if (type == "Sequence") {
-        for (const json& q : p.at("processors")) read_post(q);
-      } else if (type == "TemplateProcessing") {
-        bool after = false;
-        for (const json& item : p.at("single")) {
-          if (item.contains("Sequence")) {
-            after = true;
-          } else if (item.contains("SpecialToken")) {
-            const std::string name = item["SpecialToken"].at("id").get<std::string>();
-            const json& st = p.at("special_tokens").at(name);
-            for (const json& id : st.at("ids")) (after ? t->suffix_ids_ : t->prefix_ids_).push_back(id.get<int32_t>());
-          }
-        }
-      } else if (type != "ByteLevel") {
-        fail("post_processor type '{}' is not supported (supported: TemplateProcessing, ByteLevel, Sequence)", type);
-      }
-    };
-    read_post(j.value("post_processor", json()));
   });
 
   json cfg = json::object();

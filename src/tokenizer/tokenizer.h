@@ -57,6 +57,8 @@ public:
   };
 
 private:
+  static void parse_tokenizer_json(Tokenizer& t, const nlohmann::json& j);
+  void parse_post_processor(const nlohmann::json& p, const std::string& path);
   const AddedToken* added_at(std::string_view text, size_t pos, bool parse_special) const;
   void encode_segment(const std::string& text, std::vector<int32_t>& out) const;
 

@@ -1,7 +1,8 @@
 #include "train/examples.h"
 
 #include "core/error.h"
-#include "teacher/teacher_dataset.h"
+#include "formats/json_fields.h"
+#include "formats/teacher_dataset.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
@@ -48,7 +49,11 @@ Example from_json_line(const json& j, const Tokenizer* tok, const ChatTemplate* 
     if (j.contains("mask")) {
       if (!j["mask"].is_array() || j["mask"].size() != ex.ids.size())
         fail("\"mask\" must be an array as long as \"ids\" ({})", ex.ids.size());
-      for (const json& v : j["mask"]) ex.mask.push_back(v == 1 || v == true ? 1 : 0);
+      for (size_t i = 0; i < j["mask"].size(); ++i) {
+        const json& v = j["mask"][i];
+        if (v.is_boolean()) ex.mask.push_back(v.get<bool>() ? 1 : 0);
+        else ex.mask.push_back(uint8_t(jsonf::as_int(v, fmt::format("\"mask\"[{}]", i), 0, 1)));
+      }
     }
     return ex;
   }
@@ -89,10 +94,14 @@ std::vector<Example> read_teacher_dataset(const std::string& dir, const Tokenize
   } catch (const json::exception& e) {
     fail("{}/manifest.json: malformed JSON: {}", dir, e.what());
   }
-  if (tok && manifest.contains("tokenizer_fingerprint") &&
-      manifest["tokenizer_fingerprint"] != fmt::format("{:016x}", tok->fingerprint()))
-    fail("{}: labelled with another tokenizer than the student's ({} vs {:016x}); relabel with the student's tokenizer",
-         dir, manifest["tokenizer_fingerprint"].get<std::string>(), tok->fingerprint());
+  if (tok) {
+    // A dataset without a fingerprint cannot be checked: refuse it rather than train on ids
+    // that may mean other tokens.
+    const std::string fp = with_context(dir + "/manifest.json", [&] { return jsonf::get_string(manifest, "tokenizer_fingerprint", ""); });
+    if (fp != fmt::format("{:016x}", tok->fingerprint()))
+      fail("{}: labelled with another tokenizer than the student's ({} vs {:016x}); relabel with the student's tokenizer",
+           dir, fp, tok->fingerprint());
+  }
   std::vector<Example> out;
   read_records((std::filesystem::path(dir) / "records.bin").string(), [&](TeacherRecord&& r) {
     Example ex;

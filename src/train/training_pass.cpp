@@ -3,6 +3,7 @@
 #include "core/error.h"
 #include "core/threads.h"
 #include "kernels/kernels.h"
+#include "model/layer_graph.h"
 
 #include <cmath>
 #include <cstring>
@@ -13,19 +14,6 @@ namespace {
 
 float* f(Tensor& t) { return t.data<float>(); }
 const float* f(const Tensor& t) { return t.data<float>(); }
-const float* opt(const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
-float* opt(Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
-
-void linear(float* y, const float* x, const Tensor& w, const Tensor& b, int64_t rows) {
-  matmul_forward(y, x, w.raw(), DType::F32, opt(b), rows, w.dim(0), w.dim(1));
-}
-
-// Backward of y = x W^T + b for one linear layer: d_w (+ d_b) accumulate; d_x = or += d_y W.
-void linear_backward(float* d_x, Tensor& d_w, Tensor& d_b, const float* d_y, const float* x, const Tensor& w,
-                     int64_t rows, bool accumulate_dx) {
-  matmul_backward(d_x, f(d_w), opt(d_b), d_y, x, f(w), rows, w.dim(0), w.dim(1), accumulate_dx);
-}
-
 Tensor buffer(int64_t rows, int64_t cols) { return Tensor::zeros(DType::F32, {rows, cols}); }
 
 }  // namespace
@@ -52,7 +40,7 @@ TrainingPass::TrainingPass(const Model& model, int64_t n_seq, int64_t seq_len)
   }
   x_final_ = buffer(N, E), xn_final_ = buffer(N, E);
   logits_ = buffer(N, c.n_vocab), d_logits_ = buffer(N, c.n_vocab);
-  d_resid_ = buffer(N, E), d_xn_ = buffer(N, E);
+  d_resid_ = buffer(N, E), d_xn_ = buffer(N, E), proj_ = buffer(N, E);
   d_q_ = buffer(N, QD), d_k_ = buffer(N, KVD), d_v_ = buffer(N, KVD), d_att_ = buffer(N, QD);
   d_gate_ = buffer(N, F), d_up_ = buffer(N, F), d_h_ = buffer(N, F);
   attn_scratch_ = Tensor::zeros(DType::F32, {int64_t(num_threads()), seq_len, seq_len});
@@ -67,91 +55,62 @@ size_t TrainingPass::activation_bytes() const {
   return n;
 }
 
+LayerBuffers TrainingPass::buffers(int64_t il) {
+  LayerActivations& a = layers_[size_t(il)];
+  const bool qk = model_.config.qk_norm;
+  float* x_out = il + 1 < model_.config.n_layer ? f(layers_[size_t(il + 1)].x_in) : f(x_final_);
+  return LayerBuffers{f(a.x_in), f(a.xn1), qk ? f(a.q_raw) : f(a.q), qk ? f(a.k_raw) : f(a.k), f(a.q), f(a.k), f(a.v),
+                      f(a.att), f(a.x_mid), f(a.xn2), f(a.gate), f(a.up), f(a.h), x_out, f(proj_)};
+}
+
+TrainAttentionShape TrainingPass::attention_shape() const {
+  const ModelConfig& c = model_.config;
+  TrainAttentionShape as{n_seq_, seq_len_, c.n_head, c.n_kv_head, c.head_dim, 1.0f / std::sqrt(float(c.head_dim))};
+  as.window = c.sliding_window;  // the same mask the decoder's cache attention applies
+  return as;
+}
+
 const float* TrainingPass::forward(const int32_t* ids) {
   const ModelConfig& c = model_.config;
   const ModelWeights& w = model_.weights;
-  const int64_t N = n_tokens(), E = c.n_embd, HD = c.head_dim, F = c.n_ff;
-  const float eps = float(c.norm_eps);
+  const int64_t N = n_tokens(), E = c.n_embd;
   for (int64_t i = 0; i < N; ++i) {
     if (ids[i] < 0 || ids[i] >= c.n_vocab) fail("token {} at index {} is outside the vocabulary [0, {})", ids[i], i, c.n_vocab);
     ids_[size_t(i)] = ids[i];
   }
-  const TrainAttentionShape as{n_seq_, seq_len_, c.n_head, c.n_kv_head, HD, 1.0f / std::sqrt(float(HD))};
-
+  const TrainAttentionShape as = attention_shape();
   embedding_forward(f(layers_[0].x_in), ids_.data(), N, w.tok_embd.raw(), DType::F32, E);
   for (int64_t il = 0; il < c.n_layer; ++il) {
-    LayerActivations& a = layers_[size_t(il)];
-    const LayerWeights& l = w.layers[size_t(il)];
-    // attention block
-    rmsnorm_forward(f(a.xn1), f(a.x_in), f(l.attn_norm), N, E, eps);
-    linear(c.qk_norm ? f(a.q_raw) : f(a.q), f(a.xn1), l.wq, l.bq, N);
-    linear(c.qk_norm ? f(a.k_raw) : f(a.k), f(a.xn1), l.wk, l.bk, N);
-    linear(f(a.v), f(a.xn1), l.wv, l.bv, N);
-    if (c.qk_norm) {
-      rmsnorm_forward(f(a.q), f(a.q_raw), f(l.q_norm), N * c.n_head, HD, eps);
-      rmsnorm_forward(f(a.k), f(a.k_raw), f(l.k_norm), N * c.n_kv_head, HD, eps);
-    }
-    rope_forward(f(a.q), N, c.n_head, HD, pos_.data(), model_.inv_freq.data());
-    rope_forward(f(a.k), N, c.n_kv_head, HD, pos_.data(), model_.inv_freq.data());
-    attention_train_forward(f(a.att), f(a.probs), f(a.q), f(a.k), f(a.v), as);
-    linear(f(a.x_mid), f(a.att), l.wo, l.bo, N);
-    add_inplace(f(a.x_mid), f(a.x_in), N * E);
-    // MLP block; its output is the next layer's input
-    float* x_out = il + 1 < c.n_layer ? f(layers_[size_t(il + 1)].x_in) : f(x_final_);
-    rmsnorm_forward(f(a.xn2), f(a.x_mid), f(l.ffn_norm), N, E, eps);
-    linear(f(a.gate), f(a.xn2), l.w_gate, l.b_gate, N);
-    linear(f(a.up), f(a.xn2), l.w_up, l.b_up, N);
-    swiglu_forward(f(a.h), f(a.gate), f(a.up), N * F);
-    linear(x_out, f(a.h), l.w_down, l.b_down, N);
-    add_inplace(x_out, f(a.x_mid), N * E);
+    float* probs = f(layers_[size_t(il)].probs);
+    layer_forward(c, w.layers[size_t(il)], buffers(il), N, pos_.data(), model_.inv_freq.data(),
+                  [&](float* att, const float* q, const float* k, const float* v) {
+                    attention_train_forward(att, probs, q, k, v, as);  // keeps probs for the backward
+                  });
   }
-  rmsnorm_forward(f(xn_final_), f(x_final_), f(w.out_norm), N, E, eps);
-  linear(f(logits_), f(xn_final_), w.lm_head, Tensor(), N);
+  rmsnorm_forward(f(xn_final_), f(x_final_), f(w.out_norm), N, E, float(c.norm_eps));
+  matmul_forward(f(logits_), f(xn_final_), w.lm_head.raw(), DType::F32, nullptr, N, c.n_vocab, E);
   return f(logits_);
 }
 
 void TrainingPass::backward(const float* d_logits, ModelWeights& g) {
   const ModelConfig& c = model_.config;
   const ModelWeights& w = model_.weights;
-  const int64_t N = n_tokens(), E = c.n_embd, HD = c.head_dim, F = c.n_ff;
-  const float eps = float(c.norm_eps);
-  const TrainAttentionShape as{n_seq_, seq_len_, c.n_head, c.n_kv_head, HD, 1.0f / std::sqrt(float(HD))};
+  const int64_t N = n_tokens(), E = c.n_embd;
+  const TrainAttentionShape as = attention_shape();
   float* d_resid = f(d_resid_);  // d loss / d residual stream, carried down through the layers
   float* d_xn = f(d_xn_);
 
   // head and final norm (a tied head accumulates into the embedding's gradient: same view)
-  Tensor no_bias;
-  linear_backward(d_xn, g.lm_head, no_bias, d_logits, f(xn_final_), w.lm_head, N, false);
-  rmsnorm_backward(d_resid, f(g.out_norm), d_xn, f(x_final_), f(w.out_norm), N, E, eps);
+  matmul_backward(d_xn, f(g.lm_head), nullptr, d_logits, f(xn_final_), f(w.lm_head), N, c.n_vocab, E, false);
+  rmsnorm_backward(d_resid, f(g.out_norm), d_xn, f(x_final_), f(w.out_norm), N, E, float(c.norm_eps));
 
+  const LayerGradScratch scratch{d_xn, f(d_q_), f(d_k_), f(d_v_), f(d_att_), f(d_gate_), f(d_up_), f(d_h_)};
   for (int64_t il = c.n_layer - 1; il >= 0; --il) {
     LayerActivations& a = layers_[size_t(il)];
-    const LayerWeights& l = w.layers[size_t(il)];
-    LayerWeights& gl = g.layers[size_t(il)];
-
-    // MLP block: x_out = x_mid + down(silu(gate(xn2)) * up(xn2)), xn2 = norm(x_mid)
-    linear_backward(f(d_h_), gl.w_down, gl.b_down, d_resid, f(a.h), l.w_down, N, false);
-    swiglu_backward(f(d_gate_), f(d_up_), f(d_h_), f(a.gate), f(a.up), N * F);
-    linear_backward(d_xn, gl.w_gate, gl.b_gate, f(d_gate_), f(a.xn2), l.w_gate, N, false);
-    linear_backward(d_xn, gl.w_up, gl.b_up, f(d_up_), f(a.xn2), l.w_up, N, true);
-    rmsnorm_backward(d_xn, f(gl.ffn_norm), d_xn, f(a.x_mid), f(l.ffn_norm), N, E, eps);
-    add_inplace(d_resid, d_xn, N * E);  // the residual path adds its own gradient
-
-    // attention block: x_mid = x_in + o(attention(rope(q), rope(k), v)), q/k/v from xn1 = norm(x_in)
-    linear_backward(f(d_att_), gl.wo, gl.bo, d_resid, f(a.att), l.wo, N, false);
-    attention_backward(f(d_q_), f(d_k_), f(d_v_), f(d_att_), f(a.probs), f(a.q), f(a.k), f(a.v), as,
-                       f(attn_scratch_));
-    rope_backward(f(d_q_), N, c.n_head, HD, pos_.data(), model_.inv_freq.data());
-    rope_backward(f(d_k_), N, c.n_kv_head, HD, pos_.data(), model_.inv_freq.data());
-    if (c.qk_norm) {
-      rmsnorm_backward(f(d_q_), f(gl.q_norm), f(d_q_), f(a.q_raw), f(l.q_norm), N * c.n_head, HD, eps);
-      rmsnorm_backward(f(d_k_), f(gl.k_norm), f(d_k_), f(a.k_raw), f(l.k_norm), N * c.n_kv_head, HD, eps);
-    }
-    linear_backward(d_xn, gl.wq, gl.bq, f(d_q_), f(a.xn1), l.wq, N, false);
-    linear_backward(d_xn, gl.wk, gl.bk, f(d_k_), f(a.xn1), l.wk, N, true);
-    linear_backward(d_xn, gl.wv, gl.bv, f(d_v_), f(a.xn1), l.wv, N, true);
-    rmsnorm_backward(d_xn, f(gl.attn_norm), d_xn, f(a.x_in), f(l.attn_norm), N, E, eps);
-    add_inplace(d_resid, d_xn, N * E);
+    layer_backward(c, w.layers[size_t(il)], g.layers[size_t(il)], buffers(il), scratch, d_resid, N, pos_.data(),
+                   model_.inv_freq.data(), [&](float* d_q, float* d_k, float* d_v, const float* d_att) {
+                     attention_backward(d_q, d_k, d_v, d_att, f(a.probs), f(a.q), f(a.k), f(a.v), as, f(attn_scratch_));
+                   });
   }
   embedding_backward(f(g.tok_embd), d_resid, ids_.data(), N, E);
 }

@@ -1,10 +1,13 @@
 // TrainingPass: the decoder's forward pass with every activation the backward needs kept in
-// preallocated buffers, and the backward pass itself, llm.c style: each layer's backward mirrors
-// its forward, in reverse. Built once for a micro-batch shape (n_seq × seq_len); steps allocate
-// nothing. The layer kernels are the same ones the inference Decoder uses; attention uses the
-// whole-sequence variant that keeps its probabilities.
+// preallocated buffers, and the backward pass. The layer itself is model/layer_graph's, the same
+// code the inference Decoder runs (forward and backward side by side there); this class owns the
+// buffers, the embedding and the head. Built once for a micro-batch shape (n_seq × seq_len);
+// steps allocate nothing. Attention is the whole-sequence variant that keeps its probabilities,
+// with the model's sliding window.
 #pragma once
 
+#include "kernels/kernels.h"
+#include "model/layer_graph.h"
 #include "model/model.h"
 
 #include <cstdint>
@@ -49,6 +52,9 @@ private:
     Tensor h;       // [N, F] silu(gate) * up (down_proj input)
   };
 
+  LayerBuffers buffers(int64_t il);
+  TrainAttentionShape attention_shape() const;
+
   const Model& model_;
   int64_t n_seq_, seq_len_;
   std::vector<int32_t> ids_;   // [N] this step's input ids
@@ -58,6 +64,7 @@ private:
   Tensor xn_final_;            // [N, E] final norm output
   Tensor logits_, d_logits_;   // [N, V]
   // Backward scratch, shared by all layers:
+  Tensor proj_;                // [N, E] sub-layer output before the residual add
   Tensor d_resid_, d_xn_, d_q_, d_k_, d_v_, d_att_, d_gate_, d_up_, d_h_;
   Tensor attn_scratch_;        // [threads, T, T]
 };

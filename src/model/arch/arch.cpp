@@ -1,6 +1,7 @@
 #include "model/arch/arch.h"
 
 #include "core/error.h"
+#include "formats/json_fields.h"
 
 namespace distill {
 
@@ -20,8 +21,7 @@ void llama(const nlohmann::json& j, ModelConfig& c) {
 
 // Mistral: Llama without biases; sliding_window (if set) limits attention.
 void mistral(const nlohmann::json& j, ModelConfig& c) {
-  if (j.contains("sliding_window") && j["sliding_window"].is_number_integer())
-    c.sliding_window = j["sliding_window"].get<int64_t>();
+  c.sliding_window = jsonf::get_int(j, "sliding_window", "", 1, int64_t(1) << 24, 0);
 }
 
 // Qwen2 / Qwen2.5 (and DeepSeek-R1-Distill-Qwen): q, k, v always have biases, o never.

@@ -1,4 +1,4 @@
-#include "rl/sandbox.h"
+#include "tasks/sandbox.h"
 
 #include <fcntl.h>
 #include <poll.h>

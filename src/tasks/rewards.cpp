@@ -1,8 +1,8 @@
-#include "rl/rewards.h"
+#include "tasks/rewards.h"
 
 #include "core/error.h"
-#include "rl/sandbox.h"
-#include "tokenizer/regex.h"
+#include "tasks/sandbox.h"
+#include "core/regex.h"
 
 #include <cctype>
 #include <cmath>

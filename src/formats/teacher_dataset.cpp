@@ -1,4 +1,4 @@
-#include "teacher/teacher_dataset.h"
+#include "formats/teacher_dataset.h"
 
 #include "core/atomic_file.h"
 #include "core/error.h"

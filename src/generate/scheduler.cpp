@@ -1,12 +1,13 @@
-#include "serve/scheduler.h"
+#include "generate/scheduler.h"
 
 #include "core/error.h"
-#include "generate/batch_generate.h"
 #include "generate/text_stream.h"
+#include "kernels/logprobs.h"
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 
 namespace distill {
 
@@ -14,6 +15,13 @@ uint64_t JobSignal::wait(uint64_t seen, double timeout_s) {
   std::unique_lock<std::mutex> lock(mu);
   cv.wait_for(lock, std::chrono::duration<double>(timeout_s), [&] { return version > seen; });
   return version;
+}
+
+std::vector<int32_t> GenerationJob::tokens() const {
+  std::vector<int32_t> out;
+  for (const Piece& p : pieces)
+    for (const TokenLogprob& t : p.tokens) out.push_back(t.id);
+  return out;
 }
 
 struct Scheduler::Slot {
@@ -26,13 +34,18 @@ struct Scheduler::Slot {
   std::vector<TokenLogprob> pending;    // tokens whose text is still held back
   int32_t next = -1;                    // sampled, not yet in the cache
   bool generating = false;
+  // Shared prefill: the slot whose K/V rows this one will copy, the job it must still hold
+  // (else the rows may be gone), and how many prompt tokens to take from it.
+  Slot* donor = nullptr;
+  const GenerationJob* donor_job = nullptr;
+  size_t donor_len = 0;
 };
 
 Scheduler::Scheduler(const Model& model, const Tokenizer& tok, const SchedulerOptions& opt)
     : model_(model), tok_(tok), opt_(opt), decoder_(model), cache_(model.config, opt.n_slots, opt.n_ctx) {
   if (opt.n_slots < 1 || opt.n_ctx < 2) fail("the scheduler needs at least 1 slot and a context of 2 tokens");
   slots_.resize(size_t(opt.n_slots));
-  worker_ = std::thread([this] { loop(); });
+  if (opt.threaded) worker_ = std::thread([this] { loop(); });
 }
 
 Scheduler::~Scheduler() {
@@ -41,7 +54,7 @@ Scheduler::~Scheduler() {
     stopping_ = true;
   }
   cv_.notify_all();
-  worker_.join();
+  if (worker_.joinable()) worker_.join();
   // Whatever is left ends as cancelled so that no client thread waits forever.
   for (Slot& s : slots_)
     if (s.job) finish(s, "cancelled");
@@ -58,9 +71,10 @@ bool Scheduler::submit(const std::vector<std::shared_ptr<GenerationJob>>& jobs) 
     if (stopping_ || int64_t(queue_.size() + jobs.size()) > opt_.max_queue) return false;
     for (const auto& j : jobs) {
       if (j->prompt.empty()) fail("a job's prompt is empty");
-      if (int64_t(j->prompt.size()) >= opt_.n_ctx) fail("a job's prompt does not fit the context");
-      queue_.push_back(j);
+      if (int64_t(j->prompt.size()) >= opt_.n_ctx)
+        fail("the prompt has {} tokens; the context holds {}", j->prompt.size(), opt_.n_ctx);
     }
+    for (const auto& j : jobs) queue_.push_back(j);
     stats_.queued = int64_t(queue_.size());
   }
   cv_.notify_all();
@@ -72,14 +86,33 @@ SchedulerStats Scheduler::stats() const {
   return stats_;
 }
 
+void Scheduler::forget_cached() {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (Slot& s : slots_)
+    if (!s.job) s.cached.clear();
+}
+
+bool Scheduler::busy_locked() const {
+  return !queue_.empty() || std::any_of(slots_.begin(), slots_.end(), [](const Slot& s) { return s.job != nullptr; });
+}
+
+void Scheduler::run_until_done(const std::function<void()>& after_step) {
+  DISTILL_ASSERT(!opt_.threaded);
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!busy_locked()) return;
+    }
+    step();  // errors propagate to the caller, who owns this engine
+    if (after_step) after_step();
+  }
+}
+
 void Scheduler::loop() {
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(mu_);
-      const auto busy = [&] {
-        return !queue_.empty() || std::any_of(slots_.begin(), slots_.end(), [](const Slot& s) { return s.job != nullptr; });
-      };
-      cv_.wait(lock, [&] { return stopping_ || busy(); });
+      cv_.wait(lock, [&] { return stopping_ || busy_locked(); });
       if (stopping_) return;
     }
     try {
@@ -130,17 +163,62 @@ void Scheduler::admit() {
     s.pending.clear();
     s.generating = false;
     s.next = -1;
+    s.donor = nullptr;
     job->n_reused = int64_t(best_common);
     if (job->prompt_logprobs) job->prompt_scores.resize(job->prompt.size() - 1);
     s.job = std::move(job);
+    assign_donor(s);
   }
   stats_.queued = int64_t(queue_.size());
   stats_.active = std::count_if(slots_.begin(), slots_.end(), [](const Slot& s) { return s.job != nullptr; });
 }
 
+// Another active slot whose prompt shares a longer prefix than this slot's own cache (and is not
+// itself waiting for a donor) prefills that prefix once for both.
+void Scheduler::assign_donor(Slot& s) {
+  if (s.job->prompt_logprobs) return;
+  const auto& prompt = s.job->prompt;
+  const size_t want = prompt.size() - 1;  // the last prompt token is run by each slot for its logits
+  size_t best = s.prefilled;
+  for (Slot& d : slots_) {
+    if (&d == &s || !d.job || d.donor || d.job->prompt_logprobs) continue;
+    const auto& dp = d.job->prompt;
+    size_t c = 0;
+    while (c < want && c < dp.size() && dp[c] == prompt[c]) ++c;
+    if (c > best + 1) best = c, s.donor = &d;  // worth it only beyond a token or two
+  }
+  if (s.donor) s.donor_job = s.donor->job.get(), s.donor_len = best;
+}
+
+// Copies the donor's K/V rows [0, donor_len) once the donor has them; gives up (prefilling
+// normally) if the donor's job has ended and its cache no longer holds them.
+void Scheduler::copy_from_donor(Slot& s) {
+  Slot& d = *s.donor;
+  size_t n = 0;
+  while (n < s.donor_len && n < d.cached.size() && d.cached[n] == s.job->prompt[n]) ++n;
+  const bool donor_still_working = d.job.get() == s.donor_job && !d.generating;
+  if (n < s.donor_len && donor_still_working) return;  // not there yet: wait a step
+  s.donor = nullptr;
+  if (n <= s.prefilled) return;
+  const int64_t from = int64_t(&d - slots_.data()), to = int64_t(&s - slots_.data());
+  const size_t row = size_t(model_.config.kv_dim()) * sizeof(float);
+  for (size_t il = 0; il < cache_.k.size(); ++il) {
+    float* k = cache_.k[il].data<float>();
+    float* v = cache_.v[il].data<float>();
+    std::memcpy(k + to * cache_.n_ctx * model_.config.kv_dim(), k + from * cache_.n_ctx * model_.config.kv_dim(), n * row);
+    std::memcpy(v + to * cache_.n_ctx * model_.config.kv_dim(), v + from * cache_.n_ctx * model_.config.kv_dim(), n * row);
+  }
+  s.cached.assign(s.job->prompt.begin(), s.job->prompt.begin() + int64_t(n));
+  s.job->n_copied = int64_t(n - s.prefilled);
+  std::lock_guard<std::mutex> lock(mu_);
+  stats_.copied_prompt_tokens += s.job->n_copied;
+  s.prefilled = n;
+}
+
 void Scheduler::finish(Slot& s, const std::string& reason, const std::string& error) {
   auto job = std::move(s.job);
   s.job.reset();
+  s.donor = nullptr;
   std::string rest = reason == "cancelled" || reason == "error" ? "" : s.text->finish();
   std::lock_guard<std::mutex> lock(job->signal->mu);
   if (!rest.empty() || !s.pending.empty()) job->pieces.push_back({std::move(rest), std::move(s.pending)});
@@ -152,10 +230,10 @@ void Scheduler::finish(Slot& s, const std::string& reason, const std::string& er
 }
 
 namespace {
-TokenLogprob score(const float* logits, int64_t n_vocab, int32_t id, int k) {
+TokenLogprob score(const float* logits, int64_t n_vocab, int32_t id, int k, float temperature) {
   TokenLogprob t;
   t.id = id;
-  t.logprob = float(token_logprob(logits, n_vocab, id, 1.0f));
+  t.logprob = float(token_logprob(logits, n_vocab, id, temperature));
   if (k > 0) {
     std::vector<int32_t> ids(static_cast<size_t>(k));
     std::vector<float> lp(static_cast<size_t>(k));
@@ -174,10 +252,12 @@ bool Scheduler::on_logits(Slot& s, const float* logits) {
   if (job.n_generated >= job.max_new_tokens || int64_t(s.cached.size()) >= opt_.n_ctx) return finish(s, "length"), false;
   const int32_t next = s.sampler->sample(logits, n_vocab, s.history);
   const auto& stop_ids = tok_.stop_ids();
-  if (std::find(stop_ids.begin(), stop_ids.end(), next) != stop_ids.end()) return finish(s, "stop"), false;
-  s.pending.push_back(job.logprobs ? score(logits, n_vocab, next, job.top_logprobs) : TokenLogprob{next, 0, {}});
+  const bool eos = job.stop_at_eos && std::find(stop_ids.begin(), stop_ids.end(), next) != stop_ids.end();
+  if (eos && !job.keep_stop_token) return finish(s, "stop"), false;
+  s.pending.push_back(job.logprobs ? score(logits, n_vocab, next, job.top_logprobs, job.logprob_temperature)
+                                   : TokenLogprob{next, 0, {}});
   s.history.push_back(next);
-  std::string text = s.text->push(next);
+  std::string text = eos ? "" : s.text->push(next);
   {
     std::lock_guard<std::mutex> lock(job.signal->mu);
     ++job.n_generated;
@@ -187,7 +267,7 @@ bool Scheduler::on_logits(Slot& s, const float* logits) {
       job.signal->changed_locked();
     }
   }
-  if (s.text->stopped()) return finish(s, "stop"), true;
+  if (eos || s.text->stopped()) return finish(s, "stop"), true;
   // The last token allowed: done now, without running it through the model for logits no one uses.
   if (job.n_generated >= job.max_new_tokens) return finish(s, "length"), true;
   s.next = next;
@@ -205,6 +285,11 @@ void Scheduler::step() {
       ++stats_.cancelled;
     }
 
+  // Shared prefill first, while every slot's `cached` still matches the rows in the cache (the
+  // tokens added below are written by this step's forward).
+  for (Slot& s : slots_)
+    if (s.job && s.donor) copy_from_donor(s);
+
   const auto t0 = std::chrono::steady_clock::now();
   struct Row {
     Slot* slot;
@@ -221,7 +306,8 @@ void Scheduler::step() {
   int64_t budget = opt_.prefill_chunk;
   int64_t n_prompt_tokens = 0;
   for (Slot& s : slots_) {
-    if (!s.job || s.generating || budget <= 0) continue;
+    if (!s.job || s.generating) continue;
+    if (s.donor || budget <= 0) continue;  // still waiting for the donor's rows
     const auto& prompt = s.job->prompt;
     const size_t end = std::min(prompt.size(), s.prefilled + size_t(budget));
     for (size_t i = s.prefilled; i < end; ++i) {
@@ -245,7 +331,7 @@ void Scheduler::step() {
     const float* row = logits + int64_t(r) * n_vocab;
     const int64_t i = rows[r].prompt_index;
     if (i >= 0 && i + 1 < int64_t(s.job->prompt.size())) {  // scoring: this row predicts prompt token i+1
-      TokenLogprob t = score(row, n_vocab, s.job->prompt[size_t(i + 1)], s.job->top_logprobs);
+      TokenLogprob t = score(row, n_vocab, s.job->prompt[size_t(i + 1)], s.job->top_logprobs, 1.0f);
       std::lock_guard<std::mutex> lock(s.job->signal->mu);
       s.job->prompt_scores[size_t(i)] = std::move(t);
       continue;

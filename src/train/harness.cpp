@@ -1,0 +1,130 @@
+#include "train/harness.h"
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/progress.h"
+#include "core/rng.h"
+#include "train/report.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+namespace distill {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+// metrics.jsonl: lines of earlier runs are kept up to the step being resumed from.
+std::vector<json> read_metrics(const std::string& path, int64_t up_to_step) {
+  std::vector<json> out;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    try {
+      json j = json::parse(line);
+      if (!j.is_object() || !j.contains("step") || !j["step"].is_number_integer()) break;
+      if (j["step"].get<int64_t>() <= up_to_step) out.push_back(std::move(j));
+    } catch (const json::exception&) {
+      break;  // a line cut by a kill: the rest is rewritten
+    }
+  }
+  return out;
+}
+
+void write_metrics(const std::string& path, const std::vector<json>& lines) {
+  std::string text;
+  for (const json& j : lines) text += j.dump() + "\n";
+  write_file_atomic(path, text.data(), text.size());
+}
+
+}  // namespace
+
+TrainingHarness::TrainingHarness(Model& model, const HarnessOptions& opt)
+    : model_(model), opt_(opt), arena_(ParamArena::adopt(model)), adamw_(arena_, opt.adamw) {
+  if (opt_.total_steps <= 0) fail("{}: the number of steps must be positive", opt_.name);
+  if (opt_.n_items <= 0) fail("{}: no training data", opt_.name);
+  opt_.lr.total_steps = opt_.total_steps * std::max<int64_t>(1, opt_.updates_per_step);
+  const fs::path out(opt_.out_dir);
+  ckpt_dir_ = (out / "checkpoint").string(), metrics_path_ = (out / "metrics.jsonl").string();
+  grads_ = arena_.new_buffer();
+  grad_views_ = arena_.views(grads_);
+  if (opt_.resume && (train_checkpoint_exists(ckpt_dir_) || train_checkpoint_exists(ckpt_dir_ + ".old"))) {
+    state_ = load_train_checkpoint(ckpt_dir_, arena_, adamw_, opt_.settings);
+    metrics_ = read_metrics(metrics_path_, state_.step);
+    std::fprintf(stderr, "%s: resumed from %s at step %lld\n", opt_.name.c_str(), ckpt_dir_.c_str(), (long long)state_.step);
+  } else if (opt_.resume) {
+    std::fprintf(stderr, "%s: --resume given but %s holds no checkpoint; starting from step 0\n", opt_.name.c_str(),
+                 ckpt_dir_.c_str());
+  }
+  order_ = shuffled_indices(opt_.n_items, opt_.seed, state_.epoch);
+}
+
+int64_t TrainingHarness::next_item() {
+  if (state_.cursor >= opt_.n_items) {
+    ++state_.epoch, state_.cursor = 0;
+    order_ = shuffled_indices(opt_.n_items, opt_.seed, state_.epoch);
+  }
+  return order_[size_t(state_.cursor++)];
+}
+
+double TrainingHarness::update() {
+  const double norm = opt_.clip > 0 ? clip_grad_norm(grads_.data<float>(), arena_.size(), opt_.clip)
+                                    : global_grad_norm(grads_.data<float>(), arena_.size());
+  last_lr_ = opt_.lr.at(adamw_.steps());
+  adamw_.step(arena_.data(), grads_.data<float>(), last_lr_);
+  std::memset(grads_.raw(), 0, grads_.nbytes());
+  ++updates_this_step_;
+  return norm;
+}
+
+float TrainingHarness::lr_now() const { return last_lr_; }
+
+void TrainingHarness::save_checkpoint() {
+  save_train_checkpoint(ckpt_dir_, arena_, adamw_, state_, opt_.settings);
+  write_metrics(metrics_path_, metrics_);
+}
+
+const std::vector<json>& TrainingHarness::run(const std::function<json()>& step_fn, const std::function<json()>& eval_fn,
+                                              const std::function<std::string(const json&)>& info_fn,
+                                              const std::string& rate_key, const std::string& rate_unit) {
+  Progress progress(opt_.name, opt_.total_steps);
+  // Tests simulate a kill (no cleanup, nothing flushed) at a given step to prove resume exact.
+  const char* kill_at = std::getenv("DISTILL_TEST_KILL_AT_STEP");
+  std::memset(grads_.raw(), 0, grads_.nbytes());
+  for (; state_.step < opt_.total_steps;) {
+    if (kill_at && state_.step == std::atoll(kill_at)) std::_Exit(137);
+    updates_this_step_ = 0;
+    json m = step_fn();
+    if (updates_this_step_ == 0) m["grad_norm"] = update();
+    if (!m.contains("lr")) m["lr"] = last_lr_;
+    const double loss = m.value("loss", 0.0);
+    if (!std::isfinite(loss))
+      fail("{}: the loss became {} at step {}: lower --lr or check the data", opt_.name, loss, state_.step + 1);
+    ++state_.step;
+    m["step"] = state_.step;
+    m["epoch"] = state_.epoch;
+    const bool last = state_.step == opt_.total_steps;
+    if (eval_fn && (last || (opt_.eval_every > 0 && state_.step % opt_.eval_every == 0))) m.update(eval_fn());
+    metrics_.push_back(m);
+    progress.update(state_.step, info_fn(m), m.value(rate_key, 0.0), rate_unit.c_str());
+    if (last || (opt_.save_every > 0 && state_.step % opt_.save_every == 0)) save_checkpoint();
+  }
+  progress.finish();
+  return metrics_;
+}
+
+void TrainingHarness::finish(const json& summary) {
+  // The result: a normal model directory (config.json + model.safetensors) beside the run's records.
+  const fs::path out(opt_.out_dir);
+  model_.save(out.string());
+  write_metrics(metrics_path_, metrics_);
+  write_training_report((out / "report.html").string(), "distill " + opt_.name + ": " + out.filename().string(), metrics_,
+                        summary, opt_.settings);
+}
+
+}  // namespace distill

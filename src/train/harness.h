@@ -1,0 +1,89 @@
+// TrainingHarness: the one training loop. `train` (CE / KD) and `rl` (GRPO) plug in a step that
+// turns data into gradients; the harness owns everything around it, once:
+//   - the parameter arena, AdamW and the learning-rate schedule;
+//   - resume: checkpoint (parameters, moments, step, data cursor) and metrics.jsonl up to that
+//     step, refused when the run-defining settings differ, a warning when --resume finds none;
+//   - the data cursor: a shuffled order of the run's items per epoch, from the seed;
+//   - per step: zeroed gradients, clip, AdamW update, the non-finite guard, periodic evaluation,
+//     progress line, periodic checkpoint (atomic) — and a kill hook for the resume tests;
+//   - at the end: the model directory, metrics.jsonl, report.html.
+#pragma once
+
+#include "model/model.h"
+#include "train/adamw.h"
+#include "train/param_arena.h"
+#include "train/train_checkpoint.h"
+
+#include <nlohmann/json.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace distill {
+
+struct HarnessOptions {
+  std::string name = "train";       // for messages, the progress line and the report title
+  std::string out_dir;
+  int64_t total_steps = 1;
+  int64_t n_items = 0;              // items the data cursor walks (rows, tasks)
+  uint64_t seed = 0;                // of the per-epoch shuffles
+  int64_t save_every = 0;           // 0: only at the end
+  int64_t eval_every = 0;           // 0: only at the end
+  float clip = 1.0f;                // global gradient-norm clip (0: off)
+  int64_t updates_per_step = 1;     // AdamW updates a step makes (GRPO's epochs over its rollouts)
+  LrSchedule lr;                    // indexed by updates; total = total_steps × updates_per_step
+  AdamWSettings adamw;
+  nlohmann::json settings;          // run-defining settings, stored in checkpoints and the report
+  bool resume = false;
+};
+
+class TrainingHarness {
+public:
+  // Adopts the model's weights into an f32 arena (the model sees every update).
+  TrainingHarness(Model& model, const HarnessOptions& opt);
+
+  // --- for the step function ---
+  ModelWeights& grads() { return grad_views_; }  // zeroed before each step
+  int64_t step() const { return state_.step; }    // 0-based index of the step running
+  int64_t epoch() const { return state_.epoch; }
+  int64_t next_item();                            // the data cursor
+  // Clips the gradients, applies one AdamW step and zeroes the gradients for the next; returns
+  // the gradient norm before clipping. A step may update more than once (GRPO's epochs).
+  double update();
+  float lr_now() const;                           // of the last update
+
+  // The loop. `step_fn` fills the gradients and returns the step's metrics, with "loss" checked
+  // for finiteness; if it did not call update(), the harness does (and records "grad_norm", "lr"). `eval_fn` (may be empty) adds held-out metrics on eval steps.
+  // `info_fn` renders the progress line's text from the step's metrics; `rate_key` names the
+  // metric shown as the rate. Returns every step's metrics (resumed ones included).
+  const std::vector<nlohmann::json>& run(const std::function<nlohmann::json()>& step_fn,
+                                         const std::function<nlohmann::json()>& eval_fn,
+                                         const std::function<std::string(const nlohmann::json&)>& info_fn,
+                                         const std::string& rate_key, const std::string& rate_unit);
+
+  // After run(): saves the model directory, metrics.jsonl and report.html with `summary`.
+  void finish(const nlohmann::json& summary);
+
+  const std::vector<nlohmann::json>& metrics() const { return metrics_; }
+  ParamArena& arena() { return arena_; }
+
+private:
+  void save_checkpoint();
+
+  Model& model_;
+  HarnessOptions opt_;
+  ParamArena arena_;
+  AdamW adamw_;
+  Tensor grads_;
+  ModelWeights grad_views_;
+  TrainState state_;
+  std::vector<int64_t> order_;
+  std::vector<nlohmann::json> metrics_;
+  int64_t updates_this_step_ = 0;
+  float last_lr_ = 0;
+  std::string ckpt_dir_, metrics_path_;
+};
+
+}  // namespace distill
