@@ -117,11 +117,9 @@ ModelConfig ModelConfig::from_file(const std::string& path) {
 }
 
 json ModelConfig::to_json() const {
-  static const std::map<std::string, std::string> arch_class = {
-      {"llama", "LlamaForCausalLM"}, {"mistral", "MistralForCausalLM"},
-      {"qwen2", "Qwen2ForCausalLM"}, {"qwen3", "Qwen3ForCausalLM"}};
+  const ArchDescriptor& arch = arch_of(model_type);
   json j = {
-      {"architectures", {arch_class.count(model_type) ? arch_class.at(model_type) : model_type}},
+      {"architectures", {arch.hf_class}},
       {"model_type", model_type},
       {"vocab_size", n_vocab},
       {"hidden_size", n_embd},
@@ -137,9 +135,7 @@ json ModelConfig::to_json() const {
       {"hidden_act", "silu"},
       {"torch_dtype", torch_dtype},
   };
-  if (model_type == "llama" || model_type == "qwen3") j["attention_bias"] = qkv_bias;
-  if (model_type == "llama") j["mlp_bias"] = mlp_bias;
-  if (sliding_window > 0) j["sliding_window"] = sliding_window;
+  arch.write_config(*this, j);
   if (bos_token_id >= 0) j["bos_token_id"] = bos_token_id;
   if (eos_token_ids.size() == 1) j["eos_token_id"] = eos_token_ids[0];
   else if (!eos_token_ids.empty()) j["eos_token_id"] = eos_token_ids;

@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "formats/gguf.h"
+#include "model/arch/arch.h"
 #include "model/weights.h"
 
 #include <nlohmann/json.hpp>
@@ -45,13 +46,9 @@ std::string gguf_tensor_name(const std::string& hf) {
   fail("no GGUF name for the tensor '{}'", hf);
 }
 
-std::string gguf_arch(const ModelConfig& c) {
-  if (c.model_type == "llama" || c.model_type == "mistral") return "llama";
-  if (c.model_type == "qwen2" || c.model_type == "qwen3") return c.model_type;
-  fail("model_type '{}' has no GGUF architecture here (llama, mistral, qwen2, qwen3 do)", c.model_type);
-}
+std::string gguf_arch(const ModelConfig& c) { return arch_of(c.model_type).gguf_arch; }
 
-bool gguf_permutes_qk(const std::string& arch) { return arch == "llama"; }
+bool gguf_permutes_qk(const std::string& arch) { return arch_of_gguf(arch).gguf_permutes_qk; }
 
 Tensor permute_qk_rows(const Tensor& w, int64_t n_head, bool to_gguf) {
   const int64_t rows = w.dim(0);
@@ -97,7 +94,7 @@ json config_from_gguf(const GgufFile& g, const std::string& arch) {
     if (t == "linear") j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", g.get_number(key("rope.scaling.factor"))}};
     else if (t != "none") fail("{}: {} '{}' is not supported (linear is)", g.path(), key("rope.scaling.type"), t);
   }
-  if (arch == "llama") j["attention_bias"] = g.find_tensor("blk.0.attn_q.bias") != nullptr;
+  if (const auto read_gguf = arch_of_gguf(arch).read_gguf) read_gguf(g, j);
   if (const GgufValue* v = g.find("tokenizer.ggml.bos_token_id")) j["bos_token_id"] = v->as_int();
   if (const GgufValue* v = g.find("tokenizer.ggml.eos_token_id")) j["eos_token_id"] = v->as_int();
   return j;
@@ -108,8 +105,7 @@ json config_from_gguf(const GgufFile& g, const std::string& arch) {
 Model load_gguf_model(const std::string& path) {
   const GgufFile g = GgufFile::open(path);
   const std::string arch = g.get_string("general.architecture");
-  if (arch != "llama" && arch != "qwen2" && arch != "qwen3")
-    fail("{}: general.architecture '{}' is not supported (llama, qwen2, qwen3 are; Mistral files say llama)", path, arch);
+  with_context(path, [&] { arch_of_gguf(arch); });  // refuses an unknown one, naming the known
   Model m;
   m.config = ModelConfig::from_json(config_from_gguf(g, arch), path);
   const ModelConfig& c = m.config;
