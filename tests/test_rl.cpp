@@ -33,6 +33,9 @@ TEST(Rl, GrpoRaisesTheRewardAndZeroLearningRateDoesNot) {
     std::ofstream sft(dir / "sft.jsonl"), tasks(dir / "tasks.jsonl");
     for (int i = 0; i < 300; ++i) sft << nlohmann::json{{"prompt", "Pick a digit"}, {"completion", std::to_string((i * 7) % 10)}}.dump() << "\n";
     for (int i = 0; i < 20; ++i) tasks << R"({"prompt": "Pick a digit", "answer": "7"})" << "\n";
+    std::ofstream held(dir / "held.jsonl");
+    for (const char* answer : {"7", "3", "7", "1", "0", "7"})
+      held << nlohmann::json{{"prompt", "Pick a digit"}, {"answer", answer}}.dump() << "\n";
   }
   std::string out;
   ASSERT_EQ(run("init --preset tiny --tokenizer bytes -o " + (dir / "s0"), &out), 0) << out;
@@ -41,7 +44,7 @@ TEST(Rl, GrpoRaisesTheRewardAndZeroLearningRateDoesNot) {
   const std::string base = "rl --model " + (dir / "sft") + " --tasks " + (dir / "tasks.jsonl") +
                            " --reward answer --group 8 --prompts-per-step 4 --max-new-tokens 4 --seed 2 ";
   const std::string rl = base + "--steps 30 ";
-  ASSERT_EQ(run(rl + "--lr 0.003 -o " + (dir / "rl"), &out), 0) << out;
+  ASSERT_EQ(run(rl + "--lr 0.003 --eval " + (dir / "held.jsonl") + " -o " + (dir / "rl"), &out), 0) << out;
   const auto [before, after] = first_and_last_rewards(dir / "rl/metrics.jsonl");
   EXPECT_LT(before, 0.4) << "a random digit is right one time in ten";
   EXPECT_GT(after, 0.8) << "GRPO teaches the rewarded answer (first 5 steps " << before << ")";
@@ -49,6 +52,16 @@ TEST(Rl, GrpoRaisesTheRewardAndZeroLearningRateDoesNot) {
   const auto [b0, a0] = first_and_last_rewards(dir / "rl0/metrics.jsonl");
   EXPECT_LT(a0, 0.4) << "without updates the reward stays at chance (" << b0 << " -> " << a0 << ")";
   EXPECT_TRUE(std::filesystem::exists(dir / "rl/report.html"));
+  // One definition of accuracy: `eval` on the trained model and the same tasks reports what `rl`
+  // reported for its held-out set at the end.
+  std::ifstream mf(dir / "rl/metrics.jsonl");
+  nlohmann::json last;
+  for (std::string line; std::getline(mf, line);) last = nlohmann::json::parse(line);
+  ASSERT_TRUE(last.contains("eval_accuracy")) << last.dump();
+  ASSERT_EQ(run("eval " + (dir / "rl") + " --tasks " + (dir / "held.jsonl") +
+                    " --reward answer --max-new-tokens 4 --json --no-speed", &out), 0) << out;
+  const nlohmann::json ev = nlohmann::json::parse(out.substr(out.find('{')));
+  EXPECT_DOUBLE_EQ(ev["tasks"]["accuracy"].get<double>(), last["eval_accuracy"].get<double>()) << out;
   EXPECT_TRUE(std::filesystem::exists(dir / "rl/tokenizer.json"));
   // the KL term runs with a reference model and the other loss types
   ASSERT_EQ(run(base + "--lr 0.003 --beta 0.05 --loss-type dr_grpo --clip 0.2,0.28 --scale-rewards none --steps 3 -o " +

@@ -88,6 +88,34 @@ TEST(Scheduler, EightConcurrentGreedyJobsEqualEachAlone) {
   EXPECT_LT(st.steps, 8 * 24) << "the jobs were not batched together";
 }
 
+// Samples of one prompt (GRPO groups, n > 1) prefill it once: the followers copy the donor's K/V
+// rows and run only their last prompt token, and decode exactly what an unshared run decodes.
+TEST(Scheduler, SamplesOfOnePromptPrefillItOnce) {
+  test::TinyModel x(32, 2, 7, 512);
+  const std::vector<int32_t> prompt = x.tok->encode("a shared prompt that several samples of one request start from", false);
+  const int64_t P = int64_t(prompt.size()), G = 5;
+  std::vector<std::vector<int32_t>> out[2];
+  int64_t copied[2] = {0, 0}, prefilled[2] = {0, 0};
+  for (int share = 0; share < 2; ++share) {
+    SchedulerOptions so;
+    so.n_slots = G, so.n_ctx = 256, so.share_prefill = share == 1;
+    Scheduler sched(x.model, *x.tok, so);
+    std::vector<std::shared_ptr<GenerationJob>> jobs;
+    for (int64_t g = 0; g < G; ++g) jobs.push_back(job(prompt, 12, g == 0 ? 0.0f : 0.9f, uint64_t(100 + g)));
+    ASSERT_TRUE(sched.submit(jobs));
+    wait_done(jobs);
+    for (const auto& j : jobs) out[share].push_back(tokens_of(*j));
+    copied[share] = sched.stats().copied_prompt_tokens;
+    prefilled[share] = sched.stats().prompt_tokens;
+  }
+  EXPECT_EQ(out[1], out[0]) << "sharing the prefill changes no token";
+  EXPECT_EQ(copied[0], 0);
+  EXPECT_EQ(copied[1], (G - 1) * (P - 1)) << "every follower copies all but its last prompt token";
+  EXPECT_EQ(prefilled[0], G * P);
+  EXPECT_EQ(prefilled[1], P + (G - 1)) << "the prompt is run once, plus one last token per follower";
+  EXPECT_NE(out[1][1], out[1][2]) << "the samples still differ (own seeds)";
+}
+
 TEST(Scheduler, SeededSamplingDoesNotDependOnBatchmates) {
   test::TinyModel x(32, 2, 7, 512);
   const auto ps = prompts(*x.tok);

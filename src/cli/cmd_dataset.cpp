@@ -20,18 +20,8 @@ using nlohmann::json;
 
 namespace {
 
-json read_manifest(const std::string& dir) {
-  std::ifstream in(fs::path(dir) / "manifest.json");
-  if (!in) fail("{}: no manifest.json (not a teacher dataset)", dir);
-  try {
-    return json::parse(in);
-  } catch (const json::exception& e) {
-    fail("{}/manifest.json: malformed JSON: {}", dir, e.what());
-  }
-}
-
 void info(const std::string& dir) {
-  const json m = read_manifest(dir);
+  const json m = read_teacher_manifest(dir);
   const json st = dataset_stats(dir);  // recomputed: also verifies every record's checksum
   std::printf("%s\n  teacher      %s (%s)\n  tokenizer    %s\n  records      %lld (%lld finished)\n"
               "  tokens       %lld prompt, %lld completion\n  soft labels  %lld positions, top-%d\n"
@@ -50,7 +40,7 @@ void merge(const std::vector<std::string>& inputs, const std::string& out_dir) {
   if (fs::exists(fs::path(out_dir) / "records.bin")) fail("{}: already holds a dataset", out_dir);
   json first;
   for (const std::string& in : inputs) {
-    const json m = read_manifest(in);
+    const json m = read_teacher_manifest(in);
     if (first.is_null()) first = m;
     else if (m.value("tokenizer_fingerprint", "") != first.value("tokenizer_fingerprint", ""))
       fail("{}: written with another tokenizer than {}: datasets must share one token space", in, inputs[0]);
@@ -72,7 +62,7 @@ void merge(const std::vector<std::string>& inputs, const std::string& out_dir) {
 }
 
 void export_jsonl(const std::string& dir, const std::string& out) {
-  const json m = read_manifest(dir);
+  const json m = read_teacher_manifest(dir);
   const auto tok = Tokenizer::load(m.at("tokenizer").get<std::string>());
   std::string text;
   read_records((fs::path(dir) / "records.bin").string(), [&](TeacherRecord&& r) {

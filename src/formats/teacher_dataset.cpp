@@ -2,6 +2,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "formats/json_fields.h"
 
 #include <unistd.h>
 
@@ -264,6 +265,16 @@ void TeacherDatasetWriter::finish(const std::function<std::string(const std::vec
             "\n";
   });
   write_file_atomic((fs::path(dir_) / "text.jsonl").string(), text.data(), text.size());
+}
+
+nlohmann::json read_teacher_manifest(const std::string& dir) {
+  const fs::path path = fs::path(dir) / "manifest.json";
+  std::ifstream in(path);
+  if (!in) fail("{}: no manifest.json (not a teacher dataset)", dir);
+  const std::string text(std::istreambuf_iterator<char>(in), {});
+  json m = jsonf::parse(text, path.string());
+  if (!m.is_object()) fail("{}: expected a JSON object", path.string());
+  return m;
 }
 
 }  // namespace distill

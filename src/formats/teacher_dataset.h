@@ -81,4 +81,8 @@ private:
 // The counts of a dataset: records, prompt/completion tokens, soft positions, bytes per labelled token.
 nlohmann::json dataset_stats(const std::string& dir);
 
+// DIR/manifest.json of a teacher dataset, parsed; throws naming the file when it is missing or
+// malformed (not a teacher dataset).
+nlohmann::json read_teacher_manifest(const std::string& dir);
+
 }  // namespace distill

@@ -26,6 +26,7 @@ std::vector<SampledCompletion> generate_batch(const Model& model, const Tokenize
   so.max_queue = n;
   so.prefill_chunk = std::max<int64_t>(256, int64_t(longest) * int64_t(prompts.size()));
   so.threaded = false;
+  so.share_prefill = opt.share_prefill;
   Scheduler engine(model, tok, so);
   const float temperature = opt.sampler.temperature > 0 ? opt.sampler.temperature : 1.0f;
   std::vector<std::shared_ptr<GenerationJob>> jobs;

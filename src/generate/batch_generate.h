@@ -34,6 +34,7 @@ struct BatchGenerateOptions {
   // Optional seed per prompt: the sampler of (prompt p, sample g) is seeded from prompt_seeds[p]
   // and g alone, so a completion does not depend on which other prompts share its batch.
   std::vector<uint64_t> prompt_seeds;
+  bool share_prefill = true;          // the G samples of a prompt prefill it once (off: benchmarks)
 };
 
 struct BatchGenerateStats {

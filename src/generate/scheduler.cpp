@@ -176,7 +176,7 @@ void Scheduler::admit() {
 // Another active slot whose prompt shares a longer prefix than this slot's own cache (and is not
 // itself waiting for a donor) prefills that prefix once for both.
 void Scheduler::assign_donor(Slot& s) {
-  if (s.job->prompt_logprobs) return;
+  if (!opt_.share_prefill || s.job->prompt_logprobs) return;
   const auto& prompt = s.job->prompt;
   const size_t want = prompt.size() - 1;  // the last prompt token is run by each slot for its logits
   size_t best = s.prefilled;

@@ -93,6 +93,7 @@ struct SchedulerOptions {
   int64_t max_queue = 64;      // jobs waiting for a slot; more are refused
   int64_t prefill_chunk = 256; // prompt tokens per step across slots
   bool threaded = true;        // run the loop on a worker thread
+  bool share_prefill = true;   // jobs with a common prompt prefix prefill it once (off: for benchmarks)
 };
 
 struct SchedulerStats {

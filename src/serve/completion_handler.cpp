@@ -1,5 +1,6 @@
 // POST /v1/chat/completions and /v1/completions: request → jobs → response (JSON or SSE).
 #include "core/error.h"
+#include "net/sse.h"
 #include "serve/openai_response.h"
 #include "serve/server_context.h"
 
@@ -193,8 +194,8 @@ public:
       events.push_back("[DONE]");
     }
     std::string out;
-    for (const auto& e : events) out += "data: " + e + "\n\n";
-    if (out.empty() && seconds_since(last_write_) > 2.0) out = ": keep-alive\n\n";  // also notices a gone client
+    for (const auto& e : events) out += sse_data(e);
+    if (out.empty() && seconds_since(last_write_) > 2.0) out = sse_comment("keep-alive");  // also notices a gone client
     if (!out.empty()) {
       if (!sink.write(out.data(), out.size())) return false;
       last_write_ = std::chrono::steady_clock::now();

@@ -87,13 +87,7 @@ Example from_json_line(const json& j, const Tokenizer* tok, const ChatTemplate* 
 // A `distill label` dataset: each record is prompt + completion with the loss on the completion,
 // and the teacher's top-k where it has one.
 std::vector<Example> read_teacher_dataset(const std::string& dir, const Tokenizer* tok) {
-  std::ifstream m(std::filesystem::path(dir) / "manifest.json");
-  json manifest;
-  try {
-    manifest = json::parse(m);
-  } catch (const json::exception& e) {
-    fail("{}/manifest.json: malformed JSON: {}", dir, e.what());
-  }
+  const json manifest = read_teacher_manifest(dir);
   if (tok) {
     // A dataset without a fingerprint cannot be checked: refuse it rather than train on ids
     // that may mean other tokens.
