@@ -61,24 +61,6 @@ void rmsnorm_backward(float* d_x, float* d_w, const float* d_y, const float* x, 
   }
 }
 
-void rope_backward(float* d_x, int64_t n_tokens, int64_t n_head, int64_t head_dim, const int32_t* pos,
-                   const float* inv_freq) {
-  const int64_t half = head_dim / 2;
-#pragma omp parallel for schedule(static) if (n_tokens > 16)
-  for (int64_t t = 0; t < n_tokens; ++t) {
-    for (int64_t i = 0; i < half; ++i) {
-      const float angle = float(pos[t]) * inv_freq[i];
-      const float c = std::cos(angle), s = std::sin(angle);
-      for (int64_t h = 0; h < n_head; ++h) {
-        float* v = d_x + (t * n_head + h) * head_dim;
-        const float a = v[i], b = v[i + half];
-        // transpose of [[c, -s], [s, c]]
-        v[i] = a * c + b * s;
-        v[i + half] = b * c - a * s;
-      }
-    }
-  }
-}
 
 void swiglu_backward(float* d_g, float* d_u, const float* d_h, const float* g, const float* u, int64_t n) {
 #pragma omp parallel for schedule(static) if (n > 65536)

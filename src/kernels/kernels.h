@@ -55,9 +55,8 @@ void matmul_backward(float* d_x, float* d_w, float* d_b, const float* d_y, const
 void rmsnorm_backward(float* d_x, float* d_w, const float* d_y, const float* x, const float* w, int64_t n_rows,
                       int64_t dim, float eps);
 
-// RoPE is a rotation: its backward rotates d_x by the opposite angle, in place.
-void rope_backward(float* d_x, int64_t n_tokens, int64_t n_head, int64_t head_dim, const int32_t* pos,
-                   const float* inv_freq);
+// RoPE has no backward kernel of its own: it is a rotation, so its backward is rope_forward at
+// the negated positions (the transpose of a rotation by θ is the rotation by −θ).
 
 // h = silu(g) * u  ->  d_g, d_u (overwritten; d_g may alias d_h).
 void swiglu_backward(float* d_g, float* d_u, const float* d_h, const float* g, const float* u, int64_t n);

@@ -64,7 +64,7 @@ void layer_forward(const ModelConfig& c, const LayerWeights& l, const LayerBuffe
 }
 
 void layer_backward(const ModelConfig& c, const LayerWeights& l, LayerWeights& g, const LayerBuffers& a,
-                    const LayerGradScratch& s, float* d_resid, int64_t T, const int32_t* pos, const float* inv_freq,
+                    const LayerGradScratch& s, float* d_resid, int64_t T, const int32_t* neg_pos, const float* inv_freq,
                     const AttendBackwardFn& attend_backward) {
   const int64_t E = c.n_embd, HD = c.head_dim, F = c.n_ff;
   const float eps = float(c.norm_eps);
@@ -80,8 +80,8 @@ void layer_backward(const ModelConfig& c, const LayerWeights& l, LayerWeights& g
   // Attention block, in reverse.
   linear_backward(s.d_att, g.wo, g.bo, d_resid, a.att, l.wo, T, false);
   attend_backward(s.d_q, s.d_k, s.d_v, s.d_att);
-  rope_backward(s.d_q, T, c.n_head, HD, pos, inv_freq);  // a rotation: undone by the opposite angle
-  rope_backward(s.d_k, T, c.n_kv_head, HD, pos, inv_freq);
+  rope_forward(s.d_q, T, c.n_head, HD, neg_pos, inv_freq);  // a rotation's transpose: the opposite angle
+  rope_forward(s.d_k, T, c.n_kv_head, HD, neg_pos, inv_freq);
   if (c.qk_norm) {
     rmsnorm_backward(s.d_q, g.q_norm.data<float>(), s.d_q, a.q_raw, l.q_norm.data<float>(), T * c.n_head, HD, eps);
     rmsnorm_backward(s.d_k, g.k_norm.data<float>(), s.d_k, a.k_raw, l.k_norm.data<float>(), T * c.n_kv_head, HD, eps);

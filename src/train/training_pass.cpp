@@ -28,7 +28,8 @@ TrainingPass::TrainingPass(const Model& model, int64_t n_seq, int64_t seq_len)
   const int64_t N = n_seq * seq_len, E = c.n_embd, QD = c.q_dim(), KVD = c.kv_dim(), F = c.n_ff;
   ids_.resize(size_t(N));
   pos_.resize(size_t(N));
-  for (int64_t i = 0; i < N; ++i) pos_[size_t(i)] = int32_t(i % seq_len);
+  neg_pos_.resize(size_t(N));
+  for (int64_t i = 0; i < N; ++i) pos_[size_t(i)] = int32_t(i % seq_len), neg_pos_[size_t(i)] = -pos_[size_t(i)];
   layers_.resize(size_t(c.n_layer));
   for (LayerActivations& a : layers_) {
     a.x_in = buffer(N, E), a.xn1 = buffer(N, E);
@@ -107,7 +108,7 @@ void TrainingPass::backward(const float* d_logits, ModelWeights& g) {
   const LayerGradScratch scratch{d_xn, f(d_q_), f(d_k_), f(d_v_), f(d_att_), f(d_gate_), f(d_up_), f(d_h_)};
   for (int64_t il = c.n_layer - 1; il >= 0; --il) {
     LayerActivations& a = layers_[size_t(il)];
-    layer_backward(c, w.layers[size_t(il)], g.layers[size_t(il)], buffers(il), scratch, d_resid, N, pos_.data(),
+    layer_backward(c, w.layers[size_t(il)], g.layers[size_t(il)], buffers(il), scratch, d_resid, N, neg_pos_.data(),
                    model_.inv_freq.data(), [&](float* d_q, float* d_k, float* d_v, const float* d_att) {
                      attention_backward(d_q, d_k, d_v, d_att, f(a.probs), f(a.q), f(a.k), f(a.v), as, f(attn_scratch_));
                    });

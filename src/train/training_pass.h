@@ -59,6 +59,7 @@ private:
   int64_t n_seq_, seq_len_;
   std::vector<int32_t> ids_;   // [N] this step's input ids
   std::vector<int32_t> pos_;   // [N] positions (0..T-1 per sequence)
+  std::vector<int32_t> neg_pos_;  // [N] -pos_: RoPE's backward rotates by the opposite angle
   std::vector<LayerActivations> layers_;
   Tensor x_final_;             // [N, E] residual after the last layer
   Tensor xn_final_;            // [N, E] final norm output
