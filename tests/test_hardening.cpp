@@ -10,6 +10,7 @@
 #include "core/regex.h"
 #include "tokenizer/tokenizer.h"
 #include "test_util.h"
+#include "spm_tokenizer.h"
 
 #include <nlohmann/json.hpp>
 
@@ -44,28 +45,13 @@ std::string tokenizer_refusal(const json& j) {
   });
 }
 
-// A SentencePiece-style BPE with a normalizer sequence, post-processor, decoder sequence and
-// added tokens: every kind of node the loader reads.
+// The shared SentencePiece-style tokenizer with a pre-tokenizer sequence added: every kind of
+// node the loader reads.
 json spm_tokenizer() {
-  json vocab = {{"<unk>", 0}, {"<s>", 1}, {"</s>", 2}};
-  for (int b = 0; b < 256; ++b) vocab[fmt::format("<0x{:02X}>", b)] = 3 + b;
-  int id = 259;
-  for (const char* t : {"\xe2\x96\x81", "a", "b", "c", "\xe2\x96\x81" "a", "ab"}) vocab[t] = id++;
-  return json{{"normalizer", {{"type", "Sequence"}, {"normalizers", {{{"type", "Prepend"}, {"prepend", "\xe2\x96\x81"}},
-                                                                     {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "\xe2\x96\x81"}}}}}},
-              {"pre_tokenizer", {{"type", "Sequence"}, {"pretokenizers", {{{"type", "Digits"}, {"individual_digits", true}},
-                                                                          {{"type", "Split"}, {"pattern", {{"Regex", "x+"}}}, {"behavior", "Isolated"}}}}}},
-              {"post_processor", {{"type", "TemplateProcessing"},
-                                  {"single", {{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}}, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
-                                  {"special_tokens", {{"<s>", {{"id", "<s>"}, {"ids", {1}}, {"tokens", {"<s>"}}}}}}}},
-              {"decoder", {{"type", "Sequence"}, {"decoders", {{{"type", "Replace"}, {"pattern", {{"String", "\xe2\x96\x81"}}}, {"content", " "}},
-                                                               {{"type", "ByteFallback"}}, {{"type", "Fuse"}},
-                                                               {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}}}}},
-              {"added_tokens", {{{"id", 0}, {"content", "<unk>"}, {"special", true}},
-                                {{"id", 1}, {"content", "<s>"}, {"special", true}},
-                                {{"id", 2}, {"content", "</s>"}, {"special", true}}}},
-              {"model", {{"type", "BPE"}, {"unk_token", "<unk>"}, {"byte_fallback", true}, {"fuse_unk", true}, {"vocab", vocab},
-                         {"merges", {"\xe2\x96\x81 a", "a b"}}}}};
+  json j = test::spm_tokenizer_json();
+  j["pre_tokenizer"] = {{"type", "Sequence"}, {"pretokenizers", {{{"type", "Digits"}, {"individual_digits", true}},
+                                                                  {{"type", "Split"}, {"pattern", {{"Regex", "x+"}}}, {"behavior", "Isolated"}}}}};
+  return j;
 }
 
 // Every node of `doc` (the first few children of large containers), each replaced by every

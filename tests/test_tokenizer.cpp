@@ -4,6 +4,7 @@
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/utf8.h"
 #include "test_util.h"
+#include "spm_tokenizer.h"
 
 #include <nlohmann/json.hpp>
 
@@ -16,33 +17,6 @@ namespace {
 std::shared_ptr<const Tokenizer> bytes_tokenizer(const std::string& text = "", int merges = 0) {
   const TokenizerFiles f = make_byte_level_tokenizer(text, merges);
   return Tokenizer::from_json(f.tokenizer_json, f.tokenizer_config_json, "bytes");
-}
-
-// A SentencePiece-style BPE: ▁-prefixed pieces, byte fallback, <s> added by the post-processor.
-std::string spm_json() {
-  json vocab = {{"<unk>", 0}, {"<s>", 1}, {"</s>", 2}};
-  for (int b = 0; b < 256; ++b) {
-    char name[8];
-    std::snprintf(name, sizeof name, "<0x%02X>", b);
-    vocab[name] = 3 + b;
-  }
-  int id = 259;
-  for (const char* t : {"\xe2\x96\x81", "a", "b", "c", "\xe2\x96\x81" "a", "ab", "\xe2\x96\x81" "ab", "bc"}) vocab[t] = id++;
-  return json{{"normalizer", {{"type", "Sequence"}, {"normalizers", {{{"type", "Prepend"}, {"prepend", "\xe2\x96\x81"}},
-                                                                     {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "\xe2\x96\x81"}}}}}},
-              {"pre_tokenizer", nullptr},
-              {"post_processor", {{"type", "TemplateProcessing"},
-                                  {"single", {{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}}, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
-                                  {"special_tokens", {{"<s>", {{"id", "<s>"}, {"ids", {1}}, {"tokens", {"<s>"}}}}}}}},
-              {"decoder", {{"type", "Sequence"}, {"decoders", {{{"type", "Replace"}, {"pattern", {{"String", "\xe2\x96\x81"}}}, {"content", " "}},
-                                                               {{"type", "ByteFallback"}}, {{"type", "Fuse"}},
-                                                               {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}}}}},
-              {"added_tokens", {{{"id", 0}, {"content", "<unk>"}, {"special", true}},
-                                {{"id", 1}, {"content", "<s>"}, {"special", true}},
-                                {{"id", 2}, {"content", "</s>"}, {"special", true}}}},
-              {"model", {{"type", "BPE"}, {"unk_token", "<unk>"}, {"byte_fallback", true}, {"fuse_unk", true}, {"vocab", vocab},
-                         {"merges", {"\xe2\x96\x81 a", "a b", "\xe2\x96\x81" "a b", "b c"}}}}}
-      .dump();
 }
 
 }  // namespace
@@ -100,7 +74,7 @@ TEST(Tokenizer, InvalidUtf8BecomesReplacementCharacters) {
 }
 
 TEST(Tokenizer, SentencePieceStyleBpe) {
-  const auto tok = Tokenizer::from_json(spm_json(), R"({"bos_token": "<s>", "eos_token": "</s>"})", "spm");
+  const auto tok = Tokenizer::from_json(test::spm_json(), R"({"bos_token": "<s>", "eos_token": "</s>"})", "spm");
   // "ab c": ▁ab (merges ▁ a -> ▁a, ▁a b -> ▁ab), ▁, c ; BOS from the post-processor
   const std::vector<int32_t> ids = tok->encode("ab c");
   ASSERT_GE(ids.size(), 3u);
@@ -112,7 +86,7 @@ TEST(Tokenizer, SentencePieceStyleBpe) {
   EXPECT_EQ(tok->id_to_token(z.back()), "<0xA9>");
   EXPECT_EQ(tok->decode(z), "z\xc3\xa9");
   // add_bos_token in tokenizer_config overrides the post-processor (as LlamaTokenizerFast)
-  const auto no_bos = Tokenizer::from_json(spm_json(), R"({"bos_token": "<s>", "add_bos_token": false})", "spm");
+  const auto no_bos = Tokenizer::from_json(test::spm_json(), R"({"bos_token": "<s>", "add_bos_token": false})", "spm");
   EXPECT_NE(no_bos->encode("a")[0], 1);
 }
 
