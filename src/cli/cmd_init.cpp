@@ -60,7 +60,8 @@ void run_init(const InitArgs& a) {
   if (a.tokenizer == "bytes") {
     // a byte-level tokenizer made here (256 bytes + ChatML specials): no download needed
     tokenizer_dir = (fs::path(a.out) / ".tokenizer-bytes").string();
-    write_tokenizer_files(tokenizer_dir, make_byte_level_tokenizer());
+    // with --vocab, padded to exactly that many tokens (a benchmark model of a real shape)
+    write_tokenizer_files(tokenizer_dir, make_byte_level_tokenizer("", 0, true, a.vocab));
   }
   if (!tokenizer_dir.empty()) {
     const fs::path tok = fs::path(tokenizer_dir) / "tokenizer.json";
@@ -91,7 +92,7 @@ void register_init(CLI::App& app) {
   cmd->add_option("--config", a->config, "A config.json to use instead of a preset");
   cmd->add_option("--arch", a->arch, "model_type of a preset: llama | qwen2 | qwen3 | mistral")->capture_default_str();
   cmd->add_option("--tokenizer", a->tokenizer, "Directory whose tokenizer files are copied (sets the vocabulary size), or \"bytes\" for a byte-level tokenizer made here");
-  cmd->add_option("--vocab", a->vocab, "Vocabulary size (overrides the preset and the tokenizer)")->check(CLI::PositiveNumber);
+  cmd->add_option("--vocab", a->vocab, "Vocabulary size (overrides the preset and the tokenizer; with --tokenizer bytes, the byte-level vocabulary is padded to it)")->check(CLI::PositiveNumber);
   cmd->add_option("--dtype", a->dtype, "Weight dtype: f32 | bf16 | f16")->capture_default_str();
   cmd->add_option("--seed", a->seed, "Initialisation seed")->capture_default_str();
   cmd->add_option("-o,--out", a->out, "Output model directory")->required();

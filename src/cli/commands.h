@@ -19,5 +19,6 @@ void register_dataset(CLI::App& app);
 void register_eval(CLI::App& app);
 void register_serve(CLI::App& app);    // also `keys` and `usage`
 void register_convert(CLI::App& app);  // also `quantize` and `info`
+void register_bench(CLI::App& app);
 
 }  // namespace distill

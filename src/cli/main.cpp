@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   distill::register_serve(app);
   distill::register_convert(app);
   distill::register_demo(app);
+  distill::register_bench(app);
 
   try {
     app.parse(argc, argv);

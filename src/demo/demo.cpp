@@ -66,114 +66,89 @@ void stage(int i, const char* what, double est_s) {
   std::fprintf(stderr, "\n== [%d/6] %s (about %s) ==\n", i, what, format_duration(est_s).c_str());
 }
 
-}  // namespace
-
-std::vector<DemoRow> run_demo(const DemoSettings& set) {
-  const auto t_start = std::chrono::steady_clock::now();
-  const Plan p = plan_for(set.quick);
-  const fs::path dir(set.out_dir);
-  fs::create_directories(dir / "data");
-
-  // ---- data and tokenizer
-  const std::vector<ArithProblem> train = make_arith_problems(p.n_train, set.seed);
-  const std::vector<ArithProblem> heldout = make_arith_problems(p.n_heldout, set.seed + 1000003);
-  {
-    std::ofstream tr(dir / "data/train.jsonl"), gt(dir / "data/train_ground_truth.jsonl"), tasks(dir / "data/train_tasks.jsonl"),
-        ho(dir / "data/heldout_tasks.jsonl"), hot(dir / "data/heldout.jsonl");
-    for (size_t i = 0; i < train.size(); ++i) {
-      const ArithProblem& a = train[i];
-      tr << json{{"prompt", a.prompt}, {"completion", a.solution}}.dump() << "\n";
-      if (int64_t(i) < p.n_ground_truth) gt << json{{"prompt", a.prompt}, {"completion", a.solution}}.dump() << "\n";
-      tasks << json{{"prompt", a.prompt}, {"answer", std::to_string(a.answer)}, {"completion", a.solution}}.dump() << "\n";
-    }
-    for (const ArithProblem& a : heldout) {
-      ho << json{{"prompt", a.prompt}, {"answer", std::to_string(a.answer)}}.dump() << "\n";
-      hot << json{{"prompt", a.prompt}, {"completion", a.solution}}.dump() << "\n";
-    }
+// The task's files: training prompts with worked solutions (all, and the scarce ground-truth
+// share), training tasks for labelling and GRPO, held-out tasks and solutions.
+void write_demo_data(const fs::path& dir, const Plan& p, const std::vector<ArithProblem>& train,
+                     const std::vector<ArithProblem>& heldout) {
+  std::ofstream tr(dir / "data/train.jsonl"), gt(dir / "data/train_ground_truth.jsonl"), tasks(dir / "data/train_tasks.jsonl"),
+      ho(dir / "data/heldout_tasks.jsonl"), hot(dir / "data/heldout.jsonl");
+  for (size_t i = 0; i < train.size(); ++i) {
+    const ArithProblem& a = train[i];
+    tr << json{{"prompt", a.prompt}, {"completion", a.solution}}.dump() << "\n";
+    if (int64_t(i) < p.n_ground_truth) gt << json{{"prompt", a.prompt}, {"completion", a.solution}}.dump() << "\n";
+    tasks << json{{"prompt", a.prompt}, {"answer", std::to_string(a.answer)}, {"completion", a.solution}}.dump() << "\n";
   }
+  for (const ArithProblem& a : heldout) {
+    ho << json{{"prompt", a.prompt}, {"answer", std::to_string(a.answer)}}.dump() << "\n";
+    hot << json{{"prompt", a.prompt}, {"completion", a.solution}}.dump() << "\n";
+  }
+}
+
+// A byte-level BPE learned on the training text: digits stay single tokens, words get merged.
+std::shared_ptr<const Tokenizer> make_demo_tokenizer(const fs::path& dir, const std::vector<ArithProblem>& train) {
   std::string corpus;
   for (size_t i = 0; i < train.size() && corpus.size() < 400000; ++i) corpus += train[i].prompt + train[i].solution + "\n";
-  // digits stay single tokens (the split puts each digit on its own); words get merged
   write_tokenizer_files((dir / "tokenizer").string(), make_byte_level_tokenizer(corpus, 300, false));
-  const auto tok = Tokenizer::load((dir / "tokenizer").string());
-  const int64_t vocab = tok->vocab_size();
-  std::fprintf(stderr,
-               "distill demo%s: %lld training problems (worked solutions for %lld of them) and %lld held-out ones, "
-               "vocabulary %lld, %d threads\n",
-               set.quick ? " --quick" : "", (long long)p.n_train, (long long)p.n_ground_truth, (long long)p.n_heldout,
-               (long long)vocab, num_threads());
-  std::fprintf(stderr, "example: %s%s\n", train[0].prompt.c_str(), train[0].solution.c_str());
+  return Tokenizer::load((dir / "tokenizer").string());
+}
 
-  auto train_on = [&](const std::string& name, const ModelShape& shape, const std::string& data, int64_t steps, uint64_t seed,
-                      float kd_alpha) {
-    Model m = Model::random(config_of(shape, vocab, *tok), DType::F32, seed);
-    TrainSettings ts;
-    ts.batch = p.batch, ts.seq_len = p.seq_len, ts.steps = steps, ts.seed = seed;
-    ts.lr.lr = 2e-3f, ts.lr.warmup_steps = steps / 20, ts.lr.min_lr_ratio = 0.1f;
-    ts.eval_every = std::max<int64_t>(1, steps / 10);
-    ts.kd_alpha = kd_alpha;
-    ts.kd.divergence = Divergence::ForwardKL;
-    ts.kd.temperature = 1.0f;
-    ts.topk_mode = TopKMode::Tail;
-    ts.out_dir = (dir / name).string();
-    TokenDataset td = TokenDataset::build(read_examples(data, tok.get(), nullptr), p.seq_len, vocab);
-    TokenDataset ev = td.split_off(0.02, seed);
-    train_model(m, td, ev, nullptr, ts, false);
-    copy_tokenizer_files((dir / "tokenizer").string(), ts.out_dir);
-  };
+void train_on(const fs::path& dir, const Plan& p, const Tokenizer& tok, const std::string& name, const ModelShape& shape,
+              const std::string& data, int64_t steps, uint64_t seed, float kd_alpha) {
+  const int64_t vocab = tok.vocab_size();
+  Model m = Model::random(config_of(shape, vocab, tok), DType::F32, seed);
+  TrainSettings ts;
+  ts.batch = p.batch, ts.seq_len = p.seq_len, ts.steps = steps, ts.seed = seed;
+  ts.lr.lr = 2e-3f, ts.lr.warmup_steps = steps / 20, ts.lr.min_lr_ratio = 0.1f;
+  ts.eval_every = std::max<int64_t>(1, steps / 10);
+  ts.kd_alpha = kd_alpha;
+  ts.kd.divergence = Divergence::ForwardKL;
+  ts.kd.temperature = 1.0f;
+  ts.topk_mode = TopKMode::Tail;
+  ts.out_dir = (dir / name).string();
+  TokenDataset td = TokenDataset::build(read_examples(data, &tok, nullptr), p.seq_len, vocab);
+  TokenDataset ev = td.split_off(0.02, seed);
+  train_model(m, td, ev, nullptr, ts, false);
+  copy_tokenizer_files((dir / "tokenizer").string(), ts.out_dir);
+}
 
-  // ---- 1. teacher
-  stage(1, "train the teacher", set.quick ? 60 : 270);
-  train_on("teacher", p.teacher, (dir / "data/train.jsonl").string(), p.teacher_steps, set.seed, 0.0f);
-  const Model teacher = Model::load((dir / "teacher").string());
+// The teacher answers every training prompt, with its top-k per token.
+void label_stage(const fs::path& dir, const Plan& p, const Tokenizer& tok, const Model& teacher) {
+  fs::remove_all(dir / "labels");
+  TeacherDatasetWriter out((dir / "labels").string(), false);
+  const auto prompts = read_label_prompts((dir / "data/train_tasks.jsonl").string(), &tok, nullptr, 0, 1, false);
+  LabelSettings ls;
+  ls.top_k = p.top_k;
+  ls.max_tokens = 64;
+  ls.temperature = 0.0f;
+  ls.batch = 64;
+  out.manifest()["teacher"] = (dir / "teacher").string();
+  out.manifest()["teacher_kind"] = "local";
+  out.manifest()["tokenizer_fingerprint"] = fmt::format("{:016x}", tok.fingerprint());
+  out.manifest()["tokenizer"] = fs::absolute(dir / "tokenizer").string();
+  label_with_local_teacher(teacher, tok, prompts, ls, out);
+  out.finish([&](const std::vector<int32_t>& ids) { return tok.decode(ids, false); });
+}
 
-  // ---- 2. label: the teacher answers every training prompt, with its top-k per token. The
-  // students' side of the story: worked solutions are scarce (n_ground_truth of them), prompts
-  // are plentiful, and a teacher can answer them all.
-  stage(2, "the teacher answers the training prompts (top-k log-probs per token)", set.quick ? 10 : 40);
-  {
-    fs::remove_all(dir / "labels");
-    TeacherDatasetWriter out((dir / "labels").string(), false);
-    const auto prompts = read_label_prompts((dir / "data/train_tasks.jsonl").string(), tok.get(), nullptr, 0, 1, false);
-    LabelSettings ls;
-    ls.top_k = p.top_k;
-    ls.max_tokens = 64;
-    ls.temperature = 0.0f;
-    ls.batch = 64;
-    out.manifest()["teacher"] = (dir / "teacher").string();
-    out.manifest()["teacher_kind"] = "local";
-    out.manifest()["tokenizer_fingerprint"] = fmt::format("{:016x}", tok->fingerprint());
-    out.manifest()["tokenizer"] = fs::absolute(dir / "tokenizer").string();
-    label_with_local_teacher(teacher, *tok, prompts, ls, out);
-    out.finish([&](const std::vector<int32_t>& ids) { return tok->decode(ids, false); });
-  }
+// GRPO on the distilled student with the exact-answer reward.
+void grpo_stage(const fs::path& dir, const Plan& p, const Tokenizer& tok, uint64_t seed) {
+  Model policy = Model::load((dir / "student-kd").string());
+  const auto tasks = read_tasks((dir / "data/train_tasks.jsonl").string(), tok, nullptr);
+  GrpoSettings gs;
+  gs.group = 8, gs.prompts_per_step = 16, gs.max_new_tokens = 64, gs.steps = p.rl_steps, gs.micro_batch = 32;
+  // small steps: at lr 1e-4 the policy drops worked steps and accuracy falls (tried), at 5e-5 it
+  // rises on two seeds
+  gs.temperature = 1.0f, gs.lr.lr = 5e-5f, gs.lr.decay = LrDecay::Constant, gs.adamw.weight_decay = 0.0f;
+  gs.seed = seed, gs.out_dir = (dir / "student-rl").string();
+  train_grpo(policy, nullptr, tok, tasks, {}, RewardSpec::parse("answer"), gs, false);
+  copy_tokenizer_files((dir / "tokenizer").string(), gs.out_dir);
+}
 
-  // ---- 3. students of the same size and steps: one on the worked solutions there are (CE), one
-  // on the teacher's answers to all the prompts (CE on its text + KD on its top-k)
-  stage(3, "train two students: ground truth only (CE), and distilled from the teacher (CE + KD)", set.quick ? 25 : 75);
-  train_on("student-ce", p.student, (dir / "data/train_ground_truth.jsonl").string(), p.student_steps, set.seed + 1, 0.0f);
-  train_on("student-kd", p.student, (dir / "labels").string(), p.student_steps, set.seed + 1, 0.5f);
-
-  // ---- 4. GRPO on the distilled student
-  stage(4, "GRPO on the distilled student with the answer reward", set.quick ? 10 : 70);
-  {
-    Model policy = Model::load((dir / "student-kd").string());
-    const auto tasks = read_tasks((dir / "data/train_tasks.jsonl").string(), *tok, nullptr);
-    GrpoSettings gs;
-    gs.group = 8, gs.prompts_per_step = 16, gs.max_new_tokens = 64, gs.steps = p.rl_steps, gs.micro_batch = 32;
-    // small steps: at lr 1e-4 the policy drops worked steps and accuracy falls (tried), at 5e-5 it
-    // rises on two seeds
-    gs.temperature = 1.0f, gs.lr.lr = 5e-5f, gs.lr.decay = LrDecay::Constant, gs.adamw.weight_decay = 0.0f;
-    gs.seed = set.seed, gs.out_dir = (dir / "student-rl").string();
-    train_grpo(policy, nullptr, *tok, tasks, {}, RewardSpec::parse("answer"), gs, false);
-    copy_tokenizer_files((dir / "tokenizer").string(), gs.out_dir);
-  }
-
-  // ---- 5. evaluate all four on the held-out problems
-  stage(5, "evaluate on held-out problems", set.quick ? 5 : 15);
-  const auto held_tasks = read_tasks((dir / "data/heldout_tasks.jsonl").string(), *tok, nullptr);
+// Held-out accuracy, perplexity, fidelity to the teacher and speed of each model.
+std::vector<DemoRow> evaluate_stage(const fs::path& dir, const Plan& p, const Tokenizer& tok, const Model& teacher) {
+  const int64_t vocab = tok.vocab_size();
+  const auto held_tasks = read_tasks((dir / "data/heldout_tasks.jsonl").string(), tok, nullptr);
   // perplexity and fidelity on the held-out solutions given their problems
-  const TokenDataset held = TokenDataset::build(read_examples((dir / "data/heldout.jsonl").string(), tok.get(), nullptr),
+  const TokenDataset held = TokenDataset::build(read_examples((dir / "data/heldout.jsonl").string(), &tok, nullptr),
                                                 p.seq_len, vocab);
   const RewardSpec answer = RewardSpec::parse("answer");
   std::vector<DemoRow> rows;
@@ -181,7 +156,7 @@ std::vector<DemoRow> run_demo(const DemoSettings& set) {
     const Model m = Model::load((dir / name).string());
     DemoRow r;
     r.name = name, r.dir = (dir / name).string(), r.params = m.config.n_params();
-    r.accuracy = evaluate_task_accuracy(m, *tok, held_tasks, answer, 64, 1, 0.0f).accuracy;
+    r.accuracy = evaluate_task_accuracy(m, tok, held_tasks, answer, 64, 1, 0.0f).accuracy;
     r.perplexity = evaluate_text(m, held).perplexity;
     const Fidelity f = evaluate_fidelity(m, teacher, held);
     r.agreement = f.top1_agreement, r.kl = f.kl;
@@ -189,18 +164,12 @@ std::vector<DemoRow> run_demo(const DemoSettings& set) {
     rows.push_back(r);
   }
 
-  // ---- 6. the table and the report
-  stage(6, "report", 1);
-  std::string table = fmt::format("{:<12} {:>10} {:>10} {:>11} {:>10} {:>10} {:>12}\n", "model", "params", "accuracy",
-                                  "perplexity", "top-1 agr.", "KL(t||m)", "decode tok/s");
-  for (const DemoRow& r : rows)
-    table += fmt::format("{:<12} {:>9.2f}M {:>9.1f}% {:>11.3f} {:>9.1f}% {:>10.4f} {:>12.0f}\n", r.name, double(r.params) / 1e6,
-                         100 * r.accuracy, r.perplexity, 100 * r.agreement, r.kl, r.decode_tps);
-  const double total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-  std::printf("\n%s\nheld-out: %lld problems never seen in training; accuracy = exact final answer, greedy; perplexity and\n"
-              "agreement on their reference solutions.\n", table.c_str(),
-              (long long)p.n_heldout);
+  return rows;
+}
 
+// report.html (table and training curves) and results.json.
+void write_demo_report(const fs::path& dir, const Plan& p, const DemoSettings& set, const std::vector<DemoRow>& rows,
+                       double total_s) {
   std::string html = "<!DOCTYPE html><html><head><meta charset='utf-8'><title>distill demo</title><style>"
                      "body{font-family:sans-serif;max-width:900px;margin:2em auto;color:#222}table{border-collapse:collapse}"
                      "th,td{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}th{background:#f4f4f4}"
@@ -240,6 +209,57 @@ std::vector<DemoRow> run_demo(const DemoSettings& set) {
   const std::string rj = json{{"quick", set.quick}, {"seconds", total_s}, {"heldout_problems", p.n_heldout},
                               {"eval", {{"max_new_tokens", 64}, {"seq_len", p.seq_len}}}, {"models", results}}.dump(2);
   write_file_atomic((dir / "results.json").string(), rj.data(), rj.size());
+}
+
+}  // namespace
+
+std::vector<DemoRow> run_demo(const DemoSettings& set) {
+  const auto t_start = std::chrono::steady_clock::now();
+  const Plan p = plan_for(set.quick);
+  const fs::path dir(set.out_dir);
+  fs::create_directories(dir / "data");
+
+  // ---- data and tokenizer
+  const std::vector<ArithProblem> train = make_arith_problems(p.n_train, set.seed);
+  const std::vector<ArithProblem> heldout = make_arith_problems(p.n_heldout, set.seed + 1000003);
+  write_demo_data(dir, p, train, heldout);
+  const auto tok = make_demo_tokenizer(dir, train);
+  std::fprintf(stderr,
+               "distill demo%s: %lld training problems (worked solutions for %lld of them) and %lld held-out ones, "
+               "vocabulary %lld, %d threads\n",
+               set.quick ? " --quick" : "", (long long)p.n_train, (long long)p.n_ground_truth, (long long)p.n_heldout,
+               (long long)tok->vocab_size(), num_threads());
+  std::fprintf(stderr, "example: %s%s\n", train[0].prompt.c_str(), train[0].solution.c_str());
+
+  // ---- 1. teacher
+  stage(1, "train the teacher", set.quick ? 60 : 270);
+  train_on(dir, p, *tok, "teacher", p.teacher, (dir / "data/train.jsonl").string(), p.teacher_steps, set.seed, 0.0f);
+  const Model teacher = Model::load((dir / "teacher").string());
+
+  // ---- 2. label: the students' side of the story: worked solutions are scarce (n_ground_truth of
+  // them), prompts are plentiful, and a teacher can answer them all.
+  stage(2, "the teacher answers the training prompts (top-k log-probs per token)", set.quick ? 10 : 40);
+  label_stage(dir, p, *tok, teacher);
+
+  // ---- 3. students of the same size and steps: one on the worked solutions there are (CE), one
+  // on the teacher's answers to all the prompts (CE on its text + KD on its top-k)
+  stage(3, "train two students: ground truth only (CE), and distilled from the teacher (CE + KD)", set.quick ? 25 : 75);
+  train_on(dir, p, *tok, "student-ce", p.student, (dir / "data/train_ground_truth.jsonl").string(), p.student_steps,
+           set.seed + 1, 0.0f);
+  train_on(dir, p, *tok, "student-kd", p.student, (dir / "labels").string(), p.student_steps, set.seed + 1, 0.5f);
+
+  // ---- 4. GRPO on the distilled student
+  stage(4, "GRPO on the distilled student with the answer reward", set.quick ? 10 : 70);
+  grpo_stage(dir, p, *tok, set.seed);
+
+  // ---- 5. evaluate all four on the held-out problems
+  stage(5, "evaluate on held-out problems", set.quick ? 5 : 15);
+  const std::vector<DemoRow> rows = evaluate_stage(dir, p, *tok, teacher);
+
+  // ---- 6. the table and the report
+  stage(6, "report", 1);
+  const double total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  write_demo_report(dir, p, set, rows, total_s);
   const std::string student = (dir / "student-rl").string();
   const std::string request = json{{"model", "student-rl"}, {"prompt", heldout[0].prompt}, {"max_tokens", 64}, {"temperature", 0}}.dump();
   std::printf("report: %s   (all of it took %s)\n"

@@ -71,4 +71,25 @@ void matmul_forward(float* out, const float* x, const void* w, DType w_dtype, co
   }
 }
 
+// Backward (training, f32 weights): beside the forward it differentiates.
+void matmul_backward(float* d_x, float* d_w, float* d_b, const float* d_y, const float* x, const float* w,
+                     int64_t M, int64_t N, int64_t K, bool accumulate_dx) {
+  if (d_x) {
+    // d_x[M, K] = d_y[M, N] · w[N, K]
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(M), int(K), int(N), 1.0f, d_y, int(N), w, int(K),
+                accumulate_dx ? 1.0f : 0.0f, d_x, int(K));
+  }
+  // d_w[N, K] += d_y^T[N, M] · x[M, K]
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(N), int(K), int(M), 1.0f, d_y, int(N), x, int(K), 1.0f,
+              d_w, int(K));
+  if (d_b) {
+#pragma omp parallel for schedule(static) if (M * N > 65536)
+    for (int64_t n = 0; n < N; ++n) {
+      float s = 0.0f;
+      for (int64_t m = 0; m < M; ++m) s += d_y[m * N + n];
+      d_b[n] += s;
+    }
+  }
+}
+
 }  // namespace distill

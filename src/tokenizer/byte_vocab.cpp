@@ -1,6 +1,7 @@
 #include "tokenizer/byte_vocab.h"
 
 #include "core/atomic_file.h"
+#include "core/error.h"
 #include "core/regex.h"
 #include "tokenizer/text_pipeline.h"
 
@@ -21,7 +22,8 @@ const char* kSplit =
     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 }
 
-TokenizerFiles make_byte_level_tokenizer(const std::string& training_text, int n_merges, bool chat_template) {
+TokenizerFiles make_byte_level_tokenizer(const std::string& training_text, int n_merges, bool chat_template,
+                                         int64_t vocab_size) {
   json vocab = json::object();
   std::vector<std::string> id_to_token;
   for (int b = 0; b < 256; ++b) {
@@ -62,6 +64,28 @@ TokenizerFiles make_byte_level_tokenizer(const std::string& training_text, int n
       }
       syms = std::move(next);
     }
+  }
+  // Padding to a given size: valid merges of letters (pairs, then a letter appended to each pair),
+  // so the vocabulary is exactly vocab_size tokens (a GGUF export must match its embedding rows).
+  const int64_t n_special = 3;
+  if (vocab_size > 0) {
+    if (vocab_size < int64_t(id_to_token.size()) + n_special)
+      fail("a byte-level vocabulary needs at least {} tokens, not {}", id_to_token.size() + n_special, vocab_size);
+    std::string letters;
+    for (char c = 'a'; c <= 'z'; ++c) letters += c;
+    for (char c = 'A'; c <= 'Z'; ++c) letters += c;
+    auto add = [&](const std::string& a, const std::string& b) {
+      if (int64_t(id_to_token.size()) + n_special >= vocab_size || vocab.contains(a + b)) return;
+      merges.push_back(json::array({a, b}));
+      vocab[a + b] = int(id_to_token.size());
+      id_to_token.push_back(a + b);
+    };
+    for (char a : letters)
+      for (char b : letters) add(std::string(1, a), std::string(1, b));
+    for (char a : letters)
+      for (char b : letters)
+        for (char c : letters) add(std::string(1, a) + b, std::string(1, c));
+    if (int64_t(id_to_token.size()) + n_special != vocab_size) fail("cannot pad a byte-level vocabulary to {} tokens", vocab_size);
   }
   json added = json::array();
   int next_id = int(id_to_token.size());

@@ -1,4 +1,5 @@
-// Scalar reference: softmax, swiglu, add, embedding lookup.
+// Scalar reference: softmax, swiglu, add, embedding lookup; and, side by side, the backwards of
+// swiglu and the embedding.
 #include "kernels/kernels.h"
 
 #include <cmath>
@@ -41,3 +42,27 @@ void embedding_forward(float* out, const int32_t* ids, int64_t n, const void* ta
 }
 
 }  // namespace distill::ref
+
+// Backwards of swiglu and the embedding (training; checked against finite differences).
+namespace distill {
+
+void swiglu_backward(float* d_g, float* d_u, const float* d_h, const float* g, const float* u, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) {
+    const float sig = 1.0f / (1.0f + std::exp(-g[i]));
+    const float silu = g[i] * sig;
+    const float dh = d_h[i];
+    d_u[i] = dh * silu;
+    d_g[i] = dh * u[i] * sig * (1.0f + g[i] * (1.0f - sig));  // silu'(g) = σ(g) (1 + g (1 - σ(g)))
+  }
+}
+
+void embedding_backward(float* d_table, const float* d_out, const int32_t* ids, int64_t n, int64_t dim) {
+  for (int64_t i = 0; i < n; ++i) {
+    float* row = d_table + int64_t(ids[i]) * dim;
+    const float* d = d_out + i * dim;
+    for (int64_t j = 0; j < dim; ++j) row[j] += d[j];
+  }
+}
+
+}  // namespace distill
