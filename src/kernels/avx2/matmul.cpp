@@ -17,6 +17,7 @@ constexpr int64_t kRowsPerBlock = 16;  // weight rows per parallel work item
 constexpr int64_t kInputChunk = 64;    // input rows per pass over a weight block
 constexpr int64_t kPrefetchEvery = 32;  // elements: one prefetch per row per 64 bytes of bf16
 constexpr int64_t kPrefetchAhead = 512; // elements ahead of the current one
+constexpr int64_t kStreamAhead = 4096;  // bytes ahead in a decode tile's weight stream
 
 template <typename W, int NR, int MR>
 inline void tile(float* out, const float* x, const W* w, const float* bias, int64_t n0, int64_t m0,
@@ -26,9 +27,15 @@ inline void tile(float* out, const float* x, const W* w, const float* bias, int6
     for (int c = 0; c < MR; ++c) acc[r][c] = _mm256_setzero_ps();
   int64_t k = 0;
   for (; k + 8 <= K; k += 8) {
-    if (k % kPrefetchEvery == 0) {
-      // Streaming weights from DRAM (decode) is latency-bound without this: the hardware
-      // prefetcher alone keeps too few lines in flight per core.
+    if constexpr (MR == 1) {
+      // Decode streams the weights from DRAM once: the tile's NR rows and the tiles after it are
+      // one contiguous range, consumed at NR·8 elements per step; prefetch that range linearly a
+      // fixed distance ahead (whatever K is), one line per 64 bytes consumed.
+      const char* stream = reinterpret_cast<const char*>(w + n0 * K + k * NR) + kStreamAhead;
+      for (int r = 0; r < NR * int(sizeof(W)) * 8 / 64; ++r) _mm_prefetch(stream + 64 * r, _MM_HINT_T0);
+    } else if (k % kPrefetchEvery == 0) {
+      // Streaming weights from DRAM is latency-bound without this: the hardware prefetcher
+      // alone keeps too few lines in flight per core.
       for (int r = 0; r < NR; ++r) _mm_prefetch(reinterpret_cast<const char*>(w + (n0 + r) * K + k + kPrefetchAhead), _MM_HINT_T0);
     }
     __m256 xv[MR];
