@@ -1,11 +1,12 @@
-// Forward benchmark: prefill and decode tokens/s of random-weight Llama models of the shapes the
-// peers were measured on (DESIGN.md), with f32, f16, bf16, q8_0 and q4_0 weights. Prints achieved
-// GFLOP/s (prefill) and GB/s of weights streamed (decode), the ratio to llama.cpp's figures on
-// this machine class, and first the machine's own read bandwidth (a 1 GiB streaming sum), the
-// limit decode approaches. Decode is timed from an empty context, as llama-bench's tg128 (the
+// Forward benchmark: prefill and decode tokens/s of random-weight Llama models (15M and 134M
+// shapes) with every weight type, in memory (no files). Prints achieved GFLOP/s (prefill) and GB/s
+// of weights streamed (decode) against the machine's own read bandwidth (a 1 GiB streaming sum),
+// the limit decode approaches. The comparison with llama.cpp is bench/vs_llamacpp.sh's: same
+// files, same run — never a figure written down elsewhere. Decode is timed from an empty context, as llama-bench's tg128 (the
 // peer figures) is, and again after the prompt. Run on a quiet machine: a second job on the other core halves every number.
 //
 //   bench_forward [--threads N] [--prompt 512] [--decode 128] [--only 15m|110m] [--types f32,q8_0,...]
+#include "core/system.h"
 #include "core/threads.h"
 #include "kernels/kernels.h"
 #include "convert/export.h"
@@ -28,26 +29,7 @@ struct BenchShape {
   const char* name;
   int64_t dim, layers, heads, ffn, vocab;
   bool tied;
-  double llama_cpp_prefill, llama_cpp_decode;  // f32, 2 threads, DESIGN.md
-  double q8_prefill, q8_decode, q4_prefill, q4_decode;  // llama.cpp q8_0 / q4_0 (0: not measured)
 };
-
-// Read bandwidth: GB/s of a parallel sum over 1 GiB (best of 5).
-double measure_bandwidth() {
-  const size_t n = (size_t(1) << 30) / sizeof(float);
-  std::vector<float> a(n, 1.0f);
-  double best = 0;
-  for (int rep = 0; rep < 5; ++rep) {
-    const auto t0 = std::chrono::steady_clock::now();
-    double sum = 0;
-#pragma omp parallel for reduction(+ : sum) schedule(static)
-    for (size_t i = 0; i < n; i += 8) sum += a[i] + a[i + 1] + a[i + 2] + a[i + 3] + a[i + 4] + a[i + 5] + a[i + 6] + a[i + 7];
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (sum < 0) std::printf("?");
-    best = std::max(best, double(n * sizeof(float)) / s / 1e9);
-  }
-  return best;
-}
 
 double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
@@ -96,14 +78,14 @@ int main(int argc, char** argv) {
   set_num_threads(threads);
   std::printf("bench_forward: %d threads, %s kernels, prefill %d tokens, decode %d tokens\n", num_threads(),
               kernel_variant_name(active_kernel_variant()), n_prompt, n_decode);
-  const double bw = measure_bandwidth();
+  const double bw = measure_read_bandwidth();
   std::printf("memory read bandwidth: %.1f GB/s (1 GiB parallel sum)\n", bw);
-  std::printf("%-6s %-5s %8s %8s | %10s %8s %7s | %10s %7s %7s %7s | %s\n", "model", "dtype", "params", "MB", "prefill t/s",
-              "GFLOP/s", "vs l.cpp", "decode t/s", "GB/s", "of bw", "vs l.cpp", "decode after prompt");
+  std::printf("%-6s %-5s %8s %8s | %10s %8s | %10s %7s %7s | %s\n", "model", "dtype", "params", "MB", "prefill t/s",
+              "GFLOP/s", "decode t/s", "GB/s", "of bw", "decode after prompt");
 
   const BenchShape shapes[] = {
-      {"15m", 288, 6, 6, 768, 32000, true, 5598, 353, 0, 0, 0, 0},
-      {"110m", 768, 12, 12, 2048, 32000, false, 624, 51, 497, 92, 696, 218},
+      {"15m", 288, 6, 6, 768, 32000, true},
+      {"110m", 768, 12, 12, 2048, 32000, false},
   };
   for (const BenchShape& s : shapes) {
     if (!only.empty() && only != s.name) continue;
@@ -128,19 +110,13 @@ int main(int argc, char** argv) {
       const double bytes_per_token = double(dtype_bytes(dt, int64_t(layer_params + head_params)));
       const double prefill_gflops = 2.0 * layer_params * r.prefill_tps / 1e9;
       const double decode_gbs = bytes_per_token * r.decode_tps / 1e9;
-      // llama.cpp's figure for this dtype (f32's for f16/bf16, which DESIGN.md does not list)
-      // (no peer figure for the K-quants: their ratio prints as 0.00x)
-      const bool plain = !dtype_is_quantized(dt);
-      const double peer_prefill = dt == DType::Q8_0 ? s.q8_prefill : dt == DType::Q4_0 ? s.q4_prefill : plain ? s.llama_cpp_prefill : 0;
-      const double peer_decode = dt == DType::Q8_0 ? s.q8_decode : dt == DType::Q4_0 ? s.q4_decode : plain ? s.llama_cpp_decode : 0;
-      std::printf("%-6s %-5s %7.1fM %8.0f | %10.0f %8.1f %6.2fx | %10.1f %7.1f %6.0f%% %6.2fx | %.1f\n", s.name,
+      std::printf("%-6s %-5s %7.1fM %8.0f | %10.0f %8.1f | %10.1f %7.1f %6.0f%% | %.1f\n", s.name,
                   std::string(dtype_name(dt)).c_str(), double(c.n_params()) / 1e6, bytes_per_token / 1e6,
-                  r.prefill_tps, prefill_gflops, peer_prefill > 0 ? r.prefill_tps / peer_prefill : 0.0, r.decode_tps, decode_gbs,
-                  100.0 * decode_gbs / bw, peer_decode > 0 ? r.decode_tps / peer_decode : 0.0, r.decode_after_prompt_tps);
+                  r.prefill_tps, prefill_gflops, r.decode_tps, decode_gbs, 100.0 * decode_gbs / bw, r.decode_after_prompt_tps);
     }
   }
   std::printf("decode: %d tokens from an empty context (llama-bench's tg%d); 'decode after prompt': the same after the %d-token prompt\n"
-              "vs l.cpp: ratio to llama.cpp on this machine class (DESIGN.md: f32, q8_0, q4_0; f16/bf16 against f32), >1 is faster\n",
+              "against llama.cpp: bench/vs_llamacpp.sh runs both engines on the same files in one run\n",
               n_decode, n_decode, n_prompt);
   return 0;
 }

@@ -4,6 +4,7 @@
 #include "test_util.h"
 
 #include <cmath>
+#include <cstring>
 
 namespace distill {
 using test::max_abs_diff;
@@ -202,6 +203,46 @@ TEST(KernelDispatch, ForceVariant) {
   EXPECT_EQ(active_kernel_variant(), KernelVariant::Ref);
   force_kernel_variant(KernelVariant::Avx2);
   EXPECT_EQ(active_kernel_variant(), cpu_has_avx2() ? KernelVariant::Avx2 : KernelVariant::Ref);
+  force_kernel_variant(KernelVariant::Avx512);
+  EXPECT_EQ(active_kernel_variant(), cpu_has_avx512() ? KernelVariant::Avx512 : best_kernel_variant());
+  EXPECT_TRUE(cpu_supports(active_kernel_variant()));
+  force_kernel_variant(best_kernel_variant());
+}
+
+// The AVX-512 decode matvec (one input row), every weight dtype it takes, on odd sizes (row tails,
+// an odd number of blocks, fewer rows than a tile): against the AVX2 kernel, which quantizes the
+// activation identically (so only the summation order differs), and against the reference.
+TEST(Avx512Kernels, DecodeMatvecEveryDtype) {
+  if (!cpu_has_avx512()) GTEST_SKIP() << "this CPU has no AVX-512 F/BW/VL/VNNI: AVX-512 kernels not testable here";
+  for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0}) {
+    const bool quant = t == DType::Q8_0 || t == DType::Q4_0;
+    for (int64_t K : {32, 96, 288, 800, 17}) {
+      if (quant && K % 32 != 0) continue;
+      for (int64_t N : {1, 7, 37, 64}) {
+        const auto wf = random_vector(size_t(N * K), 40 + uint64_t(K), 0.5f);
+        const auto x = random_vector(size_t(K), 50 + uint64_t(N));
+        const auto bias = random_vector(size_t(N), 60, 0.1f);
+        std::vector<uint8_t> w(dtype_bytes(t, N * K));
+        if (quant) {
+          for (int64_t n = 0; n < N; ++n) ref::quantize_row(w.data() + dtype_bytes(t, K) * size_t(n), t, wf.data() + n * K, K);
+        } else if (t == DType::F32) {
+          std::memcpy(w.data(), wf.data(), w.size());
+        } else {
+          convert_from_f32(w.data(), t, wf.data(), wf.size());
+        }
+        std::vector<float> want(static_cast<size_t>(N)), a2(want.size()), a5(want.size());
+        ref::matmul_forward(want.data(), x.data(), w.data(), t, bias.data(), 1, N, K);
+        avx2::matmul_forward(a2.data(), x.data(), w.data(), t, bias.data(), 1, N, K);
+        avx512::matmul_forward(a5.data(), x.data(), w.data(), t, bias.data(), 1, N, K);
+        for (int64_t n = 0; n < N; ++n) {
+          double mag = 0;  // Σ|w·x|: the scale of the sum's rounding
+          for (int64_t k = 0; k < K; ++k) mag += std::fabs(double(wf[size_t(n * K + k)]) * x[size_t(k)]);
+          EXPECT_NEAR(a5[size_t(n)], a2[size_t(n)], 1e-5 * mag + 1e-6) << dtype_name(t) << " K" << K << " N" << N << " n" << n;
+          EXPECT_NEAR(a5[size_t(n)], want[size_t(n)], (quant ? 0.01 : 1e-5) * mag + 1e-5) << dtype_name(t) << " vs reference";
+        }
+      }
+    }
+  }
 }
 
 }  // namespace distill

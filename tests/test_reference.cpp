@@ -39,10 +39,10 @@ class ReferenceTest : public ::testing::TestWithParam<Param> {
 protected:
   void SetUp() override {
     const KernelVariant v = std::get<1>(GetParam());
-    if (v == KernelVariant::Avx2 && !cpu_has_avx2()) GTEST_SKIP() << "no AVX2 on this CPU";
+    if (!cpu_supports(v)) GTEST_SKIP() << "this CPU cannot run the " << kernel_variant_name(v) << " kernels";
     force_kernel_variant(v);
   }
-  void TearDown() override { force_kernel_variant(cpu_has_avx2() ? KernelVariant::Avx2 : KernelVariant::Ref); }
+  void TearDown() override { force_kernel_variant(best_kernel_variant()); }
 };
 
 constexpr float kTol = 1e-4f;
@@ -118,7 +118,7 @@ TEST_P(ReferenceTest, BatchedDecodeOfSequencesAtDifferentLengths) {
 
 INSTANTIATE_TEST_SUITE_P(Models, ReferenceTest,
                          ::testing::Combine(::testing::Values("llama-tiny", "qwen2-tiny", "qwen3-tiny"),
-                                            ::testing::Values(KernelVariant::Ref, KernelVariant::Avx2)),
+                                            ::testing::Values(KernelVariant::Ref, KernelVariant::Avx2, KernelVariant::Avx512)),
                          [](const auto& info) {
                            std::string n = std::get<0>(info.param) + "_" + kernel_variant_name(std::get<1>(info.param));
                            std::replace(n.begin(), n.end(), '-', '_');

@@ -1,7 +1,10 @@
-// Run-time choice between the scalar reference kernels and the AVX2 ones.
+// Run-time choice between the scalar reference kernels, the AVX2 ones and the AVX-512 ones.
 #include "kernels/kernels.h"
 
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
 
 namespace distill {
 
@@ -11,25 +14,68 @@ bool cpu_has_avx2() {
   return has;
 }
 
-static std::atomic<int> g_variant{-1};
+bool cpu_has_avx512() {
+  static const bool has = cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+  return has;
+}
+
+bool cpu_supports(KernelVariant v) {
+  return v == KernelVariant::Ref || (v == KernelVariant::Avx2 && cpu_has_avx2()) ||
+         (v == KernelVariant::Avx512 && cpu_has_avx512());
+}
+
+KernelVariant best_kernel_variant() {
+  return cpu_has_avx512() ? KernelVariant::Avx512 : cpu_has_avx2() ? KernelVariant::Avx2 : KernelVariant::Ref;
+}
+
+const char* kernel_variant_name(KernelVariant v) {
+  return v == KernelVariant::Avx512 ? "avx512" : v == KernelVariant::Avx2 ? "avx2" : "scalar";
+}
+
+namespace {
+
+std::atomic<int> g_variant{-1};
+
+// DISTILL_ISA, or the best the CPU runs.
+KernelVariant initial_variant() {
+  const char* env = std::getenv("DISTILL_ISA");
+  if (!env || !*env) return best_kernel_variant();
+  const std::string want = env;
+  KernelVariant v;
+  if (want == "scalar" || want == "ref") v = KernelVariant::Ref;
+  else if (want == "avx2") v = KernelVariant::Avx2;
+  else if (want == "avx512") v = KernelVariant::Avx512;
+  else {
+    std::fprintf(stderr, "distill: DISTILL_ISA='%s' is not one of scalar, avx2, avx512; using %s\n", env,
+                 kernel_variant_name(best_kernel_variant()));
+    return best_kernel_variant();
+  }
+  if (!cpu_supports(v)) {
+    std::fprintf(stderr, "distill: DISTILL_ISA=%s: this CPU lacks it; using %s\n", env, kernel_variant_name(best_kernel_variant()));
+    return best_kernel_variant();
+  }
+  return v;
+}
+
+}  // namespace
 
 KernelVariant active_kernel_variant() {
   int v = g_variant.load(std::memory_order_relaxed);
   if (v < 0) {
-    v = int(cpu_has_avx2() ? KernelVariant::Avx2 : KernelVariant::Ref);
+    v = int(initial_variant());
     g_variant.store(v, std::memory_order_relaxed);
   }
   return KernelVariant(v);
 }
 
 void force_kernel_variant(KernelVariant v) {
-  if (v == KernelVariant::Avx2 && !cpu_has_avx2()) v = KernelVariant::Ref;
+  while (!cpu_supports(v)) v = KernelVariant(int(v) - 1);  // the next best it has
   g_variant.store(int(v), std::memory_order_relaxed);
 }
 
-const char* kernel_variant_name(KernelVariant v) { return v == KernelVariant::Avx2 ? "avx2" : "ref"; }
-
-static bool use_avx2() { return active_kernel_variant() == KernelVariant::Avx2; }
+// Every kernel but the decode matvec runs its AVX2 variant under AVX-512 too.
+static bool use_avx2() { return active_kernel_variant() != KernelVariant::Ref; }
 
 // Forwards a call to the active variant with the same arguments.
 #define DISTILL_DISPATCH(fn, ...) (use_avx2() ? avx2::fn(__VA_ARGS__) : ref::fn(__VA_ARGS__))

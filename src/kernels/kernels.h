@@ -28,13 +28,23 @@ namespace avx2 {
 // matmul_forward for block-quantized weights (kernels/avx2/quant.cpp).
 void matmul_quantized(float* out, const float* x, const void* w, DType type, const float* bias, int64_t M, int64_t N, int64_t K);
 }
+// AVX-512 F/BW/VL + VNNI: the Q8_0 decode matvec (one input row, vpdpbusd); every
+// other kernel and shape runs the AVX2 variant (kernels/avx512/matvec.cpp).
+namespace avx512 {
+void matmul_forward(float* out, const float* x, const void* w, DType w_dtype, const float* bias, int64_t M, int64_t N, int64_t K);
+}
 #include "kernels/kernel_api.inc"
 
-enum class KernelVariant { Ref, Avx2 };
+// The variants, chosen once at start from CPUID (the best the CPU runs), or by the environment:
+// DISTILL_ISA=scalar|avx2|avx512 (a variant the CPU lacks falls back, with a message).
+enum class KernelVariant { Ref, Avx2, Avx512 };
 bool cpu_has_avx2();                        // AVX2 + FMA + F16C
+bool cpu_has_avx512();                      // AVX-512 F + BW + VL + VNNI (and AVX2)
+bool cpu_supports(KernelVariant v);
+KernelVariant best_kernel_variant();        // the best this CPU runs
 KernelVariant active_kernel_variant();
-void force_kernel_variant(KernelVariant v);  // for tests and benchmarks
-const char* kernel_variant_name(KernelVariant v);
+void force_kernel_variant(KernelVariant v);  // for tests and benchmarks (falls back if unsupported)
+const char* kernel_variant_name(KernelVariant v);  // "scalar", "avx2", "avx512"
 
 }  // namespace distill
 

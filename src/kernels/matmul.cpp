@@ -1,4 +1,4 @@
-// matmul_forward: f32 weights go to OpenBLAS (sgemm, or sgemv for one row: decode), except for
+// matmul_forward: f32 weights go to OpenBLAS (sgemm), except for
 // 1..8 rows (decode of one or a few sequences), where sgemm's packing of the whole weight matrix
 // costs more than the product and our AVX2 kernel, which streams the weights once, is 1.7-3x
 // faster (measured at N 768..32000, K 288..768); f16/bf16 weights always go to the AVX2 kernel,
@@ -46,14 +46,12 @@ void matmul_dequant_sgemm(float* out, const float* x, const void* w, DType w_dty
 void matmul_forward(float* out, const float* x, const void* w, DType w_dtype, const float* bias,
                     int64_t M, int64_t N, int64_t K) {
   if (w_dtype != DType::F32 && M >= kDequantMinRows) return matmul_dequant_sgemm(out, x, w, w_dtype, bias, M, N, K);
+  const KernelVariant v = active_kernel_variant();
   const bool few_rows = M >= 1 && M <= 8;
-  if (w_dtype != DType::F32 || M == 0 || (few_rows && active_kernel_variant() == KernelVariant::Avx2)) {
-    if (active_kernel_variant() == KernelVariant::Avx2) {
-      avx2::matmul_forward(out, x, w, w_dtype, bias, M, N, K);
-    } else {
-      ref::matmul_forward(out, x, w, w_dtype, bias, M, N, K);
-    }
-    return;
+  if (w_dtype != DType::F32 || M == 0 || (few_rows && v != KernelVariant::Ref)) {
+    if (v == KernelVariant::Avx512) return avx512::matmul_forward(out, x, w, w_dtype, bias, M, N, K);
+    if (v == KernelVariant::Avx2) return avx2::matmul_forward(out, x, w, w_dtype, bias, M, N, K);
+    return ref::matmul_forward(out, x, w, w_dtype, bias, M, N, K);
   }
   const float* wf = static_cast<const float*>(w);
   float beta = 0.0f;

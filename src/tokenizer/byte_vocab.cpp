@@ -85,6 +85,13 @@ TokenizerFiles make_byte_level_tokenizer(const std::string& training_text, int n
     for (char a : letters)
       for (char b : letters)
         for (char c : letters) add(std::string(1, a) + b, std::string(1, c));
+    for (char a : letters)  // past ~143 000 tokens (Qwen's 151 936): four letters
+      for (char b : letters)
+        for (char c : letters)
+          for (char d : letters) {
+            if (int64_t(id_to_token.size()) + n_special >= vocab_size) break;
+            add(std::string(1, a) + b + c, std::string(1, d));
+          }
     if (int64_t(id_to_token.size()) + n_special != vocab_size) fail("cannot pad a byte-level vocabulary to {} tokens", vocab_size);
   }
   json added = json::array();

@@ -11,6 +11,12 @@
 #include <cmath>
 #include <vector>
 
+#ifndef Q8ROWS
+#define Q8ROWS 2
+#endif
+#ifndef Q4ROWS
+#define Q4ROWS 2
+#endif
 namespace distill::avx2 {
 
 namespace {
@@ -91,73 +97,60 @@ void matmul_q(float* out, const BlockQ8_0* xq, const void* w, const float* bias,
   }
 }
 
-// Decode (one input row): two weight rows at a time share each activation block. Q8_0 uses
-// |x| once per block and w with x's sign per row (one sign op per row instead of two); Q4_0 feeds
-// the unsigned nibbles 0..15 straight to maddubs and subtracts 8·Σx afterwards, precomputed per
-// block as 8·d_x·Σx. Activation scales are converted to f32 once per call.
+// Decode (one input row): one weight row at a time, so each thread reads one linear stream that
+// the hardware prefetcher follows at full bandwidth (measured, 134M at 2 threads: Q8_0 237 tok/s
+// at one row vs 135 at two side by side; Q4_0 356 vs 341). Q8_0 uses |x|, computed once per call,
+// and w with x's sign; Q4_0 feeds the unsigned nibbles 0..15 straight to maddubs and subtracts
+// 8·Σx afterwards, precomputed per block as 8·d_x·Σx. Activation scales are converted once per call.
 template <bool kQ4>
 void matvec_q(float* out, const BlockQ8_0* xq, const void* w, const float* bias, int64_t N, int64_t K) {
   const int64_t nb = K / kQK;
-  static thread_local std::vector<float> xd, xc;  // d_x per block; 8·d_x·Σx per block (Q4_0)
-  if (int64_t(xd.size()) < nb) xd.resize(size_t(nb)), xc.resize(size_t(nb));
+  static thread_local std::vector<float> xd, xc;      // d_x per block; 8·d_x·Σx per block (Q4_0)
+  static thread_local std::vector<BlockQ8_0> xa;      // |x| per block (Q8_0)
+  if (int64_t(xd.size()) < nb) xd.resize(size_t(nb)), xc.resize(size_t(nb)), xa.resize(size_t(nb));
   float* const xdp = xd.data();
   float* const xcp = xc.data();
+  BlockQ8_0* const xap = xa.data();
   for (int64_t b = 0; b < nb; ++b) {
     xdp[b] = _cvtsh_ss(xq[b].d);
     int sum = 0;
     if (kQ4)
       for (int j = 0; j < kQK; ++j) sum += xq[b].qs[j];
     xcp[b] = 8.0f * xdp[b] * float(sum);
+    const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[b].qs));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(xap[b].qs), _mm256_sign_epi8(xv, xv));
   }
   const __m256i ones = _mm256_set1_epi16(1);
   const int64_t n_tasks = (N + kRowsPerTask - 1) / kRowsPerTask;
 #pragma omp parallel for schedule(static) if (n_tasks > 1 && N * K > 100000)
   for (int64_t t = 0; t < n_tasks; ++t) {
     const int64_t n_end = std::min(N, (t + 1) * kRowsPerTask);
-    int64_t n = t * kRowsPerTask;
-    for (; n < n_end; n += 2) {
-      const bool two = n + 1 < n_end;
-      __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-      float corr0 = 0, corr1 = 0;
+    for (int64_t n = t * kRowsPerTask; n < n_end; ++n) {
+      __m256 acc = _mm256_setzero_ps();
+      float corr = 0;
       if (kQ4) {
-        const BlockQ4_0* w0 = static_cast<const BlockQ4_0*>(w) + n * nb;
-        const BlockQ4_0* w1 = two ? w0 + nb : w0;
+        const BlockQ4_0* wr = static_cast<const BlockQ4_0*>(w) + n * nb;
         for (int64_t b = 0; b < nb; ++b) {
-          if ((b & 3) == 0) {  // one prefetch per row per 72 bytes, ~1.7 KB ahead
-            _mm_prefetch(reinterpret_cast<const char*>(w0 + b + 96), _MM_HINT_T0);
-            _mm_prefetch(reinterpret_cast<const char*>(w1 + b + 96), _MM_HINT_T0);
-          }
           const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[b].qs));
-          __m128i h0, h1;
-          const __m128i l0 = nibbles_lo_hi(w0[b], &h0), l1 = nibbles_lo_hi(w1[b], &h1);
-          const __m256i u0 = _mm256_set_m128i(h0, l0), u1 = _mm256_set_m128i(h1, l1);  // 0..15
-          const __m256 p0 = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(u0, xv), ones));
-          const __m256 p1 = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(u1, xv), ones));
-          const float d0 = _cvtsh_ss(w0[b].d), d1 = _cvtsh_ss(w1[b].d);
-          acc0 = _mm256_fmadd_ps(_mm256_set1_ps(d0 * xdp[b]), p0, acc0);
-          acc1 = _mm256_fmadd_ps(_mm256_set1_ps(d1 * xdp[b]), p1, acc1);
-          corr0 += d0 * xcp[b];  // Σ (q − 8)·x = Σ q·x − 8·Σ x
-          corr1 += d1 * xcp[b];
+          __m128i h;
+          const __m128i l = nibbles_lo_hi(wr[b], &h);
+          const __m256i u = _mm256_set_m128i(h, l);  // 0..15
+          const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(u, xv), ones));
+          const float d = _cvtsh_ss(wr[b].d);
+          acc = _mm256_fmadd_ps(_mm256_set1_ps(d * xdp[b]), p, acc);
+          corr += d * xcp[b];  // Σ (q − 8)·x = Σ q·x − 8·Σ x
         }
       } else {
-        const BlockQ8_0* w0 = static_cast<const BlockQ8_0*>(w) + n * nb;
-        const BlockQ8_0* w1 = two ? w0 + nb : w0;
+        const BlockQ8_0* wr = static_cast<const BlockQ8_0*>(w) + n * nb;
         for (int64_t b = 0; b < nb; ++b) {
-          if ((b & 1) == 0) {  // one prefetch per row per 68 bytes, ~1.6 KB ahead
-            _mm_prefetch(reinterpret_cast<const char*>(w0 + b + 48), _MM_HINT_T0);
-            _mm_prefetch(reinterpret_cast<const char*>(w1 + b + 48), _MM_HINT_T0);
-          }
           const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[b].qs));
-          const __m256i ax = _mm256_sign_epi8(xv, xv);  // |x|, unsigned for maddubs, shared by both rows
-          const __m256i s0 = _mm256_sign_epi8(weights_q8_0(w0[b]), xv), s1 = _mm256_sign_epi8(weights_q8_0(w1[b]), xv);
-          const __m256 p0 = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(ax, s0), ones));
-          const __m256 p1 = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(ax, s1), ones));
-          acc0 = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(w0[b].d) * xdp[b]), p0, acc0);
-          acc1 = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(w1[b].d) * xdp[b]), p1, acc1);
+          const __m256i ax = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xap[b].qs));
+          const __m256i sw = _mm256_sign_epi8(weights_q8_0(wr[b]), xv);  // w with x's sign
+          const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(ax, sw), ones));
+          acc = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(wr[b].d) * xdp[b]), p, acc);
         }
       }
-      out[n] = hsum(acc0) - corr0 + (bias ? bias[n] : 0.0f);
-      if (two) out[n + 1] = hsum(acc1) - corr1 + (bias ? bias[n + 1] : 0.0f);
+      out[n] = hsum(acc) - corr + (bias ? bias[n] : 0.0f);
     }
   }
 }

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# distill against llama.cpp, side by side: the same GGUF files, the same run, alternating engines,
+# llama-bench's pp/tg tests on both sides. Prints one table with the ratios, the CPU, the ISA of
+# each side and the measured read bandwidth. No figure is copied from anywhere: every number is
+# measured here, now.
+#
+#   bench/vs_llamacpp.sh [--quick] [--big] [-r N] [-p N] [-n N]
+#     --quick   15M and 134M models only, 2 repetitions
+#     --big     also the Qwen2 shape of DeepSeek-R1-Distill-Qwen-1.5B (random weights; ~12 GB of
+#               temporary files, several minutes)
+#   DISTILL_ISA=avx2 PEER_ISA=avx2 bench/vs_llamacpp.sh   compares AVX2 kernels with AVX2 kernels
+#   BENCH_DIR=...   where the model files are kept between runs (default: $TMPDIR/distill-vs-llamacpp)
+#
+# Models: random weights over a byte-level vocabulary padded to the real size (distill init
+# --tokenizer bytes --vocab N), written by `distill convert` (f32, q8_0, q4_0) and by llama.cpp's
+# own llama-quantize (Q4_K_M, from the f32 file): the K-quant file is the one people download.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+distill=${DISTILL:-$root/build/distill}
+peer=${PEER:-$root/../shared/peers/llama.cpp/peer}
+dir=${BENCH_DIR:-${TMPDIR:-/tmp}/distill-vs-llamacpp}
+reps=3 pp=512 tg=128 big=0 quick=0
+while [ $# -gt 0 ]; do
+  case $1 in
+    --quick) quick=1; reps=2 ;;
+    --big) big=1 ;;
+    -r) reps=$2; shift ;;
+    -p) pp=$2; shift ;;
+    -n) tg=$2; shift ;;
+    *) echo "vs_llamacpp: unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+[ -x "$distill" ] || { echo "vs_llamacpp: $distill not built (make build)" >&2; exit 2; }
+[ -x "$peer" ] || { echo "vs_llamacpp: no llama.cpp peer at $peer" >&2; exit 2; }
+mkdir -p "$dir"
+
+# ---- models (kept between runs)
+make_dir() {  # name, then distill init options
+  local name=$1; shift
+  [ -f "$dir/$name/config.json" ] || "$distill" init "$@" --tokenizer bytes -o "$dir/$name" >&2
+}
+make_gguf() {  # model dir name, type
+  local f="$dir/$1-$2.gguf"
+  if [ ! -f "$f" ]; then
+    if [ "$2" = q4_k_m ]; then
+      make_gguf "$1" f32 >/dev/null
+      "$peer" llama-quantize "$dir/$1-f32.gguf" "$f" Q4_K_M > "$dir/quantize.log" 2>&1 ||
+        { echo "vs_llamacpp: llama-quantize failed, see $dir/quantize.log" >&2; exit 1; }
+    else
+      "$distill" convert "$dir/$1" -o "$f" --type "$2" >&2
+    fi
+  fi
+  echo "$f"
+}
+make_dir llama-15m --preset 15m --vocab 32000
+make_dir llama-134m --preset 110m --vocab 32000
+files=("$(make_gguf llama-15m f32)" "$(make_gguf llama-134m f32)" "$(make_gguf llama-134m q8_0)" "$(make_gguf llama-134m q4_0)")
+[ $quick = 1 ] || files+=("$(make_gguf llama-134m q4_k_m)")
+if [ $big = 1 ]; then
+  cat > "$dir/qwen2-1.5b.json" <<'EOF'
+{"model_type": "qwen2", "hidden_size": 1536, "num_hidden_layers": 28, "num_attention_heads": 12,
+ "num_key_value_heads": 2, "intermediate_size": 8960, "vocab_size": 151936, "tie_word_embeddings": true,
+ "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "max_position_embeddings": 4096}
+EOF
+  make_dir qwen2-1.5b --config "$dir/qwen2-1.5b.json" --vocab 151936 --dtype f16
+  for t in q8_0 q4_0; do files+=("$(make_gguf qwen2-1.5b $t)"); done
+  if [ ! -f "$dir/qwen2-1.5b-q4_k_m.gguf" ]; then
+    "$peer" llama-quantize "$(make_gguf qwen2-1.5b f16)" "$dir/qwen2-1.5b-q4_k_m.gguf" Q4_K_M > "$dir/quantize.log" 2>&1
+  fi
+  files+=("$dir/qwen2-1.5b-q4_k_m.gguf")
+fi
+
+# ---- the machine
+load=$(cut -d' ' -f1 /proc/loadavg)
+echo "# distill vs llama.cpp — $(date -u '+%Y-%m-%d %H:%M UTC'), load average $load before the run"
+"$distill" -t 2 info --system --bandwidth | sed 's/^/# /'
+echo "# llama.cpp build: ${PEER_ISA:-$(grep -qw avx512_vnni /proc/cpuinfo && echo avx512 || echo avx2)} (PEER_ISA); distill kernels: ${DISTILL_ISA:-best} (DISTILL_ISA)"
+echo "# each engine runs pp$pp and tg$tg, $reps repetitions, 2 threads, alternately, twice; the best mean of the two turns counts"
+awk -v l="$load" 'BEGIN { if (l > 0.5) print "# warning: the machine was not quiet (load " l "): ratios are unreliable" }'
+
+# t/s of each test from a markdown table (llama-bench and distill bench print the same shape).
+rates() { awk -F'|' '/(pp|tg)[0-9]+/ { gsub(/ /, "", $(NF-2)); split($(NF-1), a, "±"); gsub(/ /, "", a[1]); print $(NF-2), a[1] }'; }
+
+printf '\n| %-24s | %-6s | %14s | %14s | %8s |\n' "model file" "test" "llama.cpp t/s" "distill t/s" "distill÷l.cpp"
+printf '| %s | %s | %s | %s | %s |\n' "------------------------" "------" "--------------" "--------------" "--------"
+for f in "${files[@]}"; do
+  declare -A best_l=() best_d=()
+  for turn in 1 2; do
+    while read -r test r; do
+      awk -v a="$r" -v b="${best_l[$test]:-0}" 'BEGIN { exit !(a > b) }' && best_l[$test]=$r
+    done < <("$peer" llama-bench -m "$f" -p "$pp" -n "$tg" -t 2 -r "$reps" 2>/dev/null | rates)
+    while read -r test r; do
+      awk -v a="$r" -v b="${best_d[$test]:-0}" 'BEGIN { exit !(a > b) }' && best_d[$test]=$r
+    done < <("$distill" bench "$f" -p "$pp" -n "$tg" -t 2 -r "$reps" | rates)
+  done
+  for test in "pp$pp" "tg$tg"; do
+    l=${best_l[$test]:-0} d=${best_d[$test]:-0}
+    awk -v f="$(basename "$f")" -v t="$test" -v l="$l" -v d="$d" \
+      'BEGIN { printf "| %-24s | %-6s | %14.1f | %14.1f | %7.2f× |\n", f, t, l, d, (l > 0 ? d / l : 0) }'
+  done
+  unset best_l best_d
+done
