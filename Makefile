@@ -1,9 +1,12 @@
 # Entry points for people and CI. Every target installs what it needs first.
 BUILD      ?= build
 BUILD_ASAN ?= build-asan
+BUILD_FUZZ ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_RUNS ?=
 JOBS       ?= $(shell nproc)
 
-.PHONY: all deps build test test-asan demo bench clean
+.PHONY: all deps build test test-asan fuzz demo bench clean
 
 all: build
 
@@ -23,6 +26,15 @@ test-asan: deps
 	@cmake --build $(BUILD_ASAN) -j $(JOBS)
 	@cd $(BUILD_ASAN) && ctest --output-on-failure -j $(JOBS) -LE slow
 
+# libFuzzer targets (clang, ASan + UBSan) from the committed seed corpora, FUZZ_SECONDS each
+# (or FUZZ_RUNS executions each from a fixed seed: CI's deterministic smoke run).
+fuzz:
+	@bash scripts/install-deps.sh fuzz
+	@CC=clang CXX=clang++ cmake -S . -B $(BUILD_FUZZ) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDISTILL_FUZZ=ON \
+		-DDISTILL_TESTS=OFF -DDISTILL_BENCH=OFF >/dev/null
+	@cmake --build $(BUILD_FUZZ) -j $(JOBS) --target fuzz_all
+	@FUZZ_RUNS=$(FUZZ_RUNS) bash fuzz/run.sh $(BUILD_FUZZ) $(FUZZ_SECONDS)
+
 demo: build
 	@./$(BUILD)/distill demo
 
@@ -30,4 +42,4 @@ bench: build
 	@./$(BUILD)/bench_forward
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN)
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)

@@ -17,6 +17,11 @@ packages=(
   libssl-dev zlib1g-dev libbrotli-dev  # headers that httplib.h includes with its HTTPS/compression support
 )
 
+# `install-deps.sh fuzz`: what the libFuzzer build needs as well (clang, its OpenMP and runtimes).
+if [ "${1:-}" = fuzz ]; then
+  packages+=(clang libomp-dev libclang-rt-dev)
+fi
+
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

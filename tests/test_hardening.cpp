@@ -7,6 +7,7 @@
 #include "formats/safetensors.h"
 #include "model/config.h"
 #include "tokenizer/byte_vocab.h"
+#include "tokenizer/gguf_vocab.h"
 #include "core/regex.h"
 #include "tokenizer/tokenizer.h"
 #include "test_util.h"
@@ -231,6 +232,29 @@ TEST(Hardening, GgufOverlappingTensorsAreRefused) {
   test::write_bytes(dir / "overlap.gguf", bytes);
   const std::string msg = outcome([&] { GgufFile::open(dir / "overlap.gguf"); });
   EXPECT_NE(msg.find("overlaps"), std::string::npos) << msg;
+}
+
+// Found by fuzz_gguf (fuzz/regressions/gguf/invalid-utf8-token): a token string that is not UTF-8
+// escaped as a JSON library exception when the vocabulary became tokenizer.json.
+TEST(Hardening, GgufTokenThatIsNotUtf8IsRefused) {
+  test::TempDir dir;
+  GgufWriter w;
+  w.set("general.architecture", GgufValue::of_string("llama"));
+  w.set("tokenizer.ggml.model", GgufValue::of_string("gpt2"));
+  w.set("tokenizer.ggml.tokens", GgufValue::of_strings({"a", "b", std::string("c\x93", 2)}));
+  w.set("tokenizer.ggml.merges", GgufValue::of_strings({}));
+  const std::string path = dir / "bad.gguf";
+  w.write(path);
+  const std::string msg = outcome([&] { Tokenizer::load(path); });
+  EXPECT_NE(msg.find("tokenizer metadata"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("UTF-8"), std::string::npos) << msg;
+  // The fuzzer's own input, replayed.
+  const std::string found = std::string(DISTILL_SOURCE_DIR) + "/fuzz/regressions/gguf/invalid-utf8-token";
+  EXPECT_NE(outcome([&] {
+              const GgufFile g = GgufFile::open(found);
+              (void)tokenizer_files_from_gguf(g);
+            }),
+            "");
 }
 
 TEST(Hardening, JsonFieldsRefuseNarrowing) {

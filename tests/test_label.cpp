@@ -75,6 +75,20 @@ TEST(Label, LocalTopKEqualsTheForwardPass) {
   EXPECT_GT(checked, 0);
 }
 
+// A prompt longer than the teacher's context is refused up front, naming it, as `run` refuses it.
+TEST(Label, PromptLongerThanTheContextIsRefused) {
+  test::TempDir dir;
+  ASSERT_EQ(run("init --preset tiny --tokenizer bytes -o " + (dir / "teacher")), 0);  // context 2048
+  {
+    std::ofstream f(dir / "prompts.jsonl");
+    f << json{{"prompt", "short"}}.dump() << "\n" << json{{"prompt", std::string(3000, 'x')}}.dump() << "\n";
+  }
+  std::string out;
+  EXPECT_EQ(run("label --teacher " + (dir / "teacher") + " --prompts " + (dir / "prompts.jsonl") + " -o " + (dir / "ds"), &out), 1);
+  EXPECT_NE(out.find("line 2"), std::string::npos) << out;
+  EXPECT_NE(out.find("context holds 2048"), std::string::npos) << out;
+}
+
 TEST(Label, KilledAtRandomAndResumedEqualsUninterrupted) {
   test::TempDir dir;
   ASSERT_EQ(run("init --preset tiny --tokenizer bytes --seed 4 -o " + (dir / "teacher")), 0);

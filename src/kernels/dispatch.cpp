@@ -1,6 +1,8 @@
 // Run-time choice between the scalar reference kernels, the AVX2 ones and the AVX-512 ones.
 #include "kernels/kernels.h"
 
+#include <cpuid.h>
+
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -8,15 +10,24 @@
 
 namespace distill {
 
+// CPUID bits read directly where not every compiler's __builtin_cpu_supports knows the name:
+// F16C (leaf 1, ECX bit 29) and AVX512_VNNI (leaf 7, ECX bit 11). The OS support for the AVX and
+// AVX-512 register state is part of what __builtin_cpu_supports("avx2" / "avx512f") checks.
+static bool cpuid_ecx_bit(unsigned leaf, unsigned bit) {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  return __get_cpuid_count(leaf, 0, &a, &b, &c, &d) && (c & (1u << bit)) != 0;
+}
+
 bool cpu_has_avx2() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                          __builtin_cpu_supports("f16c");
+  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpuid_ecx_bit(1, 29);
   return has;
 }
 
+static bool cpu_has_vnni512() { return cpuid_ecx_bit(7, 11); }
+
 bool cpu_has_avx512() {
   static const bool has = cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+                          __builtin_cpu_supports("avx512vl") && cpu_has_vnni512();
   return has;
 }
 

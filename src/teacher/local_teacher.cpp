@@ -1,5 +1,6 @@
 #include "teacher/local_teacher.h"
 
+#include "core/error.h"
 #include "core/progress.h"
 #include "generate/batch_generate.h"
 #include "model/decoder.h"
@@ -55,6 +56,12 @@ std::vector<TeacherRecord> score(const Model& teacher, const std::vector<const L
 LabelReport label_with_local_teacher(const Model& teacher, const Tokenizer& tok, const std::vector<LabelPrompt>& prompts,
                                      const LabelSettings& s, TeacherDatasetWriter& out) {
   LabelReport rep;
+  // A prompt the teacher's context cannot hold is refused before any work, as `run` refuses it
+  // (a silently truncated or overflowing prompt would label garbage).
+  const int64_t n_ctx = teacher.config.max_position_embeddings;
+  for (const LabelPrompt& p : prompts)
+    if (int64_t(p.ids.size()) >= n_ctx)
+      fail("prompt {} (line {}) has {} tokens; the teacher's context holds {}", p.index, p.index + 1, p.ids.size(), n_ctx);
   const auto t0 = std::chrono::steady_clock::now();
   const int k = int(std::min<int64_t>(s.top_k, teacher.config.n_vocab));
   const int64_t n_batches = (int64_t(prompts.size()) + s.batch - 1) / s.batch;

@@ -93,7 +93,9 @@ json spm_merges(const std::vector<std::string>& tokens, const std::vector<double
 
 }  // namespace
 
-TokenizerFiles tokenizer_files_from_gguf(const GgufFile& g, bool use_embedded_json) {
+namespace {
+
+TokenizerFiles files_from_gguf(const GgufFile& g, bool use_embedded_json) {
   TokenizerFiles f;
   const std::vector<std::string> tokens = string_array(g, "tokenizer.ggml.tokens");
   const size_t n = tokens.size();
@@ -171,6 +173,17 @@ TokenizerFiles tokenizer_files_from_gguf(const GgufFile& g, bool use_embedded_js
   }
   f.tokenizer_json = tj.dump();
   return f;
+}
+
+}  // namespace
+
+TokenizerFiles tokenizer_files_from_gguf(const GgufFile& g, bool use_embedded_json) {
+  // Token strings that are not UTF-8 (a corrupted or hostile file) cannot become tokenizer.json.
+  try {
+    return files_from_gguf(g, use_embedded_json);
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: tokenizer metadata: {}", g.path(), e.what());
+  }
 }
 
 void add_tokenizer_to_gguf(GgufWriter& w, const TokenizerFiles& files, bool embed_json) {
