@@ -6,6 +6,7 @@
 #include "formats/json_fields.h"
 #include "formats/safetensors.h"
 #include "model/config.h"
+#include "train/examples.h"
 #include "tokenizer/byte_vocab.h"
 #include "tokenizer/gguf_vocab.h"
 #include "core/regex.h"
@@ -255,6 +256,28 @@ TEST(Hardening, GgufTokenThatIsNotUtf8IsRefused) {
               (void)tokenizer_files_from_gguf(g);
             }),
             "");
+}
+
+TEST(Hardening, DatasetMasksAndTeacherFingerprintsAreChecked) {
+  test::TempDir dir;
+  const TokenizerFiles files = make_byte_level_tokenizer();
+  const auto tok = Tokenizer::from_json(files.tokenizer_json, files.tokenizer_config_json, "bytes");
+  for (const char* mask : {"[0, -1]", "[0, \"x\"]", "[0, null]", "[0, 2]", "[0, 0.5]"}) {
+    test::write_bytes(dir / "d.jsonl", std::string(R"({"ids": [1, 2], "mask": )") + mask + "}\n");
+    const std::string msg = outcome([&] { read_examples(dir / "d.jsonl", tok.get(), nullptr); });
+    EXPECT_NE(msg.find("mask"), std::string::npos) << mask << ": " << msg;
+  }
+  test::write_bytes(dir / "d.jsonl", "{\"ids\": [1, 2], \"mask\": [false, true]}\n");
+  EXPECT_EQ(outcome([&] { read_examples(dir / "d.jsonl", tok.get(), nullptr); }), "");
+  // A teacher dataset must say which tokenizer labelled it, as a string.
+  std::filesystem::create_directories(dir / "ds");
+  test::write_bytes(dir / "ds/records.bin", "");
+  for (const char* manifest : {R"({"tokenizer_fingerprint": 12})", R"({})", R"([1])"}) {
+    test::write_bytes(dir / "ds/manifest.json", manifest);
+    const std::string msg = outcome([&] { read_examples(dir / "ds", tok.get(), nullptr); });
+    EXPECT_NE(msg, "") << manifest;
+    EXPECT_NE(msg.find("manifest.json"), std::string::npos) << manifest << ": " << msg;
+  }
 }
 
 TEST(Hardening, JsonFieldsRefuseNarrowing) {

@@ -106,3 +106,24 @@ TEST(Sampler, SameSeedSameTokens) {
 }
 
 }  // namespace distill
+
+namespace distill {
+
+// OpenAI's logit_bias: -100 bans a token (greedy takes the next best), +100 forces one.
+TEST(Sampler, LogitBiasBansAndForces) {
+  const std::vector<float> logits = {0.5f, 3.0f, 2.5f, -1.0f};
+  SamplerSettings s;
+  s.temperature = 0;
+  EXPECT_EQ(Sampler(s).sample(logits.data(), 4, {}), 1);
+  s.logit_bias = {{1, -100.0f}};
+  EXPECT_EQ(Sampler(s).sample(logits.data(), 4, {}), 2);
+  s.logit_bias = {{3, 100.0f}};
+  EXPECT_EQ(Sampler(s).sample(logits.data(), 4, {}), 3);
+  s.temperature = 1.0f, s.top_k = 0, s.top_p = 1.0f, s.min_p = 0.0f;
+  Sampler sampled(s);
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(sampled.sample(logits.data(), 4, {}), 3) << "a +100 bias leaves no mass elsewhere";
+  s.logit_bias = {{7, 100.0f}};  // outside the vocabulary: ignored here (the server refuses it)
+  EXPECT_LT(Sampler(s).sample(logits.data(), 4, {}), 4);
+}
+
+}  // namespace distill

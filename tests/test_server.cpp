@@ -171,6 +171,16 @@ TEST(Server, HostileRequestsGetTheRight4xxAndServingGoesOn) {
       {"/v1/completions", R"({"model":"tiny","prompt":"x","logprobs":true})", 400, "logprobs"},
       {"/v1/completions", R"({"model":"tiny","prompt":")" + std::string(300, 'a') + R"("})", 400, "prompt"},
       {"/v1/completions", R"({"model":"tiny","prompt":"x","echo":"yes"})", 400, "echo"},
+      // the hardening issue's cases: 2^63 passed the range check as a double; null content was a 200;
+      // logit_bias was silently ignored (now applied, so its keys and values are checked)
+      {"/v1/chat/completions", R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"max_tokens":9223372036854775808})", 400, "max_tokens"},
+      {"/v1/completions", R"({"model":"tiny","prompt":"x","max_tokens":18446744073709551615})", 400, "max_tokens"},
+      {"/v1/chat/completions", R"({"model":"tiny","messages":[{"role":"user","content":null}]})", 400, "messages[0].content"},
+      {"/v1/chat/completions", R"({"model":"tiny","messages":[{"role":"user"}]})", 400, "messages[0].content"},
+      {"/v1/chat/completions", R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"logit_bias":{"a":5}})", 400, "logit_bias"},
+      {"/v1/chat/completions", R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"logit_bias":{"5":500}})", 400, "logit_bias"},
+      {"/v1/chat/completions", R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"logit_bias":{"99999999":1}})", 400, "logit_bias"},
+      {"/v1/chat/completions", R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"logit_bias":[1]})", 400, "logit_bias"},
   };
   for (const Case& k : cases) {
     auto r = post(c, k.path, k.body);
