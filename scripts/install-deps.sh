@@ -15,6 +15,7 @@ packages=(
   libicu-dev               # Unicode NFC normalisation of tokenizer input
   libcpp-httplib-dev       # HTTP(S) client (remote teachers) and server
   libssl-dev zlib1g-dev libbrotli-dev  # headers that httplib.h includes with its HTTPS/compression support
+  openssl                  # the HTTPS test makes a self-signed certificate
 )
 
 # `install-deps.sh fuzz`: what the libFuzzer build needs as well (clang, its OpenMP and runtimes).

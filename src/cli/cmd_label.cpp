@@ -108,6 +108,7 @@ void register_label(CLI::App& app) {
   cmd->add_option("--retries", a->r.retries, "Remote: retries on 429/5xx/timeouts")->capture_default_str();
   cmd->add_option("--backoff", a->r.backoff_s, "Remote: first retry delay in seconds (doubles, with jitter)")->capture_default_str();
   cmd->add_option("--api-key-env", a->api_key_env, "Remote: environment variable holding the API key")->capture_default_str();
+  cmd->add_option("--ca-file", a->r.ca_file, "Remote https teacher: trust this PEM certificate (authority), e.g. a self-signed server's");
   cmd->add_flag("--completions-api", a->r.legacy_completions, "Remote: POST /v1/completions instead of /v1/chat/completions");
   cmd->add_flag("--resume", a->resume, "Continue an interrupted dataset: only prompts not yet done");
   cmd->callback([a] { run_label(*a); });

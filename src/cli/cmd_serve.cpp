@@ -52,8 +52,9 @@ void serve(ServeArgs& a) {
     std::fprintf(stderr, "\nstopping (signal %d)\n", sig);
     server.stop();
   });
-  std::fprintf(stderr, "distill serve: model '%s' on http://%s:%d/v1 — %lld slots × %lld context, %d threads%s%s\n",
-               a.o.model_name.c_str(), a.o.host.c_str(), port, (long long)a.o.n_parallel, (long long)a.o.n_ctx,
+  std::fprintf(stderr, "distill serve: model '%s' on %s://%s:%d/v1 — %lld slots × %lld context, %d threads%s%s\n",
+               a.o.model_name.c_str(), a.o.tls_cert.empty() ? "http" : "https", a.o.host.c_str(), port,
+               (long long)a.o.n_parallel, (long long)a.o.n_ctx,
                num_threads(), a.o.keys_file.empty() ? ", no API keys (open to anyone who can connect)" : ", API keys required",
                a.o.usage_log.empty() ? "" : (", usage log " + a.o.usage_log).c_str());
   server.listen();
@@ -128,6 +129,8 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--usage-log", a->o.usage_log, "Append one JSON line per request to this file");
   cmd->add_flag("--log-content", a->o.log_content, "Also record prompt and completion text in the usage log");
   cmd->add_option("--chat-template", a->o.chat_template, "Chat format instead of the detected one");
+  cmd->add_option("--tls-cert", a->o.tls_cert, "PEM certificate: serve HTTPS (with --tls-key)");
+  cmd->add_option("--tls-key", a->o.tls_key, "PEM private key of --tls-cert");
   cmd->add_option("--cors", a->o.cors_origins, "Browser origin allowed to call the API (repeatable; * for any). Default: none");
   cmd->add_option("--max-n", a->o.limits.max_n, "Most choices per request (n)")->capture_default_str()->check(CLI::Range(1, 128));
   cmd->callback([a] { serve(*a); });

@@ -6,10 +6,11 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 
 namespace distill {
 
-HttpClient::HttpClient(const std::string& url) {
+HttpClient::HttpClient(const std::string& url, const std::string& ca_file) : ca_file_(ca_file) {
   const size_t scheme_end = url.find("://");
   if (scheme_end == std::string::npos || (url.compare(0, scheme_end, "http") != 0 && url.compare(0, scheme_end, "https") != 0))
     fail("'{}' is not an http:// or https:// URL", url);
@@ -17,12 +18,19 @@ HttpClient::HttpClient(const std::string& url) {
   scheme_host_port_ = url.substr(0, path_start);
   prefix_ = path_start == std::string::npos ? "" : url.substr(path_start);
   while (!prefix_.empty() && prefix_.back() == '/') prefix_.pop_back();
+  if (!ca_file_.empty()) {
+    std::FILE* f = std::fopen(ca_file_.c_str(), "r");
+    if (!f) fail("--ca-file {}: cannot open", ca_file_);
+    std::fclose(f);
+  }
 }
 
 HttpResult HttpClient::post_json(const std::string& path, const std::string& body,
                                  const std::map<std::string, std::string>& headers, double timeout_s) const {
   HttpResult r;
   httplib::Client cli(scheme_host_port_);
+  if (!ca_file_.empty()) cli.set_ca_cert_path(ca_file_.c_str());
+  cli.enable_server_certificate_verification(true);
   const time_t sec = time_t(timeout_s);
   const time_t usec = time_t((timeout_s - double(sec)) * 1e6);
   cli.set_connection_timeout(sec, usec);
@@ -38,6 +46,8 @@ HttpResult HttpClient::post_json(const std::string& path, const std::string& bod
                  : HttpResult::Kind::ConnectionError;
     // httplib reports a read timeout as a read error; classify by name for the message
     r.error = httplib::to_string(e);
+    if (e == httplib::Error::SSLServerVerification)
+      r.error += " (the server's certificate is not trusted: give its CA with --ca-file)";
     if (r.error.find("Timeout") != std::string::npos || r.error.find("timeout") != std::string::npos) r.kind = HttpResult::Kind::Timeout;
     return r;
   }

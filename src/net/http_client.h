@@ -18,14 +18,16 @@ struct HttpResult {
 class HttpClient {
 public:
   // base: "http://host:port" or "https://host" (a path prefix such as /v1 is kept for post()).
-  explicit HttpClient(const std::string& base_url);
+  // HTTPS verifies the server's certificate against the system's CAs, or against ca_file (PEM)
+  // when given (a self-signed server of your own).
+  explicit HttpClient(const std::string& base_url, const std::string& ca_file = "");
   // POSTs body (application/json) to prefix + path. Never throws for network failures.
   HttpResult post_json(const std::string& path, const std::string& body, const std::map<std::string, std::string>& headers,
                        double timeout_s) const;
   const std::string& prefix() const { return prefix_; }
 
 private:
-  std::string scheme_host_port_, prefix_;
+  std::string scheme_host_port_, prefix_, ca_file_;
 };
 
 }  // namespace distill

@@ -1,5 +1,7 @@
 #include "serve/server.h"
 
+#include <cstdio>
+
 #include "core/error.h"
 #include "serve/openai_response.h"
 #include "serve/server_context.h"
@@ -73,7 +75,18 @@ OpenAIServer::OpenAIServer(const Model& model, std::shared_ptr<const Tokenizer> 
   so.max_queue = opt_.max_queue;
   c.scheduler = std::make_unique<Scheduler>(model, *tok, so);
 
-  http_ = std::make_unique<httplib::Server>();
+  if (opt_.tls_cert.empty() != opt_.tls_key.empty()) fail("--tls-cert and --tls-key go together");
+  if (!opt_.tls_cert.empty()) {
+    for (const std::string* f : {&opt_.tls_cert, &opt_.tls_key})
+      if (std::FILE* fp = std::fopen(f->c_str(), "r")) std::fclose(fp);
+      else fail("{}: cannot open", *f);
+    auto ssl = std::make_unique<httplib::SSLServer>(opt_.tls_cert.c_str(), opt_.tls_key.c_str());
+    if (!ssl->is_valid())
+      fail("--tls-cert {} / --tls-key {}: not a PEM certificate and its private key", opt_.tls_cert, opt_.tls_key);
+    http_ = std::move(ssl);
+  } else {
+    http_ = std::make_unique<httplib::Server>();
+  }
   httplib::Server& s = *http_;
   // A worker thread per open connection (streams hold theirs): enough for every slot, every
   // queued request and idle keep-alive connections.

@@ -44,6 +44,7 @@ struct ServeOptions {
   // pages the user visits cannot use a local server through the browser.
   std::vector<std::string> cors_origins;
   ServerLimits limits;               // n_ctx is copied from above
+  std::string tls_cert, tls_key;     // PEM files: HTTPS instead of HTTP (both or neither)
 };
 
 class OpenAIServer {

@@ -134,7 +134,7 @@ RemoteReport label_with_remote_teacher(const std::string& base_url, const Tokeni
                                        const std::vector<LabelPrompt>& prompts, const LabelSettings& s,
                                        const RemoteSettings& rs, TeacherDatasetWriter& out) {
   RemoteReport rep;
-  const HttpClient client(base_url);
+  const HttpClient client(base_url, rs.ca_file);
   std::map<std::string, std::string> headers;
   if (const char* key = std::getenv(rs.api_key_env.c_str()); key && *key) headers["Authorization"] = std::string("Bearer ") + key;
   const int k = std::min(s.top_k, 20);  // the OpenAI API's maximum

@@ -31,6 +31,7 @@ struct RemoteSettings {
   int retries = 6;
   double backoff_s = 1.0;      // first retry delay; doubles each time (with jitter), at most 60 s
   bool legacy_completions = false;
+  std::string ca_file;         // PEM CA for an https teacher with its own certificate
 };
 
 struct RemoteReport {
