@@ -1,5 +1,7 @@
 #include "train/kd_loss.h"
 
+#include "kernels/logprobs.h"  // log_sum_exp
+
 #include "core/error.h"
 
 #include <algorithm>
@@ -26,11 +28,7 @@ namespace {
 
 // log-softmax of x[0..n)/T into out (double).
 void log_softmax(double* out, const float* x, int64_t n, double inv_t) {
-  double max = -INFINITY;
-  for (int64_t i = 0; i < n; ++i) max = std::max(max, double(x[i]) * inv_t);
-  double sum = 0.0;
-  for (int64_t i = 0; i < n; ++i) sum += std::exp(double(x[i]) * inv_t - max);
-  const double lse = max + std::log(sum);
+  const double lse = log_sum_exp(x, n, inv_t);
   for (int64_t i = 0; i < n; ++i) out[i] = double(x[i]) * inv_t - lse;
 }
 

@@ -1,5 +1,7 @@
 #include "train/losses.h"
 
+#include "kernels/logprobs.h"  // log_sum_exp
+
 #include "core/error.h"
 #include "kernels/kernels.h"
 
@@ -10,15 +12,6 @@
 namespace distill {
 
 namespace {
-
-// log(sum(exp(row))) with the max shifted out, in double.
-double log_sum_exp(const float* row, int64_t n) {
-  float max = row[0];
-  for (int64_t i = 1; i < n; ++i) max = std::max(max, row[i]);
-  double sum = 0.0;
-  for (int64_t i = 0; i < n; ++i) sum += std::exp(double(row[i]) - max);
-  return double(max) + std::log(sum);
-}
 
 int64_t count_targets(const int32_t* targets, int64_t n, int64_t n_vocab) {
   int64_t counted = 0;
