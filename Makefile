@@ -30,7 +30,7 @@ test-asan: deps
 # (or FUZZ_RUNS executions each from a fixed seed: CI's deterministic smoke run).
 fuzz:
 	@bash scripts/install-deps.sh fuzz
-	@CC=clang CXX=clang++ cmake -S . -B $(BUILD_FUZZ) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDISTILL_FUZZ=ON \
+	@CC=clang CXX=clang++ cmake -S . -B $(BUILD_FUZZ) -G Ninja -DCMAKE_BUILD_TYPE=Fuzz -DCMAKE_CXX_FLAGS_FUZZ="-O1 -gline-tables-only" -DDISTILL_FUZZ=ON \
 		-DDISTILL_TESTS=OFF -DDISTILL_BENCH=OFF >/dev/null
 	@cmake --build $(BUILD_FUZZ) -j $(JOBS) --target fuzz_all
 	@FUZZ_RUNS=$(FUZZ_RUNS) bash fuzz/run.sh $(BUILD_FUZZ) $(FUZZ_SECONDS)

@@ -156,9 +156,10 @@ int main(int argc, char** argv) {
           req.set_header("Content-Type", "application/json");
           std::string got;
           req.content_receiver = [&](const char* d, size_t n, uint64_t, uint64_t) {
-            if (first == 0) first = now();
             got.append(d, n);
-            return !(abandon && got.size() > 64);  // false: the client hangs up mid-stream
+            // time to first token: the first event after the role chunk the stream opens with
+            if (first == 0 && got.find("data: ", got.find("data: ") + 1) != std::string::npos) first = now();
+            return !(abandon && got.size() > 600);  // false: the client hangs up mid-stream
           };
           httplib::Response resp;
           httplib::Error err;

@@ -170,9 +170,14 @@ public:
     CompletionRun& run = *run_;
     // Tokens that arrive within kCoalesce of the last write go out together: one wake-up and one
     // write per ~15 ms instead of per token, which on a small machine leaves the cores to the model.
-    const double since = seconds_since(last_write_);
-    if (since < kCoalesce) std::this_thread::sleep_for(std::chrono::duration<double>(kCoalesce - since));
-    version_ = run.signal->wait(version_, 0.25);
+    // The first call answers at once (the role chunk: the client sees the stream open without
+    // waiting for the first token); later ones wait for new output.
+    if (!first_) {
+      const double since = seconds_since(last_write_);
+      if (since < kCoalesce) std::this_thread::sleep_for(std::chrono::duration<double>(kCoalesce - since));
+      version_ = run.signal->wait(version_, 0.25);
+    }
+    first_ = false;
     std::vector<std::string> events;
     bool all_done = true, any_text = false;
     {
@@ -285,6 +290,7 @@ private:
   std::shared_ptr<CompletionRun> run_;
   std::vector<Cursor> cursor_;
   uint64_t version_ = 0;
+  bool first_ = true;
   std::chrono::steady_clock::time_point last_write_ = std::chrono::steady_clock::now();
 };
 
