@@ -155,6 +155,92 @@ void matvec_q(float* out, const BlockQ8_0* xq, const void* w, const float* bias,
   }
 }
 
+// K-quant decode (one input row), int8 like Q4_0 / Q8_0 instead of dequantizing each row to f32:
+// the activation's Q8_0 blocks of 32 line up with Q4_K's sub-blocks of 32 and with Q6_K's groups of
+// 32 (two scales of 16 each). One weight row at a time, as above.
+//   Q4_K sub-block j: Σ (d·sc·q − dmin·m)·x = d·sc·d_x·Σ q·x_q − dmin·m·(d_x·Σ x_q)
+//                     (q 0..15 is maddubs' unsigned operand; d_x·Σx_q precomputed per block)
+//   Q6_K group of 32: Σ d·sc_s·(q − 32)·x = d·d_x·Σ_s sc_s·Σ (q − 32)·x_q, the products summed in
+//                     int16 pairs by maddubs(|x_q|, (q − 32) with x's sign), then weighted by the
+//                     two 16-value scales with madd.
+template <bool kQ6>
+void matvec_k(float* out, const BlockQ8_0* xq, const void* w, const float* bias, int64_t N, int64_t K) {
+  const int64_t nb = K / kQK, nsb = K / kQKK;
+  static thread_local std::vector<float> xd, xs;  // d_x per block; d_x·Σ x_q per block
+  static thread_local std::vector<BlockQ8_0> xa;  // |x_q| per block
+  if (int64_t(xd.size()) < nb) xd.resize(size_t(nb)), xs.resize(size_t(nb)), xa.resize(size_t(nb));
+  float* const xdp = xd.data();
+  float* const xsp = xs.data();
+  BlockQ8_0* const xap = xa.data();
+  for (int64_t b = 0; b < nb; ++b) {
+    xdp[b] = _cvtsh_ss(xq[b].d);
+    int sum = 0;
+    for (int j = 0; j < kQK; ++j) sum += xq[b].qs[j];
+    xsp[b] = xdp[b] * float(sum);
+    const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[b].qs));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(xap[b].qs), _mm256_sign_epi8(xv, xv));
+  }
+  const __m256i ones = _mm256_set1_epi16(1), low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(0x03);
+  auto load = [](const void* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); };
+  const int64_t n_tasks = (N + kRowsPerTask - 1) / kRowsPerTask;
+#pragma omp parallel for schedule(static) if (n_tasks > 1 && N * K > 100000)
+  for (int64_t t = 0; t < n_tasks; ++t) {
+    const int64_t n_end = std::min(N, (t + 1) * kRowsPerTask);
+    for (int64_t n = t * kRowsPerTask; n < n_end; ++n) {
+      __m256 acc = _mm256_setzero_ps();
+      float corr = 0;
+      for (int64_t sb = 0; sb < nsb; ++sb) {
+        if constexpr (!kQ6) {
+          const BlockQ4_K& blk = static_cast<const BlockQ4_K*>(w)[n * nsb + sb];
+          const float d = _cvtsh_ss(blk.d), dmin = _cvtsh_ss(blk.dmin);
+          for (int pair = 0; pair < 4; ++pair) {
+            const __m256i v = load(blk.qs + 32 * pair);
+            const __m256i q[2] = {_mm256_and_si256(v, low4), _mm256_and_si256(_mm256_srli_epi16(v, 4), low4)};
+            for (int h = 0; h < 2; ++h) {
+              const int j = 2 * pair + h;  // sub-block
+              const int64_t b = sb * 8 + j;  // its activation block
+              int sc, m;
+              scale_min_k4(j, blk.scales, &sc, &m);
+              const __m256i xv = load(xq[b].qs);
+              const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(q[h], xv), ones));
+              acc = _mm256_fmadd_ps(_mm256_set1_ps(d * float(sc) * xdp[b]), p, acc);
+              corr += dmin * float(m) * xsp[b];
+            }
+          }
+        } else {
+          const BlockQ6_K& blk = static_cast<const BlockQ6_K*>(w)[n * nsb + sb];
+          const float d = _cvtsh_ss(blk.d);
+          for (int half = 0; half < 2; ++half) {
+            const uint8_t* ql = blk.ql + 64 * half;
+            const __m256i l0 = load(ql), l1 = load(ql + 32), hb = load(blk.qh + 32 * half);
+            // the four groups of 32 of this half: low/high nibbles of ql[0..31] / ql[32..63] with
+            // 2 more bits each from qh
+            const __m256i q[4] = {
+                _mm256_or_si256(_mm256_and_si256(l0, low4), _mm256_slli_epi16(_mm256_and_si256(hb, low2), 4)),
+                _mm256_or_si256(_mm256_and_si256(l1, low4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), low2), 4)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low4),
+                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), low2), 4)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4),
+                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), low2), 4))};
+            const int8_t* sc = blk.scales + 8 * half;
+            for (int g = 0; g < 4; ++g) {
+              const int64_t b = sb * 8 + half * 4 + g;
+              const __m256i xv = load(xq[b].qs), ax = load(xap[b].qs);
+              const __m256i wq = _mm256_sub_epi8(q[g], _mm256_set1_epi8(32));  // −32..31
+              const __m256i p16 = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(wq, xv));
+              // int16 0-7 hold values 0..15 (scale sc[2g]), 8-15 values 16..31 (sc[2g+1])
+              const __m256i scales = _mm256_set_m128i(_mm_set1_epi16(sc[2 * g + 1]), _mm_set1_epi16(sc[2 * g]));
+              const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, scales));
+              acc = _mm256_fmadd_ps(_mm256_set1_ps(d * xdp[b]), p, acc);
+            }
+          }
+        }
+      }
+      out[n] = hsum(acc) - corr + (bias ? bias[n] : 0.0f);
+    }
+  }
+}
+
 // K-quants: a dequantized weight row dotted with each input row.
 void matmul_dequant(float* out, const float* x, const void* w, DType type, const float* bias, int64_t M, int64_t N, int64_t K) {
   const size_t row_bytes = dtype_bytes(type, K);
@@ -297,7 +383,8 @@ void dequantize_row(float* dst, const void* src, DType type, int64_t n) {
 }
 
 void matmul_quantized(float* out, const float* x, const void* w, DType type, const float* bias, int64_t M, int64_t N, int64_t K) {
-  if (type != DType::Q8_0 && type != DType::Q4_0) return matmul_dequant(out, x, w, type, bias, M, N, K);
+  const bool int8_decode = M == 1 && (type == DType::Q4_K || type == DType::Q6_K);
+  if (type != DType::Q8_0 && type != DType::Q4_0 && !int8_decode) return matmul_dequant(out, x, w, type, bias, M, N, K);
   // x -> Q8_0 blocks, in a buffer that grows to the largest batch seen (no steady-state allocation)
   static thread_local std::vector<BlockQ8_0> xq;
   const int64_t nb = K / kQK;
@@ -306,6 +393,8 @@ void matmul_quantized(float* out, const float* x, const void* w, DType type, con
 #pragma omp parallel for schedule(static) if (M > 8)
   for (int64_t m = 0; m < M; ++m)
     for (int64_t b = 0; b < nb; ++b) quantize_block_q8_0(&xqp[m * nb + b], x + m * K + b * kQK);
+  if (type == DType::Q4_K) return matvec_k<false>(out, xqp, w, bias, N, K);
+  if (type == DType::Q6_K) return matvec_k<true>(out, xqp, w, bias, N, K);
   if (M == 1) return type == DType::Q8_0 ? matvec_q<false>(out, xqp, w, bias, N, K) : matvec_q<true>(out, xqp, w, bias, N, K);
   if (type == DType::Q8_0) matmul_q<BlockQ8_0, weights_q8_0>(out, xqp, w, bias, M, N, K);
   else matmul_q<BlockQ4_0, weights_q4_0>(out, xqp, w, bias, M, N, K);
