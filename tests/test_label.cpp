@@ -87,6 +87,15 @@ TEST(Label, PromptLongerThanTheContextIsRefused) {
   EXPECT_EQ(run("label --teacher " + (dir / "teacher") + " --prompts " + (dir / "prompts.jsonl") + " -o " + (dir / "ds"), &out), 1);
   EXPECT_NE(out.find("line 2"), std::string::npos) << out;
   EXPECT_NE(out.find("context holds 2048"), std::string::npos) << out;
+  // 100 000 messages in one prompt (once quadratic: it hung) are rendered, counted and refused.
+  {
+    json msgs = json::array();
+    for (int i = 0; i < 100000; ++i) msgs.push_back({{"role", "user"}, {"content", "hi"}});
+    std::ofstream f(dir / "huge.jsonl");
+    f << json{{"messages", msgs}}.dump() << "\n";
+  }
+  EXPECT_EQ(run("label --teacher " + (dir / "teacher") + " --prompts " + (dir / "huge.jsonl") + " -o " + (dir / "ds2"), &out), 1);
+  EXPECT_NE(out.find("context holds 2048"), std::string::npos) << out;
 }
 
 TEST(Label, KilledAtRandomAndResumedEqualsUninterrupted) {
