@@ -71,7 +71,11 @@ EOF
   files+=("$dir/qwen2-1.5b-q4_k_m.gguf")
 fi
 
-# ---- the machine
+# ---- the machine: let the load of making the models settle (up to 3 minutes)
+for _ in $(seq 36); do
+  awk '{ exit !($1 > 0.5) }' /proc/loadavg || break
+  sleep 5
+done
 load=$(cut -d' ' -f1 /proc/loadavg)
 echo "# distill vs llama.cpp — $(date -u '+%Y-%m-%d %H:%M UTC'), load average $load before the run"
 "$distill" -t 2 info --system --bandwidth | sed 's/^/# /'
