@@ -24,9 +24,10 @@ std::shared_ptr<GenerationJob> job(const std::vector<int32_t>& prompt, int64_t m
 }
 
 void wait_done(const std::vector<std::shared_ptr<GenerationJob>>& jobs) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   for (auto& j : jobs) {
     uint64_t v = 0;
-    for (int i = 0; i < 600; ++i) {
+    while (std::chrono::steady_clock::now() < until) {
       {
         std::lock_guard<std::mutex> lock(j->signal->mu);
         if (j->done) break;
@@ -235,6 +236,28 @@ TEST(Scheduler, CancelFreesTheSlotAndTheQueueIsBounded) {
   EXPECT_EQ(waiting->finish_reason, "length");
   EXPECT_EQ(waiting->n_generated, 3);
   EXPECT_GE(sched.stats().cancelled, 1);
+}
+
+TEST(Scheduler, DeadlineEndsAGenerationWithWhatItHasAndAWaitingJobWithAnError) {
+  test::TinyModel x(32, 2, 7, 4096);
+  SchedulerOptions so;
+  so.n_slots = 1, so.n_ctx = 4096, so.max_queue = 4;
+  Scheduler sched(x.model, *x.tok, so);
+  auto endless = job(x.tok->encode("go on", false), 100000);
+  endless->stop_at_eos = false;
+  endless->deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
+  auto late = job(x.tok->encode("next", false), 3);
+  late->deadline = std::chrono::steady_clock::now();  // out of time before it gets a slot
+  ASSERT_TRUE(sched.submit({endless}));
+  ASSERT_TRUE(sched.submit({late}));
+  wait_done({endless, late});
+  EXPECT_EQ(endless->finish_reason, "length");
+  EXPECT_GT(endless->n_generated, 0) << "the deadline ends a generation, it does not discard it";
+  EXPECT_LT(endless->n_generated, 4096 - 3) << "stopped by the deadline, not by the context";
+  EXPECT_EQ(tokens_of(*endless).size(), size_t(endless->n_generated));
+  EXPECT_EQ(late->finish_reason, "error");
+  EXPECT_NE(late->error.find("time limit"), std::string::npos) << late->error;
+  EXPECT_EQ(late->n_generated, 0);
 }
 
 }  // namespace distill

@@ -132,6 +132,10 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--tls-cert", a->o.tls_cert, "PEM certificate: serve HTTPS (with --tls-key)");
   cmd->add_option("--tls-key", a->o.tls_key, "PEM private key of --tls-cert");
   cmd->add_option("--cors", a->o.cors_origins, "Browser origin allowed to call the API (repeatable; * for any). Default: none");
+  cmd->add_option("--request-timeout", a->o.request_timeout_s, "Seconds a completion may take in all; then it ends with finish_reason \"length\"")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--max-connections", a->o.http.max_connections, "Open connections; more are answered 503")->capture_default_str()->check(CLI::Range(1, 100000));
+  cmd->add_option("--request-read-timeout", a->o.http.request_read_s, "Seconds a client has to send a whole request (header and body)")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--max-header", a->o.http.max_header_bytes, "Largest request header in bytes (431 beyond)")->capture_default_str()->check(CLI::Range(1024, 1 << 24));
   cmd->add_option("--max-n", a->o.limits.max_n, "Most choices per request (n)")->capture_default_str()->check(CLI::Range(1, 128));
   cmd->callback([a] { serve(*a); });
 

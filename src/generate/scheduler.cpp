@@ -142,6 +142,14 @@ void Scheduler::admit() {
       ++stats_.cancelled;
       continue;
     }
+    if (std::chrono::steady_clock::now() >= job->deadline) {  // waited out its whole time limit
+      queue_.pop_front();
+      std::lock_guard<std::mutex> jl(job->signal->mu);
+      job->done = true, job->finish_reason = "error";
+      job->error = "the request's time limit passed while it waited for a free slot";
+      job->signal->changed_locked();
+      continue;
+    }
     Slot* best = nullptr;
     size_t best_common = 0;
     for (Slot& s : slots_) {
@@ -277,12 +285,16 @@ bool Scheduler::on_logits(Slot& s, const float* logits) {
 
 void Scheduler::step() {
   admit();
-  // Clients that left: free their slots before spending compute on them.
+  // Clients that left: free their slots before spending compute on them. Jobs out of time end
+  // with what they have.
+  const auto now = std::chrono::steady_clock::now();
   for (Slot& s : slots_)
     if (s.job && s.job->cancel) {
       finish(s, "cancelled");
       std::lock_guard<std::mutex> lock(mu_);
       ++stats_.cancelled;
+    } else if (s.job && now >= s.job->deadline) {
+      finish(s, "length");
     }
 
   // Shared prefill first, while every slot's `cached` still matches the rows in the cache (the

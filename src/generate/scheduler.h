@@ -65,6 +65,9 @@ struct GenerationJob {
   float logprob_temperature = 1.0f;  // of that log-prob (RL: the sampling temperature)
   int top_logprobs = 0;          // alternatives per generated (and, with prompt_logprobs, prompt) token
   bool prompt_logprobs = false;  // log-probs of prompt tokens 1.. (echo scoring)
+  // Wall-clock limit: a job still generating then ends with "length" (keeping what it has); one
+  // still waiting for a slot ends with "error".
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
 
   // --- output, guarded by signal->mu ---
   struct Piece {

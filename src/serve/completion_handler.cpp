@@ -383,6 +383,8 @@ void handle_completion(OpenAIServer::Context& ctx, const httplib::Request& hreq,
       job->sampler.seed = base_seed + uint64_t(run->jobs.size());  // choice i: seed + i
       const int64_t room = ctx.opt.n_ctx - int64_t(job->prompt.size());
       job->max_new_tokens = r.max_tokens < 0 ? room : std::min(r.max_tokens, room);
+      job->deadline = t0 + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                               std::chrono::duration<double>(ctx.opt.request_timeout_s));
       job->stop = r.stop;
       job->logprobs = r.logprobs;
       job->top_logprobs = r.top_logprobs;

@@ -51,6 +51,19 @@ Caller authenticate(OpenAIServer::Context& ctx, const httplib::Request& req) {
   return c;
 }
 
+std::string render_transport(const HttpTransportStats& t) {
+  return fmt::format(
+      "# HELP distill_connections_open Open client connections.\n# TYPE distill_connections_open gauge\n"
+      "distill_connections_open {}\n"
+      "# HELP distill_connections_refused_total Connections refused over --max-connections.\n"
+      "# TYPE distill_connections_refused_total counter\ndistill_connections_refused_total {}\n"
+      "# HELP distill_request_read_failures_total Requests not read: too slow, or a header too large.\n"
+      "# TYPE distill_request_read_failures_total counter\n"
+      "distill_request_read_failures_total{{reason=\"timeout\"}} {}\n"
+      "distill_request_read_failures_total{{reason=\"header_too_large\"}} {}\n",
+      t.connections_open.load(), t.connections_refused.load(), t.requests_timed_out.load(), t.headers_too_large.load());
+}
+
 json model_object(const OpenAIServer::Context& ctx) {
   return {{"id", ctx.opt.model_name}, {"object", "model"}, {"created", ctx.created}, {"owned_by", "distill"}};
 }
@@ -76,29 +89,23 @@ OpenAIServer::OpenAIServer(const Model& model, std::shared_ptr<const Tokenizer> 
   c.scheduler = std::make_unique<Scheduler>(model, *tok, so);
 
   if (opt_.tls_cert.empty() != opt_.tls_key.empty()) fail("--tls-cert and --tls-key go together");
-  if (!opt_.tls_cert.empty()) {
-    for (const std::string* f : {&opt_.tls_cert, &opt_.tls_key})
-      if (std::FILE* fp = std::fopen(f->c_str(), "r")) std::fclose(fp);
-      else fail("{}: cannot open", *f);
-    auto ssl = std::make_unique<httplib::SSLServer>(opt_.tls_cert.c_str(), opt_.tls_key.c_str());
-    if (!ssl->is_valid())
-      fail("--tls-cert {} / --tls-key {}: not a PEM certificate and its private key", opt_.tls_cert, opt_.tls_key);
-    http_ = std::move(ssl);
-  } else {
-    http_ = std::make_unique<httplib::Server>();
-  }
+  for (const std::string* f : {&opt_.tls_cert, &opt_.tls_key})
+    if (f->empty()) continue;
+    else if (std::FILE* fp = std::fopen(f->c_str(), "r")) std::fclose(fp);
+    else fail("{}: cannot open", *f);
+  if (!(opt_.request_timeout_s > 0)) fail("--request-timeout must be positive (got {})", opt_.request_timeout_s);
+  opt_.http.max_body_bytes = opt_.max_body_bytes;
+  http_ = make_http_server(opt_.http, c.transport, opt_.tls_cert, opt_.tls_key);
   httplib::Server& s = *http_;
-  // A worker thread per open connection (streams hold theirs): enough for every slot, every
-  // queued request and idle keep-alive connections.
-  const size_t threads = size_t(std::max<int64_t>(64, 2 * (opt_.n_parallel + opt_.max_queue)));
-  s.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   s.set_payload_max_length(opt_.max_body_bytes);
-  s.set_read_timeout(10, 0);  // a client that stalls mid-request does not hold a thread for long
-  s.set_write_timeout(30, 0);
 
   auto guarded = [this](const char* endpoint, auto fn) {
     return [this, endpoint, fn](const httplib::Request& req, httplib::Response& res) {
       const auto t0 = std::chrono::steady_clock::now();
+      // The request is read: the connection now lives as long as the request may (plus a grace
+      // to send what was generated).
+      enter_request_handler(t0 + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                     std::chrono::duration<double>(ctx_->opt.request_timeout_s + 10.0)));
       Caller caller;
       try {
         caller = authenticate(*ctx_, req);
@@ -142,7 +149,8 @@ OpenAIServer::OpenAIServer(const Model& model, std::shared_ptr<const Tokenizer> 
                     "application/json");
   });
   s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    res.set_content(ctx_->metrics.render(ctx_->scheduler->stats(), ctx_->opt.n_parallel), "text/plain; version=0.0.4");
+    res.set_content(ctx_->metrics.render(ctx_->scheduler->stats(), ctx_->opt.n_parallel) + render_transport(ctx_->transport),
+                    "text/plain; version=0.0.4");
   });
   // CORS: only for the origins the owner listed; a preflight (OPTIONS) is answered 204.
   if (!opt_.cors_origins.empty()) {
@@ -166,7 +174,10 @@ OpenAIServer::OpenAIServer(const Model& model, std::shared_ptr<const Tokenizer> 
   s.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
     std::string msg;
-    if (res.status == 404) msg = fmt::format("Unknown request URL: {} {}", req.method, req.path);
+    const std::string failure = request_read_failure();
+    if (failure == "timeout") res.status = 408, msg = "The request was not received in time";
+    else if (failure == "header_too_large") res.status = 431, msg = "The request's header is too large";
+    else if (res.status == 404) msg = fmt::format("Unknown request URL: {} {}", req.method, req.path);
     else if (res.status == 413) msg = "The request body is too large";
     else if (res.status == 405) msg = fmt::format("Method {} is not allowed here", req.method);
     else msg = fmt::format("HTTP error {}", res.status);

@@ -9,6 +9,7 @@
 
 #include "model/model.h"
 #include "serve/api_keys.h"
+#include "serve/http_transport.h"
 #include "serve/metrics.h"
 #include "serve/openai_request.h"
 #include "generate/scheduler.h"
@@ -45,6 +46,10 @@ struct ServeOptions {
   std::vector<std::string> cors_origins;
   ServerLimits limits;               // n_ctx is copied from above
   std::string tls_cert, tls_key;     // PEM files: HTTPS instead of HTTP (both or neither)
+  // A completion still generating this long after its request arrived ends with finish_reason
+  // "length" (what it has is sent); one still queued then is answered 503.
+  double request_timeout_s = 600;
+  HttpLimits http;                   // connections, request read time, header size (max_body_bytes is copied in)
 };
 
 class OpenAIServer {

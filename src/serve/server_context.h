@@ -17,6 +17,7 @@ struct OpenAIServer::Context {
   std::optional<KeyStore> keys;
   std::unique_ptr<UsageLog> usage;
   ServerMetrics metrics;
+  HttpTransportStats transport;
   std::unique_ptr<Scheduler> scheduler;
   int64_t created = 0;       // unix time the server started (the model's "created")
   std::string fingerprint;   // system_fingerprint
