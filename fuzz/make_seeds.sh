@@ -9,7 +9,7 @@ distill=${DISTILL:-$root/build/distill}
 out=$root/fuzz/corpus
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-mkdir -p "$out"/{tokenizer_json,chat_template,config_json,safetensors,gguf,jsonl_dataset,teacher_records,openai_request,sse}
+mkdir -p "$out"/{tokenizer_json,chat_template,config_json,safetensors,gguf,jsonl_dataset,teacher_records,openai_request,sse,remote_answer,checkpoint_state}
 
 # (tokenizer_json/spm.json, a SentencePiece-style file with every kind of node, is kept as is.)
 # A small model: width 16, one layer, the byte-level tokenizer (ChatML template).
@@ -43,5 +43,8 @@ printf '%s' '{"model": "m", "prompt": ["a", [1, 2, 3]], "max_tokens": 0, "echo":
 printf '%s' '{"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "x"}]}], "max_completion_tokens": 4}' > "$out/openai_request/parts.json"
 
 printf 'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n: keep-alive\n\ndata: [DONE]\n\n' > "$out/sse/stream.txt"
+printf '%s' '{"id":"chatcmpl-1","system_fingerprint":"distill-00000000","choices":[{"index":0,"message":{"role":"assistant","content":"the"},"finish_reason":"stop","logprobs":{"content":[{"token":"the","logprob":-0.5,"bytes":[116,104,101],"id":40,"top_logprobs":[{"token":"the","logprob":-0.5,"bytes":[116,104,101],"id":40},{"token":"t","logprob":-1.5,"bytes":[116],"id":117},{"token":"a","logprob":-2.5,"bytes":[97],"id":98}]}]}}]}' > "$out/remote_answer/chat.json"
+printf '%s' '{"choices":[{"text":"ab","finish_reason":"length","logprobs":{"tokens":["a","b"],"token_logprobs":[-1,-2],"top_logprobs":[{"a":-1,"b":-3},{"b":-2,"c":-2.5}],"text_offset":[0,1]}}]}' > "$out/remote_answer/legacy.json"
+printf '%s' '{"format":1,"step":12,"epoch":0,"cursor":48,"adamw_steps":12,"settings":{"lr":0.001,"batch":4,"loss":"kd"}}' > "$out/checkpoint_state/state.json"
 printf 'event: x\r\ndata: a\r\ndata: b\r\n\r\nid: 1\rdata: c\r\r' > "$out/sse/endings.txt"
 du -sh "$out"

@@ -27,6 +27,16 @@ HttpClient::HttpClient(const std::string& url, const std::string& ca_file) : ca_
 
 HttpResult HttpClient::post_json(const std::string& path, const std::string& body,
                                  const std::map<std::string, std::string>& headers, double timeout_s) const {
+  return send(path, &body, headers, timeout_s);
+}
+
+HttpResult HttpClient::get(const std::string& path, const std::map<std::string, std::string>& headers, double timeout_s) const {
+  return send(path, nullptr, headers, timeout_s);
+}
+
+// POST of *body (JSON), or GET when body is null.
+HttpResult HttpClient::send(const std::string& path, const std::string* body,
+                            const std::map<std::string, std::string>& headers, double timeout_s) const {
   HttpResult r;
   httplib::Client cli(scheme_host_port_);
   if (!ca_file_.empty()) cli.set_ca_cert_path(ca_file_.c_str());
@@ -38,7 +48,7 @@ HttpResult HttpClient::post_json(const std::string& path, const std::string& bod
   cli.set_write_timeout(sec, usec);
   httplib::Headers h;
   for (const auto& [k, v] : headers) h.emplace(k, v);
-  auto res = cli.Post(prefix_ + path, h, body, "application/json");
+  auto res = body ? cli.Post(prefix_ + path, h, *body, "application/json") : cli.Get(prefix_ + path, h);
   if (!res) {
     const httplib::Error e = res.error();
     r.kind = e == httplib::Error::Read || e == httplib::Error::Write || e == httplib::Error::ConnectionTimeout

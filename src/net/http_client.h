@@ -24,9 +24,13 @@ public:
   // POSTs body (application/json) to prefix + path. Never throws for network failures.
   HttpResult post_json(const std::string& path, const std::string& body, const std::map<std::string, std::string>& headers,
                        double timeout_s) const;
+  // GETs prefix + path (e.g. /models). Never throws for network failures.
+  HttpResult get(const std::string& path, const std::map<std::string, std::string>& headers, double timeout_s) const;
   const std::string& prefix() const { return prefix_; }
 
 private:
+  HttpResult send(const std::string& path, const std::string* body, const std::map<std::string, std::string>& headers,
+                  double timeout_s) const;
   std::string scheme_host_port_, prefix_, ca_file_;
 };
 

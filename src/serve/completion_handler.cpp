@@ -108,7 +108,7 @@ json chat_response(CompletionRun& run) {
     std::vector<TokenLogprob> tokens;
     for (const auto& p : j.pieces) tokens.insert(tokens.end(), p.tokens.begin(), p.tokens.end());
     json lp = nullptr;
-    if (run.req.logprobs) lp = {{"content", chat_logprobs_content(*run.ctx.tok, tokens)}, {"refusal", nullptr}};
+    if (run.req.logprobs) lp = {{"content", chat_logprobs_content(*run.ctx.tok, tokens, true)}, {"refusal", nullptr}};
     choices.push_back({{"index", i},
                        {"message", {{"role", "assistant"}, {"content", job_text(j)}, {"refusal", nullptr}}},
                        {"logprobs", lp},
@@ -251,7 +251,7 @@ private:
       if (piece.text.empty() && (!run.req.logprobs || piece.tokens.empty())) continue;
       json e = base();
       if (run.req.chat) {
-        json lp = run.req.logprobs ? json{{"content", chat_logprobs_content(*run.ctx.tok, piece.tokens)}, {"refusal", nullptr}}
+        json lp = run.req.logprobs ? json{{"content", chat_logprobs_content(*run.ctx.tok, piece.tokens, c.seen == 0)}, {"refusal", nullptr}}
                                    : json(nullptr);
         e["choices"] = json::array({{{"index", i}, {"delta", {{"content", piece.text}}}, {"logprobs", lp}, {"finish_reason", nullptr}}});
       } else {

@@ -32,16 +32,18 @@ std::string token_text(const Tokenizer& tok, int32_t id) { return tok.decode({id
 
 }  // namespace
 
-json chat_logprobs_content(const Tokenizer& tok, const std::vector<TokenLogprob>& tokens) {
+json chat_logprobs_content(const Tokenizer& tok, const std::vector<TokenLogprob>& tokens, bool starts_text) {
   json content = json::array();
-  for (const TokenLogprob& t : tokens) {
-    const std::string s = token_text(tok, t.id);
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const TokenLogprob& t = tokens[i];
+    const bool at_start = starts_text && i == 0;
+    const std::string s = tok.token_bytes(t.id, at_start);
     json top = json::array();
     for (const auto& [id, lp] : t.top) {
-      const std::string ts = token_text(tok, id);
-      top.push_back({{"token", ts}, {"logprob", lp}, {"bytes", bytes_of(ts)}});
+      const std::string ts = tok.token_bytes(id, at_start);
+      top.push_back({{"token", ts}, {"logprob", lp}, {"bytes", bytes_of(ts)}, {"id", id}});
     }
-    content.push_back({{"token", s}, {"logprob", t.logprob}, {"bytes", bytes_of(s)}, {"top_logprobs", top}});
+    content.push_back({{"token", s}, {"logprob", t.logprob}, {"bytes", bytes_of(s)}, {"id", t.id}, {"top_logprobs", top}});
   }
   return content;
 }

@@ -25,8 +25,11 @@ struct ResponseMeta {
 
 std::string new_response_id(const char* prefix);
 
-// Chat: one content entry per token.
-nlohmann::json chat_logprobs_content(const Tokenizer& tok, const std::vector<TokenLogprob>& tokens);
+// Chat: one content entry per token: token (text), logprob, bytes (exact, concatenating to the
+// content), top_logprobs; and, as an extension, the token "id" (of the vocabulary whose
+// fingerprint is the response's system_fingerprint) so that a client with the same vocabulary
+// loses nothing. `starts_text`: tokens[0] is the first of the completion.
+nlohmann::json chat_logprobs_content(const Tokenizer& tok, const std::vector<TokenLogprob>& tokens, bool starts_text);
 
 // Legacy completions logprobs for `tokens`, offsets starting at text_offset (advanced).
 // Prompt tokens without a score (the first) get nulls.

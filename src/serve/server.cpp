@@ -81,7 +81,7 @@ OpenAIServer::OpenAIServer(const Model& model, std::shared_ptr<const Tokenizer> 
   if (!opt_.keys_file.empty()) c.keys.emplace(KeyStore::load(opt_.keys_file));
   if (!opt_.usage_log.empty()) c.usage = std::make_unique<UsageLog>(opt_.usage_log, opt_.log_content);
   c.created = int64_t(std::time(nullptr));
-  c.fingerprint = fmt::format("distill-{:08x}", uint32_t(tok->fingerprint()));
+  c.fingerprint = api_fingerprint(*tok);
   SchedulerOptions so;
   so.n_slots = opt_.n_parallel;
   so.n_ctx = opt_.n_ctx;

@@ -5,9 +5,9 @@
 // jitter (Retry-After honoured); other 4xx fail the prompt at once. Prompts that still fail are
 // reported, never silently dropped; a rerun with --resume retries only them.
 //
-// Answers are tokenised with the student's tokenizer. The teacher's top_logprobs are kept at a
-// position only where the teacher's token and every one of its alternatives map one-to-one onto
-// student tokens; elsewhere the position is trained on the text alone.
+// Answers become student records as teacher/remote_answer.h says (lossless from a `distill serve`
+// with the student's vocabulary; byte-matched otherwise). Records are written in prompt order
+// whatever order answers arrive in, so a killed and resumed run equals an uninterrupted one.
 #pragma once
 
 #include "teacher/label_prompts.h"
@@ -23,7 +23,7 @@ namespace distill {
 class Tokenizer;
 
 struct RemoteSettings {
-  std::string model = "default";
+  std::string model;            // empty: the only model GET /models lists
   std::string api_key_env = "OPENAI_API_KEY";
   int concurrency = 4;
   double requests_per_s = 0;   // 0: no limit

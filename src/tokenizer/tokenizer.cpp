@@ -229,6 +229,16 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool skip_special
   return out + d.flush();
 }
 
+std::string Tokenizer::token_bytes(int32_t id, bool at_start) const {
+  const int32_t ai = id >= 0 && size_t(id) < added_index_.size() ? added_index_[size_t(id)] : -1;
+  if (ai >= 0) return added_[size_t(ai)].content;
+  std::vector<std::string> pieces{model_.id_to_token(id)};
+  if (decoder_) decoder_->decode(pieces, at_start);
+  std::string out;
+  for (const std::string& p : pieces) out += p;
+  return out;
+}
+
 std::string Tokenizer::StreamDecoder::push(int32_t id) {
   const int32_t ai = id >= 0 && size_t(id) < tok_.added_index_.size() ? tok_.added_index_[size_t(id)] : -1;
   if (ai >= 0) {
@@ -247,6 +257,8 @@ std::string Tokenizer::StreamDecoder::push(int32_t id) {
   pending_.erase(0, pending_.size() - hold);
   return utf8_sanitize(ready);
 }
+
+std::string api_fingerprint(const Tokenizer& tok) { return fmt::format("distill-{:08x}", uint32_t(tok.fingerprint())); }
 
 void copy_tokenizer_files(const std::string& from, const std::string& to) {
   namespace fs = std::filesystem;

@@ -36,6 +36,10 @@ public:
   std::string id_to_token(int32_t id) const;  // the raw vocabulary string
   int32_t token_to_id(std::string_view token) const;  // -1 if absent (added tokens included)
   bool is_special(int32_t id) const;
+  // The exact bytes token `id` adds to decoded text: after earlier text, or (at_start) as the
+  // first token, where SentencePiece-style decoders drop the leading space. Raw bytes (a byte
+  // token may hold part of a UTF-8 character). What the OpenAI API's logprobs "bytes" carry.
+  std::string token_bytes(int32_t id, bool at_start = false) const;
   int32_t bos_id() const { return bos_id_; }  // -1 if none
   int32_t eos_id() const { return eos_id_; }
   // Ids that end a generation: eos and the end-of-turn tokens of known chat formats.
@@ -74,6 +78,10 @@ private:
   std::vector<int32_t> stop_ids_;
   uint64_t fingerprint_ = 0;
 };
+
+// "distill-" + 8 hex digits of the tokenizer's fingerprint: what `distill serve` answers in
+// system_fingerprint, so that a client can tell its vocabulary is the server's.
+std::string api_fingerprint(const Tokenizer& tok);
 
 // Copies the tokenizer files that exist in model directory `from` into `to` (a trained or
 // converted model keeps the tokenizer it was made with).

@@ -2,11 +2,14 @@
 
 #include "core/error.h"
 #include "core/atomic_file.h"
+#include "formats/json_fields.h"
 #include "formats/safetensors.h"
 
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <limits>
 
 namespace distill {
 
@@ -45,24 +48,31 @@ void save_train_checkpoint(const std::string& dir, const ParamArena& arena, Adam
   fs::remove_all(old_dir, ec);
 }
 
+TrainState parse_train_state(std::string_view text, const json& settings, int64_t* adamw_steps) {
+  const json st = jsonf::parse(text, "state.json");
+  if (!st.is_object()) fail("state.json: expected a JSON object, got {}", jsonf::show(st));
+  const json& saved = jsonf::get_object(st, "settings", "state.json");
+  for (const auto& [key, value] : settings.items()) {
+    auto it = saved.find(key);
+    if (it == saved.end() || *it != value)
+      fail("the checkpoint was written with {} = {}, this run has {} = {}; use the same settings or a new --out", key,
+           it == saved.end() ? "(unset)" : jsonf::show(*it), key, value.dump());
+  }
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  *adamw_steps = jsonf::get_int(st, "adamw_steps", "state.json", 0, kMax);
+  return TrainState{jsonf::get_int(st, "step", "state.json", 0, kMax), jsonf::get_int(st, "epoch", "state.json", 0, kMax),
+                    jsonf::get_int(st, "cursor", "state.json", 0, kMax)};
+}
+
 TrainState load_train_checkpoint(const std::string& dir_in, ParamArena& arena, AdamW& opt, const json& settings) {
   std::string dir = dir_in;
   if (!train_checkpoint_exists(dir) && train_checkpoint_exists(dir + ".old")) dir += ".old";
   return with_context(dir, [&] {
-    json st;
-    {
-      std::ifstream in(fs::path(dir) / "state.json");
-      try {
-        st = json::parse(in);
-      } catch (const json::exception& e) {
-        fail("state.json: malformed JSON: {}", e.what());
-      }
-    }
-    for (const auto& [key, value] : settings.items()) {
-      if (!st["settings"].contains(key) || st["settings"][key] != value)
-        fail("the checkpoint was written with {} = {}, this run has {} = {}; use the same settings or a new --out",
-             key, st["settings"].contains(key) ? st["settings"][key].dump() : "(unset)", key, value.dump());
-    }
+    std::ifstream in(fs::path(dir) / "state.json");
+    if (!in) fail("state.json: cannot open");
+    const std::string text(std::istreambuf_iterator<char>(in), {});
+    int64_t adamw_steps = 0;
+    const TrainState state = parse_train_state(text, settings, &adamw_steps);
     const SafetensorsFile model = SafetensorsFile::open((fs::path(dir) / "model.safetensors").string());
     for (const ParamEntry& e : arena.entries()) {
       const Tensor t = model.get(e.name);
@@ -76,8 +86,8 @@ TrainState load_train_checkpoint(const std::string& dir_in, ParamArena& arena, A
       if (t.numel() != dst.numel() || t.dtype() != DType::F32) fail("optimizer.safetensors: '{}' has the wrong size", name);
       std::memcpy(dst.raw(), t.raw(), t.nbytes());
     }
-    opt.set_steps(st.at("adamw_steps").get<int64_t>());
-    return TrainState{st.at("step").get<int64_t>(), st.at("epoch").get<int64_t>(), st.at("cursor").get<int64_t>()};
+    opt.set_steps(adamw_steps);
+    return state;
   });
 }
 

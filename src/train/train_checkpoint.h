@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include <string>
+#include <string_view>
 
 namespace distill {
 
@@ -27,6 +28,10 @@ void save_train_checkpoint(const std::string& dir, const ParamArena& arena, Adam
                            const nlohmann::json& settings);
 
 bool train_checkpoint_exists(const std::string& dir);
+
+// Reads state.json's text: the step, epoch and data cursor (and AdamW's step count), after checking
+// that the run-defining `settings` equal the saved ones. Throws distill::Error naming the field.
+TrainState parse_train_state(std::string_view text, const nlohmann::json& settings, int64_t* adamw_steps);
 
 // Restores parameters and moments in place; refuses a checkpoint whose model layout or
 // run-defining settings differ from `settings` (naming the first difference).

@@ -1,0 +1,191 @@
+#include "teacher/remote_answer.h"
+
+#include "core/error.h"
+#include "formats/json_fields.h"
+#include "tokenizer/tokenizer.h"
+
+#include <cmath>
+#include <limits>
+#include <map>
+#include <set>
+
+namespace distill {
+
+using nlohmann::json;
+
+namespace {
+
+std::string at(std::string_view path, size_t i) { return std::string(path) + "[" + std::to_string(i) + "]"; }
+
+// An OpenAI "bytes" array (each 0..255), or the token text when there is none.
+std::string token_bytes(const json& t, std::string_view path) {
+  if (jsonf::has(t, "bytes")) {
+    const json& b = jsonf::get_array(t, "bytes", path);
+    std::string s;
+    const std::string bp = jsonf::sub(path, "bytes");
+    for (size_t i = 0; i < b.size(); ++i) s += char(jsonf::as_int(b[i], at(bp, i), 0, 255));
+    return s;
+  }
+  return jsonf::get_string(t, "token", path);
+}
+
+int32_t token_id(const json& t, std::string_view path) {
+  return int32_t(jsonf::get_int(t, "id", path, 0, std::numeric_limits<int32_t>::max(), -1));
+}
+
+float logprob_of(const json& t, std::string_view path) {
+  const double lp = jsonf::as_number(jsonf::field(t, "logprob", path), jsonf::sub(path, "logprob"));
+  if (lp > 1e-3) fail("{}: a log-probability must be ≤ 0, got {}", jsonf::sub(path, "logprob"), lp);
+  return float(std::min(lp, 0.0));
+}
+
+void parse_chat_logprobs(const json& content, std::string_view path, RemoteAnswer& a) {
+  for (size_t i = 0; i < content.size(); ++i) {
+    const std::string tp = at(path, i);
+    const json& t = content[i];
+    if (!t.is_object()) fail("{}: expected an object, got {}", tp, jsonf::show(t));
+    RemoteToken rt{token_bytes(t, tp), token_id(t, tp), logprob_of(t, tp), {}};
+    if (jsonf::has(t, "top_logprobs")) {
+      const std::string ap = jsonf::sub(tp, "top_logprobs");
+      const json& alts = jsonf::get_array(t, "top_logprobs", tp);
+      for (size_t j = 0; j < alts.size(); ++j) {
+        const std::string p = at(ap, j);
+        if (!alts[j].is_object()) fail("{}: expected an object, got {}", p, jsonf::show(alts[j]));
+        rt.top.push_back({token_bytes(alts[j], p), token_id(alts[j], p), logprob_of(alts[j], p)});
+      }
+    }
+    a.tokens.push_back(std::move(rt));
+  }
+}
+
+// Legacy completions: logprobs {tokens[], top_logprobs[{text: logprob}]} (no bytes, no ids).
+void parse_legacy_logprobs(const json& lp, std::string_view path, RemoteAnswer& a) {
+  const json& tokens = jsonf::get_array(lp, "tokens", path);
+  const json* tops = jsonf::has(lp, "top_logprobs") ? &jsonf::get_array(lp, "top_logprobs", path) : nullptr;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    RemoteToken rt{jsonf::as_string(tokens[i], at(jsonf::sub(path, "tokens"), i)), -1, 0.0f, {}};
+    if (tops && i < tops->size() && (*tops)[i].is_object())
+      for (const auto& [text, v] : (*tops)[i].items()) {
+        const double l = jsonf::as_number(v, at(jsonf::sub(path, "top_logprobs"), i) + "." + text);
+        rt.top.push_back({text, -1, float(std::min(l, 0.0))});
+      }
+    a.tokens.push_back(std::move(rt));
+  }
+}
+
+}  // namespace
+
+RemoteAnswer parse_remote_answer(std::string_view body, bool legacy) {
+  const json j = jsonf::parse(body, "the teacher's response");
+  if (!j.is_object()) fail("the teacher's response: expected a JSON object, got {}", jsonf::show(j));
+  const json& choices = jsonf::get_array(j, "choices", "");
+  if (choices.empty()) fail("choices: empty");
+  const json& c = choices[0];
+  if (!c.is_object()) fail("choices[0]: expected an object, got {}", jsonf::show(c));
+  RemoteAnswer a;
+  a.fingerprint = jsonf::has(j, "system_fingerprint") ? jsonf::get_string(j, "system_fingerprint", "") : "";
+  a.finished = jsonf::get_string(c, "finish_reason", "choices[0]", "") == "stop";
+  const bool has_lp = jsonf::has(c, "logprobs");
+  if (!legacy) {
+    const json& msg = jsonf::get_object(c, "message", "choices[0]");
+    a.text = jsonf::has(msg, "content") ? jsonf::get_string(msg, "content", "choices[0].message") : "";
+    if (has_lp) {
+      const json& lp = jsonf::get_object(c, "logprobs", "choices[0]");
+      if (jsonf::has(lp, "content")) parse_chat_logprobs(jsonf::get_array(lp, "content", "choices[0].logprobs"), "choices[0].logprobs.content", a);
+    }
+  } else {
+    a.text = jsonf::get_string(c, "text", "choices[0]");
+    if (has_lp) parse_legacy_logprobs(jsonf::get_object(c, "logprobs", "choices[0]"), "choices[0].logprobs", a);
+  }
+  return a;
+}
+
+VocabularyByBytes::VocabularyByBytes(const Tokenizer& tok) {
+  auto add = [](std::unordered_map<std::string, int32_t>& m, std::string bytes, int32_t id) {
+    if (bytes.empty()) return;
+    auto [it, fresh] = m.emplace(std::move(bytes), id);
+    if (!fresh) it->second = -1;  // two tokens with these bytes: neither can be told from the text
+  };
+  for (int32_t id = 0; id < int32_t(tok.vocab_size()); ++id) {
+    if (tok.is_special(id)) continue;
+    add(mid_, tok.token_bytes(id, false), id);
+    add(start_, tok.token_bytes(id, true), id);
+  }
+}
+
+int32_t VocabularyByBytes::find(const std::string& bytes, bool at_start) const {
+  const auto& m = at_start ? start_ : mid_;
+  auto it = m.find(bytes);
+  return it == m.end() ? -1 : it->second;
+}
+
+namespace {
+
+// Keeps position j's top-k when its k alternatives are distinct student ids and include the
+// token chosen there. Returns whether it did.
+bool keep_position(const std::vector<int32_t>& ids, const std::vector<float>& logps, int32_t chosen, size_t j, int k,
+                   TeacherRecord& r) {
+  std::set<int32_t> seen;
+  for (int i = 0; i < k; ++i)
+    if (ids[size_t(i)] < 0 || !seen.insert(ids[size_t(i)]).second) return false;
+  if (!seen.count(chosen)) return false;
+  for (int i = 0; i < k; ++i) r.topk_ids[j * size_t(k) + size_t(i)] = ids[size_t(i)], r.topk_logp[j * size_t(k) + size_t(i)] = logps[size_t(i)];
+  r.soft[j] = 1;
+  return true;
+}
+
+}  // namespace
+
+int64_t answer_to_record(const Tokenizer& tok, const VocabularyByBytes& vocab, const RemoteAnswer& a, int k, TeacherRecord& r) {
+  // Same vocabulary, ids given for every token: the teacher's own tokens.
+  bool same_vocab = !a.tokens.empty() && a.fingerprint == api_fingerprint(tok);
+  for (const RemoteToken& t : a.tokens) same_vocab = same_vocab && t.id >= 0 && t.id < tok.vocab_size();
+  if (same_vocab) {
+    r.completion.clear();
+    for (const RemoteToken& t : a.tokens) r.completion.push_back(t.id);
+  } else {
+    r.completion = tok.encode(a.text, false, false);
+  }
+  if (a.finished && tok.eos_id() >= 0) r.completion.push_back(tok.eos_id());  // the teacher ended its turn
+  r.finished = a.finished;
+  r.k = k;
+  r.soft.assign(r.completion.size(), 0);
+  r.topk_ids.assign(r.completion.size() * size_t(k), 0);  // unused slots must still encode: id 0
+  r.topk_logp.assign(r.completion.size() * size_t(k), -INFINITY);
+  int64_t soft = 0;
+  std::vector<int32_t> ids(size_t(std::max(k, 0)));
+  std::vector<float> logps(ids.size());
+  // For each student position j, the teacher token that covers exactly its bytes (if any).
+  std::vector<const RemoteToken*> teacher_at(r.completion.size(), nullptr);
+  if (same_vocab) {
+    for (size_t j = 0; j < a.tokens.size(); ++j) teacher_at[j] = &a.tokens[j];
+  } else {
+    std::map<std::pair<size_t, size_t>, const RemoteToken*> by_span;
+    size_t tp = 0;
+    for (const RemoteToken& t : a.tokens) by_span[{tp, tp + t.bytes.size()}] = &t, tp += t.bytes.size();
+    size_t pos = 0;
+    std::string joined;
+    const size_t n_text = r.completion.size() - (a.finished && tok.eos_id() >= 0 ? 1 : 0);
+    for (size_t j = 0; j < n_text; ++j) {
+      const std::string b = tok.token_bytes(r.completion[j], j == 0);
+      if (auto it = by_span.find({pos, pos + b.size()}); it != by_span.end()) teacher_at[j] = it->second;
+      pos += b.size();
+      joined += b;
+    }
+    if (joined != a.text || tp != a.text.size()) std::fill(teacher_at.begin(), teacher_at.end(), nullptr);  // no alignment
+  }
+  for (size_t j = 0; j < teacher_at.size() && k > 0; ++j) {
+    const RemoteToken* t = teacher_at[j];
+    if (!t || int(t->top.size()) < k) continue;
+    for (int i = 0; i < k; ++i) {
+      const RemoteAlternative& alt = t->top[size_t(i)];
+      ids[size_t(i)] = same_vocab ? alt.id : vocab.find(alt.bytes, j == 0);
+      logps[size_t(i)] = alt.logprob;
+    }
+    if (keep_position(ids, logps, r.completion[j], j, k, r)) ++soft;
+  }
+  if (soft == 0) r.k = 0, r.soft.clear(), r.topk_ids.clear(), r.topk_logp.clear();
+  return soft;
+}
+
+}  // namespace distill

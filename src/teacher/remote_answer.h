@@ -1,0 +1,66 @@
+// A remote teacher's answer (an OpenAI-compatible chat or legacy completions response) read
+// field by field, and turned into a student TeacherRecord.
+//
+// Lossless when the teacher shares the student's vocabulary: a `distill serve` response carries
+// the token ids as an extension ("id" in logprobs.content[] and top_logprobs[]) and names its
+// tokenizer in system_fingerprint ("distill-" + 8 hex digits of the tokenizer's fingerprint); when
+// that matches the student's, the record is the teacher's own tokens and top-k ids.
+// Otherwise tokens are matched on bytes (logprobs.content[].bytes, or the token text): a student
+// position keeps the teacher's top-k where one teacher token covers exactly the student token's
+// bytes and every alternative's bytes are exactly one student token (docs/distill.md).
+#pragma once
+
+#include "formats/teacher_dataset.h"
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace distill {
+
+class Tokenizer;
+
+struct RemoteAlternative {
+  std::string bytes;
+  int32_t id = -1;  // -1: the server did not say
+  float logprob = 0;
+};
+
+struct RemoteToken {
+  std::string bytes;
+  int32_t id = -1;
+  float logprob = 0;
+  std::vector<RemoteAlternative> top;  // the chosen token is usually among them
+};
+
+struct RemoteAnswer {
+  std::string text;
+  bool finished = false;        // finish_reason "stop": the teacher ended its turn
+  std::string fingerprint;      // system_fingerprint, "" if absent
+  std::vector<RemoteToken> tokens;
+};
+
+// Parses a response body. Throws distill::Error naming the field (e.g.
+// "choices[0].logprobs.content[3].bytes[2]") when a field the answer needs is missing or of the
+// wrong type; optional fields (logprobs, bytes, id, system_fingerprint) may be absent or null.
+RemoteAnswer parse_remote_answer(std::string_view body, bool legacy_completions);
+
+// The student's vocabulary by token bytes, for mapping a teacher's alternatives: bytes -> id, in
+// the middle of a text and as its first token (a SentencePiece token loses its leading space
+// there). Bytes two ids share map to neither.
+class VocabularyByBytes {
+public:
+  explicit VocabularyByBytes(const Tokenizer& tok);
+  int32_t find(const std::string& bytes, bool at_start) const;  // -1: none or ambiguous
+
+private:
+  std::unordered_map<std::string, int32_t> mid_, start_;
+};
+
+// Fills r.completion, r.finished and the soft labels (k per position) from the answer. Returns
+// the number of positions with soft labels.
+int64_t answer_to_record(const Tokenizer& tok, const VocabularyByBytes& vocab, const RemoteAnswer& a, int k, TeacherRecord& r);
+
+}  // namespace distill
