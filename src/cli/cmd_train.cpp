@@ -86,6 +86,8 @@ void run_train(TrainArgs& a) {
     if (!teacher && !soft_labels)
       fail("--loss {} distils from a teacher: give --teacher DIR, or --data a `distill label` dataset with --top-k", a.loss);
   }
+  if (a.s.on_policy > 0 && !teacher)
+    fail("--on-policy {}: the student's samples are graded by a local teacher: give --teacher DIR", a.s.on_policy);
   a.s.topk_mode = parse_topk_mode(a.topk_mode);
   a.s.kd.t2_scale = !a.no_t2;
   a.s.lr.decay = parse_lr_decay(a.schedule);
@@ -107,7 +109,7 @@ void run_train(TrainArgs& a) {
   bool created = false;
   check_writable(a.out, &created);
   try {
-    const TrainSummary r = train_model(student, train, eval, teacher.get(), a.s, a.resume);
+    const TrainSummary r = train_model(student, train, eval, teacher.get(), a.s, a.resume, tok.get());
     // Keep the student's tokenizer beside the trained weights so the result runs as it is.
     copy_tokenizer_files(a.student, a.out);
     std::printf("trained %lld steps in %.1f s (%.0f tokens/s): final loss %.4f", (long long)r.steps, r.seconds,
@@ -145,6 +147,12 @@ void register_train(CLI::App& app) {
                   "Soft labels from a label dataset: renormalize (KD over the teacher's top-k only) or tail (one extra "
                   "outcome holds the mass outside the top-k on both sides)")->capture_default_str();
   cmd->add_flag("--no-t2", a->no_t2, "Do not scale the distillation loss by T² (default: scaled, as Hinton et al.)");
+  cmd->add_option("--on-policy", a->s.on_policy,
+                  "On-policy distillation (GKD): fraction of prompt/completion rows whose completion the student "
+                  "samples and --teacher grades token by token (0 = offline)")
+      ->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--on-policy-temperature", a->s.on_policy_temperature, "Sampling temperature of the student's on-policy completions")
+      ->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--batch", a->s.batch, "Sequences per micro-batch")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--seq-len", a->s.seq_len, "Tokens per sequence")->capture_default_str()->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--grad-accum", a->s.grad_accum, "Micro-batches per optimizer step")->capture_default_str()->check(CLI::PositiveNumber);

@@ -5,6 +5,7 @@
 #include "core/rng.h"
 #include "core/threads.h"
 #include "core/atomic_file.h"
+#include "generate/batch_generate.h"
 #include "model/decoder.h"
 #include "train/harness.h"
 #include "train/kd_loss.h"
@@ -34,7 +35,8 @@ json TrainSettings::to_json() const {
           {"weight_decay", adamw.weight_decay}, {"decay_vectors", adamw.decay_vectors}, {"clip", clip},
           {"seed", seed}, {"kd_alpha", kd_alpha}, {"kd_divergence", div[int(kd.divergence)]},
           {"temperature", kd.temperature}, {"beta", kd.beta}, {"t2_scale", kd.t2_scale},
-          {"topk_mode", topk_mode == TopKMode::Tail ? "tail" : "renormalize"}};
+          {"topk_mode", topk_mode == TopKMode::Tail ? "tail" : "renormalize"}, {"on_policy", on_policy},
+          {"on_policy_temperature", on_policy_temperature}};
 }
 
 namespace {
@@ -46,9 +48,12 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 // One optimizer step of `train`: grad_accum micro-batches of CE (+ KD) gradients.
 class TrainStep {
 public:
-  TrainStep(const Model& student, const TokenDataset& train, const Model* teacher, const TrainSettings& s, TrainingHarness& h)
-      : train_(train), teacher_(teacher), s_(s), h_(h), pass_(student, s.batch, s.seq_len), V_(student.config.n_vocab),
-        N_(s.batch * s.seq_len), K_(train.k()) {
+  TrainStep(const Model& student, const Tokenizer* tok, const TokenDataset& train, const Model* teacher, const TrainSettings& s,
+            TrainingHarness& h)
+      : student_(student), tok_(tok), train_(train), teacher_(teacher), s_(s), h_(h), pass_(student, s.batch, s.seq_len),
+        V_(student.config.n_vocab), N_(s.batch * s.seq_len), K_(train.k()) {
+    if (s.on_policy > 0 && (!teacher || !tok))
+      fail("on-policy distillation needs a local --teacher to grade the student's samples and the student's tokenizer");
     soft_kd_ = !teacher && train.k() > 0 && s.kd_alpha > 0;  // top-k from a label dataset
     use_kd_ = (teacher || soft_kd_) && s.kd_alpha > 0;
     ce_weight_ = use_kd_ ? 1.0f - s.kd_alpha : 1.0f;
@@ -62,8 +67,10 @@ public:
   json operator()() {
     const auto t0 = std::chrono::steady_clock::now();
     double ce_sum = 0.0, kd_sum = 0.0;
+    int64_t sampled_rows = 0, sampled_tokens = 0;
     for (int64_t micro = 0; micro < s_.grad_accum; ++micro) {
       next_batch();
+      if (s_.on_policy > 0) sample_completions(micro, &sampled_rows, &sampled_tokens);
       const float* logits = pass_.forward(ids_.data());
       float* d = pass_.d_logits_buffer();
       ce_sum += cross_entropy_backward(d, logits, targets_.data(), N_, V_);
@@ -80,6 +87,10 @@ public:
     json m = {{"loss", use_kd_ ? ce_weight_ * ce + s_.kd_alpha * kd : ce}, {"ce", ce}, {"lr", h_.lr_now()},
               {"grad_norm", grad_norm}, {"tokens_per_s", double(N_ * s_.grad_accum) / seconds_since(t0)}};
     if (use_kd_) m["kd"] = kd;
+    if (s_.on_policy > 0) {
+      m["on_policy_rows"] = sampled_rows;
+      m["on_policy_mean_len"] = sampled_rows ? double(sampled_tokens) / double(sampled_rows) : 0.0;
+    }
     return m;
   }
 
@@ -91,6 +102,53 @@ private:
       train_.row(row, ids_.data() + b * T, targets_.data() + b * T);
       if (soft_kd_) train_.row_soft(row, mask_.data() + b * T, soft_ids_.data() + b * T * K_, soft_logp_.data() + b * T * K_);
     }
+    if (!soft_kd_)  // a local teacher grades every target position
+      for (int64_t i = 0; i < N_; ++i) mask_[size_t(i)] = targets_[size_t(i)] != kIgnoreIndex;
+  }
+
+  // On-policy rows: a row with a prompt (targets start after position 0) is chosen with
+  // probability on_policy, from a seed of (run seed, step, micro-batch, row) so that a resumed run
+  // chooses and samples the same. Its completion is replaced by the student's own sample; the
+  // teacher grades those tokens (mask_) and CE ignores them (targets_).
+  void sample_completions(int64_t micro, int64_t* rows, int64_t* tokens) {
+    const int64_t T = s_.seq_len;
+    std::vector<std::vector<int32_t>> prompts;
+    std::vector<int64_t> which;
+    BatchGenerateOptions o;
+    o.sampler.temperature = s_.on_policy_temperature;
+    o.sampler.seed = s_.seed ^ 0x6f6e706fULL;
+    o.max_new_tokens = 0;
+    for (int64_t b = 0; b < s_.batch; ++b) {
+      const int32_t* tg = targets_.data() + b * T;
+      int64_t p = 0;
+      while (p < T && tg[p] == kIgnoreIndex) ++p;
+      if (p == 0 || p == T) continue;  // packed text (no prompt), or no target at all
+      Rng pick(s_.seed * 0x9E3779B97F4A7C15ULL + uint64_t(h_.step()) * 1000003ULL + uint64_t(micro) * 4099ULL + uint64_t(b));
+      const uint64_t seed = pick.next_u64();
+      if (pick.uniform() >= float(s_.on_policy)) continue;
+      prompts.emplace_back(ids_.begin() + b * T, ids_.begin() + b * T + p + 1);  // ids[0..p]: p's target starts the completion
+      o.prompt_seeds.push_back(seed);
+      which.push_back(b);
+      o.max_new_tokens = std::max(o.max_new_tokens, T - p);
+    }
+    if (prompts.empty()) return;
+    const std::vector<SampledCompletion> out = generate_batch(student_, *tok_, prompts, o, nullptr);
+    for (const SampledCompletion& c : out) {
+      const int64_t b = which[size_t(c.prompt_index)];
+      const int64_t p = int64_t(prompts[size_t(c.prompt_index)].size()) - 1;
+      const int64_t L = std::min<int64_t>(int64_t(c.completion.size()), T - p);
+      int32_t* id = ids_.data() + b * T;
+      int32_t* tg = targets_.data() + b * T;
+      uint8_t* mk = mask_.data() + b * T;
+      for (int64_t t = p; t < T; ++t) {
+        const int64_t j = t - p;                          // completion token j is position t's target...
+        if (t > p) id[t] = j - 1 < L ? c.completion[size_t(j - 1)] : 0;  // ...and position t+1's input
+        mk[t] = j < L;
+        tg[t] = kIgnoreIndex;
+      }
+      ++*rows;
+      *tokens += L;
+    }
   }
 
   // Adds the KD term's gradient (weight kd_alpha / grad_accum) to d; returns the KD loss.
@@ -98,11 +156,12 @@ private:
     const float weight = s_.kd_alpha / float(s_.grad_accum);
     if (soft_kd_)
       return kd_loss_topk(logits, V_, soft_ids_.data(), soft_logp_.data(), K_, mask_.data(), N_, s_.kd, s_.topk_mode, d, weight);
-    for (int64_t i = 0; i < N_; ++i) mask_[size_t(i)] = targets_[size_t(i)] != kIgnoreIndex;
     const Tensor t_logits = teacher_decoder_->forward_full(ids_.data(), s_.batch, s_.seq_len);
     return kd_loss_full(logits, V_, t_logits.data<float>(), teacher_->config.n_vocab, mask_.data(), N_, s_.kd, d, weight);
   }
 
+  const Model& student_;
+  const Tokenizer* tok_;
   const TokenDataset& train_;
   const Model* teacher_;
   const TrainSettings& s_;
@@ -141,7 +200,7 @@ HarnessOptions harness_options(const TrainSettings& s, int64_t total_steps, int6
 }  // namespace
 
 TrainSummary train_model(Model& student, const TokenDataset& train, const TokenDataset& eval, const Model* teacher,
-                         const TrainSettings& s, bool resume) {
+                         const TrainSettings& s, bool resume, const Tokenizer* tok) {
   if (train.seq_len() != s.seq_len) fail("internal: dataset rows are {} tokens, settings say {}", train.seq_len(), s.seq_len);
   if (s.batch <= 0 || s.grad_accum <= 0) fail("--batch and --grad-accum must be positive");
   const int64_t rows_per_step = s.batch * s.grad_accum;
@@ -149,7 +208,7 @@ TrainSummary train_model(Model& student, const TokenDataset& train, const TokenD
       s.steps > 0 ? s.steps : std::max<int64_t>(1, int64_t(std::ceil(s.epochs * double(train.n_rows()) / double(rows_per_step))));
   const bool soft_kd = !teacher && train.k() > 0 && s.kd_alpha > 0;
   TrainingHarness h(student, harness_options(s, total_steps, train.n_rows(), teacher != nullptr, soft_kd, resume));
-  TrainStep step(student, train, teacher, s, h);
+  TrainStep step(student, tok, train, teacher, s, h);
   std::fprintf(stderr, "train: %lld rows of %lld tokens (%lld held out), %lld steps of %lld×%lld×%lld tokens, %d threads\n",
                (long long)train.n_rows(), (long long)s.seq_len, (long long)eval.n_rows(), (long long)total_steps,
                (long long)s.batch, (long long)s.seq_len, (long long)s.grad_accum, num_threads());

@@ -15,6 +15,8 @@
 
 namespace distill {
 
+class Tokenizer;
+
 struct TrainSettings {
   int64_t batch = 8;          // sequences per micro-batch
   int64_t seq_len = 256;
@@ -30,6 +32,12 @@ struct TrainSettings {
   float kd_alpha = 0.5f;      // loss = (1 − α)·CE + α·KD with a teacher or soft labels
   KdSettings kd;
   TopKMode topk_mode = TopKMode::Renormalize;  // soft labels from a `distill label` dataset
+  // On-policy distillation (GKD): this fraction of the prompt/completion rows of each batch get
+  // their completion sampled by the student as it is now (at on_policy_temperature); the teacher
+  // grades every sampled token (KD only: no CE on the student's own samples). 0 = off (offline
+  // KD on the data's completions: sequence-level KD when they are the teacher's).
+  double on_policy = 0;
+  float on_policy_temperature = 1.0f;
   std::string out_dir;
 
   // The settings that define the run (a resumed run must use the same ones).
@@ -47,7 +55,8 @@ struct TrainSummary {
 // a dataset with soft labels (top-k) is distilled from those where they exist.
 // Writes OUT/checkpoint (every save_every steps), OUT/metrics.jsonl, and at the end OUT/config.json,
 // OUT/model.safetensors and OUT/report.html. With resume, continues from OUT/checkpoint.
+// `tok` is needed only for on-policy distillation (the end-of-turn tokens that end a sample).
 TrainSummary train_model(Model& student, const TokenDataset& train, const TokenDataset& eval, const Model* teacher,
-                         const TrainSettings& settings, bool resume);
+                         const TrainSettings& settings, bool resume, const Tokenizer* tok = nullptr);
 
 }  // namespace distill
