@@ -3,6 +3,7 @@
 #include "cli/commands.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "formats/json_fields.h"
 #include "formats/teacher_dataset.h"
 #include "tokenizer/tokenizer.h"
 
@@ -55,7 +56,7 @@ void merge(const std::vector<std::string>& inputs, const std::string& out_dir) {
   w.manifest() = first;
   w.manifest()["merged_from"] = inputs;
   w.manifest()["shard"] = "merged";
-  const auto tok = Tokenizer::load(first.at("tokenizer").get<std::string>());
+  const auto tok = Tokenizer::load(jsonf::get_string(first, "tokenizer", "manifest.json"));
   w.finish([&](const std::vector<int32_t>& ids) { return tok->decode(ids, false); });
   std::printf("merged %zu datasets into %s: %lld records (%lld duplicates skipped)\n", inputs.size(), out_dir.c_str(),
               (long long)w.records(), (long long)dup);
@@ -63,7 +64,7 @@ void merge(const std::vector<std::string>& inputs, const std::string& out_dir) {
 
 void export_jsonl(const std::string& dir, const std::string& out) {
   const json m = read_teacher_manifest(dir);
-  const auto tok = Tokenizer::load(m.at("tokenizer").get<std::string>());
+  const auto tok = Tokenizer::load(jsonf::get_string(m, "tokenizer", dir + "/manifest.json"));
   std::string text;
   read_records((fs::path(dir) / "records.bin").string(), [&](TeacherRecord&& r) {
     json line = {{"prompt_index", r.prompt_index}, {"sample", r.sample_index}, {"prompt", tok->decode(r.prompt, false)},
