@@ -2,7 +2,9 @@
 // optionally with a tokenizer copied in — the starting point of a student.
 #include "cli/commands.h"
 #include "core/error.h"
+#include "convert/export.h"
 #include "model/arch/arch.h"
+#include "model/cut.h"
 #include "model/model.h"
 #include "tokenizer/byte_vocab.h"
 #include "tokenizer/tokenizer.h"
@@ -21,8 +23,8 @@ namespace fs = std::filesystem;
 namespace {
 
 struct InitArgs {
-  std::string preset = "tiny", config, tokenizer, out, arch = "llama", dtype = "f32";
-  int64_t vocab = 0;
+  std::string preset = "tiny", config, tokenizer, out, arch = "llama", dtype = "f32", from, layers;
+  int64_t vocab = 0, ffn = 0;
   uint64_t seed = 1;
 };
 
@@ -37,7 +39,34 @@ constexpr Preset kPresets[] = {
     {"110m", 768, 12, 12, 12, 2048}, // llama2.c stories110M shape
 };
 
+DType parse_dtype(const std::string& name) {
+  if (name != "f32" && name != "bf16" && name != "f16") fail("--dtype '{}': use f32, bf16 or f16", name);
+  return name == "bf16" ? DType::BF16 : name == "f16" ? DType::F16 : DType::F32;
+}
+
+// A student cut from a teacher: some of its layers, optionally a narrower FFN (model/cut.h).
+void run_init_from(const InitArgs& a) {
+  if (!a.config.empty() || !a.tokenizer.empty() || a.vocab > 0)
+    fail("--from takes the architecture and tokenizer from the teacher: drop --config, --tokenizer and --vocab");
+  const Model teacher = Model::load(a.from);
+  CutOptions o;
+  if (!a.layers.empty()) o.layers = parse_layer_list(a.layers, teacher.config.n_layer);
+  o.n_ff = a.ffn;
+  o.dtype = parse_dtype(a.dtype);
+  const Model student = cut_model(teacher, o);
+  student.save(a.out);
+  write_tokenizer_files(a.out, tokenizer_files_of(a.from));
+  std::string kept;
+  for (int64_t l : o.layers) kept += (kept.empty() ? "" : ",") + std::to_string(l);
+  std::printf("%s: cut from %s — %lld of %lld layers (%s), FFN %lld of %lld, %.2f M of %.2f M parameters, %s\n", a.out.c_str(),
+              a.from.c_str(), (long long)student.config.n_layer, (long long)teacher.config.n_layer,
+              kept.empty() ? "all" : kept.c_str(), (long long)student.config.n_ff, (long long)teacher.config.n_ff,
+              double(student.config.n_params()) / 1e6, double(teacher.config.n_params()) / 1e6, a.dtype.c_str());
+}
+
 void run_init(const InitArgs& a) {
+  if (!a.from.empty()) return run_init_from(a);
+  if (!a.layers.empty() || a.ffn > 0) fail("--layers and --ffn cut a student from a teacher: give --from TEACHER");
   ModelConfig c;
   if (!a.config.empty()) {
     c = ModelConfig::from_file(a.config);
@@ -72,8 +101,7 @@ void run_init(const InitArgs& a) {
     if (t->eos_id() >= 0) c.eos_token_ids = {t->eos_id()};
   }
   if (a.vocab > 0) c.n_vocab = a.vocab;
-  const DType dt = a.dtype == "bf16" ? DType::BF16 : a.dtype == "f16" ? DType::F16 : DType::F32;
-  if (a.dtype != "f32" && a.dtype != "bf16" && a.dtype != "f16") fail("--dtype '{}': use f32, bf16 or f16", a.dtype);
+  const DType dt = parse_dtype(a.dtype);
   c.torch_dtype = a.dtype == "bf16" ? "bfloat16" : a.dtype == "f16" ? "float16" : "float32";
   // GPT-2-style initialisation: N(0, 0.02²) for every matrix.
   Model::random(c, dt, a.seed, 0.02f).save(a.out);
@@ -95,6 +123,9 @@ void register_init(CLI::App& app) {
   cmd->add_option("--vocab", a->vocab, "Vocabulary size (overrides the preset and the tokenizer; with --tokenizer bytes, the byte-level vocabulary is padded to it)")->check(CLI::PositiveNumber);
   cmd->add_option("--dtype", a->dtype, "Weight dtype: f32 | bf16 | f16")->capture_default_str();
   cmd->add_option("--seed", a->seed, "Initialisation seed")->capture_default_str();
+  cmd->add_option("--from", a->from, "Cut the student from this teacher (model directory or GGUF) instead of random weights");
+  cmd->add_option("--layers", a->layers, "With --from: teacher layers to keep, e.g. 0,2,4 or 0-3,10-11 or every:2 (default: all)");
+  cmd->add_option("--ffn", a->ffn, "With --from: FFN width to keep, the channels with the largest ‖gate‖·‖up‖·‖down‖")->check(CLI::PositiveNumber);
   cmd->add_option("-o,--out", a->out, "Output model directory")->required();
   cmd->callback([a] { run_init(*a); });
 }
