@@ -4,7 +4,11 @@
 #include "tokenizer/byte_vocab.h"
 #include "test_util.h"
 
+#include "model/decoder.h"
+
+#include <algorithm>
 #include <cmath>
+#include <numeric>
 
 namespace distill {
 
@@ -48,6 +52,45 @@ TEST(Eval, AModelAgreesWithItself) {
   b = Model::random(b.config, DType::F32, 99, 0.5f);
   const Fidelity other = evaluate_fidelity(a, b, data);
   EXPECT_LT(other.top1_agreement, 1.0);
+  EXPECT_GT(other.kl, 0.01);
+}
+
+// Soft labels of a `distill label` dataset written by the model itself: it follows them exactly;
+// another model does not.
+TEST(Eval, FidelityToSoftLabelsOfItself) {
+  const auto tok = bytes();
+  const Model a = tiny(*tok, 0.5f);
+  Example ex;
+  ex.ids = tok->encode("Soft labels: the teacher's top-k per token.", false);
+  const int64_t L = int64_t(ex.ids.size()), V = a.config.n_vocab, K = 4;
+  Decoder dec(a);
+  const Tensor z = dec.forward_full(ex.ids.data(), 1, L);
+  ex.k = int(K);
+  ex.mask.assign(size_t(L), 1);
+  ex.mask[0] = 0;
+  ex.soft.assign(size_t(L), 0);
+  ex.topk_ids.assign(size_t(L * K), 0);
+  ex.topk_logp.assign(size_t(L * K), 0.0f);
+  for (int64_t t = 1; t < L; ++t) {  // token t's label: the distribution at position t - 1
+    const float* row = z.data<float>() + (t - 1) * V;
+    std::vector<int32_t> order(static_cast<size_t>(V));
+    std::iota(order.begin(), order.end(), 0);
+    std::partial_sort(order.begin(), order.begin() + K, order.end(), [&](int32_t x, int32_t y) { return row[x] > row[y]; });
+    double lse = 0;
+    for (int64_t v = 0; v < V; ++v) lse += std::exp(double(row[v] - row[order[0]]));
+    lse = std::log(lse) + row[order[0]];
+    ex.soft[size_t(t)] = 1;
+    for (int64_t k = 0; k < K; ++k)
+      ex.topk_ids[size_t(t * K + k)] = order[size_t(k)], ex.topk_logp[size_t(t * K + k)] = float(row[order[size_t(k)]] - lse);
+  }
+  const TokenDataset data = TokenDataset::build({ex}, L - 1, V);
+  const Fidelity self = evaluate_fidelity(a, data);
+  EXPECT_EQ(self.positions, L - 1);
+  EXPECT_EQ(self.top1_agreement, 1.0);
+  EXPECT_NEAR(self.kl, 0.0, 1e-5);
+  const Model b = Model::random(a.config, DType::F32, 77, 0.5f);
+  const Fidelity other = evaluate_fidelity(b, data);
+  EXPECT_LT(other.top1_agreement, 0.9);
   EXPECT_GT(other.kl, 0.01);
 }
 

@@ -228,6 +228,10 @@ TEST(Training, OnPolicyDistillationLearnsFromItsOwnSamplesAndResumes) {
   std::printf("[ measured ] held-out loss: teacher %.3f, student after SFT %.3f, after on-policy KD %.3f; KD %.3f -> %.3f\n",
               teacher_loss, sft_loss, student_loss, first_kd, last_kd);
   EXPECT_LT(student_loss, 0.5 * sft_loss) << "the student learns the language from the grades of its own samples";
+  // The report shows how closely the student follows its teacher.
+  const std::string report = test::read_bytes(dir / "a/report.html");
+  EXPECT_NE(report.find("top-1 agreement with the teacher"), std::string::npos);
+  EXPECT_NE(report.find("held-out KL to the teacher"), std::string::npos);
 
   r = run(gkd + (dir / "b"), "DISTILL_TEST_KILL_AT_STEP=23");
   EXPECT_EQ(r.exit_code, 137) << r.output;

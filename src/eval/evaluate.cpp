@@ -12,34 +12,6 @@
 
 namespace distill {
 
-Fidelity evaluate_fidelity(const Model& student, const Model& teacher, const TokenDataset& data) {
-  Decoder ds(student), dt(teacher);
-  Fidelity f;
-  double kl_total = 0;
-  int64_t agree = 0;
-  const int64_t vs = student.config.n_vocab, vt = teacher.config.n_vocab, V = std::min(vs, vt), T = data.seq_len();
-  for_each_batch(data, [&](const std::vector<int32_t>& in, const std::vector<int32_t>& tg, int64_t rows) {
-    const Tensor ls = ds.forward_full(in.data(), rows, T), lt = dt.forward_full(in.data(), rows, T);
-    const int64_t N = rows * T;
-    std::vector<uint8_t> mask(static_cast<size_t>(N));
-    int64_t n = 0;
-    for (int64_t i = 0; i < N; ++i) n += (mask[size_t(i)] = tg[size_t(i)] != kIgnoreIndex);
-    if (n == 0) return;
-    kl_total += kd_loss_full(ls.data<float>(), vs, lt.data<float>(), vt, mask.data(), N, KdSettings{}, nullptr, 0.0f) * double(n);
-    for (int64_t i = 0; i < N; ++i) {
-      if (!mask[size_t(i)]) continue;
-      const float* a = ls.data<float>() + i * vs;
-      const float* b = lt.data<float>() + i * vt;
-      agree += std::max_element(a, a + V) - a == std::max_element(b, b + V) - b;
-    }
-    f.positions += n;
-  });
-  if (f.positions == 0) fail("the evaluation data has no target tokens");
-  f.kl = kl_total / double(f.positions);
-  f.top1_agreement = double(agree) / double(f.positions);
-  return f;
-}
-
 SpeedEval evaluate_speed(const Model& model) {
   const int64_t n_prompt = 128, n_decode = 64;
   KVCache cache(model.config, 1, n_prompt + n_decode);

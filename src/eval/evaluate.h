@@ -7,7 +7,7 @@
 #include "tasks/tasks.h"  // TaskEval, evaluate_task_accuracy: the one definition of accuracy
 #include "tokenizer/tokenizer.h"
 #include "train/dataset.h"
-#include "train/text_eval.h"  // evaluate_text: held-out cross-entropy
+#include "train/text_eval.h"  // evaluate_text (held-out cross-entropy), evaluate_fidelity
 
 #include <nlohmann/json.hpp>
 
@@ -15,16 +15,6 @@
 #include <vector>
 
 namespace distill {
-
-struct Fidelity {
-  double top1_agreement = 0;  // fraction of positions where the argmaxes agree
-  double kl = 0;              // mean KL(teacher‖student) per position, nats
-  int64_t positions = 0;
-};
-
-// On the targets of `data`. Student and teacher share the token space (vocabularies may differ by
-// padding rows).
-Fidelity evaluate_fidelity(const Model& student, const Model& teacher, const TokenDataset& data);
 
 struct SpeedEval {
   double prefill_tps = 0, decode_tps = 0;

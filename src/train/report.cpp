@@ -104,6 +104,11 @@ void write_training_report(const std::string& path, const std::string& title, co
     if (!s.points.empty()) rewards.push_back(std::move(s));
   }
   if (!rewards.empty()) html += svg_line_chart("reward and accuracy", "step", rewards) + "<br>";
+  // Distillation: how closely the student follows its teacher on held-out data.
+  if (Series kl = series_of(metrics, "eval_kl_to_teacher", "#9467bd"); !kl.points.empty()) {
+    html += svg_line_chart("held-out KL(teacher ‖ student), nats/token", "step", {kl}) + "<br>";
+    html += svg_line_chart("held-out top-1 agreement with the teacher", "step", {series_of(metrics, "eval_top1_agreement", "#2ca02c")}) + "<br>";
+  }
   html += svg_line_chart("learning rate", "step", {series_of(metrics, "lr", "#ff7f0e")}) + "<br>";
   html += svg_line_chart("tokens/s", "step", {series_of(metrics, "tokens_per_s", "#8c564b")}) + "<br>";
   html += svg_line_chart("gradient norm (before clipping)", "step", {series_of(metrics, "grad_norm", "#7f7f7f")});

@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "model/decoder.h"
+#include "train/kd_loss.h"
 #include "train/losses.h"
 
 #include <algorithm>
@@ -37,6 +38,90 @@ TextEval evaluate_text(const Model& model, const TokenDataset& data) {
   r.loss = total / double(r.tokens);
   r.perplexity = std::exp(r.loss);
   return r;
+}
+
+namespace {
+
+// log-softmax of one row of logits into out.
+void log_softmax(const float* z, int64_t n, std::vector<double>& out) {
+  out.resize(size_t(n));
+  const float mx = *std::max_element(z, z + n);
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += std::exp(double(z[i] - mx));
+  const double lse = double(mx) + std::log(sum);
+  for (int64_t i = 0; i < n; ++i) out[size_t(i)] = double(z[i]) - lse;
+}
+
+}  // namespace
+
+Fidelity evaluate_fidelity(const Model& student, const Model& teacher, const TokenDataset& data) {
+  Decoder ds(student), dt(teacher);
+  Fidelity f;
+  double kl_total = 0;
+  int64_t agree = 0;
+  const int64_t vs = student.config.n_vocab, vt = teacher.config.n_vocab, V = std::min(vs, vt), T = data.seq_len();
+  for_each_batch(data, [&](const std::vector<int32_t>& in, const std::vector<int32_t>& tg, int64_t rows) {
+    const Tensor ls = ds.forward_full(in.data(), rows, T), lt = dt.forward_full(in.data(), rows, T);
+    const int64_t N = rows * T;
+    std::vector<uint8_t> mask(static_cast<size_t>(N));
+    int64_t n = 0;
+    for (int64_t i = 0; i < N; ++i) n += (mask[size_t(i)] = tg[size_t(i)] != kIgnoreIndex);
+    if (n == 0) return;
+    kl_total += kd_loss_full(ls.data<float>(), vs, lt.data<float>(), vt, mask.data(), N, KdSettings{}, nullptr, 0.0f) * double(n);
+    for (int64_t i = 0; i < N; ++i) {
+      if (!mask[size_t(i)]) continue;
+      const float* a = ls.data<float>() + i * vs;
+      const float* b = lt.data<float>() + i * vt;
+      agree += std::max_element(a, a + V) - a == std::max_element(b, b + V) - b;
+    }
+    f.positions += n;
+  });
+  if (f.positions == 0) fail("the evaluation data has no target tokens");
+  f.kl = kl_total / double(f.positions);
+  f.top1_agreement = double(agree) / double(f.positions);
+  return f;
+}
+
+Fidelity evaluate_fidelity(const Model& student, const TokenDataset& data) {
+  Fidelity f;
+  if (data.k() == 0) return f;
+  Decoder ds(student);
+  const int64_t T = data.seq_len(), V = student.config.n_vocab, K = data.k();
+  double kl = 0;
+  int64_t agree = 0, n = 0;
+  std::vector<uint8_t> soft(static_cast<size_t>(T));
+  std::vector<int32_t> ids(static_cast<size_t>(T * K)), in(static_cast<size_t>(T)), tg(static_cast<size_t>(T));
+  std::vector<float> logp(static_cast<size_t>(T * K));
+  std::vector<double> ls;
+  for (int64_t r = 0; r < data.n_rows(); ++r) {
+    data.row_soft(r, soft.data(), ids.data(), logp.data());
+    data.row(r, in.data(), tg.data());
+    bool any = false;
+    for (uint8_t x : soft) any = any || x;
+    if (!any) continue;
+    const Tensor zs = ds.forward_full(in.data(), 1, T);
+    for (int64_t i = 0; i < T; ++i) {
+      if (!soft[size_t(i)]) continue;
+      const float* s = zs.data<float>() + i * V;
+      log_softmax(s, V, ls);
+      const int32_t* ti = ids.data() + i * K;
+      const float* tl = logp.data() + i * K;
+      // both restricted to the teacher's k ids and renormalised there
+      double zt = 0, zst = 0;
+      for (int64_t k = 0; k < K; ++k) zt += std::exp(double(tl[k])), zst += std::exp(ls[size_t(ti[k])]);
+      int64_t best = 0;
+      for (int64_t k = 0; k < K; ++k) {
+        const double pt = std::exp(double(tl[k])) / zt;
+        if (pt > 0) kl += pt * (std::log(pt) - (ls[size_t(ti[k])] - std::log(zst)));
+        if (tl[k] > tl[best]) best = k;
+      }
+      agree += std::max_element(s, s + V) - s == ti[best];
+      ++n;
+    }
+  }
+  f.positions = n;
+  if (n > 0) f.kl = kl / double(n), f.top1_agreement = double(agree) / double(n);
+  return f;
 }
 
 }  // namespace distill

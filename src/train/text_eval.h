@@ -19,6 +19,20 @@ struct TextEval {
 // completion examples: the completions only). Throws if `data` has no target token.
 TextEval evaluate_text(const Model& model, const TokenDataset& data);
 
+// How closely a student follows its teacher on held-out targets.
+struct Fidelity {
+  double top1_agreement = 0;  // fraction of positions where the argmaxes agree
+  double kl = 0;              // mean KL(teacher‖student) per position, nats
+  int64_t positions = 0;
+};
+
+// Against a teacher model, on the targets of `data`. Student and teacher share the token space
+// (vocabularies may differ by padding rows).
+Fidelity evaluate_fidelity(const Model& student, const Model& teacher, const TokenDataset& data);
+// Against the soft labels of a `distill label` dataset: the teacher's top-k (both renormalised over
+// those k ids) and its top-1, on the positions that have them; positions = 0 when there are none.
+Fidelity evaluate_fidelity(const Model& student, const TokenDataset& labelled);
+
 // Calls fn(ids, targets, n_rows) for batches of up to 8 rows of `data` ([n_rows, seq_len] each).
 void for_each_batch(const TokenDataset& data,
                     const std::function<void(const std::vector<int32_t>&, const std::vector<int32_t>&, int64_t)>& fn);

@@ -216,7 +216,11 @@ TrainSummary train_model(Model& student, const TokenDataset& train, const TokenD
   const auto held_out = [&]() -> json {
     if (eval.n_rows() == 0) return json::object();
     const TextEval e = evaluate_text(student, eval);
-    return {{"eval_loss", e.loss}, {"eval_ppl", e.perplexity}};
+    json m = {{"eval_loss", e.loss}, {"eval_ppl", e.perplexity}};
+    // How closely the student follows its teacher: the model itself, or the dataset's soft labels.
+    const Fidelity f = teacher ? evaluate_fidelity(student, *teacher, eval) : evaluate_fidelity(student, eval);
+    if (f.positions > 0) m["eval_kl_to_teacher"] = f.kl, m["eval_top1_agreement"] = f.top1_agreement;
+    return m;
   };
   const auto info = [](const json& m) {
     return fmt::format("loss {:.4f}{} lr {:.2e}", m["loss"].get<double>(),
@@ -236,7 +240,15 @@ TrainSummary train_model(Model& student, const TokenDataset& train, const TokenD
       sum.eval_loss = (*it)["eval_loss"];
       break;
     }
+  json fidelity = json::object();
+  for (auto it = metrics.rbegin(); it != metrics.rend(); ++it)
+    if (it->contains("eval_kl_to_teacher")) {
+      fidelity = *it;
+      break;
+    }
   h.finish({{"steps", sum.steps}, {"final train loss", sum.final_loss},
+            {"held-out KL to the teacher", fidelity.contains("eval_kl_to_teacher") ? fidelity["eval_kl_to_teacher"] : json("n/a")},
+            {"held-out top-1 agreement", fidelity.contains("eval_top1_agreement") ? fidelity["eval_top1_agreement"] : json("n/a")},
             {"held-out loss", sum.eval_loss >= 0 ? json(sum.eval_loss) : json("n/a")},
             {"held-out perplexity", sum.eval_loss >= 0 ? json(std::exp(sum.eval_loss)) : json("n/a")},
             {"parameters", student.config.n_params()}, {"tokens/s (this run)", sum.tokens_per_s},
