@@ -144,9 +144,11 @@ TEST(RemoteTeacher, KilledAtRandomAndResumedEqualsUninterrupted) {
     // The server decodes each request in whatever batch it shares, and a row's float sums differ
     // with the batch's shape: log-probs agree to the storage quantum (1/1024) plus that noise.
     ASSERT_EQ(b[i].topk_logp.size(), a[i].topk_logp.size());
-    for (size_t j = 0; j < a[i].topk_logp.size(); ++j)
-      if (std::isfinite(a[i].topk_logp[j]) || std::isfinite(b[i].topk_logp[j]))
+    for (size_t j = 0; j < a[i].topk_logp.size(); ++j) {
+      if (std::isfinite(a[i].topk_logp[j]) || std::isfinite(b[i].topk_logp[j])) {
         EXPECT_NEAR(b[i].topk_logp[j], a[i].topk_logp[j], 2e-3) << "top-k entry " << j;
+      }
+    }
   }
 }
 

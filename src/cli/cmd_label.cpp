@@ -6,6 +6,7 @@
 #include "teacher/label_prompts.h"
 #include "teacher/local_teacher.h"
 #include "teacher/remote_teacher.h"
+#include "teacher/cross_tokenizer.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
@@ -30,14 +31,28 @@ struct LabelArgs {
 void run_label(LabelArgs& a) {
   const auto [shard, n_shards] = parse_shard(a.shard);
   const bool remote = a.teacher.rfind("http://", 0) == 0 || a.teacher.rfind("https://", 0) == 0;
-  // The tokenizer the dataset is written in: the local teacher's, or (remote) the student's
-  // given with --tokenizer.
-  const std::string tok_dir = remote ? a.tokenizer : a.teacher;
+  // The tokenizer the dataset is written in: the student's (--tokenizer), else the local
+  // teacher's. A local teacher with another tokenizer labels in its own and each record is
+  // rewritten in the student's (teacher/cross_tokenizer.h).
+  const std::string tok_dir = !a.tokenizer.empty() ? a.tokenizer : remote ? "" : a.teacher;
   if (tok_dir.empty()) fail("a remote teacher needs --tokenizer DIR: the student's tokenizer the dataset is written in");
   const auto tok = Tokenizer::load(tok_dir);
   const auto tmpl = ChatTemplate::choose(a.chat_template, tok.get());
   const std::vector<LabelPrompt> prompts =
       read_label_prompts(a.prompts, tok.get(), tmpl.get(), shard, n_shards, a.s.score_completions);
+  std::shared_ptr<const Tokenizer> teacher_tok = tok;
+  std::unique_ptr<ChatTemplate> teacher_tmpl;
+  std::vector<LabelPrompt> teacher_prompts;
+  if (!remote && tok_dir != a.teacher) {
+    teacher_tok = Tokenizer::load(a.teacher);
+    if (teacher_tok->fingerprint() != tok->fingerprint()) {
+      teacher_tmpl = ChatTemplate::choose(a.chat_template, teacher_tok.get());
+      teacher_prompts = read_label_prompts(a.prompts, teacher_tok.get(), teacher_tmpl.get(), shard, n_shards, a.s.score_completions);
+    } else {
+      teacher_tok = tok;  // the same vocabulary: nothing to bridge
+    }
+  }
+  const bool cross = !teacher_prompts.empty();
   TeacherDatasetWriter out(a.out, a.resume);
   if (out.repaired_bytes() > 0)
     std::fprintf(stderr, "label: cut %llu bytes of a torn record left by an interrupted run\n", (unsigned long long)out.repaired_bytes());
@@ -46,6 +61,7 @@ void run_label(LabelArgs& a) {
   m["teacher_kind"] = remote ? "remote" : "local";
   m["tokenizer_fingerprint"] = fmt::format("{:016x}", tok->fingerprint());
   m["tokenizer"] = fs::absolute(tok_dir).string();
+  if (cross) m["teacher_tokenizer_fingerprint"] = fmt::format("{:016x}", teacher_tok->fingerprint()), m["cross_tokenizer"] = true;
   m["prompts"] = fs::absolute(a.prompts).string();
   m["shard"] = a.shard;
   m["settings"] = {{"top_k", a.s.top_k}, {"max_tokens", a.s.max_tokens}, {"temperature", a.s.temperature},
@@ -64,7 +80,15 @@ void run_label(LabelArgs& a) {
     m["remote_positions"] = rep.positions;
   } else {
     const Model teacher = Model::load(a.teacher);
-    const LabelReport rep = label_with_local_teacher(teacher, *tok, prompts, a.s, out);
+    std::function<TeacherRecord(const TeacherRecord&)> to_student;
+    std::optional<TokenizerBridge> bridge;
+    std::map<uint64_t, const LabelPrompt*> student_prompt;
+    if (cross) {
+      bridge.emplace(*teacher_tok, *tok);
+      for (const LabelPrompt& p : prompts) student_prompt[p.index] = &p;
+      to_student = [&](const TeacherRecord& r) { return bridge->to_student(r, student_prompt.at(r.prompt_index)->ids); };
+    }
+    const LabelReport rep = label_with_local_teacher(teacher, *teacher_tok, cross ? teacher_prompts : prompts, a.s, out, to_student);
     records = rep.records, tokens = rep.tokens, seconds = rep.seconds;
   }
   nlohmann::json failed_json = nlohmann::json::array();
@@ -92,7 +116,7 @@ void register_label(CLI::App& app) {
   cmd->add_option("--prompts", a->prompts, "JSONL: {\"id\"?, \"prompt\"} or {\"id\"?, \"messages\"}")->required();
   cmd->add_option("-o,--out", a->out, "Dataset directory")->required();
   cmd->add_option("--model", a->model, "Model name sent to a remote teacher");
-  cmd->add_option("--tokenizer", a->tokenizer, "Remote teacher: the student's model directory whose tokenizer the dataset uses");
+  cmd->add_option("--tokenizer", a->tokenizer, "The student's model directory whose tokenizer the dataset is written in (required for a remote teacher; for a local one with another tokenizer, its answers are re-tokenised and its top-k projected on bytes)");
   cmd->add_option("--top-k", a->s.top_k, "Teacher log-probs kept per token (remote APIs: at most 20)")->capture_default_str()->check(CLI::Range(0, 1000));
   cmd->add_option("--max-tokens", a->s.max_tokens, "Tokens per answer at most")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--temperature", a->s.temperature, "Sampling temperature (0 = greedy)")->capture_default_str()->check(CLI::NonNegativeNumber);

@@ -54,7 +54,8 @@ std::vector<TeacherRecord> score(const Model& teacher, const std::vector<const L
 }  // namespace
 
 LabelReport label_with_local_teacher(const Model& teacher, const Tokenizer& tok, const std::vector<LabelPrompt>& prompts,
-                                     const LabelSettings& s, TeacherDatasetWriter& out) {
+                                     const LabelSettings& s, TeacherDatasetWriter& out,
+                                     const std::function<TeacherRecord(const TeacherRecord&)>& to_student) {
   LabelReport rep;
   // A prompt the teacher's context cannot hold is refused before any work, as `run` refuses it
   // (a silently truncated or overflowing prompt would label garbage).
@@ -115,7 +116,7 @@ LabelReport label_with_local_teacher(const Model& teacher, const Tokenizer& tok,
         ++rep.skipped;
         continue;
       }
-      out.append(r);
+      out.append(to_student ? to_student(r) : r);
       ++rep.records;
       rep.tokens += int64_t(r.completion.size());
     }

@@ -9,6 +9,8 @@
 #include "teacher/label_prompts.h"
 #include "formats/teacher_dataset.h"
 
+#include <functional>
+
 namespace distill {
 
 class Tokenizer;
@@ -29,7 +31,10 @@ struct LabelReport {
   double seconds = 0;
 };
 
+// `tok` is the teacher's. With `to_student`, each record is rewritten (another tokenizer's
+// student, teacher/cross_tokenizer.h) before it is stored.
 LabelReport label_with_local_teacher(const Model& teacher, const Tokenizer& tok, const std::vector<LabelPrompt>& prompts,
-                                     const LabelSettings& s, TeacherDatasetWriter& out);
+                                     const LabelSettings& s, TeacherDatasetWriter& out,
+                                     const std::function<TeacherRecord(const TeacherRecord&)>& to_student = {});
 
 }  // namespace distill

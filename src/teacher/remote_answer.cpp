@@ -101,8 +101,9 @@ RemoteAnswer parse_remote_answer(std::string_view body, bool legacy) {
 }
 
 VocabularyByBytes::VocabularyByBytes(const Tokenizer& tok) {
-  auto add = [](std::unordered_map<std::string, int32_t>& m, std::string bytes, int32_t id) {
+  auto add = [this](std::unordered_map<std::string, int32_t>& m, std::string bytes, int32_t id) {
     if (bytes.empty()) return;
+    longest_ = std::max(longest_, bytes.size());
     auto [it, fresh] = m.emplace(std::move(bytes), id);
     if (!fresh) it->second = -1;  // two tokens with these bytes: neither can be told from the text
   };
@@ -119,7 +120,44 @@ int32_t VocabularyByBytes::find(const std::string& bytes, bool at_start) const {
   return it == m.end() ? -1 : it->second;
 }
 
+int32_t VocabularyByBytes::longest_prefix(const std::string& bytes, bool at_start) const {
+  for (size_t n = std::min(bytes.size(), longest_); n > 0; --n)
+    if (const int32_t id = find(bytes.substr(0, n), at_start); id >= 0) return id;
+  return -1;
+}
+
 namespace {
+
+// Position j's soft labels from the teacher token that starts where student token j starts: each
+// alternative's probability goes to the student token its bytes begin with; the k likeliest
+// student tokens are kept (padded with distinct unused ids at −64 nats when fewer). Returns
+// whether any alternative mapped.
+bool project_position(const VocabularyByBytes& vocab, const RemoteToken& t, bool at_start, size_t j, int k, int64_t n_vocab,
+                      TeacherRecord& r) {
+  std::map<int32_t, double> mass;  // student id -> probability
+  for (const RemoteAlternative& alt : t.top) {
+    const int32_t id = vocab.longest_prefix(alt.bytes, at_start);
+    if (id >= 0) mass[id] += std::exp(double(alt.logprob));
+  }
+  if (mass.empty()) return false;
+  std::vector<std::pair<double, int32_t>> by_p;
+  for (const auto& [id, p] : mass) by_p.push_back({p, id});
+  std::sort(by_p.begin(), by_p.end(), [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+  int32_t pad = 0;
+  for (int i = 0; i < k; ++i) {
+    int32_t id;
+    float lp;
+    if (size_t(i) < by_p.size()) {
+      id = by_p[size_t(i)].second, lp = float(std::max(std::log(by_p[size_t(i)].first), -64.0));
+    } else {
+      while (mass.count(pad) && pad < n_vocab) ++pad;  // an id not among the real ones
+      id = pad++, lp = -64.0f;
+    }
+    r.topk_ids[j * size_t(k) + size_t(i)] = id, r.topk_logp[j * size_t(k) + size_t(i)] = lp;
+  }
+  r.soft[j] = 1;
+  return true;
+}
 
 // Keeps position j's top-k when its k alternatives are distinct student ids and include the
 // token chosen there. Returns whether it did.
@@ -155,34 +193,27 @@ int64_t answer_to_record(const Tokenizer& tok, const VocabularyByBytes& vocab, c
   int64_t soft = 0;
   std::vector<int32_t> ids(size_t(std::max(k, 0)));
   std::vector<float> logps(ids.size());
-  // For each student position j, the teacher token that covers exactly its bytes (if any).
-  std::vector<const RemoteToken*> teacher_at(r.completion.size(), nullptr);
   if (same_vocab) {
-    for (size_t j = 0; j < a.tokens.size(); ++j) teacher_at[j] = &a.tokens[j];
-  } else {
-    std::map<std::pair<size_t, size_t>, const RemoteToken*> by_span;
+    for (size_t j = 0; j < a.tokens.size() && k > 0; ++j) {
+      const RemoteToken& t = a.tokens[j];
+      if (int(t.top.size()) < k) continue;
+      for (int i = 0; i < k; ++i) ids[size_t(i)] = t.top[size_t(i)].id, logps[size_t(i)] = t.top[size_t(i)].logprob;
+      if (keep_position(ids, logps, r.completion[j], j, k, r)) ++soft;
+    }
+  } else if (k > 0) {
+    // Teacher tokens by the byte offset they start at; the texts must agree byte for byte.
+    std::map<size_t, const RemoteToken*> starts_at;
     size_t tp = 0;
-    for (const RemoteToken& t : a.tokens) by_span[{tp, tp + t.bytes.size()}] = &t, tp += t.bytes.size();
-    size_t pos = 0;
-    std::string joined;
+    for (const RemoteToken& t : a.tokens) starts_at.emplace(tp, &t), tp += t.bytes.size();
     const size_t n_text = r.completion.size() - (a.finished && tok.eos_id() >= 0 ? 1 : 0);
-    for (size_t j = 0; j < n_text; ++j) {
-      const std::string b = tok.token_bytes(r.completion[j], j == 0);
-      if (auto it = by_span.find({pos, pos + b.size()}); it != by_span.end()) teacher_at[j] = it->second;
-      pos += b.size();
-      joined += b;
-    }
-    if (joined != a.text || tp != a.text.size()) std::fill(teacher_at.begin(), teacher_at.end(), nullptr);  // no alignment
-  }
-  for (size_t j = 0; j < teacher_at.size() && k > 0; ++j) {
-    const RemoteToken* t = teacher_at[j];
-    if (!t || int(t->top.size()) < k) continue;
-    for (int i = 0; i < k; ++i) {
-      const RemoteAlternative& alt = t->top[size_t(i)];
-      ids[size_t(i)] = same_vocab ? alt.id : vocab.find(alt.bytes, j == 0);
-      logps[size_t(i)] = alt.logprob;
-    }
-    if (keep_position(ids, logps, r.completion[j], j, k, r)) ++soft;
+    std::vector<size_t> offset(n_text);
+    std::string joined;
+    for (size_t j = 0; j < n_text; ++j) offset[j] = joined.size(), joined += tok.token_bytes(r.completion[j], j == 0);
+    if (joined == a.text && tp == a.text.size())
+      for (size_t j = 0; j < n_text; ++j) {
+        auto it = starts_at.find(offset[j]);
+        if (it != starts_at.end() && project_position(vocab, *it->second, j == 0, j, k, tok.vocab_size(), r)) ++soft;
+      }
   }
   if (soft == 0) r.k = 0, r.soft.clear(), r.topk_ids.clear(), r.topk_logp.clear();
   return soft;

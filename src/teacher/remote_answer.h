@@ -5,9 +5,13 @@
 // the token ids as an extension ("id" in logprobs.content[] and top_logprobs[]) and names its
 // tokenizer in system_fingerprint ("distill-" + 8 hex digits of the tokenizer's fingerprint); when
 // that matches the student's, the record is the teacher's own tokens and top-k ids.
-// Otherwise tokens are matched on bytes (logprobs.content[].bytes, or the token text): a student
-// position keeps the teacher's top-k where one teacher token covers exactly the student token's
-// bytes and every alternative's bytes are exactly one student token (docs/distill.md).
+// Otherwise (another vocabulary: a different model family, or a byte-level student) the teacher's
+// distributions are projected onto student tokens on bytes (logprobs.content[].bytes, or the token
+// text): where a teacher token starts at the same byte as student token j, each teacher
+// alternative is mapped to the student token that its bytes begin with (the longest student
+// token that is a prefix of them) and the mass of alternatives mapping to one student token is
+// summed; the top k of the result are position j's soft labels. Where the texts' token
+// boundaries never meet, the position has none (docs/teacher-dataset.md).
 #pragma once
 
 #include "formats/teacher_dataset.h"
@@ -54,9 +58,12 @@ class VocabularyByBytes {
 public:
   explicit VocabularyByBytes(const Tokenizer& tok);
   int32_t find(const std::string& bytes, bool at_start) const;  // -1: none or ambiguous
+  // The longest student token that `bytes` begins with (-1: none).
+  int32_t longest_prefix(const std::string& bytes, bool at_start) const;
 
 private:
   std::unordered_map<std::string, int32_t> mid_, start_;
+  size_t longest_ = 0;  // bytes of the longest token
 };
 
 // Fills r.completion, r.finished and the soft labels (k per position) from the answer. Returns
