@@ -70,8 +70,11 @@ TEST(CrossTokenizer, TeacherTopKIsProjectedOntoTheStudentsTokensOnBytes) {
 
 TEST(CrossTokenizer, LabelWithALocalTeacherOfAnotherTokenizer) {
   test::TempDir dir;
-  write_tokenizer_files(dir / "bpe-tok", make_byte_level_tokenizer("the cat sat on the mat. the hat. the", 24));
-  ASSERT_EQ(test::run_distill("init --preset tiny --tokenizer " + (dir / "bpe-tok") + " --seed 2 -o " + (dir / "teacher")).exit_code, 0);
+  test::write_bytes(dir / "corpus.txt", "the cat sat on the mat. the hat. the");
+  auto made = test::run_distill("init --preset tiny --tokenizer bpe:24 --corpus " + (dir / "corpus.txt") + " --seed 2 -o " + (dir / "teacher"));
+  ASSERT_EQ(made.exit_code, 0) << made.output;
+  EXPECT_NE(made.output.find("vocab 2"), std::string::npos) << "256 bytes + 24 merges + specials: " << made.output;
+  EXPECT_EQ(Tokenizer::load(dir / "teacher")->fingerprint(), bpe()->fingerprint()) << "the same merges as learned in-process";
   ASSERT_EQ(test::run_distill("init --preset tiny --tokenizer bytes --seed 3 -o " + (dir / "student")).exit_code, 0);
   {
     std::ofstream f(dir / "prompts.jsonl");

@@ -23,7 +23,7 @@ namespace fs = std::filesystem;
 namespace {
 
 struct InitArgs {
-  std::string preset = "tiny", config, tokenizer, out, arch = "llama", dtype = "f32", from, layers;
+  std::string preset = "tiny", config, tokenizer, out, arch = "llama", dtype = "f32", from, layers, corpus;
   int64_t vocab = 0, ffn = 0;
   uint64_t seed = 1;
 };
@@ -86,7 +86,20 @@ void run_init(const InitArgs& a) {
     c = ModelConfig::from_json(j, "--preset " + a.preset);
   }
   std::string tokenizer_dir = a.tokenizer;
-  if (a.tokenizer == "bytes") {
+  const bool made_here = a.tokenizer == "bytes" || a.tokenizer.rfind("bpe:", 0) == 0;
+  if (a.tokenizer.rfind("bpe:", 0) == 0) {
+    // a byte-level BPE learned from --corpus: N merges over the 256 bytes
+    char* end = nullptr;
+    const long merges = std::strtol(a.tokenizer.c_str() + 4, &end, 10);
+    if (*end != '\0' || merges < 1 || merges > 200000) fail("--tokenizer '{}': bpe:N needs a number of merges N in 1..200000", a.tokenizer);
+    if (a.corpus.empty()) fail("--tokenizer {} learns its merges from a text: give --corpus FILE", a.tokenizer);
+    std::ifstream in(a.corpus, std::ios::binary);
+    if (!in) fail("--corpus {}: cannot open", a.corpus);
+    std::string text(std::istreambuf_iterator<char>(in), {});
+    if (text.size() > (8u << 20)) text.resize(8u << 20);  // merges from the first 8 MB
+    tokenizer_dir = (fs::path(a.out) / ".tokenizer-bpe").string();
+    write_tokenizer_files(tokenizer_dir, make_byte_level_tokenizer(text, int(merges), true, a.vocab));
+  } else if (a.tokenizer == "bytes") {
     // a byte-level tokenizer made here (256 bytes + ChatML specials): no download needed
     tokenizer_dir = (fs::path(a.out) / ".tokenizer-bytes").string();
     // with --vocab, padded to exactly that many tokens (a benchmark model of a real shape)
@@ -106,7 +119,7 @@ void run_init(const InitArgs& a) {
   // GPT-2-style initialisation: N(0, 0.02²) for every matrix.
   Model::random(c, dt, a.seed, 0.02f).save(a.out);
   if (!tokenizer_dir.empty()) copy_tokenizer_files(tokenizer_dir, a.out);
-  if (a.tokenizer == "bytes") fs::remove_all(tokenizer_dir);
+  if (made_here) fs::remove_all(tokenizer_dir);
   std::printf("%s: %s, %.2f M parameters (%lld layers, dim %lld, vocab %lld), %s\n", a.out.c_str(), c.model_type.c_str(),
               double(c.n_params()) / 1e6, (long long)c.n_layer, (long long)c.n_embd, (long long)c.n_vocab, a.dtype.c_str());
 }
@@ -119,10 +132,11 @@ void register_init(CLI::App& app) {
   cmd->add_option("--preset", a->preset, "tiny | 15m | 30m | 110m")->capture_default_str();
   cmd->add_option("--config", a->config, "A config.json to use instead of a preset");
   cmd->add_option("--arch", a->arch, "model_type of a preset: llama | qwen2 | qwen3 | mistral")->capture_default_str();
-  cmd->add_option("--tokenizer", a->tokenizer, "Directory whose tokenizer files are copied (sets the vocabulary size), or \"bytes\" for a byte-level tokenizer made here");
+  cmd->add_option("--tokenizer", a->tokenizer, "Directory whose tokenizer files are copied (sets the vocabulary size), \"bytes\" for a byte-level tokenizer made here, or \"bpe:N\" for a byte-level BPE with N merges learned from --corpus");
   cmd->add_option("--vocab", a->vocab, "Vocabulary size (overrides the preset and the tokenizer; with --tokenizer bytes, the byte-level vocabulary is padded to it)")->check(CLI::PositiveNumber);
   cmd->add_option("--dtype", a->dtype, "Weight dtype: f32 | bf16 | f16")->capture_default_str();
   cmd->add_option("--seed", a->seed, "Initialisation seed")->capture_default_str();
+  cmd->add_option("--corpus", a->corpus, "Text the merges of --tokenizer bpe:N are learned from");
   cmd->add_option("--from", a->from, "Cut the student from this teacher (model directory or GGUF) instead of random weights");
   cmd->add_option("--layers", a->layers, "With --from: teacher layers to keep, e.g. 0,2,4 or 0-3,10-11 or every:2 (default: all)");
   cmd->add_option("--ffn", a->ffn, "With --from: FFN width to keep, the channels with the largest ‖gate‖·‖up‖·‖down‖")->check(CLI::PositiveNumber);
