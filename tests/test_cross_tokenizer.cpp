@@ -66,6 +66,25 @@ TEST(CrossTokenizer, TeacherTopKIsProjectedOntoTheStudentsTokensOnBytes) {
   ASSERT_GT(first_len, 1u);
   for (size_t j = 1; j < first_len; ++j) EXPECT_FALSE(out.soft[j]) << "byte " << j;
   EXPECT_TRUE(out.soft[first_len]) << "the next teacher token starts here";
+
+  // A dataset of such records (soft labels at some positions only) trains a student.
+  test::TempDir dir;
+  ASSERT_EQ(test::run_distill("init --preset tiny --tokenizer bytes -o " + (dir / "student")).exit_code, 0);
+  const auto st = Tokenizer::load(dir / "student");
+  ASSERT_EQ(st->fingerprint(), s->fingerprint());
+  {
+    TeacherDatasetWriter w(dir / "ds", false);
+    for (uint64_t i = 0; i < 4; ++i) {
+      TeacherRecord x = bridge.to_student(r, s->encode("Q: ", false));
+      x.prompt_index = i;
+      w.append(x);
+    }
+    w.manifest()["tokenizer_fingerprint"] = fmt::format("{:016x}", s->fingerprint());
+    w.finish([&](const std::vector<int32_t>& ids) { return s->decode(ids); });
+  }
+  const auto trained = test::run_distill("train --student " + (dir / "student") + " --data " + (dir / "ds") + " -o " +
+                                         (dir / "out") + " --steps 2 --batch 2 --seq-len 16 --eval-fraction 0");
+  EXPECT_EQ(trained.exit_code, 0) << trained.output;
 }
 
 TEST(CrossTokenizer, LabelWithALocalTeacherOfAnotherTokenizer) {

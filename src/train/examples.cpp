@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -113,6 +114,9 @@ std::vector<Example> read_teacher_dataset(const std::string& dir, const Tokenize
       ex.topk_ids.insert(ex.topk_ids.end(), r.topk_ids.begin(), r.topk_ids.end());
       ex.topk_logp.assign(np * k, 0.0f);
       ex.topk_logp.insert(ex.topk_logp.end(), r.topk_logp.begin(), r.topk_logp.end());
+      // positions without soft labels are stored without ids (-1): give them a harmless id, unused
+      for (size_t j = 0; j < r.soft.size(); ++j)
+        if (!r.soft[j]) std::fill_n(ex.topk_ids.begin() + int64_t((np + j) * k), k, 0), std::fill_n(ex.topk_logp.begin() + int64_t((np + j) * k), k, 0.0f);
     }
     out.push_back(std::move(ex));
   });

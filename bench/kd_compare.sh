@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Distillation methods side by side on real text (C headers under /usr/include), over seeds:
+#
+#   teacher  a BPE model (merges learned from the corpus) trained on (96-byte prompt, 160-byte
+#            continuation) pairs of the corpus
+#   students labelled by that teacher on prompts it was not trained on, then trained for the same
+#            number of steps (so the same number of teacher-graded tokens per step):
+#     same tokenizer (BPE):   CE on the teacher's text (sequence-level KD) | offline logit KD
+#                             (its top-20) | on-policy KD (GKD: the student samples, the teacher
+#                             grades every token, JSD β = 0.5)
+#     byte-level tokenizer:   CE on the teacher's text | cross-tokenizer KD (top-20 projected on
+#                             bytes, docs/teacher-dataset.md)
+#   held-out: real continuations of held-out prompts: cross-entropy per token (BPE students: per
+#   BPE token; byte students: per byte — compare within a group), and for the BPE students the
+#   top-1 agreement with the teacher.
+#
+# usage: bench/kd_compare.sh [--seeds 3] [--steps 300] [--quick]     (prints a markdown table)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+distill=${DISTILL:-$root/build/distill}
+seeds=3 steps=300 teacher_steps=800 pairs=6000 prompts=1500
+while [ $# -gt 0 ]; do
+  case $1 in
+    --seeds) seeds=$2; shift 2 ;;
+    --steps) steps=$2; shift 2 ;;
+    --quick) seeds=2 steps=60 teacher_steps=150 pairs=1500 prompts=300; shift ;;
+    *) echo "usage: $0 [--seeds N] [--steps N] [--quick]" >&2; exit 2 ;;
+  esac
+done
+work=${TMPDIR:-/tmp}/distill-kd-compare
+rm -rf "$work" && mkdir -p "$work" && cd "$work"
+log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+uptime >&2
+
+# --- data: the headers as (prompt, continuation) pairs; train / label prompts / held-out disjoint
+{ cat /usr/include/*.h /usr/include/*/*.h 2>/dev/null | LC_ALL=C tr -cd '\11\12\15\40-\176' | head -c 4000000 > corpus.txt; } || true
+head -c 1000000 corpus.txt > bpe-corpus.txt
+# 256-byte chunks: a 96-byte prompt and its 160-byte continuation, as JSONL
+LC_ALL=C awk -v pairs="$pairs" -v prompts="$prompts" '
+  function esc(s) { gsub(/\\/, "&&", s); gsub(/"/, "\\\\&", s); gsub(/\t/, "\\\\t", s); gsub(/\r/, "\\\\r", s); gsub(/\n/, "\\\\n", s); return s }
+  BEGIN { RS = "^$" }
+  { text = $0 }
+  END {
+    n = int(length(text) / 256)
+    for (i = 0; i < n && i < pairs + prompts + 300; i++) {
+      c = substr(text, i * 256 + 1, 256)
+      p = esc(substr(c, 1, 96)); q = esc(substr(c, 97, 160))
+      if (i < pairs) print "{\"prompt\": \"" p "\", \"completion\": \"" q "\"}" > "teacher-data.jsonl"
+      else if (i < pairs + prompts) print "{\"prompt\": \"" p "\"}" > "label-prompts.jsonl"
+      else print "{\"prompt\": \"" p "\", \"completion\": \"" q "\"}" > "heldout.jsonl"
+    }
+  }' corpus.txt
+for f in teacher-data label-prompts heldout; do jq -e . "$f.jsonl" > /dev/null || { echo "$f.jsonl: not JSON" >&2; exit 1; }; done
+log "data: $(wc -l < teacher-data.jsonl) teacher pairs, $(wc -l < label-prompts.jsonl) label prompts, $(wc -l < heldout.jsonl) held-out"
+
+config() {  # dim layers heads ffn
+  printf '{"model_type":"llama","hidden_size":%d,"num_hidden_layers":%d,"num_attention_heads":%d,"num_key_value_heads":%d,"intermediate_size":%d,"vocab_size":32000,"head_dim":%d,"rms_norm_eps":1e-5,"max_position_embeddings":1024,"tie_word_embeddings":true,"rope_theta":10000.0}\n' \
+    "$1" "$2" "$3" "$3" "$4" $(($1 / $3))
+}
+config 192 4 6 512 > teacher.json
+config 128 3 4 352 > student.json
+
+# --- teacher
+"$distill" init --config teacher.json --tokenizer bpe:400 --corpus bpe-corpus.txt --seed 1 -o teacher0 >&2
+log "training the teacher ($teacher_steps steps)"
+"$distill" train --student teacher0 --data teacher-data.jsonl --eval heldout.jsonl -o teacher --steps "$teacher_steps" \
+  --batch 16 --seq-len 320 --lr 0.002 --warmup 20 --eval-every 0 > /dev/null 2> teacher.log
+"$distill" init --config student.json --tokenizer teacher --seed 1 -o bpe-student0 > /dev/null
+"$distill" init --config student.json --tokenizer bytes --seed 1 -o byte-student0 > /dev/null
+
+# --- labels: the same sampled answers in both tokenizations (same seeds)
+label_args="--prompts label-prompts.jsonl --top-k 20 --max-tokens 64 --temperature 0.8 --seed 7"
+log "labelling (teacher's tokens)"
+"$distill" label --teacher teacher $label_args -o ds-bpe > /dev/null 2>&1
+log "labelling (byte-level student's tokens)"
+"$distill" label --teacher teacher --tokenizer byte-student0 $label_args -o ds-bytes > /dev/null 2>&1
+"$distill" dataset info ds-bytes | grep -E "records|soft" >&2 || true
+
+last() { jq -s -r "[.[] | select(has(\"$2\"))] | last | .$2" "$1/metrics.jsonl"; }
+command -v jq > /dev/null && command -v bc > /dev/null || { echo "needs jq and bc (apt-get install jq bc)" >&2; exit 1; }
+train() {  # name student data seed extra...
+  local name=$1 student=$2 data=$3 seed=$4; shift 4
+  local t0=$(date +%s.%N)
+  "$distill" train --student "$student" --data "$data" --eval heldout.jsonl -o "$name" --steps "$steps" --batch 8 \
+    --seq-len 320 --lr 0.002 --warmup 10 --seed "$seed" --eval-every 0 "$@" > /dev/null 2> "$name.log"
+  local secs=$(echo "$(date +%s.%N) - $t0" | bc)
+  # held-out CE, and (same tokenizer) agreement with the teacher, by `distill eval`
+  local ev agree=null
+  if [ "$(jq -r .tokenizer_fingerprint ds-bpe/manifest.json)" = "$(jq -r .tokenizer_fingerprint "$data/manifest.json")" ]; then
+    ev=$("$distill" eval "$name" --text heldout.jsonl --seq-len 320 --teacher teacher --no-speed --json)
+    agree=$(jq -r .fidelity.top1_agreement <<< "$ev")
+  else
+    ev=$("$distill" eval "$name" --text heldout.jsonl --seq-len 320 --no-speed --json)
+  fi
+  printf '%s %s %s %.0f\n' "$name" "$(jq -r .text.loss <<< "$ev")" "$agree" "$secs" >> results.txt
+}
+: > results.txt
+for seed in $(seq 1 "$seeds"); do
+  for kind in bpe byte; do "$distill" init --config student.json --tokenizer $([ $kind = bpe ] && echo teacher || echo bytes) --seed "$seed" -o "$kind-s$seed" > /dev/null; done
+  log "seed $seed: BPE students"
+  train "ce-$seed" "bpe-s$seed" ds-bpe "$seed" --loss ce
+  train "kd-$seed" "bpe-s$seed" ds-bpe "$seed" --loss fkl --kd-alpha 0.5
+  train "onpolicy-$seed" "bpe-s$seed" ds-bpe "$seed" --teacher teacher --on-policy 1 --loss jsd --beta 0.5 --kd-alpha 1
+  log "seed $seed: byte-level students"
+  train "bytece-$seed" "byte-s$seed" ds-bytes "$seed" --loss ce
+  train "bytekd-$seed" "byte-s$seed" ds-bytes "$seed" --loss fkl --kd-alpha 0.5
+done
+
+# --- table: mean ± sd over seeds
+teacher_loss=$(last teacher eval_loss)
+echo
+echo "Held-out cross-entropy on real continuations (C headers), $seeds seeds, $steps steps × 8 rows each; teacher: $teacher_loss nats/BPE token"
+echo
+echo "| student | method | held-out CE (mean ± sd) | top-1 agreement with the teacher | s/run |"
+echo "| --- | --- | --- | --- | --- |"
+for m in "ce:BPE:CE on the teacher's text (sequence-level KD)" "kd:BPE:offline logit KD (top-20, α 0.5)" \
+         "onpolicy:BPE:on-policy KD (GKD, JSD β 0.5)" "bytece:bytes:CE on the teacher's text (sequence-level KD)" \
+         "bytekd:bytes:cross-tokenizer KD (top-20 projected on bytes, α 0.5)"; do
+  IFS=: read -r key tok label <<< "$m"
+  grep "^$key-" results.txt | awk -v tok="$tok" -v label="$label" '
+    { n++; s += $2; ss += $2 * $2; if ($3 != "null") { a += $3; na++ }; t += $4 }
+    END { mean = s / n; sd = n > 1 ? sqrt((ss - n * mean * mean) / (n - 1)) : 0
+          printf "| %s | %s | %.4f ± %.4f | %s | %.0f |\n", tok, label, mean, sd, na ? sprintf("%.3f", a / na) : "n/a", t / n }'
+done
+echo
+echo "(BPE rows: nats per BPE token; byte rows: nats per byte. Same held-out text.)"
