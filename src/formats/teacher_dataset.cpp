@@ -3,6 +3,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "formats/json_fields.h"
+#include "formats/topk_codec.h"
 
 #include <unistd.h>
 
@@ -21,7 +22,8 @@ using nlohmann::json;
 
 namespace {
 
-constexpr uint32_t kMagic = 0x31524454;  // "TDR1"
+constexpr uint32_t kMagicV1 = 0x31524454;  // "TDR1": top-k as delta varints + u16 fixed point (read only)
+constexpr uint32_t kMagic = 0x32524454;    // "TDR2": top-k bit-packed (formats/topk_codec.h)
 constexpr size_t kHeader = 12;
 constexpr uint32_t kMaxPayload = 1u << 30;
 constexpr double kLogpScale = 1024.0;  // log-probs in units of 1/1024 nat
@@ -34,10 +36,6 @@ uint32_t crc_table(int i) {
 
 template <typename T> void put(std::string& s, T v) { s.append(reinterpret_cast<const char*>(&v), sizeof v); }
 
-void put_varint(std::string& s, uint32_t v) {
-  while (v >= 0x80) s += char((v & 0x7f) | 0x80), v >>= 7;
-  s += char(v);
-}
 
 struct Cursor {
   const unsigned char* p;
@@ -61,7 +59,7 @@ struct Cursor {
   }
 };
 
-TeacherRecord decode_payload(const unsigned char* data, size_t n) {
+TeacherRecord decode_payload(const unsigned char* data, size_t n, bool v1) {
   Cursor c{data, data + n};
   TeacherRecord r;
   r.prompt_index = c.get<uint64_t>();
@@ -80,7 +78,16 @@ TeacherRecord decode_payload(const unsigned char* data, size_t n) {
     r.topk_logp.assign(size_t(n_completion) * size_t(r.k), -INFINITY);
     std::vector<uint8_t> bitmap((n_completion + 7) / 8);
     for (auto& b : bitmap) b = c.get<uint8_t>();
-    for (uint32_t j = 0; j < n_completion; ++j) {
+    if (!v1) {  // one bit stream for the record's soft positions
+      BitReader bits(c.p, c.end);
+      for (uint32_t j = 0; j < n_completion; ++j) {
+        if (!(bitmap[j / 8] >> (j % 8) & 1)) continue;
+        r.soft[j] = 1;
+        decode_topk(bits, r.topk_ids.data() + size_t(j) * r.k, r.topk_logp.data() + size_t(j) * r.k, r.k, r.completion[j]);
+      }
+      c.p = bits.align();
+    }
+    for (uint32_t j = 0; j < n_completion && v1; ++j) {
       if (!(bitmap[j / 8] >> (j % 8) & 1)) continue;
       r.soft[j] = 1;
       int64_t id = 0;
@@ -126,18 +133,10 @@ std::string encode_record(const TeacherRecord& r) {
     for (size_t j = 0; j < n; ++j)
       if (r.soft[j]) bitmap[j / 8] |= uint8_t(1u << (j % 8));
     pl.append(reinterpret_cast<const char*>(bitmap.data()), bitmap.size());
-    std::vector<int> order(size_t(r.k));
-    for (size_t j = 0; j < n; ++j) {
-      if (!r.soft[j]) continue;
-      const int32_t* ids = r.topk_ids.data() + j * size_t(r.k);
-      const float* lp = r.topk_logp.data() + j * size_t(r.k);
-      std::iota(order.begin(), order.end(), 0);
-      std::sort(order.begin(), order.end(), [&](int a, int b) { return ids[a] < ids[b]; });
-      int32_t prev = 0;
-      for (int i : order) put_varint(pl, uint32_t(ids[i] - prev)), prev = ids[i];
-      // fixed point: −logp × 1024 rounded, so every stored log-prob is within 0.0005 of the true one
-      for (int i : order) put<uint16_t>(pl, uint16_t(std::lround(std::clamp(-double(lp[i]), 0.0, 65535.0 / kLogpScale) * kLogpScale)));
-    }
+    BitWriter bits;
+    for (size_t j = 0; j < n; ++j)
+      if (r.soft[j]) encode_topk(bits, r.topk_ids.data() + j * size_t(r.k), r.topk_logp.data() + j * size_t(r.k), r.k, r.completion[j]);
+    bits.flush_to(pl);
   }
   std::string rec;
   put<uint32_t>(rec, kMagic);
@@ -162,7 +161,7 @@ void read_records(const std::string& path, const std::function<void(TeacherRecor
       std::memcpy(&magic, data + off, 4);
       std::memcpy(&len, data + off + 4, 4);
       std::memcpy(&crc, data + off + 8, 4);
-      if (magic != kMagic) problem = "bad record magic (not a teacher dataset, or corrupt)";
+      if (magic != kMagic && magic != kMagicV1) problem = "bad record magic (not a teacher dataset, or corrupt)";
       else if (len > kMaxPayload) problem = fmt::format("record length {} is implausible", len);
       else if (all.size() - off - kHeader < len) problem = fmt::format("truncated record ({} of {} bytes)", all.size() - off - kHeader, len);
       else if (crc32(data + off + kHeader, len) != crc) problem = "checksum mismatch (corrupt record)";
@@ -170,7 +169,9 @@ void read_records(const std::string& path, const std::function<void(TeacherRecor
     if (problem.empty()) {
       TeacherRecord r;
       try {
-        r = decode_payload(data + off + kHeader, len);
+        uint32_t magic;
+        std::memcpy(&magic, data + off, 4);
+        r = decode_payload(data + off + kHeader, len, magic == kMagicV1);
       } catch (const Error& e) {
         problem = e.what();
       }

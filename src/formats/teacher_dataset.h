@@ -6,17 +6,15 @@
 //   text.jsonl      the same examples as text, for people (rewritten from records.bin)
 //
 // Record layout, little-endian:
-//   u32 magic "TDR1"   u32 payload bytes   u32 CRC-32 of the payload
+//   u32 magic "TDR2"   u32 payload bytes   u32 CRC-32 of the payload
 //   payload:
 //     u64 prompt_index   u32 sample_index   u32 n_prompt   u32 n_completion   u16 k   u16 flags(bit 0: finished)
 //     i32 ids[n_prompt + n_completion]
 //     if k > 0:  u8 soft_bitmap[(n_completion + 7) / 8]       bit j: completion token j has a top-k
-//                per soft position: k ids sorted ascending, LEB128 varints of the deltas (first: the id),
-//                                   then k u16 log-probs in that order, fixed point: −logp × 1024
-//                                   (0 … −64 nats, absolute error ≤ 0.0005: better than f16, whose
-//                                   error reaches 0.002 at logp ≈ −5)
-// Delta-coded ids take ~2 bytes instead of 4: at k = 20 a labelled token costs ~85 bytes instead
-// of the 120 of plain ids + f16 log-probs.
+//                one bit stream, padded to a byte: per soft position in order, its top-k as
+//                formats/topk_codec.h packs it (≈ 63 bytes at k = 20 with a 32 000-token vocabulary;
+//                log-probs within 0.0005 nats, never less precise than f16)
+// Records "TDR1" (top-k as delta varints and u16 fixed point, ≈ 78 bytes) are still read.
 // A reader rejects a corrupt or truncated record naming the file and byte offset; a resumed
 // labelling run cuts a torn last record (from a kill) and continues after the last whole one.
 #pragma once
