@@ -199,3 +199,71 @@ TEST(RemoteTeacher, MalformedAnswersAreRefusedNamingTheField) {
 }
 
 }  // namespace distill
+
+namespace distill {
+
+// On-policy distillation from a teacher behind `distill serve`: the student samples, the server
+// grades the samples (echo + prompt log-probs, token ids), the student learns from the grades; a
+// killed and resumed run ends where the uninterrupted one does; a server with another vocabulary is
+// refused, naming both.
+TEST(RemoteTeacher, OnPolicyDistillationFromAServedTeacher) {
+  test::TempDir dir;
+  const std::string cycle = "aebfcgdh";
+  {
+    std::ofstream out(dir / "data.jsonl");
+    for (int e = 0; e < 96; ++e) {
+      std::string s;
+      for (int i = 0; i < 16; ++i) s += cycle[size_t((e + i) % 8)];
+      out << json{{"prompt", s.substr(0, 4)}, {"completion", s.substr(4)}}.dump() << "\n";
+    }
+  }
+  auto run = [](const std::string& args, const std::string& env = "") { return test::run_distill(args, env); };
+  ASSERT_EQ(run("init --preset tiny --tokenizer bytes --seed 5 -o " + (dir / "student")).exit_code, 0);
+  ASSERT_EQ(run("init --preset tiny --tokenizer bytes --seed 6 -o " + (dir / "teacher0")).exit_code, 0);
+  const std::string common = " --data " + (dir / "data.jsonl") + " --batch 8 --seq-len 64 --lr 0.003 --seed 2";
+  ASSERT_EQ(run("train --student " + (dir / "teacher0") + " -o " + (dir / "teacher") + common + " --steps 150").exit_code, 0);
+  ASSERT_EQ(run("train --student " + (dir / "student") + " -o " + (dir / "sft") + common + " --steps 15").exit_code, 0);
+
+  test::TinyModel served;
+  served.model = Model::load(dir / "teacher");
+  served.tok = Tokenizer::load(dir / "teacher");
+  test::RunningServer srv(served, ServeOptions{});
+  const std::string url = "http://127.0.0.1:" + std::to_string(srv.port()) + "/v1";
+  const std::string gkd = "train --student " + (dir / "sft") + " --teacher " + url + common +
+                          " --loss jsd --beta 0.5 --kd-alpha 1 --on-policy 1 --teacher-top-k 8 --topk-mode tail --steps 30 --save-every 10 -o ";
+  auto r = run(gkd + (dir / "a"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("the remote teacher graded samples"), std::string::npos) << r.output;
+  double sft_loss = -1, loss = -1;
+  int64_t sampled = 0;
+  for (const auto& [path, out] : {std::pair{dir / "sft/metrics.jsonl", &sft_loss}, std::pair{dir / "a/metrics.jsonl", &loss}}) {
+    std::ifstream in(path);
+    std::string line;
+    while (std::getline(in, line)) {
+      const auto j = json::parse(line);
+      if (j.contains("eval_loss")) *out = j["eval_loss"];
+      if (j.contains("on_policy_rows")) sampled += j["on_policy_rows"].get<int64_t>();
+    }
+  }
+  EXPECT_EQ(sampled, 30 * 8);
+  std::printf("[ measured ] held-out loss after SFT %.3f, after on-policy KD from the served teacher %.3f\n", sft_loss, loss);
+  EXPECT_LT(loss, 0.7 * sft_loss);
+
+  r = run(gkd + (dir / "b"), "DISTILL_TEST_KILL_AT_STEP=17");
+  EXPECT_EQ(r.exit_code, 137) << r.output;
+  r = run(gkd + (dir / "b") + " --resume");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(test::read_bytes(dir / "a/model.safetensors"), test::read_bytes(dir / "b/model.safetensors"))
+      << "the same samples graded the same way: a resumed run ends where the uninterrupted one does";
+
+  // A served teacher with another vocabulary cannot grade the student's tokens.
+  test::TinyModel other;
+  use_vocabulary(other, {test::spm_json(), R"({"bos_token": "<s>", "eos_token": "</s>"})"}, 3);
+  test::RunningServer srv2(other, ServeOptions{});
+  r = run("train --student " + (dir / "sft") + " --teacher http://127.0.0.1:" + std::to_string(srv2.port()) + "/v1" + common +
+          " --on-policy 1 --steps 2 -o " + (dir / "c"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("vocabulary"), std::string::npos) << r.output;
+}
+
+}  // namespace distill

@@ -1,5 +1,6 @@
 // distill train: supervised training and distillation of a student model directory.
 #include "cli/commands.h"
+#include "teacher/remote_scorer.h"
 #include "core/error.h"
 #include "model/model.h"
 #include "tokenizer/chat_template.h"
@@ -25,7 +26,8 @@ namespace {
 
 struct TrainArgs {
   std::string student, teacher, data, eval_data, out, loss = "auto", schedule = "cosine", chat_template,
-      topk_mode = "renormalize";
+      topk_mode = "renormalize", teacher_model, ca_file, api_key_env = "OPENAI_API_KEY";
+  int teacher_top_k = 20;
   double eval_fraction = 0.05;
   bool resume = false, no_t2 = false;
   TrainSettings s;
@@ -72,22 +74,28 @@ void check_writable(const fs::path& dir, bool* created) {
 void run_train(TrainArgs& a) {
   Model student = Model::load(a.student);
   std::unique_ptr<Model> teacher;
-  if (!a.teacher.empty()) {
+  // A teacher URL: a `distill serve` with the student's vocabulary grades on-policy samples.
+  const bool remote = a.teacher.rfind("http://", 0) == 0 || a.teacher.rfind("https://", 0) == 0;
+  if (remote && !(a.s.on_policy > 0))
+    fail("--teacher {}: a remote teacher grades the student's own samples (give --on-policy λ); for offline KD from "
+         "an API, label a dataset with `distill label --teacher URL` and train on it",
+         a.teacher);
+  if (!a.teacher.empty() && !remote) {
     teacher = std::make_unique<Model>(Model::load(a.teacher));
     check_teacher_compatible(a.student, student, a.teacher, *teacher);
   }
   const bool soft_labels = fs::exists(fs::path(a.data) / "records.bin");  // a `distill label` dataset
-  if (a.loss == "auto") a.loss = teacher || soft_labels ? "fkl" : "ce";
+  if (a.loss == "auto") a.loss = teacher || remote || soft_labels ? "fkl" : "ce";
   if (a.loss == "ce") {
-    if (teacher) fail("--loss ce with --teacher: choose a distillation loss (fkl, rkl, jsd, tvd) or drop --teacher");
+    if (teacher || remote) fail("--loss ce with --teacher: choose a distillation loss (fkl, rkl, jsd, tvd) or drop --teacher");
     a.s.kd_alpha = 0;
   } else {
     a.s.kd.divergence = parse_divergence(a.loss);
-    if (!teacher && !soft_labels)
+    if (!teacher && !remote && !soft_labels)
       fail("--loss {} distils from a teacher: give --teacher DIR, or --data a `distill label` dataset with --top-k", a.loss);
   }
-  if (a.s.on_policy > 0 && !teacher)
-    fail("--on-policy {}: the student's samples are graded by a local teacher: give --teacher DIR", a.s.on_policy);
+  if (a.s.on_policy > 0 && !teacher && !remote)
+    fail("--on-policy {}: the student's samples are graded by a teacher: give --teacher DIR or URL", a.s.on_policy);
   a.s.topk_mode = parse_topk_mode(a.topk_mode);
   a.s.kd.t2_scale = !a.no_t2;
   a.s.lr.decay = parse_lr_decay(a.schedule);
@@ -109,7 +117,18 @@ void run_train(TrainArgs& a) {
   bool created = false;
   check_writable(a.out, &created);
   try {
-    const TrainSummary r = train_model(student, train, eval, teacher.get(), a.s, a.resume, tok.get());
+    std::unique_ptr<RemoteScorer> scorer;
+    if (remote) {
+      if (!tok) fail("on-policy distillation samples text: the student needs a tokenizer.json");
+      RemoteScorerSettings rs;
+      rs.model = a.teacher_model, rs.ca_file = a.ca_file, rs.api_key_env = a.api_key_env;
+      rs.k = train.k() > 0 ? train.k() : a.teacher_top_k;
+      scorer = std::make_unique<RemoteScorer>(a.teacher, *tok, rs);
+    }
+    const TrainSummary r = train_model(student, train, eval, teacher.get(), a.s, a.resume, tok.get(), scorer.get());
+    if (scorer)
+      std::fprintf(stderr, "train: the remote teacher graded samples in %lld requests (%lld sequences from the cache)\n",
+                   (long long)scorer->requests(), (long long)scorer->cache_hits());
     // Keep the student's tokenizer beside the trained weights so the result runs as it is.
     copy_tokenizer_files(a.student, a.out);
     std::printf("trained %lld steps in %.1f s (%.0f tokens/s): final loss %.4f", (long long)r.steps, r.seconds,
@@ -138,7 +157,14 @@ void register_train(CLI::App& app) {
   cmd->add_option("-o,--out", a->out, "Output model directory (also holds checkpoint/, metrics.jsonl, report.html)")->required();
   cmd->add_option("--eval", a->eval_data, "Held-out data (default: --eval-fraction of --data)");
   cmd->add_option("--eval-fraction", a->eval_fraction, "Rows of --data held out when --eval is not given")->capture_default_str();
-  cmd->add_option("--teacher", a->teacher, "Teacher model directory for logit distillation (same tokenizer)");
+  cmd->add_option("--teacher", a->teacher,
+                  "Teacher for logit distillation (same tokenizer): a model directory, or (with --on-policy) the URL of a "
+                  "`distill serve` that grades the student's samples");
+  cmd->add_option("--teacher-model", a->teacher_model, "Remote teacher: the model name to ask for (default: the server's only one)");
+  cmd->add_option("--teacher-top-k", a->teacher_top_k, "Remote teacher: log-probs per graded token (a label dataset's k wins)")
+      ->capture_default_str()->check(CLI::Range(1, 20));
+  cmd->add_option("--ca-file", a->ca_file, "Remote teacher over HTTPS with its own certificate: the CA (PEM)");
+  cmd->add_option("--api-key-env", a->api_key_env, "Remote teacher: environment variable holding the API key")->capture_default_str();
   cmd->add_option("--loss", a->loss, "ce | fkl | rkl | jsd | tvd (default: ce, or fkl with --teacher)");
   cmd->add_option("--kd-alpha", a->s.kd_alpha, "Distillation weight: loss = (1-a)·CE + a·KD")->capture_default_str()->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--temperature", a->s.kd.temperature, "Distillation temperature")->capture_default_str()->check(CLI::PositiveNumber);

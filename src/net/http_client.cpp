@@ -41,6 +41,7 @@ HttpResult HttpClient::send(const std::string& path, const std::string* body,
   httplib::Client cli(scheme_host_port_);
   if (!ca_file_.empty()) cli.set_ca_cert_path(ca_file_.c_str());
   cli.enable_server_certificate_verification(true);
+  cli.set_tcp_nodelay(true);  // the request's header and body go out at once, not a delayed-ACK apart
   const time_t sec = time_t(timeout_s);
   const time_t usec = time_t((timeout_s - double(sec)) * 1e6);
   cli.set_connection_timeout(sec, usec);

@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -283,6 +284,10 @@ private:
     Connection c;
     c.fd = sock;
     ::fcntl(sock, F_SETFL, ::fcntl(sock, F_GETFL) | O_NONBLOCK);
+    // httplib writes a response's header and body separately: without TCP_NODELAY, Nagle's
+    // algorithm holds the body until the client's delayed ACK (~40 ms per response on Linux).
+    const int one = 1;
+    ::setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c.deadline = after(lim_.request_read_s);
     bool ok = true;
     if constexpr (kTls) {

@@ -51,14 +51,19 @@ json chat_logprobs_content(const Tokenizer& tok, const std::vector<TokenLogprob>
 void LegacyLogprobs::add(const Tokenizer& tok, int32_t id, const TokenLogprob* score, int64_t* offset) {
   const std::string s = token_text(tok, id);
   tokens.push_back(s);
+  token_ids.push_back(id);
   text_offset.push_back(*offset);
   *offset += int64_t(s.size());
   if (!score) {
     token_logprobs.push_back(nullptr);
     top_logprobs.push_back(nullptr);
+    top_logprobs_ids.push_back(nullptr);
     return;
   }
   token_logprobs.push_back(score->logprob);
+  json top_ids = json::array();
+  for (const auto& [alt, lp] : score->top) top_ids.push_back({alt, lp});
+  top_logprobs_ids.push_back(std::move(top_ids));
   json top = json::object();
   for (const auto& [alt, lp] : score->top) {
     const std::string key = token_text(tok, alt);
@@ -68,7 +73,8 @@ void LegacyLogprobs::add(const Tokenizer& tok, int32_t id, const TokenLogprob* s
 }
 
 json LegacyLogprobs::to_json() const {
-  return {{"tokens", tokens}, {"token_logprobs", token_logprobs}, {"top_logprobs", top_logprobs}, {"text_offset", text_offset}};
+  return {{"tokens", tokens}, {"token_logprobs", token_logprobs}, {"top_logprobs", top_logprobs}, {"text_offset", text_offset},
+          {"token_ids", token_ids}, {"top_logprobs_ids", top_logprobs_ids}};
 }
 
 json usage_json(int64_t prompt_tokens, int64_t completion_tokens) {

@@ -32,10 +32,13 @@ std::string new_response_id(const char* prefix);
 nlohmann::json chat_logprobs_content(const Tokenizer& tok, const std::vector<TokenLogprob>& tokens, bool starts_text);
 
 // Legacy completions logprobs for `tokens`, offsets starting at text_offset (advanced).
-// Prompt tokens without a score (the first) get nulls.
+// Prompt tokens without a score (the first) get nulls. Extensions (a text-keyed top_logprobs
+// object loses ids, and two tokens with one text): "token_ids" and "top_logprobs_ids" — per
+// token, [[id, logprob], …] likeliest first — in the vocabulary system_fingerprint names.
 struct LegacyLogprobs {
   nlohmann::json tokens = nlohmann::json::array(), token_logprobs = nlohmann::json::array(),
-                 top_logprobs = nlohmann::json::array(), text_offset = nlohmann::json::array();
+                 top_logprobs = nlohmann::json::array(), text_offset = nlohmann::json::array(),
+                 token_ids = nlohmann::json::array(), top_logprobs_ids = nlohmann::json::array();
   void add(const Tokenizer& tok, int32_t id, const TokenLogprob* score, int64_t* offset);
   nlohmann::json to_json() const;
 };

@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "formats/json_fields.h"
+#include "net/http_client.h"
 #include "tokenizer/tokenizer.h"
 
 #include <cmath>
@@ -217,6 +218,30 @@ int64_t answer_to_record(const Tokenizer& tok, const VocabularyByBytes& vocab, c
   }
   if (soft == 0) r.k = 0, r.soft.clear(), r.topk_ids.clear(), r.topk_logp.clear();
   return soft;
+}
+
+// The model to ask for: the one given, else the only one GET /models lists (a server with several
+// must be told which).
+std::string choose_model(const HttpClient& client, const std::map<std::string, std::string>& headers, const std::string& model,
+                         double timeout_s) {
+  if (!model.empty()) return model;
+  const HttpResult res = client.get("/models", headers, timeout_s);
+  if (res.kind != HttpResult::Kind::Ok)
+    fail("--model not given, and GET {}/models failed ({}): name the teacher's model with --model", client.prefix(),
+         res.kind == HttpResult::Kind::HttpError ? "HTTP " + std::to_string(res.status) : res.error);
+  std::vector<std::string> ids;
+  try {
+    const json j = jsonf::parse(res.body, "GET /models");
+    const json& data = jsonf::get_array(j, "data", "");
+    for (size_t i = 0; i < data.size(); ++i) ids.push_back(jsonf::get_string(data[i], "id", "data[" + std::to_string(i) + "]"));
+  } catch (const Error& e) {
+    fail("--model not given, and the teacher's model list is unreadable ({}): name the model with --model", e.what());
+  }
+  if (ids.size() == 1) return ids[0];
+  if (ids.empty()) fail("--model not given, and the teacher lists no models: name one with --model");
+  std::string list;
+  for (const std::string& id : ids) list += (list.empty() ? "" : ", ") + id;
+  fail("--model not given, and the teacher serves several models: {} — choose one with --model", list);
 }
 
 }  // namespace distill

@@ -17,6 +17,7 @@
 #include "formats/teacher_dataset.h"
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -24,7 +25,13 @@
 
 namespace distill {
 
+class HttpClient;
 class Tokenizer;
+
+// The model to ask an OpenAI-compatible server for: `model` when given, else the only one GET
+// /models lists (a server with several is refused, naming them).
+std::string choose_model(const HttpClient& client, const std::map<std::string, std::string>& headers, const std::string& model,
+                         double timeout_s);
 
 struct RemoteAlternative {
   std::string bytes;

@@ -29,29 +29,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// The model to ask for: the one given, else the only one GET /models lists (a server with several
-// must be told which).
-std::string choose_model(const HttpClient& client, const std::map<std::string, std::string>& headers, const RemoteSettings& rs) {
-  if (!rs.model.empty()) return rs.model;
-  const HttpResult res = client.get("/models", headers, rs.timeout_s);
-  if (res.kind != HttpResult::Kind::Ok)
-    fail("--model not given, and GET {}/models failed ({}): name the teacher's model with --model", client.prefix(),
-         res.kind == HttpResult::Kind::HttpError ? "HTTP " + std::to_string(res.status) : res.error);
-  std::vector<std::string> ids;
-  try {
-    const json j = jsonf::parse(res.body, "GET /models");
-    const json& data = jsonf::get_array(j, "data", "");
-    for (size_t i = 0; i < data.size(); ++i) ids.push_back(jsonf::get_string(data[i], "id", "data[" + std::to_string(i) + "]"));
-  } catch (const Error& e) {
-    fail("--model not given, and the teacher's model list is unreadable ({}): name the model with --model", e.what());
-  }
-  if (ids.size() == 1) return ids[0];
-  if (ids.empty()) fail("--model not given, and the teacher lists no models: name one with --model");
-  std::string list;
-  for (const std::string& id : ids) list += (list.empty() ? "" : ", ") + id;
-  fail("--model not given, and the teacher serves several models: {} — choose one with --model", list);
-}
-
 }  // namespace
 
 RemoteReport label_with_remote_teacher(const std::string& base_url, const Tokenizer& tok,
@@ -71,7 +48,7 @@ RemoteReport label_with_remote_teacher(const std::string& base_url, const Tokeni
     for (int64_t g = 0; g < s.samples; ++g)
       if (!out.done(p.index, uint32_t(g))) jobs.push_back({&p, uint32_t(g)});
 
-  const std::string model = choose_model(client, headers, rs);
+  const std::string model = choose_model(client, headers, rs.model, rs.timeout_s);
   const VocabularyByBytes vocab(tok);
   // Records are committed in job order (prompt, sample), whatever order the answers arrive in: the
   // file is always a prefix of the uninterrupted run's, so a killed and resumed run writes the

@@ -11,6 +11,7 @@
 #include "train/kd_loss.h"
 #include "train/losses.h"
 #include "train/text_eval.h"
+#include "train/teacher_scorer.h"
 #include "train/training_pass.h"
 
 #include <chrono>
@@ -48,13 +49,16 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 // One optimizer step of `train`: grad_accum micro-batches of CE (+ KD) gradients.
 class TrainStep {
 public:
-  TrainStep(const Model& student, const Tokenizer* tok, const TokenDataset& train, const Model* teacher, const TrainSettings& s,
-            TrainingHarness& h)
-      : student_(student), tok_(tok), train_(train), teacher_(teacher), s_(s), h_(h), pass_(student, s.batch, s.seq_len),
-        V_(student.config.n_vocab), N_(s.batch * s.seq_len), K_(train.k()) {
-    if (s.on_policy > 0 && (!teacher || !tok))
-      fail("on-policy distillation needs a local --teacher to grade the student's samples and the student's tokenizer");
-    soft_kd_ = !teacher && train.k() > 0 && s.kd_alpha > 0;  // top-k from a label dataset
+  TrainStep(const Model& student, const Tokenizer* tok, const TokenDataset& train, const Model* teacher, TeacherScorer* scorer,
+            const TrainSettings& s, TrainingHarness& h)
+      : student_(student), tok_(tok), train_(train), teacher_(teacher), scorer_(scorer), s_(s), h_(h), pass_(student, s.batch, s.seq_len),
+        V_(student.config.n_vocab), N_(s.batch * s.seq_len), K_(train.k() > 0 ? train.k() : scorer ? scorer->k() : 0) {
+    if (s.on_policy > 0 && (!(teacher || scorer) || !tok))
+      fail("on-policy distillation needs a teacher to grade the student's samples (--teacher DIR or URL) and the student's tokenizer");
+    if (scorer && train.k() > 0 && train.k() != scorer->k())
+      fail("the dataset's soft labels are top-{} and the remote teacher's top-{}: use the same k", train.k(), scorer->k());
+    // top-k KD: from a label dataset, and/or from a remote teacher's grades of on-policy samples
+    soft_kd_ = !teacher && (train.k() > 0 || scorer) && s.kd_alpha > 0;
     use_kd_ = (teacher || soft_kd_) && s.kd_alpha > 0;
     ce_weight_ = use_kd_ ? 1.0f - s.kd_alpha : 1.0f;
     if (teacher) teacher_decoder_ = std::make_unique<Decoder>(*teacher);
@@ -100,7 +104,8 @@ private:
     for (int64_t b = 0; b < s_.batch; ++b) {
       const int64_t row = h_.next_item();
       train_.row(row, ids_.data() + b * T, targets_.data() + b * T);
-      if (soft_kd_) train_.row_soft(row, mask_.data() + b * T, soft_ids_.data() + b * T * K_, soft_logp_.data() + b * T * K_);
+      if (soft_kd_ && train_.k() > 0) train_.row_soft(row, mask_.data() + b * T, soft_ids_.data() + b * T * K_, soft_logp_.data() + b * T * K_);
+      else if (soft_kd_) std::fill_n(mask_.begin() + b * T, T, 0);  // no soft labels in the data: KD on on-policy rows only
     }
     if (!soft_kd_)  // a local teacher grades every target position
       for (int64_t i = 0; i < N_; ++i) mask_[size_t(i)] = targets_[size_t(i)] != kIgnoreIndex;
@@ -133,7 +138,21 @@ private:
     }
     if (prompts.empty()) return;
     const std::vector<SampledCompletion> out = generate_batch(student_, *tok_, prompts, o, nullptr);
-    for (const SampledCompletion& c : out) {
+    // A remote teacher grades the samples now: its top-k at each sampled position.
+    std::vector<SequenceScores> graded;
+    if (scorer_) {
+      std::vector<std::vector<int32_t>> seqs;
+      for (const SampledCompletion& c : out) {
+        const auto& prompt = prompts[size_t(c.prompt_index)];
+        const int64_t L = std::min<int64_t>(int64_t(c.completion.size()), T - (int64_t(prompt.size()) - 1));
+        seqs.push_back(prompt);
+        seqs.back().insert(seqs.back().end(), c.completion.begin(), c.completion.begin() + L);
+        if (L == 0) seqs.back().push_back(0);  // nothing sampled: a placeholder nobody reads
+      }
+      graded = scorer_->score(seqs);
+    }
+    for (size_t ci = 0; ci < out.size(); ++ci) {
+      const SampledCompletion& c = out[ci];
       const int64_t b = which[size_t(c.prompt_index)];
       const int64_t p = int64_t(prompts[size_t(c.prompt_index)].size()) - 1;
       const int64_t L = std::min<int64_t>(int64_t(c.completion.size()), T - p);
@@ -145,6 +164,10 @@ private:
         if (t > p) id[t] = j - 1 < L ? c.completion[size_t(j - 1)] : 0;  // ...and position t+1's input
         mk[t] = j < L;
         tg[t] = kIgnoreIndex;
+        if (scorer_ && j < L) {  // score entry t: the teacher's prediction at position t
+          std::copy_n(graded[ci].ids.begin() + t * K_, K_, soft_ids_.begin() + (b * T + t) * K_);
+          std::copy_n(graded[ci].logp.begin() + t * K_, K_, soft_logp_.begin() + (b * T + t) * K_);
+        }
       }
       ++*rows;
       *tokens += L;
@@ -164,6 +187,7 @@ private:
   const Tokenizer* tok_;
   const TokenDataset& train_;
   const Model* teacher_;
+  TeacherScorer* scorer_;
   const TrainSettings& s_;
   TrainingHarness& h_;
   TrainingPass pass_;
@@ -200,15 +224,15 @@ HarnessOptions harness_options(const TrainSettings& s, int64_t total_steps, int6
 }  // namespace
 
 TrainSummary train_model(Model& student, const TokenDataset& train, const TokenDataset& eval, const Model* teacher,
-                         const TrainSettings& s, bool resume, const Tokenizer* tok) {
+                         const TrainSettings& s, bool resume, const Tokenizer* tok, TeacherScorer* scorer) {
   if (train.seq_len() != s.seq_len) fail("internal: dataset rows are {} tokens, settings say {}", train.seq_len(), s.seq_len);
   if (s.batch <= 0 || s.grad_accum <= 0) fail("--batch and --grad-accum must be positive");
   const int64_t rows_per_step = s.batch * s.grad_accum;
   const int64_t total_steps =
       s.steps > 0 ? s.steps : std::max<int64_t>(1, int64_t(std::ceil(s.epochs * double(train.n_rows()) / double(rows_per_step))));
-  const bool soft_kd = !teacher && train.k() > 0 && s.kd_alpha > 0;
+  const bool soft_kd = !teacher && (train.k() > 0 || scorer) && s.kd_alpha > 0;
   TrainingHarness h(student, harness_options(s, total_steps, train.n_rows(), teacher != nullptr, soft_kd, resume));
-  TrainStep step(student, tok, train, teacher, s, h);
+  TrainStep step(student, tok, train, teacher, scorer, s, h);
   std::fprintf(stderr, "train: %lld rows of %lld tokens (%lld held out), %lld steps of %lld×%lld×%lld tokens, %d threads\n",
                (long long)train.n_rows(), (long long)s.seq_len, (long long)eval.n_rows(), (long long)total_steps,
                (long long)s.batch, (long long)s.seq_len, (long long)s.grad_accum, num_threads());

@@ -16,6 +16,7 @@
 namespace distill {
 
 class Tokenizer;
+class TeacherScorer;
 
 struct TrainSettings {
   int64_t batch = 8;          // sequences per micro-batch
@@ -55,8 +56,10 @@ struct TrainSummary {
 // a dataset with soft labels (top-k) is distilled from those where they exist.
 // Writes OUT/checkpoint (every save_every steps), OUT/metrics.jsonl, and at the end OUT/config.json,
 // OUT/model.safetensors and OUT/report.html. With resume, continues from OUT/checkpoint.
-// `tok` is needed only for on-policy distillation (the end-of-turn tokens that end a sample).
+// `tok` is needed only for on-policy distillation (the end-of-turn tokens that end a sample);
+// `remote_teacher` grades on-policy samples when the teacher is not loaded here (teacher null).
 TrainSummary train_model(Model& student, const TokenDataset& train, const TokenDataset& eval, const Model* teacher,
-                         const TrainSettings& settings, bool resume, const Tokenizer* tok = nullptr);
+                         const TrainSettings& settings, bool resume, const Tokenizer* tok = nullptr,
+                         TeacherScorer* remote_teacher = nullptr);
 
 }  // namespace distill
