@@ -18,9 +18,10 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 distill=${DISTILL:-$root/build/distill}
-seeds=3 steps=300 teacher_steps=400 pairs=4000 prompts=1200
+seeds=3 steps=300 teacher_steps=400 pairs=4000 prompts=1200 reuse=0
 while [ $# -gt 0 ]; do
   case $1 in
+    --reuse) reuse=1; shift ;;  # keep the teacher and labels of the last run (same settings)
     --seeds) seeds=$2; shift 2 ;;
     --steps) steps=$2; shift 2 ;;
     --quick) seeds=2 steps=60 teacher_steps=150 pairs=1500 prompts=300; shift ;;
@@ -28,8 +29,12 @@ while [ $# -gt 0 ]; do
   esac
 done
 work=${TMPDIR:-/tmp}/distill-kd-compare
-rm -rf "$work" && mkdir -p "$work" && cd "$work"
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+if [ "$reuse" = 1 ] && [ -f "$work/ds-bytes/manifest.json" ]; then
+  cd "$work" && rm -rf ce-* kd-* onpolicy-* bytece-* bytekd-* bpe-s* byte-s* results.txt
+else
+reuse=0
+rm -rf "$work" && mkdir -p "$work" && cd "$work"
 uptime >&2
 
 # --- data: the headers as (prompt, continuation) pairs; train / label prompts / held-out disjoint
@@ -75,22 +80,26 @@ log "labelling (teacher's tokens)"
 log "labelling (byte-level student's tokens)"
 "$distill" label --teacher teacher --tokenizer byte-student0 $label_args -o ds-bytes > /dev/null 2>&1
 "$distill" dataset info ds-bytes | grep -E "records|soft" >&2 || true
+fi  # reuse
 
 last() { jq -s -r "[.[] | select(has(\"$2\"))] | last | .$2" "$1/metrics.jsonl"; }
 command -v jq > /dev/null && command -v bc > /dev/null || { echo "needs jq and bc (apt-get install jq bc)" >&2; exit 1; }
 train() {  # name student data seed extra...
   local name=$1 student=$2 data=$3 seed=$4; shift 4
   local t0=$(date +%s.%N)
+  # rows (held-out ones too): a BPE example is < 256 tokens; a byte-level one < 512
+  local len=256
+  case $student in byte-*) len=512 ;; esac
   "$distill" train --student "$student" --data "$data" --eval heldout.jsonl -o "$name" --steps "$steps" --batch 8 \
-    --seq-len 320 --lr 0.002 --warmup 10 --seed "$seed" --eval-every 0 "$@" > /dev/null 2> "$name.log"
+    --seq-len $len --lr 0.002 --warmup 10 --seed "$seed" --eval-every 0 "$@" > /dev/null 2> "$name.log"
   local secs=$(echo "$(date +%s.%N) - $t0" | bc)
   # held-out CE, and (same tokenizer) agreement with the teacher, by `distill eval`
   local ev agree=null
   if [ "$(jq -r .tokenizer_fingerprint ds-bpe/manifest.json)" = "$(jq -r .tokenizer_fingerprint "$data/manifest.json")" ]; then
-    ev=$("$distill" eval "$name" --text heldout.jsonl --seq-len 320 --teacher teacher --no-speed --json)
+    ev=$("$distill" eval "$name" --text heldout.jsonl --seq-len $len --teacher teacher --no-speed --json)
     agree=$(jq -r .fidelity.top1_agreement <<< "$ev")
   else
-    ev=$("$distill" eval "$name" --text heldout.jsonl --seq-len 320 --no-speed --json)
+    ev=$("$distill" eval "$name" --text heldout.jsonl --seq-len $len --no-speed --json)
   fi
   printf '%s %s %s %.0f\n' "$name" "$(jq -r .text.loss <<< "$ev")" "$agree" "$secs" >> results.txt
 }

@@ -27,7 +27,9 @@ TEST(Demo, QuickRunIsCompleteAndConsistentWithEval) {
   EXPECT_TRUE(std::filesystem::exists(dir / "demo/report.html"));
   std::ifstream in(dir / "demo/results.json");
   const nlohmann::json results = nlohmann::json::parse(in);
-  ASSERT_EQ(results["models"].size(), 4u);
+  ASSERT_EQ(results["models"].size(), 5u) << "teacher, CE, KD, on-policy KD and RL students";
+  ASSERT_EQ(results["summary"].size(), 5u);
+  EXPECT_EQ(results["summary"][3]["method"], "student-gkd");
   for (const auto& m : results["models"]) {
     const std::string name = m["model"], path = m["dir"];
     EXPECT_NO_THROW(Model::load(path)) << name;

@@ -13,6 +13,8 @@ void register_demo(CLI::App& app) {
   cmd->add_flag("--quick", s->quick, "A smaller run of every stage (about 2 minutes)");
   cmd->add_option("-o,--out", s->out_dir, "Directory for the data, models and report.html")->capture_default_str();
   cmd->add_option("--seed", s->seed, "Seed of the task and every stage")->capture_default_str();
+  cmd->add_option("--seeds", s->seeds, "Student seeds per method (the table is their mean ± sd; default 3, 1 with --quick)")
+      ->check(CLI::Range(1, 20));
   cmd->callback([s] { run_demo(*s); });
 }
 

@@ -93,7 +93,8 @@ std::shared_ptr<const Tokenizer> make_demo_tokenizer(const fs::path& dir, const 
 }
 
 void train_on(const fs::path& dir, const Plan& p, const Tokenizer& tok, const std::string& name, const ModelShape& shape,
-              const std::string& data, int64_t steps, uint64_t seed, float kd_alpha) {
+              const std::string& data, int64_t steps, uint64_t seed, float kd_alpha, const Model* teacher = nullptr,
+              double on_policy = 0) {
   const int64_t vocab = tok.vocab_size();
   Model m = Model::random(config_of(shape, vocab, tok), DType::F32, seed);
   TrainSettings ts;
@@ -104,10 +105,11 @@ void train_on(const fs::path& dir, const Plan& p, const Tokenizer& tok, const st
   ts.kd.divergence = Divergence::ForwardKL;
   ts.kd.temperature = 1.0f;
   ts.topk_mode = TopKMode::Tail;
+  ts.on_policy = on_policy;
   ts.out_dir = (dir / name).string();
   TokenDataset td = TokenDataset::build(read_examples(data, &tok, nullptr), p.seq_len, vocab);
   TokenDataset ev = td.split_off(0.02, seed);
-  train_model(m, td, ev, nullptr, ts, false);
+  train_model(m, td, ev, teacher, ts, false, &tok);
   copy_tokenizer_files((dir / "tokenizer").string(), ts.out_dir);
 }
 
@@ -130,21 +132,23 @@ void label_stage(const fs::path& dir, const Plan& p, const Tokenizer& tok, const
 }
 
 // GRPO on the distilled student with the exact-answer reward.
-void grpo_stage(const fs::path& dir, const Plan& p, const Tokenizer& tok, uint64_t seed) {
-  Model policy = Model::load((dir / "student-kd").string());
+void grpo_stage(const fs::path& dir, const Plan& p, const Tokenizer& tok, uint64_t seed, const std::string& from,
+                const std::string& name) {
+  Model policy = Model::load((dir / from).string());
   const auto tasks = read_tasks((dir / "data/train_tasks.jsonl").string(), tok, nullptr);
   GrpoSettings gs;
   gs.group = 8, gs.prompts_per_step = 16, gs.max_new_tokens = 64, gs.steps = p.rl_steps, gs.micro_batch = 32;
   // small steps: at lr 1e-4 the policy drops worked steps and accuracy falls (tried), at 5e-5 it
   // rises on two seeds
   gs.temperature = 1.0f, gs.lr.lr = 5e-5f, gs.lr.decay = LrDecay::Constant, gs.adamw.weight_decay = 0.0f;
-  gs.seed = seed, gs.out_dir = (dir / "student-rl").string();
+  gs.seed = seed, gs.out_dir = (dir / name).string();
   train_grpo(policy, nullptr, tok, tasks, {}, RewardSpec::parse("answer"), gs, false);
   copy_tokenizer_files((dir / "tokenizer").string(), gs.out_dir);
 }
 
 // Held-out accuracy, perplexity, fidelity to the teacher and speed of each model.
-std::vector<DemoRow> evaluate_stage(const fs::path& dir, const Plan& p, const Tokenizer& tok, const Model& teacher) {
+std::vector<DemoRow> evaluate_stage(const fs::path& dir, const Plan& p, const Tokenizer& tok, const Model& teacher,
+                                    const std::vector<std::pair<std::string, std::string>>& models) {
   const int64_t vocab = tok.vocab_size();
   const auto held_tasks = read_tasks((dir / "data/heldout_tasks.jsonl").string(), tok, nullptr);
   // perplexity and fidelity on the held-out solutions given their problems
@@ -152,10 +156,10 @@ std::vector<DemoRow> evaluate_stage(const fs::path& dir, const Plan& p, const To
                                                 p.seq_len, vocab);
   const RewardSpec answer = RewardSpec::parse("answer");
   std::vector<DemoRow> rows;
-  for (const char* name : {"teacher", "student-ce", "student-kd", "student-rl"}) {
+  for (const auto& [name, method] : models) {
     const Model m = Model::load((dir / name).string());
     DemoRow r;
-    r.name = name, r.dir = (dir / name).string(), r.params = m.config.n_params();
+    r.name = name, r.method = method, r.dir = (dir / name).string(), r.params = m.config.n_params();
     r.accuracy = evaluate_task_accuracy(m, tok, held_tasks, answer, 64, 1, 0.0f).accuracy;
     r.perplexity = evaluate_text(m, held).perplexity;
     const Fidelity f = evaluate_fidelity(m, teacher, held);
@@ -167,6 +171,48 @@ std::vector<DemoRow> evaluate_stage(const fs::path& dir, const Plan& p, const To
   return rows;
 }
 
+// Each method's mean and sample standard deviation over its seeds.
+struct MethodSummary {
+  std::string method;
+  int n = 0;
+  double acc = 0, acc_sd = 0, ppl = 0, ppl_sd = 0, agreement = 0, kl = 0;
+};
+
+std::vector<MethodSummary> summarize(const std::vector<DemoRow>& rows) {
+  std::vector<MethodSummary> out;
+  for (const char* m : {"teacher", "student-ce", "student-kd", "student-gkd", "student-rl"}) {
+    MethodSummary ms;
+    ms.method = m;
+    std::vector<double> acc, ppl;
+    for (const DemoRow& r : rows)
+      if (r.method == m) acc.push_back(r.accuracy), ppl.push_back(r.perplexity), ms.agreement += r.agreement, ms.kl += r.kl;
+    ms.n = int(acc.size());
+    if (ms.n == 0) continue;
+    auto mean_sd = [](const std::vector<double>& v, double* mean, double* sd) {
+      *mean = 0;
+      for (double x : v) *mean += x / double(v.size());
+      *sd = 0;
+      for (double x : v) *sd += (x - *mean) * (x - *mean);
+      *sd = v.size() > 1 ? std::sqrt(*sd / double(v.size() - 1)) : 0.0;
+    };
+    mean_sd(acc, &ms.acc, &ms.acc_sd);
+    mean_sd(ppl, &ms.ppl, &ms.ppl_sd);
+    ms.agreement /= ms.n, ms.kl /= ms.n;
+    out.push_back(ms);
+  }
+  return out;
+}
+
+void print_summary(const std::vector<DemoRow>& rows, int seeds, double total_s) {
+  std::printf("\nheld-out results, %d student seed%s (mean ± sd), %s in all:\n\n", seeds, seeds > 1 ? "s" : "",
+              format_duration(total_s).c_str());
+  std::printf("| model | accuracy | perplexity | top-1 agreement with teacher | KL(teacher‖model) |\n| --- | --- | --- | --- | --- |\n");
+  for (const MethodSummary& m : summarize(rows))
+    std::printf("| %s | %.1f ± %.1f %% | %.3f ± %.3f | %.1f %% | %.4f |\n", m.method.c_str(), 100 * m.acc, 100 * m.acc_sd, m.ppl,
+                m.ppl_sd, 100 * m.agreement, m.kl);
+  std::printf("\n");
+}
+
 // report.html (table and training curves) and results.json.
 void write_demo_report(const fs::path& dir, const Plan& p, const DemoSettings& set, const std::vector<DemoRow>& rows,
                        double total_s) {
@@ -174,17 +220,24 @@ void write_demo_report(const fs::path& dir, const Plan& p, const DemoSettings& s
                      "body{font-family:sans-serif;max-width:900px;margin:2em auto;color:#222}table{border-collapse:collapse}"
                      "th,td{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}th{background:#f4f4f4}"
                      "</style></head><body><h1>distill demo</h1><p>The recipe on an embedded arithmetic task, on this machine, in " +
-                     format_duration(total_s) + ". Held-out accuracy is the exact final answer, greedy decoding.</p><table><tr>"
+                     format_duration(total_s) + ". Held-out accuracy is the exact final answer, greedy decoding.</p>";
+  // per method over the seeds, then every model
+  html += "<h2>Per method (mean ± sd over the student seeds)</h2><table><tr><th>method</th><th>seeds</th><th>held-out accuracy</th>"
+          "<th>perplexity</th><th>top-1 agreement with teacher</th><th>KL(teacher‖model)</th></tr>";
+  for (const MethodSummary& m : summarize(rows))
+    html += fmt::format("<tr><td>{}</td><td>{}</td><td>{:.1f} ± {:.1f} %</td><td>{:.3f} ± {:.3f}</td><td>{:.1f} %</td><td>{:.4f}</td></tr>",
+                        m.method, m.n, 100 * m.acc, 100 * m.acc_sd, m.ppl, m.ppl_sd, 100 * m.agreement, m.kl);
+  html += "</table><h2>Every model</h2><table><tr>"
                      "<th>model</th><th>parameters</th><th>held-out accuracy</th><th>perplexity</th><th>top-1 agreement with teacher</th>"
                      "<th>KL(teacher‖model)</th><th>decode tokens/s</th></tr>";
   for (const DemoRow& r : rows)
     html += fmt::format("<tr><td>{}</td><td>{:.2f} M</td><td>{:.1f} %</td><td>{:.3f}</td><td>{:.1f} %</td><td>{:.4f}</td><td>{:.0f}</td></tr>",
                         r.name, double(r.params) / 1e6, 100 * r.accuracy, r.perplexity, 100 * r.agreement, r.kl, r.decode_tps);
   html += "</table>";
-  const char* colors[] = {"#d62728", "#1f77b4", "#2ca02c"};
+  const char* colors[] = {"#d62728", "#1f77b4", "#2ca02c", "#9467bd"};
   std::vector<Series> loss, eval_loss;
   int ci = 0;
-  for (const char* name : {"teacher", "student-ce", "student-kd"}) {
+  for (const char* name : {"teacher", "student-ce", "student-kd", "student-gkd"}) {
     Series s{std::string(name) + " train", colors[ci], {}}, e{std::string(name) + " held-out", colors[ci], {}};
     for (const json& m : read_metrics((dir / name / "metrics.jsonl").string())) {
       s.points.push_back({m["step"].get<double>(), m.value("ce", m["loss"].get<double>())});
@@ -199,15 +252,19 @@ void write_demo_report(const fs::path& dir, const Plan& p, const DemoSettings& s
     reward.points.push_back({m["step"].get<double>(), m["reward_mean"].get<double>()});
   html += "<h2>GRPO on the distilled student</h2>" + svg_line_chart("mean reward of the sampled completions", "step", {reward});
   html += "<p>Each stage's own report: teacher/report.html, student-ce/report.html, student-kd/report.html, "
-          "student-rl/report.html.</p></body></html>\n";
+          "student-gkd/report.html, student-rl/report.html (other seeds: the same names with -s2, -s3, …).</p></body></html>\n";
   write_file_atomic((dir / "report.html").string(), html.data(), html.size());
-  json results = json::array();
+  json results = json::array(), summary = json::array();
+  for (const MethodSummary& m : summarize(rows))
+    summary.push_back({{"method", m.method}, {"seeds", m.n}, {"accuracy_mean", m.acc}, {"accuracy_sd", m.acc_sd},
+                       {"perplexity_mean", m.ppl}, {"perplexity_sd", m.ppl_sd}, {"top1_agreement_mean", m.agreement}, {"kl_mean", m.kl}});
   for (const DemoRow& r : rows)
-    results.push_back({{"model", r.name}, {"dir", r.dir}, {"parameters", r.params}, {"accuracy", r.accuracy},
+    results.push_back({{"model", r.name}, {"method", r.method}, {"dir", r.dir}, {"parameters", r.params}, {"accuracy", r.accuracy},
                        {"perplexity", r.perplexity}, {"top1_agreement", r.agreement}, {"kl", r.kl},
                        {"decode_tokens_per_s", r.decode_tps}});
   const std::string rj = json{{"quick", set.quick}, {"seconds", total_s}, {"heldout_problems", p.n_heldout},
-                              {"eval", {{"max_new_tokens", 64}, {"seq_len", p.seq_len}}}, {"models", results}}.dump(2);
+                              {"eval", {{"max_new_tokens", 64}, {"seq_len", p.seq_len}}}, {"models", results},
+                              {"summary", summary}}.dump(2);
   write_file_atomic((dir / "results.json").string(), rj.data(), rj.size());
 }
 
@@ -241,25 +298,36 @@ std::vector<DemoRow> run_demo(const DemoSettings& set) {
   stage(2, "the teacher answers the training prompts (top-k log-probs per token)", set.quick ? 10 : 40);
   label_stage(dir, p, *tok, teacher);
 
-  // ---- 3. students of the same size and steps: one on the worked solutions there are (CE), one
-  // on the teacher's answers to all the prompts (CE on its text + KD on its top-k)
-  stage(3, "train two students: ground truth only (CE), and distilled from the teacher (CE + KD)", set.quick ? 25 : 75);
-  train_on(dir, p, *tok, "student-ce", p.student, (dir / "data/train_ground_truth.jsonl").string(), p.student_steps,
-           set.seed + 1, 0.0f);
-  train_on(dir, p, *tok, "student-kd", p.student, (dir / "labels").string(), p.student_steps, set.seed + 1, 0.5f);
+  // ---- 3. students of the same size and steps, per seed: one on the worked solutions there are
+  // (CE), one on the teacher's answers to all the prompts (CE on its text + KD on its top-k), one
+  // on-policy (half of each batch its own samples, graded by the teacher; the other half as KD)
+  const int seeds = set.seeds > 0 ? set.seeds : set.quick ? 1 : 3;
+  const auto named = [](const char* method, int s) { return s == 0 ? std::string(method) : fmt::format("{}-s{}", method, s + 1); };
+  std::vector<std::pair<std::string, std::string>> models = {{"teacher", "teacher"}};
+  for (int s = 0; s < seeds; ++s) {
+    const uint64_t seed = set.seed + 1 + uint64_t(s);
+    stage(3, fmt::format("seed {} of {}: train three students: ground truth only (CE), distilled (CE + KD), on-policy (GKD)",
+                         s + 1, seeds).c_str(), set.quick ? 50 : 150);
+    train_on(dir, p, *tok, named("student-ce", s), p.student, (dir / "data/train_ground_truth.jsonl").string(), p.student_steps,
+             seed, 0.0f);
+    train_on(dir, p, *tok, named("student-kd", s), p.student, (dir / "labels").string(), p.student_steps, seed, 0.5f);
+    train_on(dir, p, *tok, named("student-gkd", s), p.student, (dir / "labels").string(), p.student_steps, seed, 0.5f, &teacher, 0.5);
+    // ---- 4. GRPO on the distilled student
+    stage(4, fmt::format("seed {} of {}: GRPO on the distilled student with the answer reward", s + 1, seeds).c_str(),
+          set.quick ? 10 : 70);
+    grpo_stage(dir, p, *tok, set.seed + uint64_t(s), named("student-kd", s), named("student-rl", s));
+    for (const char* m : {"student-ce", "student-kd", "student-gkd", "student-rl"}) models.push_back({named(m, s), m});
+  }
 
-  // ---- 4. GRPO on the distilled student
-  stage(4, "GRPO on the distilled student with the answer reward", set.quick ? 10 : 70);
-  grpo_stage(dir, p, *tok, set.seed);
-
-  // ---- 5. evaluate all four on the held-out problems
-  stage(5, "evaluate on held-out problems", set.quick ? 5 : 15);
-  const std::vector<DemoRow> rows = evaluate_stage(dir, p, *tok, teacher);
+  // ---- 5. evaluate them all on the held-out problems
+  stage(5, "evaluate on held-out problems", (set.quick ? 5 : 15) * seeds);
+  const std::vector<DemoRow> rows = evaluate_stage(dir, p, *tok, teacher, models);
 
   // ---- 6. the table and the report
   stage(6, "report", 1);
   const double total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
   write_demo_report(dir, p, set, rows, total_s);
+  print_summary(rows, seeds, total_s);
   const std::string student = (dir / "student-rl").string();
   const std::string request = json{{"model", "student-rl"}, {"prompt", heldout[0].prompt}, {"max_tokens", 64}, {"temperature", 0}}.dump();
   std::printf("report: %s   (all of it took %s)\n"
