@@ -34,9 +34,8 @@ private:
   std::thread thread_;
 };
 
-// Sends `request` (a whole HTTP/1.1 request) and reads the answer until the server closes or
-// `max_bytes` arrived (then closes: a client that leaves early; 0: leaves right after sending).
-inline std::string raw_http(int port, const std::string& request, size_t max_bytes = SIZE_MAX) {
+// A TCP connection to the loopback port, or -1.
+inline int connect_loopback(int port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
@@ -44,8 +43,16 @@ inline std::string raw_http(int port, const std::string& request, size_t max_byt
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
     ::close(fd);
-    return "";
+    return -1;
   }
+  return fd;
+}
+
+// Sends `request` (a whole HTTP/1.1 request) and reads the answer until the server closes or
+// `max_bytes` arrived (then closes: a client that leaves early; 0: leaves right after sending).
+inline std::string raw_http(int port, const std::string& request, size_t max_bytes = SIZE_MAX) {
+  const int fd = connect_loopback(port);
+  if (fd < 0) return "";
   timeval tv{60, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   ::send(fd, request.data(), request.size(), MSG_NOSIGNAL);

@@ -109,22 +109,10 @@ TEST(Label, KilledAtRandomAndResumedEqualsUninterrupted) {
   ASSERT_EQ(run(args + (dir / "full"), &out), 0) << out;
   const int full_ms = int(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   const size_t full_size = fs::file_size(dir / "full/records.bin");
-  std::mt19937 rng(7);
-  int interrupted = 0;  // kills that left a partial dataset behind
-  for (int kill = 0; kill < 4; ++kill) {
-    const pid_t pid = fork();
-    if (pid == 0) {
-      const std::string cmd = std::string(DISTILL_BINARY) + " " + args + (dir / "killed") + " --resume >/dev/null 2>&1";
-      execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), nullptr);
-      _exit(127);
-    }
-    // a random moment inside what an uninterrupted run takes
-    std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(full_ms / 10, full_ms * 6 / 10)(rng)));
-    ::kill(pid, SIGKILL);
-    waitpid(pid, nullptr, 0);
+  const int interrupted = test::kill_at_random(args + (dir / "killed") + " --resume", 4, full_ms, 7, [&] {
     const size_t size = fs::exists(dir / "killed/records.bin") ? fs::file_size(dir / "killed/records.bin") : 0;
-    interrupted += size > 0 && size < full_size;
-  }
+    return size > 0 && size < full_size;  // a kill that left a partial dataset behind
+  });
   EXPECT_GT(interrupted, 0) << "no kill landed mid-run (an uninterrupted run takes " << full_ms << " ms)";
   ASSERT_EQ(run(args + (dir / "killed") + " --resume", &out), 0) << out;
   EXPECT_EQ(test::read_bytes(dir / "killed/records.bin"), test::read_bytes(dir / "full/records.bin"))

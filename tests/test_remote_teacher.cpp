@@ -112,21 +112,10 @@ TEST(RemoteTeacher, KilledAtRandomAndResumedEqualsUninterrupted) {
   ASSERT_EQ(full.exit_code, 0) << full.output;
   const int full_ms = int(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   const size_t full_size = fs::file_size(dir / "full/records.bin");
-  std::mt19937 rng(3);
-  int interrupted = 0;
-  for (int kill = 0; kill < 4; ++kill) {
-    const pid_t pid = fork();
-    if (pid == 0) {
-      const std::string cmd = std::string(DISTILL_BINARY) + " " + args + (dir / "killed") + " --resume >/dev/null 2>&1";
-      execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), nullptr);
-      _exit(127);
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(full_ms / 10, full_ms * 6 / 10)(rng)));
-    ::kill(pid, SIGKILL);
-    waitpid(pid, nullptr, 0);
+  const int interrupted = test::kill_at_random(args + (dir / "killed") + " --resume", 4, full_ms, 3, [&] {
     const size_t size = fs::exists(dir / "killed/records.bin") ? fs::file_size(dir / "killed/records.bin") : 0;
-    interrupted += size > 0 && size < full_size;
-  }
+    return size > 0 && size < full_size;
+  });
   EXPECT_GT(interrupted, 0) << "no kill landed mid-run (an uninterrupted run takes " << full_ms << " ms)";
   auto resumed = test::run_distill(args + (dir / "killed") + " --resume");
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;

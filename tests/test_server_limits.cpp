@@ -14,19 +14,6 @@ namespace distill {
 
 namespace {
 
-int connect_loopback(int port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(uint16_t(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
 // A client that sends its request a few bytes at a time; `closed` once the server has ended the
 // connection, with whatever it answered in `answer`.
 struct SlowClient {
@@ -59,7 +46,7 @@ TEST(ServerLimits, SlowClientsAreCutOffWhileOthersAreServed) {
   // Two trickle their header, two a body they promised to be 200 bytes long.
   std::vector<SlowClient> slow(4);
   for (size_t i = 0; i < slow.size(); ++i) {
-    slow[i].fd = connect_loopback(srv.port());
+    slow[i].fd = test::connect_loopback(srv.port());
     ASSERT_GE(slow[i].fd, 0);
     slow[i].trickle(i < 2 ? "POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
                           : "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{");
@@ -99,7 +86,7 @@ TEST(ServerLimits, ConnectionsOverTheLimitAreAnswered503) {
   o.http.request_read_s = 20;
   test::RunningServer srv(m, o);
   std::vector<int> idle;
-  for (int i = 0; i < 3; ++i) idle.push_back(connect_loopback(srv.port()));
+  for (int i = 0; i < 3; ++i) idle.push_back(test::connect_loopback(srv.port()));
   std::this_thread::sleep_for(std::chrono::milliseconds(300));  // accepted and handed to workers
   const auto refused = test::parse_response(test::raw_http(srv.port(), test::post_request("/v1/completions", kCompletion)));
   EXPECT_EQ(refused.status, 503);

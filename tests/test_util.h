@@ -6,7 +6,12 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
+#include <csignal>
+#include <functional>
+#include <random>
+#include <thread>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -80,6 +85,27 @@ inline CliResult run_distill(const std::string& args, const std::string& env = "
   const int status = pclose(p);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return r;
+}
+
+// Starts `distill ARGS` `times` times, each SIGKILLed at a random moment within what an
+// uninterrupted run takes (full_ms); after each kill, partial() says whether it left a partial
+// result. Returns how many did (a test that kills should see at least one land mid-run).
+inline int kill_at_random(const std::string& args, int times, int full_ms, uint32_t seed, const std::function<bool()>& partial) {
+  std::mt19937 rng(seed);
+  int interrupted = 0;
+  for (int kill = 0; kill < times; ++kill) {
+    const pid_t pid = fork();
+    if (pid == 0) {
+      const std::string cmd = std::string(DISTILL_BINARY) + " " + args + " >/dev/null 2>&1";
+      execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), nullptr);
+      _exit(127);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(full_ms / 10, full_ms * 6 / 10)(rng)));
+    ::kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+    interrupted += partial();
+  }
+  return interrupted;
 }
 
 inline std::string reference_path(const std::string& file) { return std::string(DISTILL_REFERENCE_DIR) + "/" + file; }
