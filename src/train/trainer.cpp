@@ -78,10 +78,15 @@ public:
       const float* logits = pass_.forward(ids_.data());
       float* d = pass_.d_logits_buffer();
       ce_sum += cross_entropy_backward(d, logits, targets_.data(), N_, V_);
-      // d now holds d(mean CE)/d logits; weight it for the mix and the accumulation
-      const float w = ce_weight_ / float(s_.grad_accum);
+      // d now holds d(mean CE)/d logits; weight it for the mix and the accumulation: (1 − α) where
+      // the teacher's distribution is there to mix with, 1 where a position has none (a label
+      // dataset's positions without soft labels, e.g. inside a teacher token across tokenizers)
+      const float w_mixed = ce_weight_ / float(s_.grad_accum), w_alone = 1.0f / float(s_.grad_accum);
 #pragma omp parallel for schedule(static)
-      for (int64_t i = 0; i < N_ * V_; ++i) d[i] *= w;
+      for (int64_t r = 0; r < N_; ++r) {
+        const float w = !use_kd_ || mask_[size_t(r)] ? w_mixed : w_alone;
+        for (int64_t v = 0; v < V_; ++v) d[r * V_ + v] *= w;
+      }
       if (use_kd_) kd_sum += add_kd_gradient(logits, d);
       pass_.backward(d, h_.grads());
     }
