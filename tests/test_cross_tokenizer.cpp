@@ -124,38 +124,3 @@ TEST(CrossTokenizer, LabelWithALocalTeacherOfAnotherTokenizer) {
 
 }  // namespace distill
 
-namespace distill {
-
-// A position without soft labels trains on the text alone at full weight: (1 − α)·CE applies only
-// where the teacher's distribution is there to mix in. With no soft label anywhere, KD at α = 0.5
-// must train exactly as CE does.
-TEST(CrossTokenizer, PositionsWithoutSoftLabelsKeepTheFullCrossEntropy) {
-  test::TempDir dir;
-  ASSERT_EQ(test::run_distill("init --preset tiny --tokenizer bytes -o " + (dir / "student")).exit_code, 0);
-  const auto s = Tokenizer::load(dir / "student");
-  {
-    TeacherDatasetWriter w(dir / "ds", false);
-    for (uint64_t i = 0; i < 8; ++i) {
-      TeacherRecord r;
-      r.prompt_index = i;
-      r.prompt = s->encode("Q" + std::to_string(i) + ": ", false);
-      r.completion = s->encode("an answer that is text only", false);
-      r.k = 4;  // the dataset has top-k, but not at these positions
-      r.soft.assign(r.completion.size(), 0);
-      r.topk_ids.assign(r.completion.size() * 4, 0);
-      r.topk_logp.assign(r.completion.size() * 4, 0.0f);
-      w.append(r);
-    }
-    w.manifest()["tokenizer_fingerprint"] = fmt::format("{:016x}", s->fingerprint());
-    w.finish([&](const std::vector<int32_t>& ids) { return s->decode(ids); });
-  }
-  const std::string common = "train --student " + (dir / "student") + " --data " + (dir / "ds") +
-                             " --steps 3 --batch 2 --seq-len 48 --eval-fraction 0 --seed 4 -o ";
-  auto ce = test::run_distill(common + (dir / "ce") + " --loss ce");
-  ASSERT_EQ(ce.exit_code, 0) << ce.output;
-  auto kd = test::run_distill(common + (dir / "kd") + " --loss fkl --kd-alpha 0.5");
-  ASSERT_EQ(kd.exit_code, 0) << kd.output;
-  EXPECT_EQ(test::read_bytes(dir / "ce/model.safetensors"), test::read_bytes(dir / "kd/model.safetensors"));
-}
-
-}  // namespace distill
