@@ -16,6 +16,7 @@ packages=(
   libcpp-httplib-dev       # HTTP(S) client (remote teachers) and server
   libssl-dev zlib1g-dev libbrotli-dev  # headers that httplib.h includes with its HTTPS/compression support
   openssl                  # the HTTPS test makes a self-signed certificate
+  jq bc                    # bench/kd_compare.sh reads metrics and times runs
 )
 
 # `install-deps.sh fuzz`: what the libFuzzer build needs as well (clang, its OpenMP and runtimes).
