@@ -145,7 +145,10 @@ TEST(ServerLimits, MetricsCountRefusalsAndTimeouts) {
   const std::string metrics =
       test::raw_http(srv.port(), "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
   EXPECT_NE(metrics.find("distill_request_read_failures_total{reason=\"header_too_large\"} 1"), std::string::npos) << metrics;
-  EXPECT_NE(metrics.find("distill_connections_open 1"), std::string::npos) << metrics;  // this one
+  // this connection at least (the refused one may still be closing on a loaded machine)
+  const size_t at = metrics.find("distill_connections_open ");
+  ASSERT_NE(at, std::string::npos) << metrics;
+  EXPECT_GE(std::atoi(metrics.c_str() + at + 25), 1) << metrics;
 }
 
 }  // namespace distill
