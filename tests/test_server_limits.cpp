@@ -146,9 +146,9 @@ TEST(ServerLimits, MetricsCountRefusalsAndTimeouts) {
       test::raw_http(srv.port(), "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
   EXPECT_NE(metrics.find("distill_request_read_failures_total{reason=\"header_too_large\"} 1"), std::string::npos) << metrics;
   // this connection at least (the refused one may still be closing on a loaded machine)
-  const size_t at = metrics.find("distill_connections_open ");
+  const size_t at = metrics.find("\ndistill_connections_open ");
   ASSERT_NE(at, std::string::npos) << metrics;
-  EXPECT_GE(std::atoi(metrics.c_str() + at + 25), 1) << metrics;
+  EXPECT_GE(std::atoi(metrics.c_str() + at + 26), 1) << metrics;
 }
 
 }  // namespace distill
