@@ -16,7 +16,7 @@
 namespace distill {
 
 struct DemoSettings {
-  bool quick = false;      // ~2 minutes (CI) instead of ~10
+  bool quick = false;      // ~5 minutes (CI), one seed, instead of ~20 with three
   std::string out_dir = "demo";
   uint64_t seed = 1;
   int seeds = 0;           // student seeds; 0: 3, or 1 with quick

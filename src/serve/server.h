@@ -48,7 +48,7 @@ struct ServeOptions {
   std::string tls_cert, tls_key;     // PEM files: HTTPS instead of HTTP (both or neither)
   // A completion still generating this long after its request arrived ends with finish_reason
   // "length" (what it has is sent); one still queued then is answered 503.
-  double request_timeout_s = 600;
+  double request_timeout_s = 3600;  // a generous bound: max_tokens and --ctx already bound the work
   HttpLimits http;                   // connections, request read time, header size (max_body_bytes is copied in)
 };
 
