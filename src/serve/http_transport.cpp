@@ -211,7 +211,10 @@ public:
       std::unique_lock<std::mutex> lock(mu_);
       if (running_ + int64_t(queue_.size()) < max_) {
         queue_.push_back(std::move(fn));
-        if (idle_ == 0) threads_.emplace_back([this] { work(); });
+        // An idle thread takes one task when it wakes (it stays counted idle until then): more
+        // tasks waiting than idle threads means a new thread, or the surplus would wait for a
+        // running connection to end.
+        if (queue_.size() > size_t(idle_)) threads_.emplace_back([this] { work(); });
         else cv_.notify_one();
         return;
       }
