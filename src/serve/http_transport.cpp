@@ -47,6 +47,9 @@ struct Connection {
 thread_local Connection* t_connection = nullptr;
 thread_local bool t_refuse = false;
 
+// Request bytes already read from the socket (our buffer, or TLS records OpenSSL decrypted).
+bool has_buffered(const Connection& c) { return c.buf_pos < c.buf_len || (c.ssl && SSL_pending(c.ssl) > 0); }
+
 // Waits until fd is ready for `events`, no later than `until`. False on timeout or error.
 bool wait_ready(int fd, short events, Clock::time_point until) {
   for (;;) {
@@ -66,7 +69,7 @@ public:
   LimitedStream(Connection& c, const HttpLimits& lim, HttpTransportStats& stats) : c_(c), lim_(lim), stats_(stats) {}
 
   bool is_readable() const override {
-    if (c_.buf_pos < c_.buf_len || (c_.ssl && SSL_pending(c_.ssl) > 0)) return true;
+    if (has_buffered(c_)) return true;
     return wait_ready(c_.fd, POLLIN, read_until());
   }
   bool is_writable() const override { return wait_ready(c_.fd, POLLOUT, write_until()); }
@@ -314,8 +317,7 @@ private:
     bool ok = false;
     for (int64_t n = 0; n < lim_.keep_alive_requests; ++n) {
       if (n > 0) {
-        const bool buffered = c.buf_pos < c.buf_len || (c.ssl && SSL_pending(c.ssl) > 0);
-        if (!buffered && !wait_ready(c.fd, POLLIN, after(lim_.keep_alive_s))) break;
+        if (!has_buffered(c) && !wait_ready(c.fd, POLLIN, after(lim_.keep_alive_s))) break;
         c.deadline = after(lim_.request_read_s);  // the next request starts now
       }
       c.read_budget = lim_.max_header_bytes;

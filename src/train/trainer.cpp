@@ -143,14 +143,17 @@ private:
     }
     if (prompts.empty()) return;
     const std::vector<SampledCompletion> out = generate_batch(student_, *tok_, prompts, o, nullptr);
+    // Sample c's tokens that fit its row: the prompt's last position p and T − p targets from there.
+    const auto kept = [&](const SampledCompletion& c) {
+      return std::min<int64_t>(int64_t(c.completion.size()), T - (int64_t(prompts[size_t(c.prompt_index)].size()) - 1));
+    };
     // A remote teacher grades the samples now: its top-k at each sampled position.
     std::vector<SequenceScores> graded;
     if (scorer_) {
       std::vector<std::vector<int32_t>> seqs;
       for (const SampledCompletion& c : out) {
-        const auto& prompt = prompts[size_t(c.prompt_index)];
-        const int64_t L = std::min<int64_t>(int64_t(c.completion.size()), T - (int64_t(prompt.size()) - 1));
-        seqs.push_back(prompt);
+        const int64_t L = kept(c);
+        seqs.push_back(prompts[size_t(c.prompt_index)]);
         seqs.back().insert(seqs.back().end(), c.completion.begin(), c.completion.begin() + L);
         if (L == 0) seqs.back().push_back(0);  // nothing sampled: a placeholder nobody reads
       }
@@ -160,7 +163,7 @@ private:
       const SampledCompletion& c = out[ci];
       const int64_t b = which[size_t(c.prompt_index)];
       const int64_t p = int64_t(prompts[size_t(c.prompt_index)].size()) - 1;
-      const int64_t L = std::min<int64_t>(int64_t(c.completion.size()), T - p);
+      const int64_t L = kept(c);
       int32_t* id = ids_.data() + b * T;
       int32_t* tg = targets_.data() + b * T;
       uint8_t* mk = mask_.data() + b * T;
