@@ -102,8 +102,10 @@ TEST(Quant, MatmulEveryVariantAgainstDequantizedReference) {
             double mag = 0;
             for (int64_t k = 0; k < K; ++k) mag += std::fabs(double(wdq[size_t(k)]) * x[size_t(m * K + k)]);
             // int8 activations: Q8_0/Q4_0 below the sgemm threshold, and K-quant decode (one row)
+            // (and every M ≥ 2 the dispatch sends to the AVX-512 int8 GEMM)
             const bool int8_path = ((t == DType::Q8_0 || t == DType::Q4_0) && M < 32) ||
-                                   ((t == DType::Q4_K || t == DType::Q6_K) && M == 1);
+                                   ((t == DType::Q4_K || t == DType::Q6_K) && M == 1) ||
+                                   (M >= 32 && active_kernel_variant() == KernelVariant::Avx512 && avx512::gemm_int8_supports(t));
             const double tol = (int8_path ? 0.01 : 1e-5) * mag + 1e-5;
             ASSERT_NEAR(got[size_t(m * N + n)], want[size_t(m * N + n)], tol)
                 << dtype_name(t) << " M=" << M << " N=" << N << " m=" << m << " n=" << n;
@@ -150,6 +152,49 @@ TEST(Quant, EmbeddingOfQuantizedTable) {
     for (int i = 0; i < 3; ++i) {
       ref::dequantize_row(want.data(), q.data() + dtype_bytes(t, D) * size_t(ids[i]), t, D);
       for (int64_t d = 0; d < D; ++d) ASSERT_EQ(got[size_t(i * D + d)], want[size_t(d)]);
+    }
+  }
+}
+
+}  // namespace distill
+
+namespace distill {
+
+// The AVX-512 VNNI GEMM (many rows, repacked weight panels) on odd shapes — partial panels (N not
+// a multiple of 16), partial row tiles (M not a multiple of 8), one and several blocks — against
+// the same arithmetic in double: activations quantized to Q8_0 as the kernel does, weights
+// dequantized by the reference. Only the f32 rounding of the per-block scaling may differ.
+TEST(Avx512Kernels, Int8GemmEveryFormatAgainstExactProducts) {
+  if (!cpu_has_avx512()) GTEST_SKIP() << "this CPU has no AVX-512 F/BW/VL/VNNI: the int8 GEMM is not testable here";
+  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K}) {
+    ASSERT_TRUE(avx512::gemm_int8_supports(t));
+    for (int64_t K : dtype_block(t) == 32 ? std::vector<int64_t>{32, 96, 800} : std::vector<int64_t>{256, 768}) {
+      for (int64_t N : {1, 7, 16, 37}) {
+        for (int64_t M : {2, 3, 8, 9, 33}) {
+          const auto wf = random_vector(size_t(N * K), 70 + uint64_t(N + K), 0.5f);
+          const auto x = random_vector(size_t(M * K), 80 + uint64_t(M), 1.0f);
+          const auto bias = random_vector(size_t(N), 90, 0.1f);
+          const size_t row = dtype_bytes(t, K);
+          std::vector<uint8_t> w(row * size_t(N));
+          for (int64_t n = 0; n < N; ++n) ref::quantize_row(w.data() + row * size_t(n), t, wf.data() + n * K, K);
+          std::vector<float> got(size_t(M * N), -1.0f), wdq(static_cast<size_t>(K));
+          avx512::gemm_int8(got.data(), x.data(), w.data(), t, bias.data(), M, N, K);
+          std::vector<BlockQ8_0> xq(size_t(K / 32));
+          for (int64_t m = 0; m < M; ++m) {
+            avx2::quantize_row(xq.data(), DType::Q8_0, x.data() + m * K, K);
+            for (int64_t n = 0; n < N; ++n) {
+              ref::dequantize_row(wdq.data(), w.data() + row * size_t(n), t, K);
+              double want = bias[size_t(n)], mag = 0;
+              for (int64_t k = 0; k < K; ++k) {
+                const double xv = double(f16_to_f32(xq[size_t(k / 32)].d)) * xq[size_t(k / 32)].qs[k % 32];
+                want += double(wdq[size_t(k)]) * xv, mag += std::fabs(double(wdq[size_t(k)]) * xv);
+              }
+              ASSERT_NEAR(got[size_t(m * N + n)], want, 2e-6 * mag + 1e-6)
+                  << dtype_name(t) << " K=" << K << " N=" << N << " M=" << M << " m=" << m << " n=" << n;
+            }
+          }
+        }
+      }
     }
   }
 }

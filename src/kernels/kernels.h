@@ -32,6 +32,10 @@ void matmul_quantized(float* out, const float* x, const void* w, DType type, con
 // other kernel and shape runs the AVX2 variant (kernels/avx512/matvec.cpp).
 namespace avx512 {
 void matmul_forward(float* out, const float* x, const void* w, DType w_dtype, const float* bias, int64_t M, int64_t N, int64_t K);
+// Many rows against Q8_0 / Q4_0 / Q4_K / Q6_K weights as int8 VNNI products on repacked panels
+// (kernels/avx512/gemm_int8.cpp); other dtypes go to the AVX2 variant.
+bool gemm_int8_supports(DType w_dtype);
+void gemm_int8(float* out, const float* x, const void* w, DType w_dtype, const float* bias, int64_t M, int64_t N, int64_t K);
 }
 #include "kernels/kernel_api.inc"
 

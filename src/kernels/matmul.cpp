@@ -19,6 +19,8 @@ namespace {
 // sgemm runs near the machine's peak, well above an int8 dot kernel on AVX2.
 constexpr int64_t kDequantMinRows = 32;
 constexpr int64_t kDequantChunk = 256;  // weight rows per chunk (scratch: 256 × K floats)
+// With AVX-512 VNNI, int8 products on repacked weight panels beat both from this many rows.
+constexpr int64_t kInt8GemmMinRows = 2;
 
 void matmul_dequant_sgemm(float* out, const float* x, const void* w, DType w_dtype, const float* bias, int64_t M,
                           int64_t N, int64_t K) {
@@ -45,8 +47,10 @@ void matmul_dequant_sgemm(float* out, const float* x, const void* w, DType w_dty
 
 void matmul_forward(float* out, const float* x, const void* w, DType w_dtype, const float* bias,
                     int64_t M, int64_t N, int64_t K) {
-  if (w_dtype != DType::F32 && M >= kDequantMinRows) return matmul_dequant_sgemm(out, x, w, w_dtype, bias, M, N, K);
   const KernelVariant v = active_kernel_variant();
+  if (v == KernelVariant::Avx512 && M >= kInt8GemmMinRows && avx512::gemm_int8_supports(w_dtype))
+    return avx512::gemm_int8(out, x, w, w_dtype, bias, M, N, K);
+  if (w_dtype != DType::F32 && M >= kDequantMinRows) return matmul_dequant_sgemm(out, x, w, w_dtype, bias, M, N, K);
   const bool few_rows = M >= 1 && M <= 8;
   if (w_dtype != DType::F32 || M == 0 || (few_rows && v != KernelVariant::Ref)) {
     if (v == KernelVariant::Avx512) return avx512::matmul_forward(out, x, w, w_dtype, bias, M, N, K);

@@ -1,0 +1,283 @@
+// AVX-512 VNNI: many activation rows (prefill, batched decode) against block-quantized weights,
+// in int8. Dequantizing to f32 for sgemm (what the other variants do) is bounded by the f32 FMA
+// rate; vpdpbusd does 64 int8 multiply-adds per instruction, 4× an f32 FMA's 16.
+//
+// Shape of the computation. x is quantized to Q8_0 blocks of 32 (scale d_x per block, as the
+// decode kernels do). A weight format is read as unsigned levels u (0..255) with a scale s per
+// block (or per half block: Q6_K's scales cover 16 values), a constant integer centre c and, for
+// Q4_K, an f32 offset o per block:  w = s·(u − c) + o. Per block of 32 values then
+//   Σ w·x = s·d_x·(Σ u·x_q − c·Σ x_q) + o·(d_x·Σ x_q)
+// with Σ u·x_q from vpdpbusd (u is its unsigned operand, x_q its signed one) and c·Σ x_q exact in
+// int32, so the only rounding is the f32 scaling — the same arithmetic as the decode kernels.
+//
+//   format   u                          c    s               o
+//   Q8_0     q + 128 (q int8)           128  d               —
+//   Q4_0     nibble 0..15               8    d               —
+//   Q4_K     nibble 0..15               0    d·sc_j          −dmin·m_j
+//   Q6_K     6-bit level 0..63          32   d·sc (per 16)   —
+//
+// Layout. Threads split the weight rows into panels of 16; a panel is repacked per call into a
+// small buffer in VNNI order: per block, 8 steps × 16 rows × 4 consecutive values, so one 64-byte
+// load feeds one vpdpbusd whose 16 int32 lanes are the panel's 16 rows and whose 4-byte broadcast
+// is 4 values of one activation row. Q4_0 / Q4_K keep their nibbles packed (the low and high
+// nibbles of a step's bytes serve two steps — Q4_0 — or two blocks — Q4_K) and unpack with an AND.
+// A tile is 8 activation rows × the panel's 16 rows: 8 int32 accumulators per block (16 for Q6_K's
+// two half-block scales), folded into 8 f32 accumulators at each block's end. The repack is paid
+// once per weight per call and shared by all M rows; mmap'd weights are never written.
+#include "kernels/kernels.h"
+#include "kernels/quant_blocks.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+namespace distill::avx512 {
+
+namespace {
+
+constexpr int kNR = 16;  // weight rows per panel: the 16 int32 lanes of a zmm
+constexpr int kMR = 8;   // activation rows per tile
+constexpr int kStepBytes = 64;                // one step: 16 rows × 4 values
+constexpr int kBlockBytes = 8 * kStepBytes;   // a block of 32 values, unpacked (one byte per value)
+
+enum class Fmt { Q8_0, Q4_0, Q4_K, Q6_K };
+
+constexpr bool has_half_scales(Fmt f) { return f == Fmt::Q6_K; }
+constexpr bool has_offset(Fmt f) { return f == Fmt::Q4_K; }
+constexpr int centre(Fmt f) { return f == Fmt::Q8_0 ? 128 : f == Fmt::Q4_0 ? 8 : f == Fmt::Q6_K ? 32 : 0; }
+
+// Bytes of repacked levels per block: Q4_0 packs 32 nibbles in 4 steps; Q4_K packs a pair of
+// blocks (64 nibbles) in 8 steps, i.e. 4 steps' worth per block.
+constexpr int64_t panel_block_bytes(Fmt f) { return f == Fmt::Q4_0 || f == Fmt::Q4_K ? kBlockBytes / 2 : kBlockBytes; }
+
+// One panel: the levels, and per block the scales (16, or 32 for half-block scales: values 0..15
+// then 16..31) and the offsets (16), all f32.
+struct Panel {
+  std::vector<uint8_t> q;
+  std::vector<float> scale, offset;
+};
+
+// The activation rows: Q8_0 blocks, d_x per block, c·Σ x_q per block (or per half block), and
+// d_x·Σ x_q per block (for the offset).
+struct Activation {
+  const BlockQ8_0* q;
+  const float* d;
+  const int32_t* csum;
+  const float* dsum;
+  int64_t nb;
+};
+
+inline void copy4(uint8_t* dst, const void* src) { std::memcpy(dst, src, 4); }
+
+// Repacks weight rows n0 .. n0+nr−1 (nr ≤ 16; the rest of the panel is zero) of a [N, K] matrix.
+template <Fmt F>
+void repack_panel(Panel& p, const void* w, int64_t n0, int nr, int64_t K) {
+  const int64_t nb = K / kQK;
+  const int64_t pbb = panel_block_bytes(F);
+  const int n_scales = has_half_scales(F) ? 2 * kNR : kNR;
+  p.q.assign(size_t(nb * pbb), 0);
+  p.scale.assign(size_t(nb * n_scales), 0.0f);
+  if (has_offset(F)) p.offset.assign(size_t(nb * kNR), 0.0f);
+  for (int r = 0; r < nr; ++r) {
+    const int64_t n = n0 + r;
+    if constexpr (F == Fmt::Q8_0) {
+      const BlockQ8_0* row = static_cast<const BlockQ8_0*>(w) + n * nb;
+      for (int64_t b = 0; b < nb; ++b) {
+        for (int s = 0; s < 8; ++s) {
+          uint32_t v;
+          std::memcpy(&v, row[b].qs + 4 * s, 4);
+          v ^= 0x80808080u;  // int8 q -> unsigned q + 128
+          std::memcpy(&p.q[size_t(b * pbb + s * kStepBytes + 4 * r)], &v, 4);
+        }
+        p.scale[size_t(b * kNR + r)] = _cvtsh_ss(row[b].d);
+      }
+    } else if constexpr (F == Fmt::Q4_0) {
+      const BlockQ4_0* row = static_cast<const BlockQ4_0*>(w) + n * nb;
+      for (int64_t b = 0; b < nb; ++b) {
+        // byte i holds values i (low nibble) and i + 16 (high): steps s and s + 4 share bytes 4s..4s+3
+        for (int s = 0; s < 4; ++s) copy4(&p.q[size_t(b * pbb + s * kStepBytes + 4 * r)], row[b].qs + 4 * s);
+        p.scale[size_t(b * kNR + r)] = _cvtsh_ss(row[b].d);
+      }
+    } else if constexpr (F == Fmt::Q4_K) {
+      const BlockQ4_K* row = static_cast<const BlockQ4_K*>(w) + n * (K / kQKK);
+      for (int64_t sb = 0; sb < K / kQKK; ++sb) {
+        const BlockQ4_K& blk = row[sb];
+        const float d = _cvtsh_ss(blk.d), dmin = _cvtsh_ss(blk.dmin);
+        for (int j = 0; j < 4; ++j) {  // bytes qs[32j..32j+31]: sub-block 2j low nibbles, 2j+1 high
+          const int64_t pair = sb * 4 + j;
+          for (int s = 0; s < 8; ++s) copy4(&p.q[size_t(pair * 2 * pbb + s * kStepBytes + 4 * r)], blk.qs + 32 * j + 4 * s);
+          for (int h = 0; h < 2; ++h) {
+            int sc, m;
+            scale_min_k4(2 * j + h, blk.scales, &sc, &m);
+            const int64_t b = sb * 8 + 2 * j + h;
+            p.scale[size_t(b * kNR + r)] = d * float(sc);
+            p.offset[size_t(b * kNR + r)] = -dmin * float(m);
+          }
+        }
+      }
+    } else {  // Q6_K: levels unpacked to one byte each
+      const BlockQ6_K* row = static_cast<const BlockQ6_K*>(w) + n * (K / kQKK);
+      for (int64_t sb = 0; sb < K / kQKK; ++sb) {
+        const BlockQ6_K& blk = row[sb];
+        alignas(32) uint8_t lv[kQKK];
+        const __m256i low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(0x03);
+        for (int half = 0; half < 2; ++half) {
+          // values 128·half + 32g + l: low 4 bits from ql (nibble g / 2 of byte l + 32·(g % 2)),
+          // high 2 bits from bits 2g of qh[l]
+          const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.ql + 64 * half));
+          const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.ql + 64 * half + 32));
+          const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qh + 32 * half));
+          auto high = [&](int shift) { return _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, shift), low2), 4); };
+          const __m256i g[4] = {_mm256_or_si256(_mm256_and_si256(l0, low4), high(0)),
+                                _mm256_or_si256(_mm256_and_si256(l1, low4), high(2)),
+                                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low4), high(4)),
+                                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4), high(6))};
+          for (int k = 0; k < 4; ++k) _mm256_store_si256(reinterpret_cast<__m256i*>(lv + 128 * half + 32 * k), g[k]);
+        }
+        const float d = _cvtsh_ss(blk.d);
+        for (int j = 0; j < 8; ++j) {
+          const int64_t b = sb * 8 + j;
+          for (int s = 0; s < 8; ++s) copy4(&p.q[size_t(b * pbb + s * kStepBytes + 4 * r)], lv + 32 * j + 4 * s);
+          p.scale[size_t(b * 2 * kNR + r)] = d * float(blk.scales[2 * j]);
+          p.scale[size_t(b * 2 * kNR + kNR + r)] = d * float(blk.scales[2 * j + 1]);
+        }
+      }
+    }
+  }
+}
+
+// The unsigned levels of step s (0..7) of block b: 16 rows × 4 values.
+template <Fmt F>
+inline __m512i step_levels(const uint8_t* q, int64_t b, int s) {
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  if constexpr (F == Fmt::Q4_0) {
+    const __m512i v = _mm512_loadu_si512(q + b * (kBlockBytes / 2) + (s & 3) * kStepBytes);
+    return s < 4 ? _mm512_and_si512(v, low4) : _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+  } else if constexpr (F == Fmt::Q4_K) {
+    const __m512i v = _mm512_loadu_si512(q + (b >> 1) * kBlockBytes + s * kStepBytes);
+    return (b & 1) == 0 ? _mm512_and_si512(v, low4) : _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+  } else {
+    return _mm512_loadu_si512(q + b * kBlockBytes + s * kStepBytes);
+  }
+}
+
+// 4 activation values (one dword) of row m, block b, step s, broadcast to every lane.
+inline __m512i x_step(const Activation& a, int64_t m, int64_t b, int s) {
+  int32_t v;
+  std::memcpy(&v, a.q[m * a.nb + b].qs + 4 * s, 4);
+  return _mm512_set1_epi32(v);
+}
+
+// out rows m0 .. m0+MR−1, columns n0 .. n0+ncols−1 (ncols ≤ 16).
+template <Fmt F, int MR>
+void tile(float* out, int64_t ldo, const Panel& p, const Activation& a, int64_t m0, int64_t n0, int ncols, const float* bias) {
+  constexpr bool kHalf = has_half_scales(F);
+  __m512 acc[MR];
+  for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
+  const uint8_t* q = p.q.data();
+  for (int64_t b = 0; b < a.nb; ++b) {
+    __m512i lo[MR], hi[MR];  // int32 sums over steps 0..3 and 4..7 (one sum unless kHalf)
+    for (int i = 0; i < MR; ++i) lo[i] = _mm512_setzero_si512(), hi[i] = _mm512_setzero_si512();
+    for (int s = 0; s < 8; ++s) {
+      const __m512i u = step_levels<F>(q, b, s);
+      for (int i = 0; i < MR; ++i) {
+        __m512i& sum = kHalf && s >= 4 ? hi[i] : lo[i];
+        sum = _mm512_dpbusd_epi32(sum, u, x_step(a, m0 + i, b, s));
+      }
+    }
+    if constexpr (kHalf) {
+      const __m512 s_lo = _mm512_loadu_ps(p.scale.data() + b * 2 * kNR), s_hi = _mm512_loadu_ps(p.scale.data() + b * 2 * kNR + kNR);
+      for (int i = 0; i < MR; ++i) {
+        const int64_t mb = (m0 + i) * a.nb + b;
+        const __m512 dx = _mm512_set1_ps(a.d[mb]);
+        const __m512 v_lo = _mm512_cvtepi32_ps(_mm512_sub_epi32(lo[i], _mm512_set1_epi32(a.csum[2 * mb])));
+        const __m512 v_hi = _mm512_cvtepi32_ps(_mm512_sub_epi32(hi[i], _mm512_set1_epi32(a.csum[2 * mb + 1])));
+        acc[i] = _mm512_fmadd_ps(_mm512_fmadd_ps(v_lo, s_lo, _mm512_mul_ps(v_hi, s_hi)), dx, acc[i]);
+      }
+    } else {
+      const __m512 sw = _mm512_loadu_ps(p.scale.data() + b * kNR);
+      for (int i = 0; i < MR; ++i) {
+        const int64_t mb = (m0 + i) * a.nb + b;
+        __m512i v = lo[i];
+        if constexpr (centre(F) != 0) v = _mm512_sub_epi32(v, _mm512_set1_epi32(a.csum[mb]));
+        acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), _mm512_mul_ps(sw, _mm512_set1_ps(a.d[mb])), acc[i]);
+        if constexpr (has_offset(F))
+          acc[i] = _mm512_fmadd_ps(_mm512_loadu_ps(p.offset.data() + b * kNR), _mm512_set1_ps(a.dsum[mb]), acc[i]);
+      }
+    }
+  }
+  const __mmask16 mask = __mmask16((1u << ncols) - 1);
+  const __m512 bv = bias ? _mm512_maskz_loadu_ps(mask, bias + n0) : _mm512_setzero_ps();
+  for (int i = 0; i < MR; ++i) _mm512_mask_storeu_ps(out + (m0 + i) * ldo + n0, mask, _mm512_add_ps(acc[i], bv));
+}
+
+template <Fmt F, int... R>
+void tile_rows(int mr, float* out, int64_t ldo, const Panel& p, const Activation& a, int64_t m0, int64_t n0, int ncols,
+               const float* bias, std::integer_sequence<int, R...>) {
+  // the instantiation for mr rows (1..kMR)
+  ((mr == R + 1 ? tile<F, R + 1>(out, ldo, p, a, m0, n0, ncols, bias) : void()), ...);
+}
+
+template <Fmt F>
+void gemm(float* out, const Activation& a, const void* w, const float* bias, int64_t M, int64_t N, int64_t K) {
+  const int64_t n_panels = (N + kNR - 1) / kNR;
+#pragma omp parallel
+  {
+    Panel p;  // per thread
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < n_panels; ++t) {
+      const int64_t n0 = t * kNR;
+      const int nr = int(std::min<int64_t>(kNR, N - n0));
+      repack_panel<F>(p, w, n0, nr, K);
+      for (int64_t m0 = 0; m0 < M; m0 += kMR) {
+        const int mr = int(std::min<int64_t>(kMR, M - m0));
+        if (mr == kMR) tile<F, kMR>(out, N, p, a, m0, n0, nr, bias);
+        else tile_rows<F>(mr, out, N, p, a, m0, n0, nr, bias, std::make_integer_sequence<int, kMR - 1>());
+      }
+    }
+  }
+}
+
+}  // namespace
+
+bool gemm_int8_supports(DType t) { return t == DType::Q8_0 || t == DType::Q4_0 || t == DType::Q4_K || t == DType::Q6_K; }
+
+void gemm_int8(float* out, const float* x, const void* w, DType w_dtype, const float* bias, int64_t M, int64_t N, int64_t K) {
+  const int64_t nb = K / kQK;
+  const int c = w_dtype == DType::Q8_0 ? 128 : w_dtype == DType::Q4_0 ? 8 : w_dtype == DType::Q6_K ? 32 : 0;
+  const bool half = w_dtype == DType::Q6_K;
+  // The activation rows, prepared once per call into this thread's buffers.
+  static thread_local std::vector<BlockQ8_0> xq;
+  static thread_local std::vector<float> xd, xds;
+  static thread_local std::vector<int32_t> xcs;
+  if (int64_t(xq.size()) < M * nb) xq.resize(size_t(M * nb)), xd.resize(size_t(M * nb)), xds.resize(size_t(M * nb)), xcs.resize(size_t(2 * M * nb));
+  BlockQ8_0* const xqp = xq.data();
+  float* const xdp = xd.data();
+  float* const xdsp = xds.data();
+  int32_t* const xcsp = xcs.data();
+#pragma omp parallel for schedule(static) if (M > 8)
+  for (int64_t m = 0; m < M; ++m) {
+    avx2::quantize_row(xqp + m * nb, DType::Q8_0, x + m * K, K);
+    for (int64_t b = 0; b < nb; ++b) {
+      const int64_t mb = m * nb + b;
+      int s_lo = 0, s_hi = 0;
+      for (int j = 0; j < 16; ++j) s_lo += xqp[mb].qs[j], s_hi += xqp[mb].qs[16 + j];
+      xdp[mb] = _cvtsh_ss(xqp[mb].d);
+      xdsp[mb] = xdp[mb] * float(s_lo + s_hi);
+      if (half) xcsp[2 * mb] = c * s_lo, xcsp[2 * mb + 1] = c * s_hi;
+      else xcsp[mb] = c * (s_lo + s_hi);
+    }
+  }
+  const Activation a{xqp, xdp, xcsp, xdsp, nb};
+  switch (w_dtype) {
+    case DType::Q8_0: return gemm<Fmt::Q8_0>(out, a, w, bias, M, N, K);
+    case DType::Q4_0: return gemm<Fmt::Q4_0>(out, a, w, bias, M, N, K);
+    case DType::Q4_K: return gemm<Fmt::Q4_K>(out, a, w, bias, M, N, K);
+    case DType::Q6_K: return gemm<Fmt::Q6_K>(out, a, w, bias, M, N, K);
+    default: return avx2::matmul_forward(out, x, w, w_dtype, bias, M, N, K);
+  }
+}
+
+}  // namespace distill::avx512
