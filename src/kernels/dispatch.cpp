@@ -120,7 +120,9 @@ void embedding_forward(float* out, const int32_t* ids, int64_t n, const void* ta
 
 void attention_forward(float* out, const float* q, const float* k_cache, const float* v_cache,
                        const AttentionShape& shape, const int32_t* pos, const int32_t* seq) {
-  DISTILL_DISPATCH(attention_forward, out, q, k_cache, v_cache, shape, pos, seq);
+  // The scalar variant stays the plain specification; the others take prompt runs blocked.
+  if (!use_avx2()) return ref::attention_forward(out, q, k_cache, v_cache, shape, pos, seq);
+  attention_forward_runs(out, q, k_cache, v_cache, shape, pos, seq, avx2::attention_forward);
 }
 
 }  // namespace distill

@@ -39,6 +39,13 @@ void gemm_int8(float* out, const float* x, const void* w, DType w_dtype, const f
 }
 #include "kernels/kernel_api.inc"
 
+// attention_forward's splitter (kernels/attention_prefill.cpp): runs of ≥ 16 tokens of one slot at
+// consecutive positions go through blocked matrix products, every other token to `per_query`.
+using AttentionKernel = void (*)(float*, const float*, const float*, const float*, const AttentionShape&,
+                                 const int32_t*, const int32_t*);
+void attention_forward_runs(float* out, const float* q, const float* k_cache, const float* v_cache,
+                            const AttentionShape& shape, const int32_t* pos, const int32_t* seq, AttentionKernel per_query);
+
 // The variants, chosen once at start from CPUID (the best the CPU runs), or by the environment:
 // DISTILL_ISA=scalar|avx2|avx512 (a variant the CPU lacks falls back, with a message).
 enum class KernelVariant { Ref, Avx2, Avx512 };

@@ -1,0 +1,93 @@
+// Attention for runs of prompt tokens (prefill): a run is consecutive batch tokens of one cache
+// slot at consecutive positions. The per-query kernels (ref/, avx2/) read every key and value
+// once per query head and per query; here a chunk of 64 queries of one head shares them, as two
+// small matrix products:
+//   S = scale · Q_chunk · K_keysᵀ     [64, L]   (L keys: from the chunk's first visible key to its last query)
+//   P = causal (and sliding-window) mask, softmax per row
+//   O = P · V_keys                     [64, head_dim]
+// Q, K and V are read in place through row strides (q: n_head·head_dim, K/V: n_kv_head·head_dim),
+// so grouped KV heads need no copies. Only the diagonal 64×64 corner of each chunk computes
+// masked-out products. OpenMP splits (head, chunk) pairs; OpenBLAS runs single-threaded inside.
+// Tokens outside long runs (decode steps, short runs) go to the active per-query kernel.
+#include "kernels/kernels.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <exception>
+#include <vector>
+
+namespace distill {
+
+namespace {
+
+constexpr int64_t kQueryChunk = 64;
+constexpr int64_t kMinRun = 16;  // shorter runs: the per-query kernel is as fast
+
+// Tokens [0, T) of q / out: positions p0 .. p0+T−1 of cache slot `slot`.
+void attention_run(float* out, const float* q, const float* k_cache, const float* v_cache, const AttentionShape& s,
+                   int64_t T, int64_t p0, int64_t slot) {
+  const int64_t group = s.n_head / s.n_kv_head;
+  const int64_t kv_dim = s.n_kv_head * s.head_dim, q_stride = s.n_head * s.head_dim;
+  const int64_t n_chunks = (T + kQueryChunk - 1) / kQueryChunk;
+  const float* k_slot = k_cache + slot * s.n_ctx * kv_dim;
+  const float* v_slot = v_cache + slot * s.n_ctx * kv_dim;
+  // Later chunks see more keys: hand them out first so the threads finish together.
+#pragma omp parallel
+  {
+    static thread_local std::vector<float> scores;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t w = 0; w < s.n_head * n_chunks; ++w) {
+      const int64_t c = n_chunks - 1 - w / s.n_head, h = w % s.n_head, g = h / group;
+      const int64_t i0 = c * kQueryChunk, nq = std::min(kQueryChunk, T - i0);
+      const int64_t first_pos = p0 + i0, last_pos = first_pos + nq - 1;
+      const int64_t j_lo = s.window > 0 ? std::max<int64_t>(0, first_pos - s.window + 1) : 0;
+      const int64_t L = last_pos - j_lo + 1;
+      if (int64_t(scores.size()) < nq * L) scores.resize(size_t(nq * L));
+      float* S = scores.data();
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(nq), int(L), int(s.head_dim), s.scale,
+                  q + (i0 * s.n_head + h) * s.head_dim, int(q_stride), k_slot + j_lo * kv_dim + g * s.head_dim,
+                  int(kv_dim), 0.0f, S, int(L));
+      for (int64_t i = 0; i < nq; ++i) {
+        // query at position p sees keys max(0, p − window + 1) .. p: softmax over those, 0 elsewhere
+        const int64_t p = first_pos + i;
+        const int64_t lo = (s.window > 0 ? std::max<int64_t>(0, p - s.window + 1) : 0) - j_lo, hi = p - j_lo;
+        float* row = S + i * L;
+        std::fill(row, row + lo, 0.0f);
+        std::fill(row + hi + 1, row + L, 0.0f);
+        softmax_forward(row + lo, 1, hi - lo + 1);  // the active variant (vectorised exp)
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(nq), int(s.head_dim), int(L), 1.0f, S, int(L),
+                  v_slot + j_lo * kv_dim + g * s.head_dim, int(kv_dim), 0.0f, out + (i0 * s.n_head + h) * s.head_dim,
+                  int(q_stride));
+    }
+  }
+}
+
+}  // namespace
+
+void attention_forward_runs(float* out, const float* q, const float* k_cache, const float* v_cache,
+                            const AttentionShape& s, const int32_t* pos, const int32_t* seq, AttentionKernel per_query) {
+  const int64_t stride = s.n_head * s.head_dim;  // floats per token in q and out
+  int64_t t = 0, pending = 0;                    // tokens [pending, t) wait for the per-query kernel
+  auto flush = [&](int64_t end) {
+    if (end == pending) return;
+    AttentionShape part = s;
+    part.n_tokens = end - pending;
+    per_query(out + pending * stride, q + pending * stride, k_cache, v_cache, part, pos + pending, seq + pending);
+  };
+  while (t < s.n_tokens) {
+    int64_t e = t + 1;
+    while (e < s.n_tokens && seq[e] == seq[t] && pos[e] == pos[e - 1] + 1) ++e;
+    if (e - t >= kMinRun) {
+      flush(t);
+      attention_run(out + t * stride, q + t * stride, k_cache, v_cache, s, e - t, pos[t], seq[t]);
+      pending = e;
+    }
+    t = e;
+  }
+  flush(s.n_tokens);
+}
+
+}  // namespace distill
