@@ -198,6 +198,33 @@ TEST_F(Avx2Kernels, AttentionGqaWindowsAndSlots) {
   }
 }
 
+// The dispatcher's prompt-run path (blocked products for ≥ 16 consecutive positions of a slot)
+// beside the per-query kernel: a batch with two long runs in different slots (one starting past 0,
+// one longer than a 64-query chunk), a short run and lone decode tokens between them, with and
+// without sliding windows, against the scalar reference on every token.
+TEST_F(Avx2Kernels, AttentionPromptRunsMatchReference) {
+  for (int64_t window : {0, 5, 40}) {
+    std::vector<int32_t> pos, seq;
+    auto run = [&](int32_t slot, int32_t p0, int32_t n) {
+      for (int32_t i = 0; i < n; ++i) pos.push_back(p0 + i), seq.push_back(slot);
+    };
+    run(1, 7, 3);     // short: per-query
+    run(0, 0, 150);   // long, three chunks
+    run(1, 30, 1);    // a decode token
+    run(1, 10, 20);   // long, starting at 10
+    run(2, 99, 1);
+    const int64_t hd = 40;
+    AttentionShape s{int64_t(pos.size()), 6, 2, hd, 200, window, 1.0f / std::sqrt(float(hd))};
+    auto q = random_vector(size_t(s.n_tokens * s.n_head * s.head_dim), 16);
+    const size_t cache_n = size_t(3 * s.n_ctx * s.n_kv_head * s.head_dim);
+    auto k = random_vector(cache_n, 17, 2.0f), v = random_vector(cache_n, 18);
+    std::vector<float> a(q.size()), b(q.size(), -7.0f);
+    ref::attention_forward(a.data(), q.data(), k.data(), v.data(), s, pos.data(), seq.data());
+    attention_forward(b.data(), q.data(), k.data(), v.data(), s, pos.data(), seq.data());
+    EXPECT_LT(max_abs_diff(a.data(), b.data(), a.size()), 2e-5f) << "window " << window;
+  }
+}
+
 TEST(KernelDispatch, ForceVariant) {
   force_kernel_variant(KernelVariant::Ref);
   EXPECT_EQ(active_kernel_variant(), KernelVariant::Ref);
