@@ -7,6 +7,7 @@
 #include "test_util.h"
 
 #include <cmath>
+#include <cstring>
 
 namespace distill {
 
@@ -179,6 +180,14 @@ TEST(Avx512Kernels, Int8GemmEveryFormatAgainstExactProducts) {
           for (int64_t n = 0; n < N; ++n) ref::quantize_row(w.data() + row * size_t(n), t, wf.data() + n * K, K);
           std::vector<float> got(size_t(M * N), -1.0f), wdq(static_cast<size_t>(K));
           avx512::gemm_int8(got.data(), x.data(), w.data(), t, bias.data(), M, N, K);
+          // panels packed once (at load) give the same bits as panels repacked per call
+          const auto pw = avx512::pack_weight(w.data(), t, N, K);
+          ASSERT_EQ(pw == nullptr, t == DType::Q6_K);  // Q6_K is repacked per call only
+          if (pw) {
+            std::vector<float> packed(got.size(), -2.0f);
+            avx512::gemm_int8_packed(packed.data(), x.data(), *pw, bias.data(), M);
+            ASSERT_EQ(0, std::memcmp(packed.data(), got.data(), got.size() * sizeof(float))) << dtype_name(t) << " packed";
+          }
           std::vector<BlockQ8_0> xq(size_t(K / 32));
           for (int64_t m = 0; m < M; ++m) {
             avx2::quantize_row(xq.data(), DType::Q8_0, x.data() + m * K, K);

@@ -119,6 +119,13 @@ void info(const std::string& path, bool list_tensors) {
     std::printf("  | %s: %.2f M values, %s, %.2f bits/value", std::string(dtype_name(d)).c_str(), double(e.first) / 1e6,
                 human_bytes(double(e.second)).c_str(), 8.0 * double(e.second) / double(e.first));
   std::printf("\n");
+  std::printf("  memory plan    weights %s (%s)", human_bytes(double(total)).c_str(),
+              is_gguf_file(path) ? "mapped from the file" : "read from safetensors");
+  if (m.prepared_bytes > 0)
+    std::printf(" + %s of int8 panels repacked at load for the %s kernels", human_bytes(double(m.prepared_bytes)).c_str(),
+                kernel_variant_name(active_kernel_variant()));
+  std::printf("; KV cache %s per 1024 positions of a sequence (f32)\n",
+              human_bytes(double(2 * c.n_layer * c.kv_dim() * 1024 * 4)).c_str());
   if (is_gguf_file(path)) {
     const GgufFile g = GgufFile::open(path);
     std::printf("  GGUF           version %u, %zu metadata keys, %zu tensors, alignment %zu\n", g.version(), g.metadata().size(),

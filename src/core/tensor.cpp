@@ -51,6 +51,7 @@ Tensor Tensor::reshaped(Shape shape) const {
   DISTILL_ASSERT_MSG(shape_numel(shape) == numel(), "reshape {} -> {}", shape_str(shape_), shape_str(shape));
   Tensor t = *this;
   t.shape_ = std::move(shape);
+  t.prepared_.reset();
   return t;
 }
 
@@ -60,6 +61,7 @@ Tensor Tensor::subview(int64_t offset, Shape shape) const {
   Tensor t = *this;
   t.shape_ = std::move(shape);
   t.data_ = static_cast<char*>(data_) + dtype_bytes(dtype_, offset);
+  t.prepared_.reset();
   return t;
 }
 
@@ -69,6 +71,7 @@ Tensor Tensor::slice_rows(int64_t begin, int64_t end) const {
   Tensor t = *this;
   t.shape_[0] = end - begin;
   t.data_ = static_cast<char*>(data_) + size_t(begin) * row_bytes;
+  t.prepared_.reset();
   return t;
 }
 

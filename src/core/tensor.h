@@ -50,6 +50,12 @@ public:
   // An owned copy converted to `dtype` (F32/F16/BF16 only).
   Tensor to(DType dtype) const;
 
+  // The kernels' load-time form of this tensor's data (kernels/kernels.h: prepare_weight), kept
+  // beside it; null if none. Views with another shape or offset (reshaped, subview, slice_rows)
+  // do not carry it.
+  const void* prepared() const { return prepared_.get(); }
+  void set_prepared(std::shared_ptr<const void> p) { prepared_ = std::move(p); }
+
 private:
   template <typename T> void check_type() const;
 
@@ -57,6 +63,7 @@ private:
   Shape shape_;
   void* data_ = nullptr;
   std::shared_ptr<void> owner_;
+  std::shared_ptr<const void> prepared_;
 };
 
 template <typename T> void Tensor::check_type() const {

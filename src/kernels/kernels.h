@@ -6,6 +6,8 @@
 
 #include "core/dtype.h"
 
+#include <memory>
+
 #include <cstdint>
 
 namespace distill {
@@ -36,8 +38,23 @@ void matmul_forward(float* out, const float* x, const void* w, DType w_dtype, co
 // (kernels/avx512/gemm_int8.cpp); other dtypes go to the AVX2 variant.
 bool gemm_int8_supports(DType w_dtype);
 void gemm_int8(float* out, const float* x, const void* w, DType w_dtype, const float* bias, int64_t M, int64_t N, int64_t K);
+// The same panels built once (at model load) for a whole [N, K] weight, so no call repacks:
+// null for a dtype without int8 panels. Memory the caller keeps beside the (untouched) weights.
+struct PackedWeight;
+std::shared_ptr<const PackedWeight> pack_weight(const void* w, DType w_dtype, int64_t N, int64_t K);
+size_t packed_bytes(const PackedWeight& p);
+void gemm_int8_packed(float* out, const float* x, const PackedWeight& p, const float* bias, int64_t M);
 }
 #include "kernels/kernel_api.inc"
+
+// A weight prepared once, at model load, for the active kernels: int8 panels for the AVX-512 GEMM
+// and decode (Q8_0/Q4_0/Q4_K/Q6_K); null where the active variant has nothing to prepare.
+using PreparedWeight = avx512::PackedWeight;
+std::shared_ptr<const PreparedWeight> prepare_weight(const void* w, DType w_dtype, int64_t N, int64_t K);
+size_t prepared_bytes(const PreparedWeight& p);
+// matmul_forward reading the prepared form when there is one and the active variant uses it.
+void matmul_prepared(float* out, const float* x, const void* w, DType w_dtype, const PreparedWeight* prepared,
+                     const float* bias, int64_t M, int64_t N, int64_t K);
 
 // attention_forward's splitter (kernels/attention_prefill.cpp): runs of ≥ 16 tokens of one slot at
 // consecutive positions go through blocked matrix products, every other token to `per_query`.

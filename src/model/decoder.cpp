@@ -98,7 +98,8 @@ const float* Decoder::forward(const Batch& b, KVCache& cache) {
   float* out_x = out_x_.data<float>();
   for (int64_t i = 0; i < n_out; ++i) std::memcpy(out_x + i * E, x + int64_t(out_rows_[i]) * E, size_t(E) * sizeof(float));
   rmsnorm_forward(out_x, out_x, w.out_norm.data<float>(), n_out, E, float(c.norm_eps));
-  matmul_forward(logits_.data<float>(), out_x, w.lm_head.raw(), w.lm_head.dtype(), nullptr, n_out, c.n_vocab, E);
+  matmul_prepared(logits_.data<float>(), out_x, w.lm_head.raw(), w.lm_head.dtype(),
+                  static_cast<const PreparedWeight*>(w.lm_head.prepared()), nullptr, n_out, c.n_vocab, E);
   return logits_.data<float>();
 }
 

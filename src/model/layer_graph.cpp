@@ -11,9 +11,9 @@ namespace {
 const float* opt(const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
 float* opt(Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
 
-// y[T, N] = x[T, K] · W^T + b, in the weight's own dtype.
+// y[T, N] = x[T, K] · W^T + b, in the weight's own dtype (or its load-time prepared form).
 void linear(float* y, const float* x, const Tensor& w, const Tensor& b, int64_t T) {
-  matmul_forward(y, x, w.raw(), w.dtype(), opt(b), T, w.dim(0), w.dim(1));
+  matmul_prepared(y, x, w.raw(), w.dtype(), static_cast<const PreparedWeight*>(w.prepared()), opt(b), T, w.dim(0), w.dim(1));
 }
 
 // Backward of linear (f32 weights): d_w (+ d_b) accumulate; d_x = or += d_y W.

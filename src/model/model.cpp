@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "formats/checkpoint.h"
+#include "kernels/kernels.h"
 #include "model/gguf_model.h"
 
 #include <filesystem>
@@ -19,10 +20,29 @@ Model Model::from_store(const ModelConfig& config, const TensorStore& store, con
 }
 
 Model Model::load(const std::string& dir) {
-  if (is_gguf_file(dir)) return load_gguf_model(dir);
-  if (!fs::is_directory(dir)) fail("{}: not a model directory or GGUF file", dir);
-  const ModelConfig config = ModelConfig::from_file((fs::path(dir) / "config.json").string());
-  return from_store(config, TensorStore::open_dir(dir));
+  Model m;
+  if (is_gguf_file(dir)) {
+    m = load_gguf_model(dir);
+  } else {
+    if (!fs::is_directory(dir)) fail("{}: not a model directory or GGUF file", dir);
+    const ModelConfig config = ModelConfig::from_file((fs::path(dir) / "config.json").string());
+    m = from_store(config, TensorStore::open_dir(dir));
+  }
+  m.prepare_weights();
+  return m;
+}
+
+void Model::prepare_weights() {
+  auto prepare = [this](Tensor& t) {
+    if (!t.defined() || t.ndim() != 2 || t.prepared()) return;
+    if (auto p = prepare_weight(t.raw(), t.dtype(), t.dim(0), t.dim(1))) {
+      prepared_bytes += distill::prepared_bytes(*p);
+      t.set_prepared(std::move(p));
+    }
+  };
+  for (LayerWeights& l : weights.layers)
+    for (Tensor* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) prepare(*t);
+  prepare(weights.lm_head);  // (the embedding's handle when tied: the lookup reads the original)
 }
 
 void Model::save(const std::string& dir) const {

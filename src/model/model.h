@@ -16,6 +16,7 @@ struct Model {
   ModelConfig config;
   ModelWeights weights;
   std::vector<float> inv_freq;  // RoPE inverse frequencies [head_dim / 2], scaling applied
+  size_t prepared_bytes = 0;    // memory of the weights' load-time kernel forms (see prepare_weights)
 
   // A Hugging Face directory: config.json and model.safetensors (or a sharded index); or a GGUF file.
   static Model load(const std::string& dir);
@@ -23,6 +24,11 @@ struct Model {
   static Model from_store(const ModelConfig& config, const TensorStore& store, const std::string& prefix = "");
   // Random weights: matrices N(0, std²) stored as `dtype`, norms 1, biases 0. Deterministic in seed.
   static Model random(const ModelConfig& config, DType dtype, uint64_t seed, float std = 0.02f);
+
+  // Builds the kernels' load-time form of every matrix the decoder multiplies by (int8 panels
+  // for quantized weights on AVX-512; nothing elsewhere), adding to prepared_bytes. Model::load
+  // calls it; the original weights stay as they are.
+  void prepare_weights();
 
   // Writes config.json and model.safetensors into `dir` (created if needed), atomically per file.
   void save(const std::string& dir) const;

@@ -22,8 +22,14 @@
 // is 4 values of one activation row. Q4_0 / Q4_K keep their nibbles packed (the low and high
 // nibbles of a step's bytes serve two steps — Q4_0 — or two blocks — Q4_K) and unpack with an AND.
 // A tile is 8 activation rows × the panel's 16 rows: 8 int32 accumulators per block (16 for Q6_K's
-// two half-block scales), folded into 8 f32 accumulators at each block's end. The repack is paid
-// once per weight per call and shared by all M rows; mmap'd weights are never written.
+// two half-block scales), folded into 8 f32 accumulators at each block's end.
+//
+// Panels are built once at model load (pack_weight; Q8_0 1.06×, Q4_0 1.11×, Q4_K 1.33× the
+// weights' bytes, shown by `distill info`) or, without that (Q6_K, DISTILL_REPACK=0, weights not
+// loaded through Model::load), repacked per call into a per-thread buffer — paid once per weight
+// and shared by all M rows. mmap'd weights are never written. Decode (M = 1) does not come here:
+// the row kernels stream from DRAM at least as fast (kernels/matmul.cpp).
+#include "core/tensor.h"
 #include "kernels/kernels.h"
 #include "kernels/quant_blocks.h"
 
@@ -39,7 +45,8 @@ namespace {
 
 constexpr int kNR = 16;  // weight rows per panel: the 16 int32 lanes of a zmm
 constexpr int kMR = 8;   // activation rows per tile
-constexpr int kStepBytes = 64;                // one step: 16 rows × 4 values
+constexpr int kStepBytes = 64;
+constexpr int64_t kAhead = 8;  // decode: blocks prefetched ahead                // one step: 16 rows × 4 values
 constexpr int kBlockBytes = 8 * kStepBytes;   // a block of 32 values, unpacked (one byte per value)
 
 enum class Fmt { Q8_0, Q4_0, Q4_K, Q6_K };
@@ -55,9 +62,21 @@ constexpr int64_t panel_block_bytes(Fmt f) { return f == Fmt::Q4_0 || f == Fmt::
 // One panel: the levels, and per block the scales (16, or 32 for half-block scales: values 0..15
 // then 16..31) and the offsets (16), all f32.
 struct Panel {
-  std::vector<uint8_t> q;
-  std::vector<float> scale, offset;
+  uint8_t* q;
+  float* scale;
+  float* offset;
 };
+constexpr int scales_per_block(Fmt f) { return has_half_scales(f) ? 2 * kNR : kNR; }
+// Bytes of one panel of K columns: levels, then scales, then offsets (64-byte multiples each).
+constexpr int64_t panel_bytes(Fmt f, int64_t K) {
+  const int64_t nb = K / kQK;
+  return nb * panel_block_bytes(f) + nb * scales_per_block(f) * 4 + (has_offset(f) ? nb * kNR * 4 : 0);
+}
+Panel panel_at(uint8_t* base, Fmt f, int64_t K) {
+  const int64_t nb = K / kQK;
+  float* scale = reinterpret_cast<float*>(base + nb * panel_block_bytes(f));
+  return {base, scale, has_offset(f) ? scale + nb * scales_per_block(f) : nullptr};
+}
 
 // The activation rows: Q8_0 blocks, d_x per block, c·Σ x_q per block (or per half block), and
 // d_x·Σ x_q per block (for the offset).
@@ -73,13 +92,12 @@ inline void copy4(uint8_t* dst, const void* src) { std::memcpy(dst, src, 4); }
 
 // Repacks weight rows n0 .. n0+nr−1 (nr ≤ 16; the rest of the panel is zero) of a [N, K] matrix.
 template <Fmt F>
-void repack_panel(Panel& p, const void* w, int64_t n0, int nr, int64_t K) {
+void repack_panel(const Panel& p, const void* w, int64_t n0, int nr, int64_t K) {
   const int64_t nb = K / kQK;
   const int64_t pbb = panel_block_bytes(F);
-  const int n_scales = has_half_scales(F) ? 2 * kNR : kNR;
-  p.q.assign(size_t(nb * pbb), 0);
-  p.scale.assign(size_t(nb * n_scales), 0.0f);
-  if (has_offset(F)) p.offset.assign(size_t(nb * kNR), 0.0f);
+  std::memset(p.q, 0, size_t(nb * pbb));
+  std::fill(p.scale, p.scale + nb * scales_per_block(F), 0.0f);
+  if (has_offset(F)) std::fill(p.offset, p.offset + nb * kNR, 0.0f);
   for (int r = 0; r < nr; ++r) {
     const int64_t n = n0 + r;
     if constexpr (F == Fmt::Q8_0) {
@@ -89,16 +107,16 @@ void repack_panel(Panel& p, const void* w, int64_t n0, int nr, int64_t K) {
           uint32_t v;
           std::memcpy(&v, row[b].qs + 4 * s, 4);
           v ^= 0x80808080u;  // int8 q -> unsigned q + 128
-          std::memcpy(&p.q[size_t(b * pbb + s * kStepBytes + 4 * r)], &v, 4);
+          std::memcpy(p.q + b * pbb + s * kStepBytes + 4 * r, &v, 4);
         }
-        p.scale[size_t(b * kNR + r)] = _cvtsh_ss(row[b].d);
+        p.scale[b * kNR + r] = _cvtsh_ss(row[b].d);
       }
     } else if constexpr (F == Fmt::Q4_0) {
       const BlockQ4_0* row = static_cast<const BlockQ4_0*>(w) + n * nb;
       for (int64_t b = 0; b < nb; ++b) {
         // byte i holds values i (low nibble) and i + 16 (high): steps s and s + 4 share bytes 4s..4s+3
-        for (int s = 0; s < 4; ++s) copy4(&p.q[size_t(b * pbb + s * kStepBytes + 4 * r)], row[b].qs + 4 * s);
-        p.scale[size_t(b * kNR + r)] = _cvtsh_ss(row[b].d);
+        for (int s = 0; s < 4; ++s) copy4(p.q + b * pbb + s * kStepBytes + 4 * r, row[b].qs + 4 * s);
+        p.scale[b * kNR + r] = _cvtsh_ss(row[b].d);
       }
     } else if constexpr (F == Fmt::Q4_K) {
       const BlockQ4_K* row = static_cast<const BlockQ4_K*>(w) + n * (K / kQKK);
@@ -107,13 +125,13 @@ void repack_panel(Panel& p, const void* w, int64_t n0, int nr, int64_t K) {
         const float d = _cvtsh_ss(blk.d), dmin = _cvtsh_ss(blk.dmin);
         for (int j = 0; j < 4; ++j) {  // bytes qs[32j..32j+31]: sub-block 2j low nibbles, 2j+1 high
           const int64_t pair = sb * 4 + j;
-          for (int s = 0; s < 8; ++s) copy4(&p.q[size_t(pair * 2 * pbb + s * kStepBytes + 4 * r)], blk.qs + 32 * j + 4 * s);
+          for (int s = 0; s < 8; ++s) copy4(p.q + pair * 2 * pbb + s * kStepBytes + 4 * r, blk.qs + 32 * j + 4 * s);
           for (int h = 0; h < 2; ++h) {
             int sc, m;
             scale_min_k4(2 * j + h, blk.scales, &sc, &m);
             const int64_t b = sb * 8 + 2 * j + h;
-            p.scale[size_t(b * kNR + r)] = d * float(sc);
-            p.offset[size_t(b * kNR + r)] = -dmin * float(m);
+            p.scale[b * kNR + r] = d * float(sc);
+            p.offset[b * kNR + r] = -dmin * float(m);
           }
         }
       }
@@ -139,9 +157,9 @@ void repack_panel(Panel& p, const void* w, int64_t n0, int nr, int64_t K) {
         const float d = _cvtsh_ss(blk.d);
         for (int j = 0; j < 8; ++j) {
           const int64_t b = sb * 8 + j;
-          for (int s = 0; s < 8; ++s) copy4(&p.q[size_t(b * pbb + s * kStepBytes + 4 * r)], lv + 32 * j + 4 * s);
-          p.scale[size_t(b * 2 * kNR + r)] = d * float(blk.scales[2 * j]);
-          p.scale[size_t(b * 2 * kNR + kNR + r)] = d * float(blk.scales[2 * j + 1]);
+          for (int s = 0; s < 8; ++s) copy4(p.q + b * pbb + s * kStepBytes + 4 * r, lv + 32 * j + 4 * s);
+          p.scale[b * 2 * kNR + r] = d * float(blk.scales[2 * j]);
+          p.scale[b * 2 * kNR + kNR + r] = d * float(blk.scales[2 * j + 1]);
         }
       }
     }
@@ -176,7 +194,7 @@ void tile(float* out, int64_t ldo, const Panel& p, const Activation& a, int64_t 
   constexpr bool kHalf = has_half_scales(F);
   __m512 acc[MR];
   for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
-  const uint8_t* q = p.q.data();
+  const uint8_t* q = p.q;
   for (int64_t b = 0; b < a.nb; ++b) {
     __m512i lo[MR], hi[MR];  // int32 sums over steps 0..3 and 4..7 (one sum unless kHalf)
     for (int i = 0; i < MR; ++i) lo[i] = _mm512_setzero_si512(), hi[i] = _mm512_setzero_si512();
@@ -188,7 +206,7 @@ void tile(float* out, int64_t ldo, const Panel& p, const Activation& a, int64_t 
       }
     }
     if constexpr (kHalf) {
-      const __m512 s_lo = _mm512_loadu_ps(p.scale.data() + b * 2 * kNR), s_hi = _mm512_loadu_ps(p.scale.data() + b * 2 * kNR + kNR);
+      const __m512 s_lo = _mm512_loadu_ps(p.scale + b * 2 * kNR), s_hi = _mm512_loadu_ps(p.scale + b * 2 * kNR + kNR);
       for (int i = 0; i < MR; ++i) {
         const int64_t mb = (m0 + i) * a.nb + b;
         const __m512 dx = _mm512_set1_ps(a.d[mb]);
@@ -197,14 +215,14 @@ void tile(float* out, int64_t ldo, const Panel& p, const Activation& a, int64_t 
         acc[i] = _mm512_fmadd_ps(_mm512_fmadd_ps(v_lo, s_lo, _mm512_mul_ps(v_hi, s_hi)), dx, acc[i]);
       }
     } else {
-      const __m512 sw = _mm512_loadu_ps(p.scale.data() + b * kNR);
+      const __m512 sw = _mm512_loadu_ps(p.scale + b * kNR);
       for (int i = 0; i < MR; ++i) {
         const int64_t mb = (m0 + i) * a.nb + b;
         __m512i v = lo[i];
         if constexpr (centre(F) != 0) v = _mm512_sub_epi32(v, _mm512_set1_epi32(a.csum[mb]));
         acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), _mm512_mul_ps(sw, _mm512_set1_ps(a.d[mb])), acc[i]);
         if constexpr (has_offset(F))
-          acc[i] = _mm512_fmadd_ps(_mm512_loadu_ps(p.offset.data() + b * kNR), _mm512_set1_ps(a.dsum[mb]), acc[i]);
+          acc[i] = _mm512_fmadd_ps(_mm512_loadu_ps(p.offset + b * kNR), _mm512_set1_ps(a.dsum[mb]), acc[i]);
       }
     }
   }
@@ -220,17 +238,28 @@ void tile_rows(int mr, float* out, int64_t ldo, const Panel& p, const Activation
   ((mr == R + 1 ? tile<F, R + 1>(out, ldo, p, a, m0, n0, ncols, bias) : void()), ...);
 }
 
+// packed: the weights' panels prepared at load (pack_weight), or null to repack each panel here.
 template <Fmt F>
-void gemm(float* out, const Activation& a, const void* w, const float* bias, int64_t M, int64_t N, int64_t K) {
+void gemm(float* out, const Activation& a, const void* w, const uint8_t* packed, const float* bias, int64_t M, int64_t N,
+          int64_t K) {
   const int64_t n_panels = (N + kNR - 1) / kNR;
-#pragma omp parallel
+  const int64_t pb = panel_bytes(F, K);
+#pragma omp parallel if (n_panels > 1 && M * N * K > 100000)
   {
-    Panel p;  // per thread
+    static thread_local std::vector<uint8_t> buf;  // this thread's panel when repacking here
+    if (!packed && int64_t(buf.size()) < pb + 64) buf.resize(size_t(pb + 64));
+    uint8_t* const own = buf.data() + (64 - reinterpret_cast<uintptr_t>(buf.data()) % 64) % 64;  // 64-byte aligned
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < n_panels; ++t) {
       const int64_t n0 = t * kNR;
       const int nr = int(std::min<int64_t>(kNR, N - n0));
-      repack_panel<F>(p, w, n0, nr, K);
+      Panel p;
+      if (packed) {
+        p = panel_at(const_cast<uint8_t*>(packed) + t * pb, F, K);  // read only below
+      } else {
+        p = panel_at(own, F, K);
+        repack_panel<F>(p, w, n0, nr, K);
+      }
       for (int64_t m0 = 0; m0 < M; m0 += kMR) {
         const int mr = int(std::min<int64_t>(kMR, M - m0));
         if (mr == kMR) tile<F, kMR>(out, N, p, a, m0, n0, nr, bias);
@@ -240,15 +269,16 @@ void gemm(float* out, const Activation& a, const void* w, const float* bias, int
   }
 }
 
-}  // namespace
+Fmt format_of(DType t) {
+  return t == DType::Q8_0 ? Fmt::Q8_0 : t == DType::Q4_0 ? Fmt::Q4_0 : t == DType::Q4_K ? Fmt::Q4_K : Fmt::Q6_K;
+}
 
-bool gemm_int8_supports(DType t) { return t == DType::Q8_0 || t == DType::Q4_0 || t == DType::Q4_K || t == DType::Q6_K; }
-
-void gemm_int8(float* out, const float* x, const void* w, DType w_dtype, const float* bias, int64_t M, int64_t N, int64_t K) {
+// The activation rows quantized to Q8_0 with the per-block terms the tiles read, in this thread's
+// buffers (valid until the next call on this thread).
+Activation prepare_activation(const float* x, Fmt f, int64_t M, int64_t K) {
   const int64_t nb = K / kQK;
-  const int c = w_dtype == DType::Q8_0 ? 128 : w_dtype == DType::Q4_0 ? 8 : w_dtype == DType::Q6_K ? 32 : 0;
-  const bool half = w_dtype == DType::Q6_K;
-  // The activation rows, prepared once per call into this thread's buffers.
+  const int32_t c = centre(f);
+  const bool half = has_half_scales(f);
   static thread_local std::vector<BlockQ8_0> xq;
   static thread_local std::vector<float> xd, xds;
   static thread_local std::vector<int32_t> xcs;
@@ -262,7 +292,7 @@ void gemm_int8(float* out, const float* x, const void* w, DType w_dtype, const f
     avx2::quantize_row(xqp + m * nb, DType::Q8_0, x + m * K, K);
     for (int64_t b = 0; b < nb; ++b) {
       const int64_t mb = m * nb + b;
-      int s_lo = 0, s_hi = 0;
+      int s_lo = 0, s_hi = 0;  // Σ x_q over values 0..15 and 16..31
       for (int j = 0; j < 16; ++j) s_lo += xqp[mb].qs[j], s_hi += xqp[mb].qs[16 + j];
       xdp[mb] = _cvtsh_ss(xqp[mb].d);
       xdsp[mb] = xdp[mb] * float(s_lo + s_hi);
@@ -270,14 +300,65 @@ void gemm_int8(float* out, const float* x, const void* w, DType w_dtype, const f
       else xcsp[mb] = c * (s_lo + s_hi);
     }
   }
-  const Activation a{xqp, xdp, xcsp, xdsp, nb};
-  switch (w_dtype) {
-    case DType::Q8_0: return gemm<Fmt::Q8_0>(out, a, w, bias, M, N, K);
-    case DType::Q4_0: return gemm<Fmt::Q4_0>(out, a, w, bias, M, N, K);
-    case DType::Q4_K: return gemm<Fmt::Q4_K>(out, a, w, bias, M, N, K);
-    case DType::Q6_K: return gemm<Fmt::Q6_K>(out, a, w, bias, M, N, K);
-    default: return avx2::matmul_forward(out, x, w, w_dtype, bias, M, N, K);
+  return {xqp, xdp, xcsp, xdsp, nb};
+}
+
+template <Fmt F>
+void run(float* out, const float* x, const void* w, const uint8_t* packed, const float* bias, int64_t M, int64_t N, int64_t K) {
+  gemm<F>(out, prepare_activation(x, F, M, K), w, packed, bias, M, N, K);
+}
+
+void dispatch(float* out, const float* x, const void* w, Fmt f, const uint8_t* packed, const float* bias, int64_t M,
+              int64_t N, int64_t K) {
+  switch (f) {
+    case Fmt::Q8_0: return run<Fmt::Q8_0>(out, x, w, packed, bias, M, N, K);
+    case Fmt::Q4_0: return run<Fmt::Q4_0>(out, x, w, packed, bias, M, N, K);
+    case Fmt::Q4_K: return run<Fmt::Q4_K>(out, x, w, packed, bias, M, N, K);
+    case Fmt::Q6_K: return run<Fmt::Q6_K>(out, x, w, packed, bias, M, N, K);
   }
+}
+
+}  // namespace
+
+bool gemm_int8_supports(DType t) { return t == DType::Q8_0 || t == DType::Q4_0 || t == DType::Q4_K || t == DType::Q6_K; }
+
+void gemm_int8(float* out, const float* x, const void* w, DType w_dtype, const float* bias, int64_t M, int64_t N, int64_t K) {
+  if (!gemm_int8_supports(w_dtype)) return avx2::matmul_forward(out, x, w, w_dtype, bias, M, N, K);
+  dispatch(out, x, w, format_of(w_dtype), nullptr, bias, M, N, K);
+}
+
+struct PackedWeight {
+  DType dtype;
+  int64_t N, K;
+  std::shared_ptr<void> data;  // 64-byte aligned panels, panel_bytes each
+  size_t bytes;
+};
+
+std::shared_ptr<const PackedWeight> pack_weight(const void* w, DType w_dtype, int64_t N, int64_t K) {
+  // Q6_K's panels hold a byte per 6-bit level (1.5× the weights): it is repacked per call instead.
+  if (!gemm_int8_supports(w_dtype) || w_dtype == DType::Q6_K || K % dtype_block(w_dtype) != 0) return nullptr;
+  const Fmt f = format_of(w_dtype);
+  const int64_t n_panels = (N + kNR - 1) / kNR, pb = panel_bytes(f, K);
+  auto p = std::make_shared<PackedWeight>(PackedWeight{w_dtype, N, K, aligned_alloc_shared(size_t(n_panels * pb)), size_t(n_panels * pb)});
+  uint8_t* const base = static_cast<uint8_t*>(p->data.get());
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < n_panels; ++t) {
+    const Panel panel = panel_at(base + t * pb, f, K);
+    const int nr = int(std::min<int64_t>(kNR, N - t * kNR));
+    switch (f) {
+      case Fmt::Q8_0: repack_panel<Fmt::Q8_0>(panel, w, t * kNR, nr, K); break;
+      case Fmt::Q4_0: repack_panel<Fmt::Q4_0>(panel, w, t * kNR, nr, K); break;
+      case Fmt::Q4_K: repack_panel<Fmt::Q4_K>(panel, w, t * kNR, nr, K); break;
+      case Fmt::Q6_K: repack_panel<Fmt::Q6_K>(panel, w, t * kNR, nr, K); break;
+    }
+  }
+  return p;
+}
+
+size_t packed_bytes(const PackedWeight& p) { return p.bytes; }
+
+void gemm_int8_packed(float* out, const float* x, const PackedWeight& p, const float* bias, int64_t M) {
+  dispatch(out, x, nullptr, format_of(p.dtype), static_cast<const uint8_t*>(p.data.get()), bias, M, p.N, p.K);
 }
 
 }  // namespace distill::avx512
