@@ -22,6 +22,11 @@ namespace distill::avx2 {
 namespace {
 
 constexpr int64_t kRowsPerTask = 16;
+// Decode rows of Q4_0 / K-quants prefetch this many bytes ahead: a thread's share of a 768-wide
+// matrix is too short for the hardware prefetchers to ramp up from DRAM, and they stop at 4 KiB
+// pages (134M Q4_0 matrices, 2 threads, alternating runs: 2.3-2.5 ms per token of matvecs with
+// 512 B, 2.2-3.1 without, 2.7-2.8 with 1 KiB).
+constexpr int64_t kPrefetchAhead = 512;
 constexpr int kInputTile = 4;
 
 // Q8_0 of 32 floats (round to nearest even, as ggml's AVX2 quantizer).
@@ -143,6 +148,7 @@ void matvec_q(float* out, const BlockQ8_0* xq, const void* w, const float* bias,
       if (kQ4) {
         const BlockQ4_0* wr = static_cast<const BlockQ4_0*>(w) + n * nb;
         for (int64_t b = 0; b < nb; ++b) {
+          _mm_prefetch(reinterpret_cast<const char*>(wr + b) + kPrefetchAhead, _MM_HINT_T0);
           const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[b].qs));
           __m128i h;
           const __m128i l = nibbles_lo_hi(wr[b], &h);
@@ -167,22 +173,58 @@ void matvec_q(float* out, const BlockQ8_0* xq, const void* w, const float* bias,
   }
 }
 
-// K-quant decode (one input row), int8 like Q4_0 / Q8_0 instead of dequantizing each row to f32:
-// the activation's Q8_0 blocks of 32 line up with Q4_K's sub-blocks of 32 and with Q6_K's groups of
-// 32 (two scales of 16 each). One weight row at a time, as above.
-//   Q4_K sub-block j: Σ (d·sc·q − dmin·m)·x = d·sc·d_x·Σ q·x_q − dmin·m·(d_x·Σ x_q)
-//                     (q 0..15 is maddubs' unsigned operand; d_x·Σx_q precomputed per block)
-//   Q6_K group of 32: Σ d·sc_s·(q − 32)·x = d·d_x·Σ_s sc_s·Σ (q − 32)·x_q, the products summed in
-//                     int16 pairs by maddubs(|x_q|, (q − 32) with x's sign), then weighted by the
-//                     two 16-value scales with madd.
+// The activation of a K-quant decode: one f32 scale per 256 values (a super-block, as llama.cpp's
+// Q8_K), so a super-block's products add up in int32 and are scaled once — with a scale per 32
+// (Q8_0) each sub-block needed its own int→float conversion and multiply. Also |x_q| (maddubs'
+// unsigned operand, for Q6_K's signed levels) and Σ x_q per 32 values (for Q4_K's minimums).
+struct ActivationK {
+  const int8_t* q;
+  const int8_t* abs;
+  const float* d;      // per super-block
+  const int32_t* sum;  // per 32 values
+};
+ActivationK prepare_activation_k(const float* x, int64_t K) {
+  static thread_local std::vector<int8_t> q, aq;
+  static thread_local std::vector<float> d;
+  static thread_local std::vector<int32_t> sum;
+  if (int64_t(q.size()) < K) q.resize(size_t(K)), aq.resize(size_t(K)), d.resize(size_t(K / kQKK)), sum.resize(size_t(K / kQK));
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  for (int64_t sb = 0; sb < K / kQKK; ++sb) {
+    const float* xs = x + sb * kQKK;
+    __m256 amax = _mm256_setzero_ps();
+    for (int i = 0; i < kQKK; i += 8) amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, _mm256_loadu_ps(xs + i)));
+    const float dd = hmax(amax) / 127.0f;
+    d[size_t(sb)] = dd;
+    const __m256 id = _mm256_set1_ps(dd != 0 ? 1.0f / dd : 0.0f);
+    for (int g = 0; g < kQKK / kQK; ++g) {
+      __m256i v[4];
+      for (int i = 0; i < 4; ++i)
+        v[i] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(xs + 32 * g + 8 * i), id), _MM_FROUND_TO_NEAREST_INT));
+      // 32 int32 -> 32 int8 in order (packs work per 128-bit lane: fix with a permute)
+      __m256i c = _mm256_packs_epi16(_mm256_packs_epi32(v[0], v[1]), _mm256_packs_epi32(v[2], v[3]));
+      c = _mm256_permutevar8x32_epi32(c, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+      int8_t* dst = q.data() + sb * kQKK + 32 * g;
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), c);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(aq.data() + (dst - q.data())), _mm256_sign_epi8(c, c));
+      int s = 0;
+      for (int j = 0; j < kQK; ++j) s += dst[j];
+      sum[size_t(sb * 8 + g)] = s;
+    }
+  }
+  return {q.data(), aq.data(), d.data(), sum.data()};
+}
+
+// K-quant decode (one input row) in int8, one weight row at a time (one linear stream per thread).
+//   Q4_K super-block: Σ_j (d·sc_j·q − dmin·m_j)·x = d·d_x·Σ_j sc_j·Σ q·x_q − dmin·d_x·Σ_j m_j·Σ x_q
+//     Σ q·x_q by maddubs (q 0..15 unsigned, x_q signed; pairs ≤ 3810 in int16), times sc_j and summed
+//     in int32 by madd with sc_j as the multiplier: |total| ≤ 8·63·61 000 < 2³¹.
+//   Q6_K super-block: Σ_s d·sc_s·Σ (q − 32)·x = d·d_x·Σ_s sc_s·Σ (q − 32)·x_q, by maddubs(|x_q|,
+//     (q − 32) with x's sign) and madd with the two 16-value scales of each 32: ≤ 16·2·127·8128.
 template <bool kQ6>
-void matvec_k(float* out, const BlockQ8_0* xq, const void* w, const float* bias, int64_t N, int64_t K) {
-  const int64_t nb = K / kQK, nsb = K / kQKK;
-  const ActivationBlocks act = prepare_activation(xq, nb);
-  const float* const xdp = act.d;
-  const float* const xsp = act.sum;
-  const BlockQ8_0* const xap = act.abs;
-  const __m256i ones = _mm256_set1_epi16(1), low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(0x03);
+void matvec_k(float* out, const float* x, const void* w, const float* bias, int64_t N, int64_t K) {
+  const int64_t nsb = K / kQKK;
+  const ActivationK act = prepare_activation_k(x, K);
+  const __m256i low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(0x03);
   auto load = [](const void* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); };
   const int64_t n_tasks = (N + kRowsPerTask - 1) / kRowsPerTask;
 #pragma omp parallel for schedule(static) if (n_tasks > 1 && N * K > 100000)
@@ -192,26 +234,31 @@ void matvec_k(float* out, const BlockQ8_0* xq, const void* w, const float* bias,
       __m256 acc = _mm256_setzero_ps();
       float corr = 0;
       for (int64_t sb = 0; sb < nsb; ++sb) {
+        const int8_t* xq = act.q + sb * kQKK;
+        const float dx = act.d[sb];
+        __m256i isum = _mm256_setzero_si256();
         if constexpr (!kQ6) {
           const BlockQ4_K& blk = static_cast<const BlockQ4_K*>(w)[n * nsb + sb];
-          const float d = _cvtsh_ss(blk.d), dmin = _cvtsh_ss(blk.dmin);
+          for (size_t off = 0; off < sizeof(BlockQ4_K); off += 64)
+            _mm_prefetch(reinterpret_cast<const char*>(&blk) + kPrefetchAhead + off, _MM_HINT_T0);
+          int mins = 0;
           for (int pair = 0; pair < 4; ++pair) {
             const __m256i v = load(blk.qs + 32 * pair);
-            const __m256i q[2] = {_mm256_and_si256(v, low4), _mm256_and_si256(_mm256_srli_epi16(v, 4), low4)};
-            for (int h = 0; h < 2; ++h) {
-              const int j = 2 * pair + h;  // sub-block
-              const int64_t b = sb * 8 + j;  // its activation block
-              int sc, m;
-              scale_min_k4(j, blk.scales, &sc, &m);
-              const __m256i xv = load(xq[b].qs);
-              const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(q[h], xv), ones));
-              acc = _mm256_fmadd_ps(_mm256_set1_ps(d * float(sc) * xdp[b]), p, acc);
-              corr += dmin * float(m) * xsp[b];
-            }
+            int sc0, m0, sc1, m1;
+            scale_min_k4(2 * pair, blk.scales, &sc0, &m0);
+            scale_min_k4(2 * pair + 1, blk.scales, &sc1, &m1);
+            const __m256i p0 = _mm256_maddubs_epi16(_mm256_and_si256(v, low4), load(xq + 64 * pair));
+            const __m256i p1 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), low4), load(xq + 64 * pair + 32));
+            isum = _mm256_add_epi32(isum, _mm256_add_epi32(_mm256_madd_epi16(p0, _mm256_set1_epi16(int16_t(sc0))),
+                                                           _mm256_madd_epi16(p1, _mm256_set1_epi16(int16_t(sc1)))));
+            mins += m0 * act.sum[sb * 8 + 2 * pair] + m1 * act.sum[sb * 8 + 2 * pair + 1];
           }
+          acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(_cvtsh_ss(blk.d) * dx), acc);
+          corr += _cvtsh_ss(blk.dmin) * dx * float(mins);
         } else {
           const BlockQ6_K& blk = static_cast<const BlockQ6_K*>(w)[n * nsb + sb];
-          const float d = _cvtsh_ss(blk.d);
+          for (size_t off = 0; off < sizeof(BlockQ6_K); off += 64)
+            _mm_prefetch(reinterpret_cast<const char*>(&blk) + kPrefetchAhead + off, _MM_HINT_T0);
           for (int half = 0; half < 2; ++half) {
             const uint8_t* ql = blk.ql + 64 * half;
             const __m256i l0 = load(ql), l1 = load(ql + 32), hb = load(blk.qh + 32 * half);
@@ -226,16 +273,15 @@ void matvec_k(float* out, const BlockQ8_0* xq, const void* w, const float* bias,
                                 _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), low2), 4))};
             const int8_t* sc = blk.scales + 8 * half;
             for (int g = 0; g < 4; ++g) {
-              const int64_t b = sb * 8 + half * 4 + g;
-              const __m256i xv = load(xq[b].qs), ax = load(xap[b].qs);
+              const int64_t o = 128 * half + 32 * g;
               const __m256i wq = _mm256_sub_epi8(q[g], _mm256_set1_epi8(32));  // −32..31
-              const __m256i p16 = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(wq, xv));
+              const __m256i p16 = _mm256_maddubs_epi16(load(act.abs + sb * kQKK + o), _mm256_sign_epi8(wq, load(xq + o)));
               // int16 0-7 hold values 0..15 (scale sc[2g]), 8-15 values 16..31 (sc[2g+1])
               const __m256i scales = _mm256_set_m128i(_mm_set1_epi16(sc[2 * g + 1]), _mm_set1_epi16(sc[2 * g]));
-              const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, scales));
-              acc = _mm256_fmadd_ps(_mm256_set1_ps(d * xdp[b]), p, acc);
+              isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p16, scales));
             }
           }
+          acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(_cvtsh_ss(blk.d) * dx), acc);
         }
       }
       out[n] = hsum(acc) - corr + (bias ? bias[n] : 0.0f);
@@ -385,8 +431,9 @@ void dequantize_row(float* dst, const void* src, DType type, int64_t n) {
 }
 
 void matmul_quantized(float* out, const float* x, const void* w, DType type, const float* bias, int64_t M, int64_t N, int64_t K) {
-  const bool int8_decode = M == 1 && (type == DType::Q4_K || type == DType::Q6_K);
-  if (type != DType::Q8_0 && type != DType::Q4_0 && !int8_decode) return matmul_dequant(out, x, w, type, bias, M, N, K);
+  if (M == 1 && type == DType::Q4_K) return matvec_k<false>(out, x, w, bias, N, K);
+  if (M == 1 && type == DType::Q6_K) return matvec_k<true>(out, x, w, bias, N, K);
+  if (type != DType::Q8_0 && type != DType::Q4_0) return matmul_dequant(out, x, w, type, bias, M, N, K);
   // x -> Q8_0 blocks, in a buffer that grows to the largest batch seen (no steady-state allocation)
   static thread_local std::vector<BlockQ8_0> xq;
   const int64_t nb = K / kQK;
@@ -395,8 +442,6 @@ void matmul_quantized(float* out, const float* x, const void* w, DType type, con
 #pragma omp parallel for schedule(static) if (M > 8)
   for (int64_t m = 0; m < M; ++m)
     for (int64_t b = 0; b < nb; ++b) quantize_block_q8_0(&xqp[m * nb + b], x + m * K + b * kQK);
-  if (type == DType::Q4_K) return matvec_k<false>(out, xqp, w, bias, N, K);
-  if (type == DType::Q6_K) return matvec_k<true>(out, xqp, w, bias, N, K);
   if (M == 1) return type == DType::Q8_0 ? matvec_q<false>(out, xqp, w, bias, N, K) : matvec_q<true>(out, xqp, w, bias, N, K);
   if (type == DType::Q8_0) matmul_q<BlockQ8_0, weights_q8_0>(out, xqp, w, bias, M, N, K);
   else matmul_q<BlockQ4_0, weights_q4_0>(out, xqp, w, bias, M, N, K);
