@@ -91,6 +91,11 @@ size_t weight_bytes(const Model& m) {
     for (const Tensor* t : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.bq, &l.bk, &l.bv, &l.bo, &l.q_norm, &l.k_norm,
                             &l.ffn_norm, &l.w_gate, &l.w_up, &l.w_down, &l.b_gate, &l.b_up, &l.b_down})
       n += t->defined() ? t->nbytes() : 0;
+  for (const LayerWeights& l : m.weights.layers) {
+    n += l.router.defined() ? l.router.nbytes() : 0;
+    for (const std::vector<Tensor>* ex : {&l.exp_gate, &l.exp_up, &l.exp_down})
+      for (const Tensor& t : *ex) n += t.nbytes();
+  }
   return n;
 }
 

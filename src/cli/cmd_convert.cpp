@@ -103,7 +103,13 @@ void info(const std::string& path, bool list_tensors) {
   std::printf("  architecture   %s (%lld layers, %lld wide, %lld heads / %lld KV heads of %lld, ffn %lld)\n", c.model_type.c_str(),
               (long long)c.n_layer, (long long)c.n_embd, (long long)c.n_head, (long long)c.n_kv_head, (long long)c.head_dim,
               (long long)c.n_ff);
-  std::printf("  parameters     %.2f M%s\n", double(c.n_params()) / 1e6, c.tie_word_embeddings ? " (embeddings tied)" : "");
+  if (c.is_moe())
+    std::printf("  experts        %lld per layer of width %lld, %lld per token (router: softmax, top %lld%s)\n", (long long)c.n_expert,
+                (long long)c.n_ff_expert, (long long)c.n_expert_used, (long long)c.n_expert_used,
+                c.norm_topk_prob ? ", renormalised" : "");
+  std::printf("  parameters     %.2f M%s", double(c.n_params()) / 1e6, c.tie_word_embeddings ? " (embeddings tied)" : "");
+  if (c.is_moe()) std::printf(", %.2f M active per token", double(c.n_active_params()) / 1e6);
+  std::printf("\n");
   std::printf("  vocabulary     %lld, context %lld, RoPE theta %g\n", (long long)c.n_vocab, (long long)c.max_position_embeddings, c.rope_theta);
   std::map<DType, std::pair<int64_t, size_t>> by_type;  // elements, bytes
   ModelWeights w = m.weights;

@@ -25,6 +25,7 @@ namespace {
 struct InitArgs {
   std::string preset = "tiny", config, tokenizer, out, arch = "llama", dtype = "f32", from, layers, corpus;
   int64_t vocab = 0, ffn = 0;
+  int64_t experts = 8, experts_used = 2, expert_ffn = 0;  // --arch qwen3_moe
   uint64_t seed = 1;
 };
 
@@ -83,6 +84,11 @@ void run_init(const InitArgs& a) {
                         {"intermediate_size", p->ffn}, {"vocab_size", 32000}, {"head_dim", p->dim / p->heads},
                         {"rms_norm_eps", 1e-5}, {"max_position_embeddings", 2048}, {"tie_word_embeddings", true},
                         {"rope_theta", a.arch == "llama" ? 10000.0 : 1000000.0}};
+    if (a.arch == "qwen3_moe") {
+      // the preset's FFN split over the experts a token uses, so active parameters stay the preset's
+      j["num_experts"] = a.experts, j["num_experts_per_tok"] = a.experts_used, j["norm_topk_prob"] = true;
+      j["moe_intermediate_size"] = a.expert_ffn > 0 ? a.expert_ffn : std::max<int64_t>(1, p->ffn / a.experts_used);
+    }
     c = ModelConfig::from_json(j, "--preset " + a.preset);
   }
   std::string tokenizer_dir = a.tokenizer;
@@ -131,7 +137,10 @@ void register_init(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("init", "Create a randomly initialised model directory");
   cmd->add_option("--preset", a->preset, "tiny | 15m | 30m | 110m")->capture_default_str();
   cmd->add_option("--config", a->config, "A config.json to use instead of a preset");
-  cmd->add_option("--arch", a->arch, "model_type of a preset: llama | qwen2 | qwen3 | mistral")->capture_default_str();
+  cmd->add_option("--arch", a->arch, "model_type of a preset: llama | qwen2 | qwen3 | mistral | qwen3_moe")->capture_default_str();
+  cmd->add_option("--experts", a->experts, "With --arch qwen3_moe: experts per layer")->capture_default_str()->check(CLI::Range(1, 4096));
+  cmd->add_option("--experts-used", a->experts_used, "With --arch qwen3_moe: experts per token")->capture_default_str()->check(CLI::Range(1, 4096));
+  cmd->add_option("--expert-ffn", a->expert_ffn, "With --arch qwen3_moe: width of an expert (default: the preset's FFN / experts used)")->check(CLI::PositiveNumber);
   cmd->add_option("--tokenizer", a->tokenizer, "Directory whose tokenizer files are copied (sets the vocabulary size), \"bytes\" for a byte-level tokenizer made here, or \"bpe:N\" for a byte-level BPE with N merges learned from --corpus");
   cmd->add_option("--vocab", a->vocab, "Vocabulary size (overrides the preset and the tokenizer; with --tokenizer bytes, the byte-level vocabulary is padded to it)")->check(CLI::PositiveNumber);
   cmd->add_option("--dtype", a->dtype, "Weight dtype: f32 | bf16 | f16")->capture_default_str();

@@ -3,12 +3,14 @@
 #include "core/error.h"
 #include "formats/gguf.h"
 #include "kernels/kernels.h"
+#include "model/arch/arch.h"
 #include "model/gguf_model.h"
 #include "model/weights.h"
 #include "tokenizer/gguf_vocab.h"
 
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <fstream>
 #include <sstream>
 
@@ -90,6 +92,7 @@ void export_gguf(const Model& m, const TokenizerFiles& tokenizer, const std::str
     w.set(key("rope.scaling.factor"), GgufValue::of_f32(float(c.rope_scaling.factor)));
   }
   if (c.sliding_window > 0) fail("convert: sliding-window attention is not exported to GGUF");
+  if (const auto write_gguf = arch_of(c.model_type).write_gguf) write_gguf(c, w);
   add_tokenizer_to_gguf(w, tokenizer, o.embed_tokenizer_json);
 
   if (c.rope_scaling.type == RopeScalingType::Llama3) {
@@ -102,13 +105,34 @@ void export_gguf(const Model& m, const TokenizerFiles& tokenizer, const std::str
     w.add_tensor("rope_freqs.weight", DType::F32, {int64_t(factors.size())}, factors.data(), factors.size() * 4);
   }
   ModelWeights weights = m.weights;
+  std::map<std::string, std::vector<uint8_t>> stacks;  // a layer's experts of each projection, in expert order
   for (const ParamRef& p : list_params(c, weights)) {
+    std::string stacked;
+    int64_t expert = 0;
+    if (gguf_expert_tensor(p.name, &stacked, &expert)) {
+      // Every expert of a projection in one tensor [n_expert, rows, cols] of one dtype.
+      DType to = o.type;
+      if (dtype_is_quantized(to) && p.shape[1] % dtype_block(to) != 0) to = DType::F16;
+      const std::vector<uint8_t> bytes = p.tensor->dtype() == to ? std::vector<uint8_t>(static_cast<const uint8_t*>(p.tensor->raw()),
+                                                                                        static_cast<const uint8_t*>(p.tensor->raw()) + p.tensor->nbytes())
+                                                                 : encode_as(*p.tensor, to);
+      std::vector<uint8_t>& stack = stacks[stacked];
+      stack.insert(stack.end(), bytes.begin(), bytes.end());
+      if (expert + 1 == c.n_expert) {
+        w.add_tensor(stacked, to, {c.n_expert, p.shape[0], p.shape[1]}, stack.data(), stack.size());
+        stacks.erase(stacked);
+      }
+      continue;
+    }
     const std::string name = gguf_tensor_name(p.name);
     Tensor t = *p.tensor;
     if (gguf_permutes_qk(arch) && (name.find(".attn_q.") != std::string::npos || name.find(".attn_k.") != std::string::npos))
       t = permute_qk_rows(t, name.find(".attn_q.") != std::string::npos ? c.n_head : c.n_kv_head, /*to_gguf=*/true);
     DType to = p.is_matrix ? o.type : DType::F32;
     if (dtype_is_quantized(to) && t.dim(-1) % dtype_block(to) != 0) to = DType::F16;
+    // The router stays f32, as llama.cpp's quantizer keeps it: it is small, and rounding its
+    // logits can change which experts a token uses.
+    if (name.find(".ffn_gate_inp.") != std::string::npos) to = DType::F32;
     if (to == t.dtype()) {
       w.add_tensor(name, to, t.shape(), t.raw(), t.nbytes());
     } else {

@@ -184,13 +184,21 @@ std::vector<float> ModelConfig::rope_inv_freq() const {
   return inv;
 }
 
-int64_t ModelConfig::n_params() const {
-  const int64_t attn = n_embd * (q_dim() + 2 * kv_dim()) + q_dim() * n_embd +
-                       (qkv_bias ? q_dim() + 2 * kv_dim() : 0) + (o_bias ? n_embd : 0) +
-                       (qk_norm ? 2 * head_dim : 0);
-  const int64_t mlp = 3 * n_embd * n_ff + (mlp_bias ? 2 * n_ff + n_embd : 0);
-  const int64_t per_layer = attn + mlp + 2 * n_embd;
-  return n_vocab * n_embd * (tie_word_embeddings ? 1 : 2) + n_layer * per_layer + n_embd;
+namespace {
+
+int64_t count_params(const ModelConfig& c, int64_t experts_counted) {
+  const int64_t attn = c.n_embd * (c.q_dim() + 2 * c.kv_dim()) + c.q_dim() * c.n_embd +
+                       (c.qkv_bias ? c.q_dim() + 2 * c.kv_dim() : 0) + (c.o_bias ? c.n_embd : 0) +
+                       (c.qk_norm ? 2 * c.head_dim : 0);
+  const int64_t mlp = c.is_moe() ? c.n_expert * c.n_embd + experts_counted * 3 * c.n_embd * c.n_ff_expert
+                                 : 3 * c.n_embd * c.n_ff + (c.mlp_bias ? 2 * c.n_ff + c.n_embd : 0);
+  const int64_t per_layer = attn + mlp + 2 * c.n_embd;
+  return c.n_vocab * c.n_embd * (c.tie_word_embeddings ? 1 : 2) + c.n_layer * per_layer + c.n_embd;
 }
+
+}  // namespace
+
+int64_t ModelConfig::n_params() const { return count_params(*this, n_expert); }
+int64_t ModelConfig::n_active_params() const { return count_params(*this, n_expert_used); }
 
 }  // namespace distill

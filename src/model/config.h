@@ -21,7 +21,7 @@ struct RopeScaling {
 };
 
 struct ModelConfig {
-  std::string model_type;           // llama | mistral | qwen2 | qwen3
+  std::string model_type;           // llama | mistral | qwen2 | qwen3 | qwen3_moe
   int64_t n_vocab = 0;              // vocab_size
   int64_t n_embd = 0;               // hidden_size
   int64_t n_ff = 0;                 // intermediate_size
@@ -40,10 +40,18 @@ struct ModelConfig {
   bool o_bias = false;              // output projection has a bias
   bool mlp_bias = false;            // gate/up/down have biases
   bool qk_norm = false;             // RMSNorm over each head of q and k before RoPE
+  // Mixture of experts (0 experts: a dense MLP of n_ff). Each token's MLP is the weighted sum of
+  // n_expert_used of n_expert SwiGLU experts of width n_ff_expert, chosen by a linear router:
+  // softmax over all experts, the top n_expert_used kept, renormalised to sum 1 if norm_topk_prob.
+  int64_t n_expert = 0;             // num_experts
+  int64_t n_expert_used = 0;        // num_experts_per_tok
+  int64_t n_ff_expert = 0;          // moe_intermediate_size
+  bool norm_topk_prob = false;
   int64_t bos_token_id = -1;
   std::vector<int64_t> eos_token_ids;
   std::string torch_dtype = "float32";
 
+  bool is_moe() const { return n_expert > 0; }
   int64_t q_dim() const { return n_head * head_dim; }
   int64_t kv_dim() const { return n_kv_head * head_dim; }
 
@@ -55,8 +63,10 @@ struct ModelConfig {
 
   // RoPE inverse frequencies [head_dim / 2] with rope_scaling applied.
   std::vector<float> rope_inv_freq() const;
-  // Number of parameters (tied head counted once).
+  // Number of parameters (tied head counted once); a mixture of experts counts every expert.
   int64_t n_params() const;
+  // Parameters one token reads: a mixture of experts counts only n_expert_used experts.
+  int64_t n_active_params() const;
 };
 
 }  // namespace distill

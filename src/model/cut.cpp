@@ -111,6 +111,7 @@ std::vector<int64_t> parse_layer_list(const std::string& spec, int64_t n_layer) 
 
 Model cut_model(const Model& teacher, const CutOptions& o) {
   const ModelConfig& tc = teacher.config;
+  if (tc.is_moe()) fail("--from: cutting a student from a mixture-of-experts teacher ({}) is not supported", tc.model_type);
   std::vector<int64_t> layers = o.layers;
   if (layers.empty())
     for (int64_t i = 0; i < tc.n_layer; ++i) layers.push_back(i);

@@ -35,7 +35,7 @@ std::string gguf_tensor_name(const std::string& hf) {
       {"self_attn.o_proj.", "attn_output."},               {"self_attn.q_norm.weight", "attn_q_norm.weight"},
       {"self_attn.k_norm.weight", "attn_k_norm.weight"},   {"post_attention_layernorm.weight", "ffn_norm.weight"},
       {"mlp.gate_proj.", "ffn_gate."},                     {"mlp.up_proj.", "ffn_up."},
-      {"mlp.down_proj.", "ffn_down."}};
+      {"mlp.down_proj.", "ffn_down."},                     {"mlp.gate.weight", "ffn_gate_inp.weight"}};
   static const std::regex re(R"(model\.layers\.(\d+)\.(.*))");
   std::smatch m;
   if (std::regex_match(hf, m, re)) {
@@ -44,6 +44,15 @@ std::string gguf_tensor_name(const std::string& hf) {
       if (rest.rfind(h, 0) == 0) return "blk." + std::string(m[1]) + "." + g + rest.substr(std::strlen(h));
   }
   fail("no GGUF name for the tensor '{}'", hf);
+}
+
+bool gguf_expert_tensor(const std::string& hf, std::string* stacked, int64_t* expert) {
+  static const std::regex re(R"(model\.layers\.(\d+)\.mlp\.experts\.(\d+)\.(gate|up|down)_proj\.weight)");
+  std::smatch m;
+  if (!std::regex_match(hf, m, re)) return false;
+  *stacked = "blk." + std::string(m[1]) + ".ffn_" + std::string(m[3]) + "_exps.weight";
+  *expert = std::stoll(m[2]);
+  return true;
 }
 
 std::string gguf_arch(const ModelConfig& c) { return arch_of(c.model_type).gguf_arch; }
@@ -76,7 +85,7 @@ json config_from_gguf(const GgufFile& g, const std::string& arch) {
   auto key = [&](const char* k) { return arch + "." + k; };
   const GgufTensorInfo* embd = g.find_tensor("token_embd.weight");
   if (!embd || embd->shape.size() != 2) fail("{}: no 2-D token_embd.weight tensor", g.path());
-  json j = {{"model_type", arch},
+  json j = {{"model_type", arch_of_gguf(arch).model_type},
             {"vocab_size", embd->shape[0]},
             {"hidden_size", g.get_int(key("embedding_length"))},
             {"intermediate_size", g.get_int(key("feed_forward_length"))},
@@ -110,6 +119,17 @@ Model load_gguf_model(const std::string& path) {
   m.config = ModelConfig::from_json(config_from_gguf(g, arch), path);
   const ModelConfig& c = m.config;
   for (ParamRef& p : list_params(c, m.weights)) {
+    std::string stacked;
+    int64_t expert = 0;
+    if (gguf_expert_tensor(p.name, &stacked, &expert)) {  // a view of its expert in the stacked tensor
+      const GgufTensorInfo* info = g.find_tensor(stacked);
+      const Shape want{c.n_expert, p.shape[0], p.shape[1]};
+      if (!info) fail("{}: tensor '{}' is missing ({} with {} layers needs it)", path, stacked, arch, c.n_layer);
+      if (info->shape != want)
+        fail("{}: tensor '{}' has shape {} but the metadata implies {}", path, stacked, shape_str(info->shape), shape_str(want));
+      *p.tensor = g.tensor(*info).subview(expert * p.shape[0] * p.shape[1], p.shape);
+      continue;
+    }
     const std::string name = gguf_tensor_name(p.name);
     const GgufTensorInfo* info = g.find_tensor(name);
     if (!info) fail("{}: tensor '{}' is missing ({} with {} layers needs it)", path, name, arch, c.n_layer);

@@ -4,6 +4,8 @@
 //   blk.N.attn_norm / attn_q / attn_k / attn_v / attn_output [.weight/.bias]
 //   blk.N.attn_q_norm / attn_k_norm (Qwen3)   blk.N.ffn_norm / ffn_gate / ffn_up / ffn_down
 //   rope_freqs.weight (Llama 3 RoPE scaling: the divisor of each inverse frequency)
+//   blk.N.ffn_gate_inp (the router) and blk.N.ffn_gate_exps / ffn_up_exps / ffn_down_exps: a
+//   layer's experts stacked in one tensor [n_expert, rows, cols] (HF keeps one tensor per expert)
 //
 // For architecture `llama` (also Mistral) llama.cpp applies RoPE to interleaved pairs
 // (x[2i], x[2i+1]) while Hugging Face rotates halves (x[i], x[i + d/2]): the rows of attn_q and
@@ -21,6 +23,9 @@ bool is_gguf_file(const std::string& path);  // a regular file starting with "GG
 
 // Hugging Face parameter name -> GGUF tensor name (model.layers.3.mlp.up_proj.weight -> blk.3.ffn_up.weight).
 std::string gguf_tensor_name(const std::string& hf_name);
+// A per-expert HF tensor's place in GGUF: the stacked tensor and the expert's index in it
+// (model.layers.3.mlp.experts.7.up_proj.weight -> blk.3.ffn_up_exps.weight, 7); false otherwise.
+bool gguf_expert_tensor(const std::string& hf_name, std::string* stacked, int64_t* expert);
 // GGUF general.architecture of a config (llama for llama and mistral, qwen2, qwen3).
 std::string gguf_arch(const ModelConfig& c);
 bool gguf_permutes_qk(const std::string& arch);

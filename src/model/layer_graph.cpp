@@ -1,6 +1,7 @@
 #include "model/layer_graph.h"
 
 #include "kernels/kernels.h"
+#include "model/moe.h"
 
 #include <cstring>
 
@@ -56,10 +57,14 @@ void layer_forward(const ModelConfig& c, const LayerWeights& l, const LayerBuffe
 
   // --- MLP block: x_out = x_mid + down(silu(gate(xn2)) * up(xn2)) ---
   rmsnorm_forward(a.xn2, a.x_mid, l.ffn_norm.data<float>(), T, E, eps);
-  linear(a.gate, a.xn2, l.w_gate, l.b_gate, T);
-  linear(a.up, a.xn2, l.w_up, l.b_up, T);
-  swiglu_forward(a.h, a.gate, a.up, T * F);
-  linear(a.proj, a.h, l.w_down, l.b_down, T);
+  if (c.is_moe()) {
+    moe_forward(c, l, a.xn2, a.proj, T);  // (inference only: training refuses experts)
+  } else {
+    linear(a.gate, a.xn2, l.w_gate, l.b_gate, T);
+    linear(a.up, a.xn2, l.w_up, l.b_up, T);
+    swiglu_forward(a.h, a.gate, a.up, T * F);
+    linear(a.proj, a.h, l.w_down, l.b_down, T);
+  }
   residual_add(a.x_out, a.x_mid, a.proj, T * E);
 }
 

@@ -10,7 +10,7 @@
 //   x_mid = x_in + att Wo (+ b)
 //   xn2  = rmsnorm(x_mid)                       ffn_norm
 //   h    = silu(xn2 Wg) * (xn2 Wu)
-//   x_out = x_mid + h Wd (+ b)
+//   x_out = x_mid + h Wd (+ b)                   or, with experts: x_mid + moe(xn2) (model/moe.h)
 #pragma once
 
 #include "model/config.h"

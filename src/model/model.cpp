@@ -40,8 +40,11 @@ void Model::prepare_weights() {
       t.set_prepared(std::move(p));
     }
   };
-  for (LayerWeights& l : weights.layers)
-    for (Tensor* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) prepare(*t);
+  for (LayerWeights& l : weights.layers) {
+    for (Tensor* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down, &l.router}) prepare(*t);
+    for (std::vector<Tensor>* ex : {&l.exp_gate, &l.exp_up, &l.exp_down})
+      for (Tensor& t : *ex) prepare(t);
+  }
   prepare(weights.lm_head);  // (the embedding's handle when tied: the lookup reads the original)
 }
 

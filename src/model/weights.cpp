@@ -28,6 +28,17 @@ std::vector<ParamRef> list_params(const ModelConfig& c, ModelWeights& w) {
       p.push_back({pre + "self_attn.k_norm.weight", {c.head_dim}, &l.k_norm, false});
     }
     p.push_back({pre + "post_attention_layernorm.weight", {c.n_embd}, &l.ffn_norm, false});
+    if (c.is_moe()) {
+      p.push_back({pre + "mlp.gate.weight", {c.n_expert, c.n_embd}, &l.router, true});
+      l.exp_gate.resize(size_t(c.n_expert)), l.exp_up.resize(size_t(c.n_expert)), l.exp_down.resize(size_t(c.n_expert));
+      for (int64_t e = 0; e < c.n_expert; ++e) {
+        const std::string ex = pre + "mlp.experts." + std::to_string(e) + ".";
+        p.push_back({ex + "gate_proj.weight", {c.n_ff_expert, c.n_embd}, &l.exp_gate[size_t(e)], true});
+        p.push_back({ex + "up_proj.weight", {c.n_ff_expert, c.n_embd}, &l.exp_up[size_t(e)], true});
+        p.push_back({ex + "down_proj.weight", {c.n_embd, c.n_ff_expert}, &l.exp_down[size_t(e)], true});
+      }
+      continue;
+    }
     p.push_back({pre + "mlp.gate_proj.weight", {c.n_ff, c.n_embd}, &l.w_gate, true});
     p.push_back({pre + "mlp.up_proj.weight", {c.n_ff, c.n_embd}, &l.w_up, true});
     p.push_back({pre + "mlp.down_proj.weight", {c.n_embd, c.n_ff}, &l.w_down, true});

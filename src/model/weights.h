@@ -20,8 +20,11 @@ struct LayerWeights {
   Tensor bq, bk, bv, bo;           // f32 [q_dim], [kv_dim] ×2, [n_embd]   (if the arch has them)
   Tensor q_norm, k_norm;           // f32 [head_dim]        (Qwen3)
   Tensor ffn_norm;                 // f32 [n_embd]          post_attention_layernorm
-  Tensor w_gate, w_up, w_down;     // [n_ff, n_embd] ×2, [n_embd, n_ff]
+  Tensor w_gate, w_up, w_down;     // [n_ff, n_embd] ×2, [n_embd, n_ff]   (dense MLP)
   Tensor b_gate, b_up, b_down;     // f32 (mlp_bias)
+  // Mixture of experts (instead of the dense MLP): mlp.gate (the router) and one SwiGLU per expert.
+  Tensor router;                   // [n_expert, n_embd]
+  std::vector<Tensor> exp_gate, exp_up, exp_down;  // per expert: [n_ff_expert, n_embd] ×2, [n_embd, n_ff_expert]
 };
 
 struct ModelWeights {

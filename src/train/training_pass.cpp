@@ -21,6 +21,9 @@ Tensor buffer(int64_t rows, int64_t cols) { return Tensor::zeros(DType::F32, {ro
 TrainingPass::TrainingPass(const Model& model, int64_t n_seq, int64_t seq_len)
     : model_(model), n_seq_(n_seq), seq_len_(seq_len) {
   const ModelConfig& c = model.config;
+  if (c.is_moe())
+    fail("training a mixture-of-experts model ({}) is not supported: its experts run for inference (run, serve, eval, "
+         "label --teacher)", c.model_type);
   ModelWeights handles = model.weights;  // list_params wants mutable views; these are copies
   for (const ParamRef& p : list_params(c, handles))
     DISTILL_ASSERT_MSG(p.tensor->dtype() == DType::F32, "training needs f32 weights ({} is {})", p.name,

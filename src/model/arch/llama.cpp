@@ -21,6 +21,6 @@ void read_gguf(const GgufFile& g, nlohmann::json& j) { j["attention_bias"] = g.f
 
 }  // namespace
 
-extern const ArchDescriptor kLlamaArch = {"llama", "LlamaForCausalLM", "llama", true, read, write, read_gguf};
+extern const ArchDescriptor kLlamaArch = {"llama", "LlamaForCausalLM", "llama", true, false, read, write, read_gguf, nullptr};
 
 }  // namespace distill

@@ -17,6 +17,6 @@ void write(const ModelConfig& c, nlohmann::json& j) {
 
 }  // namespace
 
-extern const ArchDescriptor kMistralArch = {"mistral", "MistralForCausalLM", "llama", true, read, write, nullptr};
+extern const ArchDescriptor kMistralArch = {"mistral", "MistralForCausalLM", "llama", true, false, read, write, nullptr, nullptr};
 
 }  // namespace distill

@@ -17,6 +17,6 @@ void write(const ModelConfig&, nlohmann::json&) {}
 
 }  // namespace
 
-extern const ArchDescriptor kQwen2Arch = {"qwen2", "Qwen2ForCausalLM", "qwen2", false, read, write, nullptr};
+extern const ArchDescriptor kQwen2Arch = {"qwen2", "Qwen2ForCausalLM", "qwen2", false, false, read, write, nullptr, nullptr};
 
 }  // namespace distill

@@ -19,6 +19,6 @@ void write(const ModelConfig& c, nlohmann::json& j) { j["attention_bias"] = c.qk
 
 }  // namespace
 
-extern const ArchDescriptor kQwen3Arch = {"qwen3", "Qwen3ForCausalLM", "qwen3", false, read, write, nullptr};
+extern const ArchDescriptor kQwen3Arch = {"qwen3", "Qwen3ForCausalLM", "qwen3", false, false, read, write, nullptr, nullptr};
 
 }  // namespace distill

@@ -6,11 +6,11 @@
 
 namespace distill {
 
-extern const ArchDescriptor kLlamaArch, kMistralArch, kQwen2Arch, kQwen3Arch;
+extern const ArchDescriptor kLlamaArch, kMistralArch, kQwen2Arch, kQwen3Arch, kQwen3MoeArch;
 
 namespace {
 
-const ArchDescriptor* const kArchs[] = {&kLlamaArch, &kMistralArch, &kQwen2Arch, &kQwen3Arch};
+const ArchDescriptor* const kArchs[] = {&kLlamaArch, &kMistralArch, &kQwen2Arch, &kQwen3Arch, &kQwen3MoeArch};
 
 std::string known(bool gguf) {
   std::string out;
@@ -38,18 +38,23 @@ const ArchDescriptor& arch_of(const std::string& model_type) {
 }
 
 const ArchDescriptor& arch_of_gguf(const std::string& gguf_arch) {
-  // The family whose own name it is (a "llama" GGUF is read as llama, Mistral included).
+  // The family whose own name it is (a "llama" GGUF is read as llama, Mistral included), else
+  // the one family writing that name (qwen3moe: qwen3_moe).
   for (const ArchDescriptor* a : kArchs)
     if (gguf_arch == a->gguf_arch && gguf_arch == a->model_type) return *a;
+  for (const ArchDescriptor* a : kArchs)
+    if (gguf_arch == a->gguf_arch) return *a;
   fail("general.architecture '{}' is not supported ({} are; Mistral files say llama)", gguf_arch, known(true));
 }
 
 void apply_arch_hooks(const nlohmann::json& j, ModelConfig& c) {
+  const ArchDescriptor& arch = arch_of(c.model_type);
   for (const char* moe_key : {"num_experts", "num_local_experts", "n_routed_experts"}) {
-    if (j.contains(moe_key) && j[moe_key].is_number() && j[moe_key].get<double>() > 0)
-      fail("{}: {} — mixture-of-experts models are not supported yet", moe_key, j[moe_key].dump());
+    if (!arch.moe && j.contains(moe_key) && j[moe_key].is_number() && j[moe_key].get<double>() > 0)
+      fail("{}: {} — model_type {} is dense here; mixture-of-experts families: qwen3_moe", moe_key, j[moe_key].dump(),
+           c.model_type);
   }
-  arch_of(c.model_type).read_config(j, c);
+  arch.read_config(j, c);
 }
 
 }  // namespace distill

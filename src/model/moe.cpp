@@ -1,0 +1,106 @@
+#include "model/moe.h"
+
+#include "core/error.h"
+#include "kernels/kernels.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+
+namespace distill {
+
+namespace {
+
+// y[rows, N] = x[rows, K] · Wᵀ in the weight's dtype (or its load-time prepared form).
+void linear(float* y, const float* x, const Tensor& w, int64_t rows) {
+  matmul_prepared(y, x, w.raw(), w.dtype(), static_cast<const PreparedWeight*>(w.prepared()), nullptr, rows, w.dim(0), w.dim(1));
+}
+
+// Buffers grown to the largest batch seen (per thread: the decoder runs on one thread).
+struct MoeScratch {
+  std::vector<float> logits, weight, xg, gate, up, yg, y;
+  std::vector<int32_t> expert, count, start, slot;
+};
+
+template <typename T>
+T* sized(std::vector<T>& v, int64_t n) {
+  if (int64_t(v.size()) < n) v.resize(size_t(n));
+  return v.data();
+}
+
+}  // namespace
+
+void route_tokens(const ModelConfig& c, const float* logits, int64_t T, int32_t* expert, float* weight) {
+  const int64_t NE = c.n_expert, K = c.n_expert_used;
+  static thread_local std::vector<float> p;
+  static thread_local std::vector<int32_t> idx;
+  p.resize(size_t(NE)), idx.resize(size_t(NE));
+  for (int64_t t = 0; t < T; ++t) {
+    const float* l = logits + t * NE;
+    const float mx = *std::max_element(l, l + NE);
+    double sum = 0;
+    for (int64_t e = 0; e < NE; ++e) sum += (p[size_t(e)] = std::exp(l[e] - mx));
+    for (int64_t e = 0; e < NE; ++e) p[size_t(e)] = float(p[size_t(e)] / sum);  // softmax over all experts
+    std::iota(idx.begin(), idx.end(), 0);
+    std::partial_sort(idx.begin(), idx.begin() + K, idx.end(), [&](int32_t a, int32_t b) {
+      return p[size_t(a)] > p[size_t(b)] || (p[size_t(a)] == p[size_t(b)] && a < b);
+    });
+    float kept = 0;
+    for (int64_t k = 0; k < K; ++k) kept += p[size_t(idx[size_t(k)])];
+    for (int64_t k = 0; k < K; ++k) {
+      expert[t * K + k] = idx[size_t(k)];
+      weight[t * K + k] = c.norm_topk_prob ? p[size_t(idx[size_t(k)])] / kept : p[size_t(idx[size_t(k)])];
+    }
+  }
+}
+
+void moe_forward(const ModelConfig& c, const LayerWeights& l, const float* x, float* out, int64_t T) {
+  const int64_t E = c.n_embd, F = c.n_ff_expert, NE = c.n_expert, K = c.n_expert_used;
+  static thread_local MoeScratch s;
+  float* logits = sized(s.logits, T * NE);
+  int32_t* expert = sized(s.expert, T * K);
+  float* weight = sized(s.weight, T * K);
+  linear(logits, x, l.router, T);
+  route_tokens(c, logits, T, expert, weight);
+
+  // Group the T·K (token, rank) pairs by expert: a counting sort, pairs of an expert in token order.
+  int32_t* count = sized(s.count, NE);
+  int32_t* start = sized(s.start, NE + 1);
+  int32_t* slot = sized(s.slot, T * K);  // pair indices t·K + k, grouped by expert
+  std::fill(count, count + NE, 0);
+  for (int64_t i = 0; i < T * K; ++i) ++count[expert[i]];
+  start[0] = 0;
+  for (int64_t e = 0; e < NE; ++e) start[e + 1] = start[e] + count[e];
+  std::fill(count, count + NE, 0);
+  for (int64_t i = 0; i < T * K; ++i) slot[start[expert[i]] + count[expert[i]]++] = int32_t(i);
+
+  // Each chosen expert once, over all its tokens: y[pair] = down(silu(gate x) · up x).
+  float* y = sized(s.y, T * K * E);
+  for (int64_t e = 0; e < NE; ++e) {
+    const int64_t n = count[e];
+    if (n == 0) continue;  // never read
+    float* xg = sized(s.xg, n * E);
+    for (int64_t r = 0; r < n; ++r) std::memcpy(xg + r * E, x + (slot[start[e] + r] / K) * E, size_t(E) * sizeof(float));
+    float* gate = sized(s.gate, n * F);
+    float* up = sized(s.up, n * F);
+    linear(gate, xg, l.exp_gate[size_t(e)], n);
+    linear(up, xg, l.exp_up[size_t(e)], n);
+    swiglu_forward(gate, gate, up, n * F);
+    float* yg = sized(s.yg, n * E);
+    linear(yg, gate, l.exp_down[size_t(e)], n);
+    for (int64_t r = 0; r < n; ++r) std::memcpy(y + int64_t(slot[start[e] + r]) * E, yg + r * E, size_t(E) * sizeof(float));
+  }
+  // out_t = Σ_k w_tk · y_tk, in rank order.
+  for (int64_t t = 0; t < T; ++t) {
+    float* o = out + t * E;
+    for (int64_t k = 0; k < K; ++k) {
+      const float w = weight[t * K + k];
+      const float* yk = y + (t * K + k) * E;
+      if (k == 0) for (int64_t i = 0; i < E; ++i) o[i] = w * yk[i];
+      else for (int64_t i = 0; i < E; ++i) o[i] += w * yk[i];
+    }
+  }
+}
+
+}  // namespace distill
