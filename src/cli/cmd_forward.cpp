@@ -5,6 +5,7 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "formats/checkpoint.h"
+#include "model/gguf_model.h"
 #include "model/decoder.h"
 #include "train/losses.h"
 #include "train/param_arena.h"
@@ -26,6 +27,7 @@ struct ForwardArgs {
 };
 
 Model load_model_arg(const ForwardArgs& a) {
+  if (is_gguf_file(a.model)) return Model::load(a.model);
   if (std::filesystem::is_directory(a.model) && a.config.empty() && a.prefix.empty()) return Model::load(a.model);
   // A single .safetensors file: its config comes from --config or config.json beside it.
   const std::string config = a.config.empty()
@@ -104,7 +106,7 @@ void run_forward(const ForwardArgs& a) {
 void register_forward(CLI::App& app) {
   auto args = std::make_shared<ForwardArgs>();
   CLI::App* cmd = app.add_subcommand("forward", "Full causal forward of token ids; logits to a safetensors file");
-  cmd->add_option("model", args->model, "Model directory (config.json + *.safetensors) or a .safetensors file")->required();
+  cmd->add_option("model", args->model, "Model directory (config.json + *.safetensors), a .safetensors file or a GGUF file")->required();
   cmd->add_option("--ids", args->ids, "safetensors file holding input_ids, int32 [batch, seq]")->required();
   cmd->add_option("-o,--out", args->out, "Output safetensors file (logits f32 [batch, seq, vocab])")->required();
   cmd->add_option("--config", args->config, "config.json, when MODEL is a single .safetensors file");

@@ -20,5 +20,6 @@ void register_eval(CLI::App& app);
 void register_serve(CLI::App& app);    // also `keys` and `usage`
 void register_convert(CLI::App& app);  // also `quantize` and `info`
 void register_bench(CLI::App& app);
+void register_compare(CLI::App& app);
 
 }  // namespace distill

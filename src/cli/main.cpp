@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
   distill::register_convert(app);
   distill::register_demo(app);
   distill::register_bench(app);
+  distill::register_compare(app);
 
   try {
     app.parse(argc, argv);
