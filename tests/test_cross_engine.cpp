@@ -4,6 +4,7 @@
 // position by `distill compare`: a dense Qwen3 and a Qwen3-MoE (8 experts, top 2), f32 and q8_0.
 // Skips with a message when the peer is not there or does not run on this machine.
 #include "convert/export.h"
+#include "formats/llama_kld.h"
 #include "test_util.h"
 #include "tiny_model.h"
 
@@ -83,6 +84,36 @@ TEST(CrossEngine, LlamaCppLogitsMatchOnDenseAndMoeGguf) {
     std::printf("%s q8_0 vs llama.cpp q8_0: %s\n%s q8_0 vs llama.cpp f32: %s\n", arch.c_str(), q8.dump().c_str(),
                 arch.c_str(), noise.dump().c_str());
     EXPECT_LT(q8["mean_kl"].get<double>(), 0.5 * noise["mean_kl"].get<double>()) << arch;
+  }
+}
+
+}  // namespace distill
+
+namespace distill {
+
+// A llama-perplexity logits file is user input: damaged ones are refused with a message.
+TEST(CrossEngine, DamagedLogitsFilesAreRefused) {
+  test::TempDir dir;
+  auto header = [](uint32_t n_ctx, int32_t n_vocab, int32_t n_chunk) {
+    std::string h = "_logits_";
+    h.append(reinterpret_cast<const char*>(&n_ctx), 4).append(reinterpret_cast<const char*>(&n_vocab), 4);
+    return h.append(reinterpret_cast<const char*>(&n_chunk), 4);
+  };
+  // a valid one: n_ctx 4, vocab 3 (rows of 8 + 2·4 bytes), 1 chunk: 4 tokens, 1 scored row
+  const std::string ok = header(4, 3, 1) + std::string(16, '\0') + std::string(16, '\0');
+  test::write_bytes(dir / "ok.kld", ok);
+  EXPECT_EQ(LlamaLogitsFile::open(dir / "ok.kld").rows_per_chunk(), 1);
+  const std::pair<std::string, std::string> bad[] = {
+      {"magic", "_lagits_" + ok.substr(8)},
+      {"truncated", ok.substr(0, ok.size() - 1)},
+      {"long", ok + "x"},
+      {"n_ctx", header(2, 3, 1) + std::string(8, '\0')},
+      {"vocab", header(4, -5, 1) + std::string(32, '\0')},
+      {"chunks", header(4, 3, 0x7fffffff)},
+      {"empty", ""}};
+  for (const auto& [what, bytes] : bad) {
+    test::write_bytes(dir / "bad.kld", bytes);
+    EXPECT_THROW(LlamaLogitsFile::open(dir / "bad.kld"), Error) << what;
   }
 }
 
