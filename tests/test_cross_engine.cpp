@@ -84,6 +84,19 @@ TEST(CrossEngine, LlamaCppLogitsMatchOnDenseAndMoeGguf) {
     std::printf("%s q8_0 vs llama.cpp q8_0: %s\n%s q8_0 vs llama.cpp f32: %s\n", arch.c_str(), q8.dump().c_str(),
                 arch.c_str(), noise.dump().c_str());
     EXPECT_LT(q8["mean_kl"].get<double>(), 0.5 * noise["mean_kl"].get<double>()) << arch;
+    if (arch != "qwen3_moe") continue;
+    // MXFP4 experts (the rest f32), as GPT-OSS ships: llama.cpp's MXFP4 kernels against ours
+    GgufExportOptions o;
+    o.type = DType::F32, o.expert_type = DType::MXFP4;
+    const std::string mx = dir / "moe-mxfp4.gguf";
+    export_gguf(m, tiny.files, mx, o);
+    ASSERT_FALSE(run(kPeer + " llama-perplexity -m " + mx + " -f " + dir / "text.txt" +
+                     " -c 128 -b 128 --chunks 3 -t 2 --kl-divergence-base " + mx + ".kld 2>&1").empty())
+        << "llama-perplexity failed on MXFP4 experts";
+    const nlohmann::json same = compare(mx, mx + ".kld"), mx_noise = compare(mx, kld[DType::F32]);
+    std::printf("mxfp4 experts vs llama.cpp mxfp4: %s\nmxfp4 experts vs llama.cpp f32: %s\n", same.dump().c_str(),
+                mx_noise.dump().c_str());
+    EXPECT_LT(same["mean_kl"].get<double>(), 0.5 * mx_noise["mean_kl"].get<double>());
   }
 }
 

@@ -45,7 +45,7 @@ Written sample(GgufWriter& w) {
   add("t.nested", GgufValue::of_array(GgufType::Array, {GgufValue::of_strings({"x"}), GgufValue::of_strings({"y", "z"})}));
   const std::pair<DType, Shape> shapes[] = {{DType::F32, {3, 5}}, {DType::F16, {7}}, {DType::BF16, {2, 3, 4}},
                                             {DType::Q8_0, {3, 64}}, {DType::Q4_0, {5, 32}}, {DType::Q4_K, {2, 256}},
-                                            {DType::Q5_K, {1, 512}}, {DType::Q6_K, {3, 256}}};
+                                            {DType::Q5_K, {1, 512}}, {DType::Q6_K, {3, 256}}, {DType::MXFP4, {2, 64}}};
   int i = 0;
   for (const auto& [dt, shape] : shapes) {
     const int64_t n = shape_numel(shape);

@@ -21,7 +21,7 @@ std::vector<uint8_t> quantized(DType t, const std::vector<float>& x) {
   return q;
 }
 
-const DType kAll[] = {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q5_K, DType::Q6_K};
+const DType kAll[] = {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::MXFP4};
 
 }  // namespace
 
@@ -47,6 +47,38 @@ TEST(Quant, Q8_0AndQ4_0RoundLikeGgml) {
   EXPECT_EQ(b4->qs[0], 8 | (8 << 4));  // zeros sit at level 8
 }
 
+// MXFP4 by hand against the OCP definition: E2M1 codes (sign bit 3; magnitudes 0, 0.5, 1, 1.5, 2,
+// 3, 4, 6), an E8M0 scale 2^(e − 127) (the two smallest e give subnormal f32 scales), and ggml's
+// block layout: byte j holds value j (low nibble) and value j + 16 (high nibble).
+TEST(Quant, Mxfp4ByHand) {
+  const float e2m1[16] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6, -0.0f, -0.5f, -1, -1.5f, -2, -3, -4, -6};
+  for (int e : {127, 130, 100, 1, 0, 200}) {
+    BlockMxfp4 b{};
+    b.e = uint8_t(e);
+    for (int j = 0; j < 16; ++j) b.qs[j] = uint8_t(j | ((15 - j) << 4));  // value j: code j; value j+16: code 15-j
+    float y[32];
+    ref::dequantize_row(y, &b, DType::MXFP4, 32);
+    const double scale = std::ldexp(1.0, e - 127);
+    for (int j = 0; j < 16; ++j) {
+      EXPECT_EQ(double(y[j]), double(e2m1[j]) * scale) << "e " << e << " value " << j;
+      EXPECT_EQ(double(y[j + 16]), double(e2m1[15 - j]) * scale) << "e " << e << " value " << j + 16;
+    }
+  }
+  // values on the grid come back exactly; the scale follows the largest magnitude
+  float x[32];
+  for (int j = 0; j < 32; ++j) x[j] = e2m1[j % 16] * 0.25f;  // amax 1.5 -> e = floor(log2 1.5) − 2 + 127 = 125
+  BlockMxfp4 q{};
+  ref::quantize_row(&q, DType::MXFP4, x, 32);
+  EXPECT_EQ(q.e, 125);
+  float y[32];
+  ref::dequantize_row(y, &q, DType::MXFP4, 32);
+  for (int j = 0; j < 32; ++j) EXPECT_EQ(y[j], x[j]) << j;
+  x[3] = 7.9f * 0.25f;  // past 6·s: clamps to the largest code
+  ref::quantize_row(&q, DType::MXFP4, x, 32);
+  ref::dequantize_row(y, &q, DType::MXFP4, 32);
+  EXPECT_EQ(y[3], 6.0f * 0.25f);
+}
+
 TEST(Quant, DequantizeErrorWithinEachFormatsBound) {
   const int64_t n = 1024;
   const std::vector<float> x = random_vector(size_t(n), 3, 1.0f);
@@ -68,6 +100,9 @@ TEST(Quant, DequantizeErrorWithinEachFormatsBound) {
         case DType::Q4_K: bound = (std::max(hi, 0.0f) - std::min(lo, 0.0f)) / 15.0f; break;
         case DType::Q5_K: bound = (std::max(hi, 0.0f) - std::min(lo, 0.0f)) / 31.0f; break;
         case DType::Q6_K: bound = amax / 31.0f; break;
+        // E2M1 with a power-of-two scale s ≤ amax / 4: steps up to 2s near the top, and values in
+        // (6s, 8s) clamp to 6s
+        case DType::MXFP4: bound = amax / 2.0f * 1.0001f; break;
         default: break;
       }
       for (int64_t j = b * bs; j < (b + 1) * bs; ++j)
@@ -76,7 +111,7 @@ TEST(Quant, DequantizeErrorWithinEachFormatsBound) {
     double err = 0, ref = 0;
     for (int64_t j = 0; j < n; ++j) err += std::pow(y[size_t(j)] - x[size_t(j)], 2), ref += std::pow(x[size_t(j)], 2);
     const double rel = std::sqrt(err / ref);
-    const double max_rel = t == DType::Q8_0 ? 0.01 : t == DType::Q6_K ? 0.03 : t == DType::Q5_K ? 0.05 : 0.12;
+    const double max_rel = t == DType::Q8_0 ? 0.01 : t == DType::Q6_K ? 0.03 : t == DType::Q5_K ? 0.05 : t == DType::MXFP4 ? 0.2 : 0.12;
     EXPECT_LT(rel, max_rel) << dtype_name(t);
   }
 }
@@ -104,7 +139,7 @@ TEST(Quant, MatmulEveryVariantAgainstDequantizedReference) {
             for (int64_t k = 0; k < K; ++k) mag += std::fabs(double(wdq[size_t(k)]) * x[size_t(m * K + k)]);
             // int8 activations: Q8_0/Q4_0 below the sgemm threshold, and K-quant decode (one row)
             // (and every M ≥ 2 the dispatch sends to the AVX-512 int8 GEMM)
-            const bool int8_path = ((t == DType::Q8_0 || t == DType::Q4_0) && M < 32) ||
+            const bool int8_path = ((t == DType::Q8_0 || t == DType::Q4_0 || t == DType::MXFP4) && M < 32) ||
                                    ((t == DType::Q4_K || t == DType::Q6_K) && M == 1) ||
                                    (M >= 32 && active_kernel_variant() == KernelVariant::Avx512 && avx512::gemm_int8_supports(t));
             const double tol = (int8_path ? 0.01 : 1e-5) * mag + 1e-5;
@@ -131,7 +166,7 @@ TEST(Quant, Avx2ActivationQuantizerMatchesReferenceBlocks) {
 TEST(Quant, Avx2DequantizeEqualsReference) {
   if (!cpu_has_avx2()) GTEST_SKIP() << "no AVX2 on this CPU";
   const auto x = test::random_vector(512, 9, 1.0f);
-  for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
+  for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::MXFP4}) {
     std::vector<uint8_t> q(dtype_bytes(t, 512));
     ref::quantize_row(q.data(), t, x.data(), 512);
     std::vector<float> a(512), r(512);
@@ -167,7 +202,7 @@ namespace distill {
 // dequantized by the reference. Only the f32 rounding of the per-block scaling may differ.
 TEST(Avx512Kernels, Int8GemmEveryFormatAgainstExactProducts) {
   if (!cpu_has_avx512()) GTEST_SKIP() << "this CPU has no AVX-512 F/BW/VL/VNNI: the int8 GEMM is not testable here";
-  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K}) {
+  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K, DType::MXFP4}) {
     ASSERT_TRUE(avx512::gemm_int8_supports(t));
     for (int64_t K : dtype_block(t) == 32 ? std::vector<int64_t>{32, 96, 800} : std::vector<int64_t>{256, 768}) {
       for (int64_t N : {1, 7, 16, 37}) {
@@ -182,7 +217,7 @@ TEST(Avx512Kernels, Int8GemmEveryFormatAgainstExactProducts) {
           avx512::gemm_int8(got.data(), x.data(), w.data(), t, bias.data(), M, N, K);
           // panels packed once (at load) give the same bits as panels repacked per call
           const auto pw = avx512::pack_weight(w.data(), t, N, K);
-          ASSERT_EQ(pw == nullptr, t == DType::Q6_K);  // Q6_K is repacked per call only
+          ASSERT_EQ(pw == nullptr, t == DType::Q6_K || t == DType::MXFP4);  // repacked per call only
           if (pw) {
             std::vector<float> packed(got.size(), -2.0f);
             avx512::gemm_int8_packed(packed.data(), x.data(), *pw, bias.data(), M);

@@ -27,7 +27,7 @@ namespace fs = std::filesystem;
 namespace {
 
 struct ConvertArgs {
-  std::string in, out, type;
+  std::string in, out, type, expert_type;
   std::string name;
 };
 
@@ -69,6 +69,10 @@ void convert(const ConvertArgs& a) {
     o.type = a.type.empty() ? main_dtype(m) : parse_type(a.type);
     if (dtype_is_quantized(o.type) && o.type != DType::Q8_0 && o.type != DType::Q4_0)
       fail("{} holds {} weights; give --type (f32, f16, bf16, q8_0 or q4_0) to write them", a.in, dtype_name(o.type));
+    if (!a.expert_type.empty()) {
+      if (!m.config.is_moe()) fail("--expert-type: {} has no experts", a.in);
+      o.expert_type = a.expert_type == "mxfp4" ? DType::MXFP4 : parse_type(a.expert_type);
+    }
     o.name = a.name.empty() ? fs::path(a.in).filename().string() : a.name;
     export_gguf(m, tok, a.out, o);
     std::fprintf(stderr, "wrote %s: %s, %s weights, %s (%.1f s)\n", a.out.c_str(), gguf_arch(m.config).c_str(),
@@ -158,6 +162,7 @@ void register_convert(CLI::App& app) {
   cmd->add_option("-o,--out", a->out, "OUT.gguf, or a directory (from a GGUF input)")->required();
   cmd->add_option("--type", a->type, "Weights: f32 | f16 | bf16 | q8_0 | q4_0 (default: as the input's)");
   cmd->add_option("--name", a->name, "general.name written into the GGUF");
+  cmd->add_option("--expert-type", a->expert_type, "Experts of a mixture: mxfp4 (as GPT-OSS ships) or any --type");
   cmd->callback([a] { convert(*a); });
 
   auto q = std::make_shared<ConvertArgs>();

@@ -73,7 +73,8 @@ void export_gguf(const Model& m, const TokenizerFiles& tokenizer, const std::str
   GgufWriter w;
   w.set("general.architecture", GgufValue::of_string(arch));
   w.set("general.name", GgufValue::of_string(o.name.empty() ? "distill model" : o.name));
-  w.set("general.file_type", GgufValue::of_u32(file_type(o.type)));
+  // llama.cpp's file type "mostly MXFP4 experts" (38) where the experts are MXFP4
+  w.set("general.file_type", GgufValue::of_u32(o.expert_type == DType::MXFP4 ? 38 : file_type(o.type)));
   if (dtype_is_quantized(o.type)) w.set("general.quantization_version", GgufValue::of_u32(2));
   w.set(key("vocab_size"), GgufValue::of_u32(uint32_t(c.n_vocab)));
   w.set(key("context_length"), GgufValue::of_u32(uint32_t(c.max_position_embeddings)));
@@ -111,7 +112,7 @@ void export_gguf(const Model& m, const TokenizerFiles& tokenizer, const std::str
     int64_t expert = 0;
     if (gguf_expert_tensor(p.name, &stacked, &expert)) {
       // Every expert of a projection in one tensor [n_expert, rows, cols] of one dtype.
-      DType to = o.type;
+      DType to = o.expert_type.value_or(o.type);
       if (dtype_is_quantized(to) && p.shape[1] % dtype_block(to) != 0) to = DType::F16;
       const std::vector<uint8_t> bytes = p.tensor->dtype() == to ? std::vector<uint8_t>(static_cast<const uint8_t*>(p.tensor->raw()),
                                                                                         static_cast<const uint8_t*>(p.tensor->raw()) + p.tensor->nbytes())

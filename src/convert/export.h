@@ -7,12 +7,14 @@
 #include "model/model.h"
 #include "tokenizer/byte_vocab.h"
 
+#include <optional>
 #include <string>
 
 namespace distill {
 
 struct GgufExportOptions {
   DType type = DType::F16;   // matrices; 1-D tensors are always f32
+  std::optional<DType> expert_type;  // experts of a mixture (default: type); MXFP4 as GPT-OSS ships
   std::string name;          // general.name
   bool embed_tokenizer_json = true;  // also tokenizer.huggingface.json (exact round trip)
 };

@@ -21,7 +21,8 @@ bool dtype_is_quantized(DType t) { return dtype_block(t) > 1; }
 int64_t dtype_block(DType t) {
   switch (t) {
     case DType::Q8_0:
-    case DType::Q4_0: return 32;
+    case DType::Q4_0:
+    case DType::MXFP4: return 32;
     case DType::Q4_K:
     case DType::Q5_K:
     case DType::Q6_K: return 256;
@@ -36,6 +37,7 @@ size_t dtype_block_bytes(DType t) {
     case DType::Q4_K: return 144;  // f16 d, dmin + 12 scale bytes + 128 nibble bytes
     case DType::Q5_K: return 176;  // Q4_K + 32 bytes of 5th bits
     case DType::Q6_K: return 210;  // 128 low nibbles + 64 high 2-bit + 16 int8 scales + f16 d
+    case DType::MXFP4: return 17;  // E8M0 scale + 32 E2M1 nibbles
     default: return dtype_size(t);
   }
 }
@@ -59,6 +61,7 @@ std::string_view dtype_name(DType t) {
     case DType::Q4_K: return "Q4_K";
     case DType::Q5_K: return "Q5_K";
     case DType::Q6_K: return "Q6_K";
+    case DType::MXFP4: return "MXFP4";
   }
   return "?";
 }

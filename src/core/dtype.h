@@ -9,9 +9,9 @@
 
 namespace distill {
 
-// Q8_0 … Q6_K are GGUF's block-quantized formats (kernels/quant_blocks.h has their layouts): a
+// Q8_0 … Q6_K and MXFP4 are GGUF's block-quantized formats (kernels/quant_blocks.h has their layouts): a
 // row of n elements is n / dtype_block(t) blocks of dtype_block_bytes(t) bytes.
-enum class DType : uint8_t { F32, F16, BF16, I32, I64, U8, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K };
+enum class DType : uint8_t { F32, F16, BF16, I32, I64, U8, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, MXFP4 };
 
 size_t dtype_size(DType t);                    // bytes per element; 0 for block-quantized types
 bool dtype_is_quantized(DType t);

@@ -140,6 +140,7 @@ uint32_t ggml_type_of(DType t) {
     case DType::Q4_K: return 12;
     case DType::Q5_K: return 13;
     case DType::Q6_K: return 14;
+    case DType::MXFP4: return 39;
     case DType::BF16: return 30;
     default: fail("GGUF cannot hold {} tensors", dtype_name(t));
   }
@@ -154,6 +155,7 @@ std::optional<DType> dtype_of_ggml(uint32_t g) {
     case 12: return DType::Q4_K;
     case 13: return DType::Q5_K;
     case 14: return DType::Q6_K;
+    case 39: return DType::MXFP4;
     case 30: return DType::BF16;
     default: return std::nullopt;
   }
@@ -211,7 +213,7 @@ GgufFile GgufFile::open(const std::string& path) {
     const uint32_t gt = c.read<uint32_t>("a tensor type");
     const auto dt = dtype_of_ggml(gt);
     if (!dt)
-      fail("{}: tensor '{}' has type {} ({}), which distill does not read (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K)",
+      fail("{}: tensor '{}' has type {} ({}), which distill does not read (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, MXFP4)",
            path, info.name, gt, ggml_type_name(gt));
     info.dtype = *dt;
     if (ne[0] % dtype_block(info.dtype) != 0)

@@ -9,6 +9,12 @@
 //   Q5_K (256, 176 B): as Q4_K with a 5th bit per value in qh[32] (bit 2j / 2j+1 of qh[l])
 //   Q6_K (256, 210 B): 16 sub-blocks of 16 with int8 scales: x = d · scales[s] · (q − 32), q 6-bit
 //                      (low 4 bits in ql, high 2 in qh)
+//   MXFP4 (32, 17 B):  OCP microscaling FP4 (GPT-OSS experts). e: E8M0 scale 2^(e − 127); qs[j]
+//                      holds values j (low nibble) and j + 16 (high), each an E2M1 code: sign bit 3,
+//                      magnitudes 0, 0.5, 1, 1.5, 2, 3, 4, 6. ggml (and here) keeps the magnitudes
+//                      doubled as int8 (kMxfp4Doubled) with the scale halved: x = kMxfp4Doubled[q] ·
+//                      2^(e − 128). Hugging Face's gpt-oss safetensors (`*_blocks`, `*_scales`) pack
+//                      values 2j (low) and 2j + 1 (high) instead, with the scales in their own tensor.
 #pragma once
 
 #include <cstdint>
@@ -56,7 +62,22 @@ inline void scale_min_k4(int j, const uint8_t* q, int* sc, int* m) {
   }
 }
 
+struct BlockMxfp4 {
+  uint8_t e;
+  uint8_t qs[kQK / 2];
+};
+// E2M1 codes as int8 values times 2: exact, and what the int8 kernels multiply.
+constexpr int8_t kMxfp4Doubled[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+// 2^(e − 128), the scale of the doubled values (e = 255, E8M0's NaN, reads as 2^127).
+inline float mxfp4_half_scale(uint8_t e) {
+  const uint32_t bits = e >= 2 ? uint32_t(e - 1) << 23 : 0x00200000u << e;  // normal, or the two subnormal powers
+  float f;
+  __builtin_memcpy(&f, &bits, 4);
+  return f;
+}
+
 static_assert(sizeof(BlockQ8_0) == 34 && sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_K) == 144 &&
-              sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210, "GGUF block sizes");
+              sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210 && sizeof(BlockMxfp4) == 17,
+              "GGUF block sizes");
 
 }  // namespace distill

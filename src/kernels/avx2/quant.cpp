@@ -65,6 +65,21 @@ inline __m256i weights_q4_0(const BlockQ4_0& b) {
   const __m128i lo = nibbles_lo_hi(b, &hi);
   return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
 }
+// The 32 values of an MXFP4 block as int8 (E2M1 doubled: −12..12), by a table lookup per nibble.
+inline __m256i weights_mxfp4(const BlockMxfp4& b) {
+  const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs));
+  const __m128i mask = _mm_set1_epi8(0x0F);
+  const __m128i table = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kMxfp4Doubled));
+  const __m128i lo = _mm_shuffle_epi8(table, _mm_and_si128(packed, mask));
+  const __m128i hi = _mm_shuffle_epi8(table, _mm_and_si128(_mm_srli_epi16(packed, 4), mask));
+  return _mm256_set_m128i(hi, lo);
+}
+// Each format's block scale in f32.
+inline float block_scale(const BlockQ8_0& b) { return _cvtsh_ss(b.d); }
+inline float block_scale(const BlockQ4_0& b) { return _cvtsh_ss(b.d); }
+inline float block_scale(const BlockMxfp4& b) { return mxfp4_half_scale(b.e); }
+inline __m256i signed_weights(const BlockQ8_0& b) { return weights_q8_0(b); }
+inline __m256i signed_weights(const BlockMxfp4& b) { return weights_mxfp4(b); }
 
 // Σ w·x over 32 int8 pairs as 8 int32 sums converted to f32.
 inline __m256 dot_i8(__m256i w, __m256i x) {
@@ -89,7 +104,7 @@ void matmul_q(float* out, const BlockQ8_0* xq, const void* w, const float* bias,
         for (int64_t b = 0; b < nb; ++b) {
           _mm_prefetch(reinterpret_cast<const char*>(wr + b + 8), _MM_HINT_T0);
           const __m256i wv = Unpack(wr[b]);  // unpacked once, used for every input row of the tile
-          const float dw = _cvtsh_ss(wr[b].d);
+          const float dw = block_scale(wr[b]);
           for (int i = 0; i < mt; ++i) {
             const BlockQ8_0& xb = xq[(m0 + i) * nb + b];
             const __m256 s = _mm256_set1_ps(dw * _cvtsh_ss(xb.d));
@@ -130,7 +145,7 @@ ActivationBlocks prepare_activation(const BlockQ8_0* xq, int64_t nb) {
 // at one row vs 135 at two side by side; Q4_0 356 vs 341). Q8_0 uses |x|, computed once per call,
 // and w with x's sign; Q4_0 feeds the unsigned nibbles 0..15 straight to maddubs and subtracts
 // 8·Σx afterwards (8·d_x·Σx per block). The activation side is prepared once per call.
-template <bool kQ4>
+template <typename Block>
 void matvec_q(float* out, const BlockQ8_0* xq, const void* w, const float* bias, int64_t N, int64_t K) {
   const int64_t nb = K / kQK;
   const ActivationBlocks act = prepare_activation(xq, nb);
@@ -145,7 +160,7 @@ void matvec_q(float* out, const BlockQ8_0* xq, const void* w, const float* bias,
     for (int64_t n = t * kRowsPerTask; n < n_end; ++n) {
       __m256 acc = _mm256_setzero_ps();
       float corr = 0;
-      if (kQ4) {
+      if constexpr (std::is_same_v<Block, BlockQ4_0>) {
         const BlockQ4_0* wr = static_cast<const BlockQ4_0*>(w) + n * nb;
         for (int64_t b = 0; b < nb; ++b) {
           _mm_prefetch(reinterpret_cast<const char*>(wr + b) + kPrefetchAhead, _MM_HINT_T0);
@@ -159,13 +174,13 @@ void matvec_q(float* out, const BlockQ8_0* xq, const void* w, const float* bias,
           corr += d * (8.0f * xsp[b]);  // Σ (q − 8)·x = Σ q·x − 8·Σ x
         }
       } else {
-        const BlockQ8_0* wr = static_cast<const BlockQ8_0*>(w) + n * nb;
+        const Block* wr = static_cast<const Block*>(w) + n * nb;  // Q8_0 or MXFP4: signed int8 weights
         for (int64_t b = 0; b < nb; ++b) {
           const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[b].qs));
           const __m256i ax = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xap[b].qs));
-          const __m256i sw = _mm256_sign_epi8(weights_q8_0(wr[b]), xv);  // w with x's sign
+          const __m256i sw = _mm256_sign_epi8(signed_weights(wr[b]), xv);  // w with x's sign
           const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(ax, sw), ones));
-          acc = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(wr[b].d) * xdp[b]), p, acc);
+          acc = _mm256_fmadd_ps(_mm256_set1_ps(block_scale(wr[b]) * xdp[b]), p, acc);
         }
       }
       out[n] = hsum(acc) - corr + (bias ? bias[n] : 0.0f);
@@ -409,11 +424,14 @@ void dequantize_row(float* dst, const void* src, DType type, int64_t n) {
     case DType::BF16: return widen_row(dst, static_cast<const BF16*>(src), n);
     case DType::Q8_0:
     case DType::Q4_0:
+    case DType::MXFP4:
       for (int64_t b = 0; b < n / kQK; ++b) {
-        const __m256i q = type == DType::Q8_0 ? weights_q8_0(static_cast<const BlockQ8_0*>(src)[b])
-                                              : weights_q4_0(static_cast<const BlockQ4_0*>(src)[b]);
-        const __m256 d = _mm256_set1_ps(_cvtsh_ss(type == DType::Q8_0 ? static_cast<const BlockQ8_0*>(src)[b].d
-                                                                      : static_cast<const BlockQ4_0*>(src)[b].d));
+        const __m256i q = type == DType::Q8_0   ? weights_q8_0(static_cast<const BlockQ8_0*>(src)[b])
+                          : type == DType::Q4_0 ? weights_q4_0(static_cast<const BlockQ4_0*>(src)[b])
+                                                : weights_mxfp4(static_cast<const BlockMxfp4*>(src)[b]);
+        const __m256 d = _mm256_set1_ps(type == DType::Q8_0   ? block_scale(static_cast<const BlockQ8_0*>(src)[b])
+                                        : type == DType::Q4_0 ? block_scale(static_cast<const BlockQ4_0*>(src)[b])
+                                                              : block_scale(static_cast<const BlockMxfp4*>(src)[b]));
         // 32 int8 -> 4 × 8 int32 -> f32 × d
         const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
         float* y = dst + b * kQK;
@@ -433,7 +451,7 @@ void dequantize_row(float* dst, const void* src, DType type, int64_t n) {
 void matmul_quantized(float* out, const float* x, const void* w, DType type, const float* bias, int64_t M, int64_t N, int64_t K) {
   if (M == 1 && type == DType::Q4_K) return matvec_k<false>(out, x, w, bias, N, K);
   if (M == 1 && type == DType::Q6_K) return matvec_k<true>(out, x, w, bias, N, K);
-  if (type != DType::Q8_0 && type != DType::Q4_0) return matmul_dequant(out, x, w, type, bias, M, N, K);
+  if (type != DType::Q8_0 && type != DType::Q4_0 && type != DType::MXFP4) return matmul_dequant(out, x, w, type, bias, M, N, K);
   // x -> Q8_0 blocks, in a buffer that grows to the largest batch seen (no steady-state allocation)
   static thread_local std::vector<BlockQ8_0> xq;
   const int64_t nb = K / kQK;
@@ -442,9 +460,14 @@ void matmul_quantized(float* out, const float* x, const void* w, DType type, con
 #pragma omp parallel for schedule(static) if (M > 8)
   for (int64_t m = 0; m < M; ++m)
     for (int64_t b = 0; b < nb; ++b) quantize_block_q8_0(&xqp[m * nb + b], x + m * K + b * kQK);
-  if (M == 1) return type == DType::Q8_0 ? matvec_q<false>(out, xqp, w, bias, N, K) : matvec_q<true>(out, xqp, w, bias, N, K);
+  if (M == 1) {
+    if (type == DType::Q8_0) return matvec_q<BlockQ8_0>(out, xqp, w, bias, N, K);
+    if (type == DType::Q4_0) return matvec_q<BlockQ4_0>(out, xqp, w, bias, N, K);
+    return matvec_q<BlockMxfp4>(out, xqp, w, bias, N, K);
+  }
   if (type == DType::Q8_0) matmul_q<BlockQ8_0, weights_q8_0>(out, xqp, w, bias, M, N, K);
-  else matmul_q<BlockQ4_0, weights_q4_0>(out, xqp, w, bias, M, N, K);
+  else if (type == DType::Q4_0) matmul_q<BlockQ4_0, weights_q4_0>(out, xqp, w, bias, M, N, K);
+  else matmul_q<BlockMxfp4, weights_mxfp4>(out, xqp, w, bias, M, N, K);
 }
 
 }  // namespace distill::avx2

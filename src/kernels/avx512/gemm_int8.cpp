@@ -15,6 +15,7 @@
 //   Q4_0     nibble 0..15               8    d               —
 //   Q4_K     nibble 0..15               0    d·sc_j          −dmin·m_j
 //   Q6_K     6-bit level 0..63          32   d·sc (per 16)   —
+//   MXFP4    doubled E2M1 + 12 (0..24)  12   2^(e − 128)     —
 //
 // Layout. Threads split the weight rows into panels of 16; a panel is repacked per call into a
 // small buffer in VNNI order: per block, 8 steps × 16 rows × 4 consecutive values, so one 64-byte
@@ -49,11 +50,11 @@ constexpr int kStepBytes = 64;
 constexpr int64_t kAhead = 8;  // decode: blocks prefetched ahead                // one step: 16 rows × 4 values
 constexpr int kBlockBytes = 8 * kStepBytes;   // a block of 32 values, unpacked (one byte per value)
 
-enum class Fmt { Q8_0, Q4_0, Q4_K, Q6_K };
+enum class Fmt { Q8_0, Q4_0, Q4_K, Q6_K, MXFP4 };
 
 constexpr bool has_half_scales(Fmt f) { return f == Fmt::Q6_K; }
 constexpr bool has_offset(Fmt f) { return f == Fmt::Q4_K; }
-constexpr int centre(Fmt f) { return f == Fmt::Q8_0 ? 128 : f == Fmt::Q4_0 ? 8 : f == Fmt::Q6_K ? 32 : 0; }
+constexpr int centre(Fmt f) { return f == Fmt::Q8_0 ? 128 : f == Fmt::Q4_0 ? 8 : f == Fmt::Q6_K ? 32 : f == Fmt::MXFP4 ? 12 : 0; }
 
 // Bytes of repacked levels per block: Q4_0 packs 32 nibbles in 4 steps; Q4_K packs a pair of
 // blocks (64 nibbles) in 8 steps, i.e. 4 steps' worth per block.
@@ -134,6 +135,15 @@ void repack_panel(const Panel& p, const void* w, int64_t n0, int nr, int64_t K) 
             p.offset[b * kNR + r] = -dmin * float(m);
           }
         }
+      }
+    } else if constexpr (F == Fmt::MXFP4) {
+      const BlockMxfp4* row = static_cast<const BlockMxfp4*>(w) + n * nb;
+      for (int64_t b = 0; b < nb; ++b) {
+        uint8_t lv[kQK];  // value j from the low nibble of byte j, value j + 16 from its high nibble
+        for (int j = 0; j < kQK / 2; ++j)
+          lv[j] = uint8_t(kMxfp4Doubled[row[b].qs[j] & 0xF] + 12), lv[j + 16] = uint8_t(kMxfp4Doubled[row[b].qs[j] >> 4] + 12);
+        for (int s = 0; s < 8; ++s) copy4(p.q + b * pbb + s * kStepBytes + 4 * r, lv + 4 * s);
+        p.scale[b * kNR + r] = mxfp4_half_scale(row[b].e);
       }
     } else {  // Q6_K: levels unpacked to one byte each
       const BlockQ6_K* row = static_cast<const BlockQ6_K*>(w) + n * (K / kQKK);
@@ -270,7 +280,7 @@ void gemm(float* out, const Activation& a, const void* w, const uint8_t* packed,
 }
 
 Fmt format_of(DType t) {
-  return t == DType::Q8_0 ? Fmt::Q8_0 : t == DType::Q4_0 ? Fmt::Q4_0 : t == DType::Q4_K ? Fmt::Q4_K : Fmt::Q6_K;
+  return t == DType::Q8_0 ? Fmt::Q8_0 : t == DType::Q4_0 ? Fmt::Q4_0 : t == DType::Q4_K ? Fmt::Q4_K : t == DType::Q6_K ? Fmt::Q6_K : Fmt::MXFP4;
 }
 
 // The activation rows quantized to Q8_0 with the per-block terms the tiles read, in this thread's
@@ -315,12 +325,15 @@ void dispatch(float* out, const float* x, const void* w, Fmt f, const uint8_t* p
     case Fmt::Q4_0: return run<Fmt::Q4_0>(out, x, w, packed, bias, M, N, K);
     case Fmt::Q4_K: return run<Fmt::Q4_K>(out, x, w, packed, bias, M, N, K);
     case Fmt::Q6_K: return run<Fmt::Q6_K>(out, x, w, packed, bias, M, N, K);
+    case Fmt::MXFP4: return run<Fmt::MXFP4>(out, x, w, packed, bias, M, N, K);
   }
 }
 
 }  // namespace
 
-bool gemm_int8_supports(DType t) { return t == DType::Q8_0 || t == DType::Q4_0 || t == DType::Q4_K || t == DType::Q6_K; }
+bool gemm_int8_supports(DType t) {
+  return t == DType::Q8_0 || t == DType::Q4_0 || t == DType::Q4_K || t == DType::Q6_K || t == DType::MXFP4;
+}
 
 void gemm_int8(float* out, const float* x, const void* w, DType w_dtype, const float* bias, int64_t M, int64_t N, int64_t K) {
   if (!gemm_int8_supports(w_dtype)) return avx2::matmul_forward(out, x, w, w_dtype, bias, M, N, K);
@@ -335,8 +348,10 @@ struct PackedWeight {
 };
 
 std::shared_ptr<const PackedWeight> pack_weight(const void* w, DType w_dtype, int64_t N, int64_t K) {
-  // Q6_K's panels hold a byte per 6-bit level (1.5× the weights): it is repacked per call instead.
-  if (!gemm_int8_supports(w_dtype) || w_dtype == DType::Q6_K || K % dtype_block(w_dtype) != 0) return nullptr;
+  // Q6_K's and MXFP4's panels hold a byte per level (1.5× and 2.1× the weights): they are repacked
+  // per call instead — MXFP4 is what large mixtures of experts are stored in.
+  if (!gemm_int8_supports(w_dtype) || w_dtype == DType::Q6_K || w_dtype == DType::MXFP4 || K % dtype_block(w_dtype) != 0)
+    return nullptr;
   const Fmt f = format_of(w_dtype);
   const int64_t n_panels = (N + kNR - 1) / kNR, pb = panel_bytes(f, K);
   auto p = std::make_shared<PackedWeight>(PackedWeight{w_dtype, N, K, aligned_alloc_shared(size_t(n_panels * pb)), size_t(n_panels * pb)});
@@ -350,6 +365,7 @@ std::shared_ptr<const PackedWeight> pack_weight(const void* w, DType w_dtype, in
       case Fmt::Q4_0: repack_panel<Fmt::Q4_0>(panel, w, t * kNR, nr, K); break;
       case Fmt::Q4_K: repack_panel<Fmt::Q4_K>(panel, w, t * kNR, nr, K); break;
       case Fmt::Q6_K: repack_panel<Fmt::Q6_K>(panel, w, t * kNR, nr, K); break;
+      case Fmt::MXFP4: break;  // never packed (see above)
     }
   }
   return p;

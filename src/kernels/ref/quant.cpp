@@ -54,10 +54,33 @@ void quantize_k_minmax(const float* x, int qmax, uint16_t* d_out, uint16_t* dmin
   }
 }
 
+// MXFP4 of 32 values, as the OCP microscaling spec derives the scale: the shared exponent is
+// floor(log2(amax)) − 2 (E2M1's largest exponent), so amax / scale lies in [4, 8) and values past 6
+// clamp to ±6; each value becomes the nearest E2M1 code.
+void quantize_block_mxfp4(BlockMxfp4* y, const float* x) {
+  float amax = 0;
+  for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(x[j]));
+  const int e = amax > 0 ? std::clamp(int(std::floor(std::log2(amax))) - 2 + 127, 0, 254) : 0;
+  y->e = uint8_t(e);
+  const float d = mxfp4_half_scale(y->e);  // the doubled codes' unit
+  auto code = [&](float v) {
+    int best = 0;
+    for (int c = 1; c < 16; ++c)
+      if (std::fabs(v - d * kMxfp4Doubled[c]) < std::fabs(v - d * kMxfp4Doubled[best])) best = c;
+    return best;
+  };
+  for (int j = 0; j < kQK / 2; ++j) y->qs[j] = uint8_t(code(x[j]) | (code(x[j + kQK / 2]) << 4));
+}
+
 }  // namespace
 
 void quantize_row(void* dst, DType type, const float* x, int64_t n) {
   switch (type) {
+    case DType::MXFP4: {
+      auto* y = static_cast<BlockMxfp4*>(dst);
+      for (int64_t b = 0; b < n / kQK; ++b) quantize_block_mxfp4(y + b, x + b * kQK);
+      return;
+    }
     case DType::Q8_0: {
       auto* y = static_cast<BlockQ8_0*>(dst);
       for (int64_t b = 0; b < n / kQK; ++b, x += kQK) {
@@ -188,6 +211,17 @@ void dequantize_row(float* y, const void* src, DType type, int64_t n) {
           const uint8_t u1 = uint8_t(1 << is), u2 = uint8_t(2 << is);  // this pair's bits in qh
           for (int l = 0; l < 32; ++l) *y++ = d1 * float((q[l] & 0xF) + (five && (qh[l] & u1) ? 16 : 0)) - m1;
           for (int l = 0; l < 32; ++l) *y++ = d2 * float((q[l] >> 4) + (five && (qh[l] & u2) ? 16 : 0)) - m2;
+        }
+      }
+      return;
+    }
+    case DType::MXFP4: {
+      const auto* x = static_cast<const BlockMxfp4*>(src);
+      for (int64_t b = 0; b < n / kQK; ++b, y += kQK) {
+        const float d = mxfp4_half_scale(x[b].e);
+        for (int j = 0; j < kQK / 2; ++j) {
+          y[j] = d * float(kMxfp4Doubled[x[b].qs[j] & 0xF]);
+          y[j + kQK / 2] = d * float(kMxfp4Doubled[x[b].qs[j] >> 4]);
         }
       }
       return;
