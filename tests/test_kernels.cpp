@@ -184,9 +184,12 @@ TEST_F(Avx2Kernels, AttentionGqaWindowsAndSlots) {
   // 2 slots, 5 tokens at assorted positions, GQA 6 query heads over 2 KV heads, odd head_dim,
   // more than one online-softmax block (positions past 64); head_dim 18 (tail only), 40 (32 in
   // registers + a tail), 64 (registers only).
+  const auto sinks = random_vector(6, 19, 2.0f);
+  for (bool with_sinks : {false, true})
   for (int64_t hd : {18, 40, 64})
   for (int64_t window : {0, 3, 70}) {
     AttentionShape s{5, 6, 2, hd, 150, window, 1.0f / std::sqrt(float(hd))};
+    if (with_sinks) s.sinks = sinks.data();
     auto q = random_vector(size_t(s.n_tokens * s.n_head * s.head_dim), 13);
     const size_t cache_n = size_t(2 * s.n_ctx * s.n_kv_head * s.head_dim);
     auto k = random_vector(cache_n, 14, 2.0f), v = random_vector(cache_n, 15);
@@ -194,8 +197,22 @@ TEST_F(Avx2Kernels, AttentionGqaWindowsAndSlots) {
     std::vector<float> a(q.size()), b(q.size());
     ref::attention_forward(a.data(), q.data(), k.data(), v.data(), s, pos, seq);
     avx2::attention_forward(b.data(), q.data(), k.data(), v.data(), s, pos, seq);
-    EXPECT_LT(max_abs_diff(a.data(), b.data(), a.size()), 2e-5f) << "window " << window << " head_dim " << hd;
+    EXPECT_LT(max_abs_diff(a.data(), b.data(), a.size()), 2e-5f) << "window " << window << " head_dim " << hd << " sinks " << with_sinks;
   }
+}
+
+// A sink by hand: one visible key with score z and a sink logit σ give the value times
+// e^z / (e^z + e^σ) — the sink takes its share of the mass and adds nothing.
+TEST(RefKernels, AttentionSinkByHand) {
+  AttentionShape s{1, 1, 1, 2, 4, 0, 1.0f};
+  const float q[2] = {1.0f, 0.5f}, k[8] = {2.0f, 2.0f}, v[8] = {3.0f, -1.0f}, sink = 1.5f;  // z = 3
+  s.sinks = &sink;
+  const int32_t pos = 0, seq = 0;
+  float out[2];
+  ref::attention_forward(out, q, k, v, s, &pos, &seq);
+  const double share = std::exp(3.0) / (std::exp(3.0) + std::exp(1.5));
+  EXPECT_NEAR(out[0], 3.0 * share, 1e-6);
+  EXPECT_NEAR(out[1], -share, 1e-6);
 }
 
 // The dispatcher's prompt-run path (blocked products for ≥ 16 consecutive positions of a slot)
@@ -203,6 +220,8 @@ TEST_F(Avx2Kernels, AttentionGqaWindowsAndSlots) {
 // one longer than a 64-query chunk), a short run and lone decode tokens between them, with and
 // without sliding windows, against the scalar reference on every token.
 TEST_F(Avx2Kernels, AttentionPromptRunsMatchReference) {
+  const auto sinks = random_vector(6, 20, 2.0f);
+  for (bool with_sinks : {false, true})
   for (int64_t window : {0, 5, 40}) {
     std::vector<int32_t> pos, seq;
     auto run = [&](int32_t slot, int32_t p0, int32_t n) {
@@ -215,13 +234,14 @@ TEST_F(Avx2Kernels, AttentionPromptRunsMatchReference) {
     run(2, 99, 1);
     const int64_t hd = 40;
     AttentionShape s{int64_t(pos.size()), 6, 2, hd, 200, window, 1.0f / std::sqrt(float(hd))};
+    if (with_sinks) s.sinks = sinks.data();
     auto q = random_vector(size_t(s.n_tokens * s.n_head * s.head_dim), 16);
     const size_t cache_n = size_t(3 * s.n_ctx * s.n_kv_head * s.head_dim);
     auto k = random_vector(cache_n, 17, 2.0f), v = random_vector(cache_n, 18);
     std::vector<float> a(q.size()), b(q.size(), -7.0f);
     ref::attention_forward(a.data(), q.data(), k.data(), v.data(), s, pos.data(), seq.data());
     attention_forward(b.data(), q.data(), k.data(), v.data(), s, pos.data(), seq.data());
-    EXPECT_LT(max_abs_diff(a.data(), b.data(), a.size()), 2e-5f) << "window " << window;
+    EXPECT_LT(max_abs_diff(a.data(), b.data(), a.size()), 2e-5f) << "window " << window << " sinks " << with_sinks;
   }
 }
 

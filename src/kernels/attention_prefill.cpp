@@ -36,7 +36,7 @@ void attention_run(float* out, const float* q, const float* k_cache, const float
   // Later chunks see more keys: hand them out first so the threads finish together.
 #pragma omp parallel
   {
-    static thread_local std::vector<float> scores;
+    static thread_local std::vector<float> scores, with_sink;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t w = 0; w < s.n_head * n_chunks; ++w) {
       const int64_t c = n_chunks - 1 - w / s.n_head, h = w % s.n_head, g = h / group;
@@ -56,7 +56,17 @@ void attention_run(float* out, const float* q, const float* k_cache, const float
         float* row = S + i * L;
         std::fill(row, row + lo, 0.0f);
         std::fill(row + hi + 1, row + L, 0.0f);
-        softmax_forward(row + lo, 1, hi - lo + 1);  // the active variant (vectorised exp)
+        if (s.sinks) {
+          // the sink joins the softmax as one more score (at the end of a copy), without a value
+          const int64_t n = hi - lo + 1;
+          if (int64_t(with_sink.size()) < n + 1) with_sink.resize(size_t(n + 1));
+          std::copy(row + lo, row + hi + 1, with_sink.begin());
+          with_sink[size_t(n)] = s.sinks[h];
+          softmax_forward(with_sink.data(), 1, n + 1);
+          std::copy(with_sink.begin(), with_sink.begin() + n, row + lo);
+        } else {
+          softmax_forward(row + lo, 1, hi - lo + 1);  // the active variant (vectorised exp)
+        }
       }
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(nq), int(s.head_dim), int(L), 1.0f, S, int(L),
                   v_slot + j_lo * kv_dim + g * s.head_dim, int(kv_dim), 0.0f, out + (i0 * s.n_head + h) * s.head_dim,

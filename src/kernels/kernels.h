@@ -20,6 +20,9 @@ struct AttentionShape {
   int64_t n_ctx = 0;      // positions per cache slot
   int64_t window = 0;     // sliding window (0 = none)
   float scale = 1.0f;     // usually 1/sqrt(head_dim)
+  // GPT-OSS's attention sinks: per query head a learned logit that joins the softmax's
+  // denominator (it takes probability mass but adds no value), or null.
+  const float* sinks = nullptr;  // [n_head]
 };
 
 namespace ref {

@@ -50,7 +50,8 @@ void attention_forward(float* out, const float* q, const float* k_cache, const f
     const float* v_base = v_cache + seq[t] * s.n_ctx * kv_dim + g * s.head_dim;
     alignas(32) float acc[512];
     std::fill(acc, acc + s.head_dim, 0.0f);
-    float m = -INFINITY, l = 0.0f;
+    // A sink is one more score with no value: start the running softmax from it.
+    float m = s.sinks ? s.sinks[h] : -INFINITY, l = s.sinks ? 1.0f : 0.0f;
     alignas(32) float sc[kBlock];
     for (int64_t j0 = first; j0 <= p; j0 += kBlock) {
       const int64_t nb = std::min(kBlock, p + 1 - j0);

@@ -29,7 +29,8 @@ void attention_forward(float* out, const float* q, const float* k_cache, const f
         scores[j - first] = dot * s.scale;
         max = std::max(max, scores[j - first]);
       }
-      double sum = 0.0;
+      if (s.sinks) max = std::max(max, s.sinks[h]);
+      double sum = s.sinks ? std::exp(double(s.sinks[h]) - max) : 0.0;  // the sink: mass without a value
       for (float& sc : scores) {
         sc = std::exp(sc - max);
         sum += sc;
