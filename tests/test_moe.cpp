@@ -80,6 +80,52 @@ TEST(Moe, RoutingByHand) {
   EXPECT_NEAR(weight[1], std::exp(1.0) / z, 1e-6);
 }
 
+// GPT-OSS's routing: the top k of the raw logits, softmaxed among themselves.
+TEST(Moe, GptOssRoutingByHand) {
+  ModelConfig c = moe_config(16);
+  c.n_expert = 4, c.n_expert_used = 2, c.moe_softmax_after_topk = true;
+  const float logits[4] = {1, 0, 3, -1};
+  int32_t expert[2];
+  float weight[2];
+  route_tokens(c, logits, 1, expert, weight);
+  EXPECT_EQ(expert[0], 2);
+  EXPECT_EQ(expert[1], 0);
+  EXPECT_NEAR(weight[0], std::exp(3.0) / (std::exp(3.0) + std::exp(1.0)), 1e-6);
+  EXPECT_NEAR(weight[1], std::exp(1.0) / (std::exp(3.0) + std::exp(1.0)), 1e-6);
+}
+
+// The clamped SwiGLU with expert biases (GPT-OSS) against the formula, through a one-expert layer.
+TEST(Moe, ClampedSwigluWithBiases) {
+  ModelConfig c = moe_config(16);
+  c.n_expert = 1, c.n_expert_used = 1, c.moe_softmax_after_topk = true, c.moe_bias = true, c.swiglu_limit = 7.0;
+  c.n_embd = 32, c.n_ff_expert = 32;
+  Model m = Model::random(c, DType::F32, 4, 2.0f);  // large weights: values past the clamp at ±7
+  LayerWeights& l = m.weights.layers[0];
+  const auto bg = test::random_vector(32, 1, 1.0f), bu = test::random_vector(32, 2, 1.0f), bd = test::random_vector(32, 3, 1.0f);
+  std::copy(bg.begin(), bg.end(), l.exp_gate_b[0].data<float>());
+  std::copy(bu.begin(), bu.end(), l.exp_up_b[0].data<float>());
+  std::copy(bd.begin(), bd.end(), l.exp_down_b[0].data<float>());
+  const auto x = test::random_vector(32, 9, 1.0f);
+  std::vector<float> out(32);
+  moe_forward(c, l, x.data(), out.data(), 1);
+  auto row = [&](const Tensor& w, int64_t r, const double* v) {
+    double s = 0;
+    for (int64_t i = 0; i < 32; ++i) s += double(w.data<float>()[r * 32 + i]) * v[i];
+    return s;
+  };
+  double xd[32], h[32];
+  int clamped = 0;
+  for (int i = 0; i < 32; ++i) xd[i] = x[size_t(i)];
+  for (int f = 0; f < 32; ++f) {
+    const double g0 = row(l.exp_gate[0], f, xd) + bg[size_t(f)], u0 = row(l.exp_up[0], f, xd) + bu[size_t(f)];
+    const double g = std::min(g0, 7.0), u = std::clamp(u0, -7.0, 7.0);
+    clamped += (g0 > 7.0) + (std::fabs(u0) > 7.0);
+    h[f] = g / (1.0 + std::exp(-1.702 * g)) * (u + 1.0);
+  }
+  EXPECT_GT(clamped, 4) << "the test should exercise the clamp";
+  for (int i = 0; i < 32; ++i) EXPECT_NEAR(out[size_t(i)], row(l.exp_down[0], i, h) + bd[size_t(i)], 1e-3 * (1 + std::fabs(out[size_t(i)]))) << i;
+}
+
 TEST(Moe, LayerMatchesPerTokenReference) {
   for (bool norm : {true, false}) {
     const ModelConfig c = moe_config(64, norm);

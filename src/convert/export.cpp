@@ -92,7 +92,7 @@ void export_gguf(const Model& m, const TokenizerFiles& tokenizer, const std::str
     w.set(key("rope.scaling.type"), GgufValue::of_string("linear"));
     w.set(key("rope.scaling.factor"), GgufValue::of_f32(float(c.rope_scaling.factor)));
   }
-  if (c.sliding_window > 0) fail("convert: sliding-window attention is not exported to GGUF");
+  if (c.sliding_window > 0 && c.layer_window.empty()) fail("convert: sliding-window attention is not exported to GGUF");
   if (const auto write_gguf = arch_of(c.model_type).write_gguf) write_gguf(c, w);
   add_tokenizer_to_gguf(w, tokenizer, o.embed_tokenizer_json);
 
@@ -112,20 +112,22 @@ void export_gguf(const Model& m, const TokenizerFiles& tokenizer, const std::str
     int64_t expert = 0;
     if (gguf_expert_tensor(p.name, &stacked, &expert)) {
       // Every expert of a projection in one tensor [n_expert, rows, cols] of one dtype.
-      DType to = o.expert_type.value_or(o.type);
-      if (dtype_is_quantized(to) && p.shape[1] % dtype_block(to) != 0) to = DType::F16;
+      DType to = p.is_matrix ? o.expert_type.value_or(o.type) : DType::F32;  // biases stay f32
+      if (dtype_is_quantized(to) && p.shape.back() % dtype_block(to) != 0) to = DType::F16;
       const std::vector<uint8_t> bytes = p.tensor->dtype() == to ? std::vector<uint8_t>(static_cast<const uint8_t*>(p.tensor->raw()),
                                                                                         static_cast<const uint8_t*>(p.tensor->raw()) + p.tensor->nbytes())
                                                                  : encode_as(*p.tensor, to);
       std::vector<uint8_t>& stack = stacks[stacked];
       stack.insert(stack.end(), bytes.begin(), bytes.end());
       if (expert + 1 == c.n_expert) {
-        w.add_tensor(stacked, to, {c.n_expert, p.shape[0], p.shape[1]}, stack.data(), stack.size());
+        Shape shape{c.n_expert};
+        shape.insert(shape.end(), p.shape.begin(), p.shape.end());
+        w.add_tensor(stacked, to, shape, stack.data(), stack.size());
         stacks.erase(stacked);
       }
       continue;
     }
-    const std::string name = gguf_tensor_name(p.name);
+    const std::string name = gguf_tensor_name(p.name, arch);
     Tensor t = *p.tensor;
     if (gguf_permutes_qk(arch) && (name.find(".attn_q.") != std::string::npos || name.find(".attn_k.") != std::string::npos))
       t = permute_qk_rows(t, name.find(".attn_q.") != std::string::npos ? c.n_head : c.n_kv_head, /*to_gguf=*/true);

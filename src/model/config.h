@@ -21,7 +21,7 @@ struct RopeScaling {
 };
 
 struct ModelConfig {
-  std::string model_type;           // llama | mistral | qwen2 | qwen3 | qwen3_moe
+  std::string model_type;           // llama | mistral | qwen2 | qwen3 | qwen3_moe | gpt_oss
   int64_t n_vocab = 0;              // vocab_size
   int64_t n_embd = 0;               // hidden_size
   int64_t n_ff = 0;                 // intermediate_size
@@ -47,11 +47,22 @@ struct ModelConfig {
   int64_t n_expert_used = 0;        // num_experts_per_tok
   int64_t n_ff_expert = 0;          // moe_intermediate_size
   bool norm_topk_prob = false;
+  // GPT-OSS's variant: the top k taken on the router's logits and softmaxed among themselves,
+  // biases on the router and the experts, and the clamped SwiGLU: g = min(gate, L),
+  // u = clamp(up, −L, L), h = g·sigmoid(1.702·g)·(u + 1) with L = swiglu_limit (0: plain SwiGLU).
+  bool moe_softmax_after_topk = false;
+  bool moe_bias = false;
+  double swiglu_limit = 0;
+  bool attn_sinks = false;          // a learned logit per head in the softmax's denominator
+  // Per-layer attention window (GPT-OSS alternates sliding and full layers); empty: every layer
+  // uses sliding_window.
+  std::vector<int64_t> layer_window;
   int64_t bos_token_id = -1;
   std::vector<int64_t> eos_token_ids;
   std::string torch_dtype = "float32";
 
   bool is_moe() const { return n_expert > 0; }
+  int64_t window_of(int64_t layer) const { return layer_window.empty() ? sliding_window : layer_window[size_t(layer)]; }
   int64_t q_dim() const { return n_head * head_dim; }
   int64_t kv_dim() const { return n_kv_head * head_dim; }
 

@@ -74,13 +74,14 @@ const float* Decoder::forward(const Batch& b, KVCache& cache) {
   shape.n_kv_head = c.n_kv_head;
   shape.head_dim = HD;
   shape.n_ctx = cache.n_ctx;
-  shape.window = c.sliding_window;
   shape.scale = 1.0f / std::sqrt(float(HD));
 
   embedding_forward(x, b.token.data(), T, w.tok_embd.raw(), w.tok_embd.dtype(), E);
   for (int64_t il = 0; il < c.n_layer; ++il) {
     float* k_cache = cache.k[size_t(il)].data<float>();
     float* v_cache = cache.v[size_t(il)].data<float>();
+    shape.window = c.window_of(il);
+    shape.sinks = c.attn_sinks ? w.layers[size_t(il)].sinks.data<float>() : nullptr;
     layer_forward(c, w.layers[size_t(il)], buf, T, b.pos.data(), model_.inv_freq.data(),
                   [&](float* att, const float* q_rot, const float* k_rot, const float* v_new) {
                     // Store this batch's keys and values at (slot, position) before attending,

@@ -24,7 +24,7 @@ bool is_gguf_file(const std::string& path) {
   return in && std::memcmp(magic, "GGUF", 4) == 0;
 }
 
-std::string gguf_tensor_name(const std::string& hf) {
+std::string gguf_tensor_name(const std::string& hf, const std::string& arch) {
   static const std::pair<const char*, const char*> top[] = {
       {"model.embed_tokens.weight", "token_embd.weight"}, {"model.norm.weight", "output_norm.weight"}, {"lm_head.weight", "output.weight"}};
   for (const auto& [h, g] : top)
@@ -35,11 +35,14 @@ std::string gguf_tensor_name(const std::string& hf) {
       {"self_attn.o_proj.", "attn_output."},               {"self_attn.q_norm.weight", "attn_q_norm.weight"},
       {"self_attn.k_norm.weight", "attn_k_norm.weight"},   {"post_attention_layernorm.weight", "ffn_norm.weight"},
       {"mlp.gate_proj.", "ffn_gate."},                     {"mlp.up_proj.", "ffn_up."},
-      {"mlp.down_proj.", "ffn_down."},                     {"mlp.gate.weight", "ffn_gate_inp.weight"}};
+      {"mlp.down_proj.", "ffn_down."},                     {"mlp.gate.", "ffn_gate_inp."},
+      {"self_attn.sinks", "attn_sinks.weight"}};
   static const std::regex re(R"(model\.layers\.(\d+)\.(.*))");
   std::smatch m;
   if (std::regex_match(hf, m, re)) {
     const std::string rest = m[2];
+    // gpt-oss calls the norm before its experts post_attention_norm (ffn_norm elsewhere)
+    if (arch == "gpt-oss" && rest == "post_attention_layernorm.weight") return "blk." + std::string(m[1]) + ".post_attention_norm.weight";
     for (const auto& [h, g] : layer)
       if (rest.rfind(h, 0) == 0) return "blk." + std::string(m[1]) + "." + g + rest.substr(std::strlen(h));
   }
@@ -47,10 +50,10 @@ std::string gguf_tensor_name(const std::string& hf) {
 }
 
 bool gguf_expert_tensor(const std::string& hf, std::string* stacked, int64_t* expert) {
-  static const std::regex re(R"(model\.layers\.(\d+)\.mlp\.experts\.(\d+)\.(gate|up|down)_proj\.weight)");
+  static const std::regex re(R"(model\.layers\.(\d+)\.mlp\.experts\.(\d+)\.(gate|up|down)_proj\.(weight|bias))");
   std::smatch m;
   if (!std::regex_match(hf, m, re)) return false;
-  *stacked = "blk." + std::string(m[1]) + ".ffn_" + std::string(m[3]) + "_exps.weight";
+  *stacked = "blk." + std::string(m[1]) + ".ffn_" + std::string(m[3]) + "_exps." + std::string(m[4]);
   *expert = std::stoll(m[2]);
   return true;
 }
@@ -88,7 +91,8 @@ json config_from_gguf(const GgufFile& g, const std::string& arch) {
   json j = {{"model_type", arch_of_gguf(arch).model_type},
             {"vocab_size", embd->shape[0]},
             {"hidden_size", g.get_int(key("embedding_length"))},
-            {"intermediate_size", g.get_int(key("feed_forward_length"))},
+            {"intermediate_size", g.find(key("feed_forward_length")) ? g.get_int(key("feed_forward_length"))
+                                                                       : g.get_int(key("expert_feed_forward_length"))},
             {"num_hidden_layers", g.get_int(key("block_count"))},
             {"num_attention_heads", g.get_int(key("attention.head_count"))},
             {"rms_norm_eps", g.get_number(key("attention.layer_norm_rms_epsilon"))},
@@ -123,14 +127,17 @@ Model load_gguf_model(const std::string& path) {
     int64_t expert = 0;
     if (gguf_expert_tensor(p.name, &stacked, &expert)) {  // a view of its expert in the stacked tensor
       const GgufTensorInfo* info = g.find_tensor(stacked);
-      const Shape want{c.n_expert, p.shape[0], p.shape[1]};
+      Shape want{c.n_expert};
+      want.insert(want.end(), p.shape.begin(), p.shape.end());
       if (!info) fail("{}: tensor '{}' is missing ({} with {} layers needs it)", path, stacked, arch, c.n_layer);
       if (info->shape != want)
         fail("{}: tensor '{}' has shape {} but the metadata implies {}", path, stacked, shape_str(info->shape), shape_str(want));
-      *p.tensor = g.tensor(*info).subview(expert * p.shape[0] * p.shape[1], p.shape);
+      Tensor t = g.tensor(*info).subview(expert * shape_numel(p.shape), p.shape);
+      if (!p.is_matrix) t = t.dtype() == DType::F32 ? t : t.to(DType::F32);  // expert biases
+      *p.tensor = t;
       continue;
     }
-    const std::string name = gguf_tensor_name(p.name);
+    const std::string name = gguf_tensor_name(p.name, arch);
     const GgufTensorInfo* info = g.find_tensor(name);
     if (!info) fail("{}: tensor '{}' is missing ({} with {} layers needs it)", path, name, arch, c.n_layer);
     if (info->shape != p.shape)

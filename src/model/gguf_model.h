@@ -22,7 +22,8 @@ namespace distill {
 bool is_gguf_file(const std::string& path);  // a regular file starting with "GGUF"
 
 // Hugging Face parameter name -> GGUF tensor name (model.layers.3.mlp.up_proj.weight -> blk.3.ffn_up.weight).
-std::string gguf_tensor_name(const std::string& hf_name);
+// `arch` (GGUF general.architecture) where names differ by family (gpt-oss: post_attention_norm).
+std::string gguf_tensor_name(const std::string& hf_name, const std::string& arch = "");
 // A per-expert HF tensor's place in GGUF: the stacked tensor and the expert's index in it
 // (model.layers.3.mlp.experts.7.up_proj.weight -> blk.3.ffn_up_exps.weight, 7); false otherwise.
 bool gguf_expert_tensor(const std::string& hf_name, std::string* stacked, int64_t* expert);

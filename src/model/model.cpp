@@ -26,6 +26,9 @@ Model Model::load(const std::string& dir) {
   } else {
     if (!fs::is_directory(dir)) fail("{}: not a model directory or GGUF file", dir);
     const ModelConfig config = ModelConfig::from_file((fs::path(dir) / "config.json").string());
+    if (config.model_type == "gpt_oss")
+      fail("{}: gpt_oss is read from GGUF files only so far (the Hugging Face release stores its experts transposed, "
+           "gate and up interleaved, as MXFP4 blocks); llama.cpp's convert_hf_to_gguf.py writes the GGUF", dir);
     m = from_store(config, TensorStore::open_dir(dir));
   }
   m.prepare_weights();
@@ -49,6 +52,7 @@ void Model::prepare_weights() {
 }
 
 void Model::save(const std::string& dir) const {
+  if (config.model_type == "gpt_oss") fail("{}: a gpt_oss model is written as GGUF only (distill convert -o X.gguf)", dir);
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) fail("{}: cannot create directory: {}", dir, ec.message());

@@ -12,9 +12,19 @@ namespace distill {
 
 namespace {
 
-// y[rows, N] = x[rows, K] · Wᵀ in the weight's dtype (or its load-time prepared form).
-void linear(float* y, const float* x, const Tensor& w, int64_t rows) {
-  matmul_prepared(y, x, w.raw(), w.dtype(), static_cast<const PreparedWeight*>(w.prepared()), nullptr, rows, w.dim(0), w.dim(1));
+// y[rows, N] = x[rows, K] · Wᵀ (+ b) in the weight's dtype (or its load-time prepared form).
+void linear(float* y, const float* x, const Tensor& w, int64_t rows, const Tensor* b = nullptr) {
+  matmul_prepared(y, x, w.raw(), w.dtype(), static_cast<const PreparedWeight*>(w.prepared()),
+                  b && b->defined() ? b->data<float>() : nullptr, rows, w.dim(0), w.dim(1));
+}
+
+// GPT-OSS's clamped SwiGLU, in place over gate: g = min(gate, L), u = clamp(up, −L, L),
+// h = g · sigmoid(1.702 g) · (u + 1).
+void swiglu_clamped(float* gate, const float* up, int64_t n, float limit) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = std::min(gate[i], limit), u = std::clamp(up[i], -limit, limit);
+    gate[i] = g / (1.0f + std::exp(-1.702f * g)) * (u + 1.0f);
+  }
 }
 
 // Buffers grown to the largest batch seen (per thread: the decoder runs on one thread).
@@ -38,20 +48,29 @@ void route_tokens(const ModelConfig& c, const float* logits, int64_t T, int32_t*
   p.resize(size_t(NE)), idx.resize(size_t(NE));
   for (int64_t t = 0; t < T; ++t) {
     const float* l = logits + t * NE;
-    const float mx = *std::max_element(l, l + NE);
-    double sum = 0;
-    for (int64_t e = 0; e < NE; ++e) sum += (p[size_t(e)] = std::exp(l[e] - mx));
-    for (int64_t e = 0; e < NE; ++e) p[size_t(e)] = float(p[size_t(e)] / sum);  // softmax over all experts
+    if (c.moe_softmax_after_topk) {  // GPT-OSS: the top k logits, softmaxed among themselves
+      std::copy(l, l + NE, p.begin());
+    } else {  // softmax over all experts
+      const float mx = *std::max_element(l, l + NE);
+      double sum = 0;
+      for (int64_t e = 0; e < NE; ++e) sum += (p[size_t(e)] = std::exp(l[e] - mx));
+      for (int64_t e = 0; e < NE; ++e) p[size_t(e)] = float(p[size_t(e)] / sum);
+    }
     std::iota(idx.begin(), idx.end(), 0);
     std::partial_sort(idx.begin(), idx.begin() + K, idx.end(), [&](int32_t a, int32_t b) {
       return p[size_t(a)] > p[size_t(b)] || (p[size_t(a)] == p[size_t(b)] && a < b);
     });
+    for (int64_t k = 0; k < K; ++k) expert[t * K + k] = idx[size_t(k)];
+    if (c.moe_softmax_after_topk) {
+      const float top = p[size_t(idx[0])];  // the largest
+      double sum = 0;
+      for (int64_t k = 0; k < K; ++k) sum += std::exp(double(p[size_t(idx[size_t(k)])] - top));
+      for (int64_t k = 0; k < K; ++k) weight[t * K + k] = float(std::exp(double(p[size_t(idx[size_t(k)])] - top)) / sum);
+      continue;
+    }
     float kept = 0;
     for (int64_t k = 0; k < K; ++k) kept += p[size_t(idx[size_t(k)])];
-    for (int64_t k = 0; k < K; ++k) {
-      expert[t * K + k] = idx[size_t(k)];
-      weight[t * K + k] = c.norm_topk_prob ? p[size_t(idx[size_t(k)])] / kept : p[size_t(idx[size_t(k)])];
-    }
+    for (int64_t k = 0; k < K; ++k) weight[t * K + k] = c.norm_topk_prob ? p[size_t(idx[size_t(k)])] / kept : p[size_t(idx[size_t(k)])];
   }
 }
 
@@ -61,7 +80,7 @@ void moe_forward(const ModelConfig& c, const LayerWeights& l, const float* x, fl
   float* logits = sized(s.logits, T * NE);
   int32_t* expert = sized(s.expert, T * K);
   float* weight = sized(s.weight, T * K);
-  linear(logits, x, l.router, T);
+  linear(logits, x, l.router, T, &l.router_b);
   route_tokens(c, logits, T, expert, weight);
 
   // Group the T·K (token, rank) pairs by expert: a counting sort, pairs of an expert in token order.
@@ -84,11 +103,13 @@ void moe_forward(const ModelConfig& c, const LayerWeights& l, const float* x, fl
     for (int64_t r = 0; r < n; ++r) std::memcpy(xg + r * E, x + (slot[start[e] + r] / K) * E, size_t(E) * sizeof(float));
     float* gate = sized(s.gate, n * F);
     float* up = sized(s.up, n * F);
-    linear(gate, xg, l.exp_gate[size_t(e)], n);
-    linear(up, xg, l.exp_up[size_t(e)], n);
-    swiglu_forward(gate, gate, up, n * F);
+    const bool bias = c.moe_bias;
+    linear(gate, xg, l.exp_gate[size_t(e)], n, bias ? &l.exp_gate_b[size_t(e)] : nullptr);
+    linear(up, xg, l.exp_up[size_t(e)], n, bias ? &l.exp_up_b[size_t(e)] : nullptr);
+    if (c.swiglu_limit > 0) swiglu_clamped(gate, up, n * F, float(c.swiglu_limit));
+    else swiglu_forward(gate, gate, up, n * F);
     float* yg = sized(s.yg, n * E);
-    linear(yg, gate, l.exp_down[size_t(e)], n);
+    linear(yg, gate, l.exp_down[size_t(e)], n, bias ? &l.exp_down_b[size_t(e)] : nullptr);
     for (int64_t r = 0; r < n; ++r) std::memcpy(y + int64_t(slot[start[e] + r]) * E, yg + r * E, size_t(E) * sizeof(float));
   }
   // out_t = Σ_k w_tk · y_tk, in rank order.

@@ -11,7 +11,8 @@ namespace distill {
 
 // Which experts a token uses and with what weight: the router's softmax over all experts, the
 // top n_expert_used kept (highest first; ties to the lower index), renormalised to sum 1 when
-// norm_topk_prob. logits: [T, n_expert] -> expert, weight: [T, n_expert_used].
+// norm_topk_prob — or (moe_softmax_after_topk, GPT-OSS) the top logits softmaxed among
+// themselves. logits: [T, n_expert] -> expert, weight: [T, n_expert_used].
 void route_tokens(const ModelConfig& c, const float* logits, int64_t T, int32_t* expert, float* weight);
 
 // out[T, n_embd] = Σ_k weight_tk · down(silu(gate(x_t)) · up(x_t)) over token t's experts, for

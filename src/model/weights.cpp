@@ -23,6 +23,7 @@ std::vector<ParamRef> list_params(const ModelConfig& c, ModelWeights& w) {
       p.push_back({pre + "self_attn.v_proj.bias", {c.kv_dim()}, &l.bv, false});
     }
     if (c.o_bias) p.push_back({pre + "self_attn.o_proj.bias", {c.n_embd}, &l.bo, false});
+    if (c.attn_sinks) p.push_back({pre + "self_attn.sinks", {c.n_head}, &l.sinks, false});
     if (c.qk_norm) {
       p.push_back({pre + "self_attn.q_norm.weight", {c.head_dim}, &l.q_norm, false});
       p.push_back({pre + "self_attn.k_norm.weight", {c.head_dim}, &l.k_norm, false});
@@ -30,12 +31,20 @@ std::vector<ParamRef> list_params(const ModelConfig& c, ModelWeights& w) {
     p.push_back({pre + "post_attention_layernorm.weight", {c.n_embd}, &l.ffn_norm, false});
     if (c.is_moe()) {
       p.push_back({pre + "mlp.gate.weight", {c.n_expert, c.n_embd}, &l.router, true});
+      if (c.moe_bias) p.push_back({pre + "mlp.gate.bias", {c.n_expert}, &l.router_b, false});
       l.exp_gate.resize(size_t(c.n_expert)), l.exp_up.resize(size_t(c.n_expert)), l.exp_down.resize(size_t(c.n_expert));
+      if (c.moe_bias)
+        l.exp_gate_b.resize(size_t(c.n_expert)), l.exp_up_b.resize(size_t(c.n_expert)), l.exp_down_b.resize(size_t(c.n_expert));
       for (int64_t e = 0; e < c.n_expert; ++e) {
         const std::string ex = pre + "mlp.experts." + std::to_string(e) + ".";
         p.push_back({ex + "gate_proj.weight", {c.n_ff_expert, c.n_embd}, &l.exp_gate[size_t(e)], true});
         p.push_back({ex + "up_proj.weight", {c.n_ff_expert, c.n_embd}, &l.exp_up[size_t(e)], true});
         p.push_back({ex + "down_proj.weight", {c.n_embd, c.n_ff_expert}, &l.exp_down[size_t(e)], true});
+        if (c.moe_bias) {
+          p.push_back({ex + "gate_proj.bias", {c.n_ff_expert}, &l.exp_gate_b[size_t(e)], false});
+          p.push_back({ex + "up_proj.bias", {c.n_ff_expert}, &l.exp_up_b[size_t(e)], false});
+          p.push_back({ex + "down_proj.bias", {c.n_embd}, &l.exp_down_b[size_t(e)], false});
+        }
       }
       continue;
     }

@@ -25,6 +25,9 @@ struct LayerWeights {
   // Mixture of experts (instead of the dense MLP): mlp.gate (the router) and one SwiGLU per expert.
   Tensor router;                   // [n_expert, n_embd]
   std::vector<Tensor> exp_gate, exp_up, exp_down;  // per expert: [n_ff_expert, n_embd] ×2, [n_embd, n_ff_expert]
+  Tensor router_b;                 // f32 [n_expert]                   (moe_bias)
+  std::vector<Tensor> exp_gate_b, exp_up_b, exp_down_b;  // f32 per expert (moe_bias)
+  Tensor sinks;                    // f32 [n_head]                      (attn_sinks)
 };
 
 struct ModelWeights {

@@ -6,11 +6,11 @@
 
 namespace distill {
 
-extern const ArchDescriptor kLlamaArch, kMistralArch, kQwen2Arch, kQwen3Arch, kQwen3MoeArch;
+extern const ArchDescriptor kLlamaArch, kMistralArch, kQwen2Arch, kQwen3Arch, kQwen3MoeArch, kGptOssArch;
 
 namespace {
 
-const ArchDescriptor* const kArchs[] = {&kLlamaArch, &kMistralArch, &kQwen2Arch, &kQwen3Arch, &kQwen3MoeArch};
+const ArchDescriptor* const kArchs[] = {&kLlamaArch, &kMistralArch, &kQwen2Arch, &kQwen3Arch, &kQwen3MoeArch, &kGptOssArch};
 
 std::string known(bool gguf) {
   std::string out;
@@ -51,7 +51,7 @@ void apply_arch_hooks(const nlohmann::json& j, ModelConfig& c) {
   const ArchDescriptor& arch = arch_of(c.model_type);
   for (const char* moe_key : {"num_experts", "num_local_experts", "n_routed_experts"}) {
     if (!arch.moe && j.contains(moe_key) && j[moe_key].is_number() && j[moe_key].get<double>() > 0)
-      fail("{}: {} — model_type {} is dense here; mixture-of-experts families: qwen3_moe", moe_key, j[moe_key].dump(),
+      fail("{}: {} — model_type {} is dense here; mixture-of-experts families: qwen3_moe, gpt_oss", moe_key, j[moe_key].dump(),
            c.model_type);
   }
   arch.read_config(j, c);
