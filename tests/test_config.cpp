@@ -78,11 +78,11 @@ TEST(Config, RefusesWhatItCannotRun) {
   moe["num_experts"] = 8;
   EXPECT_NE(refusal(moe).find("num_experts"), std::string::npos);
 
-  json yarn = base("llama");
-  yarn["rope_scaling"] = {{"type", "yarn"}, {"factor", 4.0}};
-  m = refusal(yarn);
+  json dynamic = base("llama");
+  dynamic["rope_scaling"] = {{"type", "dynamic"}, {"factor", 4.0}};
+  m = refusal(dynamic);
   EXPECT_NE(m.find("rope_scaling"), std::string::npos) << m;
-  EXPECT_NE(m.find("yarn"), std::string::npos) << m;
+  EXPECT_NE(m.find("dynamic"), std::string::npos) << m;
 
   json missing = base("llama");
   missing.erase("hidden_size");
@@ -125,6 +125,28 @@ TEST(Config, RopeScaling) {
     else if (wavelen > 8192.0) EXPECT_FLOAT_EQ(l3[i], plain[i] / 8.0f) << i;    // low ones slowed 8×
     else EXPECT_TRUE(l3[i] < plain[i] && l3[i] > plain[i] / 8.0f) << i;         // blended between
   }
+
+  // YaRN as gpt-oss ships it (factor 32, original context 4096, betas 32 / 1, head_dim 128 here):
+  // the band edges are d(n) = 128·ln(4096 / (2πn)) / (2 ln θ) for n = 32 and 1, floored and ceiled
+  j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 32.0}, {"original_max_position_embeddings", 4096},
+                       {"beta_fast", 32.0}, {"beta_slow", 1.0}};
+  const ModelConfig yc = ModelConfig::from_json(j, "x");
+  const std::vector<float> yarn = yc.rope_inv_freq();
+  const double low = std::floor(128 * std::log(4096 / (2 * M_PI * 32)) / (2 * std::log(500000.0)));
+  const double high = std::ceil(128 * std::log(4096 / (2 * M_PI * 1)) / (2 * std::log(500000.0)));
+  ASSERT_GT(high, low + 2);
+  for (size_t i = 0; i < 64; ++i) {
+    if (double(i) <= low) EXPECT_FLOAT_EQ(yarn[i], plain[i]) << i;               // fast dimensions kept
+    else if (double(i) >= high) EXPECT_NEAR(yarn[i], plain[i] / 32.0f, 1e-7 * plain[i]) << i;  // slow ones interpolated
+    else {
+      const double ramp = (double(i) - low) / (high - low);
+      EXPECT_NEAR(yarn[i], plain[i] * (1 - ramp) + plain[i] / 32.0 * ramp, 1e-6 * plain[i]) << i;
+    }
+  }
+  const double mscale = 0.1 * std::log(32.0) + 1;  // cos and sin scaled: scores by mscale²
+  EXPECT_NEAR(yc.attention_scale(), mscale * mscale / std::sqrt(128.0), 1e-6);
+  j["rope_scaling"]["beta_slow"] = 40.0;
+  EXPECT_THROW(ModelConfig::from_json(j, "x"), Error);
 }
 
 TEST(Config, CountsParameters) {

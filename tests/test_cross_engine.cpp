@@ -106,8 +106,8 @@ namespace distill {
 
 // A llama-perplexity logits file is user input: damaged ones are refused with a message.
 // GPT-OSS's pieces against llama.cpp's gpt-oss graph: attention sinks, biases everywhere, a
-// sliding window (8) shorter than the sequence on the even layers, top-k-then-softmax routing and
-// the clamped SwiGLU (random biases and sinks, so each term matters); f32 and MXFP4 experts.
+// sliding window (8) shorter than the sequence on the even layers, top-k-then-softmax routing, the
+// clamped SwiGLU (random biases and sinks, so each term matters) and YaRN; f32 and MXFP4 experts.
 TEST(CrossEngine, LlamaCppLogitsMatchOnGptOssGguf) {
   if (!std::filesystem::exists(kPeer) || run(kPeer + " llama-perplexity --version 2>&1").empty())
     GTEST_SKIP() << "no runnable llama.cpp peer at " << kPeer << ": cross-engine logits not checked";
@@ -120,7 +120,11 @@ TEST(CrossEngine, LlamaCppLogitsMatchOnGptOssGguf) {
                       {"intermediate_size", 64}, {"num_hidden_layers", 2}, {"num_attention_heads", 4},
                       {"num_key_value_heads", 2}, {"head_dim", 16}, {"num_local_experts", 8}, {"num_experts_per_tok", 2},
                       {"sliding_window", 8}, {"tie_word_embeddings", false}, {"max_position_embeddings", 512},
-                      {"rms_norm_eps", 1e-5}, {"rope_theta", 150000.0}};
+                      {"rms_norm_eps", 1e-5}, {"rope_theta", 150000.0},
+                      // YaRN as gpt-oss ships it (factor 32), over an original context short enough
+                      // that this test's positions cross its band of blended dimensions
+                      {"rope_scaling", {{"rope_type", "yarn"}, {"factor", 32.0}, {"original_max_position_embeddings", 64},
+                                        {"beta_fast", 32.0}, {"beta_slow", 1.0}}}};
   Model m = Model::random(ModelConfig::from_json(j, "gpt_oss"), DType::F32, 23, 0.5f);
   uint64_t seed = 100;
   for (ParamRef& p : list_params(m.config, m.weights))  // biases and sinks: random, not 0

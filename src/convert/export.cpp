@@ -91,6 +91,13 @@ void export_gguf(const Model& m, const TokenizerFiles& tokenizer, const std::str
   if (c.rope_scaling.type == RopeScalingType::Linear) {
     w.set(key("rope.scaling.type"), GgufValue::of_string("linear"));
     w.set(key("rope.scaling.factor"), GgufValue::of_f32(float(c.rope_scaling.factor)));
+  } else if (c.rope_scaling.type == RopeScalingType::Yarn) {
+    const RopeScaling& r = c.rope_scaling;
+    if (!r.truncate || r.attention_factor > 0 || r.beta_fast != 32.0 || r.beta_slow != 1.0)
+      fail("convert: this YaRN (truncate false, an attention_factor or other betas) differs from llama.cpp's; not exported");
+    w.set(key("rope.scaling.type"), GgufValue::of_string("yarn"));
+    w.set(key("rope.scaling.factor"), GgufValue::of_f32(float(r.factor)));
+    w.set(key("rope.scaling.original_context_length"), GgufValue::of_u32(uint32_t(r.original_max_position_embeddings)));
   }
   if (c.sliding_window > 0 && c.layer_window.empty()) fail("convert: sliding-window attention is not exported to GGUF");
   if (const auto write_gguf = arch_of(c.model_type).write_gguf) write_gguf(c, w);

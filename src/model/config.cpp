@@ -47,8 +47,18 @@ RopeScaling parse_rope_scaling(const json& j) {
     r.original_max_position_embeddings = get_int(s, "original_max_position_embeddings", 8192, false);
     if (r.high_freq_factor <= r.low_freq_factor)
       fail("rope_scaling: high_freq_factor {} must exceed low_freq_factor {}", r.high_freq_factor, r.low_freq_factor);
+  } else if (type == "yarn") {
+    r.type = RopeScalingType::Yarn;
+    r.original_max_position_embeddings = get_int(s, "original_max_position_embeddings", 4096, false);
+    r.beta_fast = get_num(s, "beta_fast", 32.0);
+    r.beta_slow = get_num(s, "beta_slow", 1.0);
+    r.truncate = jsonf::get_bool(s, "truncate", "", true);
+    r.attention_factor = get_num(s, "attention_factor", 0.0);
+    if (!(r.beta_fast > r.beta_slow && r.beta_slow > 0))
+      fail("rope_scaling: beta_fast {} must exceed beta_slow {} > 0", r.beta_fast, r.beta_slow);
+    if (r.attention_factor < 0) fail("rope_scaling.attention_factor: {} must not be negative", r.attention_factor);
   } else {
-    fail("rope_scaling.{}: '{}' is not supported (supported: linear, llama3)", key, type);
+    fail("rope_scaling.{}: '{}' is not supported (supported: linear, llama3, yarn)", key, type);
   }
   r.factor = get_num(s, "factor", 1.0);
   if (!(r.factor > 0)) fail("rope_scaling.factor: must be positive, got {}", r.factor);
@@ -141,6 +151,12 @@ json ModelConfig::to_json() const {
   else if (!eos_token_ids.empty()) j["eos_token_id"] = eos_token_ids;
   if (rope_scaling.type == RopeScalingType::Linear) {
     j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", rope_scaling.factor}};
+  } else if (rope_scaling.type == RopeScalingType::Yarn) {
+    j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", rope_scaling.factor},
+                         {"original_max_position_embeddings", rope_scaling.original_max_position_embeddings},
+                         {"beta_fast", rope_scaling.beta_fast}, {"beta_slow", rope_scaling.beta_slow},
+                         {"truncate", rope_scaling.truncate}};
+    if (rope_scaling.attention_factor > 0) j["rope_scaling"]["attention_factor"] = rope_scaling.attention_factor;
   } else if (rope_scaling.type == RopeScalingType::Llama3) {
     j["rope_scaling"] = {{"rope_type", "llama3"},
                          {"factor", rope_scaling.factor},
@@ -159,6 +175,24 @@ void ModelConfig::save(const std::string& path) const {
 std::vector<float> ModelConfig::rope_inv_freq() const {
   const int64_t half = head_dim / 2;
   std::vector<float> inv(static_cast<size_t>(half));
+  if (rope_scaling.type == RopeScalingType::Yarn) {
+    // YaRN: dimensions that turn fewer than beta_slow times over the original context are
+    // interpolated (frequency / factor), those turning more than beta_fast times kept, and the
+    // band between blended linearly. The dimension whose wavelength turns n times over the
+    // original context L: d(n) = dim · ln(L / (n · 2π)) / (2 ln θ).
+    const RopeScaling& r = rope_scaling;
+    const double dim = double(head_dim), L = double(r.original_max_position_embeddings);
+    auto corr_dim = [&](double n) { return dim * std::log(L / (n * 2.0 * M_PI)) / (2.0 * std::log(rope_theta)); };
+    double low = corr_dim(r.beta_fast), high = corr_dim(r.beta_slow);
+    if (r.truncate) low = std::floor(low), high = std::ceil(high);
+    low = std::max(low, 0.0), high = std::min(high, dim - 1);
+    for (int64_t i = 0; i < half; ++i) {
+      const double extrapolated = 1.0 / std::pow(rope_theta, double(2 * i) / dim), interpolated = extrapolated / r.factor;
+      const double ramp = std::clamp((double(i) - low) / std::max(high - low, 0.001), 0.0, 1.0);  // 0: keep, 1: interpolate
+      inv[size_t(i)] = float(interpolated * ramp + extrapolated * (1.0 - ramp));
+    }
+    return inv;
+  }
   for (int64_t i = 0; i < half; ++i) {
     // HF: 1 / theta^(2i / head_dim), computed in f32 from an integer arange
     double f = 1.0 / std::pow(rope_theta, double(2 * i) / double(head_dim));
@@ -197,6 +231,15 @@ int64_t count_params(const ModelConfig& c, int64_t experts_counted) {
 }
 
 }  // namespace
+
+float ModelConfig::attention_scale() const {
+  double s = 1.0 / std::sqrt(double(head_dim));
+  if (rope_scaling.type == RopeScalingType::Yarn && rope_scaling.factor > 1) {
+    const double mscale = rope_scaling.attention_factor > 0 ? rope_scaling.attention_factor : 0.1 * std::log(rope_scaling.factor) + 1.0;
+    s *= mscale * mscale;  // q and k are each rotated by cos/sin scaled by mscale
+  }
+  return float(s);
+}
 
 int64_t ModelConfig::n_params() const { return count_params(*this, n_expert); }
 int64_t ModelConfig::n_active_params() const { return count_params(*this, n_expert_used); }

@@ -10,14 +10,17 @@
 
 namespace distill {
 
-enum class RopeScalingType { None, Linear, Llama3 };
+enum class RopeScalingType { None, Linear, Llama3, Yarn };
 
 struct RopeScaling {
   RopeScalingType type = RopeScalingType::None;
   double factor = 1.0;
   double low_freq_factor = 1.0;     // llama3
   double high_freq_factor = 4.0;    // llama3
-  int64_t original_max_position_embeddings = 8192;  // llama3
+  int64_t original_max_position_embeddings = 8192;  // llama3, yarn
+  double beta_fast = 32.0, beta_slow = 1.0;         // yarn: the band of dimensions that is blended
+  bool truncate = true;                             // yarn: band edges rounded to whole dimensions
+  double attention_factor = 0;                      // yarn: scale of cos/sin (0: 0.1·ln(factor) + 1)
 };
 
 struct ModelConfig {
@@ -74,6 +77,9 @@ struct ModelConfig {
 
   // RoPE inverse frequencies [head_dim / 2] with rope_scaling applied.
   std::vector<float> rope_inv_freq() const;
+  // The attention's score scale: 1/sqrt(head_dim), times YaRN's attention factor squared (it
+  // scales the cos and sin that rotate both q and k).
+  float attention_scale() const;
   // Number of parameters (tied head counted once); a mixture of experts counts every expert.
   int64_t n_params() const;
   // Parameters one token reads: a mixture of experts counts only n_expert_used experts.

@@ -74,7 +74,7 @@ const float* Decoder::forward(const Batch& b, KVCache& cache) {
   shape.n_kv_head = c.n_kv_head;
   shape.head_dim = HD;
   shape.n_ctx = cache.n_ctx;
-  shape.scale = 1.0f / std::sqrt(float(HD));
+  shape.scale = c.attention_scale();
 
   embedding_forward(x, b.token.data(), T, w.tok_embd.raw(), w.tok_embd.dtype(), E);
   for (int64_t il = 0; il < c.n_layer; ++il) {

@@ -104,8 +104,17 @@ json config_from_gguf(const GgufFile& g, const std::string& arch) {
   if (g.find(key("context_length"))) j["max_position_embeddings"] = g.get_int(key("context_length"));
   if (g.find(key("rope.scaling.type"))) {
     const std::string t = g.get_string(key("rope.scaling.type"));
-    if (t == "linear") j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", g.get_number(key("rope.scaling.factor"))}};
-    else if (t != "none") fail("{}: {} '{}' is not supported (linear is)", g.path(), key("rope.scaling.type"), t);
+    if (t == "linear") {
+      j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", g.get_number(key("rope.scaling.factor"))}};
+    } else if (t == "yarn") {  // llama.cpp rounds the band's edges to whole dimensions (truncate)
+      j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", g.get_number(key("rope.scaling.factor"))},
+                           {"original_max_position_embeddings", g.get_int(key("rope.scaling.original_context_length"))},
+                           {"truncate", true}};
+      if (g.find(key("rope.scaling.yarn_beta_fast"))) j["rope_scaling"]["beta_fast"] = g.get_number(key("rope.scaling.yarn_beta_fast"));
+      if (g.find(key("rope.scaling.yarn_beta_slow"))) j["rope_scaling"]["beta_slow"] = g.get_number(key("rope.scaling.yarn_beta_slow"));
+    } else if (t != "none") {
+      fail("{}: {} '{}' is not supported (linear and yarn are)", g.path(), key("rope.scaling.type"), t);
+    }
   }
   if (const auto read_gguf = arch_of_gguf(arch).read_gguf) read_gguf(g, j);
   if (const GgufValue* v = g.find("tokenizer.ggml.bos_token_id")) j["bos_token_id"] = v->as_int();

@@ -69,7 +69,7 @@ LayerBuffers TrainingPass::buffers(int64_t il) {
 
 TrainAttentionShape TrainingPass::attention_shape() const {
   const ModelConfig& c = model_.config;
-  TrainAttentionShape as{n_seq_, seq_len_, c.n_head, c.n_kv_head, c.head_dim, 1.0f / std::sqrt(float(c.head_dim))};
+  TrainAttentionShape as{n_seq_, seq_len_, c.n_head, c.n_kv_head, c.head_dim, c.attention_scale()};
   as.window = c.sliding_window;  // the same mask the decoder's cache attention applies
   return as;
 }
