@@ -127,3 +127,27 @@ TEST(Cli, BadInputFailsCleanly) {
 }
 
 }  // namespace distill
+
+namespace distill {
+
+// A GPT-OSS-shaped model straight to GGUF (the form gpt_oss has here), MXFP4 experts: info
+// describes it, run generates from it, and a directory output is refused with a message.
+TEST(Cli, InitWritesGptOssGgufWithMxfp4Experts) {
+  TempDir dir;
+  const std::string gguf = dir / "go.gguf";
+  test::CliResult r = test::run_distill("init --preset tiny --arch gpt_oss --experts 8 --experts-used 2 --tokenizer bytes "
+                                        "--dtype q8_0 --expert-type mxfp4 -o " + gguf);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = test::run_distill("info " + gguf);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const char* want : {"gpt_oss", "MXFP4", "8 per layer", "top k of the logits", "active per token"})
+    EXPECT_NE(r.output.find(want), std::string::npos) << want << "\n" << r.output;
+  r = test::run_distill("run " + gguf + " -p hello -n 4 --raw --temp 0");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("generated 4 tokens"), std::string::npos) << r.output;
+  r = test::run_distill("init --preset tiny --arch gpt_oss --tokenizer bytes -o " + (dir / "dir"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("GGUF only"), std::string::npos) << r.output;
+}
+
+}  // namespace distill

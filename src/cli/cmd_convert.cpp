@@ -108,9 +108,11 @@ void info(const std::string& path, bool list_tensors) {
               (long long)c.n_layer, (long long)c.n_embd, (long long)c.n_head, (long long)c.n_kv_head, (long long)c.head_dim,
               (long long)c.n_ff);
   if (c.is_moe())
-    std::printf("  experts        %lld per layer of width %lld, %lld per token (router: softmax, top %lld%s)\n", (long long)c.n_expert,
-                (long long)c.n_ff_expert, (long long)c.n_expert_used, (long long)c.n_expert_used,
-                c.norm_topk_prob ? ", renormalised" : "");
+    std::printf("  experts        %lld per layer of width %lld, %lld per token (router: %s)\n", (long long)c.n_expert,
+                (long long)c.n_ff_expert, (long long)c.n_expert_used,
+                c.moe_softmax_after_topk ? "top k of the logits, softmaxed among them"
+                : c.norm_topk_prob      ? "softmax, top k, renormalised"
+                                        : "softmax, top k");
   std::printf("  parameters     %.2f M%s", double(c.n_params()) / 1e6, c.tie_word_embeddings ? " (embeddings tied)" : "");
   if (c.is_moe()) std::printf(", %.2f M active per token", double(c.n_active_params()) / 1e6);
   std::printf("\n");

@@ -23,7 +23,7 @@ namespace fs = std::filesystem;
 namespace {
 
 struct InitArgs {
-  std::string preset = "tiny", config, tokenizer, out, arch = "llama", dtype = "f32", from, layers, corpus;
+  std::string preset = "tiny", config, tokenizer, out, arch = "llama", dtype = "f32", from, layers, corpus, expert_type;
   int64_t vocab = 0, ffn = 0;
   int64_t experts = 8, experts_used = 2, expert_ffn = 0;  // --arch qwen3_moe
   uint64_t seed = 1;
@@ -66,6 +66,7 @@ void run_init_from(const InitArgs& a) {
 }
 
 void run_init(const InitArgs& a) {
+  const bool gguf_out = a.out.size() > 5 && a.out.compare(a.out.size() - 5, 5, ".gguf") == 0;
   if (!a.from.empty()) return run_init_from(a);
   if (!a.layers.empty() || a.ffn > 0) fail("--layers and --ffn cut a student from a teacher: give --from TEACHER");
   ModelConfig c;
@@ -88,6 +89,10 @@ void run_init(const InitArgs& a) {
       // the preset's FFN split over the experts a token uses, so active parameters stay the preset's
       j["num_experts"] = a.experts, j["num_experts_per_tok"] = a.experts_used, j["norm_topk_prob"] = true;
       j["moe_intermediate_size"] = a.expert_ffn > 0 ? a.expert_ffn : std::max<int64_t>(1, p->ffn / a.experts_used);
+    } else if (a.arch == "gpt_oss") {
+      j["num_local_experts"] = a.experts, j["num_experts_per_tok"] = a.experts_used, j["tie_word_embeddings"] = false;
+      j["intermediate_size"] = a.expert_ffn > 0 ? a.expert_ffn : std::max<int64_t>(1, p->ffn / a.experts_used);
+      j["rope_theta"] = 150000.0;
     }
     c = ModelConfig::from_json(j, "--preset " + a.preset);
   }
@@ -103,11 +108,11 @@ void run_init(const InitArgs& a) {
     if (!in) fail("--corpus {}: cannot open", a.corpus);
     std::string text(std::istreambuf_iterator<char>(in), {});
     if (text.size() > (8u << 20)) text.resize(8u << 20);  // merges from the first 8 MB
-    tokenizer_dir = (fs::path(a.out) / ".tokenizer-bpe").string();
+    tokenizer_dir = gguf_out ? a.out + ".tokenizer-bpe" : (fs::path(a.out) / ".tokenizer-bpe").string();
     write_tokenizer_files(tokenizer_dir, make_byte_level_tokenizer(text, int(merges), true, a.vocab));
   } else if (a.tokenizer == "bytes") {
     // a byte-level tokenizer made here (256 bytes + ChatML specials): no download needed
-    tokenizer_dir = (fs::path(a.out) / ".tokenizer-bytes").string();
+    tokenizer_dir = gguf_out ? a.out + ".tokenizer-bytes" : (fs::path(a.out) / ".tokenizer-bytes").string();
     // with --vocab, padded to exactly that many tokens (a benchmark model of a real shape)
     write_tokenizer_files(tokenizer_dir, make_byte_level_tokenizer("", 0, true, a.vocab));
   }
@@ -120,8 +125,23 @@ void run_init(const InitArgs& a) {
     if (t->eos_id() >= 0) c.eos_token_ids = {t->eos_id()};
   }
   if (a.vocab > 0) c.n_vocab = a.vocab;
-  const DType dt = parse_dtype(a.dtype);
+  const DType dt = gguf_out ? DType::F32 : parse_dtype(a.dtype);
   c.torch_dtype = a.dtype == "bf16" ? "bfloat16" : a.dtype == "f16" ? "float16" : "float32";
+  if (gguf_out) {
+    // straight to GGUF (a benchmark or test model; gpt_oss has no directory form here)
+    if (tokenizer_dir.empty()) fail("-o {}: a GGUF needs a tokenizer (--tokenizer DIR, bytes or bpe:N)", a.out);
+    GgufExportOptions o;
+    o.type = a.dtype == "q8_0" ? DType::Q8_0 : a.dtype == "q4_0" ? DType::Q4_0 : parse_dtype(a.dtype);
+    if (!a.expert_type.empty()) o.expert_type = a.expert_type == "mxfp4" ? DType::MXFP4 : a.expert_type == "q8_0" ? DType::Q8_0
+                                                 : a.expert_type == "q4_0" ? DType::Q4_0 : parse_dtype(a.expert_type);
+    o.name = fs::path(a.out).stem().string();
+    export_gguf(Model::random(c, DType::F32, a.seed, 0.02f), tokenizer_files_of(tokenizer_dir), a.out, o);
+    if (made_here) fs::remove_all(tokenizer_dir);
+    std::printf("%s: %s GGUF, %.2f M parameters (%.2f M active), %s%s\n", a.out.c_str(), c.model_type.c_str(),
+                double(c.n_params()) / 1e6, double(c.n_active_params()) / 1e6, a.dtype.c_str(),
+                a.expert_type.empty() ? "" : (", experts " + a.expert_type).c_str());
+    return;
+  }
   // GPT-2-style initialisation: N(0, 0.02²) for every matrix.
   Model::random(c, dt, a.seed, 0.02f).save(a.out);
   if (!tokenizer_dir.empty()) copy_tokenizer_files(tokenizer_dir, a.out);
@@ -137,10 +157,11 @@ void register_init(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("init", "Create a randomly initialised model directory");
   cmd->add_option("--preset", a->preset, "tiny | 15m | 30m | 110m")->capture_default_str();
   cmd->add_option("--config", a->config, "A config.json to use instead of a preset");
-  cmd->add_option("--arch", a->arch, "model_type of a preset: llama | qwen2 | qwen3 | mistral | qwen3_moe")->capture_default_str();
-  cmd->add_option("--experts", a->experts, "With --arch qwen3_moe: experts per layer")->capture_default_str()->check(CLI::Range(1, 4096));
-  cmd->add_option("--experts-used", a->experts_used, "With --arch qwen3_moe: experts per token")->capture_default_str()->check(CLI::Range(1, 4096));
-  cmd->add_option("--expert-ffn", a->expert_ffn, "With --arch qwen3_moe: width of an expert (default: the preset's FFN / experts used)")->check(CLI::PositiveNumber);
+  cmd->add_option("--arch", a->arch, "model_type of a preset: llama | qwen2 | qwen3 | mistral | qwen3_moe | gpt_oss (-o X.gguf)")->capture_default_str();
+  cmd->add_option("--experts", a->experts, "With --arch qwen3_moe or gpt_oss: experts per layer")->capture_default_str()->check(CLI::Range(1, 4096));
+  cmd->add_option("--experts-used", a->experts_used, "With --arch qwen3_moe or gpt_oss: experts per token")->capture_default_str()->check(CLI::Range(1, 4096));
+  cmd->add_option("--expert-type", a->expert_type, "With -o X.gguf: the experts' type (mxfp4, q8_0, q4_0, ...)");
+  cmd->add_option("--expert-ffn", a->expert_ffn, "With --arch qwen3_moe or gpt_oss: width of an expert (default: the preset's FFN / experts used)")->check(CLI::PositiveNumber);
   cmd->add_option("--tokenizer", a->tokenizer, "Directory whose tokenizer files are copied (sets the vocabulary size), \"bytes\" for a byte-level tokenizer made here, or \"bpe:N\" for a byte-level BPE with N merges learned from --corpus");
   cmd->add_option("--vocab", a->vocab, "Vocabulary size (overrides the preset and the tokenizer; with --tokenizer bytes, the byte-level vocabulary is padded to it)")->check(CLI::PositiveNumber);
   cmd->add_option("--dtype", a->dtype, "Weight dtype: f32 | bf16 | f16")->capture_default_str();
@@ -149,7 +170,7 @@ void register_init(CLI::App& app) {
   cmd->add_option("--from", a->from, "Cut the student from this teacher (model directory or GGUF) instead of random weights");
   cmd->add_option("--layers", a->layers, "With --from: teacher layers to keep, e.g. 0,2,4 or 0-3,10-11 or every:2 (default: all)");
   cmd->add_option("--ffn", a->ffn, "With --from: FFN width to keep, the channels with the largest ‖gate‖·‖up‖·‖down‖")->check(CLI::PositiveNumber);
-  cmd->add_option("-o,--out", a->out, "Output model directory")->required();
+  cmd->add_option("-o,--out", a->out, "Output model directory, or X.gguf for a GGUF file (--dtype may then be q8_0 or q4_0)")->required();
   cmd->callback([a] { run_init(*a); });
 }
 

@@ -223,8 +223,9 @@ namespace {
 int64_t count_params(const ModelConfig& c, int64_t experts_counted) {
   const int64_t attn = c.n_embd * (c.q_dim() + 2 * c.kv_dim()) + c.q_dim() * c.n_embd +
                        (c.qkv_bias ? c.q_dim() + 2 * c.kv_dim() : 0) + (c.o_bias ? c.n_embd : 0) +
-                       (c.qk_norm ? 2 * c.head_dim : 0);
-  const int64_t mlp = c.is_moe() ? c.n_expert * c.n_embd + experts_counted * 3 * c.n_embd * c.n_ff_expert
+                       (c.qk_norm ? 2 * c.head_dim : 0) + (c.attn_sinks ? c.n_head : 0);
+  const int64_t mlp = c.is_moe() ? c.n_expert * c.n_embd + experts_counted * 3 * c.n_embd * c.n_ff_expert +
+                                       (c.moe_bias ? c.n_expert + experts_counted * (2 * c.n_ff_expert + c.n_embd) : 0)
                                  : 3 * c.n_embd * c.n_ff + (c.mlp_bias ? 2 * c.n_ff + c.n_embd : 0);
   const int64_t per_layer = attn + mlp + 2 * c.n_embd;
   return c.n_vocab * c.n_embd * (c.tie_word_embeddings ? 1 : 2) + c.n_layer * per_layer + c.n_embd;
