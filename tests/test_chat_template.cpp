@@ -78,3 +78,47 @@ TEST(ChatTemplate, LossMaskCoversAssistantRepliesOnly) {
 }
 
 }  // namespace distill
+
+namespace distill {
+
+// Harmony (GPT-OSS) byte for byte against the format's published examples: the system message
+// with a fixed date and effort, the caller's system prompt as the developer message, the user turn
+// and the generation prompt; earlier turns keep only their final answer, ended by <|end|>.
+TEST(ChatTemplate, HarmonyRendersThePublishedFormat) {
+  ChatTemplate t = ChatTemplate::by_name("harmony");
+  EXPECT_STREQ(t.name(), "harmony");
+  t.set_date("2025-06-28");
+  t.set_reasoning_effort("high");
+  const std::string sys =
+      "<|start|>system<|message|>You are ChatGPT, a large language model trained by OpenAI.\nKnowledge cutoff: 2024-06\n"
+      "Current date: 2025-06-28\n\nReasoning: high\n\n# Valid channels: analysis, commentary, final. Channel must be "
+      "included for every message.<|end|>";
+  EXPECT_EQ(t.render({{"system", "Use a friendly tone."}, {"user", "What is the weather like in SF?"}}, true),
+            sys + "<|start|>developer<|message|># Instructions\n\nUse a friendly tone.<|end|>"
+                  "<|start|>user<|message|>What is the weather like in SF?<|end|><|start|>assistant");
+  // the reasoning of a finished turn is dropped; its answer stays, normalised to <|end|>
+  const std::string reply =
+      "<|channel|>analysis<|message|>User asks: \"What is 2 + 2?\" Simple arithmetic. Provide answer.<|end|>"
+      "<|start|>assistant<|channel|>final<|message|>2 + 2 = 4.<|return|>";
+  EXPECT_EQ(t.render({{"user", "What is 2 + 2?"}, {"assistant", reply}, {"user", "What about 9 / 2?"}}, true),
+            sys + "<|start|>user<|message|>What is 2 + 2?<|end|><|start|>assistant<|channel|>final<|message|>2 + 2 = 4.<|end|>"
+                  "<|start|>user<|message|>What about 9 / 2?<|end|><|start|>assistant");
+  EXPECT_THROW(t.set_reasoning_effort("extreme"), Error);
+}
+
+TEST(ChatTemplate, HarmonyReplySplitsIntoChannels) {
+  HarmonyReply r = parse_harmony_reply(
+      "<|channel|>analysis<|message|>User asks: \"What is 2 + 2?\" Simple arithmetic. Provide answer.<|end|>"
+      "<|start|>assistant<|channel|>final<|message|>2 + 2 = 4.<|return|>");
+  EXPECT_EQ(r.analysis, "User asks: \"What is 2 + 2?\" Simple arithmetic. Provide answer.");
+  EXPECT_EQ(r.final, "2 + 2 = 4.");
+  r = parse_harmony_reply("<|channel|>analysis<|message|>Thinking about it");  // cut short while reasoning
+  EXPECT_EQ(r.analysis, "Thinking about it");
+  EXPECT_EQ(r.final, "");
+  r = parse_harmony_reply("<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{\"location\":\"Tokyo\"}<|call|>");
+  EXPECT_EQ(r.analysis, "{\"location\":\"Tokyo\"}");  // not the answer
+  EXPECT_EQ(r.final, "");
+  EXPECT_EQ(parse_harmony_reply("plain text").final, "plain text");
+}
+
+}  // namespace distill

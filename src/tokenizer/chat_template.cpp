@@ -5,6 +5,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <ctime>
+
 namespace distill {
 
 using F = ChatTemplate::Family;
@@ -17,7 +20,17 @@ struct FamilyName {
 };
 constexpr FamilyName kNames[] = {{F::ChatML, "chatml"}, {F::Qwen25, "qwen2.5"}, {F::Qwen3, "qwen3"},
                                  {F::Llama3, "llama3"}, {F::Llama2, "llama2"}, {F::Mistral, "mistral"},
-                                 {F::DeepSeekR1, "deepseek-r1"}};
+                                 {F::DeepSeekR1, "deepseek-r1"}, {F::Harmony, "harmony"}};
+
+// Today's date (UTC) as YYYY-MM-DD, for harmony's system message.
+std::string today_utc() {
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char buf[16];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d", &tm);
+  return buf;
+}
 
 std::string trim(const std::string& s) {
   const size_t b = s.find_first_not_of(" \t\r\n"), e = s.find_last_not_of(" \t\r\n");
@@ -100,6 +113,7 @@ ChatTemplate ChatTemplate::detect(const Tokenizer& tok) {
   if (t.empty())
     fail("the tokenizer has no chat_template; choose one with --chat-template (known: {})", known_names());
   if (t.find("<｜Assistant｜>") != std::string::npos) return ChatTemplate(F::DeepSeekR1);
+  if (t.find("<|channel|>") != std::string::npos) return ChatTemplate(F::Harmony);
   if (t.find("<|start_header_id|>") != std::string::npos) return ChatTemplate(F::Llama3);
   if (t.find("<|im_start|>") != std::string::npos) {
     if (t.find("</think>") != std::string::npos) return ChatTemplate(F::Qwen3);
@@ -159,6 +173,22 @@ std::string ChatTemplate::render(const std::vector<ChatMessage>& msgs, bool gen)
       }
       return out;  // the reply follows "[/INST]" directly: no generation prompt to add
     }
+    case F::Harmony: {
+      out = "<|start|>system<|message|>You are ChatGPT, a large language model trained by OpenAI.\nKnowledge cutoff: 2024-06\n"
+            "Current date: " + (date_.empty() ? today_utc() : date_) + "\n\nReasoning: " + effort_ +
+            "\n\n# Valid channels: analysis, commentary, final. Channel must be included for every message.<|end|>";
+      std::string instructions;  // the caller's system prompt(s): harmony's developer message
+      for (const ChatMessage& m : msgs)
+        if (m.role == "system" || m.role == "developer") instructions += (instructions.empty() ? "" : "\n\n") + m.content;
+      if (!instructions.empty()) out += "<|start|>developer<|message|># Instructions\n\n" + instructions + "<|end|>";
+      for (const ChatMessage& m : msgs) {
+        if (m.role == "user") out += "<|start|>user<|message|>" + m.content + "<|end|>";
+        // earlier replies keep only their answer (the reasoning of a finished turn is dropped)
+        else if (m.role == "assistant") out += "<|start|>assistant<|channel|>final<|message|>" + parse_harmony_reply(m.content).final + "<|end|>";
+      }
+      if (gen) out += "<|start|>assistant";
+      return out;
+    }
     case F::DeepSeekR1: {
       out = "<｜begin▁of▁sentence｜>";
       for (const ChatMessage& m : msgs)
@@ -172,6 +202,34 @@ std::string ChatTemplate::render(const std::vector<ChatMessage>& msgs, bool gen)
     }
   }
   return out;
+}
+
+void ChatTemplate::set_reasoning_effort(const std::string& effort) {
+  if (effort != "low" && effort != "medium" && effort != "high") fail("reasoning effort '{}': low, medium or high", effort);
+  effort_ = effort;
+}
+
+HarmonyReply parse_harmony_reply(const std::string& text) {
+  HarmonyReply r;
+  size_t i = 0;
+  bool any_channel = false;
+  while (true) {
+    const size_t ch = text.find("<|channel|>", i);
+    if (ch == std::string::npos) break;
+    any_channel = true;
+    const size_t msg = text.find("<|message|>", ch);
+    if (msg == std::string::npos) break;  // cut short inside a header
+    // "commentary to=functions.x <|constrain|>json" -> "commentary"
+    std::string channel = text.substr(ch + 11, msg - ch - 11);
+    channel = channel.substr(0, channel.find_first_of(" <"));
+    // the content runs to the message's end token (<|end|>, <|return|>, <|call|>) or the text's end
+    size_t end = text.size();
+    for (const char* stop : {"<|end|>", "<|return|>", "<|call|>", "<|start|>"}) end = std::min(end, text.find(stop, msg + 11));
+    (channel == "final" ? r.final : r.analysis) += text.substr(msg + 11, end - msg - 11);
+    i = end;
+  }
+  if (!any_channel) r.final = text;  // not harmony-formatted: all of it is the answer
+  return r;
 }
 
 void ChatTemplate::tokenize_conversation(const Tokenizer& tok, const std::vector<ChatMessage>& msgs,

@@ -10,6 +10,9 @@
 //   llama2      <s>[INST] <<SYS>>\n…\n<</SYS>>\n\n… [/INST] … </s>
 //   mistral     <s>[INST] … [/INST]…</s>
 //   deepseek-r1 <｜begin▁of▁sentence｜>system<｜User｜>…<｜Assistant｜>…<｜end▁of▁sentence｜>
+//   harmony     GPT-OSS: <|start|>role<|message|>…<|end|>, a system message (identity, knowledge
+//               cutoff, date, reasoning effort, channels), the caller's system prompt as the
+//               developer message, earlier assistant turns as their final channel
 #pragma once
 
 #include <nlohmann/json_fwd.hpp>
@@ -36,9 +39,19 @@ std::vector<ChatMessage> prompt_messages(const nlohmann::json& line);
 // text with the tokenizer's BOS.
 std::vector<int32_t> encode_prompt(const Tokenizer& tok, const ChatTemplate* tmpl, const std::vector<ChatMessage>& msgs);
 
+// A harmony reply (GPT-OSS) split into its channels: the text of `analysis` messages (the
+// reasoning) and of the `final` one (the answer). `text` is the generated continuation of the
+// generation prompt, special tokens kept: <|channel|>analysis<|message|>…<|end|><|start|>assistant
+// <|channel|>final<|message|>…<|return|>. A reply cut short keeps what was generated; text outside
+// any channel counts as the answer.
+struct HarmonyReply {
+  std::string analysis, final;
+};
+HarmonyReply parse_harmony_reply(const std::string& text);
+
 class ChatTemplate {
 public:
-  enum class Family { ChatML, Qwen25, Qwen3, Llama3, Llama2, Mistral, DeepSeekR1 };
+  enum class Family { ChatML, Qwen25, Qwen3, Llama3, Llama2, Mistral, DeepSeekR1, Harmony };
 
   // The family of the tokenizer's chat_template; throws listing the known names if unrecognised.
   static ChatTemplate detect(const Tokenizer& tok);
@@ -52,6 +65,10 @@ public:
   std::string render(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const;
   const char* name() const;
   Family family() const { return family_; }
+  // Harmony only: the reasoning effort (low, medium — the default —, high) and the date the
+  // system message states (default: today, UTC).
+  void set_reasoning_effort(const std::string& effort);
+  void set_date(const std::string& yyyy_mm_dd) { date_ = yyyy_mm_dd; }
 
   // Token ids of a conversation and a mask that is 1 on the assistant replies (and the token
   // that ends each reply): the targets of supervised fine-tuning.
@@ -61,6 +78,7 @@ public:
 private:
   explicit ChatTemplate(Family f) : family_(f) {}
   Family family_;
+  std::string effort_ = "medium", date_;
 };
 
 }  // namespace distill
