@@ -122,3 +122,31 @@ TEST(ChatTemplate, HarmonyReplySplitsIntoChannels) {
 }
 
 }  // namespace distill
+
+namespace distill {
+
+// Streamed in any pieces — special tokens split across pieces included — the channels come out
+// as the whole reply parses, with no markup leaking into either.
+TEST(ChatTemplate, HarmonyStreamMatchesTheWholeParse) {
+  const std::string reply =
+      "<|channel|>analysis<|message|>User asks: \"What is 2 + 2?\" Simple arithmetic.<|end|>"
+      "<|start|>assistant<|channel|>final<|message|>2 + 2 = 4. a<b and x|>y<|return|>";
+  const HarmonyReply whole = parse_harmony_reply(reply);
+  for (size_t step : {1, 2, 3, 5, 7, 13, 64}) {
+    HarmonyStream s;
+    std::string analysis, final;
+    for (size_t i = 0; i < reply.size(); i += step) {
+      const HarmonyReply d = s.push(reply.substr(i, step));
+      EXPECT_EQ(d.analysis.find("<|"), std::string::npos) << step;
+      EXPECT_EQ(d.final.find("<|"), std::string::npos) << step;
+      analysis += d.analysis, final += d.final;
+    }
+    const HarmonyReply rest = s.finish();
+    analysis += rest.analysis, final += rest.final;
+    EXPECT_EQ(analysis, whole.analysis) << "pieces of " << step;
+    EXPECT_EQ(final, whole.final) << "pieces of " << step;
+  }
+  EXPECT_EQ(whole.final, "2 + 2 = 4. a<b and x|>y");
+}
+
+}  // namespace distill

@@ -167,7 +167,7 @@ void Scheduler::admit() {
     s.prefilled = best_common;
     s.history = job->prompt;
     s.sampler = std::make_unique<Sampler>(job->sampler);
-    s.text = std::make_unique<StopTextStream>(tok_, job->stop);
+    s.text = std::make_unique<StopTextStream>(tok_, job->stop, !job->special_text);
     s.pending.clear();
     s.generating = false;
     s.next = -1;

@@ -61,6 +61,7 @@ struct GenerationJob {
   std::vector<std::string> stop;
   bool stop_at_eos = true;       // the tokenizer's end-of-turn ids end the completion
   bool keep_stop_token = false;  // ...and are part of its tokens (RL needs the EOS it chose)
+  bool special_text = false;     // special tokens appear in the text (harmony's channel markup)
   bool logprobs = false;         // log-prob of each generated token
   float logprob_temperature = 1.0f;  // of that log-prob (RL: the sampling temperature)
   int top_logprobs = 0;          // alternatives per generated (and, with prompt_logprobs, prompt) token

@@ -13,8 +13,8 @@ namespace distill {
 
 class StopTextStream {
 public:
-  StopTextStream(const Tokenizer& tok, std::vector<std::string> stops)
-      : stream_(tok, /*skip_special=*/true), stops_(std::move(stops)) {}
+  StopTextStream(const Tokenizer& tok, std::vector<std::string> stops, bool skip_special = true)
+      : stream_(tok, skip_special), stops_(std::move(stops)) {}
 
   // The text this token makes safe to show (maybe empty). After a stop string is seen,
   // stopped() is true and later pushes return nothing.

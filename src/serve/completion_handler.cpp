@@ -100,6 +100,12 @@ struct CompletionRun {
 };
 
 
+// A chat in the harmony format (GPT-OSS): replies carry channels; the final one is the content,
+// the analysis the reasoning_content (as OpenAI-compatible servers return reasoning).
+bool harmony(const GenerationRequest& req, const OpenAIServer::Context& ctx) {
+  return req.chat && ctx.tmpl && ctx.tmpl->family() == ChatTemplate::Family::Harmony;
+}
+
 json chat_response(CompletionRun& run) {
   json choices = json::array();
   std::lock_guard<std::mutex> lock(run.signal->mu);
@@ -109,8 +115,14 @@ json chat_response(CompletionRun& run) {
     for (const auto& p : j.pieces) tokens.insert(tokens.end(), p.tokens.begin(), p.tokens.end());
     json lp = nullptr;
     if (run.req.logprobs) lp = {{"content", chat_logprobs_content(*run.ctx.tok, tokens, true)}, {"refusal", nullptr}};
+    json message = {{"role", "assistant"}, {"content", job_text(j)}, {"refusal", nullptr}};
+    if (j.special_text) {
+      const HarmonyReply h = parse_harmony_reply(job_text(j));
+      message["content"] = h.final;
+      message["reasoning_content"] = h.analysis;
+    }
     choices.push_back({{"index", i},
-                       {"message", {{"role", "assistant"}, {"content", job_text(j)}, {"refusal", nullptr}}},
+                       {"message", message},
                        {"logprobs", lp},
                        {"finish_reason", j.finish_reason}});
   }
@@ -253,7 +265,14 @@ private:
       if (run.req.chat) {
         json lp = run.req.logprobs ? json{{"content", chat_logprobs_content(*run.ctx.tok, piece.tokens, c.seen == 0)}, {"refusal", nullptr}}
                                    : json(nullptr);
-        e["choices"] = json::array({{{"index", i}, {"delta", {{"content", piece.text}}}, {"logprobs", lp}, {"finish_reason", nullptr}}});
+        json delta = {{"content", piece.text}};
+        if (j.special_text) {  // channels: reasoning_content and content deltas, markup removed
+          const HarmonyReply h = c.harmony.push(piece.text);
+          if (h.analysis.empty() && h.final.empty() && !run.req.logprobs) continue;
+          delta = {{"content", h.final}};
+          if (!h.analysis.empty()) delta["reasoning_content"] = h.analysis;
+        }
+        e["choices"] = json::array({{{"index", i}, {"delta", delta}, {"logprobs", lp}, {"finish_reason", nullptr}}});
       } else {
         json lp = nullptr;
         if (run.req.logprobs) {
@@ -266,6 +285,16 @@ private:
       events.push_back(dump_json(e));
     }
     if (j.done && j.finish_reason != "error") {
+      if (j.special_text) {  // what the channel parser still held back
+        const HarmonyReply h = c.harmony.finish();
+        if (!h.analysis.empty() || !h.final.empty()) {
+          json delta = {{"content", h.final}};
+          if (!h.analysis.empty()) delta["reasoning_content"] = h.analysis;
+          json e = base();
+          e["choices"] = json::array({{{"index", i}, {"delta", delta}, {"logprobs", nullptr}, {"finish_reason", nullptr}}});
+          events.push_back(dump_json(e));
+        }
+      }
       c.finished = true;
       json e = base();
       if (run.req.chat)
@@ -286,6 +315,7 @@ private:
     size_t seen = 0;
     bool opened = false, finished = false;
     int64_t offset = 0;  // legacy text_offset
+    HarmonyStream harmony;  // (harmony chats) the reply's channels as they stream
   };
   std::shared_ptr<CompletionRun> run_;
   std::vector<Cursor> cursor_;
@@ -386,6 +416,7 @@ void handle_completion(OpenAIServer::Context& ctx, const httplib::Request& hreq,
       job->deadline = t0 + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                                std::chrono::duration<double>(ctx.opt.request_timeout_s));
       job->stop = r.stop;
+      job->special_text = harmony(run->req, ctx);  // its channel markup splits reasoning from content
       job->logprobs = r.logprobs;
       job->top_logprobs = r.top_logprobs;
       job->prompt_logprobs = !chat && r.echo && r.logprobs;

@@ -232,6 +232,26 @@ HarmonyReply parse_harmony_reply(const std::string& text) {
   return r;
 }
 
+HarmonyReply HarmonyStream::delta(size_t upto) {
+  const HarmonyReply all = parse_harmony_reply(text_.substr(0, upto));
+  HarmonyReply d;
+  if (all.analysis.size() > sent_analysis_) d.analysis = all.analysis.substr(sent_analysis_), sent_analysis_ = all.analysis.size();
+  if (all.final.size() > sent_final_) d.final = all.final.substr(sent_final_), sent_final_ = all.final.size();
+  return d;
+}
+
+HarmonyReply HarmonyStream::push(const std::string& text) {
+  text_ += text;
+  // parse up to an unfinished special token ("<|" without its "|>"): its text is not content
+  size_t upto = text_.size();
+  const size_t open = text_.rfind("<|");
+  if (open != std::string::npos && text_.find("|>", open + 2) == std::string::npos) upto = open;
+  else if (!text_.empty() && text_.back() == '<') upto = text_.size() - 1;  // may become "<|"
+  return delta(upto);
+}
+
+HarmonyReply HarmonyStream::finish() { return delta(text_.size()); }
+
 void ChatTemplate::tokenize_conversation(const Tokenizer& tok, const std::vector<ChatMessage>& msgs,
                                          std::vector<int32_t>* ids, std::vector<uint8_t>* mask) const {
   // The template's text carries its own BOS: no post-processor specials on top.

@@ -49,6 +49,19 @@ struct HarmonyReply {
 };
 HarmonyReply parse_harmony_reply(const std::string& text);
 
+// The same split while the reply streams in: each push returns what became certain of each
+// channel (text that may be the start of a special token is held back until it is known).
+class HarmonyStream {
+public:
+  HarmonyReply push(const std::string& text);
+  HarmonyReply finish();  // the rest, at the end of the generation
+
+private:
+  HarmonyReply delta(size_t upto);
+  std::string text_;
+  size_t sent_analysis_ = 0, sent_final_ = 0;
+};
+
 class ChatTemplate {
 public:
   enum class Family { ChatML, Qwen25, Qwen3, Llama3, Llama2, Mistral, DeepSeekR1, Harmony };
