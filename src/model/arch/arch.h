@@ -47,5 +47,7 @@ void apply_arch_hooks(const nlohmann::json& j, ModelConfig& c);
 
 // Shared by the descriptors: an optional boolean config field.
 bool config_flag(const nlohmann::json& j, const char* key, bool fallback);
+// {arch}.expert_count, expert_used_count, expert_feed_forward_length (llama.cpp's names).
+void write_gguf_expert_keys(const ModelConfig& c, const std::string& arch, GgufWriter& w);
 
 }  // namespace distill

@@ -65,9 +65,7 @@ void write_gguf(const ModelConfig& c, GgufWriter& w) {
     if (c.window_of(i) != (i % 2 == 0 ? c.sliding_window : 0))
       fail("convert: gpt-oss in GGUF alternates sliding (even) and full (odd) layers; this model's layer {} does not", i);
   if (c.swiglu_limit != 7.0) fail("convert: llama.cpp's gpt-oss fixes swiglu_limit at 7 (this model: {})", c.swiglu_limit);
-  w.set("gpt-oss.expert_count", GgufValue::of_u32(uint32_t(c.n_expert)));
-  w.set("gpt-oss.expert_used_count", GgufValue::of_u32(uint32_t(c.n_expert_used)));
-  w.set("gpt-oss.expert_feed_forward_length", GgufValue::of_u32(uint32_t(c.n_ff_expert)));
+  write_gguf_expert_keys(c, "gpt-oss", w);
   w.set("gpt-oss.attention.sliding_window", GgufValue::of_u32(uint32_t(c.sliding_window)));
 }
 

@@ -11,13 +11,12 @@
 
 namespace distill {
 
+extern const ArchDescriptor kQwen3Arch;
+
 namespace {
 
 void read(const nlohmann::json& j, ModelConfig& c) {
-  c.qk_norm = true;
-  c.qkv_bias = c.o_bias = config_flag(j, "attention_bias", false);
-  if (!jsonf::has(j, "head_dim")) c.head_dim = 128;
-  if (config_flag(j, "use_sliding_window", false)) fail("use_sliding_window: true is not supported");
+  kQwen3Arch.read_config(j, c);  // Qwen3's attention
   c.n_expert = jsonf::get_int(j, "num_experts", "", 1, 4096);
   c.n_expert_used = jsonf::get_int(j, "num_experts_per_tok", "", 1, c.n_expert);
   c.n_ff_expert = jsonf::get_int(j, "moe_intermediate_size", "", 1, 1 << 20);
@@ -31,7 +30,7 @@ void read(const nlohmann::json& j, ModelConfig& c) {
 }
 
 void write(const ModelConfig& c, nlohmann::json& j) {
-  j["attention_bias"] = c.qkv_bias;
+  kQwen3Arch.write_config(c, j);
   j["num_experts"] = c.n_expert;
   j["num_experts_per_tok"] = c.n_expert_used;
   j["moe_intermediate_size"] = c.n_ff_expert;
@@ -50,9 +49,7 @@ void read_gguf(const GgufFile& g, nlohmann::json& j) {
 void write_gguf(const ModelConfig& c, GgufWriter& w) {
   if (!c.norm_topk_prob)
     fail("convert: qwen3_moe with norm_topk_prob false has no GGUF form (llama.cpp's qwen3moe always renormalises)");
-  w.set("qwen3moe.expert_count", GgufValue::of_u32(uint32_t(c.n_expert)));
-  w.set("qwen3moe.expert_used_count", GgufValue::of_u32(uint32_t(c.n_expert_used)));
-  w.set("qwen3moe.expert_feed_forward_length", GgufValue::of_u32(uint32_t(c.n_ff_expert)));
+  write_gguf_expert_keys(c, "qwen3moe", w);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 #include "model/arch/arch.h"
 
 #include "core/error.h"
+#include "formats/gguf.h"
 #include "formats/json_fields.h"
 
 namespace distill {
@@ -24,6 +25,12 @@ std::string known(bool gguf) {
 }  // namespace
 
 bool config_flag(const nlohmann::json& j, const char* key, bool fallback) { return jsonf::get_bool(j, key, "", fallback); }
+
+void write_gguf_expert_keys(const ModelConfig& c, const std::string& arch, GgufWriter& w) {
+  w.set(arch + ".expert_count", GgufValue::of_u32(uint32_t(c.n_expert)));
+  w.set(arch + ".expert_used_count", GgufValue::of_u32(uint32_t(c.n_expert_used)));
+  w.set(arch + ".expert_feed_forward_length", GgufValue::of_u32(uint32_t(c.n_ff_expert)));
+}
 
 std::vector<std::string> supported_model_types() {
   std::vector<std::string> out;
