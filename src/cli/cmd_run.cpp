@@ -33,13 +33,15 @@ struct RunArgs {
 std::atomic<bool> g_interrupted{false};
 void on_sigint(int) { g_interrupted = true; }
 
-// Prints output, dimming <think>…</think> reasoning on a terminal so the answer stands out.
+// Prints output, dimming <think>…</think> reasoning on a terminal so the answer stands out; a
+// harmony reply (GPT-OSS) shows its analysis channel dimmed and its final channel plain.
 class ReplyPrinter {
 public:
-  ReplyPrinter(bool color, bool thinking) : color_(color), thinking_(thinking) {
+  ReplyPrinter(bool color, bool thinking, bool harmony = false) : color_(color), thinking_(thinking), harmony_(harmony) {
     if (thinking_ && color_) std::fputs("\033[2m", stdout);
   }
   void print(const std::string& piece) {
+    if (harmony_) return print_channels(channels_.push(piece));
     size_t i = 0;
     while (i < piece.size()) {
       const char* tag = thinking_ ? "</think>" : "<think>";
@@ -59,11 +61,28 @@ public:
     std::fflush(stdout);
   }
   ~ReplyPrinter() {
+    if (harmony_) print_channels(channels_.finish());
     if (color_) std::fputs("\033[0m", stdout);
   }
 
 private:
-  bool color_, thinking_;
+  void print_channels(const HarmonyReply& d) {
+    if (!d.analysis.empty()) {
+      std::fputs(color_ ? "\033[2m" : "", stdout);
+      std::fwrite(d.analysis.data(), 1, d.analysis.size(), stdout);
+      std::fputs(color_ ? "\033[0m" : "", stdout);
+      reasoned_ = true;
+    }
+    if (!d.final.empty()) {
+      if (reasoned_ && !answering_) std::fputs("\n\n", stdout);  // the answer below the reasoning
+      answering_ = true;
+      std::fwrite(d.final.data(), 1, d.final.size(), stdout);
+    }
+    std::fflush(stdout);
+  }
+  bool color_, thinking_, harmony_;
+  HarmonyStream channels_;
+  bool reasoned_ = false, answering_ = false;
 };
 
 void print_stats(const GenerateResult& r) {
@@ -89,6 +108,8 @@ void run(const RunArgs& a) {
   GenerateOptions opt;
   opt.max_new_tokens = a.n_predict;
   opt.stop = a.stop;
+  const bool harmony = tmpl && tmpl->family() == ChatTemplate::Family::Harmony;
+  opt.special_text = harmony;  // its channels are told apart by special tokens
   const bool color = !a.no_color && ::isatty(1);
   struct sigaction sa {};
   sa.sa_handler = on_sigint;  // no SA_RESTART: a blocked read returns so the prompt can react
@@ -104,7 +125,7 @@ void run(const RunArgs& a) {
     msgs.push_back({"user", text});
     const std::string rendered = tmpl ? tmpl->render(msgs, true) : text;
     const std::vector<int32_t> ids = tmpl ? tok->encode(rendered, false, true) : tok->encode(rendered, true, false);
-    ReplyPrinter out(color, rendered.size() >= 8 && rendered.compare(rendered.size() - 8, 8, "<think>\n") == 0);
+    ReplyPrinter out(color, rendered.size() >= 8 && rendered.compare(rendered.size() - 8, 8, "<think>\n") == 0, harmony);
     const GenerateResult r = gen.generate(ids, sampler, opt, [&](const std::string& p) {
       out.print(p);
       return keep_going(p);
@@ -148,7 +169,7 @@ void run(const RunArgs& a) {
     g_interrupted = false;
     GenerateResult r;
     {
-      ReplyPrinter out(color, rendered.size() >= 8 && rendered.compare(rendered.size() - 8, 8, "<think>\n") == 0);
+      ReplyPrinter out(color, rendered.size() >= 8 && rendered.compare(rendered.size() - 8, 8, "<think>\n") == 0, harmony);
       try {
         r = gen.generate(ids, sampler, opt, [&](const std::string& p) {
           out.print(p);

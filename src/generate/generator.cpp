@@ -45,6 +45,7 @@ GenerateResult Generator::generate(const std::vector<int32_t>& prompt, const Sam
   job->max_new_tokens = opt.max_new_tokens;
   job->stop = opt.stop;
   job->stop_at_eos = opt.stop_at_eos;
+  job->special_text = opt.special_text;
   engine_->submit({job});
 
   // The engine's slot keeps the previous turn: only what is new is prefilled. Text is handed

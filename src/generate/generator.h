@@ -21,6 +21,7 @@ struct GenerateOptions {
   int64_t max_new_tokens = 256;
   std::vector<std::string> stop;   // stop strings (not included in the output)
   bool stop_at_eos = true;         // the tokenizer's end-of-turn / EOS ids
+  bool special_text = false;       // special tokens kept in the text (harmony's channel markup)
 };
 
 struct GenerateResult {
