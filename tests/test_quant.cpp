@@ -141,7 +141,8 @@ TEST(Quant, MatmulEveryVariantAgainstDequantizedReference) {
             // (and every M ≥ 2 the dispatch sends to the AVX-512 int8 GEMM)
             const bool int8_path = ((t == DType::Q8_0 || t == DType::Q4_0 || t == DType::MXFP4) && M < 32) ||
                                    ((t == DType::Q4_K || t == DType::Q6_K) && M == 1) ||
-                                   (M >= 32 && active_kernel_variant() == KernelVariant::Avx512 && avx512::gemm_int8_supports(t));
+                                   (M >= 32 && active_kernel_variant() == KernelVariant::Avx512 && avx512::gemm_int8_supports(t)) ||
+                                   (M >= 32 && active_kernel_variant() == KernelVariant::Avx2 && avx2::gemm_int8_supports(t));
             const double tol = (int8_path ? 0.01 : 1e-5) * mag + 1e-5;
             ASSERT_NEAR(got[size_t(m * N + n)], want[size_t(m * N + n)], tol)
                 << dtype_name(t) << " M=" << M << " N=" << N << " m=" << m << " n=" << n;
@@ -196,14 +197,13 @@ TEST(Quant, EmbeddingOfQuantizedTable) {
 
 namespace distill {
 
-// The AVX-512 VNNI GEMM (many rows, repacked weight panels) on odd shapes — partial panels (N not
-// a multiple of 16), partial row tiles (M not a multiple of 8), one and several blocks — against
-// the same arithmetic in double: activations quantized to Q8_0 as the kernel does, weights
-// dequantized by the reference. Only the f32 rounding of the per-block scaling may differ.
-TEST(Avx512Kernels, Int8GemmEveryFormatAgainstExactProducts) {
-  if (!cpu_has_avx512()) GTEST_SKIP() << "this CPU has no AVX-512 F/BW/VL/VNNI: the int8 GEMM is not testable here";
-  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K, DType::MXFP4}) {
-    ASSERT_TRUE(avx512::gemm_int8_supports(t));
+// An int8 GEMM (many rows, repacked weight panels) on odd shapes — partial panels (N not a multiple
+// of 16), partial row tiles, one and several blocks — against the same arithmetic in double:
+// activations quantized to Q8_0 as the kernel does, weights dequantized by the reference. Only the
+// f32 rounding of the per-block scaling may differ.
+using GemmFn = void (*)(float*, const float*, const void*, DType, const float*, int64_t, int64_t, int64_t);
+void check_int8_gemm(GemmFn gemm, std::initializer_list<DType> types, bool packs) {
+  for (DType t : types) {
     for (int64_t K : dtype_block(t) == 32 ? std::vector<int64_t>{32, 96, 800} : std::vector<int64_t>{256, 768}) {
       for (int64_t N : {1, 7, 16, 37}) {
         for (int64_t M : {2, 3, 8, 9, 33}) {
@@ -214,14 +214,15 @@ TEST(Avx512Kernels, Int8GemmEveryFormatAgainstExactProducts) {
           std::vector<uint8_t> w(row * size_t(N));
           for (int64_t n = 0; n < N; ++n) ref::quantize_row(w.data() + row * size_t(n), t, wf.data() + n * K, K);
           std::vector<float> got(size_t(M * N), -1.0f), wdq(static_cast<size_t>(K));
-          avx512::gemm_int8(got.data(), x.data(), w.data(), t, bias.data(), M, N, K);
-          // panels packed once (at load) give the same bits as panels repacked per call
-          const auto pw = avx512::pack_weight(w.data(), t, N, K);
-          ASSERT_EQ(pw == nullptr, t == DType::Q6_K || t == DType::MXFP4);  // repacked per call only
-          if (pw) {
-            std::vector<float> packed(got.size(), -2.0f);
-            avx512::gemm_int8_packed(packed.data(), x.data(), *pw, bias.data(), M);
-            ASSERT_EQ(0, std::memcmp(packed.data(), got.data(), got.size() * sizeof(float))) << dtype_name(t) << " packed";
+          gemm(got.data(), x.data(), w.data(), t, bias.data(), M, N, K);
+          if (packs) {  // panels packed once (at load) give the same bits as panels repacked per call
+            const auto pw = avx512::pack_weight(w.data(), t, N, K);
+            ASSERT_EQ(pw == nullptr, t == DType::Q6_K || t == DType::MXFP4);  // repacked per call only
+            if (pw) {
+              std::vector<float> packed(got.size(), -2.0f);
+              avx512::gemm_int8_packed(packed.data(), x.data(), *pw, bias.data(), M);
+              ASSERT_EQ(0, std::memcmp(packed.data(), got.data(), got.size() * sizeof(float))) << dtype_name(t) << " packed";
+            }
           }
           std::vector<BlockQ8_0> xq(size_t(K / 32));
           for (int64_t m = 0; m < M; ++m) {
@@ -241,6 +242,18 @@ TEST(Avx512Kernels, Int8GemmEveryFormatAgainstExactProducts) {
       }
     }
   }
+}
+
+TEST(Avx512Kernels, Int8GemmEveryFormatAgainstExactProducts) {
+  if (!cpu_has_avx512()) GTEST_SKIP() << "this CPU has no AVX-512 F/BW/VL/VNNI: the int8 GEMM is not testable here";
+  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K, DType::MXFP4}) ASSERT_TRUE(avx512::gemm_int8_supports(t));
+  check_int8_gemm(avx512::gemm_int8, {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K, DType::MXFP4}, true);
+}
+
+TEST(Quant, Avx2Int8GemmEveryFormatAgainstExactProducts) {
+  if (!cpu_has_avx2()) GTEST_SKIP() << "no AVX2 on this CPU";
+  EXPECT_FALSE(avx2::gemm_int8_supports(DType::Q8_0));  // its levels would overflow maddubs' int16 pairs
+  check_int8_gemm(avx2::gemm_int8, {DType::Q4_0, DType::Q4_K, DType::Q6_K, DType::MXFP4}, false);
 }
 
 }  // namespace distill
