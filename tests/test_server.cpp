@@ -132,6 +132,32 @@ TEST(Server, ShapesOfModelsChatAndCompletions) {
   EXPECT_EQ(json::parse(health->body)["status"], "ok");
 }
 
+// A harmony model (GPT-OSS's chat format) states the request's reasoning_effort in its system
+// message: "high" is one token longer than "low" with a byte-level vocabulary; "minimal" reads as
+// low; the reply (this vocabulary has no channel tokens) is all content, with no reasoning.
+TEST(Server, HarmonyChatTakesTheReasoningEffort) {
+  TinyModel m;
+  ServeOptions o;
+  o.chat_template = "harmony";
+  RunningServer s(m, o);
+  httplib::Client c("127.0.0.1", s.port());
+  auto prompt_tokens = [&](const std::string& effort, json* reply) {
+    const json body = {{"model", "tiny"}, {"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"max_tokens", 3},
+                       {"temperature", 0}, {"reasoning_effort", effort}};
+    auto r = c.Post("/v1/chat/completions", body.dump(), "application/json");
+    EXPECT_TRUE(r && r->status == 200) << (r ? r->body : "no response");
+    *reply = json::parse(r->body);
+    return (*reply)["usage"]["prompt_tokens"].get<int>();
+  };
+  json low, high, minimal;
+  const int n_low = prompt_tokens("low", &low), n_high = prompt_tokens("high", &high);
+  EXPECT_EQ(n_high, n_low + 1);
+  EXPECT_EQ(prompt_tokens("minimal", &minimal), n_low);
+  const json& msg = high["choices"][0]["message"];
+  EXPECT_EQ(msg["reasoning_content"], "");
+  EXPECT_TRUE(msg["content"].is_string());
+}
+
 TEST(Server, HostileRequestsGetTheRight4xxAndServingGoesOn) {
   TinyModel m;
   ServeOptions o;
@@ -165,6 +191,7 @@ TEST(Server, HostileRequestsGetTheRight4xxAndServingGoesOn) {
       {"/v1/chat/completions", R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"logprobs":true,"top_logprobs":99})", 400, "top_logprobs"},
       {"/v1/chat/completions", R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":true}})", 400, "stream_options"},
       {"/v1/chat/completions", R"({"model":"gpt-4o","messages":[{"role":"user","content":"x"}]})", 404, "model"},
+      {"/v1/chat/completions", R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"reasoning_effort":"extreme"})", 400, "reasoning_effort"},
       {"/v1/completions", R"({"model":"tiny","prompt":123})", 400, "prompt"},
       {"/v1/completions", R"({"model":"tiny","prompt":[1, 99999999]})", 400, "prompt"},
       {"/v1/completions", R"({"model":"tiny","prompt":[-1]})", 400, "prompt"},

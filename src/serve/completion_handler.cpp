@@ -333,7 +333,13 @@ void tokenize_prompts(CompletionRun& run) {
       throw invalid_field("logit_bias", fmt::format("'logit_bias' names token {}, outside the vocabulary of {} tokens", id,
                                                     run.ctx.model.config.n_vocab));
   if (run.req.chat) {
-    run.prompts.push_back(encode_prompt(tok, run.ctx.tmpl.get(), run.req.messages));
+    if (!run.req.reasoning_effort.empty() && harmony(run.req, run.ctx)) {  // this request's effort
+      ChatTemplate t = *run.ctx.tmpl;
+      t.set_reasoning_effort(run.req.reasoning_effort);
+      run.prompts.push_back(encode_prompt(tok, &t, run.req.messages));
+    } else {
+      run.prompts.push_back(encode_prompt(tok, run.ctx.tmpl.get(), run.req.messages));
+    }
     run.prompt_texts.emplace_back();
   } else {
     for (size_t i = 0; i < run.req.prompts.size(); ++i) {

@@ -193,6 +193,13 @@ GenerationRequest parse_chat_request(const json& body, const ServerLimits& limit
     r.top_logprobs = int(integer_in(body, "top_logprobs", 0, limits.max_top_logprobs));
     if (!r.logprobs) throw invalid_field("top_logprobs", "'top_logprobs' needs 'logprobs' set to true");
   }
+  if (has(body, "reasoning_effort")) {  // OpenAI's field; a harmony model (GPT-OSS) states it in its system message
+    const json& e = body["reasoning_effort"];
+    const std::string v = e.is_string() ? e.get<std::string>() : "";
+    if (v != "minimal" && v != "low" && v != "medium" && v != "high")
+      throw invalid_field("reasoning_effort", "'reasoning_effort' must be one of minimal, low, medium, high");
+    r.reasoning_effort = v == "minimal" ? "low" : v;  // harmony's lowest level is low
+  }
   return r;
 }
 

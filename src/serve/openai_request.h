@@ -52,6 +52,7 @@ struct GenerationRequest {
   bool logprobs = false;                   // chat: logprobs of the sampled tokens
   int top_logprobs = 0;                    // chat: alternatives per position; completions: `logprobs: k`
   bool echo = false;                       // completions: the prompt is part of the choice text
+  std::string reasoning_effort;            // chat: low | medium | high (harmony models), "" = default
   std::string user;
 };
 
