@@ -147,9 +147,15 @@ TEST(Cli, InitWritesGptOssGgufWithMxfp4Experts) {
   EXPECT_NE(r.output.find("generated 4 tokens"), std::string::npos) << r.output;
   // the harmony chat format renders the prompt (the byte vocabulary has no channel tokens: the
   // reply is all answer)
-  r = test::run_distill("run " + gguf + " -p hello -n 4 --chat-template harmony --temp 0");
+  r = test::run_distill("run " + gguf + " -p hello -n 4 --chat-template harmony --reasoning-effort high --temp 0");
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("generated 4 tokens"), std::string::npos) << r.output;
+  r = test::run_distill("run " + gguf + " -p hello -n 4 --chat-template harmony --reasoning-effort extreme");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("extreme"), std::string::npos) << r.output;
+  r = test::run_distill("run " + gguf + " -p hello -n 4 --chat-template chatml --reasoning-effort high");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("harmony"), std::string::npos) << r.output;
   r = test::run_distill("init --preset tiny --arch gpt_oss --tokenizer bytes -o " + (dir / "dir"));
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("GGUF only"), std::string::npos) << r.output;

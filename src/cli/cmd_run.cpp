@@ -23,7 +23,7 @@ namespace distill {
 namespace {
 
 struct RunArgs {
-  std::string dir, prompt, system, chat_template;
+  std::string dir, prompt, system, chat_template, reasoning_effort;
   int64_t n_predict = 256, ctx = 4096;
   bool chat = false, raw = false, no_color = false;
   std::vector<std::string> stop;
@@ -100,6 +100,11 @@ void run(const RunArgs& a) {
   std::unique_ptr<ChatTemplate> tmpl;
   if (!a.raw) {
     tmpl = ChatTemplate::choose(a.chat_template, tok.get());
+    if (!a.reasoning_effort.empty()) {
+      if (!tmpl || tmpl->family() != ChatTemplate::Family::Harmony)
+        fail("--reasoning-effort: only the harmony chat format (GPT-OSS) states one");
+      tmpl->set_reasoning_effort(a.reasoning_effort);
+    }
     if (!tmpl && a.chat) fail("{}: the tokenizer has no chat template; give --chat-template NAME", a.dir);
   }
   const int64_t n_ctx = std::min<int64_t>(a.ctx, std::max<int64_t>(model.config.max_position_embeddings, 1));
@@ -198,6 +203,7 @@ void register_run(CLI::App& app) {
   cmd->add_flag("--raw", a->raw, "Send the prompt as plain text, without the chat template");
   cmd->add_option("--system", a->system, "System message");
   cmd->add_option("--chat-template", a->chat_template, "Chat format instead of the detected one");
+  cmd->add_option("--reasoning-effort", a->reasoning_effort, "low | medium | high (harmony / GPT-OSS; default medium)");
   cmd->add_option("-n,--max-tokens", a->n_predict, "Tokens to generate at most per reply")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--ctx", a->ctx, "Context length (capped by max_position_embeddings)")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--temp", a->s.temperature, "Temperature (0 = greedy)")->capture_default_str()->check(CLI::NonNegativeNumber);
