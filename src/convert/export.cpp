@@ -121,11 +121,14 @@ void export_gguf(const Model& m, const TokenizerFiles& tokenizer, const std::str
       // Every expert of a projection in one tensor [n_expert, rows, cols] of one dtype.
       DType to = p.is_matrix ? o.expert_type.value_or(o.type) : DType::F32;  // biases stay f32
       if (dtype_is_quantized(to) && p.shape.back() % dtype_block(to) != 0) to = DType::F16;
-      const std::vector<uint8_t> bytes = p.tensor->dtype() == to ? std::vector<uint8_t>(static_cast<const uint8_t*>(p.tensor->raw()),
-                                                                                        static_cast<const uint8_t*>(p.tensor->raw()) + p.tensor->nbytes())
-                                                                 : encode_as(*p.tensor, to);
       std::vector<uint8_t>& stack = stacks[stacked];
-      stack.insert(stack.end(), bytes.begin(), bytes.end());
+      if (p.tensor->dtype() == to) {  // as stored: appended directly
+        const auto* raw = static_cast<const uint8_t*>(p.tensor->raw());
+        stack.insert(stack.end(), raw, raw + p.tensor->nbytes());
+      } else {
+        const std::vector<uint8_t> bytes = encode_as(*p.tensor, to);
+        stack.insert(stack.end(), bytes.begin(), bytes.end());
+      }
       if (expert + 1 == c.n_expert) {
         Shape shape{c.n_expert};
         shape.insert(shape.end(), p.shape.begin(), p.shape.end());

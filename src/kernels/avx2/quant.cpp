@@ -74,12 +74,13 @@ inline __m256i weights_mxfp4(const BlockMxfp4& b) {
   const __m128i hi = _mm_shuffle_epi8(table, _mm_and_si128(_mm_srli_epi16(packed, 4), mask));
   return _mm256_set_m128i(hi, lo);
 }
-// Each format's block scale in f32.
+// Each 32-value format's block as int8 values and its scale in f32: value = scale · int8.
+inline __m256i block_values(const BlockQ8_0& b) { return weights_q8_0(b); }
+inline __m256i block_values(const BlockQ4_0& b) { return weights_q4_0(b); }
+inline __m256i block_values(const BlockMxfp4& b) { return weights_mxfp4(b); }
 inline float block_scale(const BlockQ8_0& b) { return _cvtsh_ss(b.d); }
 inline float block_scale(const BlockQ4_0& b) { return _cvtsh_ss(b.d); }
 inline float block_scale(const BlockMxfp4& b) { return mxfp4_half_scale(b.e); }
-inline __m256i signed_weights(const BlockQ8_0& b) { return weights_q8_0(b); }
-inline __m256i signed_weights(const BlockMxfp4& b) { return weights_mxfp4(b); }
 
 // Σ w·x over 32 int8 pairs as 8 int32 sums converted to f32.
 inline __m256 dot_i8(__m256i w, __m256i x) {
@@ -89,7 +90,7 @@ inline __m256 dot_i8(__m256i w, __m256i x) {
   return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
 }
 
-template <typename Block, __m256i (*Unpack)(const Block&)>
+template <typename Block>
 void matmul_q(float* out, const BlockQ8_0* xq, const void* w, const float* bias, int64_t M, int64_t N, int64_t K) {
   const int64_t nb = K / kQK;
   const int64_t n_tasks = (N + kRowsPerTask - 1) / kRowsPerTask;
@@ -103,7 +104,7 @@ void matmul_q(float* out, const BlockQ8_0* xq, const void* w, const float* bias,
         __m256 acc[kInputTile] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
         for (int64_t b = 0; b < nb; ++b) {
           _mm_prefetch(reinterpret_cast<const char*>(wr + b + 8), _MM_HINT_T0);
-          const __m256i wv = Unpack(wr[b]);  // unpacked once, used for every input row of the tile
+          const __m256i wv = block_values(wr[b]);  // unpacked once, used for every input row of the tile
           const float dw = block_scale(wr[b]);
           for (int i = 0; i < mt; ++i) {
             const BlockQ8_0& xb = xq[(m0 + i) * nb + b];
@@ -178,7 +179,7 @@ void matvec_q(float* out, const BlockQ8_0* xq, const void* w, const float* bias,
         for (int64_t b = 0; b < nb; ++b) {
           const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[b].qs));
           const __m256i ax = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xap[b].qs));
-          const __m256i sw = _mm256_sign_epi8(signed_weights(wr[b]), xv);  // w with x's sign
+          const __m256i sw = _mm256_sign_epi8(block_values(wr[b]), xv);  // w with x's sign
           const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(ax, sw), ones));
           acc = _mm256_fmadd_ps(_mm256_set1_ps(block_scale(wr[b]) * xdp[b]), p, acc);
         }
@@ -409,6 +410,21 @@ void dequantize_q6_k(float* y, const void* src, int64_t n) {
   }
 }
 
+// Blocks of 32 (Q8_0, Q4_0, MXFP4) to f32: 32 int8 -> 4 × 8 int32 -> f32 × the block's scale.
+template <typename Block>
+void dequantize_blocks(float* dst, const Block* blocks, int64_t n) {
+  for (int64_t b = 0; b < n / kQK; ++b) {
+    const __m256i q = block_values(blocks[b]);
+    const __m256 d = _mm256_set1_ps(block_scale(blocks[b]));
+    const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+    float* y = dst + b * kQK;
+    _mm256_storeu_ps(y, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo))));
+    _mm256_storeu_ps(y + 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)))));
+    _mm256_storeu_ps(y + 16, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi))));
+    _mm256_storeu_ps(y + 24, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)))));
+  }
+}
+
 }  // namespace
 
 void quantize_row(void* dst, DType type, const float* src, int64_t n) {
@@ -422,25 +438,9 @@ void dequantize_row(float* dst, const void* src, DType type, int64_t n) {
     case DType::F32: return widen_row(dst, static_cast<const float*>(src), n);
     case DType::F16: return widen_row(dst, static_cast<const F16*>(src), n);
     case DType::BF16: return widen_row(dst, static_cast<const BF16*>(src), n);
-    case DType::Q8_0:
-    case DType::Q4_0:
-    case DType::MXFP4:
-      for (int64_t b = 0; b < n / kQK; ++b) {
-        const __m256i q = type == DType::Q8_0   ? weights_q8_0(static_cast<const BlockQ8_0*>(src)[b])
-                          : type == DType::Q4_0 ? weights_q4_0(static_cast<const BlockQ4_0*>(src)[b])
-                                                : weights_mxfp4(static_cast<const BlockMxfp4*>(src)[b]);
-        const __m256 d = _mm256_set1_ps(type == DType::Q8_0   ? block_scale(static_cast<const BlockQ8_0*>(src)[b])
-                                        : type == DType::Q4_0 ? block_scale(static_cast<const BlockQ4_0*>(src)[b])
-                                                              : block_scale(static_cast<const BlockMxfp4*>(src)[b]));
-        // 32 int8 -> 4 × 8 int32 -> f32 × d
-        const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
-        float* y = dst + b * kQK;
-        _mm256_storeu_ps(y, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo))));
-        _mm256_storeu_ps(y + 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)))));
-        _mm256_storeu_ps(y + 16, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi))));
-        _mm256_storeu_ps(y + 24, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)))));
-      }
-      return;
+    case DType::Q8_0: return dequantize_blocks(dst, static_cast<const BlockQ8_0*>(src), n);
+    case DType::Q4_0: return dequantize_blocks(dst, static_cast<const BlockQ4_0*>(src), n);
+    case DType::MXFP4: return dequantize_blocks(dst, static_cast<const BlockMxfp4*>(src), n);
     case DType::Q4_K: return dequantize_k4<false>(dst, src, n);
     case DType::Q5_K: return dequantize_k4<true>(dst, src, n);
     case DType::Q6_K: return dequantize_q6_k(dst, src, n);
@@ -465,9 +465,9 @@ void matmul_quantized(float* out, const float* x, const void* w, DType type, con
     if (type == DType::Q4_0) return matvec_q<BlockQ4_0>(out, xqp, w, bias, N, K);
     return matvec_q<BlockMxfp4>(out, xqp, w, bias, N, K);
   }
-  if (type == DType::Q8_0) matmul_q<BlockQ8_0, weights_q8_0>(out, xqp, w, bias, M, N, K);
-  else if (type == DType::Q4_0) matmul_q<BlockQ4_0, weights_q4_0>(out, xqp, w, bias, M, N, K);
-  else matmul_q<BlockMxfp4, weights_mxfp4>(out, xqp, w, bias, M, N, K);
+  if (type == DType::Q8_0) matmul_q<BlockQ8_0>(out, xqp, w, bias, M, N, K);
+  else if (type == DType::Q4_0) matmul_q<BlockQ4_0>(out, xqp, w, bias, M, N, K);
+  else matmul_q<BlockMxfp4>(out, xqp, w, bias, M, N, K);
 }
 
 }  // namespace distill::avx2
