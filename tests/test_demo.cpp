@@ -1,4 +1,4 @@
-// distill demo --quick end to end: every stage leaves a loadable model, and the table agrees with a
+// distill demo --smoke end to end (the --quick and full plans differ only in sizes): every stage leaves a loadable model, and the table agrees with a
 // separate `distill eval` of those models on the same held-out data.
 #include "model/model.h"
 #include "test_util.h"
@@ -19,10 +19,10 @@ int run(const std::string& args, std::string* out) {
 }
 }  // namespace
 
-TEST(Demo, QuickRunIsCompleteAndConsistentWithEval) {
+TEST(Demo, SmokeRunIsCompleteAndConsistentWithEval) {
   test::TempDir dir;
   std::string out;
-  ASSERT_EQ(run("demo --quick -o " + (dir / "demo"), &out), 0) << out;
+  ASSERT_EQ(run("demo --smoke -o " + (dir / "demo"), &out), 0) << out;
   EXPECT_NE(out.find("student-rl"), std::string::npos) << out;
   EXPECT_TRUE(std::filesystem::exists(dir / "demo/report.html"));
   std::ifstream in(dir / "demo/results.json");

@@ -5,11 +5,14 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/threads.h"
+#include "sample/watermark.h"
 #include "serve/server.h"
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <array>
+#include <cctype>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -24,7 +27,25 @@ namespace {
 struct ServeArgs {
   std::string dir;
   ServeOptions o;
+  std::string watermark_key, watermark_key_file;
+  double usage_log_max_mb = 0;
 };
+
+// The watermark's secret: from a file (kept out of the process list) or the flag.
+void set_watermark_key(ServeArgs& a) {
+  if (!a.watermark_key.empty() && !a.watermark_key_file.empty()) fail("give --watermark-key or --watermark-key-file, not both");
+  std::string secret = a.watermark_key;
+  if (!a.watermark_key_file.empty()) {
+    secret = read_text_file(a.watermark_key_file, "watermark key file");
+    while (!secret.empty() && std::isspace(uint8_t(secret.back()))) secret.pop_back();  // a trailing newline is not the secret
+  }
+  if (secret.empty()) {
+    if (a.o.watermark_all) fail("--watermark-all needs the watermark's secret (--watermark-key-file or --watermark-key)");
+    a.o.watermark.delta = 0;
+    return;
+  }
+  a.o.watermark.key = watermark_key_from_secret(secret);
+}
 
 void serve(ServeArgs& a) {
   // SIGINT/SIGTERM are taken by one thread (sigwait) that stops the server cleanly; every other
@@ -36,6 +57,7 @@ void serve(ServeArgs& a) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
+  set_watermark_key(a);
   const Model model = Model::load(a.dir);
   const auto tok = Tokenizer::load(a.dir);
   if (a.o.model_name.empty()) {
@@ -66,6 +88,7 @@ struct KeyAddArgs {
   std::string file, name;
   int64_t rpm = 0, tpd = 0;
   std::vector<std::string> models;
+  bool watermark = false, admin = false;
 };
 
 void keys_add(const KeyAddArgs& a) {
@@ -82,6 +105,8 @@ void keys_add(const KeyAddArgs& a) {
   const std::string key = generate_api_key();
   nlohmann::json e = {{"name", a.name}, {"sha256", sha256_hex(key)}, {"requests_per_minute", a.rpm}, {"tokens_per_day", a.tpd}};
   if (!a.models.empty()) e["models"] = a.models;
+  if (a.watermark) e["watermark"] = true;
+  if (a.admin) e["admin"] = true;
   j["keys"].push_back(e);
   const std::string text = j.dump(2) + "\n";
   write_file_atomic(a.file, text.data(), text.size());
@@ -137,7 +162,22 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--request-read-timeout", a->o.http.request_read_s, "Seconds a client has to send a whole request (header and body)")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--max-header", a->o.http.max_header_bytes, "Largest request header in bytes (431 beyond)")->capture_default_str()->check(CLI::Range(1024, 1 << 24));
   cmd->add_option("--max-n", a->o.limits.max_n, "Most choices per request (n)")->capture_default_str()->check(CLI::Range(1, 128));
-  cmd->callback([a] { serve(*a); });
+  cmd->add_option("--watermark-key-file", a->watermark_key_file, "File holding the watermark's secret: answers to keys marked \"watermark\" (or all, --watermark-all) carry it");
+  cmd->add_option("--watermark-key", a->watermark_key, "The watermark's secret itself (visible in the process list: prefer --watermark-key-file)");
+  cmd->add_flag("--watermark-all", a->o.watermark_all, "Watermark every answer, not only those to keys marked \"watermark\"");
+  a->o.watermark.delta = 2.0f;
+  cmd->add_option("--watermark-delta", a->o.watermark.delta, "Logit bias on green tokens (strength)")->capture_default_str()->check(CLI::Range(0.0f, 20.0f));
+  cmd->add_option("--watermark-gamma", a->o.watermark.gamma, "Share of green tokens")->capture_default_str()->check(CLI::Range(0.01f, 0.99f));
+  cmd->add_option("--guard", a->o.guard, "Extraction guard: auto (on with --keys), on (callers without keys are addresses), off")
+      ->capture_default_str()->check(CLI::IsMember({"auto", "on", "off"}));
+  cmd->add_option("--guard-state", a->o.guard_options.state_file, "Keep the guard's state and the quota use here across restarts (JSON, written atomically)");
+  cmd->add_option("--guard-log", a->o.guard_options.log_file, "Append the guard's alerts and the owner's decisions here (JSON lines)");
+  cmd->add_option("--guard-webhook", a->o.guard_options.webhook_url, "POST each alert as JSON to this URL");
+  cmd->add_option("--usage-log-max-mb", a->usage_log_max_mb, "Rotate the usage log to <file>.1 at this size (0: never)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->callback([a] {
+    a->o.usage_log_max_bytes = int64_t(a->usage_log_max_mb * 1048576.0);
+    serve(*a);
+  });
 
   auto k = std::make_shared<KeyAddArgs>();
   CLI::App* keys = app.add_subcommand("keys", "Manage the API keys file of `distill serve`");
@@ -148,14 +188,32 @@ void register_serve(CLI::App& app) {
   add->add_option("--rpm", k->rpm, "Requests per minute (0 = unlimited)")->capture_default_str()->check(CLI::NonNegativeNumber);
   add->add_option("--tokens-per-day", k->tpd, "Prompt + completion tokens per UTC day (0 = unlimited)")->capture_default_str()->check(CLI::NonNegativeNumber);
   add->add_option("--model", k->models, "Model the key may use (repeatable; default: all)");
+  add->add_flag("--watermark", k->watermark, "Answers to this key carry the server's watermark");
+  add->add_flag("--admin", k->admin, "The key may read and change the extraction guard (/v1/guard)");
   add->callback([k] { keys_add(*k); });
 
   auto file = std::make_shared<std::string>();
   auto t = std::make_shared<UsageThresholds>();
   CLI::App* usage = app.add_subcommand("usage", "Summarise a usage log per key and flag extraction patterns");
-  usage->add_option("file", *file, "Usage log written by `distill serve --usage-log`")->required();
+  auto guard_source = std::make_shared<std::string>(), admin_key_file = std::make_shared<std::string>();
+  usage->add_option("file", *file, "Usage log written by `distill serve --usage-log`");
   usage->add_option("--min-requests", t->min_requests, "Judge only keys with at least this many requests")->capture_default_str();
-  usage->callback([file, t] { usage_report(*file, *t); });
+  usage->add_option("--guard", *guard_source, "The extraction guard's report instead: a server's URL (http://host:port/v1) or a --guard-state file");
+  usage->add_option("--admin-key-file", *admin_key_file, "File holding an admin key (for --guard URL; or DISTILL_ADMIN_KEY)");
+  usage->callback([file, t, guard_source, admin_key_file] {
+    if (!guard_source->empty()) return guard_report(*guard_source, *admin_key_file);
+    if (file->empty()) fail("give the usage log to summarise (or --guard SOURCE for the guard's report)");
+    usage_report(*file, *t);
+  });
+
+  auto g = std::make_shared<std::array<std::string, 4>>();  // name, action, server, admin key file
+  CLI::App* guard = keys->add_subcommand("guard", "Reverse or set the extraction guard's verdict on a key of a running server");
+  guard->add_option("name", (*g)[0], "The key's name (or addr:IP for a caller without keys)")->required();
+  guard->add_option("action", (*g)[1], "reset (clear its level and history), allow (never act on it), auto")
+      ->required()->check(CLI::IsMember({"reset", "allow", "auto"}));
+  guard->add_option("--server", (*g)[2], "The server's URL, e.g. http://127.0.0.1:8080/v1")->required();
+  guard->add_option("--admin-key-file", (*g)[3], "File holding an admin key (or DISTILL_ADMIN_KEY)");
+  guard->callback([g] { guard_owner_action((*g)[2], (*g)[0], (*g)[1], (*g)[3]); });
 }
 
 }  // namespace distill

@@ -1,6 +1,8 @@
 // Each subcommand registers itself on the CLI11 app and runs when selected.
 #pragma once
 
+#include <string>
+
 namespace CLI {
 class App;
 }
@@ -21,5 +23,11 @@ void register_serve(CLI::App& app);    // also `keys` and `usage`
 void register_convert(CLI::App& app);  // also `quantize` and `info`
 void register_bench(CLI::App& app);
 void register_compare(CLI::App& app);
+void register_watermark(CLI::App& app);  // also `provenance`
+
+// The extraction guard's owner tools (cmd_guard.cpp), under `usage` and `keys`.
+void guard_report(const std::string& source, const std::string& admin_key_file);
+void guard_owner_action(const std::string& server, const std::string& name, const std::string& action,
+                        const std::string& admin_key_file);
 
 }  // namespace distill

@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   distill::register_demo(app);
   distill::register_bench(app);
   distill::register_compare(app);
+  distill::register_watermark(app);
 
   try {
     app.parse(argc, argv);

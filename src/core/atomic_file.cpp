@@ -40,6 +40,17 @@ void AtomicFileWriter::commit() {
   committed_ = true;
 }
 
+std::string read_text_file(const std::string& path, const std::string& what) {
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), std::fclose);
+  if (!f) fail("{}: cannot open the {}: {}", path, what, std::strerror(errno));
+  std::string out;
+  char buf[65536];
+  size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, f.get())) > 0) out.append(buf, n);
+  if (std::ferror(f.get())) fail("{}: read error in the {}", path, what);
+  return out;
+}
+
 void write_file_atomic(const std::string& path, const void* data, size_t size) {
   AtomicFileWriter w(path);
   w.write(data, size);

@@ -13,6 +13,9 @@ namespace distill {
 // reader never sees a half-written file and a crash leaves the old file intact.
 void write_file_atomic(const std::string& path, const void* data, size_t size);
 
+// The whole file as bytes; throws distill::Error naming the file and what it was for.
+std::string read_text_file(const std::string& path, const std::string& what);
+
 // Same, with the content produced by a callback writing to a FILE* (for large outputs).
 class AtomicFileWriter {
 public:

@@ -40,8 +40,9 @@ struct Plan {
   int top_k;
 };
 
-Plan plan_for(bool quick) {
-  if (quick) return {8000, 100, 800, {128, 4, 4, 384}, {64, 2, 4, 192}, 1000, 1000, 40, 16, 96, 8};
+Plan plan_for(const DemoSettings& s) {
+  if (s.smoke) return {2000, 40, 200, {64, 2, 4, 192}, {48, 2, 4, 128}, 200, 200, 6, 16, 96, 8};
+  if (s.quick) return {8000, 100, 800, {128, 4, 4, 384}, {64, 2, 4, 192}, 1000, 1000, 40, 16, 96, 8};
   return {30000, 300, 3000, {128, 6, 4, 384}, {64, 2, 4, 192}, 3000, 3000, 300, 16, 96, 8};
 }
 
@@ -262,7 +263,7 @@ void write_demo_report(const fs::path& dir, const Plan& p, const DemoSettings& s
     results.push_back({{"model", r.name}, {"method", r.method}, {"dir", r.dir}, {"parameters", r.params}, {"accuracy", r.accuracy},
                        {"perplexity", r.perplexity}, {"top1_agreement", r.agreement}, {"kl", r.kl},
                        {"decode_tokens_per_s", r.decode_tps}});
-  const std::string rj = json{{"quick", set.quick}, {"seconds", total_s}, {"heldout_problems", p.n_heldout},
+  const std::string rj = json{{"quick", set.quick}, {"smoke", set.smoke}, {"seconds", total_s}, {"heldout_problems", p.n_heldout},
                               {"eval", {{"max_new_tokens", 64}, {"seq_len", p.seq_len}}}, {"models", results},
                               {"summary", summary}}.dump(2);
   write_file_atomic((dir / "results.json").string(), rj.data(), rj.size());
@@ -272,7 +273,7 @@ void write_demo_report(const fs::path& dir, const Plan& p, const DemoSettings& s
 
 std::vector<DemoRow> run_demo(const DemoSettings& set) {
   const auto t_start = std::chrono::steady_clock::now();
-  const Plan p = plan_for(set.quick);
+  const Plan p = plan_for(set);
   const fs::path dir(set.out_dir);
   fs::create_directories(dir / "data");
 
@@ -284,43 +285,43 @@ std::vector<DemoRow> run_demo(const DemoSettings& set) {
   std::fprintf(stderr,
                "distill demo%s: %lld training problems (worked solutions for %lld of them) and %lld held-out ones, "
                "vocabulary %lld, %d threads\n",
-               set.quick ? " --quick" : "", (long long)p.n_train, (long long)p.n_ground_truth, (long long)p.n_heldout,
+               set.smoke ? " --smoke" : set.quick ? " --quick" : "", (long long)p.n_train, (long long)p.n_ground_truth, (long long)p.n_heldout,
                (long long)tok->vocab_size(), num_threads());
   std::fprintf(stderr, "example: %s%s\n", train[0].prompt.c_str(), train[0].solution.c_str());
 
   // ---- 1. teacher
-  stage(1, "train the teacher", set.quick ? 60 : 270);
+  stage(1, "train the teacher", (set.quick || set.smoke) ? 60 : 270);
   train_on(dir, p, *tok, "teacher", p.teacher, (dir / "data/train.jsonl").string(), p.teacher_steps, set.seed, 0.0f);
   const Model teacher = Model::load((dir / "teacher").string());
 
   // ---- 2. label: the students' side of the story: worked solutions are scarce (n_ground_truth of
   // them), prompts are plentiful, and a teacher can answer them all.
-  stage(2, "the teacher answers the training prompts (top-k log-probs per token)", set.quick ? 10 : 40);
+  stage(2, "the teacher answers the training prompts (top-k log-probs per token)", (set.quick || set.smoke) ? 10 : 40);
   label_stage(dir, p, *tok, teacher);
 
   // ---- 3. students of the same size and steps, per seed: one on the worked solutions there are
   // (CE), one on the teacher's answers to all the prompts (CE on its text + KD on its top-k), one
   // on-policy (half of each batch its own samples, graded by the teacher; the other half as KD)
-  const int seeds = set.seeds > 0 ? set.seeds : set.quick ? 1 : 3;
+  const int seeds = set.seeds > 0 ? set.seeds : set.quick || set.smoke ? 1 : 3;
   const auto named = [](const char* method, int s) { return s == 0 ? std::string(method) : fmt::format("{}-s{}", method, s + 1); };
   std::vector<std::pair<std::string, std::string>> models = {{"teacher", "teacher"}};
   for (int s = 0; s < seeds; ++s) {
     const uint64_t seed = set.seed + 1 + uint64_t(s);
     stage(3, fmt::format("seed {} of {}: train three students: ground truth only (CE), distilled (CE + KD), on-policy (GKD)",
-                         s + 1, seeds).c_str(), set.quick ? 50 : 150);
+                         s + 1, seeds).c_str(), (set.quick || set.smoke) ? 50 : 150);
     train_on(dir, p, *tok, named("student-ce", s), p.student, (dir / "data/train_ground_truth.jsonl").string(), p.student_steps,
              seed, 0.0f);
     train_on(dir, p, *tok, named("student-kd", s), p.student, (dir / "labels").string(), p.student_steps, seed, 0.5f);
     train_on(dir, p, *tok, named("student-gkd", s), p.student, (dir / "labels").string(), p.student_steps, seed, 0.5f, &teacher, 0.5);
     // ---- 4. GRPO on the distilled student
     stage(4, fmt::format("seed {} of {}: GRPO on the distilled student with the answer reward", s + 1, seeds).c_str(),
-          set.quick ? 10 : 70);
+          (set.quick || set.smoke) ? 10 : 70);
     grpo_stage(dir, p, *tok, set.seed + uint64_t(s), named("student-kd", s), named("student-rl", s));
     for (const char* m : {"student-ce", "student-kd", "student-gkd", "student-rl"}) models.push_back({named(m, s), m});
   }
 
   // ---- 5. evaluate them all on the held-out problems
-  stage(5, "evaluate on held-out problems", (set.quick ? 5 : 15) * seeds);
+  stage(5, "evaluate on held-out problems", ((set.quick || set.smoke) ? 5 : 15) * seeds);
   const std::vector<DemoRow> rows = evaluate_stage(dir, p, *tok, teacher, models);
 
   // ---- 6. the table and the report

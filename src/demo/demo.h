@@ -16,7 +16,9 @@
 namespace distill {
 
 struct DemoSettings {
-  bool quick = false;      // ~5 minutes (CI), one seed, instead of ~20 with three
+  bool quick = false;      // ~5 minutes, one seed, instead of ~45 with three
+  bool smoke = false;      // every stage at a toy size, one seed (~1 minute): the test suite's check that
+                           // the recipe holds together, not a result
   std::string out_dir = "demo";
   uint64_t seed = 1;
   int seeds = 0;           // student seeds; 0: 3, or 1 with quick

@@ -42,6 +42,7 @@ std::vector<SampledCompletion> generate_batch(const Model& model, const Tokenize
     job->logprobs = true;
     job->logprob_temperature = temperature;
     job->top_logprobs = opt.top_k_logprobs;
+    job->watermark = opt.watermark;
     jobs.push_back(job);
   }
   engine.submit(jobs);

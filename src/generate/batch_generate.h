@@ -8,6 +8,7 @@
 
 #include "model/model.h"
 #include "sample/sampler.h"
+#include "sample/watermark.h"
 #include "tokenizer/tokenizer.h"
 
 #include <string>
@@ -35,6 +36,7 @@ struct BatchGenerateOptions {
   // and g alone, so a completion does not depend on which other prompts share its batch.
   std::vector<uint64_t> prompt_seeds;
   bool share_prefill = true;          // the G samples of a prompt prefill it once (off: benchmarks)
+  WatermarkSettings watermark;        // off unless delta != 0 (logp_old and top-k then carry it too)
 };
 
 struct BatchGenerateStats {

@@ -30,6 +30,7 @@ struct Scheduler::Slot {
   size_t prefilled = 0;                 // prompt tokens in the cache so far
   std::vector<int32_t> history;         // prompt + generated (for the penalties)
   std::unique_ptr<Sampler> sampler;
+  std::vector<float> marked;            // the logits row with the job's watermark added
   std::unique_ptr<StopTextStream> text;
   std::vector<TokenLogprob> pending;    // tokens whose text is still held back
   int32_t next = -1;                    // sampled, not yet in the cache
@@ -258,6 +259,11 @@ bool Scheduler::on_logits(Slot& s, const float* logits) {
   GenerationJob& job = *s.job;
   const int64_t n_vocab = model_.config.n_vocab;
   if (job.n_generated >= job.max_new_tokens || int64_t(s.cached.size()) >= opt_.n_ctx) return finish(s, "length"), false;
+  if (job.watermark.enabled()) {
+    s.marked.assign(logits, logits + n_vocab);
+    watermark_logits(job.watermark, s.history, s.marked.data(), n_vocab);
+    logits = s.marked.data();
+  }
   const int32_t next = s.sampler->sample(logits, n_vocab, s.history);
   const auto& stop_ids = tok_.stop_ids();
   const bool eos = job.stop_at_eos && std::find(stop_ids.begin(), stop_ids.end(), next) != stop_ids.end();

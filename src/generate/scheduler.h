@@ -21,6 +21,7 @@
 
 #include "model/decoder.h"
 #include "sample/sampler.h"
+#include "sample/watermark.h"
 #include "tokenizer/tokenizer.h"
 
 #include <atomic>
@@ -57,6 +58,9 @@ struct GenerationJob {
   // --- input, fixed before submit ---
   std::vector<int32_t> prompt;
   SamplerSettings sampler;
+  // A keyed green-list bias (off unless delta != 0): added to the logits before the draw and
+  // before the log-probs are taken, so soft labels carry the watermark as sampled tokens do.
+  WatermarkSettings watermark;
   int64_t max_new_tokens = 16;   // 0: only score the prompt
   std::vector<std::string> stop;
   bool stop_at_eos = true;       // the tokenizer's end-of-turn ids end the completion

@@ -1,9 +1,9 @@
 #include "serve/api_keys.h"
 
+#include "core/digest.h"
 #include "core/error.h"
 
 #include <nlohmann/json.hpp>
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 
 #include <fstream>
@@ -12,16 +12,6 @@
 namespace distill {
 
 using json = nlohmann::json;
-
-std::string sha256_hex(const std::string& data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr) != 1) fail("SHA-256 failed");
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < len; ++i) out += hex[md[i] >> 4], out += hex[md[i] & 15];
-  return out;
-}
 
 std::string generate_api_key() {
   unsigned char b[32];
@@ -64,6 +54,10 @@ std::vector<ApiKey> KeyStore::parse(const std::string& text, const std::string& 
         k.models.push_back(m);
       }
     }
+    for (const char* f : {"watermark", "admin"})
+      if (e.contains(f) && !e[f].is_boolean()) fail("{} ({}): '{}' must be true or false", at, k.name, f);
+    k.watermark = e.value("watermark", false);
+    k.admin = e.value("admin", false);
     for (const ApiKey& other : keys)
       if (other.name == k.name) fail("{}: the name '{}' is used twice", at, k.name);
     keys.push_back(std::move(k));
@@ -131,6 +125,16 @@ void KeyStore::add_tokens(size_t i, int64_t tokens, std::chrono::system_clock::t
   Usage& u = usage_[i];
   if (u.day != utc_day(now)) u.day = utc_day(now), u.tokens = 0;
   u.tokens += tokens;
+}
+
+std::pair<int64_t, int64_t> KeyStore::tokens_used(size_t i) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return {usage_[i].day, usage_[i].tokens};
+}
+
+void KeyStore::restore_tokens_used(size_t i, int64_t day, int64_t tokens) {
+  std::lock_guard<std::mutex> lock(mu_);
+  usage_[i].day = day, usage_[i].tokens = tokens;
 }
 
 }  // namespace distill

@@ -1,13 +1,16 @@
 // API keys and quotas. The keys file (JSON) stores only SHA-256 hashes of keys:
 //
 //   {"keys": [{"name": "alice", "sha256": "<64 hex>", "requests_per_minute": 60,
-//              "tokens_per_day": 200000, "models": ["student"]}]}
+//              "tokens_per_day": 200000, "models": ["student"], "watermark": true, "admin": false}],
+//    "guard": {...}}   (thresholds of the extraction guard, serve/guard.h)
 //
 // (0 or absent limits = unlimited; absent "models" = every model). A presented key is hashed and
 // compared with every stored hash in constant time (no early exit, no lookup keyed by the
 // secret). Requests per minute: a sliding 60 s window; tokens per day: prompt + completion tokens
 // counted per UTC day.
 #pragma once
+
+#include "core/digest.h"  // sha256_hex
 
 #include <chrono>
 #include <deque>
@@ -18,7 +21,6 @@
 
 namespace distill {
 
-std::string sha256_hex(const std::string& data);
 // A new random key ("sk-distill-" + 32 bytes of OS randomness, hex).
 std::string generate_api_key();
 
@@ -28,6 +30,8 @@ struct ApiKey {
   int64_t requests_per_minute = 0;
   int64_t tokens_per_day = 0;
   std::vector<std::string> models;  // empty: all
+  bool watermark = false;        // answers carry the server's watermark (with --watermark-key)
+  bool admin = false;            // may read and change the guard (GET/POST /v1/guard)
 };
 
 // Why a request may not proceed; retry_after_s for 429.
@@ -54,6 +58,10 @@ public:
   QuotaDecision admit(size_t i, std::chrono::system_clock::time_point now = std::chrono::system_clock::now());
   // Adds a finished request's tokens to the day's total.
   void add_tokens(size_t i, int64_t tokens, std::chrono::system_clock::time_point now = std::chrono::system_clock::now());
+  // The day's token use of a key (day = days since the epoch, UTC), to carry over a restart.
+  std::pair<int64_t, int64_t> tokens_used(size_t i) const;
+  void restore_tokens_used(size_t i, int64_t day, int64_t tokens);
+  size_t size() const { return keys_.size(); }
 
 private:
   struct Usage {

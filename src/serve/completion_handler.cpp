@@ -40,6 +40,7 @@ struct CompletionRun {
   std::vector<std::shared_ptr<GenerationJob>> jobs;
   std::shared_ptr<JobSignal> signal = std::make_shared<JobSignal>();
   int64_t prompt_tokens = 0;
+  GuardRequest asked;                         // the request as the client sent it (for the guard)
   std::chrono::steady_clock::time_point t0;
   bool first_token_seen = false, finalized = false;
 
@@ -75,7 +76,14 @@ struct CompletionRun {
     const int64_t completion = completion_tokens();
     const double latency = seconds_since(t0);
     ctx.metrics.record_request(endpoint, status, latency, prompt_tokens, completion);
-    if (ctx.keys && caller.key) ctx.keys->add_tokens(*caller.key, prompt_tokens + completion);
+    if (ctx.keys && caller.key) {
+      ctx.keys->add_tokens(*caller.key, prompt_tokens + completion);
+      if (ctx.guard) {
+        const auto [day, tokens] = ctx.keys->tokens_used(*caller.key);
+        ctx.guard->note_quota(caller.name, day, tokens);
+      }
+    }
+    guard_observe(ctx, asked, req, prompts, completion, finish);
     if (!ctx.usage) return;
     // The prompt's hash is taken over its token ids: no decoding unless the text is logged.
     std::string id_bytes;
@@ -398,6 +406,7 @@ void handle_completion(OpenAIServer::Context& ctx, const httplib::Request& hreq,
         throw e;
       }
     }
+    run->asked = guard_admit(ctx, caller, run->req);
     tokenize_prompts(*run);
   } catch (const ApiError& e) {
     record_refusal(ctx, run->endpoint, caller, e, t0);
@@ -426,6 +435,8 @@ void handle_completion(OpenAIServer::Context& ctx, const httplib::Request& hreq,
       job->logprobs = r.logprobs;
       job->top_logprobs = r.top_logprobs;
       job->prompt_logprobs = !chat && r.echo && r.logprobs;
+      if (ctx.opt.watermark.enabled() && (ctx.opt.watermark_all || (caller.key && ctx.keys->key(*caller.key).watermark)))
+        job->watermark = ctx.opt.watermark;
       job->signal = run->signal;
       run->jobs.push_back(job);
     }

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "serve/openai_response.h"
 #include "serve/server_context.h"
@@ -37,6 +38,7 @@ namespace {
 // The caller of a request, or an ApiError 401 when keys are on and the key is missing or unknown.
 Caller authenticate(OpenAIServer::Context& ctx, const httplib::Request& req) {
   Caller c;
+  c.origin = req.remote_addr;
   if (!ctx.keys) return c;
   const std::string h = req.get_header_value("Authorization");
   const std::string prefix = "Bearer ";
@@ -79,7 +81,18 @@ OpenAIServer::OpenAIServer(const Model& model, std::shared_ptr<const Tokenizer> 
   Context& c = *ctx_;
   c.tmpl = ChatTemplate::choose(opt_.chat_template, tok.get());
   if (!opt_.keys_file.empty()) c.keys.emplace(KeyStore::load(opt_.keys_file));
-  if (!opt_.usage_log.empty()) c.usage = std::make_unique<UsageLog>(opt_.usage_log, opt_.log_content);
+  if (!opt_.usage_log.empty()) c.usage = std::make_unique<UsageLog>(opt_.usage_log, opt_.log_content, opt_.usage_log_max_bytes);
+  if (opt_.guard != "on" && opt_.guard != "off" && opt_.guard != "auto") fail("--guard must be on, off or auto (got '{}')", opt_.guard);
+  if (opt_.guard == "on" || (opt_.guard == "auto" && c.keys)) {
+    GuardOptions g = opt_.guard_options;
+    if (c.keys) g.thresholds = parse_guard_thresholds(json::parse(read_text_file(opt_.keys_file, "keys file")), opt_.keys_file);
+    c.guard = std::make_unique<Guard>(std::move(g));
+    // Quota use carried over a restart.
+    if (c.keys)
+      for (size_t i = 0; i < c.keys->size(); ++i)
+        if (const json q = c.guard->quota_state(); q.contains(c.keys->key(i).name))
+          c.keys->restore_tokens_used(i, q[c.keys->key(i).name].value("day", int64_t(-1)), q[c.keys->key(i).name].value("tokens", int64_t(0)));
+  }
   c.created = int64_t(std::time(nullptr));
   c.fingerprint = api_fingerprint(*tok);
   SchedulerOptions so;
@@ -138,6 +151,11 @@ OpenAIServer::OpenAIServer(const Model& model, std::shared_ptr<const Tokenizer> 
       throw ApiError(404, "invalid_request_error", fmt::format("The model '{}' does not exist", id), "model", "model_not_found");
     res.set_content(dump_json(model_object(*ctx_)), "application/json");
   });
+  auto guard = guarded("guard", [this](const httplib::Request& req, httplib::Response& res, const Caller& c, auto) {
+    handle_guard(*ctx_, req, res, c);
+  });
+  s.Get("/v1/guard", guard);
+  s.Post("/v1/guard/keys/(.+)", guard);
   for (const char* p : {"/v1/chat/completions", "/chat/completions"}) s.Post(p, chat);
   for (const char* p : {"/v1/completions", "/completions"}) s.Post(p, completions);
   for (const char* p : {"/v1/models", "/models"}) s.Get(p, models);

@@ -9,6 +9,7 @@
 
 #include "model/model.h"
 #include "serve/api_keys.h"
+#include "serve/guard.h"
 #include "serve/http_transport.h"
 #include "serve/metrics.h"
 #include "serve/openai_request.h"
@@ -50,6 +51,15 @@ struct ServeOptions {
   // "length" (what it has is sent); one still queued then is answered 503.
   double request_timeout_s = 3600;  // a generous bound: max_tokens and --ctx already bound the work
   HttpLimits http;                   // connections, request read time, header size (max_body_bytes is copied in)
+  // Watermarked answers (sample/watermark.h): on when watermark.delta != 0 and the key seeds it;
+  // for every request (watermark_all) or for keys marked "watermark": true.
+  WatermarkSettings watermark{.key = 0, .gamma = 0.25f, .delta = 0.0f, .context = 1};
+  bool watermark_all = false;
+  // The extraction guard (serve/guard.h): "auto" is on when keys are (callers are keys), "on"
+  // also without keys (callers are network addresses), "off".
+  std::string guard = "auto";
+  GuardOptions guard_options;        // thresholds come from the keys file's "guard" object
+  int64_t usage_log_max_bytes = 0;   // rotate the usage log to <file>.1 beyond this size (0: never)
 };
 
 class OpenAIServer {

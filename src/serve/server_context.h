@@ -16,6 +16,7 @@ struct OpenAIServer::Context {
   ServeOptions opt;
   std::optional<KeyStore> keys;
   std::unique_ptr<UsageLog> usage;
+  std::unique_ptr<Guard> guard;      // null: off
   ServerMetrics metrics;
   HttpTransportStats transport;
   std::unique_ptr<Scheduler> scheduler;
@@ -27,7 +28,21 @@ struct OpenAIServer::Context {
 struct Caller {
   std::optional<size_t> key;
   std::string name = "-";
+  std::string origin;              // the client's network address
+  // Who the guard watches: the key, or the address when there are no keys.
+  std::string guard_identity() const { return key ? name : "addr:" + origin; }
 };
+
+// Before a completion runs: the guard's verdict on its caller — an ApiError (403 blocked, 429
+// throttled), or the request's log-probabilities stripped. Returns the request as asked, for
+// guard_observe.
+GuardRequest guard_admit(OpenAIServer::Context& ctx, const Caller& caller, GenerationRequest& req);
+// After it ran: the guard learns from it.
+void guard_observe(OpenAIServer::Context& ctx, GuardRequest asked, const GenerationRequest& req,
+                   const std::vector<std::vector<int32_t>>& prompts, int64_t completion_tokens, const std::string& finish);
+
+// GET /v1/guard and POST /v1/guard/keys/{name} {"action": "reset"|"allow"|"auto"}: admin keys only.
+void handle_guard(OpenAIServer::Context& ctx, const httplib::Request& req, httplib::Response& res, const Caller& caller);
 
 // Writes an OpenAI error response (and Retry-After for 429/503).
 void send_error(httplib::Response& res, const ApiError& e);

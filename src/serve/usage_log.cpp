@@ -13,7 +13,8 @@ namespace distill {
 
 using json = nlohmann::json;
 
-UsageLog::UsageLog(const std::string& path, bool log_content) : log_content_(log_content) {
+UsageLog::UsageLog(const std::string& path, bool log_content, int64_t max_bytes)
+    : path_(path), log_content_(log_content), max_bytes_(max_bytes) {
   f_ = std::fopen(path.c_str(), "a");
   if (!f_) fail("{}: cannot open the usage log for appending", path);
 }
@@ -28,6 +29,13 @@ void UsageLog::write(const json& record) {
   std::lock_guard<std::mutex> lock(mu_);
   std::fwrite(line.data(), 1, line.size(), f_);
   std::fflush(f_);
+  // Rotation: the full log becomes <file>.1 (replacing the one before), a new one starts.
+  if (max_bytes_ > 0 && std::ftell(f_) >= max_bytes_) {
+    std::fclose(f_);
+    std::rename(path_.c_str(), (path_ + ".1").c_str());
+    f_ = std::fopen(path_.c_str(), "a");
+    if (!f_) std::fprintf(stderr, "usage log: cannot reopen %s after rotating it; records stop\n", path_.c_str());
+  }
 }
 
 std::string utc_timestamp_now() {

@@ -14,6 +14,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include <cstdint>
 #include <cstdio>
 #include <map>
 #include <mutex>
@@ -25,15 +26,18 @@ namespace distill {
 class UsageLog {
 public:
   UsageLog() = default;  // disabled
-  UsageLog(const std::string& path, bool log_content);
+  // max_bytes > 0: once the file reaches it, it is renamed <path>.1 and a new one begins.
+  UsageLog(const std::string& path, bool log_content, int64_t max_bytes = 0);
   ~UsageLog();
   bool enabled() const { return f_ != nullptr; }
   bool log_content() const { return log_content_; }
   void write(const nlohmann::json& record);  // one line, flushed
 
 private:
+  std::string path_;
   std::FILE* f_ = nullptr;
   bool log_content_ = false;
+  int64_t max_bytes_ = 0;
   std::mutex mu_;
 };
 
