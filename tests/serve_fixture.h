@@ -5,6 +5,9 @@
 #include "serve/server.h"
 #include "tiny_model.h"
 
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -33,6 +36,19 @@ private:
   int port_;
   std::thread thread_;
 };
+
+// A greedy one-message chat request for the model "tiny".
+inline nlohmann::json chat_body(const std::string& text, int max_tokens, bool stream = false) {
+  return {{"model", "tiny"}, {"messages", {{{"role", "user"}, {"content", text}}}}, {"max_tokens", max_tokens},
+          {"temperature", 0}, {"stream", stream}};
+}
+
+// POST with the key (if any) as a bearer token.
+inline httplib::Result post(httplib::Client& c, const std::string& path, const std::string& body, const std::string& key = "") {
+  httplib::Headers h;
+  if (!key.empty()) h.emplace("Authorization", "Bearer " + key);
+  return c.Post(path.c_str(), h, body, "application/json");
+}
 
 // A TCP connection to the loopback port, or -1.
 inline int connect_loopback(int port) {

@@ -19,17 +19,6 @@ using namespace distill::test;
 
 namespace {
 
-json chat_body(const std::string& text, int max_tokens, bool stream = false) {
-  return {{"model", "tiny"}, {"messages", {{{"role", "user"}, {"content", text}}}}, {"max_tokens", max_tokens},
-          {"temperature", 0}, {"stream", stream}};
-}
-
-httplib::Result post(httplib::Client& c, const std::string& path, const std::string& body, const std::string& key = "") {
-  httplib::Headers h;
-  if (!key.empty()) h.emplace("Authorization", "Bearer " + key);
-  return c.Post(path.c_str(), h, body, "application/json");
-}
-
 // The `data:` events of an SSE body; fails the test on anything malformed.
 std::vector<std::string> sse_events(const std::string& body) {
   std::vector<std::string> events;

@@ -5,9 +5,9 @@
 //   score = Σ weight × strength over the features of serve/guard_features.h (0 for a key with
 //   fewer than min_requests in its window). Levels by score (thresholds in the keys file's
 //   "guard" object; 0 turns a level off):
-//     alert           ≥ 1.0  a JSON line in --guard-log (and a POST to --guard-webhook)
-//     strip_logprobs  ≥ 1.5  answers lose log-probabilities, top_logprobs and echo scores
-//     throttle        ≥ 2.0  throttle_rpm requests per minute (429 beyond)
+//     alert           ≥ 1.2  a JSON line in --guard-log (and a POST to --guard-webhook)
+//     strip_logprobs  ≥ 1.6  answers lose log-probabilities, top_logprobs and echo scores
+//     throttle        ≥ 2.2  throttle_rpm requests per minute (429 beyond)
 //     block           ≥ 3.0  403 with a message naming the guard
 // A key's level only rises by itself (a scraper that pauses stays where it was); the owner lowers
 // it: reset (clear the level and the window), allow (never act on this key; still scored), auto.
@@ -35,7 +35,7 @@ const char* guard_level_name(GuardLevel l);
 struct GuardThresholds {
   int64_t min_requests = 20;    // a key is judged once its window holds this many requests
   int64_t window = 100;         // requests per key kept in its window
-  double alert = 1.0, strip_logprobs = 1.5, throttle = 2.0, block = 3.0;
+  double alert = 1.2, strip_logprobs = 1.6, throttle = 2.2, block = 3.0;
   int64_t throttle_rpm = 4;
 };
 // The "guard" object of a keys file (absent: the defaults). Throws naming `where` and the field.

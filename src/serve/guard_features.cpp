@@ -57,7 +57,7 @@ std::vector<FeatureValue> window_features(const std::vector<RequestTrace>& w, do
   std::set<int64_t> max_tokens;
   for (const RequestTrace& r : w) {
     soft += r.soft_labels, det += r.deterministic, distinct += !r.repeat, capped += r.length_capped;
-    templ += r.nearest >= 0.5, para += r.nearest >= 0.2 && r.nearest < 0.5;
+    templ += r.nearest >= 0.4, para += r.nearest >= 0.15 && r.nearest < 0.4;
     coord += r.nearest_other >= 0.5;
     max_tokens.insert(r.max_tokens);
   }
@@ -73,11 +73,11 @@ std::vector<FeatureValue> window_features(const std::vector<RequestTrace>& w, do
   const double vol_ratio = fleet_rate_per_h > 0 ? rate / fleet_rate_per_h : 1.0;
   const double one_length = max_tokens.size() == 1 ? capped / n : 0.0;
   return {
-      {"soft_labels", soft / n, ramp(soft / n, 0.3, 0.8), 1.0},
-      {"deterministic", det / n, ramp(det / n, 0.5, 0.9), 0.5},
-      {"no_repeats", distinct / n, ramp(distinct / n, 0.9, 1.0), 0.3},
+      {"soft_labels", soft / n, ramp(soft / n, 0.3, 0.8), 0.6},
+      {"deterministic", det / n, ramp(det / n, 0.5, 0.9), 0.3},
+      {"no_repeats", distinct / n, ramp(distinct / n, 0.9, 1.0), 0.2},
       {"template", templ / n, ramp(templ / n, 0.25, 0.6), 1.2},
-      {"paraphrase", para / n, ramp(para / n, 0.3, 0.6), 0.8},
+      {"paraphrase", para / n, ramp(para / n, 0.6, 0.85), 0.8},
       {"regular_timing", cv, ramp(cv, 1.0, 0.4), 0.7},
       {"volume", vol_ratio, ramp(std::log10(std::max(vol_ratio, 1e-9)), 0.7, 1.7), 1.0},
       {"round_the_clock", double(hours_active), ramp(double(hours_active), 16, 22), 1.0},

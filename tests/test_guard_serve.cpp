@@ -1,0 +1,160 @@
+// The guard and the watermark in a live `distill serve` on loopback, on a clock the test drives:
+// a scraping key is flagged, loses its log-probabilities, is throttled, then blocked — across
+// restarts that keep its state and the day's quota use; the owner reads the reasons on /v1/guard
+// and reverses the verdict; other keys are untouched; answers to a watermarked key carry the mark.
+#include "sample/watermark.h"
+#include "serve_fixture.h"
+
+#include <atomic>
+#include <fstream>
+
+namespace distill {
+
+using json = nlohmann::json;
+using namespace distill::test;
+
+namespace {
+
+struct GuardedServer {
+  TinyModel m;
+  TempDir dir;
+  std::atomic<double> clock{1.8e9};
+  const std::string owner = "sk-owner", scraper = "sk-scraper", person = "sk-person", marked = "sk-marked";
+
+  // Writes the keys file with these guard thresholds and returns the server's options.
+  ServeOptions options(const json& guard) {
+    const json keys = {{"keys",
+                        {{{"name", "owner"}, {"sha256", sha256_hex(owner)}, {"admin", true}},
+                         {{"name", "scraper"}, {"sha256", sha256_hex(scraper)}},
+                         {{"name", "person"}, {"sha256", sha256_hex(person)}, {"tokens_per_day", 50}},
+                         {{"name", "marked"}, {"sha256", sha256_hex(marked)}, {"watermark", true}}}},
+                       {"guard", guard}};
+    write_bytes(dir / "keys.json", keys.dump());
+    ServeOptions o;
+    o.keys_file = dir / "keys.json";
+    o.guard_options.state_file = dir / "guard.json";
+    o.guard_options.log_file = dir / "guard.log";
+    o.guard_options.clock = [this] { return clock.load(); };
+    o.watermark.key = watermark_key_from_secret("owner's secret");
+    o.watermark.delta = 2.0f;
+    return o;
+  }
+  // One template-sweep request of the scraper, 10 simulated seconds after the last.
+  httplib::Result scrape(httplib::Client& c, int i) {
+    clock = clock + 10.0;
+    json b = chat_body("Answer in one sentence, then the answer alone. Question: what is item number " + std::to_string(i) + "?", 3);
+    b["logprobs"] = true, b["top_logprobs"] = 5;
+    return post(c, "/v1/chat/completions", b.dump(), scraper);
+  }
+};
+
+}  // namespace
+
+TEST(GuardServe, AScraperIsStrippedThrottledBlockedAcrossRestartsAndTheOwnerReversesIt) {
+  GuardedServer g;
+  const std::string body = chat_body("secret prompt text", 4).dump();
+  int first_stripped = -1;
+  {
+    // Throttle and block off: the scraper ends at strip_logprobs.
+    RunningServer s(g.m, g.options({{"min_requests", 10}, {"window", 40}, {"alert", 1.2}, {"strip_logprobs", 1.6}, {"throttle", 0}, {"block", 0}}));
+    httplib::Client c("127.0.0.1", s.port());
+    EXPECT_EQ(post(c, "/v1/chat/completions", body, g.person)->status, 200);  // 41 of the person's 50 tokens
+    for (int i = 0; i < 30; ++i) {
+      auto r = g.scrape(c, i);
+      ASSERT_EQ(r->status, 200) << r->body;
+      const json j = json::parse(r->body);
+      if (j["choices"][0]["logprobs"].is_null() && first_stripped < 0) first_stripped = i;
+      if (first_stripped >= 0) EXPECT_TRUE(j["choices"][0]["logprobs"].is_null()) << "stripping stays on: request " << i;
+    }
+  }
+  EXPECT_GE(first_stripped, 10) << "nothing happens before min_requests";
+  std::printf("[guard] the scraper's log-probabilities were stripped from request %d on\n", first_stripped);
+  {
+    // Restarted with throttling on: the state file brought the scraper's window back.
+    RunningServer s(g.m, g.options({{"min_requests", 10}, {"window", 40}, {"throttle", 2.2}, {"throttle_rpm", 2}, {"block", 0}}));
+    httplib::Client c("127.0.0.1", s.port());
+    EXPECT_EQ(post(c, "/v1/chat/completions", body, g.person)->status, 200) << "82 tokens used: still under 50 before it";
+    int throttled = 0;
+    for (int i = 30; i < 40; ++i) {
+      auto r = g.scrape(c, i);
+      if (r->status == 429) {
+        ++throttled;
+        EXPECT_TRUE(r->has_header("Retry-After"));
+        EXPECT_EQ(json::parse(r->body)["error"]["code"], "guard_throttled");
+      }
+    }
+    EXPECT_GE(throttled, 4) << "2 requests per minute at one every 10 s";
+  }
+  RunningServer s(g.m, g.options({{"min_requests", 10}, {"window", 40}}));
+  httplib::Client c("127.0.0.1", s.port());
+  auto quota = post(c, "/v1/chat/completions", body, g.person);
+  EXPECT_EQ(quota->status, 429) << "the day's 82 tokens survived two restarts";
+  int blocked = 0;
+  for (int i = 40; i < 50; ++i) {
+    auto r = g.scrape(c, i);
+    if (r->status != 403) continue;
+    ++blocked;
+    EXPECT_EQ(json::parse(r->body)["error"]["code"], "guard_blocked");
+  }
+  EXPECT_GE(blocked, 5);
+
+  // The owner's view and decision.
+  EXPECT_EQ(c.Get("/v1/guard", {{"Authorization", "Bearer " + g.scraper}})->status, 403) << "admin keys only";
+  auto report = c.Get("/v1/guard", {{"Authorization", "Bearer " + g.owner}});
+  ASSERT_EQ(report->status, 200);
+  const json rep = json::parse(report->body);
+  json scraper_entry, person_entry;
+  for (const json& k : rep["keys"]) {
+    if (k["key"] == "scraper") scraper_entry = k;
+    if (k["key"] == "person") person_entry = k;
+  }
+  ASSERT_FALSE(scraper_entry.is_null()) << rep.dump(2);
+  EXPECT_EQ(scraper_entry["level"], "block");
+  EXPECT_GE(scraper_entry["score"].get<double>(), 3.0);
+  EXPECT_GE(scraper_entry["reasons"].size(), 3u) << scraper_entry.dump(2);
+  EXPECT_EQ(person_entry["level"], "none");
+  EXPECT_EQ(post(c, "/v1/guard/keys/scraper", R"({"action": "forgive"})", g.owner)->status, 400);
+  EXPECT_EQ(post(c, "/v1/guard/keys/nobody", R"({"action": "reset"})", g.owner)->status, 404);
+  EXPECT_EQ(post(c, "/v1/guard/keys/scraper", R"({"action": "allow"})", g.scraper)->status, 403);
+  ASSERT_EQ(post(c, "/v1/guard/keys/scraper", R"({"action": "allow"})", g.owner)->status, 200);
+  EXPECT_EQ(g.scrape(c, 50)->status, 200) << "allowed by the owner";
+  const json after = json::parse(g.scrape(c, 51)->body);
+  EXPECT_FALSE(after["choices"][0]["logprobs"].is_null()) << "and its log-probabilities are back";
+
+  // Every level change and the owner's decision are recorded.
+  std::ifstream log(g.dir / "guard.log");
+  std::string line, levels;
+  bool owner_recorded = false;
+  while (std::getline(log, line)) {
+    const json e = json::parse(line);
+    if (e["event"] == "level" && e["key"] == "scraper") levels += e["to"].get<std::string>() + " ";
+    if (e["event"] == "owner") owner_recorded = e["action"] == "allow" && e["key"] == "scraper";
+  }
+  EXPECT_EQ(levels, "strip_logprobs throttle block ") << "alert is passed on the way; each rise is one record";
+  EXPECT_TRUE(owner_recorded);
+}
+
+TEST(GuardServe, AnswersToAWatermarkedKeyCarryTheMark) {
+  GuardedServer g;
+  RunningServer s(g.m, g.options(json::object()));
+  httplib::Client c("127.0.0.1", s.port());
+  WatermarkSettings w;
+  w.key = watermark_key_from_secret("owner's secret");
+  double z[2] = {0, 0};
+  for (int k = 0; k < 2; ++k) {
+    WatermarkDetector d(w);
+    for (int i = 0; i < 4; ++i) {
+      const json b = {{"model", "tiny"}, {"prompt", "Story " + std::to_string(i) + ":"}, {"max_tokens", 150}, {"temperature", 1.0}, {"seed", 7 + i}};
+      auto r = post(c, "/v1/completions", b.dump(), k == 0 ? g.marked : g.person);
+      if (k == 1 && r->status == 429) break;  // the person's daily tokens
+      ASSERT_EQ(r->status, 200) << r->body;
+      d.add(g.m.tok->encode(json::parse(r->body)["choices"][0]["text"].get<std::string>(), false));
+    }
+    z[k] = d.score().z;
+  }
+  std::printf("[watermark] served answers: z %.2f for the watermarked key, %.2f for another\n", z[0], z[1]);
+  EXPECT_GT(z[0], 4.0);
+  EXPECT_LT(z[1], 3.0);
+}
+
+}  // namespace distill
