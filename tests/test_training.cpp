@@ -1,6 +1,7 @@
 // distill init + distill train end to end: a tiny model learns a small synthetic language to
 // near-zero loss; a run killed mid-way and resumed ends with weights identical to an uninterrupted
 // run; bad input is refused without leaving a half-made model directory.
+#include "core/digest.h"
 #include "formats/safetensors.h"
 #include "model/model.h"
 #include "test_util.h"
@@ -243,6 +244,37 @@ TEST(Training, OnPolicyDistillationLearnsFromItsOwnSamplesAndResumes) {
   r = run("train --student " + (dir / "student") + common + " --on-policy 0.5 --steps 2 -o " + (dir / "c"));
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("--teacher"), std::string::npos) << r.output;
+}
+
+// Every model train and convert write names what it came from: parent, data and settings, each
+// input fingerprinted; a GGUF export keeps the record and a conversion back nests it; info shows it.
+TEST(Training, TrainedAndConvertedModelsCarryTheirLineage) {
+  TempDir dir;
+  write_language(dir / "data.jsonl", 40, 17);
+  ASSERT_EQ(run("init --preset tiny --tokenizer bytes --seed 5 -o " + (dir / "student")).exit_code, 0);  // GGUF needs a tokenizer
+  CliRun r = run("train --student " + (dir / "student") + " --data " + (dir / "data.jsonl") + " -o " + (dir / "a") +
+                 " --steps 4 --batch 4 --seq-len 16 --seed 3");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const nlohmann::json p = nlohmann::json::parse(test::read_bytes(dir / "a/provenance.json"));
+  EXPECT_EQ(p["command"], "train");
+  EXPECT_EQ(p["parent"]["path"], dir / "student");
+  EXPECT_EQ(p["parent"]["sha256"], sha256_hex(test::read_bytes(dir / "student/model.safetensors")));
+  EXPECT_EQ(p["data"][0]["sha256"], sha256_hex(test::read_bytes(dir / "data.jsonl")));
+  EXPECT_EQ(p["settings"]["steps"], 4);
+  EXPECT_EQ(p["settings"]["seed"], 3);
+
+  ASSERT_EQ(run("convert " + (dir / "a") + " -o " + (dir / "a.gguf") + " --type f32").exit_code, 0);
+  ASSERT_EQ(run("convert " + (dir / "a.gguf") + " -o " + (dir / "back")).exit_code, 0);
+  const nlohmann::json back = nlohmann::json::parse(test::read_bytes(dir / "back/provenance.json"));
+  EXPECT_EQ(back["command"], "convert");
+  EXPECT_EQ(back["parent"]["sha256"], sha256_hex(test::read_bytes(dir / "a.gguf")));
+  EXPECT_EQ(back["parent"]["provenance"]["command"], "convert") << "the GGUF's own record, from its metadata";
+  EXPECT_EQ(back["parent"]["provenance"]["parent"]["provenance"]["command"], "train") << "and the training before it";
+  r = run("info " + (dir / "back"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("lineage        convert"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("made from      train"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("data.jsonl (sha256"), std::string::npos) << r.output;
 }
 
 }  // namespace distill

@@ -4,6 +4,7 @@
 //   quantize IN -o OUT.gguf --type q8_0|q4_0                        convert with a required type
 //   info FILE|DIR [--tensors]                                       architecture, sizes, tensor types
 #include "cli/commands.h"
+#include "model/provenance.h"
 #include "convert/export.h"
 #include "core/error.h"
 #include "core/system.h"
@@ -74,6 +75,7 @@ void convert(const ConvertArgs& a) {
       o.expert_type = a.expert_type == "mxfp4" ? DType::MXFP4 : parse_type(a.expert_type);
     }
     o.name = a.name.empty() ? fs::path(a.in).filename().string() : a.name;
+    o.provenance = provenance_record("convert", a.in, "", {}, {{"to", "gguf"}, {"type", dtype_name(o.type)}}).dump();
     export_gguf(m, tok, a.out, o);
     std::fprintf(stderr, "wrote %s: %s, %s weights, %s (%.1f s)\n", a.out.c_str(), gguf_arch(m.config).c_str(),
                  std::string(dtype_name(o.type)).c_str(), human_bytes(double(fs::file_size(a.out))).c_str(),
@@ -86,6 +88,7 @@ void convert(const ConvertArgs& a) {
   const Model plain = dequantized(m, to);
   plain.save(a.out);
   write_tokenizer_files(a.out, tok);
+  write_provenance(a.out, provenance_record("convert", a.in, "", {}, {{"to", "safetensors"}, {"type", dtype_name(to)}}));
   std::fprintf(stderr, "wrote %s: config.json, model.safetensors (%s), tokenizer.json (%.1f s)\n", a.out.c_str(),
                std::string(dtype_name(to)).c_str(), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
 }
@@ -98,6 +101,27 @@ void system_info(bool bandwidth) {
               kernel_variant_name(active_kernel_variant()), kernel_variant_name(best_kernel_variant()));
   std::printf("threads    %d\n", num_threads());
   if (bandwidth) std::printf("read bw    %.1f GB/s (parallel streaming sum over 1 GiB, best of 5)\n", measure_read_bandwidth());
+}
+
+// The provenance record, one generation per indent: what made the model, from what.
+void print_lineage(const nlohmann::json& r, int depth) {
+  if (!r.is_object()) {
+    if (depth == 0) std::printf("  lineage        none recorded (made outside distill, or before provenance.json)\n");
+    return;
+  }
+  const std::string pad(size_t(2 * depth), ' ');
+  auto named = [](const nlohmann::json& f) {
+    const std::string where = f.value("path", f.value("url", std::string("?")));
+    return f.contains("sha256") ? where + " (sha256 " + f["sha256"].get<std::string>().substr(0, 16) + "…)" : where;
+  };
+  std::printf("  %s%-14s %s by %s, %s\n", pad.c_str(), depth ? "made from" : "lineage", r.value("command", "?").c_str(),
+              r.value("tool", "?").c_str(), r.value("created", "?").c_str());
+  if (r.contains("teacher")) std::printf("  %s  teacher      %s\n", pad.c_str(), named(r["teacher"]).c_str());
+  for (const auto& d : r.value("data", nlohmann::json::array())) std::printf("  %s  data         %s\n", pad.c_str(), named(d).c_str());
+  if (r.contains("parent")) {
+    std::printf("  %s  parent       %s\n", pad.c_str(), named(r["parent"]).c_str());
+    print_lineage(r["parent"].value("provenance", nlohmann::json()), depth + 1);
+  }
 }
 
 void info(const std::string& path, bool list_tensors) {
@@ -138,6 +162,7 @@ void info(const std::string& path, bool list_tensors) {
                 kernel_variant_name(active_kernel_variant()));
   std::printf("; KV cache %s per 1024 positions of a sequence (f32)\n",
               human_bytes(double(2 * c.n_layer * c.kv_dim() * 1024 * 4)).c_str());
+  print_lineage(read_provenance(path), 0);
   if (is_gguf_file(path)) {
     const GgufFile g = GgufFile::open(path);
     std::printf("  GGUF           version %u, %zu metadata keys, %zu tensors, alignment %zu\n", g.version(), g.metadata().size(),

@@ -2,6 +2,7 @@
 // formulas, tasks/rewards.h for the rewards).
 #include "cli/commands.h"
 #include "core/error.h"
+#include "model/provenance.h"
 #include "rl/grpo.h"
 #include "tokenizer/tokenizer.h"
 
@@ -53,6 +54,9 @@ void run_rl(RlArgs& a) {
   try {
     const GrpoSummary r = train_grpo(policy, ref.get(), *tok, tasks, eval, reward, a.s, a.resume);
     copy_tokenizer_files(a.model, a.out);
+    std::vector<std::string> data = {a.tasks};
+    if (!a.eval.empty()) data.push_back(a.eval);
+    write_provenance(a.out, provenance_record("rl", a.model, "", data, a.s.to_json()));
     std::printf("rl: %lld steps in %.1f s: mean reward %.3f -> %.3f", (long long)r.steps, r.seconds, r.first_reward, r.last_reward);
     if (r.eval_accuracy >= 0) std::printf(", held-out accuracy %.3f", r.eval_accuracy);
     std::printf("\nmodel: %s   report: %s/report.html\n", a.out.c_str(), a.out.c_str());

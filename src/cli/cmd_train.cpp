@@ -1,5 +1,6 @@
 // distill train: supervised training and distillation of a student model directory.
 #include "cli/commands.h"
+#include "model/provenance.h"
 #include "teacher/remote_scorer.h"
 #include "core/error.h"
 #include "model/model.h"
@@ -131,6 +132,9 @@ void run_train(TrainArgs& a) {
                    (long long)scorer->requests(), (long long)scorer->cache_hits());
     // Keep the student's tokenizer beside the trained weights so the result runs as it is.
     copy_tokenizer_files(a.student, a.out);
+    std::vector<std::string> data = {a.data};
+    if (!a.eval_data.empty()) data.push_back(a.eval_data);
+    write_provenance(a.out, provenance_record("train", a.student, a.teacher, data, a.s.to_json()));
     std::printf("trained %lld steps in %.1f s (%.0f tokens/s): final loss %.4f", (long long)r.steps, r.seconds,
                 r.tokens_per_s, r.final_loss);
     if (r.eval_loss >= 0) std::printf(", held-out loss %.4f (perplexity %.2f)", r.eval_loss, std::exp(r.eval_loss));

@@ -1,4 +1,5 @@
 #include "convert/export.h"
+#include "model/provenance.h"
 
 #include "core/error.h"
 #include "formats/gguf.h"
@@ -73,6 +74,7 @@ void export_gguf(const Model& m, const TokenizerFiles& tokenizer, const std::str
   GgufWriter w;
   w.set("general.architecture", GgufValue::of_string(arch));
   w.set("general.name", GgufValue::of_string(o.name.empty() ? "distill model" : o.name));
+  if (!o.provenance.empty()) w.set(kProvenanceGgufKey, GgufValue::of_string(o.provenance));
   // llama.cpp's file type "mostly MXFP4 experts" (38) where the experts are MXFP4
   w.set("general.file_type", GgufValue::of_u32(o.expert_type == DType::MXFP4 ? 38 : file_type(o.type)));
   if (dtype_is_quantized(o.type)) w.set("general.quantization_version", GgufValue::of_u32(2));

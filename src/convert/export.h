@@ -17,6 +17,7 @@ struct GgufExportOptions {
   std::optional<DType> expert_type;  // experts of a mixture (default: type); MXFP4 as GPT-OSS ships
   std::string name;          // general.name
   bool embed_tokenizer_json = true;  // also tokenizer.huggingface.json (exact round trip)
+  std::string provenance;    // the model's lineage record (JSON), kept as "distill.provenance"
 };
 
 // Writes `m` and its tokenizer as a GGUF file (atomically). Matrices whose rows are not whole
