@@ -4,7 +4,8 @@
 // every request asks for --tokens tokens (temperature 0.8, seeded). Also prints the mean request
 // latency. --parallel sets the server's slots (default 16).
 //
-//   bench_serve [--threads 2] [--tokens 128] [--requests 4] [--parallel 16]
+//   bench_serve [--threads 2] [--tokens 128] [--requests 4] [--parallel 16] [--guard off|on|both]
+// --guard both: tables with the extraction guard off and on, alternating, and their ratio.
 #include "core/threads.h"
 #include "serve/server.h"
 #include "tokenizer/byte_vocab.h"
@@ -59,34 +60,21 @@ StreamResult stream_request(int port, const std::string& body) {
   return r;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  int threads = 2, tokens = 128, requests = 4, parallel = 16;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--tokens")) tokens = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--requests")) requests = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--parallel")) parallel = std::atoi(argv[i + 1]);
-  }
-  set_num_threads(threads);
-  const TokenizerFiles f = make_byte_level_tokenizer();
-  auto tok = Tokenizer::from_json(f.tokenizer_json, f.tokenizer_config_json, "bytes");
-  ModelConfig c;
-  c.model_type = "llama";
-  c.n_vocab = 32000, c.n_embd = 288, c.n_ff = 768, c.n_layer = 6, c.n_head = 6, c.n_kv_head = 6, c.head_dim = 48;
-  c.tie_word_embeddings = true, c.max_position_embeddings = 1024;
-  const Model model = Model::random(c, DType::F32, 1);
+// One table: aggregate tokens/s at 1, 4 and 16 clients against a server with the guard on or off.
+std::vector<double> run_table(const Model& model, std::shared_ptr<const Tokenizer> tok, int parallel, int tokens, int requests,
+                              bool guard) {
   ServeOptions o;
   o.host = "127.0.0.1", o.port = 0, o.model_name = "m", o.n_parallel = parallel, o.n_ctx = 512, o.max_queue = 256;
+  // The guard scores every request (callers by address) but its actions are off: the cost
+  // measured is the watching, not a benchmark client being throttled.
+  o.guard = guard ? "on" : "off";
+  o.guard_options.thresholds.alert = o.guard_options.thresholds.strip_logprobs = 0;
+  o.guard_options.thresholds.throttle = o.guard_options.thresholds.block = 0;
   OpenAIServer server(model, tok, o);
   const int port = server.bind();
   std::thread listener([&] { server.listen(); });
-
-  std::printf("bench_serve: stories15m shape (%.1fM params, f32), %d threads, %d slots, %d tokens per request, %d requests per client\n",
-              double(c.n_params()) / 1e6, num_threads(), parallel, tokens, requests);
-  std::printf("%8s %10s %12s %12s %10s\n", "clients", "requests", "tokens", "tokens/s", "latency ms");
-  double single = 0;
+  std::printf("guard %s\n%8s %10s %12s %12s %10s\n", guard ? "on" : "off", "clients", "requests", "tokens", "tokens/s", "latency ms");
+  std::vector<double> out;
   for (int clients : {1, 4, 16}) {
     std::atomic<int64_t> total{0}, failed{0};
     std::atomic<int64_t> latency_us{0};
@@ -107,11 +95,54 @@ int main(int argc, char** argv) {
     for (auto& t : ts) t.join();
     const double secs = now() - t0;
     const double tps = double(total) / secs;
-    if (clients == 1) single = tps;
+    out.push_back(tps);
     std::printf("%8d %10d %12lld %12.0f %10.1f%s   (%.2fx one client)\n", clients, clients * requests, (long long)total.load(), tps,
-                double(latency_us) / 1e3 / double(clients * requests), failed ? "  FAILED REQUESTS" : "", tps / single);
+                double(latency_us) / 1e3 / double(clients * requests), failed ? "  FAILED REQUESTS" : "", tps / out[0]);
   }
   server.stop();
   listener.join();
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int threads = 2, tokens = 128, requests = 4, parallel = 16;
+  std::string guard = "off";
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--tokens")) tokens = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--requests")) requests = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--parallel")) parallel = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--guard")) guard = argv[i + 1];
+  }
+  if (guard != "on" && guard != "off" && guard != "both") {
+    std::fprintf(stderr, "--guard on|off|both\n");
+    return 2;
+  }
+  set_num_threads(threads);
+  const TokenizerFiles f = make_byte_level_tokenizer();
+  auto tok = Tokenizer::from_json(f.tokenizer_json, f.tokenizer_config_json, "bytes");
+  ModelConfig c;
+  c.model_type = "llama";
+  c.n_vocab = 32000, c.n_embd = 288, c.n_ff = 768, c.n_layer = 6, c.n_head = 6, c.n_kv_head = 6, c.head_dim = 48;
+  c.tie_word_embeddings = true, c.max_position_embeddings = 1024;
+  const Model model = Model::random(c, DType::F32, 1);
+  std::printf("bench_serve: stories15m shape (%.1fM params, f32), %d threads, %d slots, %d tokens per request, %d requests per client\n",
+              double(c.n_params()) / 1e6, num_threads(), parallel, tokens, requests);
+  if (guard != "both") {
+    run_table(model, tok, parallel, tokens, requests, guard == "on");
+    return 0;
+  }
+  // Off and on alternate twice; each keeps its better run (the machine's noise is the spread).
+  std::vector<double> best[2] = {{0, 0, 0}, {0, 0, 0}};
+  for (int round = 0; round < 4; ++round) {
+    const std::vector<double> t = run_table(model, tok, parallel, tokens, requests, round % 2 == 1);
+    for (size_t i = 0; i < t.size(); ++i) best[round % 2][i] = std::max(best[round % 2][i], t[i]);
+  }
+  std::printf("\nbest of two, tokens/s:\n%8s %12s %12s %8s\n", "clients", "guard off", "guard on", "on/off");
+  const int clients[] = {1, 4, 16};
+  for (size_t i = 0; i < 3; ++i)
+    std::printf("%8d %12.0f %12.0f %8.3f\n", clients[i], best[0][i], best[1][i], best[1][i] / best[0][i]);
   return 0;
 }

@@ -6,6 +6,7 @@
 #include "serve_fixture.h"
 
 #include <atomic>
+#include <mutex>
 #include <fstream>
 
 namespace distill {
@@ -53,10 +54,22 @@ struct GuardedServer {
 TEST(GuardServe, AScraperIsStrippedThrottledBlockedAcrossRestartsAndTheOwnerReversesIt) {
   GuardedServer g;
   const std::string body = chat_body("secret prompt text", 4).dump();
+  // The owner's alert receiver (--guard-webhook).
+  httplib::Server hook;
+  std::mutex hook_mu;
+  std::vector<json> alerts;
+  hook.Post("/alerts", [&](const httplib::Request& req, httplib::Response&) {
+    std::lock_guard<std::mutex> lock(hook_mu);
+    alerts.push_back(json::parse(req.body));
+  });
+  const int hook_port = hook.bind_to_any_port("127.0.0.1");
+  std::thread hook_thread([&] { hook.listen_after_bind(); });
   int first_stripped = -1;
   {
     // Throttle and block off: the scraper ends at strip_logprobs.
-    RunningServer s(g.m, g.options({{"min_requests", 10}, {"window", 40}, {"alert", 1.2}, {"strip_logprobs", 1.6}, {"throttle", 0}, {"block", 0}}));
+    ServeOptions o = g.options({{"min_requests", 10}, {"window", 40}, {"alert", 1.2}, {"strip_logprobs", 1.6}, {"throttle", 0}, {"block", 0}});
+    o.guard_options.webhook_url = "http://127.0.0.1:" + std::to_string(hook_port) + "/alerts";
+    RunningServer s(g.m, o);
     httplib::Client c("127.0.0.1", s.port());
     EXPECT_EQ(post(c, "/v1/chat/completions", body, g.person)->status, 200);  // 41 of the person's 50 tokens
     for (int i = 0; i < 30; ++i) {
@@ -68,6 +81,19 @@ TEST(GuardServe, AScraperIsStrippedThrottledBlockedAcrossRestartsAndTheOwnerReve
     }
   }
   EXPECT_GE(first_stripped, 10) << "nothing happens before min_requests";
+  for (int i = 0; i < 100; ++i) {  // the webhook is posted off the request path
+    {
+      std::lock_guard<std::mutex> lock(hook_mu);
+      if (!alerts.empty()) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  hook.stop();
+  hook_thread.join();
+  ASSERT_EQ(alerts.size(), 1u) << "one rise, one alert";
+  EXPECT_EQ(alerts[0]["key"], "scraper");
+  EXPECT_EQ(alerts[0]["to"], "strip_logprobs");
+  EXPECT_FALSE(alerts[0]["reasons"].empty());
   std::printf("[guard] the scraper's log-probabilities were stripped from request %d on\n", first_stripped);
   {
     // Restarted with throttling on: the state file brought the scraper's window back.
@@ -132,6 +158,14 @@ TEST(GuardServe, AScraperIsStrippedThrottledBlockedAcrossRestartsAndTheOwnerReve
   }
   EXPECT_EQ(levels, "strip_logprobs throttle block ") << "alert is passed on the way; each rise is one record";
   EXPECT_TRUE(owner_recorded);
+
+  // The same report offline, from the state file (the server saves it as it goes).
+  const CliResult r = run_distill("usage --guard " + (g.dir / "guard.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("scraper"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("the owner set: allow"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("of prompts fill one template"), std::string::npos) << r.output;
+  EXPECT_EQ(run_distill("usage --guard " + (g.dir / "nothing.json")).exit_code, 1);
 }
 
 TEST(GuardServe, AnswersToAWatermarkedKeyCarryTheMark) {

@@ -189,4 +189,41 @@ TEST(Watermark, RadioactivitySeparatesAStudentTrainedOnWatermarkedAnswers) {
   EXPECT_GT(p_values[1], 1e-3) << "a student of plain answers does not";
 }
 
+// The owner's commands: detect on a text, the radioactivity test on a model directory, and what
+// they say about bad input.
+TEST(Watermark, DetectAndProvenanceCommands) {
+  TempDir dir;
+  test::TinyModel tiny(32, 2, 21);
+  tiny.save(dir / "model");
+  test::write_bytes(dir / "key", "owner secret\n");
+  BatchGenerateOptions o;
+  o.max_new_tokens = 300;
+  o.sampler.temperature = 1.0f, o.sampler.top_k = 0, o.sampler.top_p = 1.0f, o.sampler.min_p = 0.0f;
+  o.watermark = key_settings("owner secret");
+  std::vector<std::vector<int32_t>> prompts;
+  for (int p = 0; p < 12; ++p) prompts.push_back(tiny.tok->encode("Hello " + std::to_string(p), false));
+  std::string text;
+  for (const SampledCompletion& a : generate_batch(tiny.model, *tiny.tok, prompts, o, nullptr)) text += a.text + "\n";
+  test::write_bytes(dir / "answer.txt", text);
+  test::CliResult r = test::run_distill("watermark detect --tokenizer " + (dir / "model") + " --key-file " + (dir / "key") +
+                                        " --file " + (dir / "answer.txt"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("watermarked with this key"), std::string::npos) << r.output;
+  r = test::run_distill("watermark detect --tokenizer " + (dir / "model") + " --key other --file " + (dir / "answer.txt") + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_FALSE(nlohmann::json::parse(r.output.substr(r.output.find('{')))["watermarked"]) << "another key sees no mark";
+  r = test::run_distill("watermark detect --tokenizer " + (dir / "model") + " --file " + (dir / "answer.txt"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("--key-file FILE or --key SECRET"), std::string::npos) << r.output;
+
+  r = test::run_distill("provenance test " + (dir / "model") + " --key-file " + (dir / "key") + " --samples 8 --tokens 32 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const nlohmann::json j = nlohmann::json::parse(r.output.substr(r.output.find('{')));
+  EXPECT_GT(j["contexts"].get<int64_t>(), 50);
+  EXPECT_GT(j["p_value"].get<double>(), 1e-3) << "a model that never saw watermarked text";
+  r = test::run_distill("provenance test " + (dir / "model") + " --key-file " + (dir / "key") + " --prompts " + (dir / "missing"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("missing: cannot open the prompts file"), std::string::npos) << r.output;
+}
+
 }  // namespace distill
