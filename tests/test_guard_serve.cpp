@@ -2,10 +2,12 @@
 // a scraping key is flagged, loses its log-probabilities, is throttled, then blocked — across
 // restarts that keep its state and the day's quota use; the owner reads the reasons on /v1/guard
 // and reverses the verdict; other keys are untouched; answers to a watermarked key carry the mark.
+#include "guard_sim.h"
 #include "sample/watermark.h"
 #include "serve_fixture.h"
 
 #include <atomic>
+#include <map>
 #include <mutex>
 #include <fstream>
 
@@ -189,6 +191,73 @@ TEST(GuardServe, AnswersToAWatermarkedKeyCarryTheMark) {
   std::printf("[watermark] served answers: z %.2f for the watermarked key, %.2f for another\n", z[0], z[1]);
   EXPECT_GT(z[0], 4.0);
   EXPECT_LT(z[1], 3.0);
+}
+
+// The simulation harness against a live server: a day of 65 people and 7 scraper keys of five
+// kinds, every request over HTTP in time order on the guard's clock; the verdicts read back from
+// /v1/guard. (GuardSimulation runs a larger population straight into the guard.)
+TEST(GuardServe, LiveSimulationFlagsEveryScraperAndNoPerson) {
+  test::SimPopulation pop(7);
+  std::vector<test::SimRequest> reqs;
+  for (auto [kind, n] : std::vector<std::pair<std::string, int>>{{"casual", 50}, {"heavy", 10}, {"developer", 5}})
+    for (auto& r : pop.people(kind, n, 1)) reqs.push_back(r);
+  std::map<std::string, int> per_actor;
+  for (const char* kind : {"bulk", "template", "paraphrase", "slow", "split"})
+    for (auto& r : pop.scrapers(kind, 1, 1))
+      if (per_actor[r.actor]++ < 150) reqs.push_back(r);
+  test::sort_by_time(reqs);
+
+  GuardedServer g;
+  json keys = {{"keys", json::array({{{"name", "owner"}, {"sha256", sha256_hex(g.owner)}, {"admin", true}}})}};
+  std::map<std::string, std::string> kind_of;
+  for (const auto& r : reqs)
+    if (kind_of.emplace(r.actor, r.kind).second) keys["keys"].push_back({{"name", r.actor}, {"sha256", sha256_hex("sk-" + r.actor)}});
+  write_bytes(g.dir / "sim-keys.json", keys.dump());
+  ServeOptions o = g.options(json::object());
+  o.keys_file = g.dir / "sim-keys.json";
+  RunningServer s(g.m, o);
+  httplib::Client c("127.0.0.1", s.port());
+  const double t0 = g.clock;
+  const int32_t eos = g.m.tok->stop_ids().at(0);
+  int refused = 0;
+  for (const test::SimRequest& r : reqs) {
+    g.clock = t0 + r.t;
+    // Answers as long as the simulated ones would be, without the time: a scraper's fixed short
+    // max_tokens is kept (its answers are cut there); a person's answer ends at once on the end
+    // of turn (forced by logit_bias), as an answer shorter than max_tokens would.
+    json b = {{"model", "tiny"}, {"messages", {{{"role", "user"}, {"content", r.prompt}}}}, {"max_tokens", r.max_tokens},
+              {"temperature", r.temperature}, {"n", r.n}};
+    if (r.max_tokens <= 128) b["max_tokens"] = 1;  // the scrapers' fixed lengths, cut as theirs are
+    else b["logit_bias"] = {{std::to_string(eos), 100}};
+    if (r.logprobs) b["logprobs"] = true, b["top_logprobs"] = r.top_logprobs;
+    auto res = post(c, "/v1/chat/completions", b.dump(), "sk-" + r.actor);
+    ASSERT_TRUE(res);
+    if (res->status != 200) ++refused;
+  }
+  auto report = c.Get("/v1/guard", {{"Authorization", "Bearer " + g.owner}});
+  ASSERT_EQ(report->status, 200);
+  std::map<std::string, std::pair<int, int>> flagged;  // kind → (flagged, actors)
+  std::map<std::string, double> hours;
+  const json rep = json::parse(report->body);
+  for (const json& k : rep["keys"]) {
+    const std::string kind = kind_of[k["key"].get<std::string>()];
+    if (kind.empty()) continue;  // the owner
+    auto& f = flagged[kind];
+    ++f.second;
+    if (k["level"] == "none") continue;
+    ++f.first;
+    hours[kind] = std::max(hours[kind], (k["flagged_at_s"].get<double>() - k["first_seen_s"].get<double>()) / 3600);
+    EXPECT_TRUE(kind != "casual" && kind != "heavy" && kind != "developer") << k.dump(2);
+  }
+  std::printf("[guard live] %zu requests over HTTP, %d refused by the guard\n", reqs.size(), refused);
+  for (const auto& [kind, f] : flagged)
+    std::printf("[guard live] %-10s %d of %d flagged%s\n", kind.c_str(), f.first, f.second,
+                f.first ? fmt::format(", within {:.2f} h", hours[kind]).c_str() : "");
+  EXPECT_GE(flagged["casual"].second + flagged["heavy"].second + flagged["developer"].second, 50) << "most people came";
+  for (const char* kind : {"bulk", "template", "paraphrase", "slow", "split"}) {
+    EXPECT_GE(flagged[kind].second, 1) << kind;
+    EXPECT_EQ(flagged[kind].first, flagged[kind].second) << kind;
+  }
 }
 
 }  // namespace distill

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The owner's story end to end, with the CLI only: a teacher served with watermarked answers
+# (distill serve --watermark-all), a scraper labelling it through the API (distill label), a
+# student trained on those answers, and the radioactivity test telling that student from one
+# trained on the same teacher's plain answers. Prints the p-values and the students' accuracy.
+#
+#   teacher   the demo's (distill demo --smoke, or DEMO=DIR from an earlier demo run)
+#   students  both start from the demo's CE student and train the same steps on the teacher's
+#             answers to the same prompts: one set watermarked, one plain
+#
+# usage: bench/radioactivity.sh [--steps 300] [--prompts 2000] [--temperature 1.0]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+distill=${DISTILL:-$root/build/distill}
+steps=300 prompts=2000 temperature=1.0
+while [ $# -gt 0 ]; do
+  case $1 in
+    --steps) steps=$2; shift 2 ;;
+    --prompts) prompts=$2; shift 2 ;;
+    --temperature) temperature=$2; shift 2 ;;
+    *) echo "usage: $0 [--steps N] [--prompts N] [--temperature T]" >&2; exit 2 ;;
+  esac
+done
+work=${WORK:-/tmp/distill-radioactivity}
+mkdir -p "$work"
+demo=${DEMO:-$work/demo}
+if [ ! -d "$demo/teacher" ]; then "$distill" demo --smoke -o "$demo" > "$work/demo.log" 2>&1; fi
+head -n "$prompts" "$demo/data/train_tasks.jsonl" > "$work/prompts.jsonl"
+# The radioactivity test samples from held-out questions (text lines).
+jq -r '.prompt' "$demo/data/heldout_tasks.jsonl" > "$work/heldout_prompts.txt"
+printf 'the owner keeps this secret\n' > "$work/key"
+
+port=$((20000 + RANDOM % 20000))
+for kind in marked plain; do
+  flags=""
+  [ $kind = marked ] && flags="--watermark-all --watermark-key-file $work/key"
+  "$distill" serve "$demo/teacher" --port $port --parallel 8 $flags > "$work/serve-$kind.log" 2>&1 &
+  server=$!
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/health" > /dev/null && break; sleep 0.1; done
+  rm -rf "$work/labels-$kind"
+  "$distill" label --teacher "http://127.0.0.1:$port/v1" --prompts "$work/prompts.jsonl" --tokenizer "$demo/teacher" \
+    --completions-api --temperature "$temperature" --max-tokens 64 --top-k 5 --concurrency 8 --seed 1 \
+    -o "$work/labels-$kind" > "$work/label-$kind.log" 2>&1
+  kill $server; wait $server 2> /dev/null || true
+  rm -rf "$work/student-$kind"
+  "$distill" train --student "$demo/student-ce" --data "$work/labels-$kind" -o "$work/student-$kind" \
+    --steps "$steps" --batch 16 --seq-len 160 --lr 0.001 --seed 2 > "$work/train-$kind.log" 2>&1
+done
+
+echo "| student trained on | contexts | green mass | z | p-value | verdict |"
+echo "| --- | --- | --- | --- | --- | --- |"
+for kind in marked plain; do
+  "$distill" provenance test "$work/student-$kind" --key-file "$work/key" --prompts "$work/heldout_prompts.txt" \
+    --samples 256 --tokens 64 --json > "$work/provenance-$kind.json"
+  jq -r --arg k "$kind" '"| \($k) answers | \(.contexts) | \(.green_mass * 1000 | round / 10)% | \(.z * 100 | round / 100) | \(.p_value) | \(.verdict) |"' \
+    "$work/provenance-$kind.json"
+done
+echo
+echo "held-out accuracy of the students (the watermark's cost to what they learned):"
+for kind in marked plain; do
+  printf '  %s: ' "$kind"
+  "$distill" eval "$work/student-$kind" --tasks "$demo/data/heldout_tasks.jsonl" --max-new-tokens 64 --json 2>/dev/null | jq -r '.tasks.accuracy // .accuracy // .'
+done
