@@ -140,6 +140,7 @@ TEST(GuardServe, AScraperIsStrippedThrottledBlockedAcrossRestartsAndTheOwnerReve
   EXPECT_EQ(scraper_entry["level"], "block");
   EXPECT_GE(scraper_entry["score"].get<double>(), 3.0);
   EXPECT_GE(scraper_entry["reasons"].size(), 3u) << scraper_entry.dump(2);
+  EXPECT_NE(scraper_entry["reasons"].dump().find("100% over the key's whole history"), std::string::npos) << scraper_entry.dump(2);
   EXPECT_EQ(person_entry["level"], "none");
   EXPECT_EQ(post(c, "/v1/guard/keys/scraper", R"({"action": "forgive"})", g.owner)->status, 400);
   EXPECT_EQ(post(c, "/v1/guard/keys/nobody", R"({"action": "reset"})", g.owner)->status, 404);

@@ -123,6 +123,7 @@ void Guard::observe(const GuardRequest& r) {
   t.soft_labels = r.logprobs || r.top_logprobs > 0 || r.echo;
   t.deterministic = r.greedy || r.n > 1;
   t.length_capped = r.length_capped;
+  k.soft_requests += t.soft_labels, k.deterministic_requests += t.deterministic;
   for (const RequestTrace& e : k.window) {
     if (e.prompt_hash == r.prompt_hash) t.repeat = true;
     else t.nearest = std::max(t.nearest, sketch_similarity(e.sketch, r.sketch));
@@ -227,7 +228,13 @@ std::vector<KeyReport> Guard::report() {
     for (const FeatureValue& f : k.features)
       if (f.strength > 0) counted.push_back(&f);
     std::sort(counted.begin(), counted.end(), [](auto* a, auto* b) { return a->weight * a->strength > b->weight * b->strength; });
-    for (const FeatureValue* f : counted) r.reasons.push_back(feature_reason(*f, median(values[f->name])));
+    for (const FeatureValue* f : counted) {
+      const std::string n = f->name;
+      const double own = n == "soft_labels"     ? double(k.soft_requests) / double(std::max<int64_t>(1, k.requests))
+                         : n == "deterministic" ? double(k.deterministic_requests) / double(std::max<int64_t>(1, k.requests))
+                                                : -1;
+      r.reasons.push_back(feature_reason(*f, median(values[f->name]), own));
+    }
     out.push_back(std::move(r));
   }
   std::sort(out.begin(), out.end(), [](const KeyReport& a, const KeyReport& b) { return a.score > b.score; });

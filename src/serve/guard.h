@@ -97,6 +97,7 @@ private:
     GuardLevel level = GuardLevel::none;
     std::string owner;
     int64_t requests = 0;
+    int64_t soft_requests = 0, deterministic_requests = 0;  // over the whole history (the window forgets)
     double first_seen_s = 0, flagged_at_s = -1, score = 0;
     std::deque<double> throttle_times;  // requests admitted in the last minute while throttled
     std::vector<FeatureValue> features;

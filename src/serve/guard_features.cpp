@@ -86,11 +86,13 @@ std::vector<FeatureValue> window_features(const std::vector<RequestTrace>& w, do
   };
 }
 
-std::string feature_reason(const FeatureValue& f, double fleet) {
+std::string feature_reason(const FeatureValue& f, double fleet, double own) {
   const std::string name = f.name;
   auto pct = [](double v) { return fmt::format("{:.0f}%", 100 * v); };
-  if (name == "soft_labels") return fmt::format("{} of requests ask for log-probabilities or echo scoring (fleet median {})", pct(f.value), pct(fleet));
-  if (name == "deterministic") return fmt::format("{} at temperature 0 or with n > 1 (fleet median {})", pct(f.value), pct(fleet));
+  const std::string history = own >= 0 ? fmt::format("; {} over the key's whole history", pct(own)) : "";
+  if (name == "soft_labels")
+    return fmt::format("{} of requests ask for log-probabilities or echo scoring (fleet median {}{})", pct(f.value), pct(fleet), history);
+  if (name == "deterministic") return fmt::format("{} at temperature 0 or with n > 1 (fleet median {}{})", pct(f.value), pct(fleet), history);
   if (name == "no_repeats") return fmt::format("{} of prompts distinct", pct(f.value));
   if (name == "template") return fmt::format("{} of prompts fill one template (≥ 50% alike; fleet median {})", pct(f.value), pct(fleet));
   if (name == "paraphrase") return fmt::format("{} of prompts reword earlier ones (20–50% alike; fleet median {})", pct(f.value), pct(fleet));

@@ -75,7 +75,8 @@ struct FeatureValue {
 // the hours of the day the key was seen in over the last 7 days.
 std::vector<FeatureValue> window_features(const std::vector<RequestTrace>& window, double fleet_rate_per_h, int hours_active);
 
-// A person-readable reason for a feature that counts (strength > 0).
-std::string feature_reason(const FeatureValue& f, double fleet_median);
+// A person-readable reason for a feature that counts (strength > 0): its value against the fleet's
+// median and, for the request shares, against the key's own whole history (`own` < 0: unknown).
+std::string feature_reason(const FeatureValue& f, double fleet_median, double own = -1);
 
 }  // namespace distill

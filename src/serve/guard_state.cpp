@@ -45,6 +45,7 @@ json Guard::state_json_locked() const {
     for (const RequestTrace& t : k.window) window.push_back(trace_json(t));
     for (const auto& [day, mask] : k.hours) hours[std::to_string(day)] = mask;
     keys[name] = {{"level", guard_level_name(k.level)}, {"owner", k.owner}, {"requests", k.requests},
+                  {"soft_requests", k.soft_requests}, {"deterministic_requests", k.deterministic_requests},
                   {"first_seen_s", k.first_seen_s}, {"flagged_at_s", k.flagged_at_s}, {"score", k.score},
                   {"hours", hours}, {"window", window}};
   }
@@ -85,6 +86,8 @@ void Guard::load() {
       k.level = level_from(e.at("level").get<std::string>());
       k.owner = e.at("owner").get<std::string>();
       k.requests = e.at("requests").get<int64_t>();
+      k.soft_requests = e.value("soft_requests", int64_t(0));
+      k.deterministic_requests = e.value("deterministic_requests", int64_t(0));
       k.first_seen_s = e.at("first_seen_s").get<double>();
       k.flagged_at_s = e.at("flagged_at_s").get<double>();
       k.score = e.at("score").get<double>();
