@@ -8,7 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <unordered_set>
+#include <unordered_map>
 
 namespace distill {
 
@@ -33,8 +33,12 @@ RadioactivityResult radioactivity_test(const Model& suspect, const Tokenizer& to
   RadioactivityResult out;
   out.sampled_tokens = stats.tokens;
   WatermarkDetector detector(w);
-  std::unordered_set<uint64_t> seen;
-  double sum = 0, var = 0;
+  // Per distinct context: the mean green mass over its occurrences, and the mean Σp².
+  struct Context {
+    double green = 0, sq = 0;
+    int64_t n = 0;
+  };
+  std::unordered_map<uint64_t, Context> contexts;
   Decoder decoder(suspect);
   const int64_t V = suspect.config.n_vocab;
   for (const SampledCompletion& c : samples) {
@@ -48,20 +52,26 @@ RadioactivityResult radioactivity_test(const Model& suspect, const Tokenizer& to
     float* rows = logits.data<float>();
     for (size_t at = std::max(from, size_t(w.context)); at < ids.size(); ++at) {
       const uint64_t ctx = watermark_context_seed(w, ids.data(), at);
-      if (!seen.insert(ctx).second) continue;
       float* p = rows + int64_t(at - 1) * V;
       softmax_forward(p, 1, V);
-      double green = 0, sq = 0;
+      Context& e = contexts[ctx];
       for (int64_t t = 0; t < V; ++t) {
-        green += watermark_is_green(w, ctx, int32_t(t)) ? p[t] : 0.0;
-        sq += double(p[t]) * p[t];
+        e.green += watermark_is_green(w, ctx, int32_t(t)) ? p[t] : 0.0;
+        e.sq += double(p[t]) * p[t];
       }
-      sum += green - w.gamma;                  // E[green mass] = gamma without our answers...
-      var += w.gamma * (1 - w.gamma) * sq;     // ...with variance gamma (1 - gamma) Σ p²
-      out.green_mass += green;
-      ++out.contexts;
+      ++e.n;
     }
   }
+  // One term per context: its green list is one draw, however often the context occurs. The
+  // variance of the mean distribution's green mass is γ(1−γ)‖p̄‖², bounded above by the mean of
+  // ‖p‖² (convexity): the test errs on the side of "no evidence".
+  double sum = 0, var = 0;
+  for (const auto& [ctx, e] : contexts) {
+    sum += e.green / double(e.n) - w.gamma;
+    var += w.gamma * (1 - w.gamma) * e.sq / double(e.n);
+    out.green_mass += e.green / double(e.n);
+  }
+  out.contexts = int64_t(contexts.size());
   if (out.contexts > 0) {
     out.green_mass /= double(out.contexts);
     out.z = sum / std::sqrt(var);

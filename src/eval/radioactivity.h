@@ -6,9 +6,10 @@
 //
 // Under the null hypothesis (a model that never saw our answers) the green list of a context is
 // a fair coin per token, drawn independently of the model: the green mass g of a distribution p
-// has mean gamma and variance gamma (1 − gamma) Σ p², whatever the model. Summed over distinct
-// contexts (each scored once: a model repeating itself gains no evidence) that gives a z-score
-// and a one-sided normal p-value. This uses every token's probability, not only the sampled one,
+// has mean gamma and variance gamma (1 − gamma) Σ p², whatever the model. Each distinct context
+// is one term (its list is one draw however often it occurs: the mean green mass over its
+// occurrences, with the mean Σ p² as a conservative variance), summed into a z-score and a
+// one-sided normal p-value. This uses every token's probability, not only the sampled one,
 // which is why a few thousand tokens suffice where counting sampled green tokens needs far more;
 // the counting test (the detector's, on the same samples) is reported beside it.
 #pragma once
