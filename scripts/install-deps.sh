@@ -17,6 +17,8 @@ packages=(
   libssl-dev zlib1g-dev libbrotli-dev  # headers that httplib.h includes with its HTTPS/compression support
   openssl                  # the HTTPS test makes a self-signed certificate
   jq bc                    # bench/kd_compare.sh reads metrics and times runs
+  chromium                 # the browser tests of the web pages (driven by playwright-core from npm)
+  curl                     # scripts wait for a server's /health
 )
 
 # `install-deps.sh fuzz`: what the libFuzzer build needs as well (clang, its OpenMP and runtimes).

@@ -58,6 +58,7 @@ void serve(ServeArgs& a) {
   std::signal(SIGPIPE, SIG_IGN);
 
   set_watermark_key(a);
+  a.o.model_path = a.dir;
   const Model model = Model::load(a.dir);
   const auto tok = Tokenizer::load(a.dir);
   if (a.o.model_name.empty()) {

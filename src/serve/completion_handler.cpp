@@ -84,6 +84,7 @@ struct CompletionRun {
       }
     }
     guard_observe(ctx, asked, req, prompts, completion, finish);
+    if (caller.key) ctx.metrics.record_key_use(caller.name);
     if (!ctx.usage) return;
     // The prompt's hash is taken over its token ids: no decoding unless the text is logged.
     std::string id_bytes;

@@ -94,8 +94,8 @@ std::string feature_reason(const FeatureValue& f, double fleet, double own) {
     return fmt::format("{} of requests ask for log-probabilities or echo scoring (fleet median {}{})", pct(f.value), pct(fleet), history);
   if (name == "deterministic") return fmt::format("{} at temperature 0 or with n > 1 (fleet median {}{})", pct(f.value), pct(fleet), history);
   if (name == "no_repeats") return fmt::format("{} of prompts distinct", pct(f.value));
-  if (name == "template") return fmt::format("{} of prompts fill one template (≥ 50% alike; fleet median {})", pct(f.value), pct(fleet));
-  if (name == "paraphrase") return fmt::format("{} of prompts reword earlier ones (20–50% alike; fleet median {})", pct(f.value), pct(fleet));
+  if (name == "template") return fmt::format("{} of prompts fill one template (≥ 40% alike; fleet median {})", pct(f.value), pct(fleet));
+  if (name == "paraphrase") return fmt::format("{} of prompts reword earlier ones (15–40% alike; fleet median {})", pct(f.value), pct(fleet));
   if (name == "regular_timing") return fmt::format("requests at regular intervals (gap variation {:.2f}; people: > 1)", f.value);
   if (name == "volume") return fmt::format("{:.0f}× the median key's request rate", f.value);
   if (name == "round_the_clock") return fmt::format("active in {:.0f} of 24 hours of the day over the last week", f.value);

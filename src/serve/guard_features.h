@@ -9,8 +9,8 @@
 //   soft_labels       share asking log-probabilities, top_logprobs or echo scoring
 //   deterministic     share at temperature 0 or with n > 1 (labels, or many samples per prompt)
 //   no_repeats        share of distinct prompts (people retry; scrapers never ask twice)
-//   template          share whose nearest earlier prompt is ≥ 50 % similar (slot-filled prompts)
-//   paraphrase        share whose nearest earlier prompt is 20–50 % similar (reworded sweeps)
+//   template          share whose nearest earlier prompt is ≥ 40 % similar (slot-filled prompts)
+//   paraphrase        share whose nearest earlier prompt is 15–40 % similar (reworded sweeps)
 //   regular_timing    1 − coefficient of variation of the gaps (people are bursty, scripts are not)
 //   volume            requests per hour against the fleet's median key
 //   round_the_clock   hours of the day with activity over the last 7 days (people sleep)

@@ -1,8 +1,18 @@
 #include "serve/metrics.h"
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
 
 namespace distill {
+
+namespace {
+constexpr size_t kRecent = 1024;
+double unix_now() { return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(); }
+}  // namespace
 
 void Histogram::observe(double v) {
   size_t i = 0;
@@ -32,12 +42,57 @@ void ServerMetrics::record_request(const std::string& endpoint, int status, doub
   ++requests_[{endpoint, status}];
   prompt_tokens_ += prompt_tokens;
   completion_tokens_ += completion_tokens;
-  if (status == 200) latency_.observe(latency_s);
+  if (status != 200) return;
+  latency_.observe(latency_s);
+  recent_latency_.push_back(latency_s);
+  if (recent_latency_.size() > kRecent) recent_latency_.pop_front();
+  const double now = unix_now();
+  recent_tokens_.emplace_back(now, completion_tokens);
+  while (!recent_tokens_.empty() && recent_tokens_.front().first < now - 60) recent_tokens_.pop_front();
 }
 
 void ServerMetrics::record_first_token(double seconds) {
   std::lock_guard<std::mutex> lock(mu_);
   ttft_.observe(seconds);
+  recent_ttft_.push_back(seconds);
+  if (recent_ttft_.size() > kRecent) recent_ttft_.pop_front();
+}
+
+void ServerMetrics::record_key_use(const std::string& key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const int64_t hour = int64_t(unix_now() / 3600);
+  auto& h = hourly_[key];
+  ++h[hour];
+  while (!h.empty() && h.begin()->first < hour - 48) h.erase(h.begin());
+}
+
+std::vector<int64_t> ServerMetrics::hourly_requests(const std::string& key) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<int64_t> out(24, 0);
+  const auto it = hourly_.find(key);
+  if (it == hourly_.end()) return out;
+  const int64_t hour = int64_t(unix_now() / 3600);
+  for (const auto& [h, n] : it->second)
+    if (h > hour - 24) out[size_t(23 - (hour - h))] = n;
+  return out;
+}
+
+nlohmann::json ServerMetrics::summary(const SchedulerStats& s, int64_t n_slots) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto percentiles = [](std::deque<double> v) {
+    if (v.empty()) return nlohmann::json{{"p50", nullptr}, {"p95", nullptr}, {"p99", nullptr}};
+    std::sort(v.begin(), v.end());
+    auto at = [&](double q) { return v[std::min(v.size() - 1, size_t(q * double(v.size())))]; };
+    return nlohmann::json{{"p50", at(0.5)}, {"p95", at(0.95)}, {"p99", at(0.99)}};
+  };
+  int64_t requests = 0, tokens = 0;
+  for (const auto& [k, n] : requests_) requests += n;
+  const double now = unix_now();
+  for (const auto& [t, n] : recent_tokens_)
+    if (t >= now - 60) tokens += n;
+  return {{"requests", requests}, {"rejected", rejected_}, {"prompt_tokens", prompt_tokens_}, {"completion_tokens", completion_tokens_},
+          {"latency_s", percentiles(recent_latency_)}, {"first_token_s", percentiles(recent_ttft_)},
+          {"tokens_per_s_last_minute", double(tokens) / 60.0}, {"slots_busy", s.active}, {"slots_total", n_slots}, {"queued", s.queued}};
 }
 
 void ServerMetrics::record_rejected(const std::string& reason) {

@@ -4,6 +4,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "model/provenance.h"
 #include "serve/openai_response.h"
 #include "serve/server_context.h"
 
@@ -94,6 +95,13 @@ OpenAIServer::OpenAIServer(const Model& model, std::shared_ptr<const Tokenizer> 
           c.keys->restore_tokens_used(i, q[c.keys->key(i).name].value("day", int64_t(-1)), q[c.keys->key(i).name].value("tokens", int64_t(0)));
   }
   c.created = int64_t(std::time(nullptr));
+  if (!opt_.model_path.empty()) {
+    try {
+      c.provenance = read_provenance(opt_.model_path);
+    } catch (const Error& e) {  // a broken record does not stop serving; the console says so
+      c.provenance = {{"error", e.what()}};
+    }
+  }
   c.fingerprint = api_fingerprint(*tok);
   SchedulerOptions so;
   so.n_slots = opt_.n_parallel;
@@ -155,6 +163,10 @@ OpenAIServer::OpenAIServer(const Model& model, std::shared_ptr<const Tokenizer> 
     handle_guard(*ctx_, req, res, c);
   });
   s.Get("/v1/guard", guard);
+  s.Get("/v1/console", guarded("console", [this](const httplib::Request& req, httplib::Response& res, const Caller& c, auto) {
+    handle_console(*ctx_, req, res, c);
+  }));
+  add_web_routes(s);
   s.Post("/v1/guard/keys/(.+)", guard);
   for (const char* p : {"/v1/chat/completions", "/chat/completions"}) s.Post(p, chat);
   for (const char* p : {"/v1/completions", "/completions"}) s.Post(p, completions);

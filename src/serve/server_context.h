@@ -17,6 +17,7 @@ struct OpenAIServer::Context {
   std::optional<KeyStore> keys;
   std::unique_ptr<UsageLog> usage;
   std::unique_ptr<Guard> guard;      // null: off
+  nlohmann::json provenance;         // the served model's lineage record (null: none)
   ServerMetrics metrics;
   HttpTransportStats transport;
   std::unique_ptr<Scheduler> scheduler;
@@ -40,6 +41,11 @@ GuardRequest guard_admit(OpenAIServer::Context& ctx, const Caller& caller, Gener
 // After it ran: the guard learns from it.
 void guard_observe(OpenAIServer::Context& ctx, GuardRequest asked, const GenerationRequest& req,
                    const std::vector<std::vector<int32_t>>& prompts, int64_t completion_tokens, const std::string& finish);
+
+// The web pages: GET / (chat), /console, /web/* (web_routes.cpp).
+void add_web_routes(httplib::Server& s);
+// GET /v1/console: the server, keys and usage, the guard, the model — admin keys only.
+void handle_console(OpenAIServer::Context& ctx, const httplib::Request& req, httplib::Response& res, const Caller& caller);
 
 // GET /v1/guard and POST /v1/guard/keys/{name} {"action": "reset"|"allow"|"auto"}: admin keys only.
 void handle_guard(OpenAIServer::Context& ctx, const httplib::Request& req, httplib::Response& res, const Caller& caller);
