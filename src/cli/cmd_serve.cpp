@@ -174,6 +174,7 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--guard-state", a->o.guard_options.state_file, "Keep the guard's state and the quota use here across restarts (JSON, written atomically)");
   cmd->add_option("--guard-log", a->o.guard_options.log_file, "Append the guard's alerts and the owner's decisions here (JSON lines)");
   cmd->add_option("--guard-webhook", a->o.guard_options.webhook_url, "POST each alert as JSON to this URL");
+  cmd->add_option("--runs", a->o.runs_dir, "Directory of training runs (train/rl/demo outputs) the console lists with their curves and reports");
   cmd->add_option("--usage-log-max-mb", a->usage_log_max_mb, "Rotate the usage log to <file>.1 at this size (0: never)")->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd->callback([a] {
     a->o.usage_log_max_bytes = int64_t(a->usage_log_max_mb * 1048576.0);

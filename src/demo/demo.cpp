@@ -217,10 +217,7 @@ void print_summary(const std::vector<DemoRow>& rows, int seeds, double total_s) 
 // report.html (table and training curves) and results.json.
 void write_demo_report(const fs::path& dir, const Plan& p, const DemoSettings& set, const std::vector<DemoRow>& rows,
                        double total_s) {
-  std::string html = "<!DOCTYPE html><html><head><meta charset='utf-8'><title>distill demo</title><style>"
-                     "body{font-family:sans-serif;max-width:900px;margin:2em auto;color:#222}table{border-collapse:collapse}"
-                     "th,td{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}th{background:#f4f4f4}"
-                     "</style></head><body><h1>distill demo</h1><p>The recipe on an embedded arithmetic task, on this machine, in " +
+  std::string html = report_page_begin("distill demo") + "<p>The recipe on an embedded arithmetic task, on this machine, in " +
                      format_duration(total_s) + ". Held-out accuracy is the exact final answer, greedy decoding.</p>";
   // per method over the seeds, then every model
   html += "<h2>Per method (mean ± sd over the student seeds)</h2><table><tr><th>method</th><th>seeds</th><th>held-out accuracy</th>"
@@ -253,7 +250,8 @@ void write_demo_report(const fs::path& dir, const Plan& p, const DemoSettings& s
     reward.points.push_back({m["step"].get<double>(), m["reward_mean"].get<double>()});
   html += "<h2>GRPO on the distilled student</h2>" + svg_line_chart("mean reward of the sampled completions", "step", {reward});
   html += "<p>Each stage's own report: teacher/report.html, student-ce/report.html, student-kd/report.html, "
-          "student-gkd/report.html, student-rl/report.html (other seeds: the same names with -s2, -s3, …).</p></body></html>\n";
+          "student-gkd/report.html, student-rl/report.html (other seeds: the same names with -s2, -s3, …).</p>" +
+          report_page_end();
   write_file_atomic((dir / "report.html").string(), html.data(), html.size());
   json results = json::array(), summary = json::array();
   for (const MethodSummary& m : summarize(rows))

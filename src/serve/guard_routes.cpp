@@ -55,10 +55,7 @@ void guard_observe(OpenAIServer::Context& ctx, GuardRequest g, const GenerationR
 }
 
 void handle_guard(OpenAIServer::Context& ctx, const httplib::Request& req, httplib::Response& res, const Caller& caller) {
-  if (!ctx.keys)
-    throw ApiError(403, "permission_error", "the guard's API needs API keys (--keys) and an admin key", "", "admin_required");
-  if (!caller.key || !ctx.keys->key(*caller.key).admin)
-    throw ApiError(403, "permission_error", fmt::format("the key '{}' is not an admin key", caller.name), "", "admin_required");
+  require_admin(ctx, caller);
   if (!ctx.guard) throw ApiError(404, "invalid_request_error", "the extraction guard is off on this server (--guard off)", "", "guard_off");
   if (req.method == "GET") return res.set_content(dump_json(ctx.guard->report_json()), "application/json");
   json body;

@@ -166,6 +166,11 @@ OpenAIServer::OpenAIServer(const Model& model, std::shared_ptr<const Tokenizer> 
   s.Get("/v1/console", guarded("console", [this](const httplib::Request& req, httplib::Response& res, const Caller& c, auto) {
     handle_console(*ctx_, req, res, c);
   }));
+  auto runs = guarded("console", [this](const httplib::Request& req, httplib::Response& res, const Caller& c, auto) {
+    handle_console_runs(*ctx_, req, res, c);
+  });
+  s.Get("/v1/console/runs", runs);
+  s.Get("/v1/console/runs/report", runs);
   add_web_routes(s);
   s.Post("/v1/guard/keys/(.+)", guard);
   for (const char* p : {"/v1/chat/completions", "/chat/completions"}) s.Post(p, chat);

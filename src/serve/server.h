@@ -35,6 +35,7 @@ struct ServeOptions {
   int port = 8080;                   // 0: any free port (see bound port())
   std::string model_name;            // the id clients put in "model"
   std::string model_path;            // where it was loaded from (the console shows its provenance)
+  std::string runs_dir;              // training runs the console lists (their report.html), "" = none
   int64_t n_parallel = 4;            // KV-cache slots decoded together
   int64_t n_ctx = 4096;              // positions per slot
   int64_t max_queue = 64;            // completions waiting for a slot before 503

@@ -44,6 +44,10 @@ void guard_observe(OpenAIServer::Context& ctx, GuardRequest asked, const Generat
 
 // The web pages: GET / (chat), /console, /web/* (web_routes.cpp).
 void add_web_routes(httplib::Server& s);
+// 403 unless the caller holds an admin key (keys on, "admin": true).
+void require_admin(OpenAIServer::Context& ctx, const Caller& caller);
+// GET /v1/console/runs and /v1/console/runs/report?name= (console_runs.cpp): admin keys only.
+void handle_console_runs(OpenAIServer::Context& ctx, const httplib::Request& req, httplib::Response& res, const Caller& caller);
 // GET /v1/console: the server, keys and usage, the guard, the model — admin keys only.
 void handle_console(OpenAIServer::Context& ctx, const httplib::Request& req, httplib::Response& res, const Caller& caller);
 

@@ -1,10 +1,10 @@
 // The web pages (GET /, /console, /web/*) and the console's JSON (GET /v1/console, admin keys).
 // Pages carry a Content-Security-Policy that allows only this server's own scripts and styles: no
 // inline script, so text a model wrote can never run even if it reached the page as HTML.
+#include "core/web_assets.h"
 #include "model/provenance.h"
 #include "serve/openai_response.h"
 #include "serve/server_context.h"
-#include "serve/web_assets.h"
 
 #include <httplib.h>
 
@@ -38,10 +38,14 @@ void add_web_routes(httplib::Server& s) {
   s.Get("/favicon.ico", [](const httplib::Request&, httplib::Response& res) { res.status = 204; });
 }
 
-void handle_console(OpenAIServer::Context& ctx, const httplib::Request&, httplib::Response& res, const Caller& caller) {
-  if (!ctx.keys) throw ApiError(403, "permission_error", "the console needs API keys (--keys) and an admin key", "", "admin_required");
+void require_admin(OpenAIServer::Context& ctx, const Caller& caller) {
+  if (!ctx.keys) throw ApiError(403, "permission_error", "this needs API keys (--keys) and an admin key", "", "admin_required");
   if (!caller.key || !ctx.keys->key(*caller.key).admin)
     throw ApiError(403, "permission_error", fmt::format("the key '{}' is not an admin key", caller.name), "", "admin_required");
+}
+
+void handle_console(OpenAIServer::Context& ctx, const httplib::Request&, httplib::Response& res, const Caller& caller) {
+  require_admin(ctx, caller);
   json keys = json::array();
   for (size_t i = 0; i < ctx.keys->size(); ++i) {
     const ApiKey& k = ctx.keys->key(i);

@@ -1,6 +1,7 @@
 #include "train/report.h"
 
 #include "core/atomic_file.h"
+#include "core/web_assets.h"
 
 #include <fmt/format.h>
 
@@ -24,6 +25,14 @@ std::string html_escape(const std::string& s) {
   }
   return out;
 }
+
+std::string report_page_begin(const std::string& title) {
+  return "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><meta name='viewport' content='width=device-width, initial-scale=1'>"
+         "<title>" + html_escape(title) + "</title><style>" + web_asset_text("/web/style.css") +
+         "</style></head><body class='report'><header class='top'><h1>" + html_escape(title) + "</h1></header><main>";
+}
+
+std::string report_page_end() { return "</main></body></html>\n"; }
 
 std::string svg_line_chart(const std::string& title, const std::string& x_label, const std::vector<Series>& series,
                            int width, int height) {
@@ -87,11 +96,7 @@ std::string table(const json& j) {
 
 void write_training_report(const std::string& path, const std::string& title, const std::vector<json>& metrics,
                            const json& summary, const json& settings) {
-  std::string html = "<!DOCTYPE html><html><head><meta charset='utf-8'><title>" + html_escape(title) +
-                     "</title><style>body{font-family:sans-serif;max-width:900px;margin:2em auto;color:#222}"
-                     "table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:3px 8px;"
-                     "text-align:left;font-size:13px}th{background:#f4f4f4}</style></head><body><h1>" +
-                     html_escape(title) + "</h1><h2>Summary</h2>" + table(summary) + "<h2>Curves</h2>";
+  std::string html = report_page_begin(title) + "<h2>Summary</h2>" + table(summary) + "<h2>Curves</h2>";
   std::vector<Series> losses;
   for (auto [key, color] : {std::pair{"loss", "#1f77b4"}, {"ce", "#2ca02c"}, {"kd", "#9467bd"}, {"eval_loss", "#d62728"}}) {
     Series s = series_of(metrics, key, color);
@@ -112,7 +117,7 @@ void write_training_report(const std::string& path, const std::string& title, co
   html += svg_line_chart("learning rate", "step", {series_of(metrics, "lr", "#ff7f0e")}) + "<br>";
   html += svg_line_chart("tokens/s", "step", {series_of(metrics, "tokens_per_s", "#8c564b")}) + "<br>";
   html += svg_line_chart("gradient norm (before clipping)", "step", {series_of(metrics, "grad_norm", "#7f7f7f")});
-  html += "<h2>Settings</h2>" + table(settings) + "</body></html>\n";
+  html += "<h2>Settings</h2>" + table(settings) + report_page_end();
   write_file_atomic(path, html.data(), html.size());
 }
 

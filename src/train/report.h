@@ -22,6 +22,11 @@ std::string svg_line_chart(const std::string& title, const std::string& x_label,
 
 std::string html_escape(const std::string& s);
 
+// The frame of every report: the console's style sheet inlined (core/web_assets), a header with
+// the title, <main>; and its end. A report is one file: it opens from disk as it is.
+std::string report_page_begin(const std::string& title);
+std::string report_page_end();
+
 // report.html for a training run: curves of every numeric metric in `metrics` lines (grouped:
 // losses, learning rate, throughput), the summary and the settings. Written atomically.
 void write_training_report(const std::string& path, const std::string& title, const std::vector<nlohmann::json>& metrics,

@@ -46,7 +46,7 @@ done > "$work/hostile.jsonl"
 "$distill" keys add "$work/keys.json" --name scraper > "$work/scraper.key" 2> /dev/null
 jq '. + {guard: {min_requests: 10, window: 40}}' "$work/keys.json" > "$work/keys2.json" && mv "$work/keys2.json" "$work/keys.json"
 port=$((30000 + RANDOM % 20000))
-"$distill" serve "$work/model" --port $port --keys "$work/keys.json" --guard-log "$work/guard.log" > "$work/serve.log" 2>&1 &
+"$distill" serve "$work/model" --port $port --keys "$work/keys.json" --guard-log "$work/guard.log" --runs "$work" > "$work/serve.log" 2>&1 &
 server=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/health" > /dev/null && break; sleep 0.1; done
 

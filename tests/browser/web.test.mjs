@@ -106,6 +106,15 @@ try {
   const guardRow = await page.textContent('#guard tr[data-key="scraper"]');
   check(/alert|strip_logprobs|throttle|block/.test(guardRow) && guardRow.includes('of requests ask for log-probabilities'),
         `the scraper's guard alert and reasons are shown (${guardRow.replace(/\s+/g, ' ').trim().slice(0, 140)})`);
+  await page.waitForSelector('#runs tr[data-run="model"] svg.chart polyline');
+  check(true, 'the training run that made the served model is listed with its loss curve');
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#runs tr[data-run="model"] button')]);
+  const reportPath = artifacts + '/model-report.html';
+  await download.saveAs(reportPath);
+  const report = (await import('node:fs')).readFileSync(reportPath, 'utf8');
+  check(report.includes('<h2>Summary</h2>') && report.includes('--accent'), 'its report.html downloads, in the console\'s style');
+  check((await fetch(base + '/v1/console/runs/report?name=../keys.json', { headers: { Authorization: 'Bearer ' + ownerKey } })).status === 404,
+        'a report name outside the listing is refused');
   await page.screenshot({ path: artifacts + '/console.png', fullPage: true });
   await page.click('#guard tr[data-key="scraper"] button >> text=reset');
   await page.waitForFunction(() => document.querySelector('#guard tr[data-key="scraper"] td:nth-child(2)')?.textContent.startsWith('none'));

@@ -118,3 +118,32 @@ function barChart(values, { width = 240, height = 40, title = '' } = {}) {
   svg.append(label);
   return svg;
 }
+
+// A line chart as SVG: series of [x, y] points on shared axes, with a legend.
+function lineChart(series, { width = 320, height = 120, title = '' } = {}) {
+  const ns = 'http://www.w3.org/2000/svg';
+  const mk = (tag, attrs) => { const e = document.createElementNS(ns, tag); for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v); return e; };
+  const svg = mk('svg', { class: 'chart', width, height, role: 'img', 'aria-label': title });
+  const pts = series.flatMap((s) => s.points);
+  if (!pts.length) return svg;
+  const xs = pts.map((p) => p[0]), ys = pts.map((p) => p[1]);
+  const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+  const px = (x) => 30 + ((x - x0) / Math.max(1e-12, x1 - x0)) * (width - 36);
+  const py = (y) => 16 + (1 - (y - y0) / Math.max(1e-12, y1 - y0)) * (height - 30);
+  svg.append(mk('rect', { x: 30, y: 16, width: width - 36, height: height - 30, fill: 'none', stroke: '#e3e3e0' }));
+  for (const [y, label] of [[y1, y1], [y0, y0]]) {
+    const t = mk('text', { x: 2, y: py(y) + 4, 'font-size': 9, fill: '#6b6b70' });
+    t.textContent = Number(label).toPrecision(3);
+    svg.append(t);
+  }
+  let lx = 34;
+  for (const s of series) {
+    if (!s.points.length) continue;
+    svg.append(mk('polyline', { fill: 'none', stroke: s.color, 'stroke-width': 1.5, points: s.points.map((p) => `${px(p[0]).toFixed(1)},${py(p[1]).toFixed(1)}`).join(' ') }));
+    const t = mk('text', { x: lx, y: 11, 'font-size': 10, fill: s.color });
+    t.textContent = s.name;
+    svg.append(t);
+    lx += 8 + 6 * s.name.length;
+  }
+  return svg;
+}

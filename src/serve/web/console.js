@@ -74,6 +74,33 @@ function renderModel(m) {
     el('details', {}, el('summary', {}, 'the whole record'), el('pre', { class: 'json' }, JSON.stringify(m.provenance, null, 2))));
 }
 
+// The report itself, fetched with the key and saved (a page opened from here could not carry it).
+async function downloadReport(name) {
+  const res = await fetch('/v1/console/runs/report?name=' + encodeURIComponent(name), { headers: { Authorization: 'Bearer ' + key } });
+  if (!res.ok) { alert(`report: HTTP ${res.status}`); return; }
+  const a = el('a', { href: URL.createObjectURL(await res.blob()), download: name.replaceAll('/', '-') + '-report.html' });
+  document.body.append(a);
+  a.click();
+  a.remove();
+}
+
+async function refreshRuns() {
+  try {
+    const r = await api('/v1/console/runs', { key });
+    if (!r.data.length) {
+      $('runs').replaceChildren(el('p', { class: 'muted' }, r.runs_dir ? `No runs with a report.html under ${r.runs_dir}.` : 'Give the server a runs directory (serve --runs DIR) to see training runs here.'));
+      return;
+    }
+    const rows = r.data.map((run) => el('tr', { 'data-run': run.name },
+      el('td', {}, run.name), el('td', {}, run.kind), el('td', {}, run.steps),
+      el('td', {}, lineChart([{ name: 'loss', color: '#2b59c3', points: run.loss }, { name: 'held-out', color: '#b42318', points: run.eval_loss },
+                              { name: 'reward', color: '#067647', points: run.reward }], { title: run.name + ' curves' })),
+      el('td', {}, el('button', { onclick: () => downloadReport(run.name) }, 'report.html'))));
+    $('runs').replaceChildren(el('table', {}, el('thead', {}, el('tr', {}, ...['run', 'kind', 'steps', 'curves', ''].map((h) => el('th', {}, h)))),
+      el('tbody', {}, ...rows)));
+  } catch (e) { $('runs').replaceChildren(el('p', { class: 'error' }, e.message)); }
+}
+
 async function refresh() {
   try {
     const s = await api('/v1/console', { key });
@@ -93,6 +120,6 @@ $('login').addEventListener('submit', (e) => {
   e.preventDefault();
   key = $('admin-key').value;
   sessionStorage.setItem('distill.admin', key);
-  refresh().then(() => { if (!$('panels').hidden && !timer) timer = setInterval(refresh, 5000); });
+  refresh().then(() => { if (!$('panels').hidden) { refreshRuns(); if (!timer) timer = setInterval(refresh, 5000); } });
 });
-if (key) refresh().then(() => { if (!$('panels').hidden) timer = setInterval(refresh, 5000); });
+if (key) refresh().then(() => { if (!$('panels').hidden) { refreshRuns(); timer = setInterval(refresh, 5000); } });

@@ -1,5 +1,6 @@
 // The web pages of `distill serve` (src/serve/web: the chat at /, the owner's console at
 // /console), compiled into the binary by cmake/embed_files.cmake: no files to install, no CDN.
+// Here in core because training reports inline the same style sheet (train/report).
 #pragma once
 
 #include <cstddef>
@@ -16,5 +17,7 @@ struct WebAsset {
 };
 
 const std::vector<WebAsset>& web_assets();
+// The asset's bytes as text ("" if there is none).
+std::string web_asset_text(const std::string& path);
 
 }  // namespace distill
