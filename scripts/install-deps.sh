@@ -18,6 +18,7 @@ packages=(
   openssl                  # the HTTPS test makes a self-signed certificate
   jq bc                    # bench/kd_compare.sh reads metrics and times runs
   chromium                 # the browser tests of the web pages (driven by playwright-core from npm)
+  libopenmpi-dev openmpi-bin  # data-parallel training (mpirun -np N distill train)
   curl                     # scripts wait for a server's /health
 )
 

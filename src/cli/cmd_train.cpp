@@ -2,6 +2,7 @@
 #include "cli/commands.h"
 #include "model/provenance.h"
 #include "teacher/remote_scorer.h"
+#include "core/data_parallel.h"
 #include "core/error.h"
 #include "model/model.h"
 #include "tokenizer/chat_template.h"
@@ -127,6 +128,7 @@ void run_train(TrainArgs& a) {
       scorer = std::make_unique<RemoteScorer>(a.teacher, *tok, rs);
     }
     const TrainSummary r = train_model(student, train, eval, teacher.get(), a.s, a.resume, tok.get(), scorer.get());
+    if (!DataParallel::leader()) return;  // under mpirun, rank 0 writes the model and reports
     if (scorer)
       std::fprintf(stderr, "train: the remote teacher graded samples in %lld requests (%lld sequences from the cache)\n",
                    (long long)scorer->requests(), (long long)scorer->cache_hits());
@@ -142,7 +144,7 @@ void run_train(TrainArgs& a) {
   } catch (...) {
     // Nothing half-made stays behind: a fresh output directory without a checkpoint is removed.
     std::error_code ec;
-    if (created && !fs::exists(fs::path(a.out) / "checkpoint")) fs::remove_all(a.out, ec);
+    if (created && DataParallel::leader() && !fs::exists(fs::path(a.out) / "checkpoint")) fs::remove_all(a.out, ec);
     throw;
   }
 }

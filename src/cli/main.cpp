@@ -1,16 +1,24 @@
 // distill: the command-line entry point. Errors a user can cause arrive here as distill::Error
 // and end the program with the message and exit code 1.
 #include "cli/commands.h"
+#include "core/data_parallel.h"
 #include "core/error.h"
 #include "core/threads.h"
+#include "model/provenance.h"  // kToolVersion
 
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
 
+#include <fmt/format.h>
+
 int main(int argc, char** argv) {
+  distill::DataParallel::init(&argc, &argv);
+  struct Finalize {
+    ~Finalize() { distill::DataParallel::finalize(); }
+  } finalize;
   CLI::App app{"distill: run, label, train, reinforce, evaluate, serve and export small language models"};
-  app.set_version_flag("--version", "distill 0.1.0");
+  app.set_version_flag("--version", distill::kToolVersion);
   app.require_subcommand(1);
   int threads = 0;
   app.add_option("-t,--threads", threads, "Threads for every kernel (default: physical cores)")
@@ -38,6 +46,9 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const distill::Error& e) {
+    // Under mpirun the other ranks may wait in a collective: end them all.
+    if (distill::DataParallel::size() > 1)
+      distill::DataParallel::abort(fmt::format("distill: error (rank {}): {}", distill::DataParallel::rank(), e.what()), 1);
     std::fprintf(stderr, "distill: error: %s\n", e.what());
     return 1;
   } catch (const std::bad_alloc&) {

@@ -1,6 +1,7 @@
 #include "train/harness.h"
 
 #include "core/atomic_file.h"
+#include "core/data_parallel.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "core/rng.h"
@@ -56,7 +57,8 @@ TrainingHarness::TrainingHarness(Model& model, const HarnessOptions& opt)
   if (opt_.resume && (train_checkpoint_exists(ckpt_dir_) || train_checkpoint_exists(ckpt_dir_ + ".old"))) {
     state_ = load_train_checkpoint(ckpt_dir_, arena_, adamw_, opt_.settings);
     metrics_ = read_metrics(metrics_path_, state_.step);
-    std::fprintf(stderr, "%s: resumed from %s at step %lld\n", opt_.name.c_str(), ckpt_dir_.c_str(), (long long)state_.step);
+    if (DataParallel::leader())
+      std::fprintf(stderr, "%s: resumed from %s at step %lld\n", opt_.name.c_str(), ckpt_dir_.c_str(), (long long)state_.step);
   } else if (opt_.resume) {
     std::fprintf(stderr, "%s: --resume given but %s holds no checkpoint; starting from step 0\n", opt_.name.c_str(),
                  ckpt_dir_.c_str());
@@ -64,15 +66,32 @@ TrainingHarness::TrainingHarness(Model& model, const HarnessOptions& opt)
   order_ = shuffled_indices(opt_.n_items, opt_.seed, state_.epoch);
 }
 
+// The items form one stream over the epochs; each call takes the next `ranks` of it, one per rank
+// (rank r the r-th), so that N ranks see together what one process would, and the cursor means the
+// same whatever the number of ranks a run is resumed with.
 int64_t TrainingHarness::next_item() {
+  const int64_t ranks = DataParallel::size();
   if (state_.cursor >= opt_.n_items) {
-    ++state_.epoch, state_.cursor = 0;
+    ++state_.epoch, state_.cursor -= opt_.n_items;
     order_ = shuffled_indices(opt_.n_items, opt_.seed, state_.epoch);
   }
-  return order_[size_t(state_.cursor++)];
+  const int64_t at = state_.cursor + DataParallel::rank();
+  state_.cursor += ranks;
+  if (at < opt_.n_items) return order_[size_t(at)];
+  return shuffled_indices(opt_.n_items, opt_.seed, state_.epoch + 1)[size_t(at - opt_.n_items)];  // a call across epochs
 }
 
 double TrainingHarness::update() {
+  // Data parallel: the ranks' gradients (each the mean over its rows) summed, then averaged: the
+  // mean over the global batch, as one process would have it (up to summation order).
+  if (DataParallel::size() > 1) {
+    float* g = grads_.data<float>();
+    DataParallel::sum(g, arena_.size());
+    const float inv = 1.0f / float(DataParallel::size());
+    const int64_t n = arena_.size();
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) g[i] *= inv;
+  }
   const double norm = opt_.clip > 0 ? clip_grad_norm(grads_.data<float>(), arena_.size(), opt_.clip)
                                     : global_grad_norm(grads_.data<float>(), arena_.size());
   last_lr_ = opt_.lr.at(adamw_.steps());
@@ -97,10 +116,12 @@ const std::vector<json>& TrainingHarness::run(const std::function<json()>& step_
   const char* kill_at = std::getenv("DISTILL_TEST_KILL_AT_STEP");
   std::memset(grads_.raw(), 0, grads_.nbytes());
   for (; state_.step < opt_.total_steps;) {
-    if (kill_at && state_.step == std::atoll(kill_at)) std::_Exit(137);
+    const char* kill_rank = std::getenv("DISTILL_TEST_KILL_RANK");  // with MPI: only this rank dies
+    if (kill_at && state_.step == std::atoll(kill_at) && (!kill_rank || std::atoi(kill_rank) == DataParallel::rank())) std::_Exit(137);
     updates_this_step_ = 0;
     json m = step_fn();
     if (updates_this_step_ == 0) m["grad_norm"] = update();
+    average_over_ranks(m);
     if (!m.contains("lr")) m["lr"] = last_lr_;
     const double loss = m.value("loss", 0.0);
     if (!std::isfinite(loss))
@@ -109,16 +130,30 @@ const std::vector<json>& TrainingHarness::run(const std::function<json()>& step_
     m["step"] = state_.step;
     m["epoch"] = state_.epoch;
     const bool last = state_.step == opt_.total_steps;
+    // Held-out evaluation, records and checkpoints: the leader's (every rank holds the same weights).
+    if (!DataParallel::leader()) continue;
     if (eval_fn && (last || (opt_.eval_every > 0 && state_.step % opt_.eval_every == 0))) m.update(eval_fn());
     metrics_.push_back(m);
     progress.update(state_.step, info_fn(m), m.value(rate_key, 0.0), rate_unit.c_str());
     if (last || (opt_.save_every > 0 && state_.step % opt_.save_every == 0)) save_checkpoint();
   }
-  progress.finish();
+  if (DataParallel::leader()) progress.finish();
   return metrics_;
 }
 
+// A step's metrics over the global batch: means of the ranks' means (their rows are equal in
+// number); rates add up; lr and grad_norm are the same on every rank already.
+void TrainingHarness::average_over_ranks(json& m) {
+  if (DataParallel::size() == 1) return;
+  for (auto& [key, v] : m.items()) {  // sorted keys: every rank makes the same calls in the same order
+    if (!v.is_number() || key == "lr" || key == "grad_norm") continue;
+    const double total = DataParallel::sum(v.get<double>());
+    v = key.find("per_s") != std::string::npos || key.find("rows") != std::string::npos ? total : total / DataParallel::size();
+  }
+}
+
 void TrainingHarness::finish(const json& summary) {
+  if (!DataParallel::leader()) return;
   // The result: a normal model directory (config.json + model.safetensors) beside the run's records.
   const fs::path out(opt_.out_dir);
   model_.save(out.string());

@@ -71,6 +71,7 @@ public:
 
 private:
   void save_checkpoint();
+  void average_over_ranks(nlohmann::json& m);
 
   Model& model_;
   HarnessOptions opt_;

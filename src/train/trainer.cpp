@@ -1,5 +1,7 @@
 #include "train/trainer.h"
 
+#include "core/data_parallel.h"
+
 #include "core/error.h"
 #include "core/progress.h"
 #include "core/rng.h"
@@ -51,8 +53,8 @@ class TrainStep {
 public:
   TrainStep(const Model& student, const Tokenizer* tok, const TokenDataset& train, const Model* teacher, TeacherScorer* scorer,
             const TrainSettings& s, TrainingHarness& h)
-      : student_(student), tok_(tok), train_(train), teacher_(teacher), scorer_(scorer), s_(s), h_(h), pass_(student, s.batch, s.seq_len),
-        V_(student.config.n_vocab), N_(s.batch * s.seq_len), K_(train.k() > 0 ? train.k() : scorer ? scorer->k() : 0) {
+      : student_(student), tok_(tok), train_(train), teacher_(teacher), scorer_(scorer), s_(s), h_(h),
+        B_(s.batch / DataParallel::size()), pass_(student, B_, s.seq_len), V_(student.config.n_vocab), N_(B_ * s.seq_len), K_(train.k() > 0 ? train.k() : scorer ? scorer->k() : 0) {
     if (s.on_policy > 0 && (!(teacher || scorer) || !tok))
       fail("on-policy distillation needs a teacher to grade the student's samples (--teacher DIR or URL) and the student's tokenizer");
     if (scorer && train.k() > 0 && train.k() != scorer->k())
@@ -106,7 +108,7 @@ public:
 private:
   void next_batch() {
     const int64_t T = s_.seq_len;
-    for (int64_t b = 0; b < s_.batch; ++b) {
+    for (int64_t b = 0; b < B_; ++b) {
       const int64_t row = h_.next_item();
       train_.row(row, ids_.data() + b * T, targets_.data() + b * T);
       if (soft_kd_ && train_.k() > 0) train_.row_soft(row, mask_.data() + b * T, soft_ids_.data() + b * T * K_, soft_logp_.data() + b * T * K_);
@@ -128,7 +130,7 @@ private:
     o.sampler.temperature = s_.on_policy_temperature;
     o.sampler.seed = s_.seed ^ 0x6f6e706fULL;
     o.max_new_tokens = 0;
-    for (int64_t b = 0; b < s_.batch; ++b) {
+    for (int64_t b = 0; b < B_; ++b) {
       const int32_t* tg = targets_.data() + b * T;
       int64_t p = 0;
       while (p < T && tg[p] == kIgnoreIndex) ++p;
@@ -187,7 +189,7 @@ private:
     const float weight = s_.kd_alpha / float(s_.grad_accum);
     if (soft_kd_)
       return kd_loss_topk(logits, V_, soft_ids_.data(), soft_logp_.data(), K_, mask_.data(), N_, s_.kd, s_.topk_mode, d, weight);
-    const Tensor t_logits = teacher_decoder_->forward_full(ids_.data(), s_.batch, s_.seq_len);
+    const Tensor t_logits = teacher_decoder_->forward_full(ids_.data(), B_, s_.seq_len);
     return kd_loss_full(logits, V_, t_logits.data<float>(), teacher_->config.n_vocab, mask_.data(), N_, s_.kd, d, weight);
   }
 
@@ -198,6 +200,7 @@ private:
   TeacherScorer* scorer_;
   const TrainSettings& s_;
   TrainingHarness& h_;
+  int64_t B_;  // this rank's rows of each micro-batch (--batch over the data-parallel ranks)
   TrainingPass pass_;
   std::unique_ptr<Decoder> teacher_decoder_;
   const int64_t V_, N_, K_;
@@ -235,15 +238,19 @@ TrainSummary train_model(Model& student, const TokenDataset& train, const TokenD
                          const TrainSettings& s, bool resume, const Tokenizer* tok, TeacherScorer* scorer) {
   if (train.seq_len() != s.seq_len) fail("internal: dataset rows are {} tokens, settings say {}", train.seq_len(), s.seq_len);
   if (s.batch <= 0 || s.grad_accum <= 0) fail("--batch and --grad-accum must be positive");
+  if (s.batch % DataParallel::size() != 0)
+    fail("--batch {} does not split evenly over {} ranks: give a multiple of the number of ranks", s.batch, DataParallel::size());
   const int64_t rows_per_step = s.batch * s.grad_accum;
   const int64_t total_steps =
       s.steps > 0 ? s.steps : std::max<int64_t>(1, int64_t(std::ceil(s.epochs * double(train.n_rows()) / double(rows_per_step))));
   const bool soft_kd = !teacher && (train.k() > 0 || scorer) && s.kd_alpha > 0;
   TrainingHarness h(student, harness_options(s, total_steps, train.n_rows(), teacher != nullptr, soft_kd, resume));
   TrainStep step(student, tok, train, teacher, scorer, s, h);
-  std::fprintf(stderr, "train: %lld rows of %lld tokens (%lld held out), %lld steps of %lld×%lld×%lld tokens, %d threads\n",
-               (long long)train.n_rows(), (long long)s.seq_len, (long long)eval.n_rows(), (long long)total_steps,
-               (long long)s.batch, (long long)s.seq_len, (long long)s.grad_accum, num_threads());
+  if (DataParallel::leader())
+    std::fprintf(stderr, "train: %lld rows of %lld tokens (%lld held out), %lld steps of %lld×%lld×%lld tokens, %d threads%s\n",
+                 (long long)train.n_rows(), (long long)s.seq_len, (long long)eval.n_rows(), (long long)total_steps,
+                 (long long)s.batch, (long long)s.seq_len, (long long)s.grad_accum, num_threads(),
+                 DataParallel::size() > 1 ? fmt::format(" × {} ranks (MPI, {} rows each)", DataParallel::size(), s.batch / DataParallel::size()).c_str() : "");
   const auto t_start = std::chrono::steady_clock::now();
   const auto held_out = [&]() -> json {
     if (eval.n_rows() == 0) return json::object();
@@ -265,7 +272,7 @@ TrainSummary train_model(Model& student, const TokenDataset& train, const TokenD
   sum.steps = total_steps;
   sum.final_loss = metrics.empty() ? 0.0 : metrics.back()["loss"].get<double>();
   sum.seconds = seconds_since(t_start);
-  sum.tokens = step.tokens();
+  sum.tokens = step.tokens() * DataParallel::size();  // every rank trained on as many
   sum.tokens_per_s = sum.seconds > 0 ? double(sum.tokens) / sum.seconds : 0;
   for (auto it = metrics.rbegin(); it != metrics.rend(); ++it)
     if (it->contains("eval_loss")) {

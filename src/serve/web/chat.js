@@ -65,7 +65,7 @@ function render() {
   list.replaceChildren();
   for (const c of conversations) {
     list.append(el('li', { class: c.id === current ? 'current' : '' },
-      el('button', { class: 'open', title: c.title, onclick: () => { current = c.id; persist(); render(); } }, c.title),
+      el('button', { class: 'open', title: c.title, onclick: () => { current = c.id; persist(); render(); $('sidebar').classList.remove('open'); } }, c.title),
       el('button', { class: 'icon', 'aria-label': 'Delete ' + c.title, onclick: () => {
         conversations = conversations.filter((x) => x !== c);
         if (current === c.id) current = conversations[0]?.id ?? null;

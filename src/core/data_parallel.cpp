@@ -1,0 +1,74 @@
+#include "core/data_parallel.h"
+
+#include <cstdio>
+#include <algorithm>
+#include <cstdlib>
+
+#ifdef DISTILL_MPI
+#include <mpi.h>
+#endif
+
+namespace distill {
+namespace {
+int g_rank = 0, g_size = 1;
+bool g_mpi = false;
+}  // namespace
+
+void DataParallel::init(int* argc, char*** argv) {
+#ifdef DISTILL_MPI
+  if (!std::getenv("OMPI_COMM_WORLD_SIZE") && !std::getenv("PMI_SIZE")) return;
+  MPI_Init(argc, argv);
+  MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+  g_mpi = true;
+#else
+  (void)argc, (void)argv;
+#endif
+}
+
+void DataParallel::finalize() {
+#ifdef DISTILL_MPI
+  if (g_mpi) MPI_Finalize();
+  g_mpi = false;
+#endif
+}
+
+int DataParallel::rank() { return g_rank; }
+int DataParallel::size() { return g_size; }
+
+bool DataParallel::available() {
+#ifdef DISTILL_MPI
+  return true;
+#else
+  return false;
+#endif
+}
+
+void DataParallel::sum(float* x, int64_t n) {
+#ifdef DISTILL_MPI
+  if (!g_mpi || g_size == 1) return;
+  // MPI counts are int: large arrays go in chunks.
+  const int64_t chunk = int64_t(1) << 30;
+  for (int64_t at = 0; at < n; at += chunk)
+    MPI_Allreduce(MPI_IN_PLACE, x + at, int(std::min(chunk, n - at)), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+#else
+  (void)x, (void)n;
+#endif
+}
+
+double DataParallel::sum(double x) {
+#ifdef DISTILL_MPI
+  if (g_mpi && g_size > 1) MPI_Allreduce(MPI_IN_PLACE, &x, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+#endif
+  return x;
+}
+
+void DataParallel::abort(const std::string& message, int code) {
+  std::fprintf(stderr, "%s\n", message.c_str());
+#ifdef DISTILL_MPI
+  if (g_mpi && g_size > 1) MPI_Abort(MPI_COMM_WORLD, code);
+#endif
+  std::exit(code);
+}
+
+}  // namespace distill
