@@ -1,6 +1,7 @@
 // distill label: a teacher answers prompts once; the answers and (where available) the teacher's
 // top-k log-probabilities are stored as a dataset for training students (formats/teacher_dataset.h).
 #include "cli/commands.h"
+#include "core/data_parallel.h"
 #include "core/error.h"
 #include "core/threads.h"
 #include "teacher/label_prompts.h"
@@ -29,6 +30,12 @@ struct LabelArgs {
 };
 
 void run_label(LabelArgs& a) {
+  // Under mpirun every rank labels its own shard into its own dataset (merged after with
+  // `distill dataset merge OUT.shard-*-of-N -o OUT`).
+  if (DataParallel::size() > 1 && a.shard == "0/1") {
+    a.shard = fmt::format("{}/{}", DataParallel::rank(), DataParallel::size());
+    a.out += fmt::format(".shard-{}-of-{}", DataParallel::rank(), DataParallel::size());
+  }
   const auto [shard, n_shards] = parse_shard(a.shard);
   const bool remote = a.teacher.rfind("http://", 0) == 0 || a.teacher.rfind("https://", 0) == 0;
   // The tokenizer the dataset is written in: the student's (--tokenizer), else the local
