@@ -134,8 +134,8 @@ TEST(Backward, TrainingAttentionMatchesCacheAttentionAndFiniteDifferences) {
   const TrainAttentionShape s{B, T, H, KVH, HD, 1.0f / std::sqrt(float(HD))};
   auto q = random_vector(size_t(N * QD), 15), k = random_vector(size_t(N * KVD), 16), v = random_vector(size_t(N * KVD), 17);
   auto r = random_vector(size_t(N * QD), 18);
-  std::vector<float> out(size_t(N * QD)), probs(size_t(B * H * T * T));
-  attention_train_forward(out.data(), probs.data(), q.data(), k.data(), v.data(), s);
+  std::vector<float> out(size_t(N * QD)), lse(size_t(B * H * T)), scratch(attention_train_scratch_floats(s));
+  attention_train_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), s, scratch.data());
 
   // Same numbers as the inference kernel over a KV cache laid out [slot][pos][kv_head][hd].
   std::vector<float> ref_out(out.size());
@@ -146,17 +146,102 @@ TEST(Backward, TrainingAttentionMatchesCacheAttentionAndFiniteDifferences) {
   EXPECT_LT(test::max_abs_diff(out.data(), ref_out.data(), out.size()), 1e-5f);
 
   auto loss = [&] {
-    attention_train_forward(out.data(), probs.data(), q.data(), k.data(), v.data(), s);
+    attention_train_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), s, scratch.data());
     return weighted_sum(out, r);
   };
   loss();
   std::vector<float> dq(q.size()), dk(k.size()), dv(v.size());
-  std::vector<float> scratch(size_t(omp_get_max_threads() * T * T));
-  attention_backward(dq.data(), dk.data(), dv.data(), r.data(), probs.data(), q.data(), k.data(), v.data(), s,
+  attention_backward(dq.data(), dk.data(), dv.data(), r.data(), lse.data(), q.data(), k.data(), v.data(), s,
                      scratch.data());
   expect_matches_fd("d_q", q, dq, loss);
   expect_matches_fd("d_k", k, dk, loss);
   expect_matches_fd("d_v", v, dv, loss);
+}
+
+// The textbook attention: every row's T probabilities stored, then the stored-P backward.
+// Double precision, so it is the reference for the blocked kernel's rounding.
+struct NaiveAttention {
+  const TrainAttentionShape& s;
+  std::vector<double> P;  // [n_seq, H, T, T]
+  void forward(std::vector<float>& out, const std::vector<float>& q, const std::vector<float>& k, const std::vector<float>& v) {
+    const int64_t T = s.seq_len, HD = s.head_dim, QD = s.n_head * HD, KVD = s.n_kv_head * HD, G = s.n_head / s.n_kv_head;
+    P.assign(size_t(s.n_seq * s.n_head * T * T), 0.0);
+    for (int64_t b = 0; b < s.n_seq; ++b)
+      for (int64_t h = 0; h < s.n_head; ++h)
+        for (int64_t i = 0; i < T; ++i) {
+          double* p = &P[size_t(((b * s.n_head + h) * T + i) * T)];
+          const int64_t lo = s.window > 0 ? std::max<int64_t>(0, i - s.window + 1) : 0;
+          double max = -1e300, sum = 0;
+          for (int64_t j = lo; j <= i; ++j) {
+            double d = 0;
+            for (int64_t e = 0; e < HD; ++e) d += double(q[size_t((b * T + i) * QD + h * HD + e)]) * k[size_t((b * T + j) * KVD + h / G * HD + e)];
+            max = std::max(max, p[j] = d * s.scale);
+          }
+          for (int64_t j = lo; j <= i; ++j) sum += (p[j] = std::exp(p[j] - max));
+          for (int64_t j = lo; j <= i; ++j) p[j] /= sum;
+          for (int64_t e = 0; e < HD; ++e) {
+            double o = 0;
+            for (int64_t j = lo; j <= i; ++j) o += p[j] * v[size_t((b * T + j) * KVD + h / G * HD + e)];
+            out[size_t((b * T + i) * QD + h * HD + e)] = float(o);
+          }
+        }
+  }
+  void backward(std::vector<double>& dq, std::vector<double>& dk, std::vector<double>& dv, const std::vector<float>& dout,
+                const std::vector<float>& q, const std::vector<float>& k, const std::vector<float>& v) {
+    const int64_t T = s.seq_len, HD = s.head_dim, QD = s.n_head * HD, KVD = s.n_kv_head * HD, G = s.n_head / s.n_kv_head;
+    dq.assign(q.size(), 0.0), dk.assign(k.size(), 0.0), dv.assign(v.size(), 0.0);
+    std::vector<double> dp(static_cast<size_t>(T));
+    for (int64_t b = 0; b < s.n_seq; ++b)
+      for (int64_t h = 0; h < s.n_head; ++h)
+        for (int64_t i = 0; i < T; ++i) {
+          const double* p = &P[size_t(((b * s.n_head + h) * T + i) * T)];
+          const size_t qi = size_t((b * T + i) * QD + h * HD);
+          double dot = 0;
+          for (int64_t j = 0; j <= i; ++j) {
+            const size_t kj = size_t((b * T + j) * KVD + h / G * HD);
+            dp[size_t(j)] = 0;
+            for (int64_t e = 0; e < HD; ++e) dp[size_t(j)] += double(dout[qi + size_t(e)]) * v[kj + size_t(e)];
+            for (int64_t e = 0; e < HD; ++e) dv[kj + size_t(e)] += p[j] * dout[qi + size_t(e)];
+            dot += p[j] * dp[size_t(j)];
+          }
+          for (int64_t j = 0; j <= i; ++j) {
+            const size_t kj = size_t((b * T + j) * KVD + h / G * HD);
+            const double ds = p[j] * (dp[size_t(j)] - dot) * s.scale;  // P is 0 outside the window
+            for (int64_t e = 0; e < HD; ++e) dq[qi + size_t(e)] += ds * k[kj + size_t(e)], dk[kj + size_t(e)] += ds * q[qi + size_t(e)];
+          }
+        }
+  }
+};
+
+float max_abs_diff(const std::vector<float>& a, const std::vector<double>& b) {
+  double m = 0;
+  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(double(a[i]) - b[i]));
+  return float(m);
+}
+
+TEST(Backward, BlockedTrainingAttentionEqualsStoredProbabilityAttention) {
+  // 150 tokens cross three query blocks (64 rows each); a 40-token window starts key ranges
+  // mid-sequence. Both with and without the window.
+  for (const int64_t window : {int64_t(0), int64_t(40)}) {
+    const int64_t B = 2, T = 150, H = 4, KVH = 2, HD = 8, QD = H * HD, KVD = KVH * HD, N = B * T;
+    TrainAttentionShape s{B, T, H, KVH, HD, 1.0f / std::sqrt(float(HD))};
+    s.window = window;
+    auto q = random_vector(size_t(N * QD), 25), k = random_vector(size_t(N * KVD), 26), v = random_vector(size_t(N * KVD), 27);
+    auto dout = random_vector(size_t(N * QD), 28);
+    std::vector<float> out(size_t(N * QD)), naive_out(out.size()), lse(size_t(B * H * T)), scratch(attention_train_scratch_floats(s));
+    attention_train_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), s, scratch.data());
+    NaiveAttention naive{s, {}};
+    naive.forward(naive_out, q, k, v);
+    EXPECT_LT(test::max_abs_diff(out.data(), naive_out.data(), out.size()), 1e-5f) << "window " << window;
+
+    std::vector<float> dq(q.size()), dk(k.size()), dv(v.size());
+    attention_backward(dq.data(), dk.data(), dv.data(), dout.data(), lse.data(), q.data(), k.data(), v.data(), s, scratch.data());
+    std::vector<double> rq, rk, rv;
+    naive.backward(rq, rk, rv, dout, q, k, v);
+    EXPECT_LT(max_abs_diff(dq, rq), 1e-5f) << "d_q, window " << window;
+    EXPECT_LT(max_abs_diff(dk, rk), 1e-5f) << "d_k, window " << window;
+    EXPECT_LT(max_abs_diff(dv, rv), 1e-5f) << "d_v, window " << window;
+  }
 }
 
 }  // namespace distill

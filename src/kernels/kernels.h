@@ -111,17 +111,20 @@ void embedding_backward(float* d_table, const float* d_out, const int32_t* ids, 
 
 // Causal GQA attention over n_seq sequences of seq_len tokens each (positions 0..seq_len-1):
 // q [n_seq*seq_len, n_head*head_dim], k, v [n_seq*seq_len, n_kv_head*head_dim],
-// out like q, probs [n_seq, n_head, seq_len, seq_len] (kept for the backward).
+// out like q. Memory-lean: nothing of size seq_len² outlives a call (see attention_train.cpp).
 struct TrainAttentionShape {
   int64_t n_seq, seq_len, n_head, n_kv_head, head_dim;
   float scale;
   int64_t window = 0;  // sliding window: position i attends to max(0, i-window+1)..i (0 = none)
 };
-void attention_train_forward(float* out, float* probs, const float* q, const float* k, const float* v,
-                             const TrainAttentionShape& s);
-// d_q, d_k, d_v overwritten. probs is consumed (overwritten with d_scores). scratch holds
-// seq_len² floats per OpenMP thread.
-void attention_backward(float* d_q, float* d_k, float* d_v, const float* d_out, float* probs, const float* q,
+// out [n_seq·T, n_head·head_dim]; lse [n_seq, n_head, T]: log Σ exp of each row's masked
+// scores, all the backward needs to recompute the probabilities (memory O(T), not O(T²)).
+// scratch: attention_train_scratch_floats(s) floats (a few query blocks per OpenMP thread).
+size_t attention_train_scratch_floats(const TrainAttentionShape& s);
+void attention_train_forward(float* out, float* lse, const float* q, const float* k, const float* v,
+                             const TrainAttentionShape& s, float* scratch);
+// d_q, d_k, d_v overwritten; the same scratch as the forward.
+void attention_backward(float* d_q, float* d_k, float* d_v, const float* d_out, const float* lse, const float* q,
                         const float* k, const float* v, const TrainAttentionShape& s, float* scratch);
 
 }  // namespace distill

@@ -38,7 +38,7 @@ TrainingPass::TrainingPass(const Model& model, int64_t n_seq, int64_t seq_len)
     a.x_in = buffer(N, E), a.xn1 = buffer(N, E);
     if (c.qk_norm) a.q_raw = buffer(N, QD), a.k_raw = buffer(N, KVD);
     a.q = buffer(N, QD), a.k = buffer(N, KVD), a.v = buffer(N, KVD);
-    a.probs = Tensor::zeros(DType::F32, {n_seq, c.n_head, seq_len, seq_len});
+    a.lse = Tensor::zeros(DType::F32, {n_seq, c.n_head, seq_len});
     a.att = buffer(N, QD), a.x_mid = buffer(N, E), a.xn2 = buffer(N, E);
     a.gate = buffer(N, F), a.up = buffer(N, F), a.h = buffer(N, F);
   }
@@ -47,13 +47,13 @@ TrainingPass::TrainingPass(const Model& model, int64_t n_seq, int64_t seq_len)
   d_resid_ = buffer(N, E), d_xn_ = buffer(N, E), proj_ = buffer(N, E);
   d_q_ = buffer(N, QD), d_k_ = buffer(N, KVD), d_v_ = buffer(N, KVD), d_att_ = buffer(N, QD);
   d_gate_ = buffer(N, F), d_up_ = buffer(N, F), d_h_ = buffer(N, F);
-  attn_scratch_ = Tensor::zeros(DType::F32, {int64_t(num_threads()), seq_len, seq_len});
+  attn_scratch_ = Tensor::zeros(DType::F32, {int64_t(attention_train_scratch_floats(attention_shape()))});
 }
 
 size_t TrainingPass::activation_bytes() const {
   size_t n = x_final_.nbytes() * 2 + logits_.nbytes() * 2;
   for (const LayerActivations& a : layers_)
-    for (const Tensor* t : {&a.x_in, &a.xn1, &a.q_raw, &a.k_raw, &a.q, &a.k, &a.v, &a.probs, &a.att, &a.x_mid,
+    for (const Tensor* t : {&a.x_in, &a.xn1, &a.q_raw, &a.k_raw, &a.q, &a.k, &a.v, &a.lse, &a.att, &a.x_mid,
                             &a.xn2, &a.gate, &a.up, &a.h})
       n += t->defined() ? t->nbytes() : 0;
   return n;
@@ -85,10 +85,10 @@ const float* TrainingPass::forward(const int32_t* ids) {
   const TrainAttentionShape as = attention_shape();
   embedding_forward(f(layers_[0].x_in), ids_.data(), N, w.tok_embd.raw(), DType::F32, E);
   for (int64_t il = 0; il < c.n_layer; ++il) {
-    float* probs = f(layers_[size_t(il)].probs);
+    float* lse = f(layers_[size_t(il)].lse);
     layer_forward(c, w.layers[size_t(il)], buffers(il), N, pos_.data(), model_.inv_freq.data(),
                   [&](float* att, const float* q, const float* k, const float* v) {
-                    attention_train_forward(att, probs, q, k, v, as);  // keeps probs for the backward
+                    attention_train_forward(att, lse, q, k, v, as, f(attn_scratch_));  // keeps lse for the backward
                   });
   }
   rmsnorm_forward(f(xn_final_), f(x_final_), f(w.out_norm), N, E, float(c.norm_eps));
@@ -113,7 +113,7 @@ void TrainingPass::backward(const float* d_logits, ModelWeights& g) {
     LayerActivations& a = layers_[size_t(il)];
     layer_backward(c, w.layers[size_t(il)], g.layers[size_t(il)], buffers(il), scratch, d_resid, N, neg_pos_.data(),
                    model_.inv_freq.data(), [&](float* d_q, float* d_k, float* d_v, const float* d_att) {
-                     attention_backward(d_q, d_k, d_v, d_att, f(a.probs), f(a.q), f(a.k), f(a.v), as, f(attn_scratch_));
+                     attention_backward(d_q, d_k, d_v, d_att, f(a.lse), f(a.q), f(a.k), f(a.v), as, f(attn_scratch_));
                    });
   }
   embedding_backward(f(g.tok_embd), d_resid, ids_.data(), N, E);

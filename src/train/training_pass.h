@@ -43,7 +43,7 @@ private:
     Tensor q_raw;   // [N, QD] q before q_norm (Qwen3 only)
     Tensor k_raw;   // [N, KVD] k before k_norm (Qwen3 only)
     Tensor q, k, v; // [N, QD], [N, KVD] ×2: q and k after RoPE
-    Tensor probs;   // [n_seq, H, T, T] attention probabilities
+    Tensor lse;     // [n_seq, H, T] log-denominators of the attention softmax (P is recomputed)
     Tensor att;     // [N, QD] attention output (o_proj input)
     Tensor x_mid;   // [N, E] residual after the attention block
     Tensor xn2;     // [N, E] post_attention_layernorm output
@@ -67,7 +67,7 @@ private:
   // Backward scratch, shared by all layers:
   Tensor proj_;                // [N, E] sub-layer output before the residual add
   Tensor d_resid_, d_xn_, d_q_, d_k_, d_v_, d_att_, d_gate_, d_up_, d_h_;
-  Tensor attn_scratch_;        // [threads, T, T]
+  Tensor attn_scratch_;        // a few query blocks of scores per thread (attention_train_scratch_floats)
 };
 
 }  // namespace distill
