@@ -19,14 +19,14 @@ using nlohmann::json;
 namespace {
 
 struct EvalArgs {
-  std::string model, text, tasks, reward = "answer", teacher, chat_template;
+  std::string model, text, tasks, reward = "answer", teacher, chat_template, lora;
   int64_t samples = 1, max_new_tokens = 128, seq_len = 256;
   float temperature = 0.8f;
   bool json_out = false, speed = true;
 };
 
 void run_eval(const EvalArgs& a) {
-  const Model model = Model::load(a.model);
+  const Model model = load_model(a.model, a.lora);
   const auto tok = Tokenizer::load(a.model);
   json r = {{"model", a.model}, {"parameters", model.config.n_params()}};
   uint64_t bytes = 0;
@@ -83,6 +83,7 @@ void register_eval(CLI::App& app) {
   auto a = std::make_shared<EvalArgs>();
   CLI::App* cmd = app.add_subcommand("eval", "Perplexity, task accuracy, fidelity to a teacher, speed and size");
   cmd->add_option("model", a->model, "Model directory or GGUF file")->required();
+  add_lora_adapter_option(cmd, &a->lora);
   cmd->add_option("--text", a->text, "Held-out data for perplexity (and fidelity): a text file, or JSONL as distill "
                                      "train reads it (prompt/completion: the completions are scored)");
   cmd->add_option("--tasks", a->tasks, "Tasks JSONL ({\"prompt\"|\"messages\", \"answer\"}) for accuracy");

@@ -22,6 +22,7 @@ struct RlArgs {
                                            scale = "group", chat_template;
   bool resume = false;
   GrpoSettings s;
+  LoraOptions lora;
 };
 
 void run_rl(RlArgs& a) {
@@ -45,6 +46,7 @@ void run_rl(RlArgs& a) {
   a.s.loss_type = parse_grpo_loss_type(a.loss_type);
   a.s.scaling = parse_advantage_scaling(a.scale);
   a.s.out_dir = a.out;
+  a.s.lora = lora_config(a.lora, a.model);
   std::unique_ptr<Model> ref;
   if (a.s.beta != 0.0f) ref = std::make_unique<Model>(Model::load(a.ref.empty() ? a.model : a.ref));
   std::error_code ec;
@@ -109,6 +111,7 @@ void register_rl(CLI::App& app) {
   cmd->add_option("--save-every", a->s.save_every, "Steps between checkpoints (0 = at the end)")->capture_default_str();
   cmd->add_option("--chat-template", a->chat_template, "Chat format instead of the detected one");
   cmd->add_flag("--resume", a->resume, "Continue from OUT/checkpoint");
+  add_lora_train_options(cmd, &a->lora);
   cmd->callback([a] { run_rl(*a); });
 }
 

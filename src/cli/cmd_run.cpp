@@ -23,7 +23,7 @@ namespace distill {
 namespace {
 
 struct RunArgs {
-  std::string dir, prompt, system, chat_template, reasoning_effort;
+  std::string dir, prompt, system, chat_template, reasoning_effort, lora;
   int64_t n_predict = 256, ctx = 4096;
   bool chat = false, raw = false, no_color = false;
   std::vector<std::string> stop;
@@ -93,7 +93,7 @@ void print_stats(const GenerateResult& r) {
 }
 
 void run(const RunArgs& a) {
-  const Model model = Model::load(a.dir);
+  const Model model = load_model(a.dir, a.lora);
   const auto tok = Tokenizer::load(a.dir);
   if (tok->vocab_size() > model.config.n_vocab)
     fail("{}: the tokenizer has {} tokens but the model {} embedding rows", a.dir, tok->vocab_size(), model.config.n_vocab);
@@ -198,6 +198,7 @@ void register_run(CLI::App& app) {
   auto a = std::make_shared<RunArgs>();
   CLI::App* cmd = app.add_subcommand("run", "Generate text or chat with a model directory or GGUF file");
   cmd->add_option("model", a->dir, "Model directory (config.json, *.safetensors, tokenizer.json) or GGUF file")->required();
+  add_lora_adapter_option(cmd, &a->lora);
   cmd->add_option("-p,--prompt", a->prompt, "Prompt (sent as a user message when the model has a chat template)");
   cmd->add_flag("--chat", a->chat, "Interactive multi-turn chat (the default without -p on a terminal)");
   cmd->add_flag("--raw", a->raw, "Send the prompt as plain text, without the chat template");

@@ -25,7 +25,7 @@ namespace distill {
 namespace {
 
 struct ServeArgs {
-  std::string dir;
+  std::string dir, lora;
   ServeOptions o;
   std::string watermark_key, watermark_key_file;
   double usage_log_max_mb = 0;
@@ -59,7 +59,7 @@ void serve(ServeArgs& a) {
 
   set_watermark_key(a);
   a.o.model_path = a.dir;
-  const Model model = Model::load(a.dir);
+  const Model model = load_model(a.dir, a.lora);
   const auto tok = Tokenizer::load(a.dir);
   if (a.o.model_name.empty()) {
     std::filesystem::path p(a.dir);
@@ -144,6 +144,7 @@ void register_serve(CLI::App& app) {
   auto a = std::make_shared<ServeArgs>();
   CLI::App* cmd = app.add_subcommand("serve", "OpenAI-compatible HTTP server for a model directory or GGUF file");
   cmd->add_option("model", a->dir, "Model directory (config.json, *.safetensors, tokenizer.json) or GGUF file")->required();
+  add_lora_adapter_option(cmd, &a->lora);
   cmd->add_option("--host", a->o.host, "Address to listen on (loopback by default)")->capture_default_str();
   cmd->add_option("--port", a->o.port, "Port (0: any free port)")->capture_default_str()->check(CLI::Range(0, 65535));
   cmd->add_option("--name", a->o.model_name, "Model id clients send (default: the directory or file name)");

@@ -33,6 +33,7 @@ struct TrainArgs {
   double eval_fraction = 0.05;
   bool resume = false, no_t2 = false;
   TrainSettings s;
+  LoraOptions lora;
 };
 
 std::string read_file_or_empty(const fs::path& p) {
@@ -102,6 +103,7 @@ void run_train(TrainArgs& a) {
   a.s.kd.t2_scale = !a.no_t2;
   a.s.lr.decay = parse_lr_decay(a.schedule);
   a.s.out_dir = a.out;
+  a.s.lora = lora_config(a.lora, a.student);
 
   // The student's tokenizer and chat template turn text into tokens (optional for token-id data).
   std::shared_ptr<const Tokenizer> tok;
@@ -200,6 +202,7 @@ void register_train(CLI::App& app) {
   cmd->add_option("--eval-every", a->s.eval_every, "Steps between held-out evaluations (0 = at the end)")->capture_default_str();
   cmd->add_option("--save-every", a->s.save_every, "Steps between checkpoints (0 = at the end)")->capture_default_str();
   cmd->add_flag("--resume", a->resume, "Continue from OUT/checkpoint (same settings), bit for bit");
+  add_lora_train_options(cmd, &a->lora);
   cmd->callback([a] { run_train(*a); });
 }
 

@@ -1,6 +1,8 @@
 // Each subcommand registers itself on the CLI11 app and runs when selected.
 #pragma once
 
+#include "model/lora.h"
+
 #include <string>
 
 namespace CLI {
@@ -29,5 +31,18 @@ void register_watermark(CLI::App& app);  // also `provenance`
 void guard_report(const std::string& source, const std::string& admin_key_file);
 void guard_owner_action(const std::string& server, const std::string& name, const std::string& action,
                         const std::string& admin_key_file);
+
+// LoRA (lora_options.cpp): training an adapter (train, rl), and merging one at load (run, serve, eval).
+struct LoraOptions {
+  int64_t rank = 0;
+  float alpha = 0;  // 0: 2 × rank
+  std::string targets = "all-linear";
+  bool rslora = false;
+};
+void add_lora_train_options(CLI::App* cmd, LoraOptions* o);
+LoraConfig lora_config(const LoraOptions& o, const std::string& base_model);
+void add_lora_adapter_option(CLI::App* cmd, std::string* dir);
+// Model::load, then the adapter in `lora_dir` (if not empty) merged into its weights.
+Model load_model(const std::string& path, const std::string& lora_dir);
 
 }  // namespace distill

@@ -19,12 +19,14 @@ using nlohmann::json;
 json GrpoSettings::to_json() const {
   const char* types[] = {"grpo", "bnpo", "dapo", "dr_grpo"};
   const char* scal[] = {"group", "batch", "none"};
-  return {{"group", group}, {"prompts_per_step", prompts_per_step}, {"max_new_tokens", max_new_tokens},
+  json j = {{"group", group}, {"prompts_per_step", prompts_per_step}, {"max_new_tokens", max_new_tokens},
           {"temperature", temperature}, {"clip_low", clip_low}, {"clip_high", clip_high}, {"beta", beta},
           {"epochs", epochs}, {"steps", steps}, {"micro_batch", micro_batch}, {"loss_type", types[int(loss_type)]},
           {"scale_rewards", scal[int(scaling)]}, {"dynamic_sampling", dynamic_sampling}, {"lr", lr.lr},
           {"warmup_steps", lr.warmup_steps}, {"weight_decay", adamw.weight_decay}, {"clip_grad", clip_grad},
           {"seed", seed}};
+  if (lora.rank > 0) j["lora"] = lora.to_json();  // a resumed run must train the same adapter
+  return j;
 }
 
 namespace {
@@ -62,6 +64,7 @@ public:
     if (ref && s.beta != 0.0f) ref_decoder_ = std::make_unique<Decoder>(*ref);
     ids_.resize(size_t(s.micro_batch * L_));
   }
+  size_t activation_bytes() const { return pass_->activation_bytes(); }
 
   json operator()() {
     const auto t_sample = std::chrono::steady_clock::now();
@@ -274,8 +277,10 @@ GrpoSummary train_grpo(Model& policy, const Model* ref, const Tokenizer& tok, co
   ho.adamw = s.adamw;
   ho.settings = s.to_json();
   ho.resume = resume;
+  ho.lora = s.lora;
   TrainingHarness h(policy, ho);
   GrpoStep step(policy, ref, tok, tasks, reward, s, h);
+  h.print_memory_estimate(step.activation_bytes());
 
   std::fprintf(stderr, "rl: %zu tasks (%zu held out), %lld steps of %lld prompts × %lld completions, up to %lld new tokens, %d threads\n",
                tasks.size(), eval_tasks.size(), (long long)s.steps, (long long)s.prompts_per_step, (long long)s.group,

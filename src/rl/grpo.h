@@ -5,6 +5,8 @@
 // training harness's (train/harness.h); held-out accuracy is tasks/tasks.h's.
 #pragma once
 
+#include "model/lora.h"
+
 #include "model/model.h"
 #include "rl/grpo_loss.h"
 #include "tasks/tasks.h"
@@ -38,6 +40,7 @@ struct GrpoSettings {
   uint64_t seed = 1;
   int64_t eval_every = 0, save_every = 0;
   std::string out_dir;
+  LoraConfig lora;                // rank > 0: train a LoRA adapter on the frozen policy
   nlohmann::json to_json() const;
 };
 

@@ -5,13 +5,19 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "core/rng.h"
+#include "train/lora_training.h"
 #include "train/report.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+
+#include <sys/resource.h>
 
 namespace distill {
 
@@ -46,8 +52,13 @@ void write_metrics(const std::string& path, const std::vector<json>& lines) {
 }  // namespace
 
 TrainingHarness::TrainingHarness(Model& model, const HarnessOptions& opt)
-    : model_(model), opt_(opt), arena_(ParamArena::adopt(model)), adamw_(arena_, opt.adamw) {
+    : model_(model),
+      opt_(opt),
+      arena_(ParamArena::adopt(model)),
+      lora_(opt.lora.rank > 0 ? std::make_unique<LoraTraining>(model, opt.lora, opt.seed) : nullptr),
+      adamw_(trainable(), opt.adamw) {
   if (opt_.total_steps <= 0) fail("{}: the number of steps must be positive", opt_.name);
+  if (lora_ && !opt_.settings.contains("lora")) fail("internal: {} trains an adapter its settings do not record", opt_.name);
   if (opt_.n_items <= 0) fail("{}: no training data", opt_.name);
   opt_.lr.total_steps = opt_.total_steps * std::max<int64_t>(1, opt_.updates_per_step);
   const fs::path out(opt_.out_dir);
@@ -55,7 +66,8 @@ TrainingHarness::TrainingHarness(Model& model, const HarnessOptions& opt)
   grads_ = arena_.new_buffer();
   grad_views_ = arena_.views(grads_);
   if (opt_.resume && (train_checkpoint_exists(ckpt_dir_) || train_checkpoint_exists(ckpt_dir_ + ".old"))) {
-    state_ = load_train_checkpoint(ckpt_dir_, arena_, adamw_, opt_.settings);
+    state_ = load_train_checkpoint(ckpt_dir_, trainable(), adamw_, opt_.settings);
+    if (lora_) lora_->merge();
     metrics_ = read_metrics(metrics_path_, state_.step);
     if (DataParallel::leader())
       std::fprintf(stderr, "%s: resumed from %s at step %lld\n", opt_.name.c_str(), ckpt_dir_.c_str(), (long long)state_.step);
@@ -64,6 +76,31 @@ TrainingHarness::TrainingHarness(Model& model, const HarnessOptions& opt)
                  ckpt_dir_.c_str());
   }
   order_ = shuffled_indices(opt_.n_items, opt_.seed, state_.epoch);
+}
+
+TrainingHarness::~TrainingHarness() = default;
+
+ParamArena& TrainingHarness::trainable() { return lora_ ? lora_->arena() : arena_; }
+
+namespace {
+std::string mib(size_t bytes) { return fmt::format("{:.0f} MiB", double(bytes) / (1024.0 * 1024.0)); }
+}  // namespace
+
+void TrainingHarness::print_memory_estimate(size_t activation_bytes) const {
+  TrainingMemory m;
+  m.weights = arena_.size() * sizeof(float);
+  m.gradients = arena_.size() * sizeof(float) + (lora_ ? lora_->arena().size() * sizeof(float) : 0);
+  m.optimizer = 2 * (lora_ ? lora_->arena().size() : arena_.size()) * sizeof(float);  // AdamW's m and v
+  m.adapter_base = lora_ ? lora_->frozen_base_bytes() + lora_->arena().size() * sizeof(float) : 0;
+  m.activations = activation_bytes;
+  if (!DataParallel::leader()) return;
+  std::fprintf(stderr, "%s: memory estimate %s: weights %s, gradients %s, optimizer %s%s, activations %s\n", opt_.name.c_str(),
+               mib(m.total()).c_str(), mib(m.weights).c_str(), mib(m.gradients).c_str(), mib(m.optimizer).c_str(),
+               lora_ ? fmt::format(", adapter + frozen base {}", mib(m.adapter_base)).c_str() : "", mib(m.activations).c_str());
+  if (lora_)
+    std::fprintf(stderr, "%s: LoRA rank %lld (alpha %g) on %s: %zu trainable parameters of %zu\n", opt_.name.c_str(),
+                 (long long)opt_.lora.rank, double(opt_.lora.alpha), fmt::format("{}", fmt::join(opt_.lora.targets, ",")).c_str(),
+                 lora_->arena().size(), arena_.size());
 }
 
 // The items form one stream over the epochs; each call takes the next `ranks` of it, one per rank
@@ -82,20 +119,22 @@ int64_t TrainingHarness::next_item() {
 }
 
 double TrainingHarness::update() {
+  // The gradients of what is trained: the model's, or (LoRA) the adapter's, projected from them.
+  float* g = grads_.data<float>();
+  if (lora_) lora_->project_grads(grad_views_), g = lora_->grads();
+  const int64_t n = int64_t(trainable().size());
   // Data parallel: the ranks' gradients (each the mean over its rows) summed, then averaged: the
   // mean over the global batch, as one process would have it (up to summation order).
   if (DataParallel::size() > 1) {
-    float* g = grads_.data<float>();
-    DataParallel::sum(g, arena_.size());
+    DataParallel::sum(g, size_t(n));
     const float inv = 1.0f / float(DataParallel::size());
-    const int64_t n = arena_.size();
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; ++i) g[i] *= inv;
   }
-  const double norm = opt_.clip > 0 ? clip_grad_norm(grads_.data<float>(), arena_.size(), opt_.clip)
-                                    : global_grad_norm(grads_.data<float>(), arena_.size());
+  const double norm = opt_.clip > 0 ? clip_grad_norm(g, size_t(n), opt_.clip) : global_grad_norm(g, size_t(n));
   last_lr_ = opt_.lr.at(adamw_.steps());
-  adamw_.step(arena_.data(), grads_.data<float>(), last_lr_);
+  adamw_.step(trainable().data(), g, last_lr_);
+  if (lora_) lora_->merge();  // the model sees the updated adapter
   std::memset(grads_.raw(), 0, grads_.nbytes());
   ++updates_this_step_;
   return norm;
@@ -104,7 +143,7 @@ double TrainingHarness::update() {
 float TrainingHarness::lr_now() const { return last_lr_; }
 
 void TrainingHarness::save_checkpoint() {
-  save_train_checkpoint(ckpt_dir_, arena_, adamw_, state_, opt_.settings);
+  save_train_checkpoint(ckpt_dir_, trainable(), adamw_, state_, opt_.settings);
   write_metrics(metrics_path_, metrics_);
 }
 
@@ -157,9 +196,16 @@ void TrainingHarness::finish(const json& summary) {
   // The result: a normal model directory (config.json + model.safetensors) beside the run's records.
   const fs::path out(opt_.out_dir);
   model_.save(out.string());
+  if (lora_) lora_->write_peft((out / "adapter").string());  // and the adapter alone, in PEFT's layout
   write_metrics(metrics_path_, metrics_);
-  write_training_report((out / "report.html").string(), "distill " + opt_.name + ": " + out.filename().string(), metrics_,
-                        summary, opt_.settings);
+  // The measured peak (resident set, this process) beside the estimate printed at the start.
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  json s = summary;
+  s["peak memory (RSS)"] = mib(size_t(ru.ru_maxrss) * 1024);
+  std::fprintf(stderr, "%s: peak memory (RSS) %s\n", opt_.name.c_str(), mib(size_t(ru.ru_maxrss) * 1024).c_str());
+  write_training_report((out / "report.html").string(), "distill " + opt_.name + ": " + out.filename().string(), metrics_, s,
+                        opt_.settings);
 }
 
 }  // namespace distill

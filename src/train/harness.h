@@ -1,15 +1,17 @@
 // TrainingHarness: the one training loop. `train` (CE / KD) and `rl` (GRPO) plug in a step that
 // turns data into gradients; the harness owns everything around it, once:
-//   - the parameter arena, AdamW and the learning-rate schedule;
+//   - the parameter arena (or a LoRA adapter over it: train/lora_training.h), AdamW and the
+//     learning-rate schedule; the memory estimate before the run and the measured peak after;
 //   - resume: checkpoint (parameters, moments, step, data cursor) and metrics.jsonl up to that
 //     step, refused when the run-defining settings differ, a warning when --resume finds none;
 //   - the data cursor: a shuffled order of the run's items per epoch, from the seed;
 //   - per step: zeroed gradients, clip, AdamW update, the non-finite guard, periodic evaluation,
 //     progress line, periodic checkpoint (atomic) — and a kill hook for the resume tests;
-//   - at the end: the model directory, metrics.jsonl, report.html.
+//   - at the end: the model directory (and adapter/ under LoRA), metrics.jsonl, report.html.
 #pragma once
 
 #include "model/model.h"
+#include "model/lora.h"
 #include "train/adamw.h"
 #include "train/param_arena.h"
 #include "train/train_checkpoint.h"
@@ -37,12 +39,22 @@ struct HarnessOptions {
   AdamWSettings adamw;
   nlohmann::json settings;          // run-defining settings, stored in checkpoints and the report
   bool resume = false;
+  LoraConfig lora;                  // rank > 0: train a LoRA adapter on the frozen model instead
+};
+
+class LoraTraining;
+
+// What a run holds in memory, in bytes, for the estimate printed before it starts.
+struct TrainingMemory {
+  size_t weights = 0, gradients = 0, optimizer = 0, adapter_base = 0, activations = 0;
+  size_t total() const { return weights + gradients + optimizer + adapter_base + activations; }
 };
 
 class TrainingHarness {
 public:
   // Adopts the model's weights into an f32 arena (the model sees every update).
   TrainingHarness(Model& model, const HarnessOptions& opt);
+  ~TrainingHarness();
 
   // --- for the step function ---
   ModelWeights& grads() { return grad_views_; }  // zeroed before each step
@@ -69,14 +81,19 @@ public:
   const std::vector<nlohmann::json>& metrics() const { return metrics_; }
   ParamArena& arena() { return arena_; }
 
+  // Prints the memory estimate (the step's activations added by the caller) before the run.
+  void print_memory_estimate(size_t activation_bytes) const;
+
 private:
   void save_checkpoint();
   void average_over_ranks(nlohmann::json& m);
 
   Model& model_;
   HarnessOptions opt_;
-  ParamArena arena_;
-  AdamW adamw_;
+  ParamArena arena_;                   // the model's weights (merged with the adapter under LoRA)
+  std::unique_ptr<LoraTraining> lora_; // the adapter being trained, if any
+  AdamW adamw_;                        // over trainable(): the arena, or the adapter's
+  ParamArena& trainable();
   Tensor grads_;
   ModelWeights grad_views_;
   TrainState state_;

@@ -22,6 +22,17 @@ ParamArena ParamArena::adopt(Model& model) {
   return a;
 }
 
+ParamArena ParamArena::of_matrices(const std::vector<std::pair<std::string, Shape>>& matrices) {
+  ParamArena a;
+  for (const auto& [name, shape] : matrices) {
+    const size_t numel = size_t(shape_numel(shape));
+    a.entries_.push_back({name, shape, a.size_, numel, true});
+    a.size_ += numel;
+  }
+  a.params_ = Tensor::zeros(DType::F32, {int64_t(a.size_)});
+  return a;
+}
+
 ModelWeights ParamArena::views(Tensor& buffer) const {
   ModelWeights w;
   std::vector<ParamRef> refs = list_params(config_, w);

@@ -25,6 +25,8 @@ public:
   // Copies `model`'s weights (any float dtype) into a new f32 arena and points the model's
   // weights at it: training updates the arena and the model sees the updates.
   static ParamArena adopt(Model& model);
+  // A zeroed arena of named matrices that belong to no model (LoRA adapters); offsets assigned here.
+  static ParamArena of_matrices(const std::vector<std::pair<std::string, Shape>>& matrices);
 
   size_t size() const { return size_; }
   float* data() { return params_.data<float>(); }

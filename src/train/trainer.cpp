@@ -32,7 +32,7 @@ using nlohmann::json;
 json TrainSettings::to_json() const {
   const char* div[] = {"fkl", "rkl", "jsd", "tvd"};
   const char* decay[] = {"constant", "cosine", "linear"};
-  return {{"batch", batch}, {"seq_len", seq_len}, {"grad_accum", grad_accum}, {"steps", steps},
+  json j = {{"batch", batch}, {"seq_len", seq_len}, {"grad_accum", grad_accum}, {"steps", steps},
           {"lr", lr.lr}, {"min_lr_ratio", lr.min_lr_ratio}, {"warmup_steps", lr.warmup_steps},
           {"lr_decay", decay[int(lr.decay)]}, {"beta1", adamw.beta1}, {"beta2", adamw.beta2}, {"eps", adamw.eps},
           {"weight_decay", adamw.weight_decay}, {"decay_vectors", adamw.decay_vectors}, {"clip", clip},
@@ -40,6 +40,8 @@ json TrainSettings::to_json() const {
           {"temperature", kd.temperature}, {"beta", kd.beta}, {"t2_scale", kd.t2_scale},
           {"topk_mode", topk_mode == TopKMode::Tail ? "tail" : "renormalize"}, {"on_policy", on_policy},
           {"on_policy_temperature", on_policy_temperature}};
+  if (lora.rank > 0) j["lora"] = lora.to_json();  // a resumed run must train the same adapter
+  return j;
 }
 
 namespace {
@@ -69,6 +71,7 @@ public:
   }
   bool use_kd() const { return use_kd_; }
   int64_t tokens() const { return tokens_; }
+  size_t activation_bytes() const { return pass_.activation_bytes(); }
 
   json operator()() {
     const auto t0 = std::chrono::steady_clock::now();
@@ -229,6 +232,7 @@ HarnessOptions harness_options(const TrainSettings& s, int64_t total_steps, int6
   ho.settings["teacher"] = teacher;
   ho.settings["soft_labels"] = soft_kd;
   ho.resume = resume;
+  ho.lora = s.lora;
   return ho;
 }
 
@@ -246,6 +250,7 @@ TrainSummary train_model(Model& student, const TokenDataset& train, const TokenD
   const bool soft_kd = !teacher && (train.k() > 0 || scorer) && s.kd_alpha > 0;
   TrainingHarness h(student, harness_options(s, total_steps, train.n_rows(), teacher != nullptr, soft_kd, resume));
   TrainStep step(student, tok, train, teacher, scorer, s, h);
+  h.print_memory_estimate(step.activation_bytes());
   if (DataParallel::leader())
     std::fprintf(stderr, "train: %lld rows of %lld tokens (%lld held out), %lld steps of %lld×%lld×%lld tokens, %d threads%s\n",
                  (long long)train.n_rows(), (long long)s.seq_len, (long long)eval.n_rows(), (long long)total_steps,

@@ -4,6 +4,7 @@
 // metrics.jsonl and report.html.
 #pragma once
 
+#include "model/lora.h"
 #include "model/model.h"
 #include "train/adamw.h"
 #include "train/dataset.h"
@@ -40,6 +41,7 @@ struct TrainSettings {
   double on_policy = 0;
   float on_policy_temperature = 1.0f;
   std::string out_dir;
+  LoraConfig lora;            // rank > 0: train a LoRA adapter instead of the whole model
 
   // The settings that define the run (a resumed run must use the same ones).
   nlohmann::json to_json() const;

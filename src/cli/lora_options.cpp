@@ -1,0 +1,48 @@
+// The LoRA options shared by the commands: training an adapter (train, rl) and using one
+// (run, serve, eval, bench).
+#include "cli/commands.h"
+
+#include "core/error.h"
+#include "model/lora.h"
+
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+
+namespace distill {
+
+void add_lora_train_options(CLI::App* cmd, LoraOptions* o) {
+  cmd->add_option("--lora-rank", o->rank, "Train a LoRA adapter of this rank on the frozen model instead of all its weights (0 = off)")
+      ->capture_default_str()->check(CLI::Range(0, 4096));
+  cmd->add_option("--lora-alpha", o->alpha, "LoRA scale numerator: W' = W + alpha/r · B A (default: 2 × rank)")->check(CLI::PositiveNumber);
+  cmd->add_option("--lora-targets", o->targets, "Adapted matrices: all-linear, or a comma list of q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj")
+      ->capture_default_str();
+  cmd->add_flag("--rslora", o->rslora, "Rank-stabilised scale alpha/√r (rsLoRA)");
+}
+
+LoraConfig lora_config(const LoraOptions& o, const std::string& base_model) {
+  LoraConfig c;
+  if (o.rank <= 0) return c;
+  c.rank = o.rank;
+  c.alpha = o.alpha > 0 ? o.alpha : 2.0f * float(o.rank);
+  c.rslora = o.rslora;
+  c.targets = parse_lora_targets(o.targets);
+  c.base_model = base_model;
+  return c;
+}
+
+void add_lora_adapter_option(CLI::App* cmd, std::string* dir) {
+  cmd->add_option("--lora", *dir, "LoRA adapter directory (PEFT layout: adapter_config.json + adapter_model.safetensors), merged at load");
+}
+
+Model load_model(const std::string& path, const std::string& lora_dir) {
+  Model m = Model::load(path);
+  if (!lora_dir.empty()) {
+    const LoraConfig c = merge_peft_adapter(m, lora_dir);
+    std::fprintf(stderr, "lora: merged %s (rank %lld, alpha %g) into %s\n", lora_dir.c_str(), (long long)c.rank, double(c.alpha),
+                 path.c_str());
+  }
+  return m;
+}
+
+}  // namespace distill
