@@ -83,7 +83,10 @@ TrainingHarness::~TrainingHarness() = default;
 ParamArena& TrainingHarness::trainable() { return lora_ ? lora_->arena() : arena_; }
 
 namespace {
-std::string mib(size_t bytes) { return fmt::format("{:.0f} MiB", double(bytes) / (1024.0 * 1024.0)); }
+std::string mib(size_t bytes) {
+  const double m = double(bytes) / (1024.0 * 1024.0);
+  return m < 100 ? fmt::format("{:.1f} MiB", m) : fmt::format("{:.0f} MiB", m);
+}
 }  // namespace
 
 void TrainingHarness::print_memory_estimate(size_t activation_bytes) const {
