@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <fstream>
 #include <sstream>
 #include <vector>
@@ -62,6 +63,14 @@ double measure_read_bandwidth(size_t bytes, int reps) {
     best = std::max(best, double(nv * sizeof(v8)) / s / 1e9);
   }
   return best;
+}
+
+std::string utc_now(const char* format) {
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char buf[64];
+  return std::string(buf, std::strftime(buf, sizeof buf, format, &tm));
 }
 
 }  // namespace distill

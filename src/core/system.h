@@ -7,6 +7,8 @@
 
 namespace distill {
 
+// The current time in UTC through strftime, e.g. "%Y-%m-%d".
+std::string utc_now(const char* format);
 std::string cpu_model_name();   // /proc/cpuinfo's "model name", or "unknown"
 std::string cpu_isa_flags();    // the extensions kernels care about, e.g. "avx2 fma f16c avx512f ..."
 // GB/s of a parallel streaming sum over `bytes` (best of `reps`), with the current thread count.

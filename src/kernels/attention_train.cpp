@@ -35,6 +35,25 @@ void visible(int64_t i, int64_t kf, const TrainAttentionShape& s, int64_t* lo, i
   *hi = i + 1 - kf;
 }
 
+// One block's scores: P [rows, nk] = scale · Q_I K^T for query rows [i0, i0 + rows) against keys
+// [kf, kf + nk); then `row_fn(row, lo, hi, r)` turns row r's visible entries [lo, hi) into
+// probabilities, and the masked ones (past the window, the future) are set to 0.
+template <class RowFn>
+void block_probabilities(float* P, const float* qb, const float* kb, int64_t i0, int64_t rows, int64_t kf, int64_t nk,
+                         const TrainAttentionShape& s, RowFn&& row_fn) {
+  const int64_t QD = s.n_head * s.head_dim, KVD = s.n_kv_head * s.head_dim;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(nk), int(s.head_dim), s.scale, qb, int(QD), kb,
+              int(KVD), 0.0f, P, int(nk));
+  for (int64_t r = 0; r < rows; ++r) {
+    float* row = P + r * nk;
+    int64_t lo, hi;
+    visible(i0 + r, kf, s, &lo, &hi);
+    row_fn(row, lo, hi, r);
+    std::fill(row, row + lo, 0.0f);
+    std::fill(row + hi, row + nk, 0.0f);
+  }
+}
+
 }  // namespace
 
 size_t attention_train_scratch_floats(const TrainAttentionShape& s) {
@@ -54,22 +73,15 @@ void attention_train_forward(float* out, float* lse, const float* q, const float
       const float* qb = q + (b * T + i0) * QD + h * HD;
       const float* kb = k + (b * T + kf) * KVD + g * HD;
       const float* vb = v + (b * T + kf) * KVD + g * HD;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(nk), int(HD), s.scale, qb, int(QD), kb, int(KVD),
-                  0.0f, P, int(nk));
-      for (int64_t r = 0; r < rows; ++r) {
-        float* row = P + r * nk;
-        int64_t lo, hi;
-        visible(i0 + r, kf, s, &lo, &hi);
+      block_probabilities(P, qb, kb, i0, rows, kf, nk, s, [&](float* row, int64_t lo, int64_t hi, int64_t r) {
         float max = row[lo];
         for (int64_t j = lo + 1; j < hi; ++j) max = std::max(max, row[j]);
         float sum = 0.0f;
         for (int64_t j = lo; j < hi; ++j) sum += (row[j] = std::exp(row[j] - max));
         const float inv = 1.0f / sum;
         for (int64_t j = lo; j < hi; ++j) row[j] *= inv;
-        std::fill(row, row + lo, 0.0f);        // past the window
-        std::fill(row + hi, row + nk, 0.0f);   // the future
         lse[bh * T + i0 + r] = max + std::log(sum);
-      }
+      });
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows), int(HD), int(nk), 1.0f, P, int(nk), vb, int(KVD),
                   0.0f, out + (b * T + i0) * QD + h * HD, int(QD));
     }
@@ -102,17 +114,10 @@ void attention_backward(float* d_q, float* d_k, float* d_v, const float* d_out, 
         const float* kb = k + (b * T + kf) * KVD + g * HD;
         const float* vb = v + (b * T + kf) * KVD + g * HD;
         // P again, from the scores and the forward's log-denominators
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(nk), int(HD), s.scale, qb, int(QD), kb, int(KVD),
-                    0.0f, P, int(nk));
-        for (int64_t r = 0; r < rows; ++r) {
-          float* row = P + r * nk;
-          int64_t lo, hi;
-          visible(i0 + r, kf, s, &lo, &hi);
+        block_probabilities(P, qb, kb, i0, rows, kf, nk, s, [&](float* row, int64_t lo, int64_t hi, int64_t r) {
           const float l = lse[bh * T + i0 + r];
           for (int64_t j = lo; j < hi; ++j) row[j] = std::exp(row[j] - l);
-          std::fill(row, row + lo, 0.0f);
-          std::fill(row + hi, row + nk, 0.0f);
-        }
+        });
         // dV += P^T dO ;  dP = dO V^T
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(nk), int(HD), int(rows), 1.0f, P, int(nk), dOb, int(QD),
                     1.0f, dvb + kf * KVD, int(KVD));

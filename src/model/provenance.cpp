@@ -3,6 +3,7 @@
 #include "core/atomic_file.h"
 #include "core/digest.h"
 #include "core/error.h"
+#include "core/system.h"
 #include "formats/gguf.h"
 #include "model/gguf_model.h"  // is_gguf_file
 
@@ -57,15 +58,6 @@ std::vector<fs::path> files_in(const fs::path& dir, const std::string& extension
   return out;
 }
 
-std::string utc_now() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 }  // namespace
 
 json fingerprint_model(const std::string& path) {
@@ -100,7 +92,7 @@ json read_provenance(const std::string& path) {
 
 json provenance_record(const std::string& command, const std::string& parent, const std::string& teacher,
                        const std::vector<std::string>& data, const json& settings) {
-  json r = {{"created", utc_now()}, {"tool", kToolVersion}, {"command", command}, {"settings", settings}};
+  json r = {{"created", utc_now("%Y-%m-%dT%H:%M:%SZ")}, {"tool", kToolVersion}, {"command", command}, {"settings", settings}};
   if (!parent.empty()) {
     r["parent"] = fingerprint_model(parent);
     r["parent"]["path"] = fs::absolute(parent).lexically_normal().string();

@@ -1,21 +1,13 @@
 #include "sample/watermark.h"
 
 #include "core/digest.h"
+#include "core/rng.h"
 
 #include <algorithm>
 #include <cmath>
 
 namespace distill {
 namespace {
-
-// splitmix64's finaliser: every input bit reaches every output bit.
-uint64_t mix64(uint64_t x) {
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ull;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
 
 // Green when the token's hash falls in the lowest gamma share of 64-bit values.
 uint64_t green_threshold(float gamma) {

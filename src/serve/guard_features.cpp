@@ -1,5 +1,7 @@
 #include "serve/guard_features.h"
 
+#include "core/rng.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -10,14 +12,6 @@
 
 namespace distill {
 namespace {
-
-uint64_t mix64(uint64_t x) {
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ull;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
 
 // 0 below `lo`, 1 above `hi`, linear between (hi < lo: the feature counts as the value falls).
 double ramp(double v, double lo, double hi) { return std::clamp((v - lo) / (hi - lo), 0.0, 1.0); }

@@ -1,6 +1,7 @@
 #include "tokenizer/chat_template.h"
 
 #include "core/error.h"
+#include "core/system.h"
 #include "tokenizer/tokenizer.h"
 
 #include <nlohmann/json.hpp>
@@ -22,15 +23,6 @@ constexpr FamilyName kNames[] = {{F::ChatML, "chatml"}, {F::Qwen25, "qwen2.5"}, 
                                  {F::Llama3, "llama3"}, {F::Llama2, "llama2"}, {F::Mistral, "mistral"},
                                  {F::DeepSeekR1, "deepseek-r1"}, {F::Harmony, "harmony"}};
 
-// Today's date (UTC) as YYYY-MM-DD, for harmony's system message.
-std::string today_utc() {
-  const std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char buf[16];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d", &tm);
-  return buf;
-}
 
 std::string trim(const std::string& s) {
   const size_t b = s.find_first_not_of(" \t\r\n"), e = s.find_last_not_of(" \t\r\n");
@@ -175,7 +167,7 @@ std::string ChatTemplate::render(const std::vector<ChatMessage>& msgs, bool gen)
     }
     case F::Harmony: {
       out = "<|start|>system<|message|>You are ChatGPT, a large language model trained by OpenAI.\nKnowledge cutoff: 2024-06\n"
-            "Current date: " + (date_.empty() ? today_utc() : date_) + "\n\nReasoning: " + effort_ +
+            "Current date: " + (date_.empty() ? utc_now("%Y-%m-%d") : date_) + "\n\nReasoning: " + effort_ +
             "\n\n# Valid channels: analysis, commentary, final. Channel must be included for every message.<|end|>";
       std::string instructions;  // the caller's system prompt(s): harmony's developer message
       for (const ChatMessage& m : msgs)
