@@ -23,9 +23,12 @@ threads=$(nproc)
 work=$(mktemp -d /tmp/distill-dp-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 "$distill" init --preset "$preset" --tokenizer bytes --seed 1 -o "$work/student" > /dev/null 2>&1
-# Text: the C headers of this machine, as (prompt, completion) pairs of bytes.
+# Text: the C headers of this machine, as (prompt, completion) pairs of bytes. (`head` closes the
+# pipe early on purpose: not a failure.)
+set +o pipefail
 find /usr/include -name '*.h' | head -400 | xargs cat 2> /dev/null | head -c 4000000 |
-  jq -R -s -c 'split("\n\n")[] | select(length > 200) | {prompt: .[0:64], completion: .[64:1000]}' > "$work/data.jsonl"
+  jq -R -s -c 'split("\n\n")[] | select(length > 200) | {prompt: .[0:64], completion: .[64:224]}' > "$work/data.jsonl"
+set -o pipefail
 args="train --student $work/student --data $work/data.jsonl --steps $steps --batch $batch --seq-len $seq --eval-fraction 0 --save-every 0 --seed 1"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 uptime
