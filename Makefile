@@ -27,13 +27,14 @@ test-asan: deps
 	@cd $(BUILD_ASAN) && ctest --output-on-failure -j $(JOBS) -LE slow
 
 # libFuzzer targets (clang, ASan + UBSan) from the committed seed corpora, FUZZ_SECONDS each
-# (or FUZZ_RUNS executions each from a fixed seed: CI's deterministic smoke run).
+# (or FUZZ_RUNS executions each from a fixed seed: CI's deterministic smoke run). FUZZ_TARGETS
+# names a subset (e.g. "gguf safetensors"); all by default.
 fuzz:
 	@bash scripts/install-deps.sh fuzz
 	@CC=clang CXX=clang++ cmake -S . -B $(BUILD_FUZZ) -G Ninja -DCMAKE_BUILD_TYPE=Fuzz -DCMAKE_CXX_FLAGS_FUZZ="-O1 -gline-tables-only" -DDISTILL_FUZZ=ON \
 		-DDISTILL_TESTS=OFF -DDISTILL_BENCH=OFF >/dev/null
-	@cmake --build $(BUILD_FUZZ) -j $(JOBS) --target fuzz_all
-	@FUZZ_RUNS=$(FUZZ_RUNS) bash fuzz/run.sh $(BUILD_FUZZ) $(FUZZ_SECONDS)
+	@cmake --build $(BUILD_FUZZ) -j $(JOBS) --target $(if $(FUZZ_TARGETS),$(addprefix fuzz_,$(FUZZ_TARGETS)),fuzz_all)
+	@FUZZ_RUNS=$(FUZZ_RUNS) FUZZ_TARGETS="$(FUZZ_TARGETS)" bash fuzz/run.sh $(BUILD_FUZZ) $(FUZZ_SECONDS)
 
 demo: build
 	@./$(BUILD)/distill demo

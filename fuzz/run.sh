@@ -5,6 +5,7 @@
 # exits 1; once fixed, it goes to fuzz/regressions/T (replayed by every run) and gets a ctest.
 #   fuzz/run.sh BUILD_DIR SECONDS
 # FUZZ_RUNS=N instead: N executions per target from seed 1 — deterministic, for CI's smoke run.
+# FUZZ_TARGETS="a b": only those targets (all built ones by default).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:?usage: fuzz/run.sh BUILD_DIR SECONDS}
@@ -16,6 +17,7 @@ printf '%-16s %12s %10s %10s %9s\n' target executions seeds corpus findings
 total_runs=0 total_new=0 passed=0 failed=0
 for bin in "$build"/fuzz_*; do
   t=${bin##*/fuzz_}
+  if [ -n "${FUZZ_TARGETS:-}" ] && [[ " $FUZZ_TARGETS " != *" $t "* ]]; then continue; fi
   work=$build/fuzz-corpus/$t
   mkdir -p "$work"
   seeds=$(ls "$root/fuzz/corpus/$t" 2>/dev/null | wc -l)
