@@ -189,6 +189,9 @@ TEST(Lora, BadAdaptersAndOptionsAreRefusedWithTheirName) {
                           " --lora-rank 4 --lora-targets q_proj,wq -o " + (dir / "x"));
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("unknown module 'wq'"), std::string::npos) << r.output;
+  r = run("train --student " + (dir / "base") + " --data " + (dir / "text.txt") + kArgs + " --lora-alpha 16 -o " + (dir / "x"));
+  EXPECT_EQ(r.exit_code, 1) << "an adapter option without a rank would be ignored silently";
+  EXPECT_NE(r.output.find("give --lora-rank"), std::string::npos) << r.output;
 
   // An adapter of another model's shape, DoRA, a tensor that adapts nothing: refused, named.
   const auto write_adapter = [&](const std::string& name, const json& config, const std::string& key, Shape a_shape) {

@@ -22,7 +22,11 @@ void add_lora_train_options(CLI::App* cmd, LoraOptions* o) {
 
 LoraConfig lora_config(const LoraOptions& o, const std::string& base_model) {
   LoraConfig c;
-  if (o.rank <= 0) return c;
+  if (o.rank <= 0) {
+    if (o.alpha > 0 || o.rslora || o.targets != "all-linear")
+      fail("--lora-alpha, --lora-targets and --rslora shape an adapter: give --lora-rank R as well");
+    return c;
+  }
   c.rank = o.rank;
   c.alpha = o.alpha > 0 ? o.alpha : 2.0f * float(o.rank);
   c.rslora = o.rslora;
