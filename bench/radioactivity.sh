@@ -8,17 +8,19 @@
 #   students  both start from the demo's CE student and train the same steps on the teacher's
 #             answers to the same prompts: one set watermarked, one plain
 #
-# usage: bench/radioactivity.sh [--steps 300] [--prompts 2000] [--temperature 1.0]
+# usage: bench/radioactivity.sh [--steps 300] [--prompts 2000] [--temperature 1.0] [--delta 2] [--kd-alpha 0.5]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 distill=${DISTILL:-$root/build/distill}
-steps=300 prompts=2000 temperature=1.0
+steps=300 prompts=2000 temperature=1.0 delta=2 kd_alpha=0.5
 while [ $# -gt 0 ]; do
   case $1 in
     --steps) steps=$2; shift 2 ;;
     --prompts) prompts=$2; shift 2 ;;
     --temperature) temperature=$2; shift 2 ;;
-    *) echo "usage: $0 [--steps N] [--prompts N] [--temperature T]" >&2; exit 2 ;;
+    --delta) delta=$2; shift 2 ;;
+    --kd-alpha) kd_alpha=$2; shift 2 ;;
+    *) echo "usage: $0 [--steps N] [--prompts N] [--temperature T] [--delta D] [--kd-alpha A]" >&2; exit 2 ;;
   esac
 done
 work=${WORK:-/tmp/distill-radioactivity}
@@ -33,7 +35,7 @@ printf 'the owner keeps this secret\n' > "$work/key"
 port=$((20000 + RANDOM % 20000))
 for kind in marked plain; do
   flags=""
-  [ $kind = marked ] && flags="--watermark-all --watermark-key-file $work/key"
+  [ $kind = marked ] && flags="--watermark-all --watermark-key-file $work/key --watermark-delta $delta"
   "$distill" serve "$demo/teacher" --port $port --parallel 8 $flags > "$work/serve-$kind.log" 2>&1 &
   server=$!
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/health" > /dev/null && break; sleep 0.1; done
@@ -44,7 +46,7 @@ for kind in marked plain; do
   kill $server; wait $server 2> /dev/null || true
   rm -rf "$work/student-$kind"
   "$distill" train --student "$demo/student-ce" --data "$work/labels-$kind" -o "$work/student-$kind" \
-    --steps "$steps" --batch 16 --seq-len 160 --lr 0.001 --seed 2 > "$work/train-$kind.log" 2>&1
+    --steps "$steps" --batch 16 --seq-len 160 --lr 0.001 --seed 2 --kd-alpha "$kd_alpha" > "$work/train-$kind.log" 2>&1
 done
 
 echo "| student trained on | contexts | green mass | z | p-value | verdict |"
