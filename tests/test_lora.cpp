@@ -83,17 +83,6 @@ void write_text(const std::string& path) {
   for (int i = 0; i < 400; ++i) out << "the cat sat on the mat. the dog sat on the log. ";
 }
 
-double last_eval_loss(const std::string& metrics_path) {
-  std::ifstream in(metrics_path);
-  std::string line;
-  double loss = -1;
-  while (std::getline(in, line)) {
-    const json j = json::parse(line);
-    if (j.contains("eval_loss")) loss = j["eval_loss"];
-  }
-  return loss;
-}
-
 const char* kArgs = " --steps 60 --batch 4 --seq-len 32 --lr 0.01 --warmup 3 --save-every 10 --eval-every 30 --seed 2";
 
 }  // namespace
@@ -112,7 +101,7 @@ TEST(Lora, TrainsAnAdapterInPeftLayoutThatRunAndServeMerge) {
   EXPECT_NE(r.output.find("LoRA rank 4"), std::string::npos) << r.output;
 
   // It learned: the held-out loss far below the random base's (ln 256 ≈ 5.5 at chance).
-  const double lora_loss = last_eval_loss(dir / "a/metrics.jsonl");
+  const double lora_loss = test::last_eval_loss(dir / "a/metrics.jsonl");
   EXPECT_GT(lora_loss, 0.0);
   EXPECT_LT(lora_loss, 2.0) << "a rank-4 adapter on every projection learns the repeated text";
   std::printf("held-out loss after 60 steps of LoRA: %.3f\n", lora_loss);

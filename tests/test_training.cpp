@@ -15,6 +15,7 @@
 
 namespace distill {
 using test::TempDir;
+using test::last_eval_loss;
 namespace fs = std::filesystem;
 
 namespace {
@@ -39,17 +40,6 @@ void write_language(const std::string& path, int n_examples, int len) {
     }
     out << nlohmann::json{{"ids", ids}, {"mask", mask}}.dump() << "\n";
   }
-}
-
-double last_eval_loss(const std::string& metrics_path) {
-  std::ifstream in(metrics_path);
-  std::string line;
-  double loss = -1;
-  while (std::getline(in, line)) {
-    auto j = nlohmann::json::parse(line);
-    if (j.contains("eval_loss")) loss = j["eval_loss"];
-  }
-  return loss;
 }
 
 const char* kTrainArgs = " --steps 200 --batch 8 --seq-len 16 --lr 0.003 --warmup 5 --save-every 20 --eval-every 50 --seed 3";

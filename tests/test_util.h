@@ -5,6 +5,7 @@
 #include "core/tensor.h"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <cmath>
@@ -109,5 +110,17 @@ inline int kill_at_random(const std::string& args, int times, int full_ms, uint3
 }
 
 inline std::string reference_path(const std::string& file) { return std::string(DISTILL_REFERENCE_DIR) + "/" + file; }
+
+// The last held-out loss a training run recorded in its metrics.jsonl (-1 if none).
+inline double last_eval_loss(const std::string& metrics_path) {
+  std::ifstream in(metrics_path);
+  std::string line;
+  double loss = -1;
+  while (std::getline(in, line)) {
+    const nlohmann::json j = nlohmann::json::parse(line);
+    if (j.contains("eval_loss")) loss = j["eval_loss"];
+  }
+  return loss;
+}
 
 }  // namespace distill::test

@@ -90,13 +90,13 @@ std::string mib(size_t bytes) {
 }  // namespace
 
 void TrainingHarness::print_memory_estimate(size_t activation_bytes) const {
+  if (!DataParallel::leader()) return;
   TrainingMemory m;
   m.weights = arena_.size() * sizeof(float);
   m.gradients = arena_.size() * sizeof(float) + (lora_ ? lora_->arena().size() * sizeof(float) : 0);
   m.optimizer = 2 * (lora_ ? lora_->arena().size() : arena_.size()) * sizeof(float);  // AdamW's m and v
   m.adapter_base = lora_ ? lora_->frozen_base_bytes() + lora_->arena().size() * sizeof(float) : 0;
   m.activations = activation_bytes;
-  if (!DataParallel::leader()) return;
   std::fprintf(stderr, "%s: memory estimate %s: weights %s, gradients %s, optimizer %s%s, activations %s\n", opt_.name.c_str(),
                mib(m.total()).c_str(), mib(m.weights).c_str(), mib(m.gradients).c_str(), mib(m.optimizer).c_str(),
                lora_ ? fmt::format(", adapter + frozen base {}", mib(m.adapter_base)).c_str() : "", mib(m.activations).c_str());
