@@ -12,8 +12,8 @@
 #   BENCH_DIR=...   where the model files are kept between runs (default: $TMPDIR/distill-vs-llamacpp)
 #
 # Models: random weights over a byte-level vocabulary padded to the real size (distill init
-# --tokenizer bytes --vocab N), written by `distill convert` (f32, q8_0, q4_0) and by llama.cpp's
-# own llama-quantize (Q4_K_M, from the f32 file): the K-quant file is the one people download.
+# --tokenizer bytes --vocab N), written by `distill convert --type f32|q8_0|q4_0|q4_k_m` (Q4_K_M
+# with the same tensor types as llama-quantize gives it: the K-quant mix people download).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 distill=${DISTILL:-$root/build/distill}
@@ -42,15 +42,7 @@ make_dir() {  # name, then distill init options
 }
 make_gguf() {  # model dir name, type
   local f="$dir/$1-$2.gguf"
-  if [ ! -f "$f" ]; then
-    if [ "$2" = q4_k_m ]; then
-      make_gguf "$1" f32 >/dev/null
-      "$peer" llama-quantize "$dir/$1-f32.gguf" "$f" Q4_K_M > "$dir/quantize.log" 2>&1 ||
-        { echo "vs_llamacpp: llama-quantize failed, see $dir/quantize.log" >&2; exit 1; }
-    else
-      "$distill" convert "$dir/$1" -o "$f" --type "$2" >&2
-    fi
-  fi
+  [ -f "$f" ] || "$distill" convert "$dir/$1" -o "$f" --type "$2" >&2
   echo "$f"
 }
 make_dir llama-15m --preset 15m --vocab 32000
@@ -64,11 +56,7 @@ if [ $big = 1 ]; then
  "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "max_position_embeddings": 4096}
 EOF
   make_dir qwen2-1.5b --config "$dir/qwen2-1.5b.json" --vocab 151936 --dtype f16
-  for t in q8_0 q4_0; do files+=("$(make_gguf qwen2-1.5b $t)"); done
-  if [ ! -f "$dir/qwen2-1.5b-q4_k_m.gguf" ]; then
-    "$peer" llama-quantize "$(make_gguf qwen2-1.5b f16)" "$dir/qwen2-1.5b-q4_k_m.gguf" Q4_K_M > "$dir/quantize.log" 2>&1
-  fi
-  files+=("$dir/qwen2-1.5b-q4_k_m.gguf")
+  for t in q8_0 q4_0 q4_k_m; do files+=("$(make_gguf qwen2-1.5b $t)"); done
 fi
 
 # ---- the machine: let the load of making the models settle (up to 3 minutes)

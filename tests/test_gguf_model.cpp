@@ -203,4 +203,41 @@ TEST(GgufCli, ConvertQuantizeInfoRoundTrips) {
   EXPECT_NE(r.output.find("empty.gguf"), std::string::npos) << r.output;
 }
 
+// --type q4_k_m types each tensor as llama.cpp's Q4_K_M does: Q6_K for the (tied) output matrix
+// and for attn_v / ffn_down of layers 0, 3, 6, 7 of 8 (the first and last eighth, every third
+// between), Q4_K for the rest; rows that are not whole 256-blocks fall back to Q8_0.
+TEST(GgufCli, KQuantMixTypesEachTensorAsLlamaCppDoes) {
+  TempDir dir;
+  for (const int64_t width : {256, 288}) {
+    const nlohmann::json j = {{"model_type", "llama"}, {"vocab_size", 300}, {"hidden_size", width}, {"intermediate_size", 512},
+                              {"num_hidden_layers", 8}, {"num_attention_heads", 4}, {"num_key_value_heads", 4},
+                              {"tie_word_embeddings", true}, {"max_position_embeddings", 64}};
+    const Model m = Model::random(ModelConfig::from_json(j, "llama"), DType::F32, 3, 0.05f);
+    m.save(dir / "m");
+    test::write_bytes(dir / "m/tokenizer.json", tiny_tokenizer(300).tokenizer_json);
+    const auto r = test::run_distill("quantize " + (dir / "m") + " -o " + (dir / "k.gguf") + " --type Q4_K_M");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("Q4_K_M"), std::string::npos) << r.output;
+    const GgufFile g = GgufFile::open(dir / "k.gguf");
+    EXPECT_EQ(g.get_int("general.file_type"), 15);  // llama.cpp's MOSTLY_Q4_K_M
+    for (const GgufTensorInfo& t : g.tensors()) {
+      DType want = DType::Q4_K;
+      const bool more_bits = t.name.rfind("blk.", 0) == 0 && std::string("0367").find(t.name[4]) != std::string::npos;
+      if (t.shape.size() == 1) want = DType::F32;
+      else if (t.name == "token_embd.weight" || (more_bits && (t.name.find("attn_v") != std::string::npos || t.name.find("ffn_down") != std::string::npos)))
+        want = DType::Q6_K;
+      // 288-wide rows are not whole 256-blocks: Q8_0 (ffn_down's 512-long rows still are)
+      if (width == 288 && t.shape.size() == 2 && t.shape[1] % 256 != 0) want = DType::Q8_0;
+      EXPECT_EQ(t.dtype, want) << width << " " << t.name;
+    }
+    // and it runs
+    const auto run = test::run_distill("run " + (dir / "k.gguf") + " -p hi --raw --temp 0 -n 4");
+    EXPECT_EQ(run.exit_code, 0) << run.output;
+    std::filesystem::remove_all(dir / "m");
+  }
+  const auto bad = test::run_distill("quantize " + (dir / "k.gguf") + " -o " + (dir / "x.gguf") + " --type q3_k_s");
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.output.find("'q3_k_s' is not one of f32, f16, bf16, q8_0, q4_0, q4_k_m, q5_k_m, q6_k"), std::string::npos) << bad.output;
+}
+
 }  // namespace distill

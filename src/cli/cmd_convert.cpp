@@ -1,7 +1,7 @@
 // distill convert / quantize / info: models between Hugging Face directories and GGUF files.
-//   convert DIR|FILE -o OUT.gguf [--type f32|f16|bf16|q8_0|q4_0]   to GGUF (requantizes a GGUF)
+//   convert DIR|FILE -o OUT.gguf [--type f32|f16|bf16|q8_0|q4_0|q4_k_m|q5_k_m|q6_k]   to GGUF
 //   convert FILE.gguf -o DIR [--type f32|f16|bf16]                  back to a Hugging Face directory
-//   quantize IN -o OUT.gguf --type q8_0|q4_0                        convert with a required type
+//   quantize IN -o OUT.gguf --type q4_k_m|…                         convert with a required type
 //   info FILE|DIR [--tensors]                                       architecture, sizes, tensor types
 #include "cli/commands.h"
 #include "model/provenance.h"
@@ -32,11 +32,18 @@ struct ConvertArgs {
   std::string name;
 };
 
-DType parse_type(const std::string& s) {
-  static const std::map<std::string, DType> types = {{"f32", DType::F32}, {"f16", DType::F16}, {"bf16", DType::BF16},
-                                                     {"q8_0", DType::Q8_0}, {"q4_0", DType::Q4_0}};
-  auto it = types.find(s);
-  if (it == types.end()) fail("--type '{}' is not one of f32, f16, bf16, q8_0, q4_0", s);
+constexpr const char* kTypes = "f32, f16, bf16, q8_0, q4_0, q4_k_m, q5_k_m, q6_k";
+
+// A --type: the matrices' type, and whether it is a K-quant "_M" mix (export.h).
+std::pair<DType, bool> parse_type(const std::string& s) {
+  static const std::map<std::string, std::pair<DType, bool>> types = {
+      {"f32", {DType::F32, false}},   {"f16", {DType::F16, false}},   {"bf16", {DType::BF16, false}},
+      {"q8_0", {DType::Q8_0, false}}, {"q4_0", {DType::Q4_0, false}}, {"q4_k_m", {DType::Q4_K, true}},
+      {"q5_k_m", {DType::Q5_K, true}}, {"q6_k", {DType::Q6_K, false}}};
+  std::string lower = s;
+  for (char& ch : lower) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+  auto it = types.find(lower);
+  if (it == types.end()) fail("--type '{}' is not one of {}", s, kTypes);
   return it->second;
 }
 
@@ -67,23 +74,29 @@ void convert(const ConvertArgs& a) {
   const bool to_gguf = a.out.size() > 5 && a.out.substr(a.out.size() - 5) == ".gguf";
   if (to_gguf) {
     GgufExportOptions o;
-    o.type = a.type.empty() ? main_dtype(m) : parse_type(a.type);
-    if (dtype_is_quantized(o.type) && o.type != DType::Q8_0 && o.type != DType::Q4_0)
-      fail("{} holds {} weights; give --type (f32, f16, bf16, q8_0 or q4_0) to write them", a.in, dtype_name(o.type));
+    if (a.type.empty()) {
+      o.type = main_dtype(m);
+      if (dtype_is_quantized(o.type) && o.type != DType::Q8_0 && o.type != DType::Q4_0)
+        fail("{} holds {} weights; give --type ({}) to write them", a.in, dtype_name(o.type), kTypes);
+    } else {
+      std::tie(o.type, o.k_quant_mix) = parse_type(a.type);
+    }
     if (!a.expert_type.empty()) {
       if (!m.config.is_moe()) fail("--expert-type: {} has no experts", a.in);
-      o.expert_type = a.expert_type == "mxfp4" ? DType::MXFP4 : parse_type(a.expert_type);
+      o.expert_type = a.expert_type == "mxfp4" ? DType::MXFP4 : parse_type(a.expert_type).first;
     }
     o.name = a.name.empty() ? fs::path(a.in).filename().string() : a.name;
-    o.provenance = provenance_record("convert", a.in, "", {}, {{"to", "gguf"}, {"type", dtype_name(o.type)}}).dump();
+    std::string label = a.type.empty() ? std::string(dtype_name(o.type)) : a.type;
+    for (char& ch : label) ch = char(std::toupper(static_cast<unsigned char>(ch)));
+    o.provenance = provenance_record("convert", a.in, "", {}, {{"to", "gguf"}, {"type", label}}).dump();
     export_gguf(m, tok, a.out, o);
     std::fprintf(stderr, "wrote %s: %s, %s weights, %s (%.1f s)\n", a.out.c_str(), gguf_arch(m.config).c_str(),
-                 std::string(dtype_name(o.type)).c_str(), human_bytes(double(fs::file_size(a.out))).c_str(),
+                 label.c_str(), human_bytes(double(fs::file_size(a.out))).c_str(),
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     return;
   }
   if (!is_gguf_file(a.in)) fail("-o {}: a directory output needs a GGUF input (or give OUT.gguf)", a.out);
-  const DType to = a.type.empty() ? DType::F32 : parse_type(a.type);
+  const DType to = a.type.empty() ? DType::F32 : parse_type(a.type).first;
   if (dtype_is_quantized(to)) fail("--type {}: a Hugging Face directory holds f32, f16 or bf16 weights", a.type);
   const Model plain = dequantized(m, to);
   plain.save(a.out);
@@ -187,7 +200,7 @@ void register_convert(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("convert", "Convert a model: directory or GGUF to GGUF (-o X.gguf), GGUF to a directory");
   cmd->add_option("input", a->in, "Model directory or GGUF file")->required();
   cmd->add_option("-o,--out", a->out, "OUT.gguf, or a directory (from a GGUF input)")->required();
-  cmd->add_option("--type", a->type, "Weights: f32 | f16 | bf16 | q8_0 | q4_0 (default: as the input's)");
+  cmd->add_option("--type", a->type, "Weights: f32 | f16 | bf16 | q8_0 | q4_0 | q4_k_m | q5_k_m | q6_k (default: as the input's)");
   cmd->add_option("--name", a->name, "general.name written into the GGUF");
   cmd->add_option("--expert-type", a->expert_type, "Experts of a mixture: mxfp4 (as GPT-OSS ships) or any --type");
   cmd->callback([a] { convert(*a); });
@@ -196,7 +209,7 @@ void register_convert(CLI::App& app) {
   CLI::App* quant = app.add_subcommand("quantize", "Write a quantized GGUF (convert with a required --type)");
   quant->add_option("input", q->in, "Model directory or GGUF file")->required();
   quant->add_option("-o,--out", q->out, "OUT.gguf")->required();
-  quant->add_option("--type", q->type, "q8_0 | q4_0 | f16 | bf16 | f32")->required();
+  quant->add_option("--type", q->type, "q4_k_m | q5_k_m | q6_k | q8_0 | q4_0 | f16 | bf16 | f32")->required();
   quant->callback([q] {
     if (q->out.size() <= 5 || q->out.substr(q->out.size() - 5) != ".gguf") fail("quantize: -o must name a .gguf file");
     convert(*q);

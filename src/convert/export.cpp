@@ -34,8 +34,24 @@ uint32_t file_type(DType t) {
     case DType::Q4_0: return 2;
     case DType::Q8_0: return 7;
     case DType::BF16: return 32;
-    default: fail("convert: --type {} is not offered (f32, f16, bf16, q8_0, q4_0 are)", dtype_name(t));
+    case DType::Q6_K: return 18;
+    default: fail("convert: --type {} is not offered (f32, f16, bf16, q8_0, q4_0, q4_k_m, q5_k_m, q6_k are)", dtype_name(t));
   }
+}
+
+uint32_t file_type(const GgufExportOptions& o) {
+  if (o.expert_type == DType::MXFP4) return 38;  // llama.cpp's "mostly MXFP4 experts"
+  if (o.type == DType::Q4_K && o.k_quant_mix) return 15;  // MOSTLY_Q4_K_M
+  if (o.type == DType::Q5_K && o.k_quant_mix) return 17;  // MOSTLY_Q5_K_M
+  return file_type(o.type);
+}
+
+bool is_k_quant(DType t) { return t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K; }
+
+// The layer index of a GGUF tensor name "blk.N.…", or −1.
+int64_t gguf_layer(const std::string& name) {
+  if (name.rfind("blk.", 0) != 0) return -1;
+  return std::strtoll(name.c_str() + 4, nullptr, 10);
 }
 
 // The tensor's values converted to `to` (quantized row by row).
@@ -57,6 +73,21 @@ std::vector<uint8_t> encode_as(const Tensor& t, DType to) {
 
 }  // namespace
 
+DType gguf_matrix_type(const GgufExportOptions& o, const std::string& name, int64_t cols, int64_t n_layer, bool tied) {
+  DType to = o.type;
+  if (is_k_quant(to)) {
+    const bool output = name == "output.weight" || (tied && name == "token_embd.weight");
+    const int64_t i = gguf_layer(name);
+    // llama.cpp's use_more_bits: the first and last eighth of the layers, and every third between
+    const bool more_bits = i >= 0 && (i < n_layer / 8 || i >= 7 * n_layer / 8 || (i - n_layer / 8) % 3 == 2);
+    const bool mixed = name.find(".attn_v.") != std::string::npos || name.find(".ffn_down") != std::string::npos;
+    if (output || (o.k_quant_mix && mixed && more_bits)) to = DType::Q6_K;
+  }
+  if (dtype_is_quantized(to) && cols % dtype_block(to) != 0)
+    to = is_k_quant(to) && cols % dtype_block(DType::Q8_0) == 0 ? DType::Q8_0 : DType::F16;
+  return to;
+}
+
 TokenizerFiles tokenizer_files_of(const std::string& path) {
   if (is_gguf_file(path)) return tokenizer_files_from_gguf(GgufFile::open(path));
   const std::filesystem::path d(path);
@@ -76,7 +107,7 @@ void export_gguf(const Model& m, const TokenizerFiles& tokenizer, const std::str
   w.set("general.name", GgufValue::of_string(o.name.empty() ? "distill model" : o.name));
   if (!o.provenance.empty()) w.set(kProvenanceGgufKey, GgufValue::of_string(o.provenance));
   // llama.cpp's file type "mostly MXFP4 experts" (38) where the experts are MXFP4
-  w.set("general.file_type", GgufValue::of_u32(o.expert_type == DType::MXFP4 ? 38 : file_type(o.type)));
+  w.set("general.file_type", GgufValue::of_u32(file_type(o)));
   if (dtype_is_quantized(o.type)) w.set("general.quantization_version", GgufValue::of_u32(2));
   w.set(key("vocab_size"), GgufValue::of_u32(uint32_t(c.n_vocab)));
   w.set(key("context_length"), GgufValue::of_u32(uint32_t(c.max_position_embeddings)));
@@ -121,8 +152,9 @@ void export_gguf(const Model& m, const TokenizerFiles& tokenizer, const std::str
     int64_t expert = 0;
     if (gguf_expert_tensor(p.name, &stacked, &expert)) {
       // Every expert of a projection in one tensor [n_expert, rows, cols] of one dtype.
-      DType to = p.is_matrix ? o.expert_type.value_or(o.type) : DType::F32;  // biases stay f32
-      if (dtype_is_quantized(to) && p.shape.back() % dtype_block(to) != 0) to = DType::F16;
+      GgufExportOptions experts = o;
+      experts.type = o.expert_type.value_or(o.type);
+      DType to = p.is_matrix ? gguf_matrix_type(experts, stacked, p.shape.back(), c.n_layer, false) : DType::F32;  // biases stay f32
       std::vector<uint8_t>& stack = stacks[stacked];
       if (p.tensor->dtype() == to) {  // as stored: appended directly
         const auto* raw = static_cast<const uint8_t*>(p.tensor->raw());
@@ -143,8 +175,7 @@ void export_gguf(const Model& m, const TokenizerFiles& tokenizer, const std::str
     Tensor t = *p.tensor;
     if (gguf_permutes_qk(arch) && (name.find(".attn_q.") != std::string::npos || name.find(".attn_k.") != std::string::npos))
       t = permute_qk_rows(t, name.find(".attn_q.") != std::string::npos ? c.n_head : c.n_kv_head, /*to_gguf=*/true);
-    DType to = p.is_matrix ? o.type : DType::F32;
-    if (dtype_is_quantized(to) && t.dim(-1) % dtype_block(to) != 0) to = DType::F16;
+    DType to = p.is_matrix ? gguf_matrix_type(o, name, t.dim(-1), c.n_layer, c.tie_word_embeddings) : DType::F32;
     // The router stays f32, as llama.cpp's quantizer keeps it: it is small, and rounding its
     // logits can change which experts a token uses.
     if (name.find(".ffn_gate_inp.") != std::string::npos) to = DType::F32;

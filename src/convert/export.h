@@ -14,6 +14,10 @@ namespace distill {
 
 struct GgufExportOptions {
   DType type = DType::F16;   // matrices; 1-D tensors are always f32
+  // llama.cpp's "_M" K-quant recipe (Q4_K_M, Q5_K_M): besides the output matrix, attn_v and
+  // ffn_down of the first and last eighth of the layers and of every third layer between them
+  // are written as Q6_K.
+  bool k_quant_mix = false;
   std::optional<DType> expert_type;  // experts of a mixture (default: type); MXFP4 as GPT-OSS ships
   std::string name;          // general.name
   bool embed_tokenizer_json = true;  // also tokenizer.huggingface.json (exact round trip)
@@ -23,6 +27,11 @@ struct GgufExportOptions {
 // Writes `m` and its tokenizer as a GGUF file (atomically). Matrices whose rows are not whole
 // blocks of a quantized type are stored as f16 instead (as llama.cpp's quantizer does).
 void export_gguf(const Model& m, const TokenizerFiles& tokenizer, const std::string& path, const GgufExportOptions& o);
+
+// The type a matrix of `o` is written as (GGUF tensor name, row length, layer count): the output
+// matrix (or the embedding it is tied to) is Q6_K under any K-quant type; rows that are not whole
+// blocks fall back to Q8_0 (K-quants, where rows are whole 32-blocks) or f16.
+DType gguf_matrix_type(const GgufExportOptions& o, const std::string& name, int64_t cols, int64_t n_layer, bool tied);
 
 // A copy whose matrices are quantized to `to` in memory (rows that are not whole blocks stay).
 Model quantized(const Model& m, DType to);

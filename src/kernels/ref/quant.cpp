@@ -1,6 +1,7 @@
 // Scalar reference of the GGUF block formats: quantize and dequantize rows.
 #include "kernels/kernels.h"
 #include "kernels/quant_blocks.h"
+#include "kernels/ref/kquant.h"
 
 #include <algorithm>
 #include <cmath>
@@ -8,51 +9,6 @@
 namespace distill::ref {
 
 namespace {
-
-int nearest_int(float x) { return int(std::lround(x)); }
-
-void pack_scale_min_k4(const int* sc, const int* m, uint8_t* q) {
-  for (int j = 0; j < 12; ++j) q[j] = 0;
-  for (int j = 0; j < 8; ++j) {
-    if (j < 4) {
-      q[j] = uint8_t(sc[j]);
-      q[j + 4] = uint8_t(m[j]);
-    } else {
-      q[j + 4] = uint8_t((sc[j] & 0xF) | ((m[j] & 0xF) << 4));
-      q[j - 4] |= uint8_t((sc[j] >> 4) << 6);
-      q[j] |= uint8_t((m[j] >> 4) << 6);
-    }
-  }
-}
-
-// Q4_K / Q5_K levels (0..qmax) of one 256-value block: per sub-block of 32, scale = (max − min)/qmax
-// and min = −min(x, 0); both quantized to 6 bits against the block's d and dmin.
-void quantize_k_minmax(const float* x, int qmax, uint16_t* d_out, uint16_t* dmin_out, uint8_t* scales, uint8_t* L) {
-  float scale[8], mn[8];
-  for (int j = 0; j < 8; ++j) {
-    float lo = x[32 * j], hi = x[32 * j];
-    for (int l = 1; l < 32; ++l) lo = std::min(lo, x[32 * j + l]), hi = std::max(hi, x[32 * j + l]);
-    lo = std::min(lo, 0.0f);
-    scale[j] = (hi - lo) / float(qmax);
-    mn[j] = -lo;
-  }
-  const float max_scale = *std::max_element(scale, scale + 8), max_min = *std::max_element(mn, mn + 8);
-  const float d = max_scale / 63.0f, dmin = max_min / 63.0f;
-  *d_out = f32_to_f16(d);
-  *dmin_out = f32_to_f16(dmin);
-  const float dq = f16_to_f32(*d_out), dminq = f16_to_f32(*dmin_out);
-  int sc[8], m[8];
-  for (int j = 0; j < 8; ++j) {
-    sc[j] = dq > 0 ? std::min(63, nearest_int(scale[j] / dq)) : 0;
-    m[j] = dminq > 0 ? std::min(63, nearest_int(mn[j] / dminq)) : 0;
-  }
-  pack_scale_min_k4(sc, m, scales);
-  for (int j = 0; j < 8; ++j) {
-    const float ds = dq * float(sc[j]), dm = dminq * float(m[j]);
-    for (int l = 0; l < 32; ++l)
-      L[32 * j + l] = uint8_t(ds > 0 ? std::clamp(nearest_int((x[32 * j + l] + dm) / ds), 0, qmax) : 0);
-  }
-}
 
 // MXFP4 of 32 values, as the OCP microscaling spec derives the scale: the shared exponent is
 // floor(log2(amax)) − 2 (E2M1's largest exponent), so amax / scale lies in [4, 8) and values past 6
@@ -113,7 +69,7 @@ void quantize_row(void* dst, DType type, const float* x, int64_t n) {
       auto* y = static_cast<BlockQ4_K*>(dst);
       uint8_t L[kQKK];
       for (int64_t b = 0; b < n / kQKK; ++b, x += kQKK) {
-        quantize_k_minmax(x, 15, &y[b].d, &y[b].dmin, y[b].scales, L);
+        kquant_affine_block(x, 15, &y[b].d, &y[b].dmin, y[b].scales, L);
         for (int j = 0; j < kQKK; j += 64)
           for (int l = 0; l < 32; ++l) y[b].qs[j / 2 + l] = uint8_t(L[j + l] | (L[j + l + 32] << 4));
       }
@@ -123,7 +79,7 @@ void quantize_row(void* dst, DType type, const float* x, int64_t n) {
       auto* y = static_cast<BlockQ5_K*>(dst);
       uint8_t L[kQKK];
       for (int64_t b = 0; b < n / kQKK; ++b, x += kQKK) {
-        quantize_k_minmax(x, 31, &y[b].d, &y[b].dmin, y[b].scales, L);
+        kquant_affine_block(x, 31, &y[b].d, &y[b].dmin, y[b].scales, L);
         std::fill(y[b].qh, y[b].qh + kQKK / 8, 0);
         uint8_t m1 = 1, m2 = 2;
         for (int j = 0; j < kQKK; j += 64, m1 <<= 2, m2 <<= 2)
@@ -139,22 +95,8 @@ void quantize_row(void* dst, DType type, const float* x, int64_t n) {
     case DType::Q6_K: {
       auto* y = static_cast<BlockQ6_K*>(dst);
       for (int64_t b = 0; b < n / kQKK; ++b, x += kQKK) {
-        float scale[16];
-        for (int s = 0; s < 16; ++s) {
-          float amax = 0;
-          for (int l = 0; l < 16; ++l) amax = std::max(amax, std::fabs(x[16 * s + l]));
-          scale[s] = amax / 31.0f;
-        }
-        const float d = *std::max_element(scale, scale + 16) / 127.0f;
-        y[b].d = f32_to_f16(d);
-        const float dq = f16_to_f32(y[b].d);
         uint8_t L[kQKK];
-        for (int s = 0; s < 16; ++s) {
-          y[b].scales[s] = int8_t(dq > 0 ? std::min(127, nearest_int(scale[s] / dq)) : 0);
-          const float ds = dq * float(y[b].scales[s]);
-          for (int l = 0; l < 16; ++l)
-            L[16 * s + l] = uint8_t((ds > 0 ? std::clamp(nearest_int(x[16 * s + l] / ds), -32, 31) : 0) + 32);
-        }
+        kquant_symmetric_block(x, &y[b].d, y[b].scales, L);
         uint8_t* ql = y[b].ql;
         uint8_t* qh = y[b].qh;
         for (int j = 0; j < kQKK; j += 128, ql += 64, qh += 32)
