@@ -233,7 +233,7 @@ TEST(Quant, MatmulEveryVariantAgainstDequantizedReference) {
             // int8 activations: Q8_0/Q4_0 below the sgemm threshold, and K-quant decode (one row)
             // (and every M ≥ 2 the dispatch sends to the AVX-512 int8 GEMM)
             const bool int8_path = ((t == DType::Q8_0 || t == DType::Q4_0 || t == DType::MXFP4) && M < 32) ||
-                                   ((t == DType::Q4_K || t == DType::Q6_K) && M == 1) ||
+                                   ((t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K) && M == 1) ||
                                    (M >= 32 && active_kernel_variant() == KernelVariant::Avx512 && avx512::gemm_int8_supports(t)) ||
                                    (M >= 32 && active_kernel_variant() == KernelVariant::Avx2 && avx2::gemm_int8_supports(t));
             const double tol = (int8_path ? 0.01 : 1e-5) * mag + 1e-5;

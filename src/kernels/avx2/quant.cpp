@@ -8,6 +8,7 @@
 #include "kernels/quant_blocks.h"
 
 #include <algorithm>
+#include <type_traits>
 #include <cmath>
 #include <vector>
 
@@ -234,9 +235,10 @@ ActivationK prepare_activation_k(const float* x, int64_t K) {
 //   Q4_K super-block: Σ_j (d·sc_j·q − dmin·m_j)·x = d·d_x·Σ_j sc_j·Σ q·x_q − dmin·d_x·Σ_j m_j·Σ x_q
 //     Σ q·x_q by maddubs (q 0..15 unsigned, x_q signed; pairs ≤ 3810 in int16), times sc_j and summed
 //     in int32 by madd with sc_j as the multiplier: |total| ≤ 8·63·61 000 < 2³¹.
+//   Q5_K: as Q4_K with a fifth bit per value from qh (q 0..31; pairs ≤ 7874, total ≤ 8·63·126 000).
 //   Q6_K super-block: Σ_s d·sc_s·Σ (q − 32)·x = d·d_x·Σ_s sc_s·Σ (q − 32)·x_q, by maddubs(|x_q|,
 //     (q − 32) with x's sign) and madd with the two 16-value scales of each 32: ≤ 16·2·127·8128.
-template <bool kQ6>
+template <int kBits>
 void matvec_k(float* out, const float* x, const void* w, const float* bias, int64_t N, int64_t K) {
   const int64_t nsb = K / kQKK;
   const ActivationK act = prepare_activation_k(x, K);
@@ -253,9 +255,10 @@ void matvec_k(float* out, const float* x, const void* w, const float* bias, int6
         const int8_t* xq = act.q + sb * kQKK;
         const float dx = act.d[sb];
         __m256i isum = _mm256_setzero_si256();
-        if constexpr (!kQ6) {
-          const BlockQ4_K& blk = static_cast<const BlockQ4_K*>(w)[n * nsb + sb];
-          for (size_t off = 0; off < sizeof(BlockQ4_K); off += 64)
+        if constexpr (kBits != 6) {
+          using Block = std::conditional_t<kBits == 5, BlockQ5_K, BlockQ4_K>;
+          const Block& blk = static_cast<const Block*>(w)[n * nsb + sb];
+          for (size_t off = 0; off < sizeof(Block); off += 64)
             _mm_prefetch(reinterpret_cast<const char*>(&blk) + kPrefetchAhead + off, _MM_HINT_T0);
           int mins = 0;
           for (int pair = 0; pair < 4; ++pair) {
@@ -263,8 +266,14 @@ void matvec_k(float* out, const float* x, const void* w, const float* bias, int6
             int sc0, m0, sc1, m1;
             scale_min_k4(2 * pair, blk.scales, &sc0, &m0);
             scale_min_k4(2 * pair + 1, blk.scales, &sc1, &m1);
-            const __m256i p0 = _mm256_maddubs_epi16(_mm256_and_si256(v, low4), load(xq + 64 * pair));
-            const __m256i p1 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), low4), load(xq + 64 * pair + 32));
+            __m256i q0 = _mm256_and_si256(v, low4), q1 = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+            if constexpr (kBits == 5) {  // bit 2·pair of qh[l] is value l's fifth bit in sub-block 2·pair, the next bit in 2·pair + 1
+              const __m256i hb = _mm256_srli_epi16(load(blk.qh), 2 * pair), one = _mm256_set1_epi8(1);
+              q0 = _mm256_or_si256(q0, _mm256_slli_epi16(_mm256_and_si256(hb, one), 4));
+              q1 = _mm256_or_si256(q1, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 1), one), 4));
+            }
+            const __m256i p0 = _mm256_maddubs_epi16(q0, load(xq + 64 * pair));
+            const __m256i p1 = _mm256_maddubs_epi16(q1, load(xq + 64 * pair + 32));
             isum = _mm256_add_epi32(isum, _mm256_add_epi32(_mm256_madd_epi16(p0, _mm256_set1_epi16(int16_t(sc0))),
                                                            _mm256_madd_epi16(p1, _mm256_set1_epi16(int16_t(sc1)))));
             mins += m0 * act.sum[sb * 8 + 2 * pair] + m1 * act.sum[sb * 8 + 2 * pair + 1];
@@ -449,8 +458,9 @@ void dequantize_row(float* dst, const void* src, DType type, int64_t n) {
 }
 
 void matmul_quantized(float* out, const float* x, const void* w, DType type, const float* bias, int64_t M, int64_t N, int64_t K) {
-  if (M == 1 && type == DType::Q4_K) return matvec_k<false>(out, x, w, bias, N, K);
-  if (M == 1 && type == DType::Q6_K) return matvec_k<true>(out, x, w, bias, N, K);
+  if (M == 1 && type == DType::Q4_K) return matvec_k<4>(out, x, w, bias, N, K);
+  if (M == 1 && type == DType::Q5_K) return matvec_k<5>(out, x, w, bias, N, K);
+  if (M == 1 && type == DType::Q6_K) return matvec_k<6>(out, x, w, bias, N, K);
   if (type != DType::Q8_0 && type != DType::Q4_0 && type != DType::MXFP4) return matmul_dequant(out, x, w, type, bias, M, N, K);
   // x -> Q8_0 blocks, in a buffer that grows to the largest batch seen (no steady-state allocation)
   static thread_local std::vector<BlockQ8_0> xq;
