@@ -1,9 +1,10 @@
 // Training-step benchmark: tokens/s of a full step (forward + cross-entropy + backward + AdamW)
 // and the model FLOP utilisation: (6 × matmul parameters + attention FLOPs) per token over the
-// machine's sgemm peak, measured here with a 2048³ OpenBLAS sgemm. The peer is PyTorch with
-// OpenBLAS on the same machine (DESIGN.md: ≈ 573 and ≈ 363 tokens/s, 30–36 % of peak).
+// machine's sgemm peak, measured here with a 2048³ OpenBLAS sgemm. The shapes are those of the
+// PyTorch peer (../shared/peers/torch_train_bench.py: stories15m, gqa30m); bench/vs_pytorch.sh runs
+// both in one session and prints the ratio. No peer figure is written here.
 //
-//   bench_train [--threads N] [--steps S] [--only 15m|30m]
+//   bench_train [--threads N] [--steps S] [--only stories15m|gqa30m] [--json]
 #include "core/rng.h"
 #include "core/threads.h"
 #include "kernels/kernels.h"
@@ -44,7 +45,6 @@ struct BenchShape {
   const char* name;
   int64_t dim, layers, heads, kv_heads, ffn, vocab, batch, seq;
   bool tied;
-  double pytorch_tps;
 };
 
 }  // namespace
@@ -52,20 +52,25 @@ struct BenchShape {
 int main(int argc, char** argv) {
   int threads = 2, steps = 5;
   std::string only;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--steps")) steps = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--only")) only = argv[i + 1];
+  bool json = false;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--json")) json = true;
+    else if (i + 1 >= argc) return std::fprintf(stderr, "bench_train: %s needs a value\n", argv[i]), 2;
+    else if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--steps")) steps = std::atoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--only")) only = argv[++i];
+    else return std::fprintf(stderr, "bench_train: unknown option %s\n", argv[i]), 2;
   }
   set_num_threads(threads);
   const double peak = measure_sgemm_peak();
-  std::printf("bench_train: %d threads, sgemm peak %.1f GFLOP/s (2048³), %d timed steps after 1 warm-up\n",
-              num_threads(), peak, steps);
-  std::printf("%-5s %-9s %8s | %9s %8s %8s %6s | %9s %6s\n", "model", "batch", "params", "tokens/s", "ms/step",
-              "GFLOP/s", "MFU", "PyTorch", "ratio");
-  const BenchShape shapes[] = {
-      {"15m", 288, 6, 6, 6, 768, 32000, 8, 256, true, 573},
-      {"30m", 512, 8, 8, 4, 1376, 8192, 4, 512, true, 363},
+  if (!json) {
+    std::printf("bench_train: %d threads, sgemm peak %.1f GFLOP/s (2048³), %d timed steps after 1 warm-up\n",
+                num_threads(), peak, steps);
+    std::printf("%-10s %-9s %8s | %9s %8s %8s %6s\n", "model", "batch", "params", "tokens/s", "ms/step", "GFLOP/s", "MFU");
+  }
+  const BenchShape shapes[] = {  // as torch_train_bench.py's CONFIGS
+      {"stories15m", 288, 6, 6, 6, 768, 32000, 8, 256, true},
+      {"gqa30m", 512, 8, 8, 4, 1376, 8192, 4, 512, false},
   };
   for (const BenchShape& s : shapes) {
     if (!only.empty() && only != s.name) continue;
@@ -104,9 +109,13 @@ int main(int argc, char** argv) {
                                  double(c.n_vocab * c.n_embd);
     const double attn_flops = 6.0 * 2.0 * double(s.seq) * double(c.q_dim()) * double(c.n_layer);
     const double gflops = (6.0 * matmul_params + attn_flops) * tps / 1e9;
-    std::printf("%-5s %4lldx%-4lld %7.1fM | %9.0f %8.1f %8.1f %5.1f%% | %9.0f %5.2fx\n", s.name, (long long)s.batch,
-                (long long)s.seq, double(c.n_params()) / 1e6, tps, 1000.0 * t_total / steps, gflops,
-                100.0 * gflops / peak, s.pytorch_tps, tps / s.pytorch_tps);
+    if (json)
+      std::printf("{\"config\": \"%s\", \"params\": %lld, \"batch\": %lld, \"seq\": %lld, \"threads\": %d, "
+                  "\"tokens_per_s\": %.1f, \"mfu\": %.3f}\n",
+                  s.name, (long long)c.n_params(), (long long)s.batch, (long long)s.seq, num_threads(), tps, gflops / peak);
+    else
+      std::printf("%-10s %4lldx%-4lld %7.1fM | %9.0f %8.1f %8.1f %5.1f%%\n", s.name, (long long)s.batch, (long long)s.seq,
+                  double(c.n_params()) / 1e6, tps, 1000.0 * t_total / steps, gflops, 100.0 * gflops / peak);
   }
   return 0;
 }
