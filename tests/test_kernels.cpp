@@ -180,24 +180,52 @@ TEST_F(Avx2Kernels, MatmulAllDtypes) {
   }
 }
 
+// A KV cache's bytes holding `values` as `type` (F32, or F16 rounded once).
+std::vector<uint8_t> cache_of(const std::vector<float>& values, DType type) {
+  std::vector<uint8_t> bytes(dtype_bytes(type, int64_t(values.size())));
+  convert_from_f32(bytes.data(), type, values.data(), values.size());
+  return bytes;
+}
+
+// The values an F16 cache holds, as f32.
+std::vector<float> f16_rounded(const std::vector<float>& values) {
+  const std::vector<uint8_t> h = cache_of(values, DType::F16);
+  std::vector<float> out(values.size());
+  convert_to_f32(out.data(), h.data(), DType::F16, values.size());
+  return out;
+}
+
 TEST_F(Avx2Kernels, AttentionGqaWindowsAndSlots) {
   // 2 slots, 5 tokens at assorted positions, GQA 6 query heads over 2 KV heads, odd head_dim,
   // more than one online-softmax block (positions past 64); head_dim 18 (tail only), 40 (32 in
-  // registers + a tail), 64 (registers only).
+  // registers + a tail), 64 (registers only); f32 and f16 caches (the reference on an f16 cache
+  // equals the reference on its rounded values).
   const auto sinks = random_vector(6, 19, 2.0f);
+  for (DType kv : {DType::F32, DType::F16})
   for (bool with_sinks : {false, true})
   for (int64_t hd : {18, 40, 64})
   for (int64_t window : {0, 3, 70}) {
     AttentionShape s{5, 6, 2, hd, 150, window, 1.0f / std::sqrt(float(hd))};
+    s.kv_type = kv;
     if (with_sinks) s.sinks = sinks.data();
     auto q = random_vector(size_t(s.n_tokens * s.n_head * s.head_dim), 13);
     const size_t cache_n = size_t(2 * s.n_ctx * s.n_kv_head * s.head_dim);
-    auto k = random_vector(cache_n, 14, 2.0f), v = random_vector(cache_n, 15);
+    const auto kf = random_vector(cache_n, 14, 2.0f), vf = random_vector(cache_n, 15);
+    const auto k = cache_of(kf, kv), v = cache_of(vf, kv);
     const int32_t pos[5] = {0, 1, 64, 65, 149}, seq[5] = {0, 1, 1, 0, 1};
     std::vector<float> a(q.size()), b(q.size());
     ref::attention_forward(a.data(), q.data(), k.data(), v.data(), s, pos, seq);
     avx2::attention_forward(b.data(), q.data(), k.data(), v.data(), s, pos, seq);
-    EXPECT_LT(max_abs_diff(a.data(), b.data(), a.size()), 2e-5f) << "window " << window << " head_dim " << hd << " sinks " << with_sinks;
+    EXPECT_LT(max_abs_diff(a.data(), b.data(), a.size()), 2e-5f)
+        << dtype_name(kv) << " window " << window << " head_dim " << hd << " sinks " << with_sinks;
+    if (kv == DType::F16) {
+      AttentionShape s32 = s;
+      s32.kv_type = DType::F32;
+      const auto kr = f16_rounded(kf), vr = f16_rounded(vf);
+      std::vector<float> c(q.size());
+      ref::attention_forward(c.data(), q.data(), kr.data(), vr.data(), s32, pos, seq);
+      EXPECT_LT(max_abs_diff(a.data(), c.data(), a.size()), 1e-6f) << "f16 cache read as its values";
+    }
   }
 }
 
@@ -221,6 +249,7 @@ TEST(RefKernels, AttentionSinkByHand) {
 // without sliding windows, against the scalar reference on every token.
 TEST_F(Avx2Kernels, AttentionPromptRunsMatchReference) {
   const auto sinks = random_vector(6, 20, 2.0f);
+  for (DType kv : {DType::F32, DType::F16})
   for (bool with_sinks : {false, true})
   for (int64_t window : {0, 5, 40}) {
     std::vector<int32_t> pos, seq;
@@ -234,14 +263,15 @@ TEST_F(Avx2Kernels, AttentionPromptRunsMatchReference) {
     run(2, 99, 1);
     const int64_t hd = 40;
     AttentionShape s{int64_t(pos.size()), 6, 2, hd, 200, window, 1.0f / std::sqrt(float(hd))};
+    s.kv_type = kv;
     if (with_sinks) s.sinks = sinks.data();
     auto q = random_vector(size_t(s.n_tokens * s.n_head * s.head_dim), 16);
     const size_t cache_n = size_t(3 * s.n_ctx * s.n_kv_head * s.head_dim);
-    auto k = random_vector(cache_n, 17, 2.0f), v = random_vector(cache_n, 18);
+    const auto k = cache_of(random_vector(cache_n, 17, 2.0f), kv), v = cache_of(random_vector(cache_n, 18), kv);
     std::vector<float> a(q.size()), b(q.size(), -7.0f);
     ref::attention_forward(a.data(), q.data(), k.data(), v.data(), s, pos.data(), seq.data());
     attention_forward(b.data(), q.data(), k.data(), v.data(), s, pos.data(), seq.data());
-    EXPECT_LT(max_abs_diff(a.data(), b.data(), a.size()), 2e-5f) << "window " << window << " sinks " << with_sinks;
+    EXPECT_LT(max_abs_diff(a.data(), b.data(), a.size()), 2e-5f) << dtype_name(kv) << " window " << window << " sinks " << with_sinks;
   }
 }
 

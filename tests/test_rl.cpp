@@ -65,9 +65,11 @@ TEST(Rl, GrpoRaisesTheRewardAndZeroLearningRateDoesNot) {
   EXPECT_DOUBLE_EQ(ev["tasks"]["accuracy"].get<double>(), last["eval_accuracy"].get<double>()) << out;
   EXPECT_TRUE(std::filesystem::exists(dir / "rl/tokenizer.json"));
   // A LoRA adapter learns the answer too, leaving the frozen weights (here the embeddings) alone.
-  ASSERT_EQ(run(rl + "--lr 0.03 --lora-rank 4 -o " + (dir / "rl-lora"), &out), 0) << out;
+  ASSERT_EQ(run(rl + "--lr 0.01 --lora-rank 4 -o " + (dir / "rl-lora"), &out), 0) << out;
   const auto [lb, la] = first_and_last_rewards(dir / "rl-lora/metrics.jsonl");
-  // (slower than full fine-tuning on this toy: about 0.09 -> 0.24 in 30 steps, where full reaches 0.8)
+  // (slower than full fine-tuning on this toy: about 0.08 -> 0.35 in 30 steps, where full reaches
+  // 0.8; over seeds 2-5 at lr 0.01: 0.35, 0.26, 0.27, and 0.08 where the group collapsed onto a
+  // wrong digit early — no advantage left to learn from. Higher rates collapse more often.)
   EXPECT_GT(la, lb + 0.1) << "GRPO through a rank-4 adapter raises the reward (" << lb << " -> " << la << ")";
   EXPECT_TRUE(std::filesystem::exists(dir / "rl-lora/adapter/adapter_model.safetensors"));
   const auto embedding = [](const std::string& model_dir) {

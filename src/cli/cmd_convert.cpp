@@ -4,6 +4,7 @@
 //   quantize IN -o OUT.gguf --type q4_k_m|…                         convert with a required type
 //   info FILE|DIR [--tensors]                                       architecture, sizes, tensor types
 #include "cli/commands.h"
+#include "model/kv_cache.h"
 #include "model/provenance.h"
 #include "convert/export.h"
 #include "core/error.h"
@@ -173,8 +174,9 @@ void info(const std::string& path, bool list_tensors) {
   if (m.prepared_bytes > 0)
     std::printf(" + %s of int8 panels repacked at load for the %s kernels", human_bytes(double(m.prepared_bytes)).c_str(),
                 kernel_variant_name(active_kernel_variant()));
-  std::printf("; KV cache %s per 1024 positions of a sequence (f32)\n",
-              human_bytes(double(2 * c.n_layer * c.kv_dim() * 1024 * 4)).c_str());
+  const DType kv = default_kv_cache_type();
+  std::printf("; KV cache %s per 1024 positions of a sequence (%s)\n",
+              human_bytes(double(2 * c.n_layer * dtype_bytes(kv, c.kv_dim() * 1024))).c_str(), std::string(dtype_name(kv)).c_str());
   print_lineage(read_provenance(path), 0);
   if (is_gguf_file(path)) {
     const GgufFile g = GgufFile::open(path);

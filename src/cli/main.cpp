@@ -4,6 +4,7 @@
 #include "core/data_parallel.h"
 #include "core/error.h"
 #include "core/threads.h"
+#include "model/kv_cache.h"
 #include "model/provenance.h"  // kToolVersion
 
 #include <CLI/CLI.hpp>
@@ -23,7 +24,13 @@ int main(int argc, char** argv) {
   int threads = 0;
   app.add_option("-t,--threads", threads, "Threads for every kernel (default: physical cores)")
       ->check(CLI::NonNegativeNumber);
-  app.parse_complete_callback([&] { distill::set_num_threads(threads); });
+  std::string kv_cache = "f16";
+  app.add_option("--kv-cache", kv_cache, "KV cache elements of every decode: f16 (default, half the memory) or f32")
+      ->check(CLI::IsMember({"f16", "f32"}));
+  app.parse_complete_callback([&] {
+    distill::set_num_threads(threads);
+    distill::set_default_kv_cache_type(kv_cache == "f32" ? distill::DType::F32 : distill::DType::F16);
+  });
 
   distill::register_forward(app);
   distill::register_run(app);

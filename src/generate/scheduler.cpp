@@ -210,12 +210,12 @@ void Scheduler::copy_from_donor(Slot& s) {
   s.donor = nullptr;
   if (n <= s.prefilled) return;
   const int64_t from = int64_t(&d - slots_.data()), to = int64_t(&s - slots_.data());
-  const size_t row = size_t(model_.config.kv_dim()) * sizeof(float);
+  const size_t row = cache_.row_bytes(), slot = size_t(cache_.n_ctx) * row;
   for (size_t il = 0; il < cache_.k.size(); ++il) {
-    float* k = cache_.k[il].data<float>();
-    float* v = cache_.v[il].data<float>();
-    std::memcpy(k + to * cache_.n_ctx * model_.config.kv_dim(), k + from * cache_.n_ctx * model_.config.kv_dim(), n * row);
-    std::memcpy(v + to * cache_.n_ctx * model_.config.kv_dim(), v + from * cache_.n_ctx * model_.config.kv_dim(), n * row);
+    auto* k = static_cast<uint8_t*>(cache_.k[il].raw());
+    auto* v = static_cast<uint8_t*>(cache_.v[il].raw());
+    std::memcpy(k + size_t(to) * slot, k + size_t(from) * slot, n * row);
+    std::memcpy(v + size_t(to) * slot, v + size_t(from) * slot, n * row);
   }
   s.cached.assign(s.job->prompt.begin(), s.job->prompt.begin() + int64_t(n));
   s.job->n_copied = int64_t(n - s.prefilled);

@@ -8,6 +8,8 @@
 // Q, K and V are read in place through row strides (q: n_head·head_dim, K/V: n_kv_head·head_dim),
 // so grouped KV heads need no copies. Only the diagonal 64×64 corner of each chunk computes
 // masked-out products. OpenMP splits (head, chunk) pairs; OpenBLAS runs single-threaded inside.
+// An f16 cache's keys and values of a chunk are widened to f32 rows first (L·head_dim each, against
+// the 2·64·L·head_dim multiply-adds that read them).
 // Tokens outside long runs (decode steps, short runs) go to the active per-query kernel.
 #include "kernels/kernels.h"
 
@@ -25,18 +27,33 @@ namespace {
 constexpr int64_t kQueryChunk = 64;
 constexpr int64_t kMinRun = 16;  // shorter runs: the per-query kernel is as fast
 
+// Rows j0 .. j0+L−1 of KV head g of a cache (from its first element `first`) as f32: in place
+// for an f32 cache (row stride kv_dim, returned in *ld), widened into `buf` for an f16 one.
+const float* kv_rows(const void* cache, int64_t first, const AttentionShape& s, int64_t j0, int64_t L, int64_t g,
+                     std::vector<float>& buf, int64_t* ld) {
+  const int64_t kv_dim = s.n_kv_head * s.head_dim, at = first + j0 * kv_dim + g * s.head_dim;
+  if (s.kv_type == DType::F32) {
+    *ld = kv_dim;
+    return static_cast<const float*>(cache) + at;
+  }
+  if (int64_t(buf.size()) < L * s.head_dim) buf.resize(size_t(L * s.head_dim));
+  const uint16_t* src = static_cast<const uint16_t*>(cache) + at;
+  for (int64_t j = 0; j < L; ++j) convert_to_f32(buf.data() + j * s.head_dim, src + j * kv_dim, DType::F16, size_t(s.head_dim));
+  *ld = s.head_dim;
+  return buf.data();
+}
+
 // Tokens [0, T) of q / out: positions p0 .. p0+T−1 of cache slot `slot`.
-void attention_run(float* out, const float* q, const float* k_cache, const float* v_cache, const AttentionShape& s,
+void attention_run(float* out, const float* q, const void* k_cache, const void* v_cache, const AttentionShape& s,
                    int64_t T, int64_t p0, int64_t slot) {
   const int64_t group = s.n_head / s.n_kv_head;
   const int64_t kv_dim = s.n_kv_head * s.head_dim, q_stride = s.n_head * s.head_dim;
   const int64_t n_chunks = (T + kQueryChunk - 1) / kQueryChunk;
-  const float* k_slot = k_cache + slot * s.n_ctx * kv_dim;
-  const float* v_slot = v_cache + slot * s.n_ctx * kv_dim;
+  const int64_t slot_first = slot * s.n_ctx * kv_dim;  // the slot's first element
   // Later chunks see more keys: hand them out first so the threads finish together.
 #pragma omp parallel
   {
-    static thread_local std::vector<float> scores, with_sink;
+    static thread_local std::vector<float> scores, with_sink, k_rows, v_rows;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t w = 0; w < s.n_head * n_chunks; ++w) {
       const int64_t c = n_chunks - 1 - w / s.n_head, h = w % s.n_head, g = h / group;
@@ -46,9 +63,10 @@ void attention_run(float* out, const float* q, const float* k_cache, const float
       const int64_t L = last_pos - j_lo + 1;
       if (int64_t(scores.size()) < nq * L) scores.resize(size_t(nq * L));
       float* S = scores.data();
+      int64_t ldk = 0, ldv = 0;
+      const float* K = kv_rows(k_cache, slot_first, s, j_lo, L, g, k_rows, &ldk);
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(nq), int(L), int(s.head_dim), s.scale,
-                  q + (i0 * s.n_head + h) * s.head_dim, int(q_stride), k_slot + j_lo * kv_dim + g * s.head_dim,
-                  int(kv_dim), 0.0f, S, int(L));
+                  q + (i0 * s.n_head + h) * s.head_dim, int(q_stride), K, int(ldk), 0.0f, S, int(L));
       for (int64_t i = 0; i < nq; ++i) {
         // query at position p sees keys max(0, p − window + 1) .. p: softmax over those, 0 elsewhere
         const int64_t p = first_pos + i;
@@ -68,16 +86,16 @@ void attention_run(float* out, const float* q, const float* k_cache, const float
           softmax_forward(row + lo, 1, hi - lo + 1);  // the active variant (vectorised exp)
         }
       }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(nq), int(s.head_dim), int(L), 1.0f, S, int(L),
-                  v_slot + j_lo * kv_dim + g * s.head_dim, int(kv_dim), 0.0f, out + (i0 * s.n_head + h) * s.head_dim,
-                  int(q_stride));
+      const float* V = kv_rows(v_cache, slot_first, s, j_lo, L, g, v_rows, &ldv);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(nq), int(s.head_dim), int(L), 1.0f, S, int(L), V, int(ldv),
+                  0.0f, out + (i0 * s.n_head + h) * s.head_dim, int(q_stride));
     }
   }
 }
 
 }  // namespace
 
-void attention_forward_runs(float* out, const float* q, const float* k_cache, const float* v_cache,
+void attention_forward_runs(float* out, const float* q, const void* k_cache, const void* v_cache,
                             const AttentionShape& s, const int32_t* pos, const int32_t* seq, AttentionKernel per_query) {
   const int64_t stride = s.n_head * s.head_dim;  // floats per token in q and out
   int64_t t = 0, pending = 0;                    // tokens [pending, t) wait for the per-query kernel

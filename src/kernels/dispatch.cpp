@@ -118,7 +118,7 @@ void embedding_forward(float* out, const int32_t* ids, int64_t n, const void* ta
   DISTILL_DISPATCH(embedding_forward, out, ids, n, table, dtype, dim);
 }
 
-void attention_forward(float* out, const float* q, const float* k_cache, const float* v_cache,
+void attention_forward(float* out, const float* q, const void* k_cache, const void* v_cache,
                        const AttentionShape& shape, const int32_t* pos, const int32_t* seq) {
   // The scalar variant stays the plain specification; the others take prompt runs blocked.
   if (!use_avx2()) return ref::attention_forward(out, q, k_cache, v_cache, shape, pos, seq);

@@ -20,6 +20,7 @@ struct AttentionShape {
   int64_t n_ctx = 0;      // positions per cache slot
   int64_t window = 0;     // sliding window (0 = none)
   float scale = 1.0f;     // usually 1/sqrt(head_dim)
+  DType kv_type = DType::F32;  // the cache's elements: F32 or F16 (half the bytes a decode step reads)
   // GPT-OSS's attention sinks: per query head a learned logit that joins the softmax's
   // denominator (it takes probability mass but adds no value), or null.
   const float* sinks = nullptr;  // [n_head]
@@ -65,9 +66,9 @@ void matmul_prepared(float* out, const float* x, const void* w, DType w_dtype, c
 
 // attention_forward's splitter (kernels/attention_prefill.cpp): runs of ≥ 16 tokens of one slot at
 // consecutive positions go through blocked matrix products, every other token to `per_query`.
-using AttentionKernel = void (*)(float*, const float*, const float*, const float*, const AttentionShape&,
+using AttentionKernel = void (*)(float*, const float*, const void*, const void*, const AttentionShape&,
                                  const int32_t*, const int32_t*);
-void attention_forward_runs(float* out, const float* q, const float* k_cache, const float* v_cache,
+void attention_forward_runs(float* out, const float* q, const void* k_cache, const void* v_cache,
                             const AttentionShape& shape, const int32_t* pos, const int32_t* seq, AttentionKernel per_query);
 
 // The variants, chosen once at start from CPUID (the best the CPU runs), or by the environment:

@@ -75,11 +75,13 @@ const float* Decoder::forward(const Batch& b, KVCache& cache) {
   shape.head_dim = HD;
   shape.n_ctx = cache.n_ctx;
   shape.scale = c.attention_scale();
+  shape.kv_type = cache.type;
+  const size_t row_bytes = cache.row_bytes();
 
   embedding_forward(x, b.token.data(), T, w.tok_embd.raw(), w.tok_embd.dtype(), E);
   for (int64_t il = 0; il < c.n_layer; ++il) {
-    float* k_cache = cache.k[size_t(il)].data<float>();
-    float* v_cache = cache.v[size_t(il)].data<float>();
+    auto* k_cache = static_cast<uint8_t*>(cache.k[size_t(il)].raw());
+    auto* v_cache = static_cast<uint8_t*>(cache.v[size_t(il)].raw());
     shape.window = c.window_of(il);
     shape.sinks = c.attn_sinks ? w.layers[size_t(il)].sinks.data<float>() : nullptr;
     layer_forward(c, w.layers[size_t(il)], buf, T, b.pos.data(), model_.inv_freq.data(),
@@ -88,8 +90,8 @@ const float* Decoder::forward(const Batch& b, KVCache& cache) {
                     // so tokens of the same sequence in this batch see each other causally.
                     for (int64_t t = 0; t < T; ++t) {
                       const int64_t row = int64_t(b.seq[t]) * cache.n_ctx + b.pos[t];
-                      std::memcpy(k_cache + row * KVD, k_rot + t * KVD, size_t(KVD) * sizeof(float));
-                      std::memcpy(v_cache + row * KVD, v_new + t * KVD, size_t(KVD) * sizeof(float));
+                      convert_from_f32(k_cache + size_t(row) * row_bytes, cache.type, k_rot + t * KVD, size_t(KVD));
+                      convert_from_f32(v_cache + size_t(row) * row_bytes, cache.type, v_new + t * KVD, size_t(KVD));
                     }
                     attention_forward(att, q_rot, k_cache, v_cache, shape, b.pos.data(), b.seq.data());
                   });
@@ -105,7 +107,7 @@ const float* Decoder::forward(const Batch& b, KVCache& cache) {
 }
 
 Tensor Decoder::forward_full(const int32_t* ids, int64_t n_seq, int64_t seq_len) {
-  KVCache cache(model_.config, n_seq, seq_len);
+  KVCache cache(model_.config, n_seq, seq_len, DType::F32);  // scoring: exact keys and values
   Batch b;
   for (int64_t s = 0; s < n_seq; ++s)
     for (int64_t p = 0; p < seq_len; ++p) b.add(ids[s * seq_len + p], int32_t(p), int32_t(s), true);

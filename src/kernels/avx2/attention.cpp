@@ -1,7 +1,7 @@
 // AVX2: causal GQA attention with an online (single-pass) softmax.
 // Keys are visited in blocks; a running max m, running denominator l and running weighted sum
 // acc are rescaled by e^(m_old - m_new) whenever the max grows, so no buffer of n_ctx scores is
-// needed and the kernel allocates nothing.
+// needed and the kernel allocates nothing. The cache holds f32 or f16 (widened 8 at a time by F16C).
 #include "kernels/avx2/simd.h"
 #include "core/error.h"
 #include "kernels/kernels.h"
@@ -11,30 +11,41 @@
 
 namespace distill::avx2 {
 
-static inline float dot(const float* a, const float* b, int64_t n) {
+namespace {
+
+// 8 cache values as f32, and one.
+inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 load8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+inline float load1(const float* p) { return *p; }
+inline float load1(const uint16_t* p) { return _cvtsh_ss(*p); }
+
+template <typename E>
+float dot(const float* a, const E* b, int64_t n) {
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), load8(b + i), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), load8(b + i + 8), acc1);
   }
-  for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+  for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), load8(b + i), acc0);
   float s = hsum(_mm256_add_ps(acc0, acc1));
-  for (; i < n; ++i) s += a[i] * b[i];
+  for (; i < n; ++i) s += a[i] * load1(b + i);
   return s;
 }
 
 // y = y * a + p * v  over n floats
-static inline void scale_add(float* y, float a, float p, const float* v, int64_t n) {
+template <typename E>
+void scale_add(float* y, float a, float p, const E* v, int64_t n) {
   const __m256 va = _mm256_set1_ps(a), vp = _mm256_set1_ps(p);
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(vp, _mm256_loadu_ps(v + i), _mm256_mul_ps(va, _mm256_loadu_ps(y + i))));
-  for (; i < n; ++i) y[i] = y[i] * a + p * v[i];
+    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(vp, load8(v + i), _mm256_mul_ps(va, _mm256_loadu_ps(y + i))));
+  for (; i < n; ++i) y[i] = y[i] * a + p * load1(v + i);
 }
 
-void attention_forward(float* out, const float* q, const float* k_cache, const float* v_cache,
-                       const AttentionShape& s, const int32_t* pos, const int32_t* seq) {
+template <typename E>
+void attend(float* out, const float* q, const E* k_cache, const E* v_cache, const AttentionShape& s, const int32_t* pos,
+            const int32_t* seq) {
   constexpr int64_t kBlock = 64;
   DISTILL_ASSERT(s.head_dim <= 512);
   const int64_t group = s.n_head / s.n_kv_head;
@@ -46,8 +57,8 @@ void attention_forward(float* out, const float* q, const float* k_cache, const f
     const int64_t p = pos[t];
     const int64_t first = s.window > 0 ? std::max<int64_t>(0, p - s.window + 1) : 0;
     const float* qh = q + w * s.head_dim;
-    const float* k_base = k_cache + seq[t] * s.n_ctx * kv_dim + g * s.head_dim;
-    const float* v_base = v_cache + seq[t] * s.n_ctx * kv_dim + g * s.head_dim;
+    const E* k_base = k_cache + seq[t] * s.n_ctx * kv_dim + g * s.head_dim;
+    const E* v_base = v_cache + seq[t] * s.n_ctx * kv_dim + g * s.head_dim;
     alignas(32) float acc[512];
     std::fill(acc, acc + s.head_dim, 0.0f);
     // A sink is one more score with no value: start the running softmax from it.
@@ -80,12 +91,12 @@ void attention_forward(float* out, const float* q, const float* k_cache, const f
           __m256 a0 = _mm256_mul_ps(c, _mm256_load_ps(acc + d0)), a1 = _mm256_mul_ps(c, _mm256_load_ps(acc + d0 + 8));
           __m256 a2 = _mm256_mul_ps(c, _mm256_load_ps(acc + d0 + 16)), a3 = _mm256_mul_ps(c, _mm256_load_ps(acc + d0 + 24));
           for (int64_t jj = 0; jj < nb; ++jj) {
-            const float* v = v_base + (j0 + jj) * kv_dim + d0;
+            const E* v = v_base + (j0 + jj) * kv_dim + d0;
             const __m256 pj = _mm256_set1_ps(sc[jj]);
-            a0 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v), a0);
-            a1 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v + 8), a1);
-            a2 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v + 16), a2);
-            a3 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v + 24), a3);
+            a0 = _mm256_fmadd_ps(pj, load8(v), a0);
+            a1 = _mm256_fmadd_ps(pj, load8(v + 8), a1);
+            a2 = _mm256_fmadd_ps(pj, load8(v + 16), a2);
+            a3 = _mm256_fmadd_ps(pj, load8(v + 24), a3);
           }
           _mm256_store_ps(acc + d0, a0), _mm256_store_ps(acc + d0 + 8, a1);
           _mm256_store_ps(acc + d0 + 16, a2), _mm256_store_ps(acc + d0 + 24, a3);
@@ -100,6 +111,15 @@ void attention_forward(float* out, const float* q, const float* k_cache, const f
     const float inv = 1.0f / l;
     for (int64_t d = 0; d < s.head_dim; ++d) oh[d] = acc[d] * inv;
   }
+}
+
+}  // namespace
+
+void attention_forward(float* out, const float* q, const void* k_cache, const void* v_cache, const AttentionShape& s,
+                       const int32_t* pos, const int32_t* seq) {
+  if (s.kv_type == DType::F16)
+    return attend(out, q, static_cast<const uint16_t*>(k_cache), static_cast<const uint16_t*>(v_cache), s, pos, seq);
+  attend(out, q, static_cast<const float*>(k_cache), static_cast<const float*>(v_cache), s, pos, seq);
 }
 
 }  // namespace distill::avx2
