@@ -8,8 +8,8 @@
 // Q, K and V are read in place through row strides (q: n_head·head_dim, K/V: n_kv_head·head_dim),
 // so grouped KV heads need no copies. Only the diagonal 64×64 corner of each chunk computes
 // masked-out products. OpenMP splits (head, chunk) pairs; OpenBLAS runs single-threaded inside.
-// An f16 cache's keys and values of a chunk are widened to f32 rows first (L·head_dim each, against
-// the 2·64·L·head_dim multiply-adds that read them).
+// An f16 cache's keys and values that a run sees are widened to f32 once per run (before the
+// chunks share them), by the active variant's converter.
 // Tokens outside long runs (decode steps, short runs) go to the active per-query kernel.
 #include "kernels/kernels.h"
 
@@ -27,19 +27,17 @@ namespace {
 constexpr int64_t kQueryChunk = 64;
 constexpr int64_t kMinRun = 16;  // shorter runs: the per-query kernel is as fast
 
-// Rows j0 .. j0+L−1 of KV head g of a cache (from its first element `first`) as f32: in place
-// for an f32 cache (row stride kv_dim, returned in *ld), widened into `buf` for an f16 one.
-const float* kv_rows(const void* cache, int64_t first, const AttentionShape& s, int64_t j0, int64_t L, int64_t g,
-                     std::vector<float>& buf, int64_t* ld) {
-  const int64_t kv_dim = s.n_kv_head * s.head_dim, at = first + j0 * kv_dim + g * s.head_dim;
-  if (s.kv_type == DType::F32) {
-    *ld = kv_dim;
-    return static_cast<const float*>(cache) + at;
-  }
-  if (int64_t(buf.size()) < L * s.head_dim) buf.resize(size_t(L * s.head_dim));
+// The keys (or values) of positions lo .. hi of a slot as f32 rows of kv_dim: in place for an f32
+// cache, widened into `buf` for an f16 one. Returns row lo.
+const float* kv_rows_f32(const void* cache, int64_t slot_first, const AttentionShape& s, int64_t lo, int64_t hi,
+                         std::vector<float>& buf) {
+  const int64_t kv_dim = s.n_kv_head * s.head_dim, at = slot_first + lo * kv_dim, n = (hi - lo + 1) * kv_dim;
+  if (s.kv_type == DType::F32) return static_cast<const float*>(cache) + at;
+  if (int64_t(buf.size()) < n) buf.resize(size_t(n));
   const uint16_t* src = static_cast<const uint16_t*>(cache) + at;
-  for (int64_t j = 0; j < L; ++j) convert_to_f32(buf.data() + j * s.head_dim, src + j * kv_dim, DType::F16, size_t(s.head_dim));
-  *ld = s.head_dim;
+  const int64_t per_task = 64 * kv_dim;
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; i += per_task) dequantize_row(buf.data() + i, src + i, DType::F16, std::min(per_task, n - i));
   return buf.data();
 }
 
@@ -50,10 +48,15 @@ void attention_run(float* out, const float* q, const void* k_cache, const void* 
   const int64_t kv_dim = s.n_kv_head * s.head_dim, q_stride = s.n_head * s.head_dim;
   const int64_t n_chunks = (T + kQueryChunk - 1) / kQueryChunk;
   const int64_t slot_first = slot * s.n_ctx * kv_dim;  // the slot's first element
+  // every key and value the run sees (from the first chunk's window start to its last query), as f32
+  const int64_t row0 = s.window > 0 ? std::max<int64_t>(0, p0 - s.window + 1) : 0;
+  static thread_local std::vector<float> k_wide, v_wide;
+  const float* k_rows = kv_rows_f32(k_cache, slot_first, s, row0, p0 + T - 1, k_wide);
+  const float* v_rows = kv_rows_f32(v_cache, slot_first, s, row0, p0 + T - 1, v_wide);
   // Later chunks see more keys: hand them out first so the threads finish together.
 #pragma omp parallel
   {
-    static thread_local std::vector<float> scores, with_sink, k_rows, v_rows;
+    static thread_local std::vector<float> scores, with_sink;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t w = 0; w < s.n_head * n_chunks; ++w) {
       const int64_t c = n_chunks - 1 - w / s.n_head, h = w % s.n_head, g = h / group;
@@ -63,10 +66,9 @@ void attention_run(float* out, const float* q, const void* k_cache, const void* 
       const int64_t L = last_pos - j_lo + 1;
       if (int64_t(scores.size()) < nq * L) scores.resize(size_t(nq * L));
       float* S = scores.data();
-      int64_t ldk = 0, ldv = 0;
-      const float* K = kv_rows(k_cache, slot_first, s, j_lo, L, g, k_rows, &ldk);
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(nq), int(L), int(s.head_dim), s.scale,
-                  q + (i0 * s.n_head + h) * s.head_dim, int(q_stride), K, int(ldk), 0.0f, S, int(L));
+                  q + (i0 * s.n_head + h) * s.head_dim, int(q_stride), k_rows + (j_lo - row0) * kv_dim + g * s.head_dim,
+                  int(kv_dim), 0.0f, S, int(L));
       for (int64_t i = 0; i < nq; ++i) {
         // query at position p sees keys max(0, p − window + 1) .. p: softmax over those, 0 elsewhere
         const int64_t p = first_pos + i;
@@ -86,9 +88,9 @@ void attention_run(float* out, const float* q, const void* k_cache, const void* 
           softmax_forward(row + lo, 1, hi - lo + 1);  // the active variant (vectorised exp)
         }
       }
-      const float* V = kv_rows(v_cache, slot_first, s, j_lo, L, g, v_rows, &ldv);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(nq), int(s.head_dim), int(L), 1.0f, S, int(L), V, int(ldv),
-                  0.0f, out + (i0 * s.n_head + h) * s.head_dim, int(q_stride));
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(nq), int(s.head_dim), int(L), 1.0f, S, int(L),
+                  v_rows + (j_lo - row0) * kv_dim + g * s.head_dim, int(kv_dim), 0.0f, out + (i0 * s.n_head + h) * s.head_dim,
+                  int(q_stride));
     }
   }
 }

@@ -33,6 +33,23 @@ float dot(const float* a, const E* b, int64_t n) {
   return s;
 }
 
+// The scores of 8 keys (rows kv_dim apart) against q, in one vector: 8 independent accumulators
+// over head_dim (a multiple of 8), then a transposing reduction (three rounds of pairwise adds) in
+// place of 8 horizontal sums.
+template <typename E>
+__m256 dot8(const float* q, const E* k, int64_t kv_dim, int64_t hd) {
+  __m256 a[8];
+  for (int r = 0; r < 8; ++r) a[r] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < hd; i += 8) {
+    const __m256 qv = _mm256_loadu_ps(q + i);
+    for (int r = 0; r < 8; ++r) a[r] = _mm256_fmadd_ps(qv, load8(k + r * kv_dim + i), a[r]);
+  }
+  // per 128-bit half: [Σa0, Σa1, Σa2, Σa3] over that half's 4 lanes, then the halves added
+  const __m256 s0123 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+  const __m256 s4567 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+  return _mm256_add_ps(_mm256_permute2f128_ps(s0123, s4567, 0x20), _mm256_permute2f128_ps(s0123, s4567, 0x31));
+}
+
 // y = y * a + p * v  over n floats
 template <typename E>
 void scale_add(float* y, float a, float p, const E* v, int64_t n) {
@@ -67,7 +84,17 @@ void attend(float* out, const float* q, const E* k_cache, const E* v_cache, cons
     for (int64_t j0 = first; j0 <= p; j0 += kBlock) {
       const int64_t nb = std::min(kBlock, p + 1 - j0);
       float block_max = -INFINITY;
-      for (int64_t j = 0; j < nb; ++j) {
+      int64_t j8 = 0;
+      if (s.head_dim % 8 == 0) {
+        __m256 vmax = _mm256_set1_ps(-INFINITY);
+        for (; j8 + 8 <= nb; j8 += 8) {
+          const __m256 v = _mm256_mul_ps(dot8(qh, k_base + (j0 + j8) * kv_dim, kv_dim, s.head_dim), _mm256_set1_ps(s.scale));
+          _mm256_store_ps(sc + j8, v);
+          vmax = _mm256_max_ps(vmax, v);
+        }
+        block_max = hmax(vmax);
+      }
+      for (int64_t j = j8; j < nb; ++j) {
         sc[j] = dot(qh, k_base + (j0 + j) * kv_dim, s.head_dim) * s.scale;
         block_max = std::max(block_max, sc[j]);
       }
