@@ -4,10 +4,11 @@
 # each side and the measured read bandwidth. No figure is copied from anywhere: every number is
 # measured here, now.
 #
-#   bench/vs_llamacpp.sh [--quick] [--big] [-r N] [-p N] [-n N]
+#   bench/vs_llamacpp.sh [--quick] [--big] [-r N] [-p N] [-n N] [-d DEPTH]
 #     --quick   15M and 134M models only, 2 repetitions
 #     --big     also the Qwen2 shape of DeepSeek-R1-Distill-Qwen-1.5B (random weights; ~12 GB of
 #               temporary files, several minutes)
+#     -d N      prefill and decode after N tokens of context (llama-bench's -d; KV caches in f16 on both sides)
 #   DISTILL_ISA=avx2 PEER_ISA=avx2 bench/vs_llamacpp.sh   compares AVX2 kernels with AVX2 kernels
 #   BENCH_DIR=...   where the model files are kept between runs (default: $TMPDIR/distill-vs-llamacpp)
 #
@@ -19,7 +20,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 distill=${DISTILL:-$root/build/distill}
 peer=${PEER:-$root/../shared/peers/llama.cpp/peer}
 dir=${BENCH_DIR:-${TMPDIR:-/tmp}/distill-vs-llamacpp}
-reps=3 pp=512 tg=128 big=0 quick=0
+reps=3 pp=512 tg=128 depth=0 big=0 quick=0
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) quick=1; reps=2 ;;
@@ -27,6 +28,7 @@ while [ $# -gt 0 ]; do
     -r) reps=$2; shift ;;
     -p) pp=$2; shift ;;
     -n) tg=$2; shift ;;
+    -d) depth=$2; shift ;;
     *) echo "vs_llamacpp: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -74,22 +76,23 @@ awk -v l="$load" 'BEGIN { if (l > 0.5) print "# warning: the machine was not qui
 # t/s of each test from a markdown table (llama-bench and distill bench print the same shape).
 rates() { awk -F'|' '/(pp|tg)[0-9]+/ { gsub(/ /, "", $(NF-2)); split($(NF-1), a, "±"); gsub(/ /, "", a[1]); print $(NF-2), a[1] }'; }
 
-printf '\n| %-24s | %-6s | %14s | %14s | %8s |\n' "model file" "test" "llama.cpp t/s" "distill t/s" "distill÷l.cpp"
-printf '| %s | %s | %s | %s | %s |\n' "------------------------" "------" "--------------" "--------------" "--------"
+printf '\n| %-24s | %-12s | %14s | %14s | %8s |\n' "model file" "test" "llama.cpp t/s" "distill t/s" "distill÷l.cpp"
+printf '| %s | %s | %s | %s | %s |\n' "------------------------" "------------" "--------------" "--------------" "--------"
 for f in "${files[@]}"; do
   declare -A best_l=() best_d=()
   for turn in 1 2; do
     while read -r test r; do
       awk -v a="$r" -v b="${best_l[$test]:-0}" 'BEGIN { exit !(a > b) }' && best_l[$test]=$r
-    done < <("$peer" llama-bench -m "$f" -p "$pp" -n "$tg" -t 2 -r "$reps" 2>/dev/null | rates)
+    done < <("$peer" llama-bench -m "$f" -p "$pp" -n "$tg" -d "$depth" -t 2 -r "$reps" 2>/dev/null | rates)
     while read -r test r; do
       awk -v a="$r" -v b="${best_d[$test]:-0}" 'BEGIN { exit !(a > b) }' && best_d[$test]=$r
-    done < <("$distill" bench "$f" -p "$pp" -n "$tg" -t 2 -r "$reps" | rates)
+    done < <("$distill" bench "$f" -p "$pp" -n "$tg" -d "$depth" -t 2 -r "$reps" | rates)
   done
-  for test in "pp$pp" "tg$tg"; do
+  at=; [ "$depth" = 0 ] || at="@d$depth"
+  for test in "pp$pp$at" "tg$tg$at"; do
     l=${best_l[$test]:-0} d=${best_d[$test]:-0}
     awk -v f="$(basename "$f")" -v t="$test" -v l="$l" -v d="$d" \
-      'BEGIN { printf "| %-24s | %-6s | %14.1f | %14.1f | %7.2f× |\n", f, t, l, d, (l > 0 ? d / l : 0) }'
+      'BEGIN { printf "| %-24s | %-12s | %14.1f | %14.1f | %7.2f× |\n", f, t, l, d, (l > 0 ? d / l : 0) }'
   done
   unset best_l best_d
 done
