@@ -38,7 +38,7 @@ void matmul_quantized(float* out, const float* x, const void* w, DType type, con
 bool gemm_int8_supports(DType w_dtype);
 void gemm_int8(float* out, const float* x, const void* w, DType w_dtype, const float* bias, int64_t M, int64_t N, int64_t K);
 }
-// AVX-512 F/BW/VL + VNNI: the Q8_0 decode matvec (one input row, vpdpbusd); every
+// AVX-512 F/BW/VL + VNNI: the Q8_0 and Q4_0 decode matvecs (one input row, vpdpbusd); every
 // other kernel and shape runs the AVX2 variant (kernels/avx512/matvec.cpp).
 namespace avx512 {
 void matmul_forward(float* out, const float* x, const void* w, DType w_dtype, const float* bias, int64_t M, int64_t N, int64_t K);
