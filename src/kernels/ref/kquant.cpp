@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 namespace distill::ref {
 
@@ -48,6 +49,18 @@ void importance(const float* x, float* w) {
   for (int i = 0; i < kSuper; ++i) s2 += double(x[i]) * x[i];
   const float sigma = float(std::sqrt(s2 / kSuper));
   for (int i = 0; i < kSuper; ++i) w[i] = sigma + std::fabs(x[i]);
+}
+
+// Alternates "levels for the fit, the fit for the levels" (refit: a fit -> the next fit and its
+// error) while the error falls, at most 4 rounds.
+template <typename Fit, typename Refit>
+Fit refine(Fit best, double best_err, Refit refit) {
+  for (int round = 0; round < 4; ++round) {
+    const auto [f, e] = refit(best);
+    if (e >= best_err) break;
+    best_err = e, best = f;
+  }
+  return best;
 }
 
 // ---- Q4_K / Q5_K: x ≈ a·q + b with q in 0..qmax, a ≥ 0, b ≤ 0 (stored as the min −b).
@@ -91,19 +104,14 @@ Affine search_affine(const float* x, const float* w, int n, int qmax) {
   uint8_t q[32];
   affine_levels(x, n, qmax, best, q);
   double best_err = affine_error(x, w, q, n, best);
-  for (int t = -10; t <= 15; ++t) {
-    affine_levels(x, n, qmax, {(hi - lo) / (float(qmax) + 0.1f * float(t)), lo}, q);
-    const Affine f = fit_affine(x, w, q, n);
-    if (const double e = affine_error(x, w, q, n, f); e < best_err) best_err = e, best = f;
-  }
-  for (int it = 0; it < 4; ++it) {  // alternate: levels for the fit, the fit for the levels
-    affine_levels(x, n, qmax, best, q);
-    const Affine f = fit_affine(x, w, q, n);
-    const double e = affine_error(x, w, q, n, f);
-    if (e >= best_err) break;
-    best_err = e, best = f;
-  }
-  return best;
+  auto refit = [&](Affine f) {  // the least-squares fit to the levels f gives, and its error
+    affine_levels(x, n, qmax, f, q);
+    const Affine g = fit_affine(x, w, q, n);
+    return std::pair{g, affine_error(x, w, q, n, g)};
+  };
+  for (int t = -10; t <= 15; ++t)
+    if (const auto [f, e] = refit({(hi - lo) / (float(qmax) + 0.1f * float(t)), lo}); e < best_err) best_err = e, best = f;
+  return refine(best, best_err, refit);
 }
 
 // The min/max fits of the 8 sub-blocks: scale (max − min)/qmax, min −min(x, 0).
@@ -202,20 +210,15 @@ float search_symmetric(const float* x, const float* w, int n) {
   float best = xm / 31.0f;
   int8_t q[16];
   double best_err = symmetric_levels(x, w, n, best, q);
+  auto refit = [&](float a) {  // the least-squares scale for the levels a gives, and its error
+    symmetric_levels(x, w, n, a, q);
+    const float b = fit_scale(x, w, q, n);
+    return std::pair{b, symmetric_levels(x, w, n, b, q)};
+  };
   for (int t = 0; t <= 8; ++t)
-    for (const float top : {-32.0f + 0.25f * float(t), 31.0f - 0.25f * float(t)}) {
-      symmetric_levels(x, w, n, xm / top, q);
-      const float a = fit_scale(x, w, q, n);
-      if (const double e = symmetric_levels(x, w, n, a, q); e < best_err) best_err = e, best = a;
-    }
-  for (int it = 0; it < 4; ++it) {  // alternate: levels for the scale, the scale for the levels
-    symmetric_levels(x, w, n, best, q);
-    const float a = fit_scale(x, w, q, n);
-    const double e = symmetric_levels(x, w, n, a, q);
-    if (e >= best_err) break;
-    best_err = e, best = a;
-  }
-  return best;
+    for (const float top : {-32.0f + 0.25f * float(t), 31.0f - 0.25f * float(t)})
+      if (const auto [a, e] = refit(xm / top); e < best_err) best_err = e, best = a;
+  return refine(best, best_err, refit);
 }
 
 }  // namespace
