@@ -33,7 +33,7 @@ namespace avx2 {
 #include "kernels/kernel_api.inc"
 // matmul_forward for block-quantized weights (kernels/avx2/quant.cpp).
 void matmul_quantized(float* out, const float* x, const void* w, DType type, const float* bias, int64_t M, int64_t N, int64_t K);
-// Many rows against Q4_0 / Q4_K / Q6_K / MXFP4 weights as int8 products on repacked panels
+// Many rows against Q8_0 / Q4_0 / Q4_K / Q6_K / MXFP4 weights as int8 products on repacked panels
 // (kernels/avx2/gemm_int8.cpp); other dtypes go to matmul_forward.
 bool gemm_int8_supports(DType w_dtype);
 void gemm_int8(float* out, const float* x, const void* w, DType w_dtype, const float* bias, int64_t M, int64_t N, int64_t K);

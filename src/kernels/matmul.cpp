@@ -52,8 +52,8 @@ void matmul_forward(float* out, const float* x, const void* w, DType w_dtype, co
   const KernelVariant v = active_kernel_variant();
   if (v == KernelVariant::Avx512 && M >= kInt8GemmMinRows && avx512::gemm_int8_supports(w_dtype))
     return avx512::gemm_int8(out, x, w, w_dtype, bias, M, N, K);
-  // AVX2 without VNNI: int8 panels beat dequantize + sgemm for the 4-to-6-bit formats (134M pp512,
-  // q4_0 951-965 → 1234-1292 tok/s in one run); Q8_0's levels would overflow maddubs' int16 pairs.
+  // AVX2 without VNNI: int8 panels beat dequantize + sgemm (134M pp512, q4_0 951-965 → 1234-1292
+  // tok/s in one run; Q8_0 through signed weights, kernels/avx2/gemm_int8.cpp).
   if (v == KernelVariant::Avx2 && M >= kDequantMinRows && avx2::gemm_int8_supports(w_dtype))
     return avx2::gemm_int8(out, x, w, w_dtype, bias, M, N, K);
   if (w_dtype != DType::F32 && M >= kDequantMinRows) return matmul_dequant_sgemm(out, x, w, w_dtype, bias, M, N, K);

@@ -1,10 +1,12 @@
-// AVX2: many activation rows (prefill) against Q4_0 / Q4_K / Q6_K / MXFP4 weights in int8, on the
+// AVX2: many activation rows (prefill) against Q8_0 / Q4_0 / Q4_K / Q6_K / MXFP4 weights in int8, on the
 // same repacked panels as the AVX-512 GEMM (kernels/int8_panels.h). Without VNNI, a panel step's
 // products are maddubs (unsigned level × signed activation, adjacent pairs summed to int16) then
 // madd by ones (pairs of those to int32): the 4-value dot per row that vpdpbusd gives in one
-// instruction. The int16 stage cannot overflow for these formats' levels (≤ 63: 2·63·127 < 2¹⁵);
-// Q8_0 (levels up to 255) stays on dequantize + sgemm. A 256-bit register holds 8 of a panel's 16
-// rows, so a tile is 4 activation rows × 8 weight rows, each half of the panel in turn.
+// instruction. The int16 stage cannot overflow for these formats' levels (≤ 63: 2·63·127 < 2¹⁵).
+// Q8_0's levels (up to 255) would: its weights go back to signed (level − 128) and multiply as
+// maddubs(|x|, w with x's sign) — |w|, |x| ≤ 127, so pairs stay below 2¹⁵ and no centre term is
+// left to subtract. A 256-bit register holds 8 of a panel's 16 rows, so a tile is 4 activation
+// rows × 8 weight rows, each half of the panel in turn.
 #include "kernels/int8_panels.h"
 
 namespace distill::avx2 {
@@ -31,11 +33,18 @@ inline __m256i step_levels(const uint8_t* q, int64_t b, int s, int h) {
   }
 }
 
-// Per row of the 8: Σ of 4 level·activation products, the activation's 4 values broadcast.
+// Per row of the 8: Σ of 4 level·activation products, the activation's 4 values broadcast
+// (Q8_0: signed weights, see above).
+template <Fmt F>
 inline __m256i dot4(__m256i levels, const BlockQ8_0& xb, int s) {
   int32_t v;
   std::memcpy(&v, xb.qs + 4 * s, 4);
-  return _mm256_madd_epi16(_mm256_maddubs_epi16(levels, _mm256_set1_epi32(v)), _mm256_set1_epi16(1));
+  const __m256i x4 = _mm256_set1_epi32(v);
+  if constexpr (F == Fmt::Q8_0) {
+    const __m256i w = _mm256_xor_si256(levels, _mm256_set1_epi8(char(0x80)));  // level − 128
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(x4), _mm256_sign_epi8(w, x4)), _mm256_set1_epi16(1));
+  }
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(levels, x4), _mm256_set1_epi16(1));
 }
 
 // out rows m0 .. m0+MR−1, columns n0 .. n0+ncols−1 (ncols ≤ 16).
@@ -52,7 +61,7 @@ void tile(float* out, int64_t ldo, const Panel& p, const Activation& a, int64_t 
         const __m256i u = step_levels<F>(p.q, b, s, h);
         for (int i = 0; i < MR; ++i) {
           __m256i& sum = kHalf && s >= 4 ? hi[i] : lo[i];
-          sum = _mm256_add_epi32(sum, dot4(u, a.q[(m0 + i) * a.nb + b], s));
+          sum = _mm256_add_epi32(sum, dot4<F>(u, a.q[(m0 + i) * a.nb + b], s));
         }
       }
       for (int i = 0; i < MR; ++i) {
@@ -65,7 +74,7 @@ void tile(float* out, int64_t ldo, const Panel& p, const Activation& a, int64_t 
           acc[i] = _mm256_fmadd_ps(_mm256_fmadd_ps(v_lo, s_lo, _mm256_mul_ps(v_hi, s_hi)), dx, acc[i]);
         } else {
           __m256i v = lo[i];
-          if constexpr (centre(F) != 0) v = _mm256_sub_epi32(v, _mm256_set1_epi32(a.csum[mb]));
+          if constexpr (centre(F) != 0 && F != Fmt::Q8_0) v = _mm256_sub_epi32(v, _mm256_set1_epi32(a.csum[mb]));
           acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_mul_ps(_mm256_loadu_ps(p.scale + b * kNR + 8 * h), dx), acc[i]);
           if constexpr (has_offset(F))
             acc[i] = _mm256_fmadd_ps(_mm256_loadu_ps(p.offset + b * kNR + 8 * h), _mm256_set1_ps(a.dsum[mb]), acc[i]);
@@ -94,10 +103,13 @@ void gemm(float* out, const float* x, const void* w, const float* bias, int64_t 
 
 }  // namespace
 
-bool gemm_int8_supports(DType t) { return t == DType::Q4_0 || t == DType::Q4_K || t == DType::Q6_K || t == DType::MXFP4; }
+bool gemm_int8_supports(DType t) {
+  return t == DType::Q8_0 || t == DType::Q4_0 || t == DType::Q4_K || t == DType::Q6_K || t == DType::MXFP4;
+}
 
 void gemm_int8(float* out, const float* x, const void* w, DType w_dtype, const float* bias, int64_t M, int64_t N, int64_t K) {
   switch (w_dtype) {
+    case DType::Q8_0: return gemm<Fmt::Q8_0>(out, x, w, bias, M, N, K);
     case DType::Q4_0: return gemm<Fmt::Q4_0>(out, x, w, bias, M, N, K);
     case DType::Q4_K: return gemm<Fmt::Q4_K>(out, x, w, bias, M, N, K);
     case DType::Q6_K: return gemm<Fmt::Q6_K>(out, x, w, bias, M, N, K);
