@@ -74,6 +74,7 @@ void attend(float* out, const float* q, const E* k_cache, const E* v_cache, cons
     const int64_t p = pos[t];
     const int64_t first = s.window > 0 ? std::max<int64_t>(0, p - s.window + 1) : 0;
     const float* qh = q + w * s.head_dim;
+    const int64_t row_bytes = s.head_dim * int64_t(sizeof(E));
     const E* k_base = k_cache + seq[t] * s.n_ctx * kv_dim + g * s.head_dim;
     const E* v_base = v_cache + seq[t] * s.n_ctx * kv_dim + g * s.head_dim;
     alignas(32) float acc[512];
@@ -88,6 +89,12 @@ void attend(float* out, const float* q, const E* k_cache, const E* v_cache, cons
       if (s.head_dim % 8 == 0) {
         __m256 vmax = _mm256_set1_ps(-INFINITY);
         for (; j8 + 8 <= nb; j8 += 8) {
+          // rows kv_dim apart defeat the stream prefetcher: ask for the next 8 keys and these 8 values
+          for (int64_t r = 0; r < 8; ++r)
+            for (int64_t off = 0; off < row_bytes; off += 64) {
+              if (j0 + j8 + 8 + r <= p) _mm_prefetch(reinterpret_cast<const char*>(k_base + (j0 + j8 + 8 + r) * kv_dim) + off, _MM_HINT_T0);
+              _mm_prefetch(reinterpret_cast<const char*>(v_base + (j0 + j8 + r) * kv_dim) + off, _MM_HINT_T0);
+            }
           const __m256 v = _mm256_mul_ps(dot8(qh, k_base + (j0 + j8) * kv_dim, kv_dim, s.head_dim), _mm256_set1_ps(s.scale));
           _mm256_store_ps(sc + j8, v);
           vmax = _mm256_max_ps(vmax, v);
