@@ -97,6 +97,9 @@ TEST(RemoteTeacher, SameByteLevelBpeVocabularyIsLossless) {
 }
 
 TEST(RemoteTeacher, KilledAtRandomAndResumedEqualsUninterrupted) {
+  // An f32 cache on the served teacher: the f16 default rounds the batch-shape noise below into
+  // swapped near-tied top-k entries now and then, and this test is about resuming, not rounding.
+  const test::ScopedKvCacheType cache_type(DType::F32);
   test::TinyModel m(32, 2, 9, 1024);
   test::TempDir dir;
   m.save(dir / "model");
@@ -131,12 +134,11 @@ TEST(RemoteTeacher, KilledAtRandomAndResumedEqualsUninterrupted) {
     EXPECT_EQ(b[i].completion, a[i].completion);
     EXPECT_EQ(b[i].topk_ids, a[i].topk_ids);
     // The server decodes each request in whatever batch it shares, and a row's float sums differ
-    // with the batch's shape; the f16 KV cache can round such a difference to the next f16 step
-    // (2^-11 relative): log-probs agree to the storage quantum (1/1024) plus that noise.
+    // with the batch's shape: log-probs agree to the storage quantum (1/1024) plus that noise.
     ASSERT_EQ(b[i].topk_logp.size(), a[i].topk_logp.size());
     for (size_t j = 0; j < a[i].topk_logp.size(); ++j) {
       if (std::isfinite(a[i].topk_logp[j]) || std::isfinite(b[i].topk_logp[j])) {
-        EXPECT_NEAR(b[i].topk_logp[j], a[i].topk_logp[j], 1e-2) << "top-k entry " << j;
+        EXPECT_NEAR(b[i].topk_logp[j], a[i].topk_logp[j], 2e-3) << "top-k entry " << j;
       }
     }
   }

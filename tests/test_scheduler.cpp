@@ -138,11 +138,7 @@ TEST(Scheduler, SeededSamplingDoesNotDependOnBatchmates) {
 TEST(Scheduler, PromptScoresEqualTheForwardPass) {
   for (const auto& [kv, tol] : {std::pair{DType::F32, 1e-4}, std::pair{DType::F16, 1e-2}}) {
     SCOPED_TRACE(std::string(dtype_name(kv)) + " cache");
-    struct Restore {
-      DType type;
-      ~Restore() { set_default_kv_cache_type(type); }
-    } restore{default_kv_cache_type()};
-    set_default_kv_cache_type(kv);
+    const test::ScopedKvCacheType cache_type(kv);
     test::TinyModel x(32, 2, 7, 512);
     const auto p = x.tok->encode("scoring a text without generating", false);
     SchedulerOptions so;

@@ -3,6 +3,7 @@
 
 #include "core/rng.h"
 #include "core/tensor.h"
+#include "model/kv_cache.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -24,6 +25,18 @@
 namespace distill::test {
 
 // A fresh directory under the system temp dir, removed at scope exit.
+// The KV cache type new caches get, for one scope (restored after, whatever happens).
+class ScopedKvCacheType {
+public:
+  explicit ScopedKvCacheType(DType t) : before_(default_kv_cache_type()) { set_default_kv_cache_type(t); }
+  ~ScopedKvCacheType() { set_default_kv_cache_type(before_); }
+  ScopedKvCacheType(const ScopedKvCacheType&) = delete;
+  ScopedKvCacheType& operator=(const ScopedKvCacheType&) = delete;
+
+private:
+  DType before_;
+};
+
 class TempDir {
 public:
   TempDir() {
