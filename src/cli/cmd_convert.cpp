@@ -87,6 +87,7 @@ void convert(const ConvertArgs& a) {
       o.expert_type = a.expert_type == "mxfp4" ? DType::MXFP4 : parse_type(a.expert_type).first;
     }
     o.name = a.name.empty() ? fs::path(a.in).filename().string() : a.name;
+    o.show_progress = true;
     std::string label = a.type.empty() ? std::string(dtype_name(o.type)) : a.type;
     for (char& ch : label) ch = char(std::toupper(static_cast<unsigned char>(ch)));
     o.provenance = provenance_record("convert", a.in, "", {}, {{"to", "gguf"}, {"type", label}}).dump();

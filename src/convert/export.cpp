@@ -2,6 +2,7 @@
 #include "model/provenance.h"
 
 #include "core/error.h"
+#include "core/progress.h"
 #include "formats/gguf.h"
 #include "kernels/kernels.h"
 #include "model/arch/arch.h"
@@ -12,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <fstream>
 #include <sstream>
 
@@ -147,7 +149,12 @@ void export_gguf(const Model& m, const TokenizerFiles& tokenizer, const std::str
   }
   ModelWeights weights = m.weights;
   std::map<std::string, std::vector<uint8_t>> stacks;  // a layer's experts of each projection, in expert order
-  for (const ParamRef& p : list_params(c, weights)) {
+  const std::vector<ParamRef> params = list_params(c, weights);
+  std::optional<Progress> progress;
+  if (o.show_progress) progress.emplace("convert", int64_t(params.size()));
+  int64_t n_done = 0;
+  for (const ParamRef& p : params) {
+    if (progress) progress->update(n_done++, p.name);
     std::string stacked;
     int64_t expert = 0;
     if (gguf_expert_tensor(p.name, &stacked, &expert)) {
@@ -186,6 +193,7 @@ void export_gguf(const Model& m, const TokenizerFiles& tokenizer, const std::str
       w.add_tensor(name, to, t.shape(), bytes.data(), bytes.size());
     }
   }
+  if (progress) progress->update(n_done, "writing " + path), progress->finish();
   w.write(path);
 }
 

@@ -22,6 +22,7 @@ struct GgufExportOptions {
   std::string name;          // general.name
   bool embed_tokenizer_json = true;  // also tokenizer.huggingface.json (exact round trip)
   std::string provenance;    // the model's lineage record (JSON), kept as "distill.provenance"
+  bool show_progress = false;  // a progress line per tensor written (the CLI's convert: K-quants take minutes on big models)
 };
 
 // Writes `m` and its tokenizer as a GGUF file (atomically). Matrices whose rows are not whole
