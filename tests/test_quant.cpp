@@ -257,6 +257,21 @@ TEST(Quant, Avx2ActivationQuantizerMatchesReferenceBlocks) {
   }
 }
 
+// The AVX2 f32 -> f16 row (how the KV cache stores) is bit for bit the scalar conversion, on odd
+// lengths and across f16's range: subnormal results, ties, values that overflow to infinity.
+TEST(Quant, Avx2F16RowEqualsReference) {
+  if (!cpu_has_avx2()) GTEST_SKIP() << "no AVX2 on this CPU";
+  std::vector<float> x = test::random_vector(203, 12, 4.0f);
+  for (size_t i = 0; i < x.size(); i += 7) x[i] *= 1e-6f;         // subnormal halves
+  for (size_t i = 3; i < x.size(); i += 11) x[i] *= 3e4f;         // near and past 65504
+  x[5] = 1.0f + 1.0f / 2048.0f;                                    // a tie: rounds to even
+  x[6] = -0.0f;
+  std::vector<uint16_t> a(x.size()), r(x.size());
+  avx2::quantize_row(a.data(), DType::F16, x.data(), int64_t(x.size()));
+  ref::quantize_row(r.data(), DType::F16, x.data(), int64_t(x.size()));
+  for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(a[i], r[i]) << i << ": " << x[i];
+}
+
 TEST(Quant, Avx2DequantizeEqualsReference) {
   if (!cpu_has_avx2()) GTEST_SKIP() << "no AVX2 on this CPU";
   const auto x = test::random_vector(512, 9, 1.0f);

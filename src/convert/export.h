@@ -25,8 +25,7 @@ struct GgufExportOptions {
   bool show_progress = false;  // a progress line per tensor written (the CLI's convert: K-quants take minutes on big models)
 };
 
-// Writes `m` and its tokenizer as a GGUF file (atomically). Matrices whose rows are not whole
-// blocks of a quantized type are stored as f16 instead (as llama.cpp's quantizer does).
+// Writes `m` and its tokenizer as a GGUF file (atomically), each matrix as gguf_matrix_type says.
 void export_gguf(const Model& m, const TokenizerFiles& tokenizer, const std::string& path, const GgufExportOptions& o);
 
 // The type a matrix of `o` is written as (GGUF tensor name, row length, layer count): the output

@@ -90,8 +90,8 @@ const float* Decoder::forward(const Batch& b, KVCache& cache) {
                     // so tokens of the same sequence in this batch see each other causally.
                     for (int64_t t = 0; t < T; ++t) {
                       const int64_t row = int64_t(b.seq[t]) * cache.n_ctx + b.pos[t];
-                      convert_from_f32(k_cache + size_t(row) * row_bytes, cache.type, k_rot + t * KVD, size_t(KVD));
-                      convert_from_f32(v_cache + size_t(row) * row_bytes, cache.type, v_new + t * KVD, size_t(KVD));
+                      quantize_row(k_cache + size_t(row) * row_bytes, cache.type, k_rot + t * KVD, KVD);
+                      quantize_row(v_cache + size_t(row) * row_bytes, cache.type, v_new + t * KVD, KVD);
                     }
                     attention_forward(att, q_rot, k_cache, v_cache, shape, b.pos.data(), b.seq.data());
                   });

@@ -13,11 +13,7 @@ namespace distill::avx2 {
 
 namespace {
 
-// 8 cache values as f32, and one.
-inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
-inline __m256 load8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
-inline float load1(const float* p) { return *p; }
-inline float load1(const uint16_t* p) { return _cvtsh_ss(*p); }
+// Cache elements (float or F16) are read through simd.h's load8 / load1.
 
 template <typename E>
 float dot(const float* a, const E* b, int64_t n) {
@@ -68,13 +64,13 @@ void attend(float* out, const float* q, const E* k_cache, const E* v_cache, cons
   const int64_t group = s.n_head / s.n_kv_head;
   const int64_t kv_dim = s.n_kv_head * s.head_dim;
   const int64_t n_work = s.n_tokens * s.n_head;
+  const int64_t row_bytes = s.head_dim * int64_t(sizeof(E));  // one head's keys (or values) of one position
 #pragma omp parallel for schedule(dynamic, 1) if (n_work > 1)
   for (int64_t w = 0; w < n_work; ++w) {
     const int64_t t = w / s.n_head, h = w % s.n_head, g = h / group;
     const int64_t p = pos[t];
     const int64_t first = s.window > 0 ? std::max<int64_t>(0, p - s.window + 1) : 0;
     const float* qh = q + w * s.head_dim;
-    const int64_t row_bytes = s.head_dim * int64_t(sizeof(E));
     const E* k_base = k_cache + seq[t] * s.n_ctx * kv_dim + g * s.head_dim;
     const E* v_base = v_cache + seq[t] * s.n_ctx * kv_dim + g * s.head_dim;
     alignas(32) float acc[512];
@@ -152,7 +148,7 @@ void attend(float* out, const float* q, const E* k_cache, const E* v_cache, cons
 void attention_forward(float* out, const float* q, const void* k_cache, const void* v_cache, const AttentionShape& s,
                        const int32_t* pos, const int32_t* seq) {
   if (s.kv_type == DType::F16)
-    return attend(out, q, static_cast<const uint16_t*>(k_cache), static_cast<const uint16_t*>(v_cache), s, pos, seq);
+    return attend(out, q, static_cast<const F16*>(k_cache), static_cast<const F16*>(v_cache), s, pos, seq);
   attend(out, q, static_cast<const float*>(k_cache), static_cast<const float*>(v_cache), s, pos, seq);
 }
 
