@@ -1,6 +1,7 @@
 // The GRPO objective on hand-computed numbers (from the formulas in rl/grpo_loss.h), the
 // advantages in every scaling, the clip at both bounds, the k3 KL, and the log-prob gradient
 // against finite differences.
+#include "kernels/logprobs.h"
 #include "rl/grpo_loss.h"
 #include "sample/sampler.h"
 #include "test_util.h"
@@ -24,6 +25,46 @@ TEST(GrpoLoss, Advantages) {
   // batch: the std of all 8 rewards (mean 0.625, var 0.234375)
   const std::vector<float> b = grpo_advantages(r, 4, AdvantageScaling::Batch, nullptr, 0.0);
   EXPECT_NEAR(b[0], 0.75 / std::sqrt(0.234375), 1e-6);
+}
+
+// The aggregations on a batch of three sequences of 2, 4 and 6 tokens, in micro-batches {0, 1}
+// and {2}, capped at 8 new tokens: each token's weight, and what the weights add up to.
+TEST(GrpoLoss, TokenWeightsOfEachAggregation) {
+  const GrpoBatchShape b{3, 2, 12, 8};
+  const int64_t len[3] = {2, 4, 6}, micro[3] = {6, 6, 6};
+  const auto weight = [&](GrpoLossType t, int i) { return grpo_token_weight(t, b, len[i], micro[i]); };
+  const auto total = [&](GrpoLossType t) {
+    double s = 0;
+    for (int i = 0; i < 3; ++i) s += double(len[i]) * weight(t, i);
+    return s;
+  };
+  // grpo: each sequence's tokens share 1/N, so short sequences weigh more per token
+  EXPECT_DOUBLE_EQ(weight(GrpoLossType::GRPO, 0), 1.0 / 6.0);
+  EXPECT_DOUBLE_EQ(weight(GrpoLossType::GRPO, 2), 1.0 / 18.0);
+  EXPECT_DOUBLE_EQ(total(GrpoLossType::GRPO), 1.0);
+  // dapo: one weight for every token of the batch, 1/T
+  EXPECT_DOUBLE_EQ(weight(GrpoLossType::DAPO, 0), 1.0 / 12.0);
+  EXPECT_DOUBLE_EQ(weight(GrpoLossType::DAPO, 2), 1.0 / 12.0);
+  EXPECT_DOUBLE_EQ(total(GrpoLossType::DAPO), 1.0);
+  // bnpo: a token mean per micro-batch (6 tokens each here), averaged over the 2 micro-batches
+  EXPECT_DOUBLE_EQ(weight(GrpoLossType::BNPO, 1), 1.0 / 12.0);
+  // dr_grpo: a constant 1/(N·L_max), so the weights add up to T/(N·L_max), not 1
+  EXPECT_DOUBLE_EQ(weight(GrpoLossType::DrGRPO, 0), 1.0 / 24.0);
+  EXPECT_DOUBLE_EQ(weight(GrpoLossType::DrGRPO, 2), 1.0 / 24.0);
+  EXPECT_DOUBLE_EQ(total(GrpoLossType::DrGRPO), 12.0 / 24.0);
+  // an empty completion or batch never divides by zero
+  EXPECT_TRUE(std::isfinite(grpo_token_weight(GrpoLossType::GRPO, GrpoBatchShape{}, 0, 0)));
+  EXPECT_TRUE(std::isfinite(grpo_token_weight(GrpoLossType::BNPO, GrpoBatchShape{}, 0, 0)));
+}
+
+// The rollout entropy reported per GRPO step: log V for equal logits, the two-outcome entropy by
+// hand, and a temperature that sharpens the distribution lowers it.
+TEST(GrpoLoss, SoftmaxEntropy) {
+  const std::vector<float> flat(10, 0.3f);
+  EXPECT_NEAR(softmax_entropy(flat.data(), 10, 1.0f), std::log(10.0), 1e-12);
+  const float two[2] = {std::log(0.25f), std::log(0.75f)};
+  EXPECT_NEAR(softmax_entropy(two, 2, 1.0f), -(0.25 * std::log(0.25) + 0.75 * std::log(0.75)), 1e-6);
+  EXPECT_LT(softmax_entropy(two, 2, 0.5f), softmax_entropy(two, 2, 1.0f));
 }
 
 TEST(GrpoLoss, HandComputedTokens) {

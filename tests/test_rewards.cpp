@@ -50,6 +50,19 @@ TEST(Rewards, SpecParsesWeightsAndComposes) {
   EXPECT_THROW(RewardSpec::parse("answer:heavy"), Error);
 }
 
+// Partial credit for the work shown: the share of right "a op b = c" steps, whatever the final answer.
+TEST(Rewards, StepsRewardCountsRightArithmetic) {
+  EXPECT_DOUBLE_EQ(arithmetic_steps_right(" 24 - 18 = 6. 6 + 45 = 51. 51 * 2 = 102. #### 102"), 1.0);
+  EXPECT_DOUBLE_EQ(arithmetic_steps_right(" 24 - 18 = 6. 6 + 45 = 52. #### 52"), 0.5);
+  EXPECT_DOUBLE_EQ(arithmetic_steps_right("7 × 6 = 42, 42 ÷ 4 = 10.5, 3 x 3 = 10, -2 - -3 = 1"), 0.75);
+  EXPECT_DOUBLE_EQ(arithmetic_steps_right("#### 102"), 0.0) << "no step, no credit";
+  EXPECT_DOUBLE_EQ(arithmetic_steps_right("5 / 0 = 1"), 0.0) << "a division by zero is not a step";
+  const RewardSpec spec = RewardSpec::parse("answer,steps:0.2");
+  std::vector<double> parts;
+  EXPECT_NEAR(spec.score(json{{"answer", "52"}}, " 24 - 18 = 6. 6 + 45 = 52. #### 52", 12, 64, &parts), 1.0 + 0.2 * 0.5, 1e-12);
+  EXPECT_EQ(parts, (std::vector<double>{1.0, 0.5}));
+}
+
 TEST(Rewards, CommandRewardInASandbox) {
   const json task = {{"answer", "1"}};
   auto score = [&](const std::string& cmd) {

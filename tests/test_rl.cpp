@@ -81,6 +81,21 @@ TEST(Rl, GrpoRaisesTheRewardAndZeroLearningRateDoesNot) {
   // the KL term runs with a reference model and the other loss types
   ASSERT_EQ(run(base + "--lr 0.003 --beta 0.05 --loss-type dr_grpo --clip 0.2,0.28 --scale-rewards none --steps 3 -o " +
                     (dir / "rl-kl"), &out), 0) << out;
+  // Dynamic sampling replaces groups without signal by fresh prompts and rewards each rollout
+  // once: the replaced groups' rollouts, never the ones already scored. (Here a group is flat
+  // when none of its 8 digits is the rewarded 7, about 4 groups in 10 before training.)
+  ASSERT_EQ(run(base + "--lr 0.003 --dynamic-sampling --steps 6 -o " + (dir / "rl-dyn"), &out), 0) << out;
+  int64_t sampled = 0, flat_groups = 0;
+  std::ifstream dyn(dir / "rl-dyn/metrics.jsonl");
+  for (std::string line; std::getline(dyn, line);) {
+    const nlohmann::json m = nlohmann::json::parse(line);
+    EXPECT_EQ(m["rollouts_scored"], m["rollouts_sampled"]) << line;
+    sampled += m["rollouts_sampled"].get<int64_t>();
+    flat_groups += std::lround(m["zero_signal_frac"].get<double>() * 4);
+    EXPECT_GE(m["entropy"].get<double>(), 0.0) << line;
+  }
+  EXPECT_GT(flat_groups, 0) << "the run met groups without signal";
+  EXPECT_GE(sampled, 6 * 4 * 8 + flat_groups * 8) << "each flat group was replaced at least once";
   EXPECT_EQ(run(rl + "--loss-type ppo -o " + (dir / "bad"), &out), 1);
   EXPECT_NE(out.find("--loss-type 'ppo'"), std::string::npos) << out;
   EXPECT_FALSE(std::filesystem::exists(dir / "bad"));

@@ -4,6 +4,7 @@
 #include "core/progress.h"
 #include "core/threads.h"
 #include "generate/batch_generate.h"
+#include "kernels/logprobs.h"
 #include "model/decoder.h"
 #include "train/harness.h"
 #include "train/training_pass.h"
@@ -72,8 +73,9 @@ public:
     for (int64_t p = 0; p < s_.prompts_per_step; ++p) chosen_.push_back(h_.next_item());
     step_seed_ = s_.seed * 7919u + uint64_t(h_.step()) * 104729u;
     stats_ = BatchGenerateStats{};
+    sampled_ = scored_ = 0;
     ro_ = sample(chosen_, step_seed_);
-    score(ro_, 0);
+    score(ro_, 0, ro_.size());
     const int64_t zero_groups = resample_zero_signal_groups();
     std::vector<double> rewards;
     for (const Rollout& r : ro_) rewards.push_back(r.reward);
@@ -99,16 +101,18 @@ private:
     BatchGenerateStats st;
     std::vector<Rollout> r;
     for (SampledCompletion& c : generate_batch(policy_, tok_, prompts, o, &st)) r.push_back({std::move(c), 0.0, 0.0f, false});
+    sampled_ += int64_t(r.size());
     stats_.tokens += st.tokens, stats_.seconds += st.seconds, stats_.prompt_tokens_copied += st.prompt_tokens_copied;
     return r;
   }
 
-  // Rewards (and correctness: tasks/tasks.h's one definition) of rollouts from `first` on.
-  void score(std::vector<Rollout>& ro, size_t first) {
-    for (size_t i = first; i < ro.size(); ++i) {
+  // Rewards (and correctness: tasks/tasks.h's one definition) of rollouts [first, last).
+  void score(std::vector<Rollout>& ro, size_t first, size_t last) {
+    for (size_t i = first; i < last; ++i) {
       const Task& task = tasks_[size_t(chosen_[size_t(ro[i].prompt_index)])];
       const TaskScore sc = score_completion(reward_, task, ro[i].text, int64_t(ro[i].completion.size()), s_.max_new_tokens);
       ro[i].reward = sc.reward, ro[i].correct = sc.correct;
+      ++scored_;
     }
   }
 
@@ -130,7 +134,7 @@ private:
         chosen_[size_t(g)] = one[0];
         for (Rollout& f : fresh) f.prompt_index = g;
         std::copy(fresh.begin(), fresh.end(), ro_.begin() + g * s_.group);
-        score(ro_, 0);
+        score(ro_, size_t(g * s_.group), size_t((g + 1) * s_.group));  // only the fresh group
       }
     return zero;
   }
@@ -165,25 +169,14 @@ private:
     }
   }
 
-  // The weight of each of a sequence's tokens in the loss, by the aggregation chosen.
-  double token_weight(double len, int64_t micro_tokens, int64_t n_micro, int64_t total_tokens) const {
-    const double n = double(ro_.size());
-    switch (s_.loss_type) {
-      case GrpoLossType::GRPO: return 1.0 / (n * len);
-      case GrpoLossType::BNPO: return 1.0 / (double(std::max<int64_t>(1, micro_tokens)) * double(n_micro));
-      case GrpoLossType::DAPO: return 1.0 / double(std::max<int64_t>(1, total_tokens));
-      case GrpoLossType::DrGRPO: return 1.0 / (n * double(s_.max_new_tokens));
-    }
-    return 0.0;
-  }
-
   // `epochs` AdamW updates over the same rollouts.
   json optimise() {
     const int64_t n = int64_t(ro_.size());
     int64_t total_tokens = 0;
     for (const Rollout& r : ro_) total_tokens += int64_t(r.completion.size());
-    const int64_t n_micro = (n + s_.micro_batch - 1) / s_.micro_batch;
+    const GrpoBatchShape shape{n, (n + s_.micro_batch - 1) / s_.micro_batch, total_tokens, s_.max_new_tokens};
     double loss_sum = 0, kl_sum = 0, grad_norm = 0;
+    entropy_sum_ = 0;
     int64_t clipped = 0, counted = 0;
     for (int64_t e = 0; e < s_.epochs; ++e) {
       loss_sum = kl_sum = 0, clipped = counted = 0;
@@ -198,11 +191,12 @@ private:
         for (int64_t b = 0; b < s_.micro_batch && first + b < n; ++b) {
           const Rollout& r = ro_[size_t(first + b)];
           const int64_t plen = int64_t(prompt_of(r).size());
-          const double w = token_weight(double(r.completion.size()), micro_tokens, n_micro, total_tokens);
+          const double w = grpo_token_weight(s_.loss_type, shape, int64_t(r.completion.size()), micro_tokens);
           for (size_t k = 0; k < r.completion.size(); ++k) {
             const int64_t row = b * L_ + plen + int64_t(k) - 1;  // position whose logits predict token k
             const float* l = logits + row * V_;
             const double logp = token_logprob(l, V_, r.completion[k], s_.temperature);
+            if (e == 0) entropy_sum_ += softmax_entropy(l, V_, s_.temperature);
             const double lref = ref_decoder_ ? ref_logp_[size_t(first + b)][k] : 0.0;
             const GrpoTokenLoss t = grpo_token_loss(logp, r.logp_old[k], lref, r.advantage, s_.clip_low, s_.clip_high, s_.beta);
             loss_sum += w * t.loss;
@@ -219,20 +213,37 @@ private:
     }
     return {{"loss", loss_sum}, {"kl", counted ? kl_sum / double(counted) : 0.0},
             {"clip_frac", counted ? double(clipped) / double(counted) : 0.0}, {"grad_norm", grad_norm},
-            {"lr", h_.lr_now()}, {"completion_len", double(total_tokens) / double(n)}};
+            {"lr", h_.lr_now()}, {"completion_len", double(total_tokens) / double(n)},
+            {"entropy", total_tokens ? entropy_sum_ / double(total_tokens) : 0.0}};
   }
 
+  // What the step's rollouts say: reward and accuracy, which groups could teach anything (all
+  // right or all wrong groups have advantage 0), and how large the advantages were.
   json step_metrics(int64_t zero_groups, double sample_s, double train_s) const {
-    double mean = 0, sq = 0, mx = -INFINITY, acc = 0;
-    for (const Rollout& r : ro_) mean += r.reward, mx = std::max(mx, r.reward), acc += r.correct;
+    double mean = 0, sq = 0, mx = -INFINITY, acc = 0, adv_abs = 0, adv_nonzero = 0;
+    for (const Rollout& r : ro_)
+      mean += r.reward, mx = std::max(mx, r.reward), acc += r.correct, adv_abs += std::fabs(r.advantage), adv_nonzero += r.advantage != 0.0f;
     const double n = double(ro_.size());
     mean /= n;
     for (const Rollout& r : ro_) sq += (r.reward - mean) * (r.reward - mean);
+    int64_t solved = 0, unsolved = 0;
+    for (int64_t g = 0; g < s_.prompts_per_step; ++g) {
+      int64_t right = 0;
+      for (int64_t i = 0; i < s_.group; ++i) right += ro_[size_t(g * s_.group + i)].correct;
+      solved += right == s_.group, unsolved += right == 0;
+    }
+    const double groups = double(s_.prompts_per_step);
     return {{"reward_mean", mean},
             {"reward_std", std::sqrt(sq / n)},
             {"reward_max", mx},
             {"accuracy", acc / n},
-            {"zero_signal_frac", double(zero_groups) / double(s_.prompts_per_step)},
+            {"zero_signal_frac", double(zero_groups) / groups},
+            {"solved_frac", double(solved) / groups},
+            {"unsolved_frac", double(unsolved) / groups},
+            {"adv_abs_mean", adv_abs / n},
+            {"adv_nonzero_frac", adv_nonzero / n},
+            {"rollouts_sampled", sampled_},
+            {"rollouts_scored", scored_},
             {"tokens_per_s", stats_.seconds > 0 ? double(stats_.tokens) / stats_.seconds : 0.0},
             {"prompt_tokens_shared", stats_.prompt_tokens_copied},
             {"completions_per_s", sample_s > 0 ? n / sample_s : 0.0},
@@ -257,6 +268,8 @@ private:
   std::vector<std::vector<float>> ref_logp_;
   BatchGenerateStats stats_;
   uint64_t step_seed_ = 0;
+  int64_t sampled_ = 0, scored_ = 0;  // rollouts generated and rewarded this step (dynamic sampling adds groups)
+  double entropy_sum_ = 0;            // policy entropy at the sampled positions, first epoch
 };
 
 }  // namespace

@@ -49,6 +49,17 @@ std::vector<float> grpo_advantages(const std::vector<double>& r, int64_t group, 
   return a;
 }
 
+double grpo_token_weight(GrpoLossType type, const GrpoBatchShape& b, int64_t seq_tokens, int64_t micro_tokens) {
+  const double n = double(std::max<int64_t>(1, b.n_seqs));
+  switch (type) {
+    case GrpoLossType::GRPO: return 1.0 / (n * double(std::max<int64_t>(1, seq_tokens)));
+    case GrpoLossType::BNPO: return 1.0 / (double(std::max<int64_t>(1, micro_tokens)) * double(std::max<int64_t>(1, b.n_micro)));
+    case GrpoLossType::DAPO: return 1.0 / double(std::max<int64_t>(1, b.total_tokens));
+    case GrpoLossType::DrGRPO: return 1.0 / (n * double(std::max<int64_t>(1, b.max_new_tokens)));
+  }
+  return 0.0;
+}
+
 GrpoTokenLoss grpo_token_loss(double logp, double logp_old, double logp_ref, double A, double clip_low,
                               double clip_high, double beta) {
   GrpoTokenLoss t{};

@@ -41,6 +41,15 @@ struct GrpoTokenLoss {
   double kl;       // KL_t (0 when beta = 0)
 };
 
+// The weight of each token of one sequence in the batch loss, by the aggregation chosen (above):
+// `seq_tokens` the sequence's length, `micro_tokens` the active tokens of its micro-batch,
+// `n_micro` micro-batches, `total_tokens` the batch's active tokens, `n_seqs` sequences,
+// `max_new_tokens` the length cap. Every token of a sequence has the same weight.
+struct GrpoBatchShape {
+  int64_t n_seqs = 0, n_micro = 1, total_tokens = 0, max_new_tokens = 0;
+};
+double grpo_token_weight(GrpoLossType type, const GrpoBatchShape& batch, int64_t seq_tokens, int64_t micro_tokens);
+
 // One completion token. logp_ref is ignored when beta == 0.
 GrpoTokenLoss grpo_token_loss(double logp, double logp_old, double logp_ref, double advantage, double clip_low,
                               double clip_high, double beta);

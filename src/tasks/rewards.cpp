@@ -66,6 +66,34 @@ std::string normalise_text(std::string s) {
 
 }  // namespace
 
+double arithmetic_steps_right(const std::string& c) {
+  // "a op b = c" with integers or decimals; the operator may be + - * / × ÷ or x
+  static const Regex step(R"(-?\d+(?:\.\d+)?\s*(?:[-+*/x]|×|÷)\s*-?\d+(?:\.\d+)?\s*=\s*-?\d+(?:\.\d+)?)");
+  int64_t total = 0, right = 0;
+  for (const auto& [begin, end] : step.find_all(c)) {
+    const std::string m = c.substr(begin, end - begin);  // the regex vouches for its shape
+    const char* p = m.c_str();
+    char* next = nullptr;
+    const auto skip = [&] { while (*p == ' ' || *p == '\t' || *p == '\n') ++p; };
+    const double a = std::strtod(p, &next);
+    p = next, skip();
+    const std::string op = std::strncmp(p, "×", 2) == 0 || std::strncmp(p, "÷", 2) == 0 ? std::string(p, 2) : std::string(p, 1);
+    p += op.size(), skip();
+    const double b = std::strtod(p, &next);
+    p = next, skip();
+    const double got = std::strtod(p + 1, nullptr);  // past '='
+    double want = 0;
+    if (op == "+") want = a + b;
+    else if (op == "-") want = a - b;
+    else if (op == "*" || op == "x" || op == "×") want = a * b;
+    else if (b != 0) want = a / b;
+    else continue;  // a division by zero is not a step that can be right
+    ++total;
+    right += std::fabs(got - want) <= 1e-6 * std::max(1.0, std::fabs(want));
+  }
+  return total ? double(right) / double(total) : 0.0;
+}
+
 std::optional<std::string> extract_answer(const std::string& c) {
   if (auto b = last_boxed(c)) return trim(*b);
   const size_t hashes = c.rfind("####");
@@ -93,7 +121,7 @@ bool answers_match(const std::string& got, const std::string& want) {
 }
 
 RewardSpec RewardSpec::parse(const std::string& spec) {
-  static const char* kKinds[] = {"answer", "format", "regex", "length", "cmd"};
+  static const char* kKinds[] = {"answer", "format", "steps", "regex", "length", "cmd"};
   // Terms are separated by commas that are followed by a reward name, so a regex or command may
   // itself contain commas ("regex:a{1,3}").
   auto starts_term = [&](size_t at) {
@@ -134,8 +162,8 @@ RewardSpec RewardSpec::parse(const std::string& spec) {
       t.regex = std::make_shared<Regex>(t.arg);
     } else if (t.kind == "cmd") {
       if (t.arg.empty()) fail("--reward cmd needs a program: cmd:PROGRAM[:weight]");
-    } else if (t.kind != "answer" && t.kind != "format" && t.kind != "length") {
-      fail("--reward: unknown reward '{}' (known: answer, format, regex:PATTERN, length, cmd:PROGRAM)", t.kind);
+    } else if (t.kind != "answer" && t.kind != "format" && t.kind != "steps" && t.kind != "length") {
+      fail("--reward: unknown reward '{}' (known: answer, format, steps, regex:PATTERN, length, cmd:PROGRAM)", t.kind);
     }
     r.terms_.push_back(std::move(t));
   }
@@ -169,6 +197,8 @@ double RewardSpec::score(const nlohmann::json& task, const std::string& completi
                   !trim(completion.substr(close + 8)).empty()
               ? 1.0
               : 0.0;
+    } else if (t.kind == "steps") {
+      v = arithmetic_steps_right(completion);
     } else if (t.kind == "regex") {
       v = t.regex->find_all(completion).empty() ? 0.0 : 1.0;
     } else if (t.kind == "length") {

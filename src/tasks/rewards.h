@@ -6,6 +6,10 @@
 //                 allowed), "#### …", <answer>…</answer>, else the last number in the text.
 //   format        1 if the completion is "<think>…</think>" followed by a non-empty answer
 //                 (the generation prompt may already hold the opening "<think>").
+//   steps         partial credit for worked arithmetic: the share of the completion's "a op b = c"
+//                 steps (+ - * / × ÷ x, integers or decimals) whose result is right; 0 without a step.
+//                 Meant beside `answer` with a small weight: it rewards showing the work, and
+//                 trivially true steps earn no more than the share they dilute.
 //   regex:PATTERN 1 if PATTERN (PCRE2) matches somewhere in the completion.
 //   length        −(completion tokens ÷ max new tokens): a penalty for long replies.
 //   cmd:PROGRAM   runs PROGRAM (with arguments, split on spaces) in the sandbox with
@@ -26,6 +30,8 @@ class Regex;
 
 // The final answer in a completion, or nothing.
 std::optional<std::string> extract_answer(const std::string& completion);
+// The `steps` reward: the share of "a op b = c" steps in `completion` that are arithmetically right.
+double arithmetic_steps_right(const std::string& completion);
 // Equal as numbers if both parse as numbers, else as normalised text.
 bool answers_match(const std::string& got, const std::string& want);
 

@@ -92,6 +92,27 @@ std::string table(const json& j) {
   return out + "</table>";
 }
 
+// Charts of the keys present in the metrics, one chart per title; none when no key is present.
+std::string charts_of(const std::vector<json>& metrics, const std::string& title,
+                      std::initializer_list<std::pair<const char*, const char*>> keys) {
+  std::vector<Series> series;
+  for (auto [key, color] : keys)
+    if (Series s = series_of(metrics, key, color); !s.points.empty()) series.push_back(std::move(s));
+  return series.empty() ? "" : svg_line_chart(title, "step", series) + "<br>";
+}
+
+// Why a reinforcement run learns or does not: which groups carried signal, how large the
+// advantages were, how far the policy moved and how its samples changed.
+std::string rl_diagnostics(const std::vector<json>& metrics) {
+  return charts_of(metrics, "share of groups: without signal (all rewards equal), all right, all wrong",
+                   {{"zero_signal_frac", "#7f7f7f"}, {"solved_frac", "#2ca02c"}, {"unsolved_frac", "#d62728"}}) +
+         charts_of(metrics, "advantages: mean |A|, share of rollouts with A ≠ 0",
+                   {{"adv_abs_mean", "#1f77b4"}, {"adv_nonzero_frac", "#9467bd"}}) +
+         charts_of(metrics, "policy entropy at the sampled tokens (nats)", {{"entropy", "#ff7f0e"}}) +
+         charts_of(metrics, "KL to the reference (k3, per token)", {{"kl", "#9467bd"}}) +
+         charts_of(metrics, "completion length (tokens)", {{"completion_len", "#8c564b"}});
+}
+
 }  // namespace
 
 void write_training_report(const std::string& path, const std::string& title, const std::vector<json>& metrics,
@@ -109,6 +130,7 @@ void write_training_report(const std::string& path, const std::string& title, co
     if (!s.points.empty()) rewards.push_back(std::move(s));
   }
   if (!rewards.empty()) html += svg_line_chart("reward and accuracy", "step", rewards) + "<br>";
+  html += rl_diagnostics(metrics);
   // Distillation: how closely the student follows its teacher on held-out data.
   if (Series kl = series_of(metrics, "eval_kl_to_teacher", "#9467bd"); !kl.points.empty()) {
     html += svg_line_chart("held-out KL(teacher ‖ student), nats/token", "step", {kl}) + "<br>";
