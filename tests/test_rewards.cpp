@@ -57,6 +57,12 @@ TEST(Rewards, StepsRewardCountsRightArithmetic) {
   EXPECT_DOUBLE_EQ(arithmetic_steps_right("7 × 6 = 42, 42 ÷ 4 = 10.5, 3 x 3 = 10, -2 - -3 = 1"), 0.75);
   EXPECT_DOUBLE_EQ(arithmetic_steps_right("#### 102"), 0.0) << "no step, no credit";
   EXPECT_DOUBLE_EQ(arithmetic_steps_right("5 / 0 = 1"), 0.0) << "a division by zero is not a step";
+  // worked: the answer, only when every step shown is right (a guess through a wrong step earns 0)
+  const RewardSpec worked = RewardSpec::parse("worked");
+  EXPECT_EQ(worked.score(json{{"answer", "52"}}, " 24 - 18 = 6. 6 + 45 = 52. #### 52", 12, 64), 0.0);
+  EXPECT_EQ(worked.score(json{{"answer", "51"}}, " 24 - 18 = 6. 6 + 45 = 51. #### 51", 12, 64), 1.0);
+  EXPECT_EQ(worked.score(json{{"answer", "51"}}, "#### 51", 2, 64), 1.0) << "no step shown, none wrong";
+  EXPECT_TRUE(worked.has_answer());
   const RewardSpec spec = RewardSpec::parse("answer,steps:0.2");
   std::vector<double> parts;
   EXPECT_NEAR(spec.score(json{{"answer", "52"}}, " 24 - 18 = 6. 6 + 45 = 52. #### 52", 12, 64, &parts), 1.0 + 0.2 * 0.5, 1e-12);

@@ -100,6 +100,9 @@ void register_rl(CLI::App& app) {
   cmd->add_option("--clip", a->clip, "ε or ε_low,ε_high (DAPO clip-higher, e.g. 0.2,0.28)")->capture_default_str();
   cmd->add_option("--loss-type", a->loss_type, "grpo | bnpo | dapo | dr_grpo")->capture_default_str();
   cmd->add_option("--scale-rewards", a->scale, "group | batch | none")->capture_default_str();
+  cmd->add_option("--negative-scale", a->s.negative_scale,
+                  "Weight of negative advantages (1: GRPO; 0: only rollouts better than their group's mean teach)")
+      ->capture_default_str()->check(CLI::Range(0.0, 1.0));
   cmd->add_flag("--dynamic-sampling", a->s.dynamic_sampling, "Replace groups whose rewards are all equal");
   cmd->add_option("--epochs", a->s.epochs, "Optimiser steps per batch of rollouts")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--steps", a->s.steps, "GRPO steps")->capture_default_str()->check(CLI::PositiveNumber);

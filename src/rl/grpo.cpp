@@ -23,7 +23,7 @@ json GrpoSettings::to_json() const {
   json j = {{"group", group}, {"prompts_per_step", prompts_per_step}, {"max_new_tokens", max_new_tokens},
           {"temperature", temperature}, {"clip_low", clip_low}, {"clip_high", clip_high}, {"beta", beta},
           {"epochs", epochs}, {"steps", steps}, {"micro_batch", micro_batch}, {"loss_type", types[int(loss_type)]},
-          {"scale_rewards", scal[int(scaling)]}, {"dynamic_sampling", dynamic_sampling}, {"lr", lr.lr},
+          {"scale_rewards", scal[int(scaling)]}, {"dynamic_sampling", dynamic_sampling}, {"negative_scale", negative_scale}, {"lr", lr.lr},
           {"warmup_steps", lr.warmup_steps}, {"weight_decay", adamw.weight_decay}, {"clip_grad", clip_grad},
           {"seed", seed}};
   if (lora.rank > 0) j["lora"] = lora.to_json();  // a resumed run must train the same adapter
@@ -81,7 +81,7 @@ public:
     for (const Rollout& r : ro_) rewards.push_back(r.reward);
     int64_t unused = 0;
     const std::vector<float> adv = grpo_advantages(rewards, s_.group, s_.scaling, &unused);
-    for (size_t i = 0; i < ro_.size(); ++i) ro_[i].advantage = adv[i];
+    for (size_t i = 0; i < ro_.size(); ++i) ro_[i].advantage = adv[i] < 0.0f ? adv[i] * s_.negative_scale : adv[i];
     const double sample_s = seconds_since(t_sample);
     reference_logprobs();
     const auto t_train = std::chrono::steady_clock::now();
@@ -176,7 +176,7 @@ private:
     for (const Rollout& r : ro_) total_tokens += int64_t(r.completion.size());
     const GrpoBatchShape shape{n, (n + s_.micro_batch - 1) / s_.micro_batch, total_tokens, s_.max_new_tokens};
     double loss_sum = 0, kl_sum = 0, grad_norm = 0;
-    entropy_sum_ = 0;
+    entropy_sum_ = old_gap_sum_ = 0;
     int64_t clipped = 0, counted = 0;
     for (int64_t e = 0; e < s_.epochs; ++e) {
       loss_sum = kl_sum = 0, clipped = counted = 0;
@@ -196,7 +196,12 @@ private:
             const int64_t row = b * L_ + plen + int64_t(k) - 1;  // position whose logits predict token k
             const float* l = logits + row * V_;
             const double logp = token_logprob(l, V_, r.completion[k], s_.temperature);
-            if (e == 0) entropy_sum_ += softmax_entropy(l, V_, s_.temperature);
+            if (e == 0) {
+              entropy_sum_ += softmax_entropy(l, V_, s_.temperature);
+              // before the first update the sampler and the training pass score the same policy:
+              // a gap here means the two disagree (cache precision, or a bug), not learning
+              old_gap_sum_ += std::fabs(logp - double(r.logp_old[k]));
+            }
             const double lref = ref_decoder_ ? ref_logp_[size_t(first + b)][k] : 0.0;
             const GrpoTokenLoss t = grpo_token_loss(logp, r.logp_old[k], lref, r.advantage, s_.clip_low, s_.clip_high, s_.beta);
             loss_sum += w * t.loss;
@@ -214,7 +219,8 @@ private:
     return {{"loss", loss_sum}, {"kl", counted ? kl_sum / double(counted) : 0.0},
             {"clip_frac", counted ? double(clipped) / double(counted) : 0.0}, {"grad_norm", grad_norm},
             {"lr", h_.lr_now()}, {"completion_len", double(total_tokens) / double(n)},
-            {"entropy", total_tokens ? entropy_sum_ / double(total_tokens) : 0.0}};
+            {"entropy", total_tokens ? entropy_sum_ / double(total_tokens) : 0.0},
+            {"logp_old_gap", total_tokens ? old_gap_sum_ / double(total_tokens) : 0.0}};
   }
 
   // What the step's rollouts say: reward and accuracy, which groups could teach anything (all
@@ -270,6 +276,7 @@ private:
   uint64_t step_seed_ = 0;
   int64_t sampled_ = 0, scored_ = 0;  // rollouts generated and rewarded this step (dynamic sampling adds groups)
   double entropy_sum_ = 0;            // policy entropy at the sampled positions, first epoch
+  double old_gap_sum_ = 0;            // |logp − logp_old| there, first epoch
 };
 
 }  // namespace

@@ -33,6 +33,7 @@ struct GrpoSettings {
   int64_t micro_batch = 8;        // rows per forward/backward
   GrpoLossType loss_type = GrpoLossType::GRPO;
   AdvantageScaling scaling = AdvantageScaling::Group;
+  float negative_scale = 1.0f;    // multiplies negative advantages (0: learn only from better-than-average rollouts)
   bool dynamic_sampling = false;  // replace zero-signal groups by fresh prompts (up to 3 tries)
   LrSchedule lr;
   AdamWSettings adamw;

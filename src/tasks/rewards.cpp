@@ -66,7 +66,10 @@ std::string normalise_text(std::string s) {
 
 }  // namespace
 
-double arithmetic_steps_right(const std::string& c) {
+namespace {
+
+// The "a op b = c" steps of a completion: how many, and how many are right.
+std::pair<int64_t, int64_t> count_arithmetic_steps(const std::string& c) {
   // "a op b = c" with integers or decimals; the operator may be + - * / × ÷ or x
   static const Regex step(R"(-?\d+(?:\.\d+)?\s*(?:[-+*/x]|×|÷)\s*-?\d+(?:\.\d+)?\s*=\s*-?\d+(?:\.\d+)?)");
   int64_t total = 0, right = 0;
@@ -91,7 +94,19 @@ double arithmetic_steps_right(const std::string& c) {
     ++total;
     right += std::fabs(got - want) <= 1e-6 * std::max(1.0, std::fabs(want));
   }
+  return {total, right};
+}
+
+}  // namespace
+
+double arithmetic_steps_right(const std::string& c) {
+  const auto [total, right] = count_arithmetic_steps(c);
   return total ? double(right) / double(total) : 0.0;
+}
+
+bool every_arithmetic_step_right(const std::string& c) {
+  const auto [total, right] = count_arithmetic_steps(c);
+  return right == total;
 }
 
 std::optional<std::string> extract_answer(const std::string& c) {
@@ -120,8 +135,15 @@ bool answers_match(const std::string& got, const std::string& want) {
   return normalise_text(got) == normalise_text(want);
 }
 
+bool final_answer_right(const nlohmann::json& task, const std::string& completion) {
+  const auto got = extract_answer(completion);
+  if (!got || !task.contains("answer")) return false;
+  const std::string want = task["answer"].is_string() ? task["answer"].get<std::string>() : task["answer"].dump();
+  return answers_match(*got, want);
+}
+
 RewardSpec RewardSpec::parse(const std::string& spec) {
-  static const char* kKinds[] = {"answer", "format", "steps", "regex", "length", "cmd"};
+  static const char* kKinds[] = {"answer", "worked", "format", "steps", "regex", "length", "cmd"};
   // Terms are separated by commas that are followed by a reward name, so a regex or command may
   // itself contain commas ("regex:a{1,3}").
   auto starts_term = [&](size_t at) {
@@ -162,8 +184,8 @@ RewardSpec RewardSpec::parse(const std::string& spec) {
       t.regex = std::make_shared<Regex>(t.arg);
     } else if (t.kind == "cmd") {
       if (t.arg.empty()) fail("--reward cmd needs a program: cmd:PROGRAM[:weight]");
-    } else if (t.kind != "answer" && t.kind != "format" && t.kind != "steps" && t.kind != "length") {
-      fail("--reward: unknown reward '{}' (known: answer, format, steps, regex:PATTERN, length, cmd:PROGRAM)", t.kind);
+    } else if (t.kind != "answer" && t.kind != "worked" && t.kind != "format" && t.kind != "steps" && t.kind != "length") {
+      fail("--reward: unknown reward '{}' (known: answer, worked, format, steps, regex:PATTERN, length, cmd:PROGRAM)", t.kind);
     }
     r.terms_.push_back(std::move(t));
   }
@@ -173,7 +195,7 @@ RewardSpec RewardSpec::parse(const std::string& spec) {
 
 bool RewardSpec::has_answer() const {
   for (const RewardTerm& t : terms_)
-    if (t.kind == "answer") return true;
+    if (t.kind == "answer" || t.kind == "worked") return true;
   return false;
 }
 
@@ -183,12 +205,10 @@ double RewardSpec::score(const nlohmann::json& task, const std::string& completi
   if (components) components->clear();
   for (const RewardTerm& t : terms_) {
     double v = 0.0;
-    if (t.kind == "answer") {
-      const auto got = extract_answer(completion);
-      if (got && task.contains("answer")) {
-        const std::string want = task["answer"].is_string() ? task["answer"].get<std::string>() : task["answer"].dump();
-        v = answers_match(*got, want) ? 1.0 : 0.0;
-      }
+    if (t.kind == "answer" || t.kind == "worked") {
+      v = final_answer_right(task, completion) ? 1.0 : 0.0;
+      // worked: a right answer reached through a wrong step is a guess, and earns nothing
+      if (t.kind == "worked" && v > 0.0 && !every_arithmetic_step_right(completion)) v = 0.0;
     } else if (t.kind == "format") {
       // "<think>" may have been in the prompt; what matters is a closed think block, then an answer
       const size_t close = completion.find("</think>");

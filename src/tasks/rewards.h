@@ -4,6 +4,9 @@
 //                 numerically, text after normalisation: case, spaces, surrounding $ and braces),
 //                 else 0. The answer is taken from, in order: the last \boxed{…} (nested braces
 //                 allowed), "#### …", <answer>…</answer>, else the last number in the text.
+//   worked        `answer`, but 0 when any "a op b = c" step shown (see steps) is wrong: a small
+//                 policy often lands on the right number through a wrong step, and an answer-only
+//                 reward teaches it to guess
 //   format        1 if the completion is "<think>…</think>" followed by a non-empty answer
 //                 (the generation prompt may already hold the opening "<think>").
 //   steps         partial credit for worked arithmetic: the share of the completion's "a op b = c"
@@ -30,8 +33,11 @@ class Regex;
 
 // The final answer in a completion, or nothing.
 std::optional<std::string> extract_answer(const std::string& completion);
+// The task's "answer" equals the completion's final answer (what the `answer` reward scores).
+bool final_answer_right(const nlohmann::json& task, const std::string& completion);
 // The `steps` reward: the share of "a op b = c" steps in `completion` that are arithmetically right.
 double arithmetic_steps_right(const std::string& completion);
+bool every_arithmetic_step_right(const std::string& completion);  // also true without a step
 // Equal as numbers if both parse as numbers, else as normalised text.
 bool answers_match(const std::string& got, const std::string& want);
 
@@ -50,7 +56,7 @@ public:
   double score(const nlohmann::json& task, const std::string& completion, int64_t n_tokens, int64_t max_tokens,
                std::vector<double>* components = nullptr) const;
   const std::vector<RewardTerm>& terms() const { return terms_; }
-  bool has_answer() const;
+  bool has_answer() const;  // an answer or worked term: tasks need an "answer"
   double cmd_timeout_s = 10.0;
 
 private:

@@ -32,13 +32,12 @@ std::vector<Task> read_tasks(const std::string& path, const Tokenizer& tok, cons
 
 TaskScore score_completion(const RewardSpec& spec, const Task& task, const std::string& completion, int64_t n_tokens,
                            int64_t max_tokens) {
-  std::vector<double> components;
   TaskScore s;
-  s.reward = spec.score(task.task, completion, n_tokens, max_tokens, &components);
+  s.reward = spec.score(task.task, completion, n_tokens, max_tokens);
   s.correct = s.reward > 0;
-  for (size_t i = 0; i < spec.terms().size(); ++i)
-    if (spec.terms()[i].kind == "answer") {
-      s.correct = components[i] >= 1.0;
+  for (const RewardTerm& t : spec.terms())
+    if (t.kind == "answer" || t.kind == "worked") {  // correct: the final answer, whatever the steps
+      s.correct = final_answer_right(task.task, completion);
       break;
     }
   return s;

@@ -1,7 +1,8 @@
 // Tasks with checkable answers (JSONL: {"prompt"} or {"messages"}, plus what the rewards read,
 // e.g. "answer") and the one definition of task accuracy, used by `rl` (its held-out accuracy and
-// per-step accuracy) and `eval`: a completion is correct when the reward spec's first `answer`
-// term scores 1, or — for a spec without an answer term — when its total reward is positive.
+// per-step accuracy) and `eval`: a completion is correct when its final answer is the task's —
+// for a spec with an `answer` or `worked` term, whatever its steps — or, for a spec without
+// either, when its total reward is positive.
 #pragma once
 
 #include "model/model.h"
