@@ -25,6 +25,12 @@ TEST(GrpoLoss, Advantages) {
   // batch: the std of all 8 rewards (mean 0.625, var 0.234375)
   const std::vector<float> b = grpo_advantages(r, 4, AdvantageScaling::Batch, nullptr, 0.0);
   EXPECT_NEAR(b[0], 0.75 / std::sqrt(0.234375), 1e-6);
+  // --negative-scale: negative advantages shrink, positive ones and flat groups stay
+  const std::vector<float> half = grpo_advantages(r, 4, AdvantageScaling::None, nullptr, 1e-4, 0.5);
+  EXPECT_NEAR(half[0], 0.75, 1e-6);
+  EXPECT_NEAR(half[1], -0.125, 1e-6);
+  EXPECT_EQ(half[4], 0.0f);
+  EXPECT_EQ(grpo_advantages(r, 4, AdvantageScaling::Group, nullptr, 1e-4, 0.0)[2], 0.0f);
 }
 
 // The aggregations on a batch of three sequences of 2, 4 and 6 tokens, in micro-batches {0, 1}

@@ -80,8 +80,8 @@ public:
     std::vector<double> rewards;
     for (const Rollout& r : ro_) rewards.push_back(r.reward);
     int64_t unused = 0;
-    const std::vector<float> adv = grpo_advantages(rewards, s_.group, s_.scaling, &unused);
-    for (size_t i = 0; i < ro_.size(); ++i) ro_[i].advantage = adv[i] < 0.0f ? adv[i] * s_.negative_scale : adv[i];
+    const std::vector<float> adv = grpo_advantages(rewards, s_.group, s_.scaling, &unused, 1e-4, s_.negative_scale);
+    for (size_t i = 0; i < ro_.size(); ++i) ro_[i].advantage = adv[i];
     const double sample_s = seconds_since(t_sample);
     reference_logprobs();
     const auto t_train = std::chrono::steady_clock::now();

@@ -24,7 +24,7 @@ GrpoLossType parse_grpo_loss_type(const std::string& s) {
 }
 
 std::vector<float> grpo_advantages(const std::vector<double>& r, int64_t group, AdvantageScaling scaling,
-                                   int64_t* zero_signal, double eps) {
+                                   int64_t* zero_signal, double eps, double negative_scale) {
   DISTILL_ASSERT(group > 0 && int64_t(r.size()) % group == 0);
   const int64_t n_groups = int64_t(r.size()) / group;
   std::vector<float> a(r.size());
@@ -44,7 +44,10 @@ std::vector<float> grpo_advantages(const std::vector<double>& r, int64_t group, 
     if (zero_signal && var == 0.0) ++*zero_signal;
     const double denom = scaling == AdvantageScaling::Group ? std + eps : scaling == AdvantageScaling::Batch ? batch_std + eps : 1.0;
     // a group without spread has no signal: exactly 0 (also when eps is 0)
-    for (int64_t i = 0; i < group; ++i) a[size_t(g * group + i)] = var == 0.0 ? 0.0f : float((rg[i] - mean) / denom);
+    for (int64_t i = 0; i < group; ++i) {
+      const double adv = var == 0.0 ? 0.0 : (rg[i] - mean) / denom;
+      a[size_t(g * group + i)] = float(adv < 0.0 ? adv * negative_scale : adv);
+    }
   }
   return a;
 }

@@ -31,8 +31,10 @@ AdvantageScaling parse_advantage_scaling(const std::string& s);  // group | batc
 GrpoLossType parse_grpo_loss_type(const std::string& s);          // grpo | bnpo | dapo | dr_grpo
 
 // rewards [n_groups × group] in group order -> advantages; counts groups without signal.
+// `negative_scale` multiplies the negative advantages (1: GRPO; 0: only the rollouts better than
+// their group's mean teach, as rejection-sampling fine-tuning).
 std::vector<float> grpo_advantages(const std::vector<double>& rewards, int64_t group, AdvantageScaling scaling,
-                                   int64_t* zero_signal_groups, double eps = 1e-4);
+                                   int64_t* zero_signal_groups, double eps = 1e-4, double negative_scale = 1.0);
 
 struct GrpoTokenLoss {
   double loss;     // L_t
