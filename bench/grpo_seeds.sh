@@ -6,9 +6,10 @@
 #   DEMO_DIR   a `distill demo` directory (its data/, labels/, teacher/ and students)
 #   --start M  the student both methods start from (default student-ce: see below)
 #   --seeds N  seeds of the GRPO sampling and of the GKD data order (default 3)
-#   --steps N  GRPO steps (default 600); GKD gets the same wall-clock budget per step count below
+#   --steps N  GRPO steps (default 600)
 #   --gkd-steps N  on-policy distillation steps (default 600)
-#   -- ARGS    more `distill rl` options (e.g. --reward answer --lr 2e-4)
+#   --gkd-lr X     on-policy distillation's constant learning rate (default 2e-4)
+#   -- ARGS    the GRPO options instead of the defaults (--lr 5e-5 --epochs 2 --clip 0.2,0.28 --reward worked)
 #
 # usage: bench/grpo_seeds.sh DEMO_DIR [--start M] [--seeds 3] [--steps 600] [--gkd-steps 600] [-- rl args]
 # Two runs at a time, one thread each (two cores). Prints a markdown table.
@@ -17,14 +18,15 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 distill=${DISTILL:-$root/build/distill}
 [ $# -ge 1 ] || { echo "usage: $0 DEMO_DIR [--start M] [--seeds N] [--steps N] [--gkd-steps N] [-- rl args]" >&2; exit 2; }
 demo=$(cd "$1" && pwd); shift
-start=student-ce seeds=3 steps=600 gkd_steps=600 extra=()
+start=student-ce seeds=3 steps=600 gkd_steps=600 gkd_lr=2e-4 rl_args=(--lr 5e-5 --epochs 2 --clip 0.2,0.28 --reward worked)
 while [ $# -gt 0 ]; do
   case $1 in
     --start) start=$2; shift 2 ;;
     --seeds) seeds=$2; shift 2 ;;
     --steps) steps=$2; shift 2 ;;
     --gkd-steps) gkd_steps=$2; shift 2 ;;
-    --) shift; extra=("$@"); break ;;
+    --gkd-lr) gkd_lr=$2; shift 2 ;;
+    --) shift; rl_args=("$@"); break ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -47,10 +49,10 @@ timed() {  # timed NAME CMD...: runs CMD, logs to NAME.log, writes NAME.seconds
 for s in $(seq 1 "$seeds"); do
   timed "rl-s$s" "$distill" -t 1 rl --model "$demo/$start" --tasks "$demo/data/train_tasks.jsonl" \
     --eval "$demo/data/heldout_tasks.jsonl" --eval-every $((steps / 6)) --group 8 --prompts-per-step 16 \
-    --max-new-tokens 64 --micro-batch 32 --steps "$steps" --lr 5e-5 --reward worked --seed "$s" "${extra[@]}" \
+    --max-new-tokens 64 --micro-batch 32 --steps "$steps" --seed "$s" "${rl_args[@]}" \
     -o "$work/rl-s$s" &
   timed "gkd-s$s" "$distill" -t 1 train --student "$demo/$start" --data "$demo/labels" --teacher "$demo/teacher" \
-    --on-policy 1 --kd-alpha 1 --steps "$gkd_steps" --batch 16 --seq-len 96 --lr 5e-5 --schedule constant --warmup 0 \
+    --on-policy 1 --kd-alpha 1 --steps "$gkd_steps" --batch 16 --seq-len 96 --lr "$gkd_lr" --schedule constant --warmup 0 \
     --weight-decay 0 --seed "$s" -o "$work/gkd-s$s" &
   wait
 done
@@ -70,7 +72,7 @@ for l in lines[1:]:
     if l.strip():
         m, s, acc, sec = l.split()
         rows.setdefault(m, []).append((float(acc), float(sec)))
-print(f"| from {sys.argv[2]} ({100*base:.1f} %) | seeds | held-out accuracy | lift | wall time per run |")
+print(f"| from {sys.argv[2]} ({100*base:.1f} %) | seeds | held-out accuracy (mean ± sd) | lift | wall time per run (1 thread) |")
 print("| --- | --- | --- | --- | --- |")
 for m, label in (("rl", f"GRPO, {sys.argv[3]} steps"), ("gkd", f"on-policy KD, {sys.argv[4]} steps")):
     acc = [a for a, _ in rows[m]]

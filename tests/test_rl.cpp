@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <sys/wait.h>
 
 namespace distill {
@@ -52,7 +53,12 @@ TEST(Rl, GrpoRaisesTheRewardAndZeroLearningRateDoesNot) {
   ASSERT_EQ(run(rl + "--lr 0 -o " + (dir / "rl0"), &out), 0) << out;
   const auto [b0, a0] = first_and_last_rewards(dir / "rl0/metrics.jsonl");
   EXPECT_LT(a0, 0.4) << "without updates the reward stays at chance (" << b0 << " -> " << a0 << ")";
-  EXPECT_TRUE(std::filesystem::exists(dir / "rl/report.html"));
+  {
+    std::ifstream rf(dir / "rl/report.html");
+    const std::string report((std::istreambuf_iterator<char>(rf)), std::istreambuf_iterator<char>());
+    for (const char* chart : {"share of groups: without signal", "advantages: mean |A|", "policy entropy", "completion length"})
+      EXPECT_NE(report.find(chart), std::string::npos) << "report.html charts " << chart;
+  }
   // One definition of accuracy: `eval` on the trained model and the same tasks reports what `rl`
   // reported for its held-out set at the end.
   std::ifstream mf(dir / "rl/metrics.jsonl");
