@@ -6,19 +6,19 @@
 #   DEMO_DIR   a `distill demo` directory (its data/, labels/, teacher/ and students)
 #   --start M  the student both methods start from (default student-ce: see below)
 #   --seeds N  seeds of the GRPO sampling and of the GKD data order (default 3)
-#   --steps N  GRPO steps (default 600)
-#   --gkd-steps N  on-policy distillation steps (default 600)
+#   --steps N  GRPO steps (default 1000)
+#   --gkd-steps N  on-policy distillation steps (default 1000)
 #   --gkd-lr X     on-policy distillation's constant learning rate (default 2e-4)
 #   -- ARGS    the GRPO options instead of the defaults (--lr 5e-5 --epochs 2 --clip 0.2,0.28 --reward worked)
 #
-# usage: bench/grpo_seeds.sh DEMO_DIR [--start M] [--seeds 3] [--steps 600] [--gkd-steps 600] [-- rl args]
+# usage: bench/grpo_seeds.sh DEMO_DIR [--start M] [--seeds 3] [--steps 1000] [--gkd-steps 1000] [-- rl args]
 # Two runs at a time, one thread each (two cores). Prints a markdown table.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 distill=${DISTILL:-$root/build/distill}
 [ $# -ge 1 ] || { echo "usage: $0 DEMO_DIR [--start M] [--seeds N] [--steps N] [--gkd-steps N] [-- rl args]" >&2; exit 2; }
 demo=$(cd "$1" && pwd); shift
-start=student-ce seeds=3 steps=600 gkd_steps=600 gkd_lr=2e-4 rl_args=(--lr 5e-5 --epochs 2 --clip 0.2,0.28 --reward worked)
+start=student-ce seeds=3 steps=1000 gkd_steps=1000 gkd_lr=2e-4 rl_args=(--lr 5e-5 --epochs 2 --clip 0.2,0.28 --reward worked)
 while [ $# -gt 0 ]; do
   case $1 in
     --start) start=$2; shift 2 ;;
