@@ -20,14 +20,18 @@ double token_logprob(const float* logits, int64_t n_vocab, int32_t token, float 
   return double(logits[token]) * inv_t - log_sum_exp(logits, n_vocab, inv_t);
 }
 
-double softmax_entropy(const float* logits, int64_t n_vocab, float temperature) {
-  const double inv_t = 1.0 / double(temperature), lse = log_sum_exp(logits, n_vocab, inv_t);
+double softmax_entropy(const float* logits, int64_t n_vocab, double inv_t, double log_z) {
   double expected = 0.0;  // Σ p_i · x_i / T, with log p_i = x_i / T − log Z
   for (int64_t i = 0; i < n_vocab; ++i) {
     const double z = double(logits[i]) * inv_t;
-    expected += std::exp(z - lse) * z;
+    expected += std::exp(z - log_z) * z;
   }
-  return lse - expected;
+  return log_z - expected;
+}
+
+double softmax_entropy(const float* logits, int64_t n_vocab, float temperature) {
+  const double inv_t = 1.0 / double(temperature);
+  return softmax_entropy(logits, n_vocab, inv_t, log_sum_exp(logits, n_vocab, inv_t));
 }
 
 void top_k_logprobs(const float* logits, int64_t n_vocab, int k, int32_t* ids, float* logp) {

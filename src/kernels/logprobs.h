@@ -13,8 +13,10 @@ double log_sum_exp(const float* x, int64_t n, double inv_t = 1.0);
 // log softmax(logits / temperature)[token].
 double token_logprob(const float* logits, int64_t n_vocab, int32_t token, float temperature);
 
-// Entropy (nats) of softmax(logits / temperature): log Z − Σ p_i · x_i / T.
+// Entropy (nats) of softmax(logits / temperature): log Z − Σ p_i · x_i / T. The second form takes
+// log Z = log_sum_exp(logits, n_vocab, 1/T) from a caller that already has it.
 double softmax_entropy(const float* logits, int64_t n_vocab, float temperature);
+double softmax_entropy(const float* logits, int64_t n_vocab, double inv_t, double log_z);
 
 // The k most likely ids of a row of logits, most likely first (ties: lower id first), and their
 // log-probabilities at T = 1. Slots past the vocabulary get id -1 and -inf.

@@ -176,7 +176,8 @@ private:
     for (const Rollout& r : ro_) total_tokens += int64_t(r.completion.size());
     const GrpoBatchShape shape{n, (n + s_.micro_batch - 1) / s_.micro_batch, total_tokens, s_.max_new_tokens};
     double loss_sum = 0, kl_sum = 0, grad_norm = 0;
-    entropy_sum_ = old_gap_sum_ = 0;
+    double entropy_sum = 0, old_gap_sum = 0;  // over the first epoch's tokens
+    const double inv_t = 1.0 / double(s_.temperature);
     int64_t clipped = 0, counted = 0;
     for (int64_t e = 0; e < s_.epochs; ++e) {
       loss_sum = kl_sum = 0, clipped = counted = 0;
@@ -195,12 +196,13 @@ private:
           for (size_t k = 0; k < r.completion.size(); ++k) {
             const int64_t row = b * L_ + plen + int64_t(k) - 1;  // position whose logits predict token k
             const float* l = logits + row * V_;
-            const double logp = token_logprob(l, V_, r.completion[k], s_.temperature);
+            const double log_z = log_sum_exp(l, V_, inv_t);  // once per row: log-prob and entropy
+            const double logp = double(l[r.completion[k]]) * inv_t - log_z;
             if (e == 0) {
-              entropy_sum_ += softmax_entropy(l, V_, s_.temperature);
+              entropy_sum += softmax_entropy(l, V_, inv_t, log_z);
               // before the first update the sampler and the training pass score the same policy:
               // a gap here means the two disagree (cache precision, or a bug), not learning
-              old_gap_sum_ += std::fabs(logp - double(r.logp_old[k]));
+              old_gap_sum += std::fabs(logp - double(r.logp_old[k]));
             }
             const double lref = ref_decoder_ ? ref_logp_[size_t(first + b)][k] : 0.0;
             const GrpoTokenLoss t = grpo_token_loss(logp, r.logp_old[k], lref, r.advantage, s_.clip_low, s_.clip_high, s_.beta);
@@ -219,8 +221,8 @@ private:
     return {{"loss", loss_sum}, {"kl", counted ? kl_sum / double(counted) : 0.0},
             {"clip_frac", counted ? double(clipped) / double(counted) : 0.0}, {"grad_norm", grad_norm},
             {"lr", h_.lr_now()}, {"completion_len", double(total_tokens) / double(n)},
-            {"entropy", total_tokens ? entropy_sum_ / double(total_tokens) : 0.0},
-            {"logp_old_gap", total_tokens ? old_gap_sum_ / double(total_tokens) : 0.0}};
+            {"entropy", total_tokens ? entropy_sum / double(total_tokens) : 0.0},
+            {"logp_old_gap", total_tokens ? old_gap_sum / double(total_tokens) : 0.0}};
   }
 
   // What the step's rollouts say: reward and accuracy, which groups could teach anything (all
@@ -275,8 +277,6 @@ private:
   BatchGenerateStats stats_;
   uint64_t step_seed_ = 0;
   int64_t sampled_ = 0, scored_ = 0;  // rollouts generated and rewarded this step (dynamic sampling adds groups)
-  double entropy_sum_ = 0;            // policy entropy at the sampled positions, first epoch
-  double old_gap_sum_ = 0;            // |logp − logp_old| there, first epoch
 };
 
 }  // namespace

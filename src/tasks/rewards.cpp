@@ -4,7 +4,9 @@
 #include "tasks/sandbox.h"
 #include "core/regex.h"
 
+#include <algorithm>
 #include <cctype>
+#include <iterator>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -63,10 +65,6 @@ std::string normalise_text(std::string s) {
   while (!out.empty() && (out.back() == '.' || out.back() == ' ')) out.pop_back();
   return out;
 }
-
-}  // namespace
-
-namespace {
 
 // The "a op b = c" steps of a completion: how many, and how many are right.
 std::pair<int64_t, int64_t> count_arithmetic_steps(const std::string& c) {
@@ -143,12 +141,12 @@ bool final_answer_right(const nlohmann::json& task, const std::string& completio
 }
 
 RewardSpec RewardSpec::parse(const std::string& spec) {
-  static const char* kKinds[] = {"answer", "worked", "format", "steps", "regex", "length", "cmd"};
+  static const std::string kKinds[] = {"answer", "worked", "format", "steps", "regex", "length", "cmd"};
   // Terms are separated by commas that are followed by a reward name, so a regex or command may
   // itself contain commas ("regex:a{1,3}").
   auto starts_term = [&](size_t at) {
-    for (const char* k : kKinds) {
-      const size_t n = std::strlen(k);
+    for (const std::string& k : kKinds) {
+      const size_t n = k.size();
       if (spec.compare(at, n, k) == 0 && (at + n == spec.size() || spec[at + n] == ':' || spec[at + n] == ',')) return true;
     }
     return false;
@@ -184,7 +182,7 @@ RewardSpec RewardSpec::parse(const std::string& spec) {
       t.regex = std::make_shared<Regex>(t.arg);
     } else if (t.kind == "cmd") {
       if (t.arg.empty()) fail("--reward cmd needs a program: cmd:PROGRAM[:weight]");
-    } else if (t.kind != "answer" && t.kind != "worked" && t.kind != "format" && t.kind != "steps" && t.kind != "length") {
+    } else if (std::find(std::begin(kKinds), std::end(kKinds), t.kind) == std::end(kKinds)) {
       fail("--reward: unknown reward '{}' (known: answer, worked, format, steps, regex:PATTERN, length, cmd:PROGRAM)", t.kind);
     }
     r.terms_.push_back(std::move(t));
