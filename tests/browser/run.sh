@@ -45,10 +45,31 @@ done > "$work/hostile.jsonl"
 "$distill" keys add "$work/keys.json" --name user > "$work/user.key" 2> /dev/null
 "$distill" keys add "$work/keys.json" --name scraper > "$work/scraper.key" 2> /dev/null
 jq '. + {guard: {min_requests: 10, window: 40}}' "$work/keys.json" > "$work/keys2.json" && mv "$work/keys2.json" "$work/keys.json"
-port=$((30000 + RANDOM % 20000))
-"$distill" serve "$work/model" --port $port --keys "$work/keys.json" --guard-log "$work/guard.log" --runs "$work" > "$work/serve.log" 2>&1 &
-server=$!
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/health" > /dev/null && break; sleep 0.1; done
+# Start the server on a random port and wait until /health answers: up to 120 s on a loaded
+# machine (ctest runs the demo beside this test). If it exits first (a port taken between the
+# pick and the bind), try another port; if it never answers, show its log instead of letting the
+# browser report a bare "connection refused".
+start_server() {
+  port=$((30000 + RANDOM % 20000))
+  "$distill" serve "$work/model" --port $port --keys "$work/keys.json" --guard-log "$work/guard.log" --runs "$work" > "$work/serve.log" 2>&1 &
+  server=$!
+  for _ in $(seq 1200); do
+    curl -sf "http://127.0.0.1:$port/health" > /dev/null && return 0
+    kill -0 "$server" 2> /dev/null || { server=""; return 1; }
+    sleep 0.1
+  done
+  return 2
+}
+up=1
+for attempt in 1 2 3; do
+  start_server && { up=0; break; }
+  echo "serve did not come up on port $port (attempt $attempt); its log:"; cat "$work/serve.log"
+  [ -n "$server" ] && { kill "$server" 2> /dev/null; wait "$server" 2> /dev/null || true; server=""; }
+done
+[ $up -eq 0 ] || { echo "FAIL: distill serve never answered /health"; exit 1; }
 
+status=0
 NODE_PATH="$cache" node "$here/web.test.mjs" "http://127.0.0.1:$port" "$chromium" "$cache/package/index.mjs" "$artifacts" \
-  "$(cat "$work/user.key")" "$(cat "$work/owner.key")" "$(cat "$work/scraper.key")" "$hostile"
+  "$(cat "$work/user.key")" "$(cat "$work/owner.key")" "$(cat "$work/scraper.key")" "$hostile" || status=$?
+[ $status -eq 0 ] || { echo "the server's log:"; tail -n 40 "$work/serve.log"; }
+exit $status
