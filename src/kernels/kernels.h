@@ -37,6 +37,8 @@ void matmul_quantized(float* out, const float* x, const void* w, DType type, con
 // (kernels/avx2/gemm_int8.cpp); other dtypes go to matmul_forward.
 bool gemm_int8_supports(DType w_dtype);
 void gemm_int8(float* out, const float* x, const void* w, DType w_dtype, const float* bias, int64_t M, int64_t N, int64_t K);
+// Many rows against F32 / F16 / BF16 weights: the panel GEMM of kernels/gemm_f32_panels.h.
+void gemm_f32(float* out, const float* x, const void* w, DType w_dtype, const float* bias, int64_t M, int64_t N, int64_t K);
 }
 // AVX-512 F/BW/VL + VNNI: the Q8_0 and Q4_0 decode matvecs (one input row, vpdpbusd); every
 // other kernel and shape runs the AVX2 variant (kernels/avx512/matvec.cpp).
@@ -52,6 +54,8 @@ struct PackedWeight;
 std::shared_ptr<const PackedWeight> pack_weight(const void* w, DType w_dtype, int64_t N, int64_t K);
 size_t packed_bytes(const PackedWeight& p);
 void gemm_int8_packed(float* out, const float* x, const PackedWeight& p, const float* bias, int64_t M);
+// Many rows against F32 / F16 / BF16 weights (kernels/gemm_f32_panels.h, 16-lane vectors).
+void gemm_f32(float* out, const float* x, const void* w, DType w_dtype, const float* bias, int64_t M, int64_t N, int64_t K);
 }
 #include "kernels/kernel_api.inc"
 

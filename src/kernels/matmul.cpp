@@ -1,8 +1,7 @@
-// matmul_forward: f32 weights go to OpenBLAS (sgemm), except for
-// 1..8 rows (decode of one or a few sequences), where sgemm's packing of the whole weight matrix
-// costs more than the product and our AVX2 kernel, which streams the weights once, is 1.7-3x
-// faster (measured at N 768..32000, K 288..768); f16/bf16 weights always go to the AVX2 kernel,
-// which converts weights in registers and so reads half the bytes.
+// matmul_forward: f32 / f16 / bf16 weights with 1..8 rows (decode of one or a few sequences) go to
+// the row kernels, which stream the weights once (f16/bf16 converted in registers: half the
+// bytes); with more rows (prefill, the training forward) to the panel GEMM
+// (kernels/gemm_f32_panels.h); the scalar variant and DISTILL_F32_GEMM=blas use OpenBLAS.
 #include "kernels/kernels.h"
 
 #include <cblas.h>
@@ -45,6 +44,16 @@ void matmul_dequant_sgemm(float* out, const float* x, const void* w, DType w_dty
   }
 }
 
+// DISTILL_F32_GEMM=blas: f32 prefill through OpenBLAS's sgemm instead of the panel GEMM (to
+// compare the two on a machine; read once).
+bool f32_gemm_is_blas() {
+  static const bool blas = [] {
+    const char* e = std::getenv("DISTILL_F32_GEMM");
+    return e && std::string(e) == "blas";
+  }();
+  return blas;
+}
+
 }  // namespace
 
 void matmul_forward(float* out, const float* x, const void* w, DType w_dtype, const float* bias,
@@ -56,8 +65,13 @@ void matmul_forward(float* out, const float* x, const void* w, DType w_dtype, co
   // tok/s in one run; Q8_0 through signed weights, kernels/avx2/gemm_int8.cpp).
   if (v == KernelVariant::Avx2 && M >= kDequantMinRows && avx2::gemm_int8_supports(w_dtype))
     return avx2::gemm_int8(out, x, w, w_dtype, bias, M, N, K);
-  if (w_dtype != DType::F32 && M >= kDequantMinRows) return matmul_dequant_sgemm(out, x, w, w_dtype, bias, M, N, K);
   const bool few_rows = M >= 1 && M <= 8;
+  const bool float_w = w_dtype == DType::F32 || w_dtype == DType::F16 || w_dtype == DType::BF16;
+  if (float_w && M > 8 && v != KernelVariant::Ref && !f32_gemm_is_blas()) {
+    if (v == KernelVariant::Avx512) return avx512::gemm_f32(out, x, w, w_dtype, bias, M, N, K);
+    return avx2::gemm_f32(out, x, w, w_dtype, bias, M, N, K);
+  }
+  if (w_dtype != DType::F32 && M >= kDequantMinRows) return matmul_dequant_sgemm(out, x, w, w_dtype, bias, M, N, K);
   if (w_dtype != DType::F32 || M == 0 || (few_rows && v != KernelVariant::Ref)) {
     if (v == KernelVariant::Avx512) return avx512::matmul_forward(out, x, w, w_dtype, bias, M, N, K);
     if (v == KernelVariant::Avx2) return avx2::matmul_forward(out, x, w, w_dtype, bias, M, N, K);
