@@ -1,5 +1,6 @@
-// Kernel micro-benchmarks (Google Benchmark): matmul by weight dtype and batch rows, against
-// OpenBLAS for f32. Bytes/s counts weight bytes, the limit for decode (M = 1).
+// Kernel micro-benchmarks (Google Benchmark): matmul by weight dtype and batch rows (the
+// dispatcher: the panel GEMM from 9 rows; DISTILL_F32_GEMM=blas sends f32 to OpenBLAS to compare),
+// and attention over a prompt. Bytes/s counts weight bytes, the limit for decode (M = 1).
 #include "core/rng.h"
 #include "core/threads.h"
 #include "kernels/kernels.h"
@@ -46,6 +47,32 @@ BENCHMARK(BM_Matmul)
     ->Args({512, 2048, 768, int(DType::F32), 1})
     ->Args({512, 2048, 768, int(DType::BF16), 1})
     ->UseRealTime();
+
+// Attention of a whole prompt of T tokens (prefill) over an f16 KV cache: 134M's shape (12 heads of
+// 64, no GQA) by default. args: T, n_head, n_kv_head.
+static void BM_AttentionPrefill(benchmark::State& state) {
+  AttentionShape s;
+  s.n_tokens = state.range(0), s.n_head = state.range(1), s.n_kv_head = state.range(2), s.head_dim = 64;
+  s.n_ctx = s.n_tokens, s.scale = 0.125f, s.kv_type = DType::F16;
+  Rng rng(2);
+  std::vector<float> q(size_t(s.n_tokens * s.n_head * s.head_dim)), out(q.size()), kv(size_t(s.n_tokens * s.n_kv_head * s.head_dim));
+  for (float& v : q) v = rng.normal();
+  for (float& v : kv) v = rng.normal();
+  std::vector<uint16_t> k(kv.size()), v(kv.size());
+  convert_from_f32(k.data(), DType::F16, kv.data(), kv.size());
+  for (float& x : kv) x = rng.normal();
+  convert_from_f32(v.data(), DType::F16, kv.data(), kv.size());
+  std::vector<int32_t> pos(size_t(s.n_tokens)), seq(size_t(s.n_tokens), 0);
+  for (int64_t i = 0; i < s.n_tokens; ++i) pos[size_t(i)] = int32_t(i);
+  for (auto _ : state) {
+    attention_forward(out.data(), q.data(), k.data(), v.data(), s, pos.data(), seq.data());
+    benchmark::DoNotOptimize(out.data());
+  }
+  // the causal products: Q·Kᵀ and P·V over the T·(T+1)/2 visible pairs, per head
+  state.counters["GFLOP/s"] = benchmark::Counter(double(4 * s.head_dim * s.n_head) * double(s.n_tokens * (s.n_tokens + 1) / 2),
+                                                 benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_AttentionPrefill)->ArgNames({"T", "heads", "kv_heads"})->Args({512, 12, 12})->Args({2048, 12, 2})->UseRealTime();
 
 int main(int argc, char** argv) {
   set_num_threads(0);

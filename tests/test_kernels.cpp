@@ -330,8 +330,8 @@ namespace distill {
 // sizes that exercise every tail: M not a whole tile (1..MR−1 rows left) nor a whole block of
 // tiles, N not a whole panel (and fewer columns than one vector), K odd; with and without bias.
 // Each output is one f32 sum in k order: within rounding of the double-precision reference.
-void check_gemm_f32(void (*gemm)(float*, const float*, const void*, DType, const float*, int64_t, int64_t, int64_t),
-                    const char* name) {
+// Then the strided forms attention uses: x, w and out inside wider rows, and w given as [K, N].
+void check_gemm_f32(void (*gemm)(const GemmF32Args&), const char* name) {
   struct Size { int64_t M, N, K; };
   for (Size sz : {Size{9, 5, 3}, Size{13, 33, 17}, Size{50, 70, 64}, Size{100, 48, 129}, Size{61, 290, 40}}) {
     const auto x = random_vector(size_t(sz.M * sz.K), 70 + uint64_t(sz.M));
@@ -343,11 +343,33 @@ void check_gemm_f32(void (*gemm)(float*, const float*, const void*, DType, const
       for (const float* b : {static_cast<const float*>(nullptr), bias.data()}) {
         std::vector<float> want(size_t(sz.M * sz.N)), got(want.size(), -7.0f);
         ref::matmul_forward(want.data(), x.data(), w.data(), dt, b, sz.M, sz.N, sz.K);
-        gemm(got.data(), x.data(), w.data(), dt, b, sz.M, sz.N, sz.K);
+        gemm({.out = got.data(), .ldo = sz.N, .x = x.data(), .ldx = sz.K, .w = w.data(), .ldw = sz.K, .w_dtype = dt,
+              .bias = b, .M = sz.M, .N = sz.N, .K = sz.K});
         // the reference in double; f32 sums of K products of values in [-1, 1]
         EXPECT_LT(max_abs_diff(want.data(), got.data(), want.size()), 2e-6f * float(sz.K) + 1e-6f)
             << name << " " << dtype_name(dt) << " M" << sz.M << " N" << sz.N << " K" << sz.K << (b ? " bias" : "");
       }
+    }
+    // strided: x rows of K + 3, w rows of K + 5 ([N, K]) or N + 2 ([K, N]), out rows of N + 4;
+    // what lies between the rows must be neither read into the sums nor written
+    const int64_t ldx = sz.K + 3, ldo = sz.N + 4;
+    std::vector<float> xs(size_t(sz.M * ldx), 1e9f), out_ref(size_t(sz.M * sz.N));
+    for (int64_t m = 0; m < sz.M; ++m) std::copy_n(x.begin() + m * sz.K, sz.K, xs.begin() + m * ldx);
+    ref::matmul_forward(out_ref.data(), x.data(), wf.data(), DType::F32, nullptr, sz.M, sz.N, sz.K);
+    for (bool kn : {false, true}) {
+      const int64_t ldw = kn ? sz.N + 2 : sz.K + 5;
+      std::vector<float> ws(size_t((kn ? sz.K : sz.N) * ldw), 1e9f), got(size_t(sz.M * ldo), -7.0f);
+      for (int64_t n = 0; n < sz.N; ++n)
+        for (int64_t k = 0; k < sz.K; ++k) ws[size_t(kn ? k * ldw + n : n * ldw + k)] = wf[size_t(n * sz.K + k)];
+      gemm({.out = got.data(), .ldo = ldo, .x = xs.data(), .ldx = ldx, .w = ws.data(), .ldw = ldw, .w_kn = kn,
+            .M = sz.M, .N = sz.N, .K = sz.K});
+      float worst = 0.0f;
+      for (int64_t m = 0; m < sz.M; ++m) {
+        for (int64_t n = 0; n < sz.N; ++n)
+          worst = std::max(worst, std::fabs(got[size_t(m * ldo + n)] - out_ref[size_t(m * sz.N + n)]));
+        for (int64_t n = sz.N; n < ldo; ++n) EXPECT_EQ(got[size_t(m * ldo + n)], -7.0f) << name << " wrote between rows";
+      }
+      EXPECT_LT(worst, 2e-6f * float(sz.K) + 1e-6f) << name << (kn ? " w[K, N]" : " w[N, K]") << " strided M" << sz.M;
     }
   }
 }

@@ -7,13 +7,13 @@
 //   O = P · V_keys                     [64, head_dim]
 // Q, K and V are read in place through row strides (q: n_head·head_dim, K/V: n_kv_head·head_dim),
 // so grouped KV heads need no copies. Only the diagonal 64×64 corner of each chunk computes
-// masked-out products. OpenMP splits (head, chunk) pairs; OpenBLAS runs single-threaded inside.
+// masked-out products. OpenMP splits (head, chunk) pairs; the products are the active variant's
+// panel GEMM (kernels/gemm_f32_panels.h), single-threaded inside (OpenBLAS's small-matrix calls
+// cost twice as much here: 134M pp512 spent 29 % of its time in attention with them).
 // An f16 cache's keys and values that a run sees are widened to f32 once per run (before the
 // chunks share them), by the active variant's converter.
 // Tokens outside long runs (decode steps, short runs) go to the active per-query kernel.
 #include "kernels/kernels.h"
-
-#include <cblas.h>
 
 #include <algorithm>
 #include <cmath>
@@ -66,9 +66,9 @@ void attention_run(float* out, const float* q, const void* k_cache, const void* 
       const int64_t L = last_pos - j_lo + 1;
       if (int64_t(scores.size()) < nq * L) scores.resize(size_t(nq * L));
       float* S = scores.data();
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(nq), int(L), int(s.head_dim), s.scale,
-                  q + (i0 * s.n_head + h) * s.head_dim, int(q_stride), k_rows + (j_lo - row0) * kv_dim + g * s.head_dim,
-                  int(kv_dim), 0.0f, S, int(L));
+      // S = Q_chunk · K_keysᵀ (scaled below, on the visible scores only)
+      gemm_f32({.out = S, .ldo = L, .x = q + (i0 * s.n_head + h) * s.head_dim, .ldx = q_stride,
+                .w = k_rows + (j_lo - row0) * kv_dim + g * s.head_dim, .ldw = kv_dim, .M = nq, .N = L, .K = s.head_dim});
       for (int64_t i = 0; i < nq; ++i) {
         // query at position p sees keys max(0, p − window + 1) .. p: softmax over those, 0 elsewhere
         const int64_t p = first_pos + i;
@@ -76,6 +76,7 @@ void attention_run(float* out, const float* q, const void* k_cache, const void* 
         float* row = S + i * L;
         std::fill(row, row + lo, 0.0f);
         std::fill(row + hi + 1, row + L, 0.0f);
+        for (int64_t j = lo; j <= hi; ++j) row[j] *= s.scale;
         if (s.sinks) {
           // the sink joins the softmax as one more score (at the end of a copy), without a value
           const int64_t n = hi - lo + 1;
@@ -88,9 +89,10 @@ void attention_run(float* out, const float* q, const void* k_cache, const void* 
           softmax_forward(row + lo, 1, hi - lo + 1);  // the active variant (vectorised exp)
         }
       }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(nq), int(s.head_dim), int(L), 1.0f, S, int(L),
-                  v_rows + (j_lo - row0) * kv_dim + g * s.head_dim, int(kv_dim), 0.0f, out + (i0 * s.n_head + h) * s.head_dim,
-                  int(q_stride));
+      // O = P · V_keys: the values are the product's [K, N] operand as they lie in the cache
+      gemm_f32({.out = out + (i0 * s.n_head + h) * s.head_dim, .ldo = q_stride, .x = S, .ldx = L,
+                .w = v_rows + (j_lo - row0) * kv_dim + g * s.head_dim, .ldw = kv_dim, .w_kn = true, .M = nq,
+                .N = s.head_dim, .K = L});
     }
   }
 }

@@ -28,6 +28,7 @@
 #include "kernels/kernels.h"
 
 #include <immintrin.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -58,22 +59,34 @@ inline void transpose8x8(float* dst, int64_t ld, const float* const* src) {
   }
 }
 
-// The K-major panel of weight rows n0 .. n0+nr−1 (nr ≤ NR), converted to f32 (rows past nr are
-// zero); `rows` is scratch for NR converted rows (f16 / bf16), `zeros` K zeros. 8 rows at a
-// time, 8 values of each per step, transposed in registers: 8 linear streams from the weights
-// and whole-vector stores (one scalar store per value made the packing a fifth of the GEMM).
+// The K-major panel of output columns n0 .. n0+nr−1 (nr ≤ NR), in f32, zero past nr; `rows` is
+// scratch for NR converted rows (f16 / bf16), `zeros` K zeros.
+//   w[N, K] (nn.Linear's layout): panel[k·NR + j] = w[n0 + j][k] — 8 rows at a time, 8 values of
+//     each per step, transposed in registers: 8 linear streams from the weights and whole-vector
+//     stores (one scalar store per value made the packing a fifth of the GEMM);
+//   w[K, N] (kn, f32): panel[k·NR + j] = w[k][n0 + j] — row segments copied as they are.
 template <int NR>
-void pack_panel(float* panel, const void* w, DType dt, int64_t n0, int nr, int64_t K, float* rows, const float* zeros,
+void pack_panel(float* panel, const GemmF32Args& g, int64_t n0, int nr, float* rows, const float* zeros,
                 void (*to_f32)(float*, const void*, DType, int64_t)) {
-  const size_t row_bytes = dtype_bytes(dt, K);
+  const int64_t K = g.K;
+  if (g.w_kn) {
+    const float* w = static_cast<const float*>(g.w);
+    for (int64_t k = 0; k < K; ++k) {
+      std::copy(w + k * g.ldw + n0, w + k * g.ldw + n0 + nr, panel + k * NR);
+      std::fill(panel + k * NR + nr, panel + (k + 1) * NR, 0.0f);
+    }
+    return;
+  }
+  const size_t row_bytes = dtype_bytes(g.w_dtype, g.ldw);
   const float* src[NR];
   for (int j = 0; j < NR; ++j) {
+    const char* row = static_cast<const char*>(g.w) + size_t(n0 + j) * row_bytes;
     if (j >= nr) {
       src[j] = zeros;
-    } else if (dt == DType::F32) {
-      src[j] = reinterpret_cast<const float*>(static_cast<const char*>(w) + size_t(n0 + j) * row_bytes);
+    } else if (g.w_dtype == DType::F32) {
+      src[j] = reinterpret_cast<const float*>(row);
     } else {
-      to_f32(rows + size_t(j) * size_t(K), static_cast<const char*>(w) + size_t(n0 + j) * row_bytes, dt, K);
+      to_f32(rows + size_t(j) * size_t(K), row, g.w_dtype, K);
       src[j] = rows + size_t(j) * size_t(K);
     }
   }
@@ -94,18 +107,18 @@ void pack_panel(float* panel, const void* w, DType dt, int64_t n0, int nr, int64
 
 // out rows m0 .. m0+MR−1, columns n0 .. n0+ncols−1 (ncols ≤ NR).
 template <class V, int MR>
-void tile(float* out, int64_t ldo, const float* panel, const float* x, int64_t K, int64_t m0, int64_t n0, int ncols,
-          const float* bias) {
+void tile(float* out, int64_t ldo, const float* panel, const float* x, int64_t ldx, int64_t K, int64_t m0, int64_t n0,
+          int ncols, const float* bias) {
   constexpr int L = V::kLanes;
   typename V::reg c0[MR], c1[MR];
   const typename V::reg b0 = bias ? V::load_n(bias + n0, std::min(ncols, L)) : V::zero();
   const typename V::reg b1 = bias && ncols > L ? V::load_n(bias + n0 + L, ncols - L) : V::zero();
   for (int i = 0; i < MR; ++i) c0[i] = b0, c1[i] = b1;
-  const float* xr = x + m0 * K;
+  const float* xr = x + m0 * ldx;
   for (int64_t k = 0; k < K; ++k) {
     const typename V::reg w0 = V::load(panel + k * 2 * L), w1 = V::load(panel + k * 2 * L + L);
     for (int i = 0; i < MR; ++i) {
-      const typename V::reg a = V::set1(xr[i * K + k]);  // x[m0 + i][k] in every lane
+      const typename V::reg a = V::set1(xr[i * ldx + k]);  // x[m0 + i][k] in every lane
       c0[i] = V::fma(a, w0, c0[i]);
       c1[i] = V::fma(a, w1, c1[i]);
     }
@@ -123,19 +136,19 @@ void tile(float* out, int64_t ldo, const float* panel, const float* x, int64_t K
 }
 
 template <class V, int MR, int... R>
-void tile_rows(int mr, float* out, int64_t ldo, const float* panel, const float* x, int64_t K, int64_t m0, int64_t n0,
-               int ncols, const float* bias, std::integer_sequence<int, R...>) {
+void tile_rows(int mr, float* out, int64_t ldo, const float* panel, const float* x, int64_t ldx, int64_t K, int64_t m0,
+               int64_t n0, int ncols, const float* bias, std::integer_sequence<int, R...>) {
   // the instantiation for mr rows (1 .. MR−1)
-  ((mr == R + 1 ? tile<V, R + 1>(out, ldo, panel, x, K, m0, n0, ncols, bias) : void()), ...);
+  ((mr == R + 1 ? tile<V, R + 1>(out, ldo, panel, x, ldx, K, m0, n0, ncols, bias) : void()), ...);
 }
 
 // While the tiles of panel p run, the weight rows of panel p + 1 are fetched toward L2 in
 // n_tiles shares, one per tile: packing then reads from cache instead of waiting on DRAM (the
 // panel's rows are one contiguous range of the weight matrix).
-inline void prefetch_share(const void* w, DType dt, int64_t next, int64_t n_panels, int64_t t, int64_t n_tiles, int NR,
-                           int64_t N, int64_t K) {
-  if (next >= n_panels) return;
-  const int64_t row_bytes = int64_t(dtype_bytes(dt, K));
+inline void prefetch_share(const GemmF32Args& g, int64_t next, int64_t n_panels, int64_t t, int64_t n_tiles, int NR) {
+  if (next >= n_panels || g.w_kn) return;  // (w[K, N] is small where it is used: attention's values)
+  const void* w = g.w;
+  const int64_t N = g.N, row_bytes = int64_t(dtype_bytes(g.w_dtype, g.ldw));
   const int64_t begin = next * NR * row_bytes, end = std::min(N, (next + 1) * NR) * row_bytes;
   const int64_t share = ((end - begin) / n_tiles + 63) / 64 * 64;
   const char* base = static_cast<const char*>(w);
@@ -143,38 +156,50 @@ inline void prefetch_share(const void* w, DType dt, int64_t next, int64_t n_pane
     _mm_prefetch(base + off, _MM_HINT_T1);
 }
 
+// Work items [begin, end) of the product (see the top of this file), on the calling thread.
 template <class V, int MR>
-void gemm(float* out, const float* x, const void* w, DType w_dtype, const float* bias, int64_t M, int64_t N, int64_t K,
-          void (*to_f32)(float*, const void*, DType, int64_t)) {
+void run_items(const GemmF32Args& g, int64_t begin, int64_t end, void (*to_f32)(float*, const void*, DType, int64_t)) {
   constexpr int NR = 2 * V::kLanes;
+  const int64_t M = g.M, N = g.N, K = g.K;
   const int64_t n_panels = (N + NR - 1) / NR;
   const int64_t n_tiles = (M + MR - 1) / MR;
   const int64_t n_blocks = (n_tiles + kMTiles - 1) / kMTiles;
-  const int64_t n_items = n_panels * n_blocks;
-#pragma omp parallel if (n_items > 1 && M * N * K > 200000)
-  {
-    static thread_local std::vector<float> panel_buf, row_buf, zeros;  // this thread's: never shared
-    if (int64_t(panel_buf.size()) < K * NR + V::kLanes) panel_buf.resize(size_t(K * NR + V::kLanes));
-    if (w_dtype != DType::F32 && int64_t(row_buf.size()) < NR * K) row_buf.resize(size_t(NR * K));
-    if (int64_t(zeros.size()) < K) zeros.resize(size_t(K), 0.0f);  // only ever zeros
-    // the panel aligned to a vector, as V::load requires
-    float* const panel = panel_buf.data() + (V::kLanes - (reinterpret_cast<uintptr_t>(panel_buf.data()) / 4) % V::kLanes) % V::kLanes;
-    int64_t packed = -1;  // the panel now in `panel`
-#pragma omp for schedule(static)
-    for (int64_t item = 0; item < n_items; ++item) {
-      const int64_t p = item / n_blocks, block = item % n_blocks;
-      const int64_t n0 = p * NR;
-      const int nr = int(std::min<int64_t>(NR, N - n0));
-      if (p != packed) pack_panel<NR>(panel, w, w_dtype, n0, nr, K, row_buf.data(), zeros.data(), to_f32), packed = p;
-      const int64_t t_end = std::min(n_tiles, (block + 1) * kMTiles);
-      for (int64_t t = block * kMTiles; t < t_end; ++t) {
-        prefetch_share(w, w_dtype, p + 1, n_panels, t, n_tiles, NR, N, K);
-        const int64_t m0 = t * MR;
-        const int mr = int(std::min<int64_t>(MR, M - m0));
-        if (mr == MR) tile<V, MR>(out, N, panel, x, K, m0, n0, nr, bias);
-        else tile_rows<V, MR>(mr, out, N, panel, x, K, m0, n0, nr, bias, std::make_integer_sequence<int, MR - 1>());
-      }
+  static thread_local std::vector<float> panel_buf, row_buf, zeros;  // this thread's: never shared
+  if (int64_t(panel_buf.size()) < K * NR + V::kLanes) panel_buf.resize(size_t(K * NR + V::kLanes));
+  if (g.w_dtype != DType::F32 && int64_t(row_buf.size()) < NR * K) row_buf.resize(size_t(NR * K));
+  if (int64_t(zeros.size()) < K) zeros.resize(size_t(K), 0.0f);  // only ever zeros
+  // the panel aligned to a vector: its rows of NR floats then never straddle a cache line
+  float* const panel = panel_buf.data() + (V::kLanes - (reinterpret_cast<uintptr_t>(panel_buf.data()) / 4) % V::kLanes) % V::kLanes;
+  int64_t packed = -1;  // the panel now in `panel`
+  for (int64_t item = begin; item < end; ++item) {
+    const int64_t p = item / n_blocks, block = item % n_blocks;
+    const int64_t n0 = p * NR;
+    const int nr = int(std::min<int64_t>(NR, N - n0));
+    if (p != packed) pack_panel<NR>(panel, g, n0, nr, row_buf.data(), zeros.data(), to_f32), packed = p;
+    const int64_t t_end = std::min(n_tiles, (block + 1) * kMTiles);
+    for (int64_t t = block * kMTiles; t < t_end; ++t) {
+      prefetch_share(g, p + 1, n_panels, t, n_tiles, NR);
+      const int64_t m0 = t * MR;
+      const int mr = int(std::min<int64_t>(MR, M - m0));
+      if (mr == MR) tile<V, MR>(g.out, g.ldo, panel, g.x, g.ldx, K, m0, n0, nr, g.bias);
+      else tile_rows<V, MR>(mr, g.out, g.ldo, panel, g.x, g.ldx, K, m0, n0, nr, g.bias, std::make_integer_sequence<int, MR - 1>());
     }
+  }
+}
+
+template <class V, int MR>
+void gemm(const GemmF32Args& g, void (*to_f32)(float*, const void*, DType, int64_t)) {
+  constexpr int NR = 2 * V::kLanes;
+  const int64_t n_items = (g.N + NR - 1) / NR * (((g.M + MR - 1) / MR + kMTiles - 1) / kMTiles);
+  // Inside another parallel region (attention's heads), or small: on the calling thread, with no
+  // parallel construct at all — a nested region, even of one thread, costs libgomp a team
+  // allocation per call (it was a third of attention's time).
+  if (omp_in_parallel() || n_items == 1 || g.M * g.N * g.K <= 200000) return run_items<V, MR>(g, 0, n_items, to_f32);
+#pragma omp parallel
+  {
+    // contiguous runs of items per thread (the static split), so each thread packs its panels once
+    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+    run_items<V, MR>(g, n_items * t / nt, n_items * (t + 1) / nt, to_f32);
   }
 }
 

@@ -26,6 +26,24 @@ struct AttentionShape {
   const float* sinks = nullptr;  // [n_head]
 };
 
+// out[M, N] = x[M, K] · W (+ bias[N]); rows of out and x strided by ldo and ldx. W is w[N, K]ᵀ
+// (nn.Linear's layout: w rows of stride ldw, F32 / F16 / BF16) or, with w_kn, w[K, N] itself
+// (F32, rows of stride ldw). The many-row product of prefill and of attention over a prompt.
+struct GemmF32Args {
+  float* out;
+  int64_t ldo;
+  const float* x;
+  int64_t ldx;
+  const void* w;
+  int64_t ldw;
+  DType w_dtype = DType::F32;
+  bool w_kn = false;
+  const float* bias = nullptr;
+  int64_t M = 0, N = 0, K = 0;
+};
+// The active variant's panel GEMM; OpenBLAS's sgemm for the scalar variant (F32 weights only).
+void gemm_f32(const GemmF32Args& g);
+
 namespace ref {
 #include "kernels/kernel_api.inc"
 }
@@ -38,7 +56,7 @@ void matmul_quantized(float* out, const float* x, const void* w, DType type, con
 bool gemm_int8_supports(DType w_dtype);
 void gemm_int8(float* out, const float* x, const void* w, DType w_dtype, const float* bias, int64_t M, int64_t N, int64_t K);
 // Many rows against F32 / F16 / BF16 weights: the panel GEMM of kernels/gemm_f32_panels.h.
-void gemm_f32(float* out, const float* x, const void* w, DType w_dtype, const float* bias, int64_t M, int64_t N, int64_t K);
+void gemm_f32(const GemmF32Args& g);
 }
 // AVX-512 F/BW/VL + VNNI: the Q8_0 and Q4_0 decode matvecs (one input row, vpdpbusd); every
 // other kernel and shape runs the AVX2 variant (kernels/avx512/matvec.cpp).
@@ -55,7 +73,7 @@ std::shared_ptr<const PackedWeight> pack_weight(const void* w, DType w_dtype, in
 size_t packed_bytes(const PackedWeight& p);
 void gemm_int8_packed(float* out, const float* x, const PackedWeight& p, const float* bias, int64_t M);
 // Many rows against F32 / F16 / BF16 weights (kernels/gemm_f32_panels.h, 16-lane vectors).
-void gemm_f32(float* out, const float* x, const void* w, DType w_dtype, const float* bias, int64_t M, int64_t N, int64_t K);
+void gemm_f32(const GemmF32Args& g);
 }
 #include "kernels/kernel_api.inc"
 

@@ -67,10 +67,8 @@ void matmul_forward(float* out, const float* x, const void* w, DType w_dtype, co
     return avx2::gemm_int8(out, x, w, w_dtype, bias, M, N, K);
   const bool few_rows = M >= 1 && M <= 8;
   const bool float_w = w_dtype == DType::F32 || w_dtype == DType::F16 || w_dtype == DType::BF16;
-  if (float_w && M > 8 && v != KernelVariant::Ref && !f32_gemm_is_blas()) {
-    if (v == KernelVariant::Avx512) return avx512::gemm_f32(out, x, w, w_dtype, bias, M, N, K);
-    return avx2::gemm_f32(out, x, w, w_dtype, bias, M, N, K);
-  }
+  if (float_w && M > 8 && v != KernelVariant::Ref && !f32_gemm_is_blas())
+    return gemm_f32({.out = out, .ldo = N, .x = x, .ldx = K, .w = w, .ldw = K, .w_dtype = w_dtype, .bias = bias, .M = M, .N = N, .K = K});
   if (w_dtype != DType::F32 && M >= kDequantMinRows) return matmul_dequant_sgemm(out, x, w, w_dtype, bias, M, N, K);
   if (w_dtype != DType::F32 || M == 0 || (few_rows && v != KernelVariant::Ref)) {
     if (v == KernelVariant::Avx512) return avx512::matmul_forward(out, x, w, w_dtype, bias, M, N, K);
@@ -91,6 +89,17 @@ void matmul_forward(float* out, const float* x, const void* w, DType w_dtype, co
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(M), int(N), int(K), 1.0f, x, int(K), wf,
                 int(K), beta, out, int(N));
   }
+}
+
+void gemm_f32(const GemmF32Args& g) {
+  const KernelVariant v = active_kernel_variant();
+  if (v == KernelVariant::Avx512) return avx512::gemm_f32(g);
+  if (v == KernelVariant::Avx2) return avx2::gemm_f32(g);
+  // scalar variant: OpenBLAS, on f32 weights (what the scalar callers hold)
+  if (g.bias)
+    for (int64_t m = 0; m < g.M; ++m) std::copy(g.bias, g.bias + g.N, g.out + m * g.ldo);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, g.w_kn ? CblasNoTrans : CblasTrans, int(g.M), int(g.N), int(g.K), 1.0f, g.x,
+              int(g.ldx), static_cast<const float*>(g.w), int(g.ldw), g.bias ? 1.0f : 0.0f, g.out, int(g.ldo));
 }
 
 std::shared_ptr<const PreparedWeight> prepare_weight(const void* w, DType w_dtype, int64_t N, int64_t K) {

@@ -1,14 +1,14 @@
 // AVX2: softmax, swiglu, add, embedding lookup.
 #include "kernels/avx2/simd.h"
 #include "kernels/kernels.h"
+#include "kernels/parallel.h"
 
 #include <cmath>
 
 namespace distill::avx2 {
 
 void softmax_forward(float* x, int64_t n_rows, int64_t n_cols) {
-#pragma omp parallel for schedule(static) if (n_rows * n_cols > 32768)
-  for (int64_t r = 0; r < n_rows; ++r) {
+  parallel_for(n_rows, n_rows * n_cols > 32768, [&](int64_t r) {
     float* row = x + r * n_cols;
     int64_t i = 0;
     __m256 vmax = _mm256_set1_ps(-INFINITY);
@@ -30,19 +30,19 @@ void softmax_forward(float* x, int64_t n_rows, int64_t n_cols) {
     const __m256 inv = _mm256_set1_ps(1.0f / sum);
     for (i = 0; i + 8 <= n_cols; i += 8) _mm256_storeu_ps(row + i, _mm256_mul_ps(_mm256_loadu_ps(row + i), inv));
     for (; i < n_cols; ++i) row[i] *= 1.0f / sum;
-  }
+  });
 }
 
 void swiglu_forward(float* out, const float* gate, const float* up, int64_t n) {
   const int64_t n8 = n / 8 * 8;
-#pragma omp parallel for schedule(static) if (n > 65536)
-  for (int64_t i = 0; i < n8; i += 8) {
+  parallel_for(n8 / 8, n > 65536, [&](int64_t j) {
+    const int64_t i = j * 8;
     const __m256 g = _mm256_loadu_ps(gate + i);
     // silu(g) = g / (1 + e^-g)
     const __m256 e = exp(_mm256_sub_ps(_mm256_setzero_ps(), g));
     const __m256 s = _mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
     _mm256_storeu_ps(out + i, _mm256_mul_ps(s, _mm256_loadu_ps(up + i)));
-  }
+  });
   for (int64_t i = n8; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 

@@ -28,8 +28,6 @@ struct V8 {
 
 }  // namespace
 
-void gemm_f32(float* out, const float* x, const void* w, DType w_dtype, const float* bias, int64_t M, int64_t N, int64_t K) {
-  gemm_f32_panels::gemm<V8, 6>(out, x, w, w_dtype, bias, M, N, K, dequantize_row);
-}
+void gemm_f32(const GemmF32Args& g) { gemm_f32_panels::gemm<V8, 6>(g, dequantize_row); }
 
 }  // namespace distill::avx2

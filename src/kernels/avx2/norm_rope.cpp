@@ -2,14 +2,14 @@
 #include "kernels/avx2/simd.h"
 #include "core/error.h"
 #include "kernels/kernels.h"
+#include "kernels/parallel.h"
 
 #include <cmath>
 
 namespace distill::avx2 {
 
 void rmsnorm_forward(float* out, const float* x, const float* w, int64_t n_rows, int64_t dim, float eps) {
-#pragma omp parallel for schedule(static) if (n_rows * dim > 65536)
-  for (int64_t r = 0; r < n_rows; ++r) {
+  parallel_for(n_rows, n_rows * dim > 65536, [&](int64_t r) {
     const float* xr = x + r * dim;
     float* yr = out + r * dim;
     __m256 acc = _mm256_setzero_ps();
@@ -25,15 +25,14 @@ void rmsnorm_forward(float* out, const float* x, const float* w, int64_t n_rows,
     for (i = 0; i + 8 <= dim; i += 8)
       _mm256_storeu_ps(yr + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(xr + i), vr), _mm256_loadu_ps(w + i)));
     for (; i < dim; ++i) yr[i] = xr[i] * rstd * w[i];
-  }
+  });
 }
 
 void rope_forward(float* x, int64_t n_tokens, int64_t n_head, int64_t head_dim, const int32_t* pos,
                   const float* inv_freq) {
   const int64_t half = head_dim / 2;
   DISTILL_ASSERT(half <= 512);
-#pragma omp parallel for schedule(static) if (n_tokens > 16)
-  for (int64_t t = 0; t < n_tokens; ++t) {
+  parallel_for(n_tokens, n_tokens > 16, [&](int64_t t) {
     // cos/sin once per token, shared by all its heads
     alignas(32) float c[512], s[512];
     for (int64_t i = 0; i < half; ++i) {
@@ -57,7 +56,7 @@ void rope_forward(float* x, int64_t n_tokens, int64_t n_head, int64_t head_dim, 
         b[i] = vb * c[i] + va * s[i];
       }
     }
-  }
+  });
 }
 
 }  // namespace distill::avx2

@@ -23,8 +23,6 @@ struct V16 {
 
 }  // namespace
 
-void gemm_f32(float* out, const float* x, const void* w, DType w_dtype, const float* bias, int64_t M, int64_t N, int64_t K) {
-  gemm_f32_panels::gemm<V16, 12>(out, x, w, w_dtype, bias, M, N, K, avx2::dequantize_row);
-}
+void gemm_f32(const GemmF32Args& g) { gemm_f32_panels::gemm<V16, 12>(g, avx2::dequantize_row); }
 
 }  // namespace distill::avx512
