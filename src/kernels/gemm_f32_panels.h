@@ -1,7 +1,8 @@
-// Many activation rows (prefill, the training forward) against f32 / f16 / bf16 weights, without
-// a BLAS: out[M, N] = x[M, K] · w[N, K]^T (+ bias). One implementation, instantiated per
-// instruction set by kernels/avx2/gemm_f32.cpp (8-lane vectors) and kernels/avx512/gemm_f32.cpp
-// (16 lanes) through a small vector-ops struct V.
+// Many activation rows (prefill, the training forward, prompt attention) against f32 / f16 / bf16
+// weights, without a BLAS: out[M, N] = x[M, K] · w[N, K]^T (+ bias), or x · w[K, N] (the values of
+// attention, read in place), all operands row-strided (GemmF32Args, kernels/kernels.h). One
+// implementation, instantiated per instruction set by kernels/avx2/gemm_f32.cpp (8-lane vectors)
+// and kernels/avx512/gemm_f32.cpp (16 lanes) through a small vector-ops struct V.
 //
 // Why not sgemm: at these shapes (K 288..2048, N 288..8960, M a few hundred) OpenBLAS spends a
 // large share in its threading and its packing of x, and Debian's build picks its AVX2 kernel on
@@ -14,10 +15,10 @@
 //   - a tile is MR activation rows × the panel: 2·MR accumulators; per k, two loads of the panel,
 //     MR broadcasts of x[m][k] and 2·MR FMAs (MR = 12 with AVX-512, 6 with AVX2: every
 //     accumulator in a register, with room for the two panel vectors and the broadcast);
-//   - work items are (panel, block of kMTiles tiles); a static schedule hands each thread a
-//     contiguous run of items in panel-major order, so a thread packs each of its panels once
-//     (a panel split between two threads is packed by both: cheap) and the split is even even
-//     when N has few panels (N = 288: 9 panels).
+//   - work items are (panel, block of kMTiles tiles); each thread takes a contiguous run of items
+//     in panel-major order, so it packs each of its panels once (a panel split between two
+//     threads is packed by both: cheap) and the split is even when N has few panels (N = 288:
+//     9 panels). Called from inside a parallel region (attention's heads), one thread runs all.
 // Every output element is one sum over k in order, as the scalar reference computes it (in f32
 // here, so the results differ from the double-precision reference by rounding only).
 //
