@@ -130,8 +130,8 @@ TEST(Cli, BadInputFailsCleanly) {
 
 namespace distill {
 
-// A GPT-OSS-shaped model straight to GGUF (the form gpt_oss has here), MXFP4 experts: info
-// describes it, run generates from it, and a directory output is refused with a message.
+// A GPT-OSS-shaped model straight to GGUF, MXFP4 experts: info describes it, run generates from it;
+// and as a directory (the Hugging Face release layout), which run reads too.
 TEST(Cli, InitWritesGptOssGgufWithMxfp4Experts) {
   TempDir dir;
   const std::string gguf = dir / "go.gguf";
@@ -154,7 +154,10 @@ TEST(Cli, InitWritesGptOssGgufWithMxfp4Experts) {
       {"run " + gguf + " -p hello -n 4 --chat-template harmony --reasoning-effort high --temp 0", 0, "generated 4 tokens"},
       {"run " + gguf + " -p hello -n 4 --chat-template harmony --reasoning-effort extreme", 1, "extreme"},
       {"run " + gguf + " -p hello -n 4 --chat-template chatml --reasoning-effort high", 1, "harmony"},
-      {"init --preset tiny --arch gpt_oss --tokenizer bytes -o " + (dir / "dir"), 1, "GGUF only"}};
+      // a directory is the Hugging Face release layout: MXFP4 experts need widths in blocks of 32
+      {"init --preset tiny --arch gpt_oss --tokenizer bytes -o " + (dir / "dir"), 1, "multiples of 32"},
+      {"init --preset tiny --arch gpt_oss --expert-ffn 64 --tokenizer bytes -o " + (dir / "hf"), 0, "gpt_oss"},
+      {"run " + (dir / "hf") + " -p hello -n 4 --raw --temp 0", 0, "generated 4 tokens"}};
   for (const Case& c : cases) {
     r = test::run_distill(c.args);
     EXPECT_EQ(r.exit_code, c.exit_code) << c.args << "\n" << r.output;

@@ -2,7 +2,11 @@
 // written here (softmax, top-k, each chosen expert's SwiGLU in double); batch independence;
 // HF directory and GGUF round trips (f32 exact, q8_0 close); the config's refusals.
 #include "convert/export.h"
+#include "formats/checkpoint.h"
+#include "formats/safetensors.h"
+#include "kernels/kernels.h"
 #include "model/decoder.h"
+#include "model/gpt_oss_hf.h"
 #include "model/moe.h"
 #include "test_util.h"
 #include "tiny_model.h"
@@ -229,6 +233,101 @@ TEST(Moe, RefusesWhatItDoesNotRun) {
   // GGUF's qwen3moe always renormalises: a model that does not has no GGUF form
   const Model m = Model::random(moe_config(tiny.tok->vocab_size(), false), DType::F32, 1);
   EXPECT_THROW(export_gguf(m, tiny.files, dir / "x.gguf", GgufExportOptions{}), Error);
+}
+
+// The Hugging Face release's MXFP4 block against the published rule: 16 bytes of E2M1 codes, value
+// 2j in the low nibble of byte j and 2j + 1 in the high one, times 2^(scale − 127) — through the
+// conversion to GGUF's block and the reference dequantization; and back to the same bytes.
+TEST(Moe, GptOssHfBlockFollowsThePublishedLayout) {
+  const float e2m1[16] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
+  uint8_t bytes[16];
+  int code[32];
+  for (int i = 0; i < 32; ++i) code[i] = (7 * i + 3) % 16;  // every code, in no particular order
+  for (int j = 0; j < 16; ++j) bytes[j] = uint8_t(code[2 * j] | (code[2 * j + 1] << 4));
+  for (uint8_t scale : {uint8_t(127), uint8_t(129), uint8_t(120)}) {
+    const BlockMxfp4 b = mxfp4_block_from_hf(bytes, scale);
+    float got[32];
+    ref::dequantize_row(got, &b, DType::MXFP4, 32);
+    for (int i = 0; i < 32; ++i) EXPECT_EQ(got[i], e2m1[code[i]] * std::ldexp(1.0f, int(scale) - 127)) << "value " << i;
+    uint8_t back[16], s_back = 0;
+    mxfp4_block_to_hf(b, back, &s_back);
+    EXPECT_EQ(std::vector<uint8_t>(back, back + 16), std::vector<uint8_t>(bytes, bytes + 16));
+    EXPECT_EQ(s_back, scale);
+  }
+}
+
+// A GPT-OSS-shaped model (sinks, biases everywhere, a sliding window shorter than the sequence,
+// 8 experts top 2, MXFP4 experts) as GGUF and as a Hugging Face directory in the release layout:
+// the same logits; the directory's tensors have the release's names and shapes, and its
+// interleaved rows are the GGUF's gate and up rows.
+TEST(Moe, GptOssHfDirectoryMatchesItsGguf) {
+  test::TempDir dir;
+  test::TinyModel tiny;
+  nlohmann::json j = {{"model_type", "gpt_oss"}, {"vocab_size", tiny.tok->vocab_size()}, {"hidden_size", 64},
+                      {"intermediate_size", 64}, {"num_hidden_layers", 2}, {"num_attention_heads", 4},
+                      {"num_key_value_heads", 2}, {"head_dim", 16}, {"num_local_experts", 8}, {"num_experts_per_tok", 2},
+                      {"sliding_window", 8}, {"tie_word_embeddings", false}, {"max_position_embeddings", 512},
+                      {"rms_norm_eps", 1e-5}, {"rope_theta", 150000.0}};
+  Model m = Model::random(ModelConfig::from_json(j, "gpt_oss"), DType::F32, 31, 0.5f);
+  uint64_t seed = 200;
+  for (ParamRef& p : list_params(m.config, m.weights))  // biases and sinks: random, not 0
+    if (!p.is_matrix && p.name.find("norm") == std::string::npos) {
+      const auto r = test::random_vector(size_t(p.tensor->numel()), seed++, 0.5f);
+      std::copy(r.begin(), r.end(), p.tensor->data<float>());
+    }
+  GgufExportOptions o;
+  o.type = DType::F32;
+  o.expert_type = DType::MXFP4;
+  export_gguf(m, tiny.files, dir / "go.gguf", o);
+  const Model g = Model::load(dir / "go.gguf");
+  g.save(dir / "hf");
+  const Model h = Model::load(dir / "hf");
+  ASSERT_EQ(h.config.model_type, "gpt_oss");
+  EXPECT_EQ(h.weights.layers[1].exp_up[5].dtype(), DType::MXFP4);
+  std::vector<int32_t> ids;
+  for (int i = 0; i < 24; ++i) ids.push_back(int32_t((i * 37 + 5) % tiny.tok->vocab_size()));
+  auto logits = [&](const Model& model) {
+    Decoder d(model);
+    Tensor t = d.forward_full(ids.data(), 1, int64_t(ids.size()));
+    return std::vector<float>(t.data<float>(), t.data<float>() + t.numel());
+  };
+  EXPECT_EQ(logits(h), logits(g));
+
+  const TensorStore store = TensorStore::open_dir(dir / "hf");
+  const std::string ex = "model.layers.1.mlp.experts.";
+  EXPECT_EQ(store.get(ex + "gate_up_proj_blocks").shape(), (Shape{8, 128, 2, 16}));
+  EXPECT_EQ(store.get(ex + "gate_up_proj_scales").shape(), (Shape{8, 128, 2}));
+  EXPECT_EQ(store.get(ex + "down_proj_blocks").shape(), (Shape{8, 64, 2, 16}));
+  EXPECT_EQ(store.get(ex + "gate_up_proj_bias").shape(), (Shape{8, 128}));
+  EXPECT_TRUE(store.find("model.layers.0.mlp.router.weight").has_value());
+  EXPECT_TRUE(store.find("model.layers.0.self_attn.sinks").has_value());
+  EXPECT_FALSE(store.find("model.layers.0.mlp.gate.weight").has_value());
+  // expert 3, HF rows 10 and 11: gate row 5 and up row 5 of the GGUF's expert 3
+  const Tensor blocks = store.get(ex + "gate_up_proj_blocks"), scales = store.get(ex + "gate_up_proj_scales");
+  for (int k = 0; k < 2; ++k) {
+    const Tensor& want = k == 0 ? g.weights.layers[1].exp_gate[3] : g.weights.layers[1].exp_up[3];
+    const int64_t hf_row = 3 * 128 + 10 + k;
+    for (int64_t b = 0; b < 2; ++b) {
+      const BlockMxfp4 got = mxfp4_block_from_hf(blocks.data<uint8_t>() + (hf_row * 2 + b) * 16, scales.data<uint8_t>()[hf_row * 2 + b]);
+      const BlockMxfp4& w = static_cast<const BlockMxfp4*>(want.raw())[5 * 2 + b];
+      EXPECT_EQ(got.e, w.e);
+      EXPECT_EQ(std::vector<uint8_t>(got.qs, got.qs + 16), std::vector<uint8_t>(w.qs, w.qs + 16)) << (k ? "up" : "gate");
+    }
+  }
+
+  // the dequantized variant (gate_up_proj) is named, not misread
+  SafetensorsWriter w;
+  for (const std::string& name : store.names())
+    w.add(name == "model.layers.0.mlp.experts.gate_up_proj_blocks" ? "model.layers.0.mlp.experts.gate_up_proj" : name, store.get(name));
+  const std::filesystem::path st = std::filesystem::path(dir / "hf") / "model.safetensors";
+  w.write(st.string() + ".tmp");
+  std::filesystem::rename(st.string() + ".tmp", st);
+  try {
+    Model::load(dir / "hf");
+    FAIL() << "a dequantized gate_up_proj was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("MXFP4 release"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace distill

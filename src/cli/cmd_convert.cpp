@@ -171,7 +171,9 @@ void info(const std::string& path, bool list_tensors) {
                 human_bytes(double(e.second)).c_str(), 8.0 * double(e.second) / double(e.first));
   std::printf("\n");
   std::printf("  memory plan    weights %s (%s)", human_bytes(double(total)).c_str(),
-              is_gguf_file(path) ? "mapped from the file" : "read from safetensors");
+              is_gguf_file(path)             ? "mapped from the file"
+              : c.model_type == "gpt_oss"    ? "mapped from safetensors; the MXFP4 experts repacked into memory at load"
+                                             : "read from safetensors");
   if (m.prepared_bytes > 0)
     std::printf(" + %s of int8 panels repacked at load for the %s kernels", human_bytes(double(m.prepared_bytes)).c_str(),
                 kernel_variant_name(active_kernel_variant()));

@@ -4,6 +4,7 @@
 #include "formats/checkpoint.h"
 #include "kernels/kernels.h"
 #include "model/gguf_model.h"
+#include "model/gpt_oss_hf.h"
 
 #include <filesystem>
 
@@ -26,10 +27,14 @@ Model Model::load(const std::string& dir) {
   } else {
     if (!fs::is_directory(dir)) fail("{}: not a model directory or GGUF file", dir);
     const ModelConfig config = ModelConfig::from_file((fs::path(dir) / "config.json").string());
-    if (config.model_type == "gpt_oss")
-      fail("{}: gpt_oss is read from GGUF files only so far (the Hugging Face release stores its experts transposed, "
-           "gate and up interleaved, as MXFP4 blocks); llama.cpp's convert_hf_to_gguf.py writes the GGUF", dir);
-    m = from_store(config, TensorStore::open_dir(dir));
+    if (config.model_type == "gpt_oss") {
+      // the release layout: MXFP4 expert stacks, repacked once (model/gpt_oss_hf.h)
+      m.config = config;
+      m.weights = load_gpt_oss_hf(config, TensorStore::open_dir(dir));
+      m.inv_freq = config.rope_inv_freq();
+    } else {
+      m = from_store(config, TensorStore::open_dir(dir));
+    }
   }
   m.prepare_weights();
   return m;
@@ -52,13 +57,16 @@ void Model::prepare_weights() {
 }
 
 void Model::save(const std::string& dir) const {
-  if (config.model_type == "gpt_oss") fail("{}: a gpt_oss model is written as GGUF only (distill convert -o X.gguf)", dir);
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) fail("{}: cannot create directory: {}", dir, ec.message());
   ModelWeights w = weights;  // handles only; list_params needs mutable refs
   SafetensorsWriter writer;
-  for (const ParamRef& p : list_params(config, w)) writer.add(p.name, *p.tensor);
+  if (config.model_type == "gpt_oss") {
+    add_gpt_oss_hf_tensors(config, weights, writer);  // the release layout, experts in MXFP4
+  } else {
+    for (const ParamRef& p : list_params(config, w)) writer.add(p.name, *p.tensor);
+  }
   writer.set_metadata("format", "pt");  // what transformers expects of a PyTorch checkpoint
   writer.write((fs::path(dir) / "model.safetensors").string());
   config.save((fs::path(dir) / "config.json").string());

@@ -66,10 +66,12 @@ void tie_lm_head(const ModelConfig& c, ModelWeights& w) {
   if (c.tie_word_embeddings) w.lm_head = w.tok_embd;
 }
 
-ModelWeights load_weights(const ModelConfig& c, const TensorStore& store, const std::string& prefix) {
+ModelWeights load_weights(const ModelConfig& c, const TensorStore& store, const std::string& prefix,
+                          const std::function<std::string(const std::string&)>& stored_name) {
   ModelWeights w;
   for (ParamRef& p : list_params(c, w)) {
-    const std::string name = prefix + p.name;
+    const std::string name = prefix + (stored_name ? stored_name(p.name) : p.name);
+    if (name == prefix) continue;  // the caller's
     std::optional<Tensor> t = store.find(name);
     if (!t) {
       fail("{}: tensor '{}' is missing (config.json's model_type {} with {} layers needs it)",

@@ -51,7 +51,10 @@ std::vector<ParamRef> list_params(const ModelConfig& c, ModelWeights& w);
 
 // Loads every parameter from `store` under `prefix` + HF name, checking shapes against the
 // config. Missing tensors and contradicting shapes throw with the file and tensor named.
-ModelWeights load_weights(const ModelConfig& c, const TensorStore& store, const std::string& prefix = "");
+// `stored_name` maps a parameter's name to the name it has in the store ("" = not read here: the
+// caller fills it), for a family whose files name some tensors differently (gpt_oss).
+ModelWeights load_weights(const ModelConfig& c, const TensorStore& store, const std::string& prefix = "",
+                          const std::function<std::string(const std::string&)>& stored_name = {});
 
 // Points lm_head at tok_embd when the embeddings are tied.
 void tie_lm_head(const ModelConfig& c, ModelWeights& w);

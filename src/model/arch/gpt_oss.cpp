@@ -2,8 +2,8 @@
 // the top k of the router's logits softmaxed among themselves, the clamped SwiGLU (swiglu_limit),
 // attention with biases and a learned sink per head, and layers alternating between a sliding
 // window (layer_types "sliding_attention", the even layers) and full attention. GGUF "gpt-oss"
-// (llama.cpp) names the post-attention norm post_attention_norm. Read from GGUF; the Hugging Face
-// release (experts transposed, gate and up interleaved, MXFP4 `_blocks`/`_scales`) is not read yet.
+// (llama.cpp) names the post-attention norm post_attention_norm. Read and written as GGUF and as
+// the Hugging Face release (MXFP4 expert stacks, gate and up interleaved: model/gpt_oss_hf.h).
 #include "core/error.h"
 #include "formats/gguf.h"
 #include "formats/json_fields.h"
@@ -50,6 +50,9 @@ void write(const ModelConfig& c, nlohmann::json& j) {
   nlohmann::json types = nlohmann::json::array();
   for (int64_t i = 0; i < c.n_layer; ++i) types.push_back(c.window_of(i) > 0 ? "sliding_attention" : "full_attention");
   j["layer_types"] = types;
+  // what transformers reads to take the expert stacks as MXFP4 (the release's own setting)
+  j["quantization_config"] = {{"quant_method", "mxfp4"},
+                              {"modules_to_not_convert", {"model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"}}};
 }
 
 void read_gguf(const GgufFile& g, nlohmann::json& j) {
