@@ -20,17 +20,21 @@ static void BM_Matmul(benchmark::State& state) {
   for (float& v : x) v = rng.normal();
   for (float& v : w) v = rng.normal();
   std::vector<uint16_t> w16(w.size());
+  std::vector<char> wq(dtype_bytes(dt, N * K));
   const void* wp = w.data();
-  if (dt != DType::F32) {
+  if (dt == DType::F16 || dt == DType::BF16) {
     convert_from_f32(w16.data(), dt, w.data(), w.size());
     wp = w16.data();
+  } else if (dt != DType::F32) {  // block-quantized rows (decode of a downloaded GGUF)
+    for (int64_t n = 0; n < N; ++n) quantize_row(wq.data() + dtype_bytes(dt, K) * size_t(n), dt, w.data() + n * K, K);
+    wp = wq.data();
   }
   for (auto _ : state) {
     if (use_avx2_kernel) avx2::matmul_forward(out.data(), x.data(), wp, dt, nullptr, M, N, K);
     else matmul_forward(out.data(), x.data(), wp, dt, nullptr, M, N, K);
     benchmark::DoNotOptimize(out.data());
   }
-  state.SetBytesProcessed(int64_t(state.iterations()) * N * K * int64_t(dtype_size(dt)));
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(dtype_bytes(dt, N * K)));
   state.counters["GFLOP/s"] = benchmark::Counter(double(2 * M * N * K), benchmark::Counter::kIsIterationInvariantRate);
 }
 
@@ -46,6 +50,11 @@ BENCHMARK(BM_Matmul)
     ->Args({512, 2048, 768, int(DType::F32), 0})
     ->Args({512, 2048, 768, int(DType::F32), 1})
     ->Args({512, 2048, 768, int(DType::BF16), 1})
+    // decode of the output matrix of a 134M model in each type a download holds (Q4_K_M: Q6_K there)
+    ->Args({1, 32000, 768, int(DType::Q8_0), 0})
+    ->Args({1, 32000, 768, int(DType::Q4_0), 0})
+    ->Args({1, 32000, 768, int(DType::Q4_K), 0})
+    ->Args({1, 32000, 768, int(DType::Q6_K), 0})
     ->UseRealTime();
 
 // Attention of a whole prompt of T tokens (prefill) over an f16 KV cache: 134M's shape (12 heads of

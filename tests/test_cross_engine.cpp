@@ -141,12 +141,7 @@ TEST(CrossEngine, LlamaCppLogitsMatchOnGptOssGguf) {
                       {"rope_scaling", {{"rope_type", "yarn"}, {"factor", 32.0}, {"original_max_position_embeddings", 64},
                                         {"beta_fast", 32.0}, {"beta_slow", 1.0}}}};
   Model m = Model::random(ModelConfig::from_json(j, "gpt_oss"), DType::F32, 23, 0.5f);
-  uint64_t seed = 100;
-  for (ParamRef& p : list_params(m.config, m.weights))  // biases and sinks: random, not 0
-    if (!p.is_matrix && p.name.find("norm") == std::string::npos) {
-      const auto r = test::random_vector(size_t(p.tensor->numel()), seed++, 0.5f);
-      std::copy(r.begin(), r.end(), p.tensor->data<float>());
-    }
+  test::randomize_biases(m, 100);
   const std::string f32 = dir / "gpt-oss-f32.gguf", mx = dir / "gpt-oss-mxfp4.gguf";
   GgufExportOptions o;
   o.type = DType::F32;

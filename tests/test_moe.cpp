@@ -269,12 +269,7 @@ TEST(Moe, GptOssHfDirectoryMatchesItsGguf) {
                       {"sliding_window", 8}, {"tie_word_embeddings", false}, {"max_position_embeddings", 512},
                       {"rms_norm_eps", 1e-5}, {"rope_theta", 150000.0}};
   Model m = Model::random(ModelConfig::from_json(j, "gpt_oss"), DType::F32, 31, 0.5f);
-  uint64_t seed = 200;
-  for (ParamRef& p : list_params(m.config, m.weights))  // biases and sinks: random, not 0
-    if (!p.is_matrix && p.name.find("norm") == std::string::npos) {
-      const auto r = test::random_vector(size_t(p.tensor->numel()), seed++, 0.5f);
-      std::copy(r.begin(), r.end(), p.tensor->data<float>());
-    }
+  test::randomize_biases(m, 200);
   GgufExportOptions o;
   o.type = DType::F32;
   o.expert_type = DType::MXFP4;

@@ -30,4 +30,14 @@ struct TinyModel {
   }
 };
 
+// Random values (N(0, 0.5²), from `seed` on) in every bias and attention sink of `m`, which a
+// random model starts at 0: so a test sees each term (gpt_oss has them everywhere).
+inline void randomize_biases(Model& m, uint64_t seed) {
+  for (ParamRef& p : list_params(m.config, m.weights))
+    if (!p.is_matrix && p.name.find("norm") == std::string::npos) {
+      const auto r = random_vector(size_t(p.tensor->numel()), seed++, 0.5f);
+      std::copy(r.begin(), r.end(), p.tensor->data<float>());
+    }
+}
+
 }  // namespace distill::test
