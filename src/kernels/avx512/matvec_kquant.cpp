@@ -1,0 +1,126 @@
+// AVX-512 VNNI: the Q4_K decode matvec (one input row against the weights) — what a Q4_K_M
+// download's attention and FFN matrices are. The AVX2 kernel builds each sub-block's products with
+// maddubs + madd and unpacks the 6-bit scales one sub-block at a time; that kept it compute-bound
+// (30 GB/s on an L3-resident 32000 × 768 matrix where Q8_0 streams 70). Here a super-block of 256
+// values is four vpdpbusd of 64 bytes and its eight scales are unpacked at once:
+//
+//   x: quantized once per call to int8 with one f32 scale d_x per 256 values (as llama.cpp's Q8_K),
+//      stored per super-block in the order the weight's bytes unpack to (below), with Σ x_q per
+//      sub-block of 32 (for the minimums);
+//   w: Q4_K's qs[32p .. 32p+31] hold sub-block 2p in the low nibbles and 2p+1 in the high ones, so
+//      the low nibbles of qs[0..63] are sub-blocks (0, 2), the high ones (1, 3), and of qs[64..127]
+//      (4, 6) and (5, 7): four vectors of 64 unsigned levels, each against 64 int8 of x;
+//   Σ w·x over the super-block = d·d_x·Σ_j sc_j·Σ q·x_q − dmin·d_x·Σ_j m_j·Σ x_q: each vpdpbusd's
+//      int32 lanes 0-7 belong to its first sub-block and 8-15 to its second, so the lanes are
+//      multiplied by their sub-block's scale (a permutation of the eight unpacked scales) and
+//      summed in int32: |lane| ≤ 4·15·127·63 per sub-block pass, far inside int32.
+#include "kernels/kernels.h"
+#include "kernels/parallel.h"
+#include "kernels/quant_blocks.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+namespace distill::avx512 {
+
+namespace {
+
+constexpr int64_t kRowsPerTask = 16;  // weight rows per parallel work item (one linear stream each)
+
+// Where natural sub-block j of x goes in a super-block: the order Q4_K's bytes unpack to.
+constexpr int kSlotOf[8] = {0, 2, 1, 3, 4, 6, 5, 7};
+
+struct ActivationQ8K {
+  const int8_t* q;      // per super-block, 256 values in kSlotOf order
+  const float* d;       // per super-block
+  const int32_t* sum;   // per sub-block of 32, natural order
+};
+
+ActivationQ8K quantize_activation(const float* x, int64_t K) {
+  static thread_local std::vector<int8_t> q;
+  static thread_local std::vector<float> d;
+  static thread_local std::vector<int32_t> sum;
+  const int64_t nsb = K / kQKK;
+  if (int64_t(q.size()) < K) q.resize(size_t(K)), d.resize(size_t(nsb)), sum.resize(size_t(K / kQK));
+  for (int64_t sb = 0; sb < nsb; ++sb) {
+    const float* xs = x + sb * kQKK;
+    __m512 amax = _mm512_setzero_ps();
+    for (int i = 0; i < kQKK; i += 16) amax = _mm512_max_ps(amax, _mm512_abs_ps(_mm512_loadu_ps(xs + i)));
+    const float dx = _mm512_reduce_max_ps(amax) / 127.0f;
+    d[size_t(sb)] = dx;
+    const __m512 id = _mm512_set1_ps(dx != 0 ? 1.0f / dx : 0.0f);
+    for (int j = 0; j < 8; ++j) {
+      // round to nearest (even) as the other kernels' quantizers do; |v| ≤ 127 by construction
+      const __m512i a = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xs + 32 * j), id));
+      const __m512i b = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xs + 32 * j + 16), id));
+      int8_t* dst = q.data() + sb * kQKK + 32 * kSlotOf[j];
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm512_cvtsepi32_epi8(a));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 16), _mm512_cvtsepi32_epi8(b));
+      sum[size_t(sb * 8 + j)] = _mm512_reduce_add_epi32(_mm512_add_epi32(a, b));
+    }
+  }
+  return {q.data(), d.data(), sum.data()};
+}
+
+// The eight 6-bit scales (sc) and minimums (m) of a Q4_K super-block as bytes 0-7 of two words.
+// scales[0..3]: sc 0-3 (low 6 bits), their top 2 bits are sc 4-7's high bits; scales[4..7] the
+// same for m; scales[8..11]: sc 4-7 in the low nibbles, m 4-7 in the high ones.
+inline void unpack_scales(const uint8_t* s12, uint64_t* sc, uint64_t* m) {
+  uint32_t u0, u1, u2;
+  std::memcpy(&u0, s12, 4), std::memcpy(&u1, s12 + 4, 4), std::memcpy(&u2, s12 + 8, 4);
+  const uint32_t sc_hi = (u2 & 0x0F0F0F0Fu) | (((u0 >> 6) & 0x03030303u) << 4);
+  const uint32_t m_hi = ((u2 >> 4) & 0x0F0F0F0Fu) | (((u1 >> 6) & 0x03030303u) << 4);
+  *sc = uint64_t(u0 & 0x3F3F3F3Fu) | (uint64_t(sc_hi) << 32);
+  *m = uint64_t(u1 & 0x3F3F3F3Fu) | (uint64_t(m_hi) << 32);
+}
+
+float row_q4_k(const BlockQ4_K* blk, const ActivationQ8K& a, int64_t nsb) {
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  // lanes 0-7 take the scale of the vector's first sub-block, 8-15 of its second
+  const __m512i idx[4] = {_mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0),
+                          _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1),
+                          _mm512_set_epi32(6, 6, 6, 6, 6, 6, 6, 6, 4, 4, 4, 4, 4, 4, 4, 4),
+                          _mm512_set_epi32(7, 7, 7, 7, 7, 7, 7, 7, 5, 5, 5, 5, 5, 5, 5, 5)};
+  __m512 acc = _mm512_setzero_ps();
+  float corr = 0.0f;
+  for (int64_t sb = 0; sb < nsb; ++sb) {
+    const BlockQ4_K& b = blk[sb];
+    const int8_t* xq = a.q + sb * kQKK;
+    const __m512i z0 = _mm512_loadu_si512(b.qs), z1 = _mm512_loadu_si512(b.qs + 64);
+    const __m512i w[4] = {_mm512_and_si512(z0, low4), _mm512_and_si512(_mm512_srli_epi16(z0, 4), low4),
+                          _mm512_and_si512(z1, low4), _mm512_and_si512(_mm512_srli_epi16(z1, 4), low4)};
+    uint64_t sc, mn;
+    unpack_scales(b.scales, &sc, &mn);
+    const __m512i s = _mm512_cvtepu8_epi32(_mm_cvtsi64_si128(int64_t(sc)));  // sc 0..7 in lanes 0..7
+    __m512i isum = _mm512_setzero_si512();
+    for (int v = 0; v < 4; ++v) {
+      const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[v], _mm512_loadu_si512(xq + 64 * v));
+      isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(dot, _mm512_permutexvar_epi32(idx[v], s)));
+    }
+    const float dx = a.d[sb];
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(_cvtsh_ss(b.d) * dx), acc);
+    // Σ_j m_j · Σ x_q (sub-block j)
+    const __m256i m = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(int64_t(mn)));
+    const __m256i ms = _mm256_mullo_epi32(m, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.sum + sb * 8)));
+    corr += _cvtsh_ss(b.dmin) * dx * float(_mm512_reduce_add_epi32(_mm512_zextsi256_si512(ms)));
+  }
+  return _mm512_reduce_add_ps(acc) - corr;
+}
+
+}  // namespace
+
+void matvec_q4_k(float* out, const float* x, const void* w, const float* bias, int64_t N, int64_t K) {
+  const int64_t nsb = K / kQKK;
+  const ActivationQ8K a = quantize_activation(x, K);  // this thread's buffers, read by the team below
+  const BlockQ4_K* const wb = static_cast<const BlockQ4_K*>(w);
+  const int64_t n_tasks = (N + kRowsPerTask - 1) / kRowsPerTask;
+  parallel_for(n_tasks, n_tasks > 1 && N * K > 100000, [&](int64_t t) {
+    const int64_t n_end = std::min(N, (t + 1) * kRowsPerTask);
+    for (int64_t n = t * kRowsPerTask; n < n_end; ++n) out[n] = row_q4_k(wb + n * nsb, a, nsb) + (bias ? bias[n] : 0.0f);
+  });
+}
+
+}  // namespace distill::avx512
