@@ -286,14 +286,14 @@ TEST(KernelDispatch, ForceVariant) {
   force_kernel_variant(best_kernel_variant());
 }
 
-// The AVX-512 decode matvecs (one input row), every weight dtype they take (Q4_K: K of 1 and 3
-// super-blocks), on odd sizes (row tails,
+// The AVX-512 decode matvecs (one input row), every weight dtype they take (Q4_K, Q6_K: K of 1 and
+// 3 super-blocks), on odd sizes (row tails,
 // an odd number of blocks, fewer rows than a tile): against the AVX2 kernel, which quantizes the
 // activation identically (so only the summation order differs), and against the reference.
 TEST(Avx512Kernels, DecodeMatvecEveryDtype) {
   if (!cpu_has_avx512()) GTEST_SKIP() << "this CPU has no AVX-512 F/BW/VL/VNNI: AVX-512 kernels not testable here";
-  for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K}) {
-    const bool quant = t == DType::Q8_0 || t == DType::Q4_0 || t == DType::Q4_K;
+  for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K}) {
+    const bool quant = t == DType::Q8_0 || t == DType::Q4_0 || t == DType::Q4_K || t == DType::Q6_K;
     for (int64_t K : {32, 96, 288, 800, 17, 256, 768}) {
       if (quant && K % dtype_block(t) != 0) continue;
       for (int64_t N : {1, 7, 37, 64}) {

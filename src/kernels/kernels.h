@@ -74,8 +74,9 @@ size_t packed_bytes(const PackedWeight& p);
 void gemm_int8_packed(float* out, const float* x, const PackedWeight& p, const float* bias, int64_t M);
 // Many rows against F32 / F16 / BF16 weights (kernels/gemm_f32_panels.h, 16-lane vectors).
 void gemm_f32(const GemmF32Args& g);
-// Decode (one input row) against Q4_K weights, K a multiple of 256 (kernels/avx512/matvec_kquant.cpp).
+// Decode (one input row) against Q4_K / Q6_K weights, K a multiple of 256 (kernels/avx512/matvec_kquant.cpp).
 void matvec_q4_k(float* out, const float* x, const void* w, const float* bias, int64_t N, int64_t K);
+void matvec_q6_k(float* out, const float* x, const void* w, const float* bias, int64_t N, int64_t K);
 }
 #include "kernels/kernel_api.inc"
 

@@ -147,6 +147,7 @@ void matmul_forward(float* out, const float* x, const void* w, DType w_dtype, co
   if (M == 1 && w_dtype == DType::Q8_0) return matvec_q8_0(out, x, w, bias, N, K);
   if (M == 1 && w_dtype == DType::Q4_0) return matvec_q4_0(out, x, w, bias, N, K);
   if (M == 1 && w_dtype == DType::Q4_K && K % kQKK == 0) return matvec_q4_k(out, x, w, bias, N, K);
+  if (M == 1 && w_dtype == DType::Q6_K && K % kQKK == 0) return matvec_q6_k(out, x, w, bias, N, K);
   avx2::matmul_forward(out, x, w, w_dtype, bias, M, N, K);
 }
 

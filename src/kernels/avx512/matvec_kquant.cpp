@@ -1,5 +1,5 @@
-// AVX-512 VNNI: the Q4_K decode matvec (one input row against the weights) — what a Q4_K_M
-// download's attention and FFN matrices are. The AVX2 kernel builds each sub-block's products with
+// AVX-512 VNNI: the Q4_K and Q6_K decode matvecs (one input row against the weights) — what a
+// Q4_K_M download's matrices are (Q6_K: the output matrix and some attn_v / ffn_down). The AVX2 kernel builds each sub-block's products with
 // maddubs + madd and unpacks the 6-bit scales one sub-block at a time; that kept it compute-bound
 // (30 GB/s on an L3-resident 32000 × 768 matrix where Q8_0 streams 70). Here a super-block of 256
 // values is four vpdpbusd of 64 bytes and its eight scales are unpacked at once:
@@ -34,17 +34,17 @@ constexpr int64_t kRowsPerTask = 16;  // weight rows per parallel work item (one
 constexpr int kSlotOf[8] = {0, 2, 1, 3, 4, 6, 5, 7};
 
 struct ActivationQ8K {
-  const int8_t* q;      // per super-block, 256 values in kSlotOf order
+  const int8_t* q;      // per super-block, 256 values (in kSlotOf order for Q4_K, else natural)
   const float* d;       // per super-block
-  const int32_t* sum;   // per sub-block of 32, natural order
+  const int32_t* sum;   // Σ x_q per 16 values, natural order
 };
 
-ActivationQ8K quantize_activation(const float* x, int64_t K) {
+ActivationQ8K quantize_activation(const float* x, int64_t K, bool q4_k_order) {
   static thread_local std::vector<int8_t> q;
   static thread_local std::vector<float> d;
   static thread_local std::vector<int32_t> sum;
   const int64_t nsb = K / kQKK;
-  if (int64_t(q.size()) < K) q.resize(size_t(K)), d.resize(size_t(nsb)), sum.resize(size_t(K / kQK));
+  if (int64_t(q.size()) < K) q.resize(size_t(K)), d.resize(size_t(nsb)), sum.resize(size_t(K / 16));
   for (int64_t sb = 0; sb < nsb; ++sb) {
     const float* xs = x + sb * kQKK;
     __m512 amax = _mm512_setzero_ps();
@@ -56,10 +56,11 @@ ActivationQ8K quantize_activation(const float* x, int64_t K) {
       // round to nearest (even) as the other kernels' quantizers do; |v| ≤ 127 by construction
       const __m512i a = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xs + 32 * j), id));
       const __m512i b = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xs + 32 * j + 16), id));
-      int8_t* dst = q.data() + sb * kQKK + 32 * kSlotOf[j];
+      int8_t* dst = q.data() + sb * kQKK + 32 * (q4_k_order ? kSlotOf[j] : j);
       _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm512_cvtsepi32_epi8(a));
       _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 16), _mm512_cvtsepi32_epi8(b));
-      sum[size_t(sb * 8 + j)] = _mm512_reduce_add_epi32(_mm512_add_epi32(a, b));
+      sum[size_t(sb * 16 + 2 * j)] = _mm512_reduce_add_epi32(a);
+      sum[size_t(sb * 16 + 2 * j + 1)] = _mm512_reduce_add_epi32(b);
     }
   }
   return {q.data(), d.data(), sum.data()};
@@ -84,6 +85,7 @@ float row_q4_k(const BlockQ4_K* blk, const ActivationQ8K& a, int64_t nsb) {
                           _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1),
                           _mm512_set_epi32(6, 6, 6, 6, 6, 6, 6, 6, 4, 4, 4, 4, 4, 4, 4, 4),
                           _mm512_set_epi32(7, 7, 7, 7, 7, 7, 7, 7, 5, 5, 5, 5, 5, 5, 5, 5)};
+  const __m512i pairs = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
   __m512 acc = _mm512_setzero_ps();
   float corr = 0.0f;
   for (int64_t sb = 0; sb < nsb; ++sb) {
@@ -102,25 +104,78 @@ float row_q4_k(const BlockQ4_K* blk, const ActivationQ8K& a, int64_t nsb) {
     }
     const float dx = a.d[sb];
     acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(_cvtsh_ss(b.d) * dx), acc);
-    // Σ_j m_j · Σ x_q (sub-block j)
-    const __m256i m = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(int64_t(mn)));
-    const __m256i ms = _mm256_mullo_epi32(m, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.sum + sb * 8)));
-    corr += _cvtsh_ss(b.dmin) * dx * float(_mm512_reduce_add_epi32(_mm512_zextsi256_si512(ms)));
+    // Σ_j m_j · Σ x_q (sub-block j): minimum j against the two sums of 16 of its sub-block
+    const __m512i m = _mm512_permutexvar_epi32(pairs, _mm512_cvtepu8_epi32(_mm_cvtsi64_si128(int64_t(mn))));
+    const __m512i ms = _mm512_mullo_epi32(m, _mm512_loadu_si512(a.sum + sb * 16));
+    corr += _cvtsh_ss(b.dmin) * dx * float(_mm512_reduce_add_epi32(ms));
   }
   return _mm512_reduce_add_ps(acc) - corr;
 }
 
-}  // namespace
+// Q6_K: per half of 128 values, ql[64h .. 64h+63] holds values 0..63 in its low nibbles and
+// 64..127 in its high ones; qh[32h + l] holds the two top bits of values l, l+32, l+64, l+96 at
+// bits 0, 2, 4, 6. With qh's 32 bytes in both halves of a vector, a per-half variable shift
+// (0 | 2, then 4 | 6) lines the top bits up with the nibbles: two vectors of 64 levels 0..63.
+// Σ (q − 32)·x·sc per 16 values = sc·Σ q·x_q − 32·sc·Σ x_q: the first from vpdpbusd lanes times
+// their group's scale, the second from the activation's sums per 16.
+float row_q6_k(const BlockQ6_K* blk, const ActivationQ8K& a, int64_t nsb) {
+  const __m512i low4 = _mm512_set1_epi8(0x0F), low2 = _mm512_set1_epi8(0x03);
+  const __m512i shift02 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+  const __m512i shift46 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+  // lanes 4g .. 4g+3 take the scale of their group of 16: groups 0-3, 4-7, 8-11, 12-15 of the block
+  const __m512i idx[4] = {_mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0),
+                          _mm512_set_epi32(7, 7, 7, 7, 6, 6, 6, 6, 5, 5, 5, 5, 4, 4, 4, 4),
+                          _mm512_set_epi32(11, 11, 11, 11, 10, 10, 10, 10, 9, 9, 9, 9, 8, 8, 8, 8),
+                          _mm512_set_epi32(15, 15, 15, 15, 14, 14, 14, 14, 13, 13, 13, 13, 12, 12, 12, 12)};
+  __m512 acc = _mm512_setzero_ps();
+  for (int64_t sb = 0; sb < nsb; ++sb) {
+    const BlockQ6_K& b = blk[sb];
+    const int8_t* xq = a.q + sb * kQKK;
+    const __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)));
+    // −32 · Σ_s sc_s · Σ x_q (group s), folded into the integer sum
+    __m512i isum = _mm512_mullo_epi32(_mm512_set1_epi32(-32), _mm512_mullo_epi32(sc, _mm512_loadu_si512(a.sum + sb * 16)));
+    for (int h = 0; h < 2; ++h) {
+      const __m512i l = _mm512_loadu_si512(b.ql + 64 * h);
+      const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh + 32 * h));
+      const __m512i hh = _mm512_inserti64x4(_mm512_castsi256_si512(hb), hb, 1);
+      const __m512i q[2] = {
+          _mm512_or_si512(_mm512_and_si512(l, low4), _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(hh, shift02), low2), 4)),
+          _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), low4),
+                          _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(hh, shift46), low2), 4))};
+      for (int v = 0; v < 2; ++v) {
+        const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[v], _mm512_loadu_si512(xq + 128 * h + 64 * v));
+        isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(dot, _mm512_permutexvar_epi32(idx[2 * h + v], sc)));
+      }
+    }
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(_cvtsh_ss(b.d) * a.d[sb]), acc);
+  }
+  return _mm512_reduce_add_ps(acc);
+}
 
-void matvec_q4_k(float* out, const float* x, const void* w, const float* bias, int64_t N, int64_t K) {
-  const int64_t nsb = K / kQKK;
-  const ActivationQ8K a = quantize_activation(x, K);  // this thread's buffers, read by the team below
-  const BlockQ4_K* const wb = static_cast<const BlockQ4_K*>(w);
+// out[n] = row(n) + bias[n] in tasks of kRowsPerTask rows over the threads.
+template <typename Row>
+void for_rows(float* out, const float* bias, int64_t N, int64_t K, Row row) {
   const int64_t n_tasks = (N + kRowsPerTask - 1) / kRowsPerTask;
   parallel_for(n_tasks, n_tasks > 1 && N * K > 100000, [&](int64_t t) {
     const int64_t n_end = std::min(N, (t + 1) * kRowsPerTask);
-    for (int64_t n = t * kRowsPerTask; n < n_end; ++n) out[n] = row_q4_k(wb + n * nsb, a, nsb) + (bias ? bias[n] : 0.0f);
+    for (int64_t n = t * kRowsPerTask; n < n_end; ++n) out[n] = row(n) + (bias ? bias[n] : 0.0f);
   });
+}
+
+}  // namespace
+
+void matvec_q6_k(float* out, const float* x, const void* w, const float* bias, int64_t N, int64_t K) {
+  const int64_t nsb = K / kQKK;
+  const ActivationQ8K a = quantize_activation(x, K, false);
+  const BlockQ6_K* const wb = static_cast<const BlockQ6_K*>(w);
+  for_rows(out, bias, N, K, [&](int64_t n) { return row_q6_k(wb + n * nsb, a, nsb); });
+}
+
+void matvec_q4_k(float* out, const float* x, const void* w, const float* bias, int64_t N, int64_t K) {
+  const int64_t nsb = K / kQKK;
+  const ActivationQ8K a = quantize_activation(x, K, true);  // this thread's buffers, read by the team below
+  const BlockQ4_K* const wb = static_cast<const BlockQ4_K*>(w);
+  for_rows(out, bias, N, K, [&](int64_t n) { return row_q4_k(wb + n * nsb, a, nsb); });
 }
 
 }  // namespace distill::avx512
