@@ -2,6 +2,7 @@
 // the row kernels, which stream the weights once (f16/bf16 converted in registers: half the
 // bytes); with more rows (prefill, the training forward) to the panel GEMM
 // (kernels/gemm_f32_panels.h); the scalar variant and DISTILL_F32_GEMM=blas use OpenBLAS.
+#include "core/error.h"
 #include "kernels/kernels.h"
 
 #include <cblas.h>
@@ -95,7 +96,9 @@ void gemm_f32(const GemmF32Args& g) {
   const KernelVariant v = active_kernel_variant();
   if (v == KernelVariant::Avx512) return avx512::gemm_f32(g);
   if (v == KernelVariant::Avx2) return avx2::gemm_f32(g);
-  // scalar variant: OpenBLAS, on f32 weights (what the scalar callers hold)
+  // scalar variant: OpenBLAS, on f32 weights (what the scalar callers hold: matmul_forward keeps
+  // f16/bf16 on the reference kernel there)
+  DISTILL_ASSERT_MSG(g.w_dtype == DType::F32, "gemm_f32 of the scalar variant takes f32 weights, not {}", dtype_name(g.w_dtype));
   if (g.bias)
     for (int64_t m = 0; m < g.M; ++m) std::copy(g.bias, g.bias + g.N, g.out + m * g.ldo);
   cblas_sgemm(CblasRowMajor, CblasNoTrans, g.w_kn ? CblasNoTrans : CblasTrans, int(g.M), int(g.N), int(g.K), 1.0f, g.x,
