@@ -84,9 +84,26 @@ float row_dot(const BlockQ8_0* wr, const __m512i* ax, const __mmask64* neg, cons
 }
 
 // Q4_0: Σ (u − 8)·x = dpbusd(u, x) − dpbusd(8, x), the second per pair of x blocks computed once.
+// Eight blocks at a time, their scales d_w·d_x are converted and multiplied as one vector and each
+// pair's lanes (0-7 the first block, 8-15 the second) take theirs by a permutation: one scalar f16
+// conversion per block made the kernel compute-bound.
 float row_dot_q4_0(const BlockQ4_0* wr, const __m512i* xv, const __m512i* x8, const float* xd, int64_t nb) {
+  const __m512i idx[4] = {_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0),
+                          _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2),
+                          _mm512_set_epi32(5, 5, 5, 5, 5, 5, 5, 5, 4, 4, 4, 4, 4, 4, 4, 4),
+                          _mm512_set_epi32(7, 7, 7, 7, 7, 7, 7, 7, 6, 6, 6, 6, 6, 6, 6, 6)};
   __m512 acc = _mm512_setzero_ps();
   int64_t b = 0;
+  for (; b + 8 <= nb; b += 8) {
+    const BlockQ4_0* w = wr + b;
+    const __m128i dh = _mm_setr_epi16(short(w[0].d), short(w[1].d), short(w[2].d), short(w[3].d), short(w[4].d),
+                                      short(w[5].d), short(w[6].d), short(w[7].d));
+    const __m512 s8 = _mm512_castps256_ps512(_mm256_mul_ps(_mm256_cvtph_ps(dh), _mm256_loadu_ps(xd + b)));
+    for (int p = 0; p < 4; ++p) {
+      const __m512i dot = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), pair_q4_0(w + 2 * p), xv[b / 2 + p]), x8[b / 2 + p]);
+      acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(idx[p], s8), acc);
+    }
+  }
   for (; b + 2 <= nb; b += 2) {
     const __m512i dot = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), pair_q4_0(wr + b), xv[b / 2]), x8[b / 2]);
     const __m512 s = _mm512_insertf32x8(_mm512_set1_ps(f16_to_f32(wr[b].d) * xd[b]),
