@@ -22,4 +22,17 @@ inline void parallel_for(int64_t n, bool worth, Body&& body) {
   for (int64_t i = 0; i < n; ++i) body(i);
 }
 
+// The decode matvecs' split: out[n] = row(n) + bias[n] (bias may be null) for the N weight rows, in
+// tasks of 16 rows handed out statically, so each thread reads one linear stream of rows that the
+// hardware prefetcher follows; in parallel when N·K is worth it.
+template <class Row>
+inline void parallel_rows(float* out, const float* bias, int64_t N, int64_t K, Row&& row) {
+  constexpr int64_t kRowsPerTask = 16;
+  const int64_t n_tasks = (N + kRowsPerTask - 1) / kRowsPerTask;
+  parallel_for(n_tasks, n_tasks > 1 && N * K > 100000, [&](int64_t t) {
+    const int64_t n_end = N < (t + 1) * kRowsPerTask ? N : (t + 1) * kRowsPerTask;
+    for (int64_t n = t * kRowsPerTask; n < n_end; ++n) out[n] = row(n) + (bias ? bias[n] : 0.0f);
+  });
+}
+
 }  // namespace distill

@@ -5,7 +5,8 @@
 #include "formats/safetensors.h"
 #include "kernels/kernels.h"
 
-#include <exception>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 namespace distill {
@@ -18,10 +19,10 @@ constexpr int64_t kHfBlockBytes = kQK / 2;  // 16 bytes: 32 codes, two per byte
 // which are read from their stacked tensors instead.
 std::string hf_name(const std::string& name) {
   if (name.find(".mlp.experts.") != std::string::npos) return "";
-  for (const char* part : {".mlp.gate.weight", ".mlp.gate.bias"}) {
-    const size_t at = name.rfind(part);
-    if (at != std::string::npos && at + std::string(part).size() == name.size())
-      return name.substr(0, at) + ".mlp.router" + (std::string(part).find("weight") != std::string::npos ? ".weight" : ".bias");
+  for (const auto& [ours, theirs] : {std::pair{".mlp.gate.weight", ".mlp.router.weight"}, std::pair{".mlp.gate.bias", ".mlp.router.bias"}}) {
+    const std::string_view o = ours;
+    if (name.size() > o.size() && name.compare(name.size() - o.size(), o.size(), o) == 0)
+      return name.substr(0, name.size() - o.size()) + theirs;
   }
   return name;
 }
@@ -52,12 +53,12 @@ void repack_rows(Tensor& dst, const uint8_t* blocks, const uint8_t* scales, int6
   }
 }
 
-void load_layer_experts(const ModelConfig& c, const TensorStore& store, int64_t il, LayerWeights& l) {
+void load_layer_experts(const ModelConfig& c, const TensorStore& store, const std::string& prefix, int64_t il, LayerWeights& l) {
   const int64_t E = c.n_expert, I = c.n_ff_expert, H = c.n_embd;
   if (H % kQK != 0 || I % kQK != 0)
     fail("{}: gpt_oss experts are MXFP4 blocks of 32: hidden_size {} and intermediate_size {} must be multiples of 32",
          store.description(), H, I);
-  const std::string ex = "model.layers." + std::to_string(il) + ".mlp.experts.";
+  const std::string ex = prefix + "model.layers." + std::to_string(il) + ".mlp.experts.";
   if (!store.find(ex + "gate_up_proj_blocks") && store.find(ex + "gate_up_proj"))
     fail("{}: '{}gate_up_proj' holds dequantized experts; this reader takes the MXFP4 release (gate_up_proj_blocks / "
          "_scales), as published for gpt-oss-20b and -120b", store.description(), ex);
@@ -143,9 +144,9 @@ void mxfp4_block_to_hf(const BlockMxfp4& b, uint8_t* bytes16, uint8_t* scale) {
   *scale = b.e;
 }
 
-ModelWeights load_gpt_oss_hf(const ModelConfig& c, const TensorStore& store) {
-  ModelWeights w = load_weights(c, store, "", hf_name);
-  for (int64_t il = 0; il < c.n_layer; ++il) load_layer_experts(c, store, il, w.layers[size_t(il)]);
+ModelWeights load_gpt_oss_hf(const ModelConfig& c, const TensorStore& store, const std::string& prefix) {
+  ModelWeights w = load_weights(c, store, prefix, hf_name);
+  for (int64_t il = 0; il < c.n_layer; ++il) load_layer_experts(c, store, prefix, il, w.layers[size_t(il)]);
   return w;
 }
 

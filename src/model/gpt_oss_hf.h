@@ -24,8 +24,9 @@ namespace distill {
 
 class SafetensorsWriter;
 
-// The weights of a gpt_oss model directory (config.json's model_type gpt_oss).
-ModelWeights load_gpt_oss_hf(const ModelConfig& c, const TensorStore& store);
+// The weights of a gpt_oss model's files (config.json's model_type gpt_oss), tensor names under
+// `prefix` as load_weights takes them.
+ModelWeights load_gpt_oss_hf(const ModelConfig& c, const TensorStore& store, const std::string& prefix = "");
 
 // Every parameter of `w` under its Hugging Face name into `out`, experts as MXFP4 blocks and scales
 // (quantized to MXFP4 first where they are held in another type). The tensors made here stay alive

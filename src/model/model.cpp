@@ -15,7 +15,8 @@ namespace fs = std::filesystem;
 Model Model::from_store(const ModelConfig& config, const TensorStore& store, const std::string& prefix) {
   Model m;
   m.config = config;
-  m.weights = load_weights(config, store, prefix);
+  // gpt_oss's files are the release layout: MXFP4 expert stacks, repacked once (model/gpt_oss_hf.h)
+  m.weights = config.model_type == "gpt_oss" ? load_gpt_oss_hf(config, store, prefix) : load_weights(config, store, prefix);
   m.inv_freq = config.rope_inv_freq();
   return m;
 }
@@ -27,14 +28,7 @@ Model Model::load(const std::string& dir) {
   } else {
     if (!fs::is_directory(dir)) fail("{}: not a model directory or GGUF file", dir);
     const ModelConfig config = ModelConfig::from_file((fs::path(dir) / "config.json").string());
-    if (config.model_type == "gpt_oss") {
-      // the release layout: MXFP4 expert stacks, repacked once (model/gpt_oss_hf.h)
-      m.config = config;
-      m.weights = load_gpt_oss_hf(config, TensorStore::open_dir(dir));
-      m.inv_freq = config.rope_inv_freq();
-    } else {
-      m = from_store(config, TensorStore::open_dir(dir));
-    }
+    m = from_store(config, TensorStore::open_dir(dir));
   }
   m.prepare_weights();
   return m;
@@ -60,11 +54,11 @@ void Model::save(const std::string& dir) const {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) fail("{}: cannot create directory: {}", dir, ec.message());
-  ModelWeights w = weights;  // handles only; list_params needs mutable refs
   SafetensorsWriter writer;
   if (config.model_type == "gpt_oss") {
     add_gpt_oss_hf_tensors(config, weights, writer);  // the release layout, experts in MXFP4
   } else {
+    ModelWeights w = weights;  // handles only; list_params needs mutable refs
     for (const ParamRef& p : list_params(config, w)) writer.add(p.name, *p.tensor);
   }
   writer.set_metadata("format", "pt");  // what transformers expects of a PyTorch checkpoint

@@ -70,8 +70,9 @@ ModelWeights load_weights(const ModelConfig& c, const TensorStore& store, const 
                           const std::function<std::string(const std::string&)>& stored_name) {
   ModelWeights w;
   for (ParamRef& p : list_params(c, w)) {
-    const std::string name = prefix + (stored_name ? stored_name(p.name) : p.name);
-    if (name == prefix) continue;  // the caller's
+    const std::string stored = stored_name ? stored_name(p.name) : p.name;
+    if (stored.empty()) continue;  // the caller's
+    const std::string name = prefix + stored;
     std::optional<Tensor> t = store.find(name);
     if (!t) {
       fail("{}: tensor '{}' is missing (config.json's model_type {} with {} layers needs it)",

@@ -11,6 +11,7 @@
 // d_w·d_x into f32 accumulators. One weight row at a time: one linear stream per thread, which
 // the hardware prefetcher follows at full bandwidth.
 #include "kernels/kernels.h"
+#include "kernels/parallel.h"
 #include "kernels/quant_blocks.h"
 
 #include <immintrin.h>
@@ -22,21 +23,7 @@ namespace distill::avx512 {
 
 namespace {
 
-constexpr int64_t kRowsPerTask = 16;  // weight rows per parallel work item
-
 inline float f16_to_f32(uint16_t h) { return _cvtsh_ss(h); }
-
-// out[n] = row(n) + bias[n] for the N weight rows, in tasks of kRowsPerTask rows split over the
-// threads (static: each thread reads one linear stream of rows).
-template <typename Row>
-void for_each_row(float* out, const float* bias, int64_t N, int64_t K, Row row) {
-  const int64_t n_tasks = (N + kRowsPerTask - 1) / kRowsPerTask;
-#pragma omp parallel for schedule(static) if (n_tasks > 1 && N * K > 100000)
-  for (int64_t t = 0; t < n_tasks; ++t) {
-    const int64_t n_end = std::min(N, (t + 1) * kRowsPerTask);
-    for (int64_t n = t * kRowsPerTask; n < n_end; ++n) out[n] = row(n) + (bias ? bias[n] : 0.0f);
-  }
-}
 
 // The 64 int8 values of two consecutive blocks, in value order.
 inline __m512i pair_q8_0(const BlockQ8_0* b) {
@@ -132,7 +119,7 @@ void matvec_q4_0(float* out, const float* x, const void* w, const float* bias, i
   const __m512i* const xvp = xv.data();
   const __m512i* const x8p = x8.data();
   const float* const xdp = xd.data();
-  for_each_row(out, bias, N, K, [&](int64_t n) { return row_dot_q4_0(static_cast<const BlockQ4_0*>(w) + n * nb, xvp, x8p, xdp, nb); });
+  parallel_rows(out, bias, N, K, [&](int64_t n) { return row_dot_q4_0(static_cast<const BlockQ4_0*>(w) + n * nb, xvp, x8p, xdp, nb); });
 }
 
 void matvec_q8_0(float* out, const float* x, const void* w, const float* bias, int64_t N, int64_t K) {
@@ -154,7 +141,7 @@ void matvec_q8_0(float* out, const float* x, const void* w, const float* bias, i
   const __m512i* const axp = ax.data();  // this thread's buffers, read by the team below
   const __mmask64* const negp = neg.data();
   const float* const xdp = xd.data();
-  for_each_row(out, bias, N, K, [&](int64_t n) { return row_dot(static_cast<const BlockQ8_0*>(w) + n * nb, axp, negp, xdp, nb); });
+  parallel_rows(out, bias, N, K, [&](int64_t n) { return row_dot(static_cast<const BlockQ8_0*>(w) + n * nb, axp, negp, xdp, nb); });
 }
 
 }  // namespace

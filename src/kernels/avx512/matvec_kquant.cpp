@@ -1,12 +1,13 @@
 // AVX-512 VNNI: the Q4_K and Q6_K decode matvecs (one input row against the weights) — what a
-// Q4_K_M download's matrices are (Q6_K: the output matrix and some attn_v / ffn_down). The AVX2 kernel builds each sub-block's products with
-// maddubs + madd and unpacks the 6-bit scales one sub-block at a time; that kept it compute-bound
+// Q4_K_M download's matrices are (Q6_K: the output matrix and some attn_v / ffn_down). The AVX2
+// kernel builds each sub-block's products with maddubs + madd and unpacks the 6-bit scales one
+// sub-block at a time; that kept it compute-bound
 // (30 GB/s on an L3-resident 32000 × 768 matrix where Q8_0 streams 70). Here a super-block of 256
 // values is four vpdpbusd of 64 bytes and its eight scales are unpacked at once:
 //
 //   x: quantized once per call to int8 with one f32 scale d_x per 256 values (as llama.cpp's Q8_K),
-//      stored per super-block in the order the weight's bytes unpack to (below), with Σ x_q per
-//      sub-block of 32 (for the minimums);
+//      stored per super-block in the order the weight's bytes unpack to (below; Q6_K: natural
+//      order), with Σ x_q per 16 values (for Q4_K's minimums and Q6_K's centre);
 //   w: Q4_K's qs[32p .. 32p+31] hold sub-block 2p in the low nibbles and 2p+1 in the high ones, so
 //      the low nibbles of qs[0..63] are sub-blocks (0, 2), the high ones (1, 3), and of qs[64..127]
 //      (4, 6) and (5, 7): four vectors of 64 unsigned levels, each against 64 int8 of x;
@@ -20,15 +21,12 @@
 
 #include <immintrin.h>
 
-#include <algorithm>
 #include <cstring>
 #include <vector>
 
 namespace distill::avx512 {
 
 namespace {
-
-constexpr int64_t kRowsPerTask = 16;  // weight rows per parallel work item (one linear stream each)
 
 // Where natural sub-block j of x goes in a super-block: the order Q4_K's bytes unpack to.
 constexpr int kSlotOf[8] = {0, 2, 1, 3, 4, 6, 5, 7};
@@ -152,30 +150,20 @@ float row_q6_k(const BlockQ6_K* blk, const ActivationQ8K& a, int64_t nsb) {
   return _mm512_reduce_add_ps(acc);
 }
 
-// out[n] = row(n) + bias[n] in tasks of kRowsPerTask rows over the threads.
-template <typename Row>
-void for_rows(float* out, const float* bias, int64_t N, int64_t K, Row row) {
-  const int64_t n_tasks = (N + kRowsPerTask - 1) / kRowsPerTask;
-  parallel_for(n_tasks, n_tasks > 1 && N * K > 100000, [&](int64_t t) {
-    const int64_t n_end = std::min(N, (t + 1) * kRowsPerTask);
-    for (int64_t n = t * kRowsPerTask; n < n_end; ++n) out[n] = row(n) + (bias ? bias[n] : 0.0f);
-  });
-}
-
 }  // namespace
 
 void matvec_q6_k(float* out, const float* x, const void* w, const float* bias, int64_t N, int64_t K) {
   const int64_t nsb = K / kQKK;
   const ActivationQ8K a = quantize_activation(x, K, false);
   const BlockQ6_K* const wb = static_cast<const BlockQ6_K*>(w);
-  for_rows(out, bias, N, K, [&](int64_t n) { return row_q6_k(wb + n * nsb, a, nsb); });
+  parallel_rows(out, bias, N, K, [&](int64_t n) { return row_q6_k(wb + n * nsb, a, nsb); });
 }
 
 void matvec_q4_k(float* out, const float* x, const void* w, const float* bias, int64_t N, int64_t K) {
   const int64_t nsb = K / kQKK;
   const ActivationQ8K a = quantize_activation(x, K, true);  // this thread's buffers, read by the team below
   const BlockQ4_K* const wb = static_cast<const BlockQ4_K*>(w);
-  for_rows(out, bias, N, K, [&](int64_t n) { return row_q4_k(wb + n * nsb, a, nsb); });
+  parallel_rows(out, bias, N, K, [&](int64_t n) { return row_q4_k(wb + n * nsb, a, nsb); });
 }
 
 }  // namespace distill::avx512
