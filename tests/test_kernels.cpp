@@ -4,6 +4,7 @@
 #include "test_util.h"
 
 #include <cmath>
+#include <climits>
 #include <cstring>
 
 namespace distill {
@@ -272,6 +273,24 @@ TEST_F(Avx2Kernels, AttentionPromptRunsMatchReference) {
     ref::attention_forward(a.data(), q.data(), k.data(), v.data(), s, pos.data(), seq.data());
     attention_forward(b.data(), q.data(), k.data(), v.data(), s, pos.data(), seq.data());
     EXPECT_LT(max_abs_diff(a.data(), b.data(), a.size()), 2e-5f) << dtype_name(kv) << " window " << window << " sinks " << with_sinks;
+    if (window == 0) continue;
+    // A sliding layer's cache (model/kv_cache.h): each slot's rows start at the first position
+    // its tokens' windows reach (first_pos), the rest of the slot unwritten. Same answers.
+    std::vector<int64_t> first(3, INT64_MAX);
+    for (size_t t = 0; t < pos.size(); ++t) first[size_t(seq[t])] = std::min<int64_t>(first[size_t(seq[t])], std::max<int64_t>(0, pos[t] - window + 1));
+    const size_t row = dtype_bytes(kv, 2 * hd), slot = size_t(s.n_ctx) * row;
+    std::vector<uint8_t> kc(k.size(), 0xff), vc(v.size(), 0xff);  // 0xffff: f16 NaN, f32 NaN
+    for (size_t sl = 0; sl < 3; ++sl) {
+      std::memcpy(kc.data() + sl * slot, k.data() + sl * slot + size_t(first[sl]) * row, slot - size_t(first[sl]) * row);
+      std::memcpy(vc.data() + sl * slot, v.data() + sl * slot + size_t(first[sl]) * row, slot - size_t(first[sl]) * row);
+    }
+    AttentionShape sc = s;
+    sc.first_pos = first.data();
+    std::vector<float> c(q.size(), -7.0f), d(q.size(), -7.0f);
+    ref::attention_forward(c.data(), q.data(), kc.data(), vc.data(), sc, pos.data(), seq.data());
+    attention_forward(d.data(), q.data(), kc.data(), vc.data(), sc, pos.data(), seq.data());
+    EXPECT_EQ(max_abs_diff(a.data(), c.data(), a.size()), 0.0f) << "reference, rows from first_pos";
+    EXPECT_LT(max_abs_diff(a.data(), d.data(), a.size()), 2e-5f) << "rows from first_pos, window " << window;
   }
 }
 

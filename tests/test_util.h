@@ -77,9 +77,14 @@ inline float max_abs(const float* a, size_t n) {
   return m;
 }
 
+// Infinity when either side has a NaN (std::max would skip it and hide the failure).
 inline float max_abs_diff(const float* a, const float* b, size_t n) {
   float m = 0.0f;
-  for (size_t i = 0; i < n; ++i) m = std::max(m, std::fabs(a[i] - b[i]));
+  for (size_t i = 0; i < n; ++i) {
+    const float d = std::fabs(a[i] - b[i]);
+    if (std::isnan(d)) return INFINITY;
+    m = std::max(m, d);
+  }
   return m;
 }
 

@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstring>
 
 namespace distill {
 
@@ -43,7 +42,7 @@ struct Scheduler::Slot {
 };
 
 Scheduler::Scheduler(const Model& model, const Tokenizer& tok, const SchedulerOptions& opt)
-    : model_(model), tok_(tok), opt_(opt), decoder_(model), cache_(model.config, opt.n_slots, opt.n_ctx) {
+    : model_(model), tok_(tok), opt_(opt), decoder_(model), cache_(model.config, opt.n_slots, opt.n_ctx, default_kv_cache_type(), opt.kv_window_slack) {
   if (opt.n_slots < 1 || opt.n_ctx < 2) fail("the scheduler needs at least 1 slot and a context of 2 tokens");
   slots_.resize(size_t(opt.n_slots));
   if (opt.threaded) worker_ = std::thread([this] { loop(); });
@@ -158,12 +157,13 @@ void Scheduler::admit() {
       size_t c = 0;
       if (!job->prompt_logprobs)  // scoring needs the logits of every prompt token: no reuse
         while (c < s.cached.size() && c < job->prompt.size() && s.cached[c] == job->prompt[c]) ++c;
+      c = std::min(c, job->prompt.size() - 1);  // the last prompt token gives the logits
+      if (!cache_.holds_prefix(&s - slots_.data(), int64_t(c))) c = 0;  // a sliding window moved past it
       if (!best || c > best_common) best = &s, best_common = c;
     }
     if (!best) break;
     queue_.pop_front();
     Slot& s = *best;
-    best_common = std::min(best_common, job->prompt.size() - 1);  // the last prompt token gives the logits
     s.cached.resize(best_common);
     s.prefilled = best_common;
     s.history = job->prompt;
@@ -210,13 +210,7 @@ void Scheduler::copy_from_donor(Slot& s) {
   s.donor = nullptr;
   if (n <= s.prefilled) return;
   const int64_t from = int64_t(&d - slots_.data()), to = int64_t(&s - slots_.data());
-  const size_t row = cache_.row_bytes(), slot = size_t(cache_.n_ctx) * row;
-  for (size_t il = 0; il < cache_.k.size(); ++il) {
-    auto* k = static_cast<uint8_t*>(cache_.k[il].raw());
-    auto* v = static_cast<uint8_t*>(cache_.v[il].raw());
-    std::memcpy(k + size_t(to) * slot, k + size_t(from) * slot, n * row);
-    std::memcpy(v + size_t(to) * slot, v + size_t(from) * slot, n * row);
-  }
+  if (!cache_.copy_prefix(from, to, int64_t(n))) return;  // a sliding window moved past it: prefill
   s.cached.assign(s.job->prompt.begin(), s.job->prompt.begin() + int64_t(n));
   s.job->n_copied = int64_t(n - s.prefilled);
   std::lock_guard<std::mutex> lock(mu_);

@@ -102,6 +102,9 @@ struct SchedulerOptions {
   int64_t prefill_chunk = 256; // prompt tokens per step across slots
   bool threaded = true;        // run the loop on a worker thread
   bool share_prefill = true;   // jobs with a common prompt prefix prefill it once (off: for benchmarks)
+  // Positions a sliding-window layer keeps past its window (model/kv_cache.h): memory against
+  // how often the window's rows are slid to the front.
+  int64_t kv_window_slack = KVCache::kDefaultSlack;
 };
 
 struct SchedulerStats {

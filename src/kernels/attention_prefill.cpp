@@ -47,7 +47,7 @@ void attention_run(float* out, const float* q, const void* k_cache, const void* 
   const int64_t group = s.n_head / s.n_kv_head;
   const int64_t kv_dim = s.n_kv_head * s.head_dim, q_stride = s.n_head * s.head_dim;
   const int64_t n_chunks = (T + kQueryChunk - 1) / kQueryChunk;
-  const int64_t slot_first = slot * s.n_ctx * kv_dim;  // the slot's first element
+  const int64_t slot_first = slot_origin(s, slot) * kv_dim;  // where the slot's position 0 lies
   // every key and value the run sees (from the first chunk's window start to its last query), as f32
   const int64_t row0 = s.window > 0 ? std::max<int64_t>(0, p0 - s.window + 1) : 0;
   static thread_local std::vector<float> k_wide, v_wide;

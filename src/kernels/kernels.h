@@ -24,7 +24,16 @@ struct AttentionShape {
   // GPT-OSS's attention sinks: per query head a learned logit that joins the softmax's
   // denominator (it takes probability mass but adds no value), or null.
   const float* sinks = nullptr;  // [n_head]
+  // A sliding-window layer's cache keeps only a slot's recent positions: row r of slot s holds
+  // position first_pos[s] + r. Null: row p holds position p (the whole context).
+  const int64_t* first_pos = nullptr;  // [n_slots]
 };
+
+// The row position 0 of cache slot `slot` would occupy (rows n_ctx per slot). Negative when the
+// slot keeps only a window, so add a kept position before making a pointer of it.
+inline int64_t slot_origin(const AttentionShape& s, int64_t slot) {
+  return slot * s.n_ctx - (s.first_pos ? s.first_pos[slot] : 0);
+}
 
 // out[M, N] = x[M, K] · W (+ bias[N]); rows of out and x strided by ldo and ldx. W is w[N, K]ᵀ
 // (nn.Linear's layout: w rows of stride ldw, F32 / F16 / BF16) or, with w_kn, w[K, N] itself

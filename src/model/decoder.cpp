@@ -4,6 +4,8 @@
 #include "kernels/kernels.h"
 #include "model/layer_graph.h"
 
+#include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstring>
 
@@ -45,8 +47,53 @@ void Decoder::validate(const Batch& b, const KVCache& cache) const {
   }
 }
 
+namespace {
+// Batch indices where pieces start so that no slot spans more than max_run positions in a piece.
+std::vector<int64_t> piece_starts(const Batch& b, const KVCache& cache) {
+  std::vector<int64_t> starts{0};
+  const int64_t max_run = cache.max_run();
+  if (max_run >= cache.n_ctx) return starts;
+  std::vector<int32_t> lo(size_t(cache.n_slots), INT32_MAX), hi(size_t(cache.n_slots), -1);
+  for (int64_t t = 0; t < b.size(); ++t) {
+    const size_t s = size_t(b.seq[t]);
+    if (std::max(hi[s], b.pos[t]) - std::min(lo[s], b.pos[t]) + 1 > max_run) {
+      starts.push_back(t);
+      std::fill(lo.begin(), lo.end(), INT32_MAX), std::fill(hi.begin(), hi.end(), -1);
+    }
+    lo[s] = std::min(lo[s], b.pos[t]), hi[s] = std::max(hi[s], b.pos[t]);
+  }
+  return starts;
+}
+
+// Readies the windowed layers of every slot in the batch for its positions.
+void make_room(const Batch& b, KVCache& cache) {
+  std::vector<int32_t> lo(size_t(cache.n_slots), INT32_MAX), hi(size_t(cache.n_slots), -1);
+  for (int64_t t = 0; t < b.size(); ++t) {
+    const size_t s = size_t(b.seq[t]);
+    lo[s] = std::min(lo[s], b.pos[t]), hi[s] = std::max(hi[s], b.pos[t]);
+  }
+  for (int64_t s = 0; s < cache.n_slots; ++s)
+    if (hi[size_t(s)] >= 0) cache.make_room(s, lo[size_t(s)], hi[size_t(s)]);
+}
+}  // namespace
+
 const float* Decoder::forward(const Batch& b, KVCache& cache) {
   validate(b, cache);
+  const std::vector<int64_t> starts = piece_starts(b, cache);
+  if (starts.size() == 1) return forward_piece(b, cache);
+  all_logits_.clear();
+  for (size_t i = 0; i < starts.size(); ++i) {
+    const int64_t end = i + 1 < starts.size() ? starts[i + 1] : b.size();
+    piece_.clear();
+    for (int64_t t = starts[i]; t < end; ++t) piece_.add(b.token[t], b.pos[t], b.seq[t], b.logits[t] != 0);
+    const float* logits = forward_piece(piece_, cache);
+    all_logits_.insert(all_logits_.end(), logits, logits + out_rows_.size() * size_t(model_.config.n_vocab));
+  }
+  return all_logits_.data();
+}
+
+const float* Decoder::forward_piece(const Batch& b, KVCache& cache) {
+  make_room(b, cache);
   const ModelConfig& c = model_.config;
   const ModelWeights& w = model_.weights;
   const int64_t T = b.size();
@@ -73,25 +120,26 @@ const float* Decoder::forward(const Batch& b, KVCache& cache) {
   shape.n_head = c.n_head;
   shape.n_kv_head = c.n_kv_head;
   shape.head_dim = HD;
-  shape.n_ctx = cache.n_ctx;
   shape.scale = c.attention_scale();
   shape.kv_type = cache.type;
-  const size_t row_bytes = cache.row_bytes();
 
   embedding_forward(x, b.token.data(), T, w.tok_embd.raw(), w.tok_embd.dtype(), E);
   for (int64_t il = 0; il < c.n_layer; ++il) {
-    auto* k_cache = static_cast<uint8_t*>(cache.k[size_t(il)].raw());
-    auto* v_cache = static_cast<uint8_t*>(cache.v[size_t(il)].raw());
+    const size_t l = size_t(il);
+    auto* k_cache = static_cast<uint8_t*>(cache.k[l].raw());
+    auto* v_cache = static_cast<uint8_t*>(cache.v[l].raw());
     shape.window = c.window_of(il);
+    shape.n_ctx = cache.rows[l];
+    shape.first_pos = cache.windowed(l) ? cache.first_pos[l].data() : nullptr;
     shape.sinks = c.attn_sinks ? w.layers[size_t(il)].sinks.data<float>() : nullptr;
     layer_forward(c, w.layers[size_t(il)], buf, T, b.pos.data(), model_.inv_freq.data(),
                   [&](float* att, const float* q_rot, const float* k_rot, const float* v_new) {
                     // Store this batch's keys and values at (slot, position) before attending,
                     // so tokens of the same sequence in this batch see each other causally.
                     for (int64_t t = 0; t < T; ++t) {
-                      const int64_t row = int64_t(b.seq[t]) * cache.n_ctx + b.pos[t];
-                      quantize_row(k_cache + size_t(row) * row_bytes, cache.type, k_rot + t * KVD, KVD);
-                      quantize_row(v_cache + size_t(row) * row_bytes, cache.type, v_new + t * KVD, KVD);
+                      const size_t at = cache.offset(l, b.seq[t], b.pos[t]);
+                      quantize_row(k_cache + at, cache.type, k_rot + t * KVD, KVD);
+                      quantize_row(v_cache + at, cache.type, v_new + t * KVD, KVD);
                     }
                     attention_forward(att, q_rot, k_cache, v_cache, shape, b.pos.data(), b.seq.data());
                   });

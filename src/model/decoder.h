@@ -37,7 +37,9 @@ public:
   // earlier in this batch), and returns logits f32 [n_wanted, n_vocab] for the tokens marked in
   // batch.logits, in batch order. The pointer is valid until the next call. Buffers grow to the
   // largest batch seen and are reused: steady-state decoding allocates nothing.
-  // Throws distill::Error for an out-of-range token id, position or slot.
+  // Throws distill::Error for an out-of-range token id, position or slot. A cache with
+  // sliding-window layers takes at most cache.max_run() positions per slot at once: a longer
+  // batch runs in pieces (the same logits; each piece sees what the earlier ones stored).
   const float* forward(const Batch& batch, KVCache& cache);
 
   // Convenience: the full causal forward of `n_seq` sequences of `seq_len` tokens each
@@ -49,6 +51,8 @@ public:
 private:
   void reserve(int64_t n_tokens, int64_t n_out);
   void validate(const Batch& batch, const KVCache& cache) const;
+  // One piece: every slot's positions in it fit what its windowed layers keep.
+  const float* forward_piece(const Batch& batch, KVCache& cache);
 
   const Model& model_;
   int64_t capacity_ = 0, out_capacity_ = 0;
@@ -65,6 +69,8 @@ private:
   Tensor out_x_;   // [n_out, n_embd] final hidden states of the tokens whose logits are wanted
   Tensor logits_;  // [n_out, n_vocab]
   std::vector<int32_t> out_rows_;
+  Batch piece_;                  // a piece of a batch too long for a windowed cache
+  std::vector<float> all_logits_;  // the pieces' logits, in batch order
 };
 
 }  // namespace distill

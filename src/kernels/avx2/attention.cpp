@@ -71,8 +71,9 @@ void attend(float* out, const float* q, const E* k_cache, const E* v_cache, cons
     const int64_t p = pos[t];
     const int64_t first = s.window > 0 ? std::max<int64_t>(0, p - s.window + 1) : 0;
     const float* qh = q + w * s.head_dim;
-    const E* k_base = k_cache + seq[t] * s.n_ctx * kv_dim + g * s.head_dim;
-    const E* v_base = v_cache + seq[t] * s.n_ctx * kv_dim + g * s.head_dim;
+    const int64_t first_row = slot_origin(s, seq[t]) + first;  // the row holding position `first`
+    const E* k_first = k_cache + first_row * kv_dim + g * s.head_dim;
+    const E* v_first = v_cache + first_row * kv_dim + g * s.head_dim;
     alignas(32) float acc[512];
     std::fill(acc, acc + s.head_dim, 0.0f);
     // A sink is one more score with no value: start the running softmax from it.
@@ -80,6 +81,8 @@ void attend(float* out, const float* q, const E* k_cache, const E* v_cache, cons
     alignas(32) float sc[kBlock];
     for (int64_t j0 = first; j0 <= p; j0 += kBlock) {
       const int64_t nb = std::min(kBlock, p + 1 - j0);
+      const E* k_base = k_first + (j0 - first) * kv_dim;  // this block's first key and value
+      const E* v_base = v_first + (j0 - first) * kv_dim;
       float block_max = -INFINITY;
       int64_t j8 = 0;
       if (s.head_dim % 8 == 0) {
@@ -88,17 +91,17 @@ void attend(float* out, const float* q, const E* k_cache, const E* v_cache, cons
           // rows kv_dim apart defeat the stream prefetcher: ask for the next 8 keys and these 8 values
           for (int64_t r = 0; r < 8; ++r)
             for (int64_t off = 0; off < row_bytes; off += 64) {
-              if (j0 + j8 + 8 + r <= p) _mm_prefetch(reinterpret_cast<const char*>(k_base + (j0 + j8 + 8 + r) * kv_dim) + off, _MM_HINT_T0);
-              _mm_prefetch(reinterpret_cast<const char*>(v_base + (j0 + j8 + r) * kv_dim) + off, _MM_HINT_T0);
+              if (j0 + j8 + 8 + r <= p) _mm_prefetch(reinterpret_cast<const char*>(k_base + (j8 + 8 + r) * kv_dim) + off, _MM_HINT_T0);
+              _mm_prefetch(reinterpret_cast<const char*>(v_base + (j8 + r) * kv_dim) + off, _MM_HINT_T0);
             }
-          const __m256 v = _mm256_mul_ps(dot8(qh, k_base + (j0 + j8) * kv_dim, kv_dim, s.head_dim), _mm256_set1_ps(s.scale));
+          const __m256 v = _mm256_mul_ps(dot8(qh, k_base + j8 * kv_dim, kv_dim, s.head_dim), _mm256_set1_ps(s.scale));
           _mm256_store_ps(sc + j8, v);
           vmax = _mm256_max_ps(vmax, v);
         }
         block_max = hmax(vmax);
       }
       for (int64_t j = j8; j < nb; ++j) {
-        sc[j] = dot(qh, k_base + (j0 + j) * kv_dim, s.head_dim) * s.scale;
+        sc[j] = dot(qh, k_base + j * kv_dim, s.head_dim) * s.scale;
         block_max = std::max(block_max, sc[j]);
       }
       const float m_new = std::max(m, block_max);
@@ -121,7 +124,7 @@ void attend(float* out, const float* q, const E* k_cache, const E* v_cache, cons
           __m256 a0 = _mm256_mul_ps(c, _mm256_load_ps(acc + d0)), a1 = _mm256_mul_ps(c, _mm256_load_ps(acc + d0 + 8));
           __m256 a2 = _mm256_mul_ps(c, _mm256_load_ps(acc + d0 + 16)), a3 = _mm256_mul_ps(c, _mm256_load_ps(acc + d0 + 24));
           for (int64_t jj = 0; jj < nb; ++jj) {
-            const E* v = v_base + (j0 + jj) * kv_dim + d0;
+            const E* v = v_base + jj * kv_dim + d0;
             const __m256 pj = _mm256_set1_ps(sc[jj]);
             a0 = _mm256_fmadd_ps(pj, load8(v), a0);
             a1 = _mm256_fmadd_ps(pj, load8(v + 8), a1);
@@ -132,7 +135,7 @@ void attend(float* out, const float* q, const E* k_cache, const E* v_cache, cons
           _mm256_store_ps(acc + d0 + 16, a2), _mm256_store_ps(acc + d0 + 24, a3);
         } else {  // a head_dim that is not a multiple of 32: the tail, one key at a time
           for (int64_t jj = 0; jj < nb; ++jj)
-            scale_add(acc + d0, jj == 0 ? correction : 1.0f, sc[jj], v_base + (j0 + jj) * kv_dim + d0, s.head_dim - d0);
+            scale_add(acc + d0, jj == 0 ? correction : 1.0f, sc[jj], v_base + jj * kv_dim + d0, s.head_dim - d0);
         }
       }
       m = m_new;

@@ -24,7 +24,7 @@ void attention_forward(float* out, const float* q, const void* k_cache, const vo
   for (int64_t t = 0; t < s.n_tokens; ++t) {
     const int64_t p = pos[t];
     const int64_t first = s.window > 0 ? std::max<int64_t>(0, p - s.window + 1) : 0;
-    const int64_t slot = seq[t] * s.n_ctx * kv_dim;  // the slot's first element
+    const int64_t slot = slot_origin(s, seq[t]) * kv_dim;  // where the slot's position 0 lies
     for (int64_t h = 0; h < s.n_head; ++h) {
       const float* qh = q + (t * s.n_head + h) * s.head_dim;
       const int64_t g = h / group;
