@@ -2,9 +2,13 @@
 // positions, not the context, and gives the same logits as a cache of the whole context — for a
 // prefill longer than the slack (the decoder runs it in pieces), token-by-token decoding, slots
 // interleaved, continuing a slot from an earlier position, and the scheduler's prefix reuse and
-// shared prefill. Continuing from before what a slot kept is refused.
+// shared prefill. Continuing from before what a slot kept is refused. And the memory plan made
+// from a model's file headers before loading: what loading then takes.
+#include "convert/export.h"
 #include "generate/scheduler.h"
+#include "kernels/kernels.h"
 #include "model/decoder.h"
+#include "model/memory_plan.h"
 #include "tiny_model.h"
 
 #include <nlohmann/json.hpp>
@@ -165,6 +169,45 @@ TEST(KvCache, SchedulerWithSlidingWindowsDecodesAsWithout) {
   EXPECT_GT(reused_whole, 0);
   EXPECT_GT(copied, 0) << "the samples of a prompt share its prefill through the kept rows";
   EXPECT_EQ(reused, 0) << "12 tokens past the first prompt, its window is gone: the second turn prefills";
+}
+
+// The plan from the headers against the loaded model: weights (mapped + copied) are the model's
+// tensor bytes, the panels what prepare_weights built (none off AVX-512), the KV cache what a
+// KVCache of that size takes — for a Llama q8_0 GGUF (q/k rows permuted into copies), tied and
+// not, and a gpt-oss release directory (MXFP4 experts repacked at load, windowed layers).
+TEST(MemoryPlan, MatchesWhatLoadingTakes) {
+  test::TempDir dir;
+  test::TinyModel tiny(64, 2, 3, 256);
+  Model go = windowed_model(tiny.tok->vocab_size());
+  GgufExportOptions o;
+  o.type = DType::Q8_0;
+  export_gguf(tiny.model, tiny.files, dir / "tied.gguf", o);
+  ModelConfig untied_config = tiny.model.config;
+  untied_config.tie_word_embeddings = false;
+  export_gguf(Model::random(untied_config, DType::F32, 4, 0.5f), tiny.files, dir / "untied.gguf", o);
+  o.type = DType::F32, o.expert_type = DType::MXFP4;
+  export_gguf(go, tiny.files, dir / "go.gguf", o);
+  Model::load(dir / "go.gguf").save(dir / "go");
+  for (const std::string name : {"tied.gguf", "untied.gguf", "go"}) {
+    SCOPED_TRACE(name);
+    const MemoryPlan plan = plan_memory(dir / name, 64, 3, DType::F16);
+    Model m = Model::load(dir / name);
+    size_t weights = 0;
+    for (const ParamRef& p : list_params(m.config, m.weights)) weights += p.tensor->nbytes();
+    EXPECT_EQ(plan.mapped + plan.copied, weights);
+    EXPECT_GT(plan.copied, 0u) << "permuted q/k rows, or repacked experts";
+    EXPECT_EQ(plan.prepared, m.prepared_bytes);
+    if (name != "go") {
+      EXPECT_EQ(plan.prepared > 0, active_kernel_variant() == KernelVariant::Avx512) << "q8_0 panels on AVX-512";
+    }
+    EXPECT_EQ(plan.kv_cache, KVCache(m.config, 3, 64, DType::F16).nbytes());
+    EXPECT_EQ(plan.n_ctx, 64);
+    EXPECT_GT(plan.buffers, 0u);
+    EXPECT_EQ(plan.total(), plan.mapped + plan.copied + plan.prepared + plan.kv_cache + plan.buffers);
+  }
+  EXPECT_NE(describe(plan_memory(dir / "go", 1000, 1)).find("1 of 2 layers keep a 8-position window"), std::string::npos)
+      << describe(plan_memory(dir / "go", 1000, 1));
+  EXPECT_EQ(plan_memory(dir / "go", 100000, 1).n_ctx, 512) << "capped at the model's context";
 }
 
 }  // namespace distill

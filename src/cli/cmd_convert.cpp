@@ -5,9 +5,11 @@
 //   info FILE|DIR [--tensors]                                       architecture, sizes, tensor types
 #include "cli/commands.h"
 #include "model/kv_cache.h"
+#include "model/memory_plan.h"
 #include "model/provenance.h"
 #include "convert/export.h"
 #include "core/error.h"
+#include "core/progress.h"
 #include "core/system.h"
 #include "core/threads.h"
 #include "kernels/kernels.h"
@@ -59,13 +61,6 @@ DType main_dtype(const Model& m) {
   for (auto [d, n] : count)
     if (n > most) best = d, most = n;
   return best;
-}
-
-std::string human_bytes(double b) {
-  const char* units[] = {"B", "KB", "MB", "GB"};
-  int u = 0;
-  while (b >= 1000 && u < 3) b /= 1000, ++u;
-  return fmt::format("{:.1f} {}", b, units[u]);
 }
 
 void convert(const ConvertArgs& a) {
@@ -139,9 +134,10 @@ void print_lineage(const nlohmann::json& r, int depth) {
   }
 }
 
-void info(const std::string& path, bool list_tensors) {
-  const Model m = Model::load(path);
-  const ModelConfig& c = m.config;
+void info(const std::string& path, bool list_tensors, int64_t ctx, int64_t slots) {
+  // The plan first, from the headers alone: what loading would take, before it takes it.
+  const MemoryPlan plan = plan_memory(path, ctx, slots);
+  const ModelConfig& c = plan.config;
   std::printf("%s\n", path.c_str());
   std::printf("  architecture   %s (%lld layers, %lld wide, %lld heads / %lld KV heads of %lld, ffn %lld)\n", c.model_type.c_str(),
               (long long)c.n_layer, (long long)c.n_embd, (long long)c.n_head, (long long)c.n_kv_head, (long long)c.head_dim,
@@ -156,6 +152,9 @@ void info(const std::string& path, bool list_tensors) {
   if (c.is_moe()) std::printf(", %.2f M active per token", double(c.n_active_params()) / 1e6);
   std::printf("\n");
   std::printf("  vocabulary     %lld, context %lld, RoPE theta %g\n", (long long)c.n_vocab, (long long)c.max_position_embeddings, c.rope_theta);
+  std::printf("  memory plan    %s\n", describe(plan).c_str());
+  std::fflush(stdout);
+  const Model m = Model::load(path, /*prepare=*/false);  // checks every tensor against the config
   std::map<DType, std::pair<int64_t, size_t>> by_type;  // elements, bytes
   ModelWeights w = m.weights;
   const auto params = list_params(c, w);
@@ -170,16 +169,6 @@ void info(const std::string& path, bool list_tensors) {
     std::printf("  | %s: %.2f M values, %s, %.2f bits/value", std::string(dtype_name(d)).c_str(), double(e.first) / 1e6,
                 human_bytes(double(e.second)).c_str(), 8.0 * double(e.second) / double(e.first));
   std::printf("\n");
-  std::printf("  memory plan    weights %s (%s)", human_bytes(double(total)).c_str(),
-              is_gguf_file(path)             ? "mapped from the file"
-              : c.model_type == "gpt_oss"    ? "mapped from safetensors; the MXFP4 experts repacked into memory at load"
-                                             : "read from safetensors");
-  if (m.prepared_bytes > 0)
-    std::printf(" + %s of int8 panels repacked at load for the %s kernels", human_bytes(double(m.prepared_bytes)).c_str(),
-                kernel_variant_name(active_kernel_variant()));
-  const DType kv = default_kv_cache_type();
-  std::printf("; KV cache %s per 1024 positions of a sequence (%s)\n",
-              human_bytes(double(2 * c.n_layer * dtype_bytes(kv, c.kv_dim() * 1024))).c_str(), std::string(dtype_name(kv)).c_str());
   print_lineage(read_provenance(path), 0);
   if (is_gguf_file(path)) {
     const GgufFile g = GgufFile::open(path);
@@ -222,15 +211,20 @@ void register_convert(CLI::App& app) {
 
   auto path = std::make_shared<std::string>();
   auto tensors = std::make_shared<bool>(false), system = std::make_shared<bool>(false), bandwidth = std::make_shared<bool>(false);
+  auto ctx = std::make_shared<int64_t>(8192), slots = std::make_shared<int64_t>(1);
   CLI::App* inf = app.add_subcommand("info", "Describe a model directory or GGUF file, or this machine (--system)");
   inf->add_option("path", *path, "Model directory or GGUF file");
   inf->add_flag("--tensors", *tensors, "List every tensor");
   inf->add_flag("--system", *system, "The CPU, its instruction sets, the kernel variant chosen and the threads");
   inf->add_flag("--bandwidth", *bandwidth, "With --system: measure the memory read bandwidth (a few seconds)");
-  inf->callback([path, tensors, system, bandwidth] {
+  inf->add_option("--ctx", *ctx, "Context the memory plan's KV cache holds per sequence (capped by the model's)")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  inf->add_option("--slots", *slots, "Sequences decoded together in the memory plan (serve --parallel)")
+      ->capture_default_str()->check(CLI::Range(1, 256));
+  inf->callback([path, tensors, system, bandwidth, ctx, slots] {
     if (*system) return system_info(*bandwidth);
     if (path->empty()) fail("info: give a model directory or GGUF file, or --system");
-    info(*path, *tensors);
+    info(*path, *tensors, *ctx, *slots);
   });
 }
 

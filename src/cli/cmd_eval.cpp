@@ -26,7 +26,7 @@ struct EvalArgs {
 };
 
 void run_eval(const EvalArgs& a) {
-  const Model model = load_model(a.model, a.lora);
+  const Model model = load_model(a.model, a.lora, a.seq_len + a.max_new_tokens);
   const auto tok = Tokenizer::load(a.model);
   json r = {{"model", a.model}, {"parameters", model.config.n_params()}};
   uint64_t bytes = 0;

@@ -130,12 +130,14 @@ void run_init(const InitArgs& a) {
   if (gguf_out) {
     // straight to GGUF (a benchmark or test model; gpt_oss has no directory form here)
     if (tokenizer_dir.empty()) fail("-o {}: a GGUF needs a tokenizer (--tokenizer DIR, bytes or bpe:N)", a.out);
+    check_gguf_exportable(c);  // before drawing the weights, not after
     GgufExportOptions o;
     o.type = a.dtype == "q8_0" ? DType::Q8_0 : a.dtype == "q4_0" ? DType::Q4_0 : parse_dtype(a.dtype);
     if (!a.expert_type.empty()) o.expert_type = a.expert_type == "mxfp4" ? DType::MXFP4 : a.expert_type == "q8_0" ? DType::Q8_0
                                                  : a.expert_type == "q4_0" ? DType::Q4_0 : parse_dtype(a.expert_type);
     o.name = fs::path(a.out).stem().string();
-    export_gguf(Model::random(c, DType::F32, a.seed, 0.02f), tokenizer_files_of(tokenizer_dir), a.out, o);
+    export_gguf(Model::random(c, DType::F32, a.seed, 0.02f, o.expert_type.value_or(DType::F32)), tokenizer_files_of(tokenizer_dir),
+                a.out, o);
     if (made_here) fs::remove_all(tokenizer_dir);
     std::printf("%s: %s GGUF, %.2f M parameters (%.2f M active), %s%s\n", a.out.c_str(), c.model_type.c_str(),
                 double(c.n_params()) / 1e6, double(c.n_active_params()) / 1e6, a.dtype.c_str(),

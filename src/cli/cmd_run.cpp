@@ -93,7 +93,7 @@ void print_stats(const GenerateResult& r) {
 }
 
 void run(const RunArgs& a) {
-  const Model model = load_model(a.dir, a.lora);
+  const Model model = load_model(a.dir, a.lora, a.ctx);
   const auto tok = Tokenizer::load(a.dir);
   if (tok->vocab_size() > model.config.n_vocab)
     fail("{}: the tokenizer has {} tokens but the model {} embedding rows", a.dir, tok->vocab_size(), model.config.n_vocab);

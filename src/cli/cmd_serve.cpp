@@ -59,7 +59,7 @@ void serve(ServeArgs& a) {
 
   set_watermark_key(a);
   a.o.model_path = a.dir;
-  const Model model = load_model(a.dir, a.lora);
+  const Model model = load_model(a.dir, a.lora, a.o.n_ctx, a.o.n_parallel);
   const auto tok = Tokenizer::load(a.dir);
   if (a.o.model_name.empty()) {
     std::filesystem::path p(a.dir);

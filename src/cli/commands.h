@@ -42,7 +42,9 @@ struct LoraOptions {
 void add_lora_train_options(CLI::App* cmd, LoraOptions* o);
 LoraConfig lora_config(const LoraOptions& o, const std::string& base_model);
 void add_lora_adapter_option(CLI::App* cmd, std::string* dir);
-// Model::load, then the adapter in `lora_dir` (if not empty) merged into its weights.
-Model load_model(const std::string& path, const std::string& lora_dir);
+// Model::load, then the adapter in `lora_dir` (if not empty) merged into its weights. Prints the
+// memory plan for n_slots × n_ctx positions first when it reaches 1 GiB, with a warning when it
+// exceeds the memory available.
+Model load_model(const std::string& path, const std::string& lora_dir, int64_t n_ctx, int64_t n_slots = 1);
 
 }  // namespace distill

@@ -3,7 +3,9 @@
 #include "cli/commands.h"
 
 #include "core/error.h"
+#include "core/progress.h"
 #include "model/lora.h"
+#include "model/memory_plan.h"
 
 #include <CLI/CLI.hpp>
 
@@ -39,7 +41,16 @@ void add_lora_adapter_option(CLI::App* cmd, std::string* dir) {
   cmd->add_option("--lora", *dir, "LoRA adapter directory (PEFT layout: adapter_config.json + adapter_model.safetensors), merged at load");
 }
 
-Model load_model(const std::string& path, const std::string& lora_dir) {
+Model load_model(const std::string& path, const std::string& lora_dir, int64_t n_ctx, int64_t n_slots) {
+  // What loading is about to take, for a model large enough for it to matter (or too large).
+  const MemoryPlan plan = plan_memory(path, n_ctx, n_slots);
+  const size_t avail = available_memory();
+  if (plan.total() >= (size_t(1) << 30) || (avail > 0 && plan.total() > avail))
+    std::fprintf(stderr, "memory plan: %s\n", describe(plan).c_str());
+  if (avail > 0 && plan.total() > avail)
+    std::fprintf(stderr, "warning: %s needs about %s but %s is available: expect paging (a smaller --ctx%s needs less)\n",
+                 path.c_str(), human_bytes(double(plan.total())).c_str(), human_bytes(double(avail)).c_str(),
+                 n_slots > 1 ? " or --parallel" : "");
   Model m = Model::load(path);
   if (!lora_dir.empty()) {
     const LoraConfig c = merge_peft_adapter(m, lora_dir);

@@ -100,8 +100,16 @@ TokenizerFiles tokenizer_files_of(const std::string& path) {
   return f;
 }
 
+void check_gguf_exportable(const ModelConfig& c) {
+  const RopeScaling& r = c.rope_scaling;
+  if (r.type == RopeScalingType::Yarn && (!r.truncate || r.attention_factor > 0 || r.beta_fast != 32.0 || r.beta_slow != 1.0))
+    fail("convert: this YaRN (truncate false, an attention_factor or other betas) differs from llama.cpp's; not exported");
+  if (c.sliding_window > 0 && c.layer_window.empty()) fail("convert: sliding-window attention is not exported to GGUF");
+}
+
 void export_gguf(const Model& m, const TokenizerFiles& tokenizer, const std::string& path, const GgufExportOptions& o) {
   const ModelConfig& c = m.config;
+  check_gguf_exportable(c);
   const std::string arch = gguf_arch(c);
   auto key = [&](const char* k) { return arch + "." + k; };
   GgufWriter w;
@@ -128,13 +136,10 @@ void export_gguf(const Model& m, const TokenizerFiles& tokenizer, const std::str
     w.set(key("rope.scaling.factor"), GgufValue::of_f32(float(c.rope_scaling.factor)));
   } else if (c.rope_scaling.type == RopeScalingType::Yarn) {
     const RopeScaling& r = c.rope_scaling;
-    if (!r.truncate || r.attention_factor > 0 || r.beta_fast != 32.0 || r.beta_slow != 1.0)
-      fail("convert: this YaRN (truncate false, an attention_factor or other betas) differs from llama.cpp's; not exported");
     w.set(key("rope.scaling.type"), GgufValue::of_string("yarn"));
     w.set(key("rope.scaling.factor"), GgufValue::of_f32(float(r.factor)));
     w.set(key("rope.scaling.original_context_length"), GgufValue::of_u32(uint32_t(r.original_max_position_embeddings)));
   }
-  if (c.sliding_window > 0 && c.layer_window.empty()) fail("convert: sliding-window attention is not exported to GGUF");
   if (const auto write_gguf = arch_of(c.model_type).write_gguf) write_gguf(c, w);
   add_tokenizer_to_gguf(w, tokenizer, o.embed_tokenizer_json);
 

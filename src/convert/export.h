@@ -26,6 +26,9 @@ struct GgufExportOptions {
 };
 
 // Writes `m` and its tokenizer as a GGUF file (atomically), each matrix as gguf_matrix_type says.
+// Throws when a GGUF could not say what the config does (llama.cpp would run another model):
+// call before a long job that ends in export_gguf, which checks it too.
+void check_gguf_exportable(const ModelConfig& c);
 void export_gguf(const Model& m, const TokenizerFiles& tokenizer, const std::string& path, const GgufExportOptions& o);
 
 // The type a matrix of `o` is written as (GGUF tensor name, row length, layer count): the output

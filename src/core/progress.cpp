@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <fmt/format.h>
+
 #include <cstdio>
 
 namespace distill {
@@ -52,6 +54,13 @@ void Progress::update(int64_t done, const std::string& info, double rate, const 
 void Progress::finish() {
   if (open_line_) std::fprintf(stderr, "\n");
   open_line_ = false;
+}
+
+std::string human_bytes(double b) {
+  const char* units[] = {"B", "KB", "MB", "GB", "TB"};
+  int u = 0;
+  while (b >= 1000 && u < 4) b /= 1000, ++u;
+  return fmt::format("{:.1f} {}", b, units[u]);
 }
 
 }  // namespace distill

@@ -9,6 +9,7 @@
 namespace distill {
 
 std::string format_duration(double seconds);  // "42s", "3m07s", "1h02m"
+std::string human_bytes(double bytes);        // "512.0 B", "1.2 MB", "13.4 GB" (powers of 1000)
 
 class Progress {
 public:

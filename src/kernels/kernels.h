@@ -80,6 +80,8 @@ void gemm_int8(float* out, const float* x, const void* w, DType w_dtype, const f
 struct PackedWeight;
 std::shared_ptr<const PackedWeight> pack_weight(const void* w, DType w_dtype, int64_t N, int64_t K);
 size_t packed_bytes(const PackedWeight& p);
+// What pack_weight would allocate for such a weight (0: it packs none), without packing.
+size_t packed_bytes_for(DType w_dtype, int64_t N, int64_t K);
 void gemm_int8_packed(float* out, const float* x, const PackedWeight& p, const float* bias, int64_t M);
 // Many rows against F32 / F16 / BF16 weights (kernels/gemm_f32_panels.h, 16-lane vectors).
 void gemm_f32(const GemmF32Args& g);
@@ -94,6 +96,9 @@ void matvec_q6_k(float* out, const float* x, const void* w, const float* bias, i
 using PreparedWeight = avx512::PackedWeight;
 std::shared_ptr<const PreparedWeight> prepare_weight(const void* w, DType w_dtype, int64_t N, int64_t K);
 size_t prepared_bytes(const PreparedWeight& p);
+// The bytes prepare_weight would take for a weight of this dtype and shape (0 when none), for
+// memory plans made before loading.
+size_t prepared_bytes_for(DType w_dtype, int64_t N, int64_t K);
 // matmul_forward reading the prepared form when there is one and the active variant uses it.
 void matmul_prepared(float* out, const float* x, const void* w, DType w_dtype, const PreparedWeight* prepared,
                      const float* bias, int64_t M, int64_t N, int64_t K);

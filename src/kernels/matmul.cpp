@@ -105,14 +105,24 @@ void gemm_f32(const GemmF32Args& g) {
               int(g.ldx), static_cast<const float*>(g.w), int(g.ldw), g.bias ? 1.0f : 0.0f, g.out, int(g.ldo));
 }
 
-std::shared_ptr<const PreparedWeight> prepare_weight(const void* w, DType w_dtype, int64_t N, int64_t K) {
-  // DISTILL_REPACK=0: no second copy of the weights (prefill then repacks each panel per call)
+namespace {
+// Whether weights get a load-time form: AVX-512 active, and not DISTILL_REPACK=0 (no second copy
+// of the weights; prefill then repacks each panel per call).
+bool prepares_weights() {
   static const bool repack = [] {
     const char* e = std::getenv("DISTILL_REPACK");
     return !e || std::string(e) != "0";
   }();
-  if (!repack || active_kernel_variant() != KernelVariant::Avx512) return nullptr;
-  return avx512::pack_weight(w, w_dtype, N, K);
+  return repack && active_kernel_variant() == KernelVariant::Avx512;
+}
+}  // namespace
+
+std::shared_ptr<const PreparedWeight> prepare_weight(const void* w, DType w_dtype, int64_t N, int64_t K) {
+  return prepares_weights() ? avx512::pack_weight(w, w_dtype, N, K) : nullptr;
+}
+
+size_t prepared_bytes_for(DType w_dtype, int64_t N, int64_t K) {
+  return prepares_weights() ? avx512::packed_bytes_for(w_dtype, N, K) : 0;
 }
 
 size_t prepared_bytes(const PreparedWeight& p) { return avx512::packed_bytes(p); }

@@ -124,12 +124,17 @@ json config_from_gguf(const GgufFile& g, const std::string& arch) {
 
 }  // namespace
 
+ModelConfig gguf_model_config(const GgufFile& g) {
+  const std::string arch = g.get_string("general.architecture");
+  with_context(g.path(), [&] { arch_of_gguf(arch); });  // refuses an unknown one, naming the known
+  return ModelConfig::from_json(config_from_gguf(g, arch), g.path());
+}
+
 Model load_gguf_model(const std::string& path) {
   const GgufFile g = GgufFile::open(path);
   const std::string arch = g.get_string("general.architecture");
-  with_context(path, [&] { arch_of_gguf(arch); });  // refuses an unknown one, naming the known
   Model m;
-  m.config = ModelConfig::from_json(config_from_gguf(g, arch), path);
+  m.config = gguf_model_config(g);
   const ModelConfig& c = m.config;
   for (ParamRef& p : list_params(c, m.weights)) {
     std::string stacked;

@@ -34,6 +34,10 @@ bool gguf_permutes_qk(const std::string& arch);
 // between the two RoPE layouts, in any dtype (rows move whole).
 Tensor permute_qk_rows(const Tensor& w, int64_t n_head, bool to_gguf);
 
+class GgufFile;
+// The model's config.json fields from a GGUF file's metadata (the architecture's keys).
+ModelConfig gguf_model_config(const GgufFile& g);
+
 // A model from a GGUF file: weights stay in the mapped file (quantized ones too), except permuted
 // q/k rows and vectors, which are copied.
 Model load_gguf_model(const std::string& path);

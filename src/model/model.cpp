@@ -21,7 +21,7 @@ Model Model::from_store(const ModelConfig& config, const TensorStore& store, con
   return m;
 }
 
-Model Model::load(const std::string& dir) {
+Model Model::load(const std::string& dir, bool prepare) {
   Model m;
   if (is_gguf_file(dir)) {
     m = load_gguf_model(dir);
@@ -30,7 +30,7 @@ Model Model::load(const std::string& dir) {
     const ModelConfig config = ModelConfig::from_file((fs::path(dir) / "config.json").string());
     m = from_store(config, TensorStore::open_dir(dir));
   }
-  m.prepare_weights();
+  if (prepare) m.prepare_weights();
   return m;
 }
 

@@ -19,11 +19,14 @@ struct Model {
   size_t prepared_bytes = 0;    // memory of the weights' load-time kernel forms (see prepare_weights)
 
   // A Hugging Face directory: config.json and model.safetensors (or a sharded index); or a GGUF file.
-  static Model load(const std::string& dir);
+  // `prepare`: build the kernels' load-time forms (prepare_weights); `distill info` needs none.
+  static Model load(const std::string& dir, bool prepare = true);
   // Weights named `prefix` + HF name in an open store (e.g. "param." in the reference files).
   static Model from_store(const ModelConfig& config, const TensorStore& store, const std::string& prefix = "");
-  // Random weights: matrices N(0, std²) stored as `dtype`, norms 1, biases 0. Deterministic in seed.
-  static Model random(const ModelConfig& config, DType dtype, uint64_t seed, float std = 0.02f);
+  // Random weights: matrices N(0, std²) stored as `dtype` (experts' as `expert_dtype` unless F32),
+  // norms 1, biases 0. Deterministic in seed.
+  static Model random(const ModelConfig& config, DType dtype, uint64_t seed, float std = 0.02f,
+                      DType expert_dtype = DType::F32);
 
   // Builds the kernels' load-time form of every matrix the decoder multiplies by (int8 panels
   // for quantized weights on AVX-512; nothing elsewhere), adding to prepared_bytes. Model::load

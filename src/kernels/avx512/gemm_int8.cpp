@@ -166,14 +166,20 @@ struct PackedWeight {
   size_t bytes;
 };
 
-std::shared_ptr<const PackedWeight> pack_weight(const void* w, DType w_dtype, int64_t N, int64_t K) {
+size_t packed_bytes_for(DType w_dtype, int64_t N, int64_t K) {
   // Q6_K's and MXFP4's panels hold a byte per level (1.5× and 2.1× the weights): they are repacked
   // per call instead — MXFP4 is what large mixtures of experts are stored in.
   if (!gemm_int8_supports(w_dtype) || w_dtype == DType::Q6_K || w_dtype == DType::MXFP4 || K % dtype_block(w_dtype) != 0)
-    return nullptr;
+    return 0;
+  return size_t((N + kNR - 1) / kNR * panel_bytes(format_of(w_dtype), K));
+}
+
+std::shared_ptr<const PackedWeight> pack_weight(const void* w, DType w_dtype, int64_t N, int64_t K) {
+  const size_t bytes = packed_bytes_for(w_dtype, N, K);
+  if (bytes == 0) return nullptr;
   const Fmt f = format_of(w_dtype);
   const int64_t n_panels = (N + kNR - 1) / kNR, pb = panel_bytes(f, K);
-  auto p = std::make_shared<PackedWeight>(PackedWeight{w_dtype, N, K, aligned_alloc_shared(size_t(n_panels * pb)), size_t(n_panels * pb)});
+  auto p = std::make_shared<PackedWeight>(PackedWeight{w_dtype, N, K, aligned_alloc_shared(bytes), bytes});
   uint8_t* const base = static_cast<uint8_t*>(p->data.get());
 #pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < n_panels; ++t) {
