@@ -41,38 +41,56 @@ void write_prompts(const std::string& path, int n) {
 
 }  // namespace
 
+// A dense teacher directory, and a mixture of experts as GGUF (GPT-OSS shape, MXFP4 experts, a
+// sliding window shorter than prompt + completion).
 TEST(Label, LocalTopKEqualsTheForwardPass) {
   test::TempDir dir;
   ASSERT_EQ(run("init --preset tiny --tokenizer bytes --seed 3 -o " + (dir / "teacher")), 0);
+  test::write_bytes(dir / "moe.json", json{{"model_type", "gpt_oss"}, {"vocab_size", 256}, {"hidden_size", 64}, {"intermediate_size", 64},
+                                     {"num_hidden_layers", 2}, {"num_attention_heads", 4}, {"num_key_value_heads", 2},
+                                     {"head_dim", 16}, {"num_local_experts", 8}, {"num_experts_per_tok", 2},
+                                     {"sliding_window", 8}, {"max_position_embeddings", 256}}.dump());
+  ASSERT_EQ(run("init --config " + (dir / "moe.json") + " --arch gpt_oss --tokenizer bytes --seed 4 --expert-type mxfp4 -o " +
+                (dir / "moe.gguf")), 0);
   write_prompts(dir / "prompts.jsonl", 5);
-  std::string out;
-  ASSERT_EQ(run("label --teacher " + (dir / "teacher") + " --prompts " + (dir / "prompts.jsonl") + " -o " + (dir / "ds") +
-                " --max-tokens 6 --top-k 5 --batch 2", &out), 0) << out;
-  const Model model = Model::load(dir / "teacher");
-  const auto tok = Tokenizer::load(dir / "teacher");
-  Decoder dec(model);
-  int checked = 0;
-  read_records(dir / "ds/records.bin", [&](TeacherRecord&& r) {
-    std::vector<int32_t> seq = r.prompt;
-    seq.insert(seq.end(), r.completion.begin(), r.completion.end());
-    const Tensor logits = dec.forward_full(seq.data(), 1, int64_t(seq.size()));
-    for (size_t j = 0; j < r.completion.size(); ++j) {
-      std::vector<int32_t> ids(5);
-      std::vector<float> lp(5);
-      top_k_logprobs(logits.data<float>() + (r.prompt.size() + j - 1) * size_t(model.config.n_vocab), model.config.n_vocab, 5,
-                     ids.data(), lp.data());
-      for (int i = 0; i < 5; ++i) {
-        const int32_t* got = r.topk_ids.data() + j * 5;
-        const int at = int(std::find(got, got + 5, ids[size_t(i)]) - got);
-        ASSERT_LT(at, 5) << "id " << ids[size_t(i)] << " missing at completion position " << j;
-        EXPECT_NEAR(r.topk_logp[j * 5 + size_t(at)], lp[size_t(i)], 1e-3);
-        ++checked;
-      }
-      // greedy: the sampled token is the most likely one
-      EXPECT_EQ(r.completion[j], ids[0]);
+  for (const std::string teacher : {"teacher", "moe.gguf"}) {
+    SCOPED_TRACE(teacher);
+    const std::string out_dir = dir / ("ds-" + teacher);
+    std::string out;
+    // (an f32 cache for the mixture: the f16 cache's rounding moves its log-probs by more than the
+    // 1e-3 checked here, measured)
+    ASSERT_EQ(run(std::string(teacher == "moe.gguf" ? "--kv-cache f32 " : "") + "label --teacher " + (dir / teacher) +
+                  " --prompts " + (dir / "prompts.jsonl") + " -o " + out_dir + " --max-tokens 6 --top-k 5 --batch 2", &out), 0) << out;
+    const Model model = Model::load(dir / teacher);
+    if (teacher == "moe.gguf") {
+      ASSERT_TRUE(model.config.is_moe());
+      ASSERT_GT(model.config.window_of(0), 0);
     }
-  });
-  EXPECT_GT(checked, 0);
+    Decoder dec(model);
+    int checked = 0;
+    read_records(out_dir + "/records.bin", [&](TeacherRecord&& r) {
+      std::vector<int32_t> seq = r.prompt;
+      seq.insert(seq.end(), r.completion.begin(), r.completion.end());
+      if (teacher == "moe.gguf") EXPECT_GT(int64_t(seq.size()), model.config.window_of(0)) << "longer than the window";
+      const Tensor logits = dec.forward_full(seq.data(), 1, int64_t(seq.size()));
+      for (size_t j = 0; j < r.completion.size(); ++j) {
+        std::vector<int32_t> ids(5);
+        std::vector<float> lp(5);
+        top_k_logprobs(logits.data<float>() + (r.prompt.size() + j - 1) * size_t(model.config.n_vocab), model.config.n_vocab, 5,
+                       ids.data(), lp.data());
+        for (int i = 0; i < 5; ++i) {
+          const int32_t* got = r.topk_ids.data() + j * 5;
+          const int at = int(std::find(got, got + 5, ids[size_t(i)]) - got);
+          ASSERT_LT(at, 5) << "id " << ids[size_t(i)] << " missing at completion position " << j;
+          EXPECT_NEAR(r.topk_logp[j * 5 + size_t(at)], lp[size_t(i)], 1e-3);
+          ++checked;
+        }
+        // greedy: the sampled token is the most likely one
+        EXPECT_EQ(r.completion[j], ids[0]);
+      }
+    });
+    EXPECT_GT(checked, 0);
+  }
 }
 
 // A prompt longer than the teacher's context is refused up front, naming it, as `run` refuses it.
