@@ -4,10 +4,14 @@
 # each side and the measured read bandwidth. No figure is copied from anywhere: every number is
 # measured here, now.
 #
-#   bench/vs_llamacpp.sh [--quick] [--big] [-r N] [-p N] [-n N] [-d DEPTH]
+#   bench/vs_llamacpp.sh [--quick] [--big] [--moe] [-r N] [-p N] [-n N] [-d DEPTH]
 #     --quick   15M and 134M models only, 2 repetitions
 #     --big     also the Qwen2 shape of DeepSeek-R1-Distill-Qwen-1.5B (random weights; ~12 GB of
 #               temporary files, several minutes)
+#     --moe     also a GPT-OSS-20b shape cut to MOE_LAYERS layers (default 8 of 24: hidden 2880, 64
+#               heads / 8 KV, 32 experts of width 2880 of which 4 active, window 128 on alternate
+#               layers, YaRN, vocabulary 201 088; MXFP4 experts, the rest q8_0; ~4.9 GB, ~7 minutes
+#               to write) with the GB/s each engine draws from the weights a token reads
 #     -d N      prefill and decode after N tokens of context (llama-bench's -d; KV caches in f16 on both sides)
 #   DISTILL_ISA=avx2 PEER_ISA=avx2 bench/vs_llamacpp.sh   compares AVX2 kernels with AVX2 kernels
 #   BENCH_DIR=...   where the model files are kept between runs (default: $TMPDIR/distill-vs-llamacpp)
@@ -20,11 +24,12 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 distill=${DISTILL:-$root/build/distill}
 peer=${PEER:-$root/../shared/peers/llama.cpp/peer}
 dir=${BENCH_DIR:-${TMPDIR:-/tmp}/distill-vs-llamacpp}
-reps=3 pp=512 tg=128 depth=0 big=0 quick=0
+reps=3 pp=512 tg=128 depth=0 big=0 quick=0 moe=0 moe_layers=${MOE_LAYERS:-8}
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) quick=1; reps=2 ;;
     --big) big=1 ;;
+    --moe) moe=1 ;;
     -r) reps=$2; shift ;;
     -p) pp=$2; shift ;;
     -n) tg=$2; shift ;;
@@ -60,6 +65,20 @@ EOF
   make_dir qwen2-1.5b --config "$dir/qwen2-1.5b.json" --vocab 151936 --dtype f16
   for t in q8_0 q4_0 q4_k_m; do files+=("$(make_gguf qwen2-1.5b $t)"); done
 fi
+moe_file="$dir/gpt-oss-${moe_layers}l-mxfp4.gguf"
+if [ $moe = 1 ]; then
+  cat > "$dir/gpt-oss.json" <<EOF
+{"model_type": "gpt_oss", "vocab_size": 201088, "hidden_size": 2880, "intermediate_size": 2880,
+ "num_hidden_layers": $moe_layers, "num_attention_heads": 64, "num_key_value_heads": 8, "head_dim": 64,
+ "num_local_experts": 32, "num_experts_per_tok": 4, "sliding_window": 128, "tie_word_embeddings": false,
+ "max_position_embeddings": 131072, "rms_norm_eps": 1e-5, "rope_theta": 150000.0,
+ "rope_scaling": {"rope_type": "yarn", "factor": 32.0, "beta_fast": 32.0, "beta_slow": 1.0, "truncate": true,
+                  "original_max_position_embeddings": 4096}}
+EOF
+  [ -f "$moe_file" ] || "$distill" init --config "$dir/gpt-oss.json" --arch gpt_oss --tokenizer bytes --vocab 201088 \
+    --dtype q8_0 --expert-type mxfp4 -o "$moe_file" >&2
+  files+=("$moe_file")
+fi
 
 # ---- the machine: let the load of making the models settle (up to 3 minutes)
 for _ in $(seq 36); do
@@ -94,5 +113,11 @@ for f in "${files[@]}"; do
     awk -v f="$(basename "$f")" -v t="$test" -v l="$l" -v d="$d" \
       'BEGIN { printf "| %-24s | %-12s | %14.1f | %14.1f | %7.2f× |\n", f, t, l, d, (l > 0 ? d / l : 0) }'
   done
+  if [ "$f" = "$moe_file" ]; then  # bytes a decode step reads: 4 experts, attention and the head, per token
+    active=$(awk -v L="$moe_layers" 'BEGIN { e = 2880; print L * (4 * 3 * e * e * 17 / 32 + (e * 4096 * 2 + e * 512 * 2) * 34 / 32) + 201088 * e * 34 / 32 }')
+    moe_note=$(awk -v a="$active" -v l="${best_l[tg$tg$at]:-0}" -v d="${best_d[tg$tg$at]:-0}" \
+      'BEGIN { printf "# GPT-OSS shape: %.0f MB of weights read per decoded token; llama.cpp %.1f GB/s, distill %.1f GB/s", a / 1e6, a * l / 1e9, a * d / 1e9 }')
+  fi
   unset best_l best_d
 done
+[ -z "${moe_note:-}" ] || echo "$moe_note"
