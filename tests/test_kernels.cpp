@@ -1,6 +1,7 @@
 // Every kernel variant against the scalar reference on odd sizes, and the reference against
 // values worked out by hand.
 #include "kernels/kernels.h"
+#include "kernels/quant_blocks.h"
 #include "test_util.h"
 
 #include <cmath>
@@ -306,13 +307,13 @@ TEST(KernelDispatch, ForceVariant) {
 }
 
 // The AVX-512 decode matvecs (one input row), every weight dtype they take (Q4_K, Q6_K: K of 1 and
-// 3 super-blocks), on odd sizes (row tails,
+// 3 super-blocks; MXFP4 with every kind of scale), on odd sizes (row tails,
 // an odd number of blocks, fewer rows than a tile): against the AVX2 kernel, which quantizes the
 // activation identically (so only the summation order differs), and against the reference.
 TEST(Avx512Kernels, DecodeMatvecEveryDtype) {
   if (!cpu_has_avx512()) GTEST_SKIP() << "this CPU has no AVX-512 F/BW/VL/VNNI: AVX-512 kernels not testable here";
-  for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K}) {
-    const bool quant = t == DType::Q8_0 || t == DType::Q4_0 || t == DType::Q4_K || t == DType::Q6_K;
+  for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K, DType::MXFP4}) {
+    const bool quant = dtype_is_quantized(t);
     for (int64_t K : {32, 96, 288, 800, 17, 256, 768}) {
       if (quant && K % dtype_block(t) != 0) continue;
       for (int64_t N : {1, 7, 37, 64}) {
@@ -322,6 +323,9 @@ TEST(Avx512Kernels, DecodeMatvecEveryDtype) {
         std::vector<uint8_t> w(dtype_bytes(t, N * K));
         if (quant) {
           for (int64_t n = 0; n < N; ++n) ref::quantize_row(w.data() + dtype_bytes(t, K) * size_t(n), t, wf.data() + n * K, K);
+          const uint8_t scales[6] = {0, 1, 2, 127, 140, 3};  // E8M0: the two subnormal powers, 2^-127.., large
+          if (t == DType::MXFP4)
+            for (size_t b = 0; b < w.size() / sizeof(BlockMxfp4); ++b) reinterpret_cast<BlockMxfp4*>(w.data())[b].e = scales[b % 6];
         } else if (t == DType::F32) {
           std::memcpy(w.data(), wf.data(), w.size());
         } else {
@@ -331,9 +335,11 @@ TEST(Avx512Kernels, DecodeMatvecEveryDtype) {
         ref::matmul_forward(want.data(), x.data(), w.data(), t, bias.data(), 1, N, K);
         avx2::matmul_forward(a2.data(), x.data(), w.data(), t, bias.data(), 1, N, K);
         avx512::matmul_forward(a5.data(), x.data(), w.data(), t, bias.data(), 1, N, K);
+        std::vector<float> wd(wf.size());  // the weights as stored
+        ref::dequantize_row(wd.data(), w.data(), t, int64_t(wd.size()));
         for (int64_t n = 0; n < N; ++n) {
           double mag = 0;  // Σ|w·x|: the scale of the sum's rounding
-          for (int64_t k = 0; k < K; ++k) mag += std::fabs(double(wf[size_t(n * K + k)]) * x[size_t(k)]);
+          for (int64_t k = 0; k < K; ++k) mag += std::fabs(double(wd[size_t(n * K + k)]) * x[size_t(k)]);
           EXPECT_NEAR(a5[size_t(n)], a2[size_t(n)], 1e-5 * mag + 1e-6) << dtype_name(t) << " K" << K << " N" << N << " n" << n;
           EXPECT_NEAR(a5[size_t(n)], want[size_t(n)], (quant ? 0.01 : 1e-5) * mag + 1e-5) << dtype_name(t) << " vs reference";
         }

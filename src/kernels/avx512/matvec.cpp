@@ -1,4 +1,4 @@
-// AVX-512 (F/BW/VL + VNNI): the Q8_0 and Q4_0 decode matvecs, one input row against the weights,
+// AVX-512 (F/BW/VL + VNNI): the Q8_0, Q4_0 and MXFP4 decode matvecs, one input row against the weights,
 // as vpdpbusd int8 dot products of 64 bytes (two 32-value blocks) per instruction. Every other kernel
 // and shape runs the AVX2 variant, which this CPU runs too — because it measured as fast or
 // faster (134M, 2 threads, Zen 4): f32 decode 95 tok/s with AVX2 vs 63 with 512-bit loads (the
@@ -37,9 +37,11 @@ inline __m512i single_q8_0(const BlockQ8_0* b) {
 // w with the sign of x (x's negative lanes in `neg`); values are within ±127, so negation is exact.
 inline __m512i signed_like(__m512i w, __mmask64 neg) { return _mm512_mask_sub_epi8(w, neg, _mm512_setzero_si512(), w); }
 
-// The 64 nibbles of two consecutive Q4_0 blocks as unsigned bytes 0..15 in value order: 128-bit
-// lanes [block 0 low nibbles (values 0-15), its high nibbles (16-31), block 1 low, block 1 high].
-inline __m512i pair_q4_0(const BlockQ4_0* b) {
+// The 64 nibbles of two consecutive 4-bit blocks (Q4_0, MXFP4: values j and j+16 share byte j) as
+// unsigned bytes 0..15 in value order: 128-bit lanes [block 0 low nibbles (values 0-15), its high
+// nibbles (16-31), block 1 low, block 1 high].
+template <typename Block>
+inline __m512i pair_nibbles(const Block* b) {
   const __m256i v = _mm256_set_m128i(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b[1].qs)),
                                      _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[0].qs)));
   const __m256i low4 = _mm256_set1_epi8(0x0F);
@@ -47,11 +49,42 @@ inline __m512i pair_q4_0(const BlockQ4_0* b) {
                                         _mm256_and_si256(_mm256_srli_epi16(v, 4), low4), 1);  // [lo0, lo1, hi0, hi1]
   return _mm512_shuffle_i64x2(lh, lh, _MM_SHUFFLE(3, 1, 2, 0));
 }
-// A lone last Q4_0 block: zeros (adding nothing) in the high half.
-inline __m512i single_q4_0(const BlockQ4_0* b) {
+// A lone last block: zeros in the high half (which the caller's zero x lanes make add nothing).
+template <typename Block>
+inline __m512i single_nibbles(const Block* b) {
   const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b->qs)), low4 = _mm_set1_epi8(0x0F);
   return _mm512_zextsi256_si512(_mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), low4), _mm_and_si128(v, low4)));
 }
+
+// The two 4-bit formats as unsigned bytes u with value = scale · (u − kOffset):
+// Q4_0 stores u itself (offset 8); MXFP4's nibble is an E2M1 code, looked up as its doubled value
+// + 12 (0..24; the scale is halved to match, as in kernels/quant_blocks.h).
+template <typename Block> struct U4;
+template <> struct U4<BlockQ4_0> {
+  static constexpr int kOffset = 8;
+  static __m512i unsigned_values(__m512i nibbles) { return nibbles; }
+  static float scale(const BlockQ4_0& b) { return f16_to_f32(b.d); }
+  static __m256 scales8(const BlockQ4_0* w) {
+    return _mm256_cvtph_ps(_mm_setr_epi16(short(w[0].d), short(w[1].d), short(w[2].d), short(w[3].d), short(w[4].d),
+                                          short(w[5].d), short(w[6].d), short(w[7].d)));
+  }
+};
+template <> struct U4<BlockMxfp4> {
+  static constexpr int kOffset = 12;
+  static __m512i unsigned_values(__m512i nibbles) {
+    const __m512i table = _mm512_add_epi8(
+        _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kMxfp4Doubled))), _mm512_set1_epi8(kOffset));
+    return _mm512_shuffle_epi8(table, nibbles);  // per 128-bit lane: the table is in each
+  }
+  static float scale(const BlockMxfp4& b) { return mxfp4_half_scale(b.e); }
+  // 2^(e − 128) for eight E8M0 bytes, as mxfp4_half_scale: (e − 1) << 23 from e = 2, else the subnormals.
+  static __m256 scales8(const BlockMxfp4* w) {
+    const __m256i e = _mm256_setr_epi32(w[0].e, w[1].e, w[2].e, w[3].e, w[4].e, w[5].e, w[6].e, w[7].e);
+    const __m256i normal = _mm256_slli_epi32(_mm256_sub_epi32(e, _mm256_set1_epi32(1)), 23);
+    const __m256i subnormal = _mm256_sllv_epi32(_mm256_set1_epi32(0x00200000), e);  // e = 0 or 1
+    return _mm256_castsi256_ps(_mm256_blendv_epi8(subnormal, normal, _mm256_cmpgt_epi32(e, _mm256_set1_epi32(1))));
+  }
+};
 
 float row_dot(const BlockQ8_0* wr, const __m512i* ax, const __mmask64* neg, const float* xd, int64_t nb) {
   __m512 acc = _mm512_setzero_ps();
@@ -70,56 +103,56 @@ float row_dot(const BlockQ8_0* wr, const __m512i* ax, const __mmask64* neg, cons
   return _mm512_reduce_add_ps(acc);
 }
 
-// Q4_0: Σ (u − 8)·x = dpbusd(u, x) − dpbusd(8, x), the second per pair of x blocks computed once.
-// Eight blocks at a time, their scales d_w·d_x are converted and multiplied as one vector and each
-// pair's lanes (0-7 the first block, 8-15 the second) take theirs by a permutation: one scalar f16
-// conversion per block made the kernel compute-bound.
-float row_dot_q4_0(const BlockQ4_0* wr, const __m512i* xv, const __m512i* x8, const float* xd, int64_t nb) {
+// Q4_0 and MXFP4: Σ (u − offset)·x = dpbusd(u, x) − dpbusd(offset, x), the second per pair of x
+// blocks computed once per call. Eight blocks at a time, their scales d_w·d_x are converted and
+// multiplied as one vector and each pair's lanes (0-7 the first block, 8-15 the second) take theirs
+// by a permutation: one scalar scale conversion per block made the kernel compute-bound.
+template <typename Block>
+float row_dot_u4(const Block* wr, const __m512i* xv, const __m512i* xo, const float* xd, int64_t nb) {
+  using F = U4<Block>;
   const __m512i idx[4] = {_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0),
                           _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2),
                           _mm512_set_epi32(5, 5, 5, 5, 5, 5, 5, 5, 4, 4, 4, 4, 4, 4, 4, 4),
                           _mm512_set_epi32(7, 7, 7, 7, 7, 7, 7, 7, 6, 6, 6, 6, 6, 6, 6, 6)};
+  auto pair_dot = [&](const Block* w, int64_t p) {
+    return _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), F::unsigned_values(pair_nibbles(w)), xv[p]), xo[p]);
+  };
   __m512 acc = _mm512_setzero_ps();
   int64_t b = 0;
   for (; b + 8 <= nb; b += 8) {
-    const BlockQ4_0* w = wr + b;
-    const __m128i dh = _mm_setr_epi16(short(w[0].d), short(w[1].d), short(w[2].d), short(w[3].d), short(w[4].d),
-                                      short(w[5].d), short(w[6].d), short(w[7].d));
-    const __m512 s8 = _mm512_castps256_ps512(_mm256_mul_ps(_mm256_cvtph_ps(dh), _mm256_loadu_ps(xd + b)));
-    for (int p = 0; p < 4; ++p) {
-      const __m512i dot = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), pair_q4_0(w + 2 * p), xv[b / 2 + p]), x8[b / 2 + p]);
-      acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(idx[p], s8), acc);
-    }
+    const __m512 s8 = _mm512_castps256_ps512(_mm256_mul_ps(F::scales8(wr + b), _mm256_loadu_ps(xd + b)));
+    for (int p = 0; p < 4; ++p)
+      acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(pair_dot(wr + b + 2 * p, b / 2 + p)), _mm512_permutexvar_ps(idx[p], s8), acc);
   }
   for (; b + 2 <= nb; b += 2) {
-    const __m512i dot = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), pair_q4_0(wr + b), xv[b / 2]), x8[b / 2]);
-    const __m512 s = _mm512_insertf32x8(_mm512_set1_ps(f16_to_f32(wr[b].d) * xd[b]),
-                                        _mm256_set1_ps(f16_to_f32(wr[b + 1].d) * xd[b + 1]), 1);
-    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), s, acc);
+    const __m512 s = _mm512_insertf32x8(_mm512_set1_ps(F::scale(wr[b]) * xd[b]), _mm256_set1_ps(F::scale(wr[b + 1]) * xd[b + 1]), 1);
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(pair_dot(wr + b, b / 2)), s, acc);
   }
   if (b < nb) {
-    const __m512i dot = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), single_q4_0(wr + b), xv[b / 2]), x8[b / 2]);
-    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_set1_ps(f16_to_f32(wr[b].d) * xd[b]), acc);
+    const __m512i u = F::unsigned_values(single_nibbles(wr + b));
+    const __m512i dot = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u, xv[b / 2]), xo[b / 2]);
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_set1_ps(F::scale(wr[b]) * xd[b]), acc);
   }
   return _mm512_reduce_add_ps(acc);
 }
 
-void matvec_q4_0(float* out, const float* x, const void* w, const float* bias, int64_t N, int64_t K) {
+template <typename Block>
+void matvec_u4(float* out, const float* x, const void* w, const float* bias, int64_t N, int64_t K) {
   const int64_t nb = K / kQK, np = (nb + 1) / 2;
   static thread_local std::vector<BlockQ8_0> xq;
   static thread_local std::vector<float> xd;
-  static thread_local std::vector<__m512i> xv, x8;
-  if (int64_t(xq.size()) < nb) xq.resize(size_t(nb)), xd.resize(size_t(nb)), xv.resize(size_t(np)), x8.resize(size_t(np));
+  static thread_local std::vector<__m512i> xv, xo;
+  if (int64_t(xq.size()) < nb) xq.resize(size_t(nb)), xd.resize(size_t(nb)), xv.resize(size_t(np)), xo.resize(size_t(np));
   avx2::quantize_row(xq.data(), DType::Q8_0, x, K);
   for (int64_t b = 0; b < nb; ++b) xd[size_t(b)] = f16_to_f32(xq[size_t(b)].d);
   for (int64_t p = 0; p < np; ++p) {
     xv[size_t(p)] = 2 * p + 1 < nb ? pair_q8_0(&xq[size_t(2 * p)]) : single_q8_0(&xq[size_t(2 * p)]);
-    x8[size_t(p)] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(8), xv[size_t(p)]);
+    xo[size_t(p)] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(U4<Block>::kOffset), xv[size_t(p)]);
   }
   const __m512i* const xvp = xv.data();
-  const __m512i* const x8p = x8.data();
+  const __m512i* const xop = xo.data();
   const float* const xdp = xd.data();
-  parallel_rows(out, bias, N, K, [&](int64_t n) { return row_dot_q4_0(static_cast<const BlockQ4_0*>(w) + n * nb, xvp, x8p, xdp, nb); });
+  parallel_rows(out, bias, N, K, [&](int64_t n) { return row_dot_u4(static_cast<const Block*>(w) + n * nb, xvp, xop, xdp, nb); });
 }
 
 void matvec_q8_0(float* out, const float* x, const void* w, const float* bias, int64_t N, int64_t K) {
@@ -149,7 +182,8 @@ void matvec_q8_0(float* out, const float* x, const void* w, const float* bias, i
 void matmul_forward(float* out, const float* x, const void* w, DType w_dtype, const float* bias, int64_t M, int64_t N,
                     int64_t K) {
   if (M == 1 && w_dtype == DType::Q8_0) return matvec_q8_0(out, x, w, bias, N, K);
-  if (M == 1 && w_dtype == DType::Q4_0) return matvec_q4_0(out, x, w, bias, N, K);
+  if (M == 1 && w_dtype == DType::Q4_0) return matvec_u4<BlockQ4_0>(out, x, w, bias, N, K);
+  if (M == 1 && w_dtype == DType::MXFP4) return matvec_u4<BlockMxfp4>(out, x, w, bias, N, K);
   if (M == 1 && w_dtype == DType::Q4_K && K % kQKK == 0) return matvec_q4_k(out, x, w, bias, N, K);
   if (M == 1 && w_dtype == DType::Q6_K && K % kQKK == 0) return matvec_q6_k(out, x, w, bias, N, K);
   avx2::matmul_forward(out, x, w, w_dtype, bias, M, N, K);
