@@ -24,7 +24,7 @@ Model windowed_model(int64_t n_vocab) {
   nlohmann::json j = {{"model_type", "gpt_oss"}, {"vocab_size", n_vocab}, {"hidden_size", 32},
                       {"intermediate_size", 32}, {"num_hidden_layers", 2}, {"num_attention_heads", 4},
                       {"num_key_value_heads", 2}, {"head_dim", 8}, {"num_local_experts", 4}, {"num_experts_per_tok", 2},
-                      {"sliding_window", kWindow}, {"tie_word_embeddings", false}, {"max_position_embeddings", 512}};
+                      {"sliding_window", kWindow}, {"tie_word_embeddings", false}, {"max_position_embeddings", 2048}};
   Model m = Model::random(ModelConfig::from_json(j, "gpt_oss"), DType::F32, 5, 0.5f);
   test::randomize_biases(m, 300);
   return m;
@@ -207,7 +207,8 @@ TEST(MemoryPlan, MatchesWhatLoadingTakes) {
   }
   EXPECT_NE(describe(plan_memory(dir / "go", 1000, 1)).find("1 of 2 layers keep a 8-position window"), std::string::npos)
       << describe(plan_memory(dir / "go", 1000, 1));
-  EXPECT_EQ(plan_memory(dir / "go", 100000, 1).n_ctx, 512) << "capped at the model's context";
+  EXPECT_EQ(plan_memory(dir / "go", 100000, 1).n_ctx, 2048) << "capped at the model's context";
+  EXPECT_EQ(describe(plan_memory(dir / "go", 500, 1)).find("window"), std::string::npos) << "window + slack ≥ context: no saving";
 }
 
 }  // namespace distill

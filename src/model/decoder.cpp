@@ -67,6 +67,7 @@ std::vector<int64_t> piece_starts(const Batch& b, const KVCache& cache) {
 
 // Readies the windowed layers of every slot in the batch for its positions.
 void make_room(const Batch& b, KVCache& cache) {
+  if (cache.max_run() >= cache.n_ctx) return;  // no layer keeps less than the context
   std::vector<int32_t> lo(size_t(cache.n_slots), INT32_MAX), hi(size_t(cache.n_slots), -1);
   for (int64_t t = 0; t < b.size(); ++t) {
     const size_t s = size_t(b.seq[t]);

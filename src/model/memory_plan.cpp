@@ -86,7 +86,8 @@ MemoryPlan plan_memory(const std::string& path, int64_t n_ctx, int64_t n_slots, 
 
 std::string describe(const MemoryPlan& p) {
   int64_t windowed = 0;
-  for (int64_t il = 0; il < p.config.n_layer; ++il) windowed += p.config.window_of(il) > 0 && p.config.window_of(il) < p.n_ctx;
+  for (int64_t il = 0; il < p.config.n_layer; ++il)  // (the cache's rule: window + slack under the context)
+    windowed += p.config.window_of(il) > 0 && p.config.window_of(il) + KVCache::kDefaultSlack < p.n_ctx;
   std::string s = fmt::format("weights {} mapped from the file", human_bytes(double(p.mapped)));
   if (p.copied > 0) s += fmt::format(" + {} copied or repacked at load", human_bytes(double(p.copied)));
   if (p.prepared > 0)
