@@ -4,6 +4,7 @@
 // per value. K-quants: each weight row is dequantized to f32 (scalar, per thread) and dotted.
 // Work splits over blocks of weight rows; a weight row is reused for up to 4 input rows.
 #include "kernels/avx2/simd.h"
+#include "kernels/block_scales8.h"
 #include "kernels/kernels.h"
 #include "kernels/quant_blocks.h"
 
@@ -171,8 +172,7 @@ void matvec_q(float* out, const BlockQ8_0* xq, const void* w, const float* bias,
         __m256 corr8 = _mm256_setzero_ps();
         for (; b + 8 <= nb; b += 8) {
           const BlockQ4_0* w8 = wr + b;
-          const __m256 dw = _mm256_cvtph_ps(_mm_setr_epi16(short(w8[0].d), short(w8[1].d), short(w8[2].d), short(w8[3].d),
-                                                           short(w8[4].d), short(w8[5].d), short(w8[6].d), short(w8[7].d)));
+          const __m256 dw = scales8(w8);
           const __m256 s8 = _mm256_mul_ps(dw, _mm256_loadu_ps(xdp + b));
           corr8 = _mm256_fmadd_ps(dw, _mm256_loadu_ps(xsp + b), corr8);
           for (int i = 0; i < 8; ++i) {

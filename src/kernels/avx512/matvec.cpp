@@ -10,6 +10,7 @@
 // lanes 0-7 hold partial sums of the first block, 8-15 of the second, each scaled by its
 // d_w·d_x into f32 accumulators. One weight row at a time: one linear stream per thread, which
 // the hardware prefetcher follows at full bandwidth.
+#include "kernels/block_scales8.h"
 #include "kernels/kernels.h"
 #include "kernels/parallel.h"
 #include "kernels/quant_blocks.h"
@@ -64,10 +65,6 @@ template <> struct U4<BlockQ4_0> {
   static constexpr int kOffset = 8;
   static __m512i unsigned_values(__m512i nibbles) { return nibbles; }
   static float scale(const BlockQ4_0& b) { return f16_to_f32(b.d); }
-  static __m256 scales8(const BlockQ4_0* w) {
-    return _mm256_cvtph_ps(_mm_setr_epi16(short(w[0].d), short(w[1].d), short(w[2].d), short(w[3].d), short(w[4].d),
-                                          short(w[5].d), short(w[6].d), short(w[7].d)));
-  }
 };
 template <> struct U4<BlockMxfp4> {
   static constexpr int kOffset = 12;
@@ -77,13 +74,6 @@ template <> struct U4<BlockMxfp4> {
     return _mm512_shuffle_epi8(table, nibbles);  // per 128-bit lane: the table is in each
   }
   static float scale(const BlockMxfp4& b) { return mxfp4_half_scale(b.e); }
-  // 2^(e − 128) for eight E8M0 bytes, as mxfp4_half_scale: (e − 1) << 23 from e = 2, else the subnormals.
-  static __m256 scales8(const BlockMxfp4* w) {
-    const __m256i e = _mm256_setr_epi32(w[0].e, w[1].e, w[2].e, w[3].e, w[4].e, w[5].e, w[6].e, w[7].e);
-    const __m256i normal = _mm256_slli_epi32(_mm256_sub_epi32(e, _mm256_set1_epi32(1)), 23);
-    const __m256i subnormal = _mm256_sllv_epi32(_mm256_set1_epi32(0x00200000), e);  // e = 0 or 1
-    return _mm256_castsi256_ps(_mm256_blendv_epi8(subnormal, normal, _mm256_cmpgt_epi32(e, _mm256_set1_epi32(1))));
-  }
 };
 
 float row_dot(const BlockQ8_0* wr, const __m512i* ax, const __mmask64* neg, const float* xd, int64_t nb) {
@@ -120,7 +110,7 @@ float row_dot_u4(const Block* wr, const __m512i* xv, const __m512i* xo, const fl
   __m512 acc = _mm512_setzero_ps();
   int64_t b = 0;
   for (; b + 8 <= nb; b += 8) {
-    const __m512 s8 = _mm512_castps256_ps512(_mm256_mul_ps(F::scales8(wr + b), _mm256_loadu_ps(xd + b)));
+    const __m512 s8 = _mm512_castps256_ps512(_mm256_mul_ps(scales8(wr + b), _mm256_loadu_ps(xd + b)));
     for (int p = 0; p < 4; ++p)
       acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(pair_dot(wr + b + 2 * p, b / 2 + p)), _mm512_permutexvar_ps(idx[p], s8), acc);
   }

@@ -1,0 +1,32 @@
+// Eight consecutive 32-value blocks' scales as one f32 vector, for the decode kernels of the AVX2
+// and AVX-512 files: converting each block's f16 or E8M0 scale on its own (a scalar conversion,
+// multiply and broadcast per block) kept those loops compute-bound. The kernels multiply the
+// vector by the activation's eight d_x and give each block its lane by a permutation.
+//
+// Included by sources compiled with different instruction sets: internal linkage (as
+// int8_panels.h), so no copy compiled for AVX-512 can be linked into the AVX2 file.
+#pragma once
+
+#include "kernels/quant_blocks.h"
+
+#include <immintrin.h>
+
+namespace distill {
+namespace {
+
+template <typename Block>
+inline __m256 f16_scales8(const Block* w) {
+  return _mm256_cvtph_ps(_mm_setr_epi16(short(w[0].d), short(w[1].d), short(w[2].d), short(w[3].d), short(w[4].d),
+                                        short(w[5].d), short(w[6].d), short(w[7].d)));
+}
+inline __m256 scales8(const BlockQ4_0* w) { return f16_scales8(w); }
+// 2^(e − 128) for eight E8M0 bytes, as mxfp4_half_scale: (e − 1) << 23 from e = 2, else the subnormals.
+inline __m256 scales8(const BlockMxfp4* w) {
+  const __m256i e = _mm256_setr_epi32(w[0].e, w[1].e, w[2].e, w[3].e, w[4].e, w[5].e, w[6].e, w[7].e);
+  const __m256i normal = _mm256_slli_epi32(_mm256_sub_epi32(e, _mm256_set1_epi32(1)), 23);
+  const __m256i subnormal = _mm256_sllv_epi32(_mm256_set1_epi32(0x00200000), e);  // e = 0 or 1
+  return _mm256_castsi256_ps(_mm256_blendv_epi8(subnormal, normal, _mm256_cmpgt_epi32(e, _mm256_set1_epi32(1))));
+}
+
+}  // namespace
+}  // namespace distill
