@@ -208,6 +208,14 @@ TEST(MemoryPlan, MatchesWhatLoadingTakes) {
   EXPECT_NE(describe(plan_memory(dir / "go", 1000, 1)).find("1 of 2 layers keep a 8-position window"), std::string::npos)
       << describe(plan_memory(dir / "go", 1000, 1));
   EXPECT_EQ(plan_memory(dir / "go", 100000, 1).n_ctx, 2048) << "capped at the model's context";
+  // panels are built unless they would push the plan past the memory available
+  MemoryPlan p;
+  p.mapped = 900, p.prepared = 100;
+  EXPECT_TRUE(plan_allows_panels(p, 0)) << "available memory unknown";
+  EXPECT_TRUE(plan_allows_panels(p, 1000));
+  EXPECT_FALSE(plan_allows_panels(p, 999));
+  p.prepared = 0;
+  EXPECT_TRUE(plan_allows_panels(p, 10)) << "nothing to skip";
   EXPECT_EQ(describe(plan_memory(dir / "go", 500, 1)).find("window"), std::string::npos) << "window + slack ≥ context: no saving";
 }
 

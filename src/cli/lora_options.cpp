@@ -47,11 +47,16 @@ Model load_model(const std::string& path, const std::string& lora_dir, int64_t n
   const size_t avail = available_memory();
   if (plan.total() >= (size_t(1) << 30) || (avail > 0 && plan.total() > avail))
     std::fprintf(stderr, "memory plan: %s\n", describe(plan).c_str());
-  if (avail > 0 && plan.total() > avail)
+  const bool panels = plan_allows_panels(plan, avail);
+  if (!panels)
+    std::fprintf(stderr, "memory: loading without the %s of int8 panels, which would not fit (prefill repacks per call)\n",
+                 human_bytes(double(plan.prepared)).c_str());
+  const size_t needed = panels ? plan.total() : plan.total() - plan.prepared;
+  if (avail > 0 && needed > avail)
     std::fprintf(stderr, "warning: %s needs about %s but %s is available: expect paging (a smaller --ctx%s needs less)\n",
-                 path.c_str(), human_bytes(double(plan.total())).c_str(), human_bytes(double(avail)).c_str(),
+                 path.c_str(), human_bytes(double(needed)).c_str(), human_bytes(double(avail)).c_str(),
                  n_slots > 1 ? " or --parallel" : "");
-  Model m = Model::load(path);
+  Model m = Model::load(path, panels);
   if (!lora_dir.empty()) {
     const LoraConfig c = merge_peft_adapter(m, lora_dir);
     std::fprintf(stderr, "lora: merged %s (rank %lld, alpha %g) into %s\n", lora_dir.c_str(), (long long)c.rank, double(c.alpha),

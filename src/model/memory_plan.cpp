@@ -84,6 +84,8 @@ MemoryPlan plan_memory(const std::string& path, int64_t n_ctx, int64_t n_slots, 
   return p;
 }
 
+bool plan_allows_panels(const MemoryPlan& p, size_t avail) { return p.prepared == 0 || avail == 0 || p.total() <= avail; }
+
 std::string describe(const MemoryPlan& p) {
   int64_t windowed = 0;
   for (int64_t il = 0; il < p.config.n_layer; ++il)  // (the cache's rule: window + slack under the context)

@@ -31,6 +31,9 @@ struct MemoryPlan {
 // The plan for `path` (model directory or GGUF) holding n_slots sequences of up to n_ctx
 // positions (capped at the model's context length).
 MemoryPlan plan_memory(const std::string& path, int64_t n_ctx, int64_t n_slots = 1, DType kv = default_kv_cache_type());
+// Whether to build the kernels' load-time panels: they speed prefill up but are not needed, so not
+// when the plan with them exceeds `avail` bytes (0: unknown, build them).
+bool plan_allows_panels(const MemoryPlan& p, size_t avail);
 // One line: the terms, their total and the memory available.
 std::string describe(const MemoryPlan& p);
 // /proc/meminfo's MemAvailable in bytes (0 when unknown).
