@@ -56,23 +56,6 @@ int64_t gguf_layer(const std::string& name) {
   return std::strtoll(name.c_str() + 4, nullptr, 10);
 }
 
-// The tensor's values converted to `to` (quantized row by row).
-std::vector<uint8_t> encode_as(const Tensor& t, DType to) {
-  const int64_t n = t.numel();
-  std::vector<float> f(static_cast<size_t>(n));
-  dequantize_row(f.data(), t.raw(), t.dtype(), n);
-  std::vector<uint8_t> out(dtype_bytes(to, n));
-  if (dtype_is_quantized(to)) {
-    const int64_t K = t.dim(-1), rows = n / K;
-    const size_t row_bytes = dtype_bytes(to, K);
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) quantize_row(out.data() + size_t(r) * row_bytes, to, f.data() + r * K, K);
-  } else {
-    convert_from_f32(out.data(), to, f.data(), size_t(n));
-  }
-  return out;
-}
-
 }  // namespace
 
 DType gguf_matrix_type(const GgufExportOptions& o, const std::string& name, int64_t cols, int64_t n_layer, bool tied) {
@@ -168,13 +151,9 @@ void export_gguf(const Model& m, const TokenizerFiles& tokenizer, const std::str
       experts.type = o.expert_type.value_or(o.type);
       DType to = p.is_matrix ? gguf_matrix_type(experts, stacked, p.shape.back(), c.n_layer, false) : DType::F32;  // biases stay f32
       std::vector<uint8_t>& stack = stacks[stacked];
-      if (p.tensor->dtype() == to) {  // as stored: appended directly
-        const auto* raw = static_cast<const uint8_t*>(p.tensor->raw());
-        stack.insert(stack.end(), raw, raw + p.tensor->nbytes());
-      } else {
-        const std::vector<uint8_t> bytes = encode_as(*p.tensor, to);
-        stack.insert(stack.end(), bytes.begin(), bytes.end());
-      }
+      const Tensor q = converted(*p.tensor, to);  // (as stored when already `to`: no copy)
+      const auto* raw = static_cast<const uint8_t*>(q.raw());
+      stack.insert(stack.end(), raw, raw + q.nbytes());
       if (expert + 1 == c.n_expert) {
         Shape shape{c.n_expert};
         shape.insert(shape.end(), p.shape.begin(), p.shape.end());
@@ -185,18 +164,14 @@ void export_gguf(const Model& m, const TokenizerFiles& tokenizer, const std::str
     }
     const std::string name = gguf_tensor_name(p.name, arch);
     Tensor t = *p.tensor;
-    if (gguf_permutes_qk(arch) && (name.find(".attn_q.") != std::string::npos || name.find(".attn_k.") != std::string::npos))
-      t = permute_qk_rows(t, name.find(".attn_q.") != std::string::npos ? c.n_head : c.n_kv_head, /*to_gguf=*/true);
+    if (const char qk = gguf_qk_tensor(name); qk && gguf_permutes_qk(arch))
+      t = permute_qk_rows(t, qk == 'q' ? c.n_head : c.n_kv_head, /*to_gguf=*/true);
     DType to = p.is_matrix ? gguf_matrix_type(o, name, t.dim(-1), c.n_layer, c.tie_word_embeddings) : DType::F32;
     // The router stays f32, as llama.cpp's quantizer keeps it: it is small, and rounding its
     // logits can change which experts a token uses.
     if (name.find(".ffn_gate_inp.") != std::string::npos) to = DType::F32;
-    if (to == t.dtype()) {
-      w.add_tensor(name, to, t.shape(), t.raw(), t.nbytes());
-    } else {
-      const std::vector<uint8_t> bytes = encode_as(t, to);
-      w.add_tensor(name, to, t.shape(), bytes.data(), bytes.size());
-    }
+    const Tensor q = converted(t, to);
+    w.add_tensor(name, to, q.shape(), q.raw(), q.nbytes());
   }
   if (progress) progress->update(n_done, "writing " + path), progress->finish();
   w.write(path);
@@ -206,10 +181,7 @@ Model quantized(const Model& m, DType to) {
   Model out = m;
   for (const ParamRef& p : list_params(out.config, out.weights)) {
     if (!p.is_matrix || p.tensor->dtype() == to || p.tensor->dim(-1) % dtype_block(to) != 0) continue;
-    const std::vector<uint8_t> bytes = encode_as(*p.tensor, to);
-    Tensor q = Tensor::zeros(to, p.tensor->shape());
-    std::memcpy(q.raw(), bytes.data(), bytes.size());
-    *p.tensor = q;
+    *p.tensor = converted(*p.tensor, to);
   }
   tie_lm_head(out.config, out.weights);
   return out;

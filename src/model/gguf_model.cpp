@@ -62,6 +62,12 @@ std::string gguf_arch(const ModelConfig& c) { return arch_of(c.model_type).gguf_
 
 bool gguf_permutes_qk(const std::string& arch) { return arch_of_gguf(arch).gguf_permutes_qk; }
 
+char gguf_qk_tensor(const std::string& name) {
+  if (name.find(".attn_q.") != std::string::npos) return 'q';
+  if (name.find(".attn_k.") != std::string::npos) return 'k';
+  return 0;
+}
+
 Tensor permute_qk_rows(const Tensor& w, int64_t n_head, bool to_gguf) {
   const int64_t rows = w.dim(0);
   if (n_head <= 0 || rows % (2 * n_head) != 0) fail("cannot permute {} rows over {} heads", rows, n_head);
@@ -159,10 +165,8 @@ Model load_gguf_model(const std::string& path) {
     Tensor t = g.tensor(*info);
     if (!p.is_matrix && dtype_is_quantized(t.dtype())) fail("{}: tensor '{}' is a quantized vector", path, name);
     if (!p.is_matrix) t = t.dtype() == DType::F32 ? t : t.to(DType::F32);
-    if (gguf_permutes_qk(arch) && (name.find(".attn_q.") != std::string::npos || name.find(".attn_k.") != std::string::npos)) {
-      const bool is_q = name.find(".attn_q.") != std::string::npos;
-      t = permute_qk_rows(t, is_q ? c.n_head : c.n_kv_head, /*to_gguf=*/false);
-    }
+    if (const char qk = gguf_qk_tensor(name); qk && gguf_permutes_qk(arch))
+      t = permute_qk_rows(t, qk == 'q' ? c.n_head : c.n_kv_head, /*to_gguf=*/false);
     *p.tensor = t;
   }
   const std::string extra = fmt::format("blk.{}.", c.n_layer);

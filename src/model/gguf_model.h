@@ -30,6 +30,9 @@ bool gguf_expert_tensor(const std::string& hf_name, std::string* stacked, int64_
 // GGUF general.architecture of a config (llama for llama and mistral, qwen2, qwen3).
 std::string gguf_arch(const ModelConfig& c);
 bool gguf_permutes_qk(const std::string& arch);
+// 'q' or 'k' for a GGUF attn_q / attn_k tensor (weight or bias: the rows the RoPE layouts order
+// differently), else 0.
+char gguf_qk_tensor(const std::string& name);
 // Rows of a q/k projection (weight [n_head·head_dim, K] or bias [n_head·head_dim]) reordered
 // between the two RoPE layouts, in any dtype (rows move whole).
 Tensor permute_qk_rows(const Tensor& w, int64_t n_head, bool to_gguf);

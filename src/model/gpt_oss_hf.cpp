@@ -90,20 +90,6 @@ void load_layer_experts(const ModelConfig& c, const TensorStore& store, const st
   }
 }
 
-// An expert matrix as MXFP4 rows: itself, or quantized from whatever it is held in.
-Tensor as_mxfp4(const Tensor& t) {
-  if (t.dtype() == DType::MXFP4) return t;
-  const int64_t rows = t.dim(0), K = t.dim(1);
-  Tensor q = Tensor::zeros(DType::MXFP4, {rows, K});
-  const size_t in_row = dtype_bytes(t.dtype(), K), out_row = dtype_bytes(DType::MXFP4, K);
-  std::vector<float> row(static_cast<size_t>(K));
-  for (int64_t r = 0; r < rows; ++r) {
-    dequantize_row(row.data(), static_cast<const char*>(t.raw()) + size_t(r) * in_row, t.dtype(), K);
-    quantize_row(static_cast<char*>(q.raw()) + size_t(r) * out_row, DType::MXFP4, row.data(), K);
-  }
-  return q;
-}
-
 // The HF blocks and scales of expert matrices: rows of expert e taken from mats[k][e], the k-th
 // matrix kind interleaved row by row (gate, up) or alone (down).
 void write_stacked(SafetensorsWriter& out, const std::string& name, const std::vector<const std::vector<Tensor>*>& mats,
@@ -113,7 +99,7 @@ void write_stacked(SafetensorsWriter& out, const std::string& name, const std::v
   Tensor scales = Tensor::zeros(DType::U8, {E, n_kinds * rows, nb});
   for (int64_t e = 0; e < E; ++e)
     for (int64_t k = 0; k < n_kinds; ++k) {
-      const Tensor m = as_mxfp4((*mats[size_t(k)])[size_t(e)]);
+      const Tensor m = converted((*mats[size_t(k)])[size_t(e)], DType::MXFP4);  // MXFP4 rows, whatever held in
       const BlockMxfp4* src = static_cast<const BlockMxfp4*>(m.raw());
       for (int64_t r = 0; r < rows; ++r) {
         const int64_t hf_row = e * n_kinds * rows + r * n_kinds + k;

@@ -14,13 +14,12 @@ std::atomic<DType> g_default_type{DType::F16};
 void check_cache_type(DType t) {
   if (t != DType::F16 && t != DType::F32) fail("a KV cache holds f16 or f32, not {}", dtype_name(t));
 }
+}  // namespace
 
-// Positions a slot of layer il keeps: the whole context, or its window plus the slack.
-int64_t rows_of(const ModelConfig& c, int64_t il, int64_t n_ctx, int64_t slack) {
+int64_t kv_rows_per_slot(const ModelConfig& c, int64_t il, int64_t n_ctx, int64_t slack) {
   const int64_t w = c.window_of(il);
   return w > 0 ? std::min(n_ctx, w + slack) : n_ctx;
 }
-}  // namespace
 
 DType default_kv_cache_type() { return g_default_type.load(); }
 
@@ -35,7 +34,7 @@ KVCache::KVCache(const ModelConfig& c, int64_t slots, int64_t ctx, DType t, int6
   DISTILL_ASSERT(slack > 0);
   row_bytes_ = dtype_bytes(type, c.kv_dim());
   for (int64_t il = 0; il < c.n_layer; ++il) {
-    rows.push_back(rows_of(c, il, n_ctx, slack));
+    rows.push_back(kv_rows_per_slot(c, il, n_ctx, slack));
     window.push_back(c.window_of(il));
     first_pos.emplace_back(size_t(n_slots), 0);
     k.push_back(Tensor::zeros(type, {n_slots, rows.back(), c.n_kv_head, c.head_dim}));
@@ -101,7 +100,7 @@ size_t KVCache::nbytes() const {
 
 size_t kv_cache_bytes(const ModelConfig& c, int64_t n_slots, int64_t n_ctx, DType type, int64_t slack) {
   size_t rows = 0;
-  for (int64_t il = 0; il < c.n_layer; ++il) rows += size_t(rows_of(c, il, n_ctx, slack));
+  for (int64_t il = 0; il < c.n_layer; ++il) rows += size_t(kv_rows_per_slot(c, il, n_ctx, slack));
   return 2 * size_t(n_slots) * rows * dtype_bytes(type, c.kv_dim());
 }
 

@@ -68,6 +68,10 @@ private:
   size_t row_bytes_ = 0;
 };
 
+// Positions a slot of layer il keeps in a cache of n_ctx: the context, or the layer's sliding
+// window plus the slack when that is less.
+int64_t kv_rows_per_slot(const ModelConfig& c, int64_t il, int64_t n_ctx, int64_t window_slack = KVCache::kDefaultSlack);
+
 // What a cache of n_slots × n_ctx positions of this model takes, in bytes, without making it.
 size_t kv_cache_bytes(const ModelConfig& c, int64_t n_slots, int64_t n_ctx, DType type = default_kv_cache_type(),
                       int64_t window_slack = KVCache::kDefaultSlack);

@@ -37,12 +37,13 @@ void plan_weights(MemoryPlan& p, const std::vector<StoredTensor>& tensors, bool 
   for (const StoredTensor& t : tensors) has_output |= t.name == "output.weight" || t.name == "lm_head.weight";
   for (const StoredTensor& t : tensors) {
     const bool vector = t.shape.size() == 1 || ends_with(t.name, "bias");
-    if (vector) {  // widened to f32 unless it is f32
-      (t.dtype == DType::F32 ? p.mapped : p.copied) += t.dtype == DType::F32 ? t.nbytes : size_t(shape_numel(t.shape)) * 4;
+    if (vector) {  // used in place when f32, else widened to f32 into the model's memory
+      if (t.dtype == DType::F32) p.mapped += t.nbytes;
+      else p.copied += size_t(shape_numel(t.shape)) * 4;
       continue;
     }
     const bool repacked = !gguf && p.config.model_type == "gpt_oss" && (ends_with(t.name, "_blocks") || ends_with(t.name, "_scales"));
-    const bool permuted = gguf && permutes_qk && (t.name.find(".attn_q.") != std::string::npos || t.name.find(".attn_k.") != std::string::npos);
+    const bool permuted = gguf && permutes_qk && gguf_qk_tensor(t.name);
     (repacked || permuted ? p.copied : p.mapped) += t.nbytes;
     const bool lookup_only = (t.name == "token_embd.weight" || t.name == "model.embed_tokens.weight") && has_output;
     if (lookup_only || t.shape.size() < 2) continue;
@@ -88,8 +89,7 @@ bool plan_allows_panels(const MemoryPlan& p, size_t avail) { return p.prepared =
 
 std::string describe(const MemoryPlan& p) {
   int64_t windowed = 0;
-  for (int64_t il = 0; il < p.config.n_layer; ++il)  // (the cache's rule: window + slack under the context)
-    windowed += p.config.window_of(il) > 0 && p.config.window_of(il) + KVCache::kDefaultSlack < p.n_ctx;
+  for (int64_t il = 0; il < p.config.n_layer; ++il) windowed += kv_rows_per_slot(p.config, il, p.n_ctx) < p.n_ctx;
   std::string s = fmt::format("weights {} mapped from the file", human_bytes(double(p.mapped)));
   if (p.copied > 0) s += fmt::format(" + {} copied or repacked at load", human_bytes(double(p.copied)));
   if (p.prepared > 0)

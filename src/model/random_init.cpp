@@ -1,6 +1,5 @@
 // Model::random: a model with random weights for students, tests and benchmarks.
 #include "core/rng.h"
-#include "kernels/kernels.h"
 #include "model/model.h"
 
 #include <omp.h>
@@ -34,19 +33,7 @@ Model Model::random(const ModelConfig& config, DType dtype, uint64_t seed, float
     const bool expert = p.name.find(".experts.") != std::string::npos && expert_dtype != DType::F32 && p.is_matrix &&
                         p.shape[1] % dtype_block(expert_dtype) == 0;
     const DType to = expert ? expert_dtype : dtype;
-    if (!p.is_matrix || to == DType::F32) {
-      *p.tensor = t;
-    } else if (dtype_is_quantized(to)) {  // block types, row by row through the kernels' quantizer
-      Tensor q = Tensor::zeros(to, p.shape);
-      const int64_t rows = p.shape[0], cols = p.shape[1];
-      const size_t row_bytes = dtype_bytes(to, cols);
-#pragma omp parallel for schedule(static)
-      for (int64_t r = 0; r < rows; ++r)
-        quantize_row(static_cast<uint8_t*>(q.raw()) + size_t(r) * row_bytes, to, d + r * cols, cols);
-      *p.tensor = q;
-    } else {
-      *p.tensor = t.to(to);
-    }
+    *p.tensor = p.is_matrix ? converted(t, to) : t;
   }
   tie_lm_head(m.config, m.weights);
   return m;

@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "formats/checkpoint.h"
+#include "kernels/kernels.h"
 
 namespace distill {
 
@@ -60,6 +61,23 @@ std::vector<ParamRef> list_params(const ModelConfig& c, ModelWeights& w) {
   p.push_back({"model.norm.weight", {c.n_embd}, &w.out_norm, false});
   if (!c.tie_word_embeddings) p.push_back({"lm_head.weight", {c.n_vocab, c.n_embd}, &w.lm_head, true});
   return p;
+}
+
+Tensor converted(const Tensor& t, DType to) {
+  if (t.dtype() == to) return t;
+  const int64_t n = t.numel();
+  std::vector<float> f(static_cast<size_t>(n));
+  dequantize_row(f.data(), t.raw(), t.dtype(), n);
+  Tensor out = Tensor::zeros(to, t.shape());
+  if (dtype_is_quantized(to)) {
+    const int64_t K = t.dim(-1), rows = n / K;
+    const size_t row_bytes = dtype_bytes(to, K);
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) quantize_row(static_cast<uint8_t*>(out.raw()) + size_t(r) * row_bytes, to, f.data() + r * K, K);
+  } else {
+    convert_from_f32(out.raw(), to, f.data(), size_t(n));
+  }
+  return out;
 }
 
 void tie_lm_head(const ModelConfig& c, ModelWeights& w) {

@@ -56,6 +56,10 @@ std::vector<ParamRef> list_params(const ModelConfig& c, ModelWeights& w);
 ModelWeights load_weights(const ModelConfig& c, const TensorStore& store, const std::string& prefix = "",
                           const std::function<std::string(const std::string&)>& stored_name = {});
 
+// `t` in another element type: widened or narrowed, or quantized row by row along its last
+// dimension for block types (which the kernels' quantizers define); `t` itself when already so.
+Tensor converted(const Tensor& t, DType to);
+
 // Points lm_head at tok_embd when the embeddings are tied.
 void tie_lm_head(const ModelConfig& c, ModelWeights& w);
 
