@@ -102,6 +102,34 @@ TEST(Rl, GrpoRaisesTheRewardAndZeroLearningRateDoesNot) {
   }
   EXPECT_GT(flat_groups, 0) << "the run met groups without signal";
   EXPECT_GE(sampled, 6 * 4 * 8 + flat_groups * 8) << "each flat group was replaced at least once";
+  // The curriculum passes over a task whose last group was all right or all wrong, once, at its
+  // next turn (20 tasks, 4 per step: a turn is 5 steps); a run killed in its second epoch and
+  // resumed passes over the same tasks and ends with the same weights.
+  const std::string cur = base + "--lr 0.003 --curriculum --steps 14 --save-every 3 -o ";
+  ASSERT_EQ(run(cur + (dir / "rl-cur"), &out), 0) << out;
+  const auto passed_over = [](const std::string& metrics) {
+    std::vector<int64_t> v;
+    std::ifstream in(metrics);
+    for (std::string line; std::getline(in, line);) v.push_back(nlohmann::json::parse(line)["tasks_passed_over"].get<int64_t>());
+    return v;
+  };
+  const std::vector<int64_t> passed = passed_over(dir / "rl-cur/metrics.jsonl");
+  ASSERT_EQ(passed.size(), 14u);
+  for (size_t i = 0; i < 5; ++i) EXPECT_EQ(passed[i], 0) << "nothing is passed over in the first turn (step " << i + 1 << ")";
+  int64_t later = 0;
+  for (size_t i = 5; i < passed.size(); ++i) later += passed[i];
+  EXPECT_GT(later, 0) << "groups without signal in the first turn are passed over in the second";
+  EXPECT_LE(later, 9 * 4) << "each passed-over task was flat in its previous turn";
+  const test::CliResult killed = test::run_distill(cur + (dir / "rl-cur2"), "DISTILL_TEST_KILL_AT_STEP=8");
+  ASSERT_NE(killed.exit_code, 0) << killed.output;
+  ASSERT_EQ(run(cur + (dir / "rl-cur2") + " --resume", &out), 0) << out;
+  const auto bytes = [](const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  EXPECT_EQ(bytes(dir / "rl-cur2/model.safetensors"), bytes(dir / "rl-cur/model.safetensors"))
+      << "a resumed curriculum run equals the uninterrupted one";
+  EXPECT_EQ(passed_over(dir / "rl-cur2/metrics.jsonl"), passed) << "and passes over the same tasks";
   EXPECT_EQ(run(rl + "--loss-type ppo -o " + (dir / "bad"), &out), 1);
   EXPECT_NE(out.find("--loss-type 'ppo'"), std::string::npos) << out;
   EXPECT_FALSE(std::filesystem::exists(dir / "bad"));

@@ -104,6 +104,8 @@ void register_rl(CLI::App& app) {
                   "Weight of negative advantages (1: GRPO; 0: only rollouts better than their group's mean teach)")
       ->capture_default_str()->check(CLI::Range(0.0, 1.0));
   cmd->add_flag("--dynamic-sampling", a->s.dynamic_sampling, "Replace groups whose rewards are all equal");
+  cmd->add_flag("--curriculum", a->s.curriculum,
+                "Pass over, at its next turn, a task whose last group was all right or all wrong");
   cmd->add_option("--epochs", a->s.epochs, "Optimiser steps per batch of rollouts")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--steps", a->s.steps, "GRPO steps")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--micro-batch", a->s.micro_batch, "Rows per forward/backward")->capture_default_str()->check(CLI::PositiveNumber);

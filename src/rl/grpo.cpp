@@ -1,5 +1,6 @@
 #include "rl/grpo.h"
 
+#include "core/data_parallel.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "core/threads.h"
@@ -27,6 +28,7 @@ json GrpoSettings::to_json() const {
           {"warmup_steps", lr.warmup_steps}, {"weight_decay", adamw.weight_decay}, {"clip_grad", clip_grad},
           {"seed", seed}};
   if (lora.rank > 0) j["lora"] = lora.to_json();  // a resumed run must train the same adapter
+  if (curriculum) j["curriculum"] = true;         // (absent when off: older checkpoints stay resumable)
   return j;
 }
 
@@ -70,13 +72,14 @@ public:
   json operator()() {
     const auto t_sample = std::chrono::steady_clock::now();
     chosen_.clear();
-    for (int64_t p = 0; p < s_.prompts_per_step; ++p) chosen_.push_back(h_.next_item());
-    step_seed_ = s_.seed * 7919u + uint64_t(h_.step()) * 104729u;
     stats_ = BatchGenerateStats{};
-    sampled_ = scored_ = 0;
+    sampled_ = scored_ = skipped_ = 0;
+    for (int64_t p = 0; p < s_.prompts_per_step; ++p) chosen_.push_back(draw());
+    step_seed_ = s_.seed * 7919u + uint64_t(h_.step()) * 104729u;
     ro_ = sample(chosen_, step_seed_);
     score(ro_, 0, ro_.size());
     const int64_t zero_groups = resample_zero_signal_groups();
+    for (int64_t g = 0; g < s_.prompts_per_step; ++g) record_outcome(g);
     std::vector<double> rewards;
     for (const Rollout& r : ro_) rewards.push_back(r.reward);
     int64_t unused = 0;
@@ -91,6 +94,33 @@ public:
   }
 
 private:
+  // The next task. With the curriculum, a task whose last group was all right or all wrong (no
+  // signal: the policy always or never solved it) is passed over once and comes back at its next
+  // turn, the epoch after, when the policy may have learned or forgotten it. The outcomes live in
+  // the harness's step state, so a resumed run skips what the uninterrupted one would.
+  int64_t draw() {
+    if (!s_.curriculum) return h_.next_item();
+    std::string& last = h_.step_state();
+    if (last.empty()) last.assign(tasks_.size(), '.');
+    if (last.size() != tasks_.size())
+      fail("rl --curriculum: the checkpoint's outcomes are for {} tasks, --tasks has {}", last.size(), tasks_.size());
+    for (size_t tries = 0;; ++tries) {
+      const int64_t t = h_.next_item();
+      char& o = last[size_t(t)];
+      if (o == '.' || tries >= tasks_.size()) return t;  // (all passed over once: take it anyway)
+      o = '.';
+      ++skipped_;
+    }
+  }
+
+  // Group g's outcome for the curriculum: 's' all right, 'u' all wrong, '.' mixed.
+  void record_outcome(int64_t g) {
+    if (!s_.curriculum) return;
+    int64_t right = 0;
+    for (int64_t i = 0; i < s_.group; ++i) right += ro_[size_t(g * s_.group + i)].correct;
+    h_.step_state()[size_t(chosen_[size_t(g)])] = right == s_.group ? 's' : right == 0 ? 'u' : '.';
+  }
+
   std::vector<Rollout> sample(const std::vector<int64_t>& which, uint64_t seed) {
     std::vector<std::vector<int32_t>> prompts;
     for (int64_t t : which) prompts.push_back(tasks_[size_t(t)].prompt);
@@ -129,7 +159,8 @@ private:
     if (!s_.dynamic_sampling) return zero;
     for (int64_t g = 0; g < s_.prompts_per_step; ++g)
       for (int attempt = 0; attempt < 3 && flat(g); ++attempt) {
-        const std::vector<int64_t> one = {h_.next_item()};
+        record_outcome(g);  // the replaced task's
+        const std::vector<int64_t> one = {draw()};
         std::vector<Rollout> fresh = sample(one, step_seed_ + uint64_t(g * 10 + attempt + 1));
         chosen_[size_t(g)] = one[0];
         for (Rollout& f : fresh) f.prompt_index = g;
@@ -252,6 +283,7 @@ private:
             {"adv_nonzero_frac", adv_nonzero / n},
             {"rollouts_sampled", sampled_},
             {"rollouts_scored", scored_},
+            {"tasks_passed_over", skipped_},
             {"tokens_per_s", stats_.seconds > 0 ? double(stats_.tokens) / stats_.seconds : 0.0},
             {"prompt_tokens_shared", stats_.prompt_tokens_copied},
             {"completions_per_s", sample_s > 0 ? n / sample_s : 0.0},
@@ -277,6 +309,7 @@ private:
   BatchGenerateStats stats_;
   uint64_t step_seed_ = 0;
   int64_t sampled_ = 0, scored_ = 0;  // rollouts generated and rewarded this step (dynamic sampling adds groups)
+  int64_t skipped_ = 0;               // tasks the curriculum passed over this step
 };
 
 }  // namespace
@@ -284,6 +317,8 @@ private:
 GrpoSummary train_grpo(Model& policy, const Model* ref, const Tokenizer& tok, const std::vector<Task>& tasks,
                        const std::vector<Task>& eval_tasks, const RewardSpec& reward, const GrpoSettings& s, bool resume) {
   if (s.beta != 0.0f && !ref) fail("--beta {} needs a reference model", s.beta);
+  if (s.curriculum && DataParallel::size() > 1)
+    fail("rl --curriculum runs in one process (each rank would keep its own tasks' outcomes); drop it or mpirun");
   HarnessOptions ho;
   ho.name = "rl";
   ho.out_dir = s.out_dir;

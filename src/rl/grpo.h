@@ -35,6 +35,7 @@ struct GrpoSettings {
   AdvantageScaling scaling = AdvantageScaling::Group;
   float negative_scale = 1.0f;    // multiplies negative advantages (0: learn only from better-than-average rollouts)
   bool dynamic_sampling = false;  // replace zero-signal groups by fresh prompts (up to 3 tries)
+  bool curriculum = false;        // skip, at its next turn, a task whose last group was all right or all wrong
   LrSchedule lr;
   AdamWSettings adamw;
   float clip_grad = 1.0f;

@@ -61,6 +61,8 @@ public:
   int64_t step() const { return state_.step; }    // 0-based index of the step running
   int64_t epoch() const { return state_.epoch; }
   int64_t next_item();                            // the data cursor
+  // The step function's own state between steps, kept in checkpoints (restored on resume).
+  std::string& step_state() { return state_.step_state; }
   // Clips the gradients, applies one AdamW step and zeroes the gradients for the next; returns
   // the gradient norm before clipping. A step may update more than once (GRPO's epochs).
   double update();

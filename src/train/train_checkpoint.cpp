@@ -35,8 +35,9 @@ void save_train_checkpoint(const std::string& dir, const ParamArena& arena, Adam
   moments.add("m", opt.m());
   moments.add("v", opt.v());
   moments.write((tmp_dir / "optimizer.safetensors").string());
-  const json st = {{"format", 1}, {"step", state.step}, {"epoch", state.epoch}, {"cursor", state.cursor},
-                   {"adamw_steps", opt.steps()}, {"settings", settings}};
+  json st = {{"format", 1}, {"step", state.step}, {"epoch", state.epoch}, {"cursor", state.cursor},
+             {"adamw_steps", opt.steps()}, {"settings", settings}};
+  if (!state.step_state.empty()) st["step_state"] = state.step_state;
   const std::string text = st.dump(2);
   write_file_atomic((tmp_dir / "state.json").string(), text.data(), text.size());
 
@@ -61,7 +62,7 @@ TrainState parse_train_state(std::string_view text, const json& settings, int64_
   constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
   *adamw_steps = jsonf::get_int(st, "adamw_steps", "state.json", 0, kMax);
   return TrainState{jsonf::get_int(st, "step", "state.json", 0, kMax), jsonf::get_int(st, "epoch", "state.json", 0, kMax),
-                    jsonf::get_int(st, "cursor", "state.json", 0, kMax)};
+                    jsonf::get_int(st, "cursor", "state.json", 0, kMax), jsonf::get_string(st, "step_state", "state.json", "")};
 }
 
 TrainState load_train_checkpoint(const std::string& dir_in, ParamArena& arena, AdamW& opt, const json& settings) {

@@ -5,7 +5,7 @@
 //
 //   DIR/model.safetensors      parameters, f32, HF names
 //   DIR/optimizer.safetensors  "m" and "v": AdamW moments, flat f32 in the ParamArena's layout
-//   DIR/state.json             {"step", "epoch", "cursor", "settings", "format": 1}
+//   DIR/state.json             {"step", "epoch", "cursor", "settings", "format": 1, "step_state"?}
 #pragma once
 
 #include "train/adamw.h"
@@ -22,6 +22,7 @@ struct TrainState {
   int64_t step = 0;    // optimizer steps done
   int64_t epoch = 0;   // data epoch of the next row
   int64_t cursor = 0;  // index of the next row in that epoch's order
+  std::string step_state;  // what the step function carries from step to step (e.g. GRPO's curriculum), opaque here
 };
 
 void save_train_checkpoint(const std::string& dir, const ParamArena& arena, AdamW& opt, const TrainState& state,
