@@ -1,5 +1,6 @@
 // distill demo --smoke end to end (the --quick and full plans differ only in sizes): every stage leaves a loadable model, and the table agrees with a
 // separate `distill eval` of those models on the same held-out data.
+#include "demo/arith_task.h"
 #include "model/model.h"
 #include "test_util.h"
 
@@ -7,6 +8,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <regex>
 #include <sys/wait.h>
 
 namespace distill {
@@ -18,6 +20,43 @@ int run(const std::string& args, std::string* out) {
   return r.exit_code;
 }
 }  // namespace
+
+// Every worked solution of either level is right step by step, chains each result into the next
+// step, ends with that result as the answer, and has the level's number of steps; the same seed
+// gives the same problems; the hard level reaches three-digit numbers.
+TEST(ArithTask, SolutionsAreRightAndLevelsDiffer) {
+  const std::regex step(R"((\d+) ([-+*]) (\d+) = (\d+)\.)");
+  for (const ArithLevel level : {ArithLevel::Standard, ArithLevel::Hard}) {
+    const auto problems = make_arith_problems(500, 7, level);
+    EXPECT_EQ(problems[123].prompt, make_arith_problems(500, 7, level)[123].prompt);
+    int64_t largest = 0;
+    for (const ArithProblem& p : problems) {
+      int n = 0;
+      int64_t prev = -1;
+      for (auto it = std::sregex_iterator(p.solution.begin(), p.solution.end(), step); it != std::sregex_iterator(); ++it, ++n) {
+        const int64_t a = std::stoll((*it)[1]), b = std::stoll((*it)[3]), c = std::stoll((*it)[4]);
+        const char op = (*it)[2].str()[0];
+        EXPECT_EQ(op == '+' ? a + b : op == '-' ? a - b : a * b, c) << p.solution;
+        if (prev >= 0) {
+          EXPECT_EQ(a, prev) << "each step starts from the last result: " << p.solution;
+        }
+        EXPECT_GE(c, 0) << p.solution;
+        prev = c, largest = std::max(largest, c);
+      }
+      EXPECT_EQ(prev, p.answer) << p.solution;
+      EXPECT_NE(p.solution.find(" #### " + std::to_string(p.answer)), std::string::npos) << p.solution;
+      if (level == ArithLevel::Hard) {
+        EXPECT_TRUE(n == 3 || n == 4) << p.solution;
+      } else {
+        EXPECT_TRUE(n == 2 || n == 3) << p.solution;
+      }
+    }
+    if (level == ArithLevel::Hard) EXPECT_GT(largest, 300);
+    else EXPECT_LT(largest, 300);
+  }
+  EXPECT_NE(make_arith_problems(1, 7, ArithLevel::Hard)[0].prompt, make_arith_problems(1, 7)[0].prompt);
+  EXPECT_THROW(parse_arith_level("harder"), Error);
+}
 
 TEST(Demo, SmokeRunIsCompleteAndConsistentWithEval) {
   test::TempDir dir;

@@ -16,7 +16,13 @@ void register_demo(CLI::App& app) {
   cmd->add_option("--seed", s->seed, "Seed of the task and every stage")->capture_default_str();
   cmd->add_option("--seeds", s->seeds, "Student seeds per method (the table is their mean ± sd; default 3, 1 with --quick)")
       ->check(CLI::Range(1, 20));
-  cmd->callback([s] { run_demo(*s); });
+  auto level = std::make_shared<std::string>("standard");
+  cmd->add_option("--task", *level, "standard, or hard: three or four steps with larger numbers (more headroom for the students)")
+      ->capture_default_str();
+  cmd->callback([s, level] {
+    s->level = parse_arith_level(*level);
+    run_demo(*s);
+  });
 }
 
 }  // namespace distill

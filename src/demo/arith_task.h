@@ -6,6 +6,10 @@
 //
 //   Q: Mia has 12 marbles. She finds 7 more. Then she gives away 5. How many marbles does Mia have now?
 //   A: 12 + 7 = 19. 19 - 5 = 14. #### 14
+//
+// The hard level (demo --task hard) has three or four steps, larger numbers to add and taking
+// away, and tripling beside doubling: the demo's students land well below its teacher there,
+// leaving headroom for reinforcement to show.
 #pragma once
 
 #include <cstdint>
@@ -20,7 +24,12 @@ struct ArithProblem {
   int64_t answer;
 };
 
+enum class ArithLevel { Standard, Hard };
+
+ArithLevel parse_arith_level(const std::string& name);  // "standard" | "hard"; refuses others naming them
+const char* arith_level_name(ArithLevel level);
+
 // `n` problems from `seed`; the same seed gives the same problems on every machine.
-std::vector<ArithProblem> make_arith_problems(int64_t n, uint64_t seed);
+std::vector<ArithProblem> make_arith_problems(int64_t n, uint64_t seed, ArithLevel level = ArithLevel::Standard);
 
 }  // namespace distill

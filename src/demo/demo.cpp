@@ -269,7 +269,7 @@ void write_demo_report(const fs::path& dir, const Plan& p, const DemoSettings& s
     results.push_back({{"model", r.name}, {"method", r.method}, {"dir", r.dir}, {"parameters", r.params}, {"accuracy", r.accuracy},
                        {"perplexity", r.perplexity}, {"top1_agreement", r.agreement}, {"kl", r.kl},
                        {"decode_tokens_per_s", r.decode_tps}});
-  const std::string rj = json{{"quick", set.quick}, {"smoke", set.smoke}, {"seconds", total_s}, {"heldout_problems", p.n_heldout},
+  const std::string rj = json{{"quick", set.quick}, {"smoke", set.smoke}, {"task", arith_level_name(set.level)}, {"seconds", total_s}, {"heldout_problems", p.n_heldout},
                               {"eval", {{"max_new_tokens", 64}, {"seq_len", p.seq_len}}}, {"models", results},
                               {"summary", summary}}.dump(2);
   write_file_atomic((dir / "results.json").string(), rj.data(), rj.size());
@@ -284,14 +284,14 @@ std::vector<DemoRow> run_demo(const DemoSettings& set) {
   fs::create_directories(dir / "data");
 
   // ---- data and tokenizer
-  const std::vector<ArithProblem> train = make_arith_problems(p.n_train, set.seed);
-  const std::vector<ArithProblem> heldout = make_arith_problems(p.n_heldout, set.seed + 1000003);
+  const std::vector<ArithProblem> train = make_arith_problems(p.n_train, set.seed, set.level);
+  const std::vector<ArithProblem> heldout = make_arith_problems(p.n_heldout, set.seed + 1000003, set.level);
   write_demo_data(dir, p, train, heldout);
   const auto tok = make_demo_tokenizer(dir, train);
   std::fprintf(stderr,
-               "distill demo%s: %lld training problems (worked solutions for %lld of them) and %lld held-out ones, "
+               "distill demo%s: %s task, %lld training problems (worked solutions for %lld of them) and %lld held-out ones, "
                "vocabulary %lld, %d threads\n",
-               set.smoke ? " --smoke" : set.quick ? " --quick" : "", (long long)p.n_train, (long long)p.n_ground_truth, (long long)p.n_heldout,
+               set.smoke ? " --smoke" : set.quick ? " --quick" : "", arith_level_name(set.level), (long long)p.n_train, (long long)p.n_ground_truth, (long long)p.n_heldout,
                (long long)tok->vocab_size(), num_threads());
   std::fprintf(stderr, "example: %s%s\n", train[0].prompt.c_str(), train[0].solution.c_str());
 

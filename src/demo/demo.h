@@ -9,6 +9,8 @@
 // table gives each method's mean ± sd over them.
 #pragma once
 
+#include "demo/arith_task.h"
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -22,6 +24,7 @@ struct DemoSettings {
   std::string out_dir = "demo";
   uint64_t seed = 1;
   int seeds = 0;           // student seeds; 0: 3, or 1 with quick
+  ArithLevel level = ArithLevel::Standard;  // the task's difficulty (--task)
 };
 
 struct DemoRow {
