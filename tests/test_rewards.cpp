@@ -48,6 +48,11 @@ TEST(Rewards, SpecParsesWeightsAndComposes) {
   EXPECT_THROW(RewardSpec::parse("answer,telepathy"), Error);
   EXPECT_THROW(RewardSpec::parse("regex:("), Error);
   EXPECT_THROW(RewardSpec::parse("answer:heavy"), Error);
+  // each term has a metric name; a weight-0 term measures without rewarding
+  const RewardSpec two = RewardSpec::parse("answer,regex:x:0,steps:0,regex:y:0");
+  EXPECT_EQ(two.term_metric_names(), (std::vector<std::string>{"reward_answer", "reward_regex", "reward_steps", "reward_regex#2"}));
+  EXPECT_EQ(two.score(task, "x 2 + 2 = 4 y #### 42", 5, 10, &parts), 1.0);
+  EXPECT_EQ(parts, (std::vector<double>{1.0, 1.0, 1.0, 1.0}));
 }
 
 // Partial credit for the work shown: the share of right "a op b = c" steps, whatever the final answer.

@@ -87,6 +87,18 @@ TEST(Rl, GrpoRaisesTheRewardAndZeroLearningRateDoesNot) {
   // the KL term runs with a reference model and the other loss types
   ASSERT_EQ(run(base + "--lr 0.003 --beta 0.05 --loss-type dr_grpo --clip 0.2,0.28 --scale-rewards none --steps 3 -o " +
                     (dir / "rl-kl"), &out), 0) << out;
+  // each reward term's mean per step, weight-0 terms included (measurements)
+  std::string terms = base;
+  terms.replace(terms.find("--reward answer"), 15, "--reward 'answer,regex:^[0-9]:0'");
+  ASSERT_EQ(run(terms + "--lr 0.003 --steps 2 -o " + (dir / "rl-terms"), &out), 0) << out;
+  {
+    std::ifstream tm(dir / "rl-terms/metrics.jsonl");
+    std::string line;
+    ASSERT_TRUE(std::getline(tm, line));
+    const nlohmann::json m = nlohmann::json::parse(line);
+    EXPECT_DOUBLE_EQ(m["reward_answer"].get<double>(), m["reward_mean"].get<double>()) << line;
+    EXPECT_GT(m["reward_regex"].get<double>(), m["reward_answer"].get<double>()) << "more completions start with a digit than are 7";
+  }
   // Dynamic sampling replaces groups without signal by fresh prompts and rewards each rollout
   // once: the replaced groups' rollouts, never the ones already scored. (Here a group is flat
   // when none of its 8 digits is the rewarded 7, about 4 groups in 10 before training.)

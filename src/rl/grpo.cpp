@@ -39,6 +39,7 @@ struct Rollout : SampledCompletion {
   double reward = 0.0;
   float advantage = 0.0f;
   bool correct = false;
+  std::vector<double> terms;  // each reward term's value
 };
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -130,7 +131,7 @@ private:
     o.sampler = rollout_sampler(s_.temperature, seed);
     BatchGenerateStats st;
     std::vector<Rollout> r;
-    for (SampledCompletion& c : generate_batch(policy_, tok_, prompts, o, &st)) r.push_back({std::move(c), 0.0, 0.0f, false});
+    for (SampledCompletion& c : generate_batch(policy_, tok_, prompts, o, &st)) r.push_back({std::move(c), 0.0, 0.0f, false, {}});
     sampled_ += int64_t(r.size());
     stats_.tokens += st.tokens, stats_.seconds += st.seconds, stats_.prompt_tokens_copied += st.prompt_tokens_copied;
     return r;
@@ -141,7 +142,7 @@ private:
     for (size_t i = first; i < last; ++i) {
       const Task& task = tasks_[size_t(chosen_[size_t(ro[i].prompt_index)])];
       const TaskScore sc = score_completion(reward_, task, ro[i].text, int64_t(ro[i].completion.size()), s_.max_new_tokens);
-      ro[i].reward = sc.reward, ro[i].correct = sc.correct;
+      ro[i].reward = sc.reward, ro[i].correct = sc.correct, ro[i].terms = sc.terms;
       ++scored_;
     }
   }
@@ -272,7 +273,7 @@ private:
       solved += right == s_.group, unsolved += right == 0;
     }
     const double groups = double(s_.prompts_per_step);
-    return {{"reward_mean", mean},
+    json m = {{"reward_mean", mean},
             {"reward_std", std::sqrt(sq / n)},
             {"reward_max", mx},
             {"accuracy", acc / n},
@@ -289,6 +290,14 @@ private:
             {"completions_per_s", sample_s > 0 ? n / sample_s : 0.0},
             {"sample_s", sample_s},
             {"train_s", train_s}};
+    // each term's mean when the reward has several (a weight-0 term is a measurement only)
+    const std::vector<std::string> names = reward_.term_metric_names();
+    for (size_t t = 0; names.size() > 1 && t < names.size(); ++t) {
+      double sum = 0;
+      for (const Rollout& r : ro_) sum += r.terms[t];
+      m[names[t]] = sum / n;
+    }
+    return m;
   }
 
   Model& policy_;

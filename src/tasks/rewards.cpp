@@ -191,6 +191,16 @@ RewardSpec RewardSpec::parse(const std::string& spec) {
   return r;
 }
 
+std::vector<std::string> RewardSpec::term_metric_names() const {
+  std::vector<std::string> names;
+  for (size_t i = 0; i < terms_.size(); ++i) {
+    int seen = 1;
+    for (size_t j = 0; j < i; ++j) seen += terms_[j].kind == terms_[i].kind;
+    names.push_back(seen > 1 ? fmt::format("reward_{}#{}", terms_[i].kind, seen) : fmt::format("reward_{}", terms_[i].kind));
+  }
+  return names;
+}
+
 bool RewardSpec::has_answer() const {
   for (const RewardTerm& t : terms_)
     if (t.kind == "answer" || t.kind == "worked") return true;

@@ -56,6 +56,8 @@ public:
   double score(const nlohmann::json& task, const std::string& completion, int64_t n_tokens, int64_t max_tokens,
                std::vector<double>* components = nullptr) const;
   const std::vector<RewardTerm>& terms() const { return terms_; }
+  // Metric names of the terms: "reward_" + kind, "#2", "#3"… on repeats ("reward_regex#2").
+  std::vector<std::string> term_metric_names() const;
   bool has_answer() const;  // an answer or worked term: tasks need an "answer"
   double cmd_timeout_s = 10.0;
 

@@ -33,7 +33,7 @@ std::vector<Task> read_tasks(const std::string& path, const Tokenizer& tok, cons
 TaskScore score_completion(const RewardSpec& spec, const Task& task, const std::string& completion, int64_t n_tokens,
                            int64_t max_tokens) {
   TaskScore s;
-  s.reward = spec.score(task.task, completion, n_tokens, max_tokens);
+  s.reward = spec.score(task.task, completion, n_tokens, max_tokens, &s.terms);
   s.correct = s.reward > 0;
   for (const RewardTerm& t : spec.terms())
     if (t.kind == "answer" || t.kind == "worked") {  // correct: the final answer, whatever the steps

@@ -30,6 +30,7 @@ std::vector<Task> read_tasks(const std::string& path, const Tokenizer& tok, cons
 struct TaskScore {
   double reward = 0;
   bool correct = false;
+  std::vector<double> terms;  // each reward term's unweighted value, in the spec's order
 };
 TaskScore score_completion(const RewardSpec& spec, const Task& task, const std::string& completion, int64_t n_tokens,
                            int64_t max_tokens);
