@@ -88,4 +88,47 @@ TEST(DataParallel, TwoRanksEqualOneProcessAndAKilledRankResumes) {
   EXPECT_LT(max_weight_diff(dir / "mixed", dir / "one"), 2e-5f);
 }
 
+// GRPO over two ranks: each rank samples and rewards its own prompts (prompts-per-step is per
+// rank, its rollouts seeded by the rank too), the gradients are averaged, rank 0 evaluates and
+// writes. The reward rises; a killed rank stops the job, and the resumed run equals the
+// uninterrupted one bit for bit; the curriculum (per-rank outcomes) is refused.
+TEST(DataParallel, GrpoOverTwoRanksLearnsAndResumes) {
+#ifndef DISTILL_TEST_MPI
+  GTEST_SKIP() << "SKIPPED: distill was built without MPI (install libopenmpi-dev openmpi-bin and rebuild)";
+#endif
+  if (std::system("command -v mpirun > /dev/null 2>&1") != 0) GTEST_SKIP() << "SKIPPED: mpirun is not installed";
+  TempDir dir;
+  {
+    std::ofstream sft(dir / "sft.jsonl"), tasks(dir / "tasks.jsonl");
+    for (int i = 0; i < 300; ++i) sft << nlohmann::json{{"prompt", "Pick a digit"}, {"completion", std::to_string((i * 7) % 10)}}.dump() << "\n";
+    for (int i = 0; i < 20; ++i) tasks << R"({"prompt": "Pick a digit", "answer": "7"})" << "\n";
+  }
+  ASSERT_EQ(test::run_distill("init --preset tiny --tokenizer bytes -o " + (dir / "s0")).exit_code, 0);
+  test::CliResult r = test::run_distill("train --student " + (dir / "s0") + " --data " + (dir / "sft.jsonl") + " -o " + (dir / "sft") +
+                                        " --steps 150 --batch 8 --seq-len 48 --lr 0.003 --eval-fraction 0");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string rl = "-t 1 rl --model " + (dir / "sft") + " --tasks " + (dir / "tasks.jsonl") +
+                         " --reward answer --group 8 --prompts-per-step 2 --max-new-tokens 4 --seed 2 --lr 0.003 --steps 24 --save-every 8";
+  r = test::run_distill(rl + " -o " + (dir / "two"), kMpirun);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::vector<double> reward;
+  std::ifstream in(dir / "two/metrics.jsonl");
+  for (std::string line; std::getline(in, line);) reward.push_back(nlohmann::json::parse(line)["reward_mean"].get<double>());
+  ASSERT_EQ(reward.size(), 24u);
+  const double first = (reward[0] + reward[1] + reward[2]) / 3, last = (reward[21] + reward[22] + reward[23]) / 3;
+  EXPECT_LT(first, 0.4) << "a random digit is right one time in ten";
+  EXPECT_GT(last, 0.7) << "GRPO over two ranks teaches the rewarded answer";
+
+  r = test::run_distill(rl + " -o " + (dir / "killed"), std::string("DISTILL_TEST_KILL_AT_STEP=13 DISTILL_TEST_KILL_RANK=1 ") + kMpirun);
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(dir / "killed/model.safetensors"));
+  r = test::run_distill(rl + " -o " + (dir / "killed") + " --resume", kMpirun);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(test::read_bytes(dir / "killed/model.safetensors"), test::read_bytes(dir / "two/model.safetensors"));
+
+  r = test::run_distill(rl + " --curriculum -o " + (dir / "cur"), kMpirun);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("--curriculum runs in one process"), std::string::npos) << r.output;
+}
+
 }  // namespace distill

@@ -135,11 +135,7 @@ TEST(Rl, GrpoRaisesTheRewardAndZeroLearningRateDoesNot) {
   const test::CliResult killed = test::run_distill(cur + (dir / "rl-cur2"), "DISTILL_TEST_KILL_AT_STEP=8");
   ASSERT_NE(killed.exit_code, 0) << killed.output;
   ASSERT_EQ(run(cur + (dir / "rl-cur2") + " --resume", &out), 0) << out;
-  const auto bytes = [](const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  };
-  EXPECT_EQ(bytes(dir / "rl-cur2/model.safetensors"), bytes(dir / "rl-cur/model.safetensors"))
+  EXPECT_EQ(test::read_bytes(dir / "rl-cur2/model.safetensors"), test::read_bytes(dir / "rl-cur/model.safetensors"))
       << "a resumed curriculum run equals the uninterrupted one";
   EXPECT_EQ(passed_over(dir / "rl-cur2/metrics.jsonl"), passed) << "and passes over the same tasks";
   EXPECT_EQ(run(rl + "--loss-type ppo -o " + (dir / "bad"), &out), 1);

@@ -76,7 +76,8 @@ public:
     stats_ = BatchGenerateStats{};
     sampled_ = scored_ = skipped_ = 0;
     for (int64_t p = 0; p < s_.prompts_per_step; ++p) chosen_.push_back(draw());
-    step_seed_ = s_.seed * 7919u + uint64_t(h_.step()) * 104729u;
+    // per step, and per rank under MPI (rank 0's is a single process's): ranks sample apart
+    step_seed_ = s_.seed * 7919u + uint64_t(h_.step()) * 104729u + uint64_t(DataParallel::rank()) * 15485863u;
     ro_ = sample(chosen_, step_seed_);
     score(ro_, 0, ro_.size());
     const int64_t zero_groups = resample_zero_signal_groups();
