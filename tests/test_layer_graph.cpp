@@ -93,6 +93,35 @@ TEST_P(LayerGraph, GradientsMatchFiniteDifferencesWithASlidingWindow) {
   EXPECT_GT(checked, 40);
 }
 
+// Activation checkpointing: the backward recomputes each layer's activations from its kept input,
+// with the same kernels on the same values, so logits and gradients are identical, bit for bit,
+// while only one layer's activations (besides each layer's input) are held.
+TEST_P(LayerGraph, RecomputedLayersGiveTheSameGradients) {
+  const int64_t B = 2, S = 11;
+  Model model = windowed_model(GetParam(), 3);
+  ParamArena arena = ParamArena::adopt(model);
+  const int64_t V = model.config.n_vocab, N = B * S;
+  const std::vector<int32_t> ids = random_ids(N, V, 5), targets = random_ids(N, V, 6);
+  TrainingPass kept(model, B, S), recomputed(model, B, S, true);
+  Tensor g_kept = arena.new_buffer(), g_recomputed = arena.new_buffer();
+  for (auto [pass, grads] : {std::pair{&kept, &g_kept}, std::pair{&recomputed, &g_recomputed}}) {
+    const float* logits = pass->forward(ids.data());
+    cross_entropy_backward(pass->d_logits_buffer(), logits, targets.data(), N, V);
+    ModelWeights g = arena.views(*grads);
+    pass->backward(pass->d_logits_buffer(), g);
+  }
+  EXPECT_EQ(test::max_abs_diff(kept.logits(), recomputed.logits(), size_t(N * V)), 0.0f);
+  EXPECT_EQ(test::max_abs_diff(g_kept.data<float>(), g_recomputed.data<float>(), arena.size()), 0.0f);
+  double norm = 0;
+  for (size_t i = 0; i < arena.size(); ++i) norm += std::fabs(g_kept.data<float>()[i]);
+  EXPECT_GT(norm, 0.0) << "the gradients are not all zero";
+  // per layer the input [N, E] is kept; one layer's other activations are shared
+  const ModelConfig& c = model.config;
+  const size_t E = size_t(c.n_embd), per_layer_rest = kept.activation_bytes() - recomputed.activation_bytes();
+  EXPECT_EQ(per_layer_rest % size_t(c.n_layer - 1), 0u);
+  EXPECT_GT(per_layer_rest / size_t(c.n_layer - 1), 4 * size_t(N) * E * sizeof(float)) << "a layer keeps far more than its input";
+}
+
 INSTANTIATE_TEST_SUITE_P(Archs, LayerGraph, ::testing::Values("mistral", "qwen3"));
 
 }  // namespace distill

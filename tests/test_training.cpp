@@ -68,12 +68,20 @@ TEST(Training, LearnsSyntheticLanguageAndResumesBitForBit) {
           "DISTILL_TEST_KILL_AT_STEP=137");
   EXPECT_EQ(r.exit_code, 137) << r.output;
   EXPECT_FALSE(fs::exists(dir / "b/model.safetensors"));
+  // (resumed with activation checkpointing: same gradients, less activation memory)
+  const std::string first_run = r.output;
   r = run("train --student " + (dir / "student") + " --data " + (dir / "data.jsonl") + " -o " + (dir / "b") + kTrainArgs +
-          " --resume");
+          " --resume --activation-checkpointing");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("resumed"), std::string::npos) << r.output;
   EXPECT_EQ(test::read_bytes(dir / "a/model.safetensors"), test::read_bytes(dir / "b/model.safetensors"))
       << "a resumed run must end bit-for-bit where the uninterrupted run ends";
+  const auto activation_mib = [](const std::string& log) {
+    const size_t at = log.find(", activations ");
+    return at == std::string::npos ? -1.0 : std::stod(log.substr(at + 14));
+  };
+  EXPECT_GT(activation_mib(first_run), 0.0) << first_run;
+  EXPECT_LT(activation_mib(r.output), activation_mib(first_run)) << r.output;
   EXPECT_EQ(last_eval_loss(dir / "a/metrics.jsonl"), last_eval_loss(dir / "b/metrics.jsonl"));
 
   // Resuming with different settings is refused, naming the setting.

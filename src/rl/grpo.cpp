@@ -64,7 +64,7 @@ public:
     size_t longest = 0;
     for (const Task& t : tasks) longest = std::max(longest, t.prompt.size());
     L_ = int64_t(longest) + s.max_new_tokens;  // row length of the training pass
-    pass_ = std::make_unique<TrainingPass>(policy, s.micro_batch, L_);
+    pass_ = std::make_unique<TrainingPass>(policy, s.micro_batch, L_, s.recompute_layers);
     if (ref && s.beta != 0.0f) ref_decoder_ = std::make_unique<Decoder>(*ref);
     ids_.resize(size_t(s.micro_batch * L_));
   }

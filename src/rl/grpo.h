@@ -43,6 +43,7 @@ struct GrpoSettings {
   int64_t eval_every = 0, save_every = 0;
   std::string out_dir;
   LoraConfig lora;                // rank > 0: train a LoRA adapter on the frozen policy
+  bool recompute_layers = false;  // activation checkpointing (same gradients; not run-defining)
   nlohmann::json to_json() const;
 };
 

@@ -56,7 +56,7 @@ public:
   TrainStep(const Model& student, const Tokenizer* tok, const TokenDataset& train, const Model* teacher, TeacherScorer* scorer,
             const TrainSettings& s, TrainingHarness& h)
       : student_(student), tok_(tok), train_(train), teacher_(teacher), scorer_(scorer), s_(s), h_(h),
-        B_(s.batch / DataParallel::size()), pass_(student, B_, s.seq_len), V_(student.config.n_vocab), N_(B_ * s.seq_len), K_(train.k() > 0 ? train.k() : scorer ? scorer->k() : 0) {
+        B_(s.batch / DataParallel::size()), pass_(student, B_, s.seq_len, s.recompute_layers), V_(student.config.n_vocab), N_(B_ * s.seq_len), K_(train.k() > 0 ? train.k() : scorer ? scorer->k() : 0) {
     if (s.on_policy > 0 && (!(teacher || scorer) || !tok))
       fail("on-policy distillation needs a teacher to grade the student's samples (--teacher DIR or URL) and the student's tokenizer");
     if (scorer && train.k() > 0 && train.k() != scorer->k())

@@ -42,6 +42,7 @@ struct TrainSettings {
   float on_policy_temperature = 1.0f;
   std::string out_dir;
   LoraConfig lora;            // rank > 0: train a LoRA adapter instead of the whole model
+  bool recompute_layers = false;  // activation checkpointing (same gradients; not run-defining)
 
   // The settings that define the run (a resumed run must use the same ones).
   nlohmann::json to_json() const;

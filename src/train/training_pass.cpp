@@ -18,8 +18,8 @@ Tensor buffer(int64_t rows, int64_t cols) { return Tensor::zeros(DType::F32, {ro
 
 }  // namespace
 
-TrainingPass::TrainingPass(const Model& model, int64_t n_seq, int64_t seq_len)
-    : model_(model), n_seq_(n_seq), seq_len_(seq_len) {
+TrainingPass::TrainingPass(const Model& model, int64_t n_seq, int64_t seq_len, bool recompute_layers)
+    : model_(model), n_seq_(n_seq), seq_len_(seq_len), recompute_(recompute_layers) {
   const ModelConfig& c = model.config;
   if (c.is_moe())
     fail("training a mixture-of-experts model ({}) is not supported: its experts run for inference (run, serve, eval, "
@@ -34,8 +34,11 @@ TrainingPass::TrainingPass(const Model& model, int64_t n_seq, int64_t seq_len)
   neg_pos_.resize(size_t(N));
   for (int64_t i = 0; i < N; ++i) pos_[size_t(i)] = int32_t(i % seq_len), neg_pos_[size_t(i)] = -pos_[size_t(i)];
   layers_.resize(size_t(c.n_layer));
-  for (LayerActivations& a : layers_) {
-    a.x_in = buffer(N, E), a.xn1 = buffer(N, E);
+  for (int64_t il = 0; il < c.n_layer; ++il) {
+    layers_[size_t(il)].x_in = buffer(N, E);
+    if (recompute_ && il > 0) continue;  // one set of the rest, shared (work_)
+    LayerActivations& a = recompute_ ? work_ : layers_[size_t(il)];
+    a.xn1 = buffer(N, E);
     if (c.qk_norm) a.q_raw = buffer(N, QD), a.k_raw = buffer(N, KVD);
     a.q = buffer(N, QD), a.k = buffer(N, KVD), a.v = buffer(N, KVD);
     a.lse = Tensor::zeros(DType::F32, {n_seq, c.n_head, seq_len});
@@ -52,18 +55,22 @@ TrainingPass::TrainingPass(const Model& model, int64_t n_seq, int64_t seq_len)
 
 size_t TrainingPass::activation_bytes() const {
   size_t n = x_final_.nbytes() * 2 + logits_.nbytes() * 2;
-  for (const LayerActivations& a : layers_)
-    for (const Tensor* t : {&a.x_in, &a.xn1, &a.q_raw, &a.k_raw, &a.q, &a.k, &a.v, &a.lse, &a.att, &a.x_mid,
-                            &a.xn2, &a.gate, &a.up, &a.h})
+  std::vector<const LayerActivations*> sets;
+  for (const LayerActivations& a : layers_) sets.push_back(&a);
+  sets.push_back(&work_);
+  for (const LayerActivations* a : sets)
+    for (const Tensor* t : {&a->x_in, &a->xn1, &a->q_raw, &a->k_raw, &a->q, &a->k, &a->v, &a->lse, &a->att, &a->x_mid,
+                            &a->xn2, &a->gate, &a->up, &a->h})
       n += t->defined() ? t->nbytes() : 0;
   return n;
 }
 
 LayerBuffers TrainingPass::buffers(int64_t il) {
-  LayerActivations& a = layers_[size_t(il)];
+  LayerActivations& a = kept(il);
   const bool qk = model_.config.qk_norm;
+  // (a recomputed layer writes its output again where it was: the same values)
   float* x_out = il + 1 < model_.config.n_layer ? f(layers_[size_t(il + 1)].x_in) : f(x_final_);
-  return LayerBuffers{f(a.x_in), f(a.xn1), qk ? f(a.q_raw) : f(a.q), qk ? f(a.k_raw) : f(a.k), f(a.q), f(a.k), f(a.v),
+  return LayerBuffers{f(layers_[size_t(il)].x_in), f(a.xn1), qk ? f(a.q_raw) : f(a.q), qk ? f(a.k_raw) : f(a.k), f(a.q), f(a.k), f(a.v),
                       f(a.att), f(a.x_mid), f(a.xn2), f(a.gate), f(a.up), f(a.h), x_out, f(proj_)};
 }
 
@@ -82,18 +89,20 @@ const float* TrainingPass::forward(const int32_t* ids) {
     if (ids[i] < 0 || ids[i] >= c.n_vocab) fail("token {} at index {} is outside the vocabulary [0, {})", ids[i], i, c.n_vocab);
     ids_[size_t(i)] = ids[i];
   }
-  const TrainAttentionShape as = attention_shape();
   embedding_forward(f(layers_[0].x_in), ids_.data(), N, w.tok_embd.raw(), DType::F32, E);
-  for (int64_t il = 0; il < c.n_layer; ++il) {
-    float* lse = f(layers_[size_t(il)].lse);
-    layer_forward(c, w.layers[size_t(il)], buffers(il), N, pos_.data(), model_.inv_freq.data(),
-                  [&](float* att, const float* q, const float* k, const float* v) {
-                    attention_train_forward(att, lse, q, k, v, as, f(attn_scratch_));  // keeps lse for the backward
-                  });
-  }
+  for (int64_t il = 0; il < c.n_layer; ++il) forward_layer(il);
   rmsnorm_forward(f(xn_final_), f(x_final_), f(w.out_norm), N, E, float(c.norm_eps));
   matmul_forward(f(logits_), f(xn_final_), w.lm_head.raw(), DType::F32, nullptr, N, c.n_vocab, E);
   return f(logits_);
+}
+
+void TrainingPass::forward_layer(int64_t il) {
+  const TrainAttentionShape as = attention_shape();
+  float* lse = f(kept(il).lse);
+  layer_forward(model_.config, model_.weights.layers[size_t(il)], buffers(il), n_tokens(), pos_.data(), model_.inv_freq.data(),
+                [&](float* att, const float* q, const float* k, const float* v) {
+                  attention_train_forward(att, lse, q, k, v, as, f(attn_scratch_));  // keeps lse for the backward
+                });
 }
 
 void TrainingPass::backward(const float* d_logits, ModelWeights& g) {
@@ -110,7 +119,8 @@ void TrainingPass::backward(const float* d_logits, ModelWeights& g) {
 
   const LayerGradScratch scratch{d_xn, f(d_q_), f(d_k_), f(d_v_), f(d_att_), f(d_gate_), f(d_up_), f(d_h_)};
   for (int64_t il = c.n_layer - 1; il >= 0; --il) {
-    LayerActivations& a = layers_[size_t(il)];
+    if (recompute_) forward_layer(il);  // this layer's activations again, from its kept input
+    LayerActivations& a = kept(il);
     layer_backward(c, w.layers[size_t(il)], g.layers[size_t(il)], buffers(il), scratch, d_resid, N, neg_pos_.data(),
                    model_.inv_freq.data(), [&](float* d_q, float* d_k, float* d_v, const float* d_att) {
                      attention_backward(d_q, d_k, d_v, d_att, f(a.lse), f(a.q), f(a.k), f(a.v), as, f(attn_scratch_));

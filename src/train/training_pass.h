@@ -2,8 +2,13 @@
 // preallocated buffers, and the backward pass. The layer itself is model/layer_graph's, the same
 // code the inference Decoder runs (forward and backward side by side there); this class owns the
 // buffers, the embedding and the head. Built once for a micro-batch shape (n_seq × seq_len);
-// steps allocate nothing. Attention is the whole-sequence variant that keeps its probabilities,
-// with the model's sliding window.
+// steps allocate nothing. Attention is the whole-sequence variant that keeps one log-sum-exp per
+// row (the probabilities are recomputed), with the model's sliding window.
+//
+// With `recompute_layers` (activation checkpointing) only each layer's input is kept; the
+// backward runs a layer's forward again from it, into one shared set of buffers, just before
+// that layer's backward: one more forward per step for activations of one layer instead of all.
+// The recomputation runs the same kernels on the same input, so the gradients are the same.
 #pragma once
 
 #include "kernels/kernels.h"
@@ -18,7 +23,7 @@ namespace distill {
 class TrainingPass {
 public:
   // The model's weights must be f32 (see ParamArena::adopt).
-  TrainingPass(const Model& model, int64_t n_seq, int64_t seq_len);
+  TrainingPass(const Model& model, int64_t n_seq, int64_t seq_len, bool recompute_layers = false);
 
   // ids [n_seq, seq_len] at positions 0..seq_len-1 -> logits f32 [n_seq * seq_len, n_vocab],
   // kept (with every activation) for backward().
@@ -53,14 +58,18 @@ private:
   };
 
   LayerBuffers buffers(int64_t il);
+  LayerActivations& kept(int64_t il) { return recompute_ ? work_ : layers_[size_t(il)]; }  // all but x_in
+  void forward_layer(int64_t il);
   TrainAttentionShape attention_shape() const;
 
   const Model& model_;
   int64_t n_seq_, seq_len_;
+  bool recompute_;             // activation checkpointing: layers_ hold x_in only, work_ the rest
   std::vector<int32_t> ids_;   // [N] this step's input ids
   std::vector<int32_t> pos_;   // [N] positions (0..T-1 per sequence)
   std::vector<int32_t> neg_pos_;  // [N] -pos_: RoPE's backward rotates by the opposite angle
   std::vector<LayerActivations> layers_;
+  LayerActivations work_;      // with recompute_: the one layer's activations being recomputed
   Tensor x_final_;             // [N, E] residual after the last layer
   Tensor xn_final_;            // [N, E] final norm output
   Tensor logits_, d_logits_;   // [N, V]
