@@ -2,7 +2,9 @@
 # Training memory against sequence length: one step of `distill train` at batch 1 for T = 512, 1024,
 # 2048, 4096 on a Llama 15M shape, printing the run's own estimate (activations) and its measured
 # peak RSS, beside what the attention probabilities alone would take if they were stored
-# (layers × heads × T² floats), which training no longer does. Then (unless --quick) one step of a
+# (layers × heads × T² floats), which training no longer does; each also with
+# --activation-checkpointing (each layer's input kept, the layer recomputed in the backward). Then
+# (unless --quick) one step of a
 # Qwen2.5-0.5B shape (896 wide, 24 layers, 14 heads over 2 KV heads, FFN 4864, vocabulary 151 936,
 # tied; random weights) at T = 2048.
 #
@@ -21,12 +23,13 @@ uptime
 ids() { awk -v rows="$1" -v len="$2" -v vocab="$3" 'BEGIN { for (r = 0; r < rows; r++) { s = "{\"ids\": ["
   for (i = 0; i < len; i++) s = s (i ? "," : "") ((r * 7919 + i * 104729) % vocab); print s "]}" } }'; }
 
-# one step: model dir, T, vocab -> "estimate_activations_MiB total_estimate_MiB peak_RSS_MiB seconds"
+# one step: model dir, T, vocab [train flags] -> "estimate_activations_MiB total_estimate_MiB peak_RSS_MiB seconds"
 step() {
   local model=$1 T=$2 vocab=$3 data="$dir/ids-$2-$3.jsonl"
+  shift 3
   [ -f "$data" ] || ids 4 "$T" "$vocab" >"$data"
-  local t0=$SECONDS log="$dir/train-$(basename "$model")-$T.log"
-  "$bin" train --student "$model" --data "$data" --eval-fraction 0 --steps 1 --batch 1 --seq-len "$T" -o "$dir/out" >"$log" 2>&1
+  local t0=$SECONDS log="$dir/train-$(basename "$model")-$T${1:-}.log"
+  "$bin" train --student "$model" --data "$data" --eval-fraction 0 --steps 1 --batch 1 --seq-len "$T" -o "$dir/out" "$@" >"$log" 2>&1
   local act total peak
   act=$(grep -o 'activations [0-9.]* MiB' "$log" | grep -o '[0-9.]*')
   total=$(grep -o 'memory estimate [0-9.]* MiB' "$log" | grep -o '[0-9.]*')
@@ -39,12 +42,13 @@ layers=$(jq '.num_hidden_layers' "$dir/llama-15m/config.json"); heads=$(jq '.num
 echo
 echo "Llama 15M shape ($layers layers × $heads heads), one training step at batch 1"
 echo
-echo "| T | activations (estimate) | whole run (estimate) | peak RSS (measured) | stored T×T probabilities would add | step + load time |"
-echo "| --- | --- | --- | --- | --- | --- |"
+echo "| T | activations (estimate) | whole run (estimate) | peak RSS (measured) | stored T×T probabilities would add | step + load time | with --activation-checkpointing: activations / peak RSS / time |"
+echo "| --- | --- | --- | --- | --- | --- | --- |"
 for T in 512 1024 2048 4096; do
   read -r act total peak secs < <(step "$dir/llama-15m" "$T" 32000)
+  read -r cact _ cpeak csecs < <(step "$dir/llama-15m" "$T" 32000 --activation-checkpointing)
   probs=$(awk -v l="$layers" -v h="$heads" -v t="$T" 'BEGIN { printf "%.0f", l * h * t * t * 4 / 1048576 }')
-  echo "| $T | $act MiB | $total MiB | $peak MiB | $probs MiB | ${secs} s |"
+  echo "| $T | $act MiB | $total MiB | $peak MiB | $probs MiB | ${secs} s | $cact MiB / $cpeak MiB / ${csecs} s |"
 done
 
 if [ $quick = 0 ]; then
@@ -60,4 +64,6 @@ EOF
   read -r act total peak secs < <(step "$dir/qwen2.5-0.5b" 2048 151936)
   grep 'memory estimate' "$dir/train-qwen2.5-0.5b-2048.log"
   echo "measured peak RSS $peak MiB (estimate $total MiB; activations $act MiB), ${secs} s for load + one step"
+  read -r act total peak secs < <(step "$dir/qwen2.5-0.5b" 2048 151936 --activation-checkpointing)
+  echo "with --activation-checkpointing: measured peak RSS $peak MiB (estimate $total MiB; activations $act MiB), ${secs} s"
 fi
