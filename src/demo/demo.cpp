@@ -38,12 +38,16 @@ struct Plan {
   ModelShape teacher, student;
   int64_t teacher_steps, student_steps, rl_steps, batch, seq_len;
   int top_k;
+  int64_t answer_tokens = 64;  // new tokens for an answer (labelling, GRPO, evaluation)
 };
 
 Plan plan_for(const DemoSettings& s) {
-  if (s.smoke) return {2000, 40, 200, {64, 2, 4, 192}, {48, 2, 4, 128}, 200, 200, 6, 16, 96, 8};
-  if (s.quick) return {8000, 100, 800, {128, 4, 4, 384}, {64, 2, 4, 192}, 1000, 1000, 40, 16, 96, 8};
-  return {30000, 300, 3000, {128, 6, 4, 384}, {64, 2, 4, 192}, 3000, 3000, 300, 16, 96, 8};
+  Plan p = s.smoke   ? Plan{2000, 40, 200, {64, 2, 4, 192}, {48, 2, 4, 128}, 200, 200, 6, 16, 96, 8}
+           : s.quick ? Plan{8000, 100, 800, {128, 4, 4, 384}, {64, 2, 4, 192}, 1000, 1000, 40, 16, 96, 8}
+                     : Plan{30000, 300, 3000, {128, 6, 4, 384}, {64, 2, 4, 192}, 3000, 3000, 300, 16, 96, 8};
+  // the hard level's problems and solutions are about 1.6 times as long (up to ~110 tokens together)
+  if (s.level == ArithLevel::Hard) p.seq_len = 160, p.answer_tokens = 96;
+  return p;
 }
 
 ModelConfig config_of(const ModelShape& s, int64_t vocab, const Tokenizer& tok) {
@@ -121,7 +125,7 @@ void label_stage(const fs::path& dir, const Plan& p, const Tokenizer& tok, const
   const auto prompts = read_label_prompts((dir / "data/train_tasks.jsonl").string(), &tok, nullptr, 0, 1, false);
   LabelSettings ls;
   ls.top_k = p.top_k;
-  ls.max_tokens = 64;
+  ls.max_tokens = p.answer_tokens;
   ls.temperature = 0.0f;
   ls.batch = 64;
   out.manifest()["teacher"] = (dir / "teacher").string();
@@ -141,7 +145,7 @@ void grpo_stage(const fs::path& dir, const Plan& p, const Tokenizer& tok, uint64
   const auto tasks = read_tasks((dir / "data/train_tasks.jsonl").string(), tok, nullptr);
   const auto held = read_tasks((dir / "data/heldout_tasks.jsonl").string(), tok, nullptr);
   GrpoSettings gs;
-  gs.group = 8, gs.prompts_per_step = 16, gs.max_new_tokens = 64, gs.steps = p.rl_steps, gs.micro_batch = 32;
+  gs.group = 8, gs.prompts_per_step = 16, gs.max_new_tokens = p.answer_tokens, gs.steps = p.rl_steps, gs.micro_batch = 32;
   // small steps: at 2e-4 and above the held-out accuracy falls or stalls (tried), 5e-5 raises it;
   // two updates per batch of rollouts with clip-higher used them better than one (tried)
   gs.temperature = 1.0f, gs.lr.lr = 5e-5f, gs.lr.decay = LrDecay::Constant, gs.adamw.weight_decay = 0.0f;
@@ -166,7 +170,7 @@ std::vector<DemoRow> evaluate_stage(const fs::path& dir, const Plan& p, const To
     const Model m = Model::load((dir / name).string());
     DemoRow r;
     r.name = name, r.method = method, r.dir = (dir / name).string(), r.params = m.config.n_params();
-    r.accuracy = evaluate_task_accuracy(m, tok, held_tasks, answer, 64, 1, 0.0f).accuracy;
+    r.accuracy = evaluate_task_accuracy(m, tok, held_tasks, answer, p.answer_tokens, 1, 0.0f).accuracy;
     r.perplexity = evaluate_text(m, held).perplexity;
     const Fidelity f = evaluate_fidelity(m, teacher, held);
     r.agreement = f.top1_agreement, r.kl = f.kl;
@@ -270,7 +274,7 @@ void write_demo_report(const fs::path& dir, const Plan& p, const DemoSettings& s
                        {"perplexity", r.perplexity}, {"top1_agreement", r.agreement}, {"kl", r.kl},
                        {"decode_tokens_per_s", r.decode_tps}});
   const std::string rj = json{{"quick", set.quick}, {"smoke", set.smoke}, {"task", arith_level_name(set.level)}, {"seconds", total_s}, {"heldout_problems", p.n_heldout},
-                              {"eval", {{"max_new_tokens", 64}, {"seq_len", p.seq_len}}}, {"models", results},
+                              {"eval", {{"max_new_tokens", p.answer_tokens}, {"seq_len", p.seq_len}}}, {"models", results},
                               {"summary", summary}}.dump(2);
   write_file_atomic((dir / "results.json").string(), rj.data(), rj.size());
 }
@@ -336,7 +340,7 @@ std::vector<DemoRow> run_demo(const DemoSettings& set) {
   write_demo_report(dir, p, set, rows, total_s);
   print_summary(rows, seeds, total_s);
   const std::string student = (dir / "student-rl").string();
-  const std::string request = json{{"model", "student-rl"}, {"prompt", heldout[0].prompt}, {"max_tokens", 64}, {"temperature", 0}}.dump();
+  const std::string request = json{{"model", "student-rl"}, {"prompt", heldout[0].prompt}, {"max_tokens", p.answer_tokens}, {"temperature", 0}}.dump();
   std::printf("report: %s   (all of it took %s)\n"
               "try:    distill run %s -p \"%s\" --raw --temp 0\n"
               "serve:  distill serve %s --port 8080\n"
