@@ -59,6 +59,7 @@ TEST(DataParallel, TwoRanksEqualOneProcessAndAKilledRankResumes) {
   r = test::run_distill("-t 1" + train + " -o " + (dir / "two"), kMpirun);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("× 2 ranks (MPI, 4 rows each)"), std::string::npos) << r.output;
+  const std::string replicated = r.output;
 
   // The same loss curve and weights; the bound is float summation order (rows summed in two
   // groups, then the groups), carried through 30 AdamW steps.
@@ -86,6 +87,25 @@ TEST(DataParallel, TwoRanksEqualOneProcessAndAKilledRankResumes) {
   r = test::run_distill("-t 2" + train + " -o " + (dir / "mixed") + " --resume");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_LT(max_weight_diff(dir / "mixed", dir / "one"), 2e-5f);
+
+  // ZeRO-1: each rank keeps the moments of half the parameters and steps them, then the halves are
+  // gathered — the same arithmetic, so the same weights bit for bit, with half the optimizer state
+  // per rank; its checkpoints hold the whole moments (gathered), so a sharded run killed and
+  // resumed (sharded or not) ends where the others do.
+  r = test::run_distill("-t 1" + train + " --shard-optimizer -o " + (dir / "zero"), kMpirun);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(test::read_bytes(dir / "zero/model.safetensors"), test::read_bytes(dir / "two/model.safetensors"));
+  const auto optimizer_mib = [](const std::string& log) {
+    const size_t at = log.find(", optimizer ");
+    return at == std::string::npos ? -1.0 : std::stod(log.substr(at + 12));
+  };
+  EXPECT_NEAR(optimizer_mib(r.output), optimizer_mib(replicated) / 2, 0.11) << r.output << replicated;
+  r = test::run_distill("-t 1" + train + " --shard-optimizer -o " + (dir / "zero-killed"),
+                        std::string("DISTILL_TEST_KILL_AT_STEP=17 DISTILL_TEST_KILL_RANK=0 ") + kMpirun);
+  EXPECT_NE(r.exit_code, 0);
+  r = test::run_distill("-t 1" + train + " --shard-optimizer -o " + (dir / "zero-killed") + " --resume", kMpirun);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(test::read_bytes(dir / "zero-killed/model.safetensors"), test::read_bytes(dir / "two/model.safetensors"));
 }
 
 // GRPO over two ranks: each rank samples and rewards its own prompts (prompts-per-step is per

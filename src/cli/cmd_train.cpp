@@ -202,6 +202,8 @@ void register_train(CLI::App& app) {
   cmd->add_option("--eval-every", a->s.eval_every, "Steps between held-out evaluations (0 = at the end)")->capture_default_str();
   cmd->add_option("--save-every", a->s.save_every, "Steps between checkpoints (0 = at the end)")->capture_default_str();
   cmd->add_flag("--resume", a->resume, "Continue from OUT/checkpoint (same settings), bit for bit");
+  cmd->add_flag("--shard-optimizer", a->s.shard_optimizer,
+                "Under mpirun: each rank keeps AdamW's moments for its 1/N of the parameters (ZeRO-1; same steps)");
   cmd->add_flag("--activation-checkpointing", a->s.recompute_layers,
                 "Keep each layer's input only and recompute the layer in the backward (less memory, ~1/3 more compute, same gradients)");
   add_lora_train_options(cmd, &a->lora);

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <algorithm>
 #include <cstdlib>
+#include <vector>
 
 #ifdef DISTILL_MPI
 #include <mpi.h>
@@ -54,6 +55,49 @@ void DataParallel::sum(float* x, int64_t n) {
 #else
   (void)x, (void)n;
 #endif
+}
+
+std::pair<int64_t, int64_t> DataParallel::shard(int64_t n, int r) {
+  const int64_t per = (n / g_size + 15) / 16 * 16;  // 16-aligned
+  const int64_t begin = std::min(n, per * r), end = r + 1 == g_size ? n : std::min(n, per * (r + 1));
+  return {begin, end};
+}
+
+#ifdef DISTILL_MPI
+namespace {
+// Counts and displacements of every rank's shard, as MPI's ints.
+void shard_counts(int64_t n, std::vector<int>* counts, std::vector<int>* displs) {
+  if (n >= (int64_t(1) << 31)) DataParallel::abort("optimizer sharding: more than 2^31 parameters are not supported", 2);
+  for (int r = 0; r < g_size; ++r) {
+    const auto [b, e] = DataParallel::shard(n, r);
+    counts->push_back(int(e - b)), displs->push_back(int(b));
+  }
+}
+}  // namespace
+#endif
+
+void DataParallel::all_gather(float* x, int64_t n) {
+#ifdef DISTILL_MPI
+  if (!g_mpi || g_size == 1) return;
+  std::vector<int> counts, displs;
+  shard_counts(n, &counts, &displs);
+  MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, x, counts.data(), displs.data(), MPI_FLOAT, MPI_COMM_WORLD);
+#else
+  (void)x, (void)n;
+#endif
+}
+
+void DataParallel::gather_to_leader(const float* mine, float* full, int64_t n) {
+  const auto [begin, end] = shard(n, g_rank);
+#ifdef DISTILL_MPI
+  if (g_mpi && g_size > 1) {
+    std::vector<int> counts, displs;
+    shard_counts(n, &counts, &displs);
+    MPI_Gatherv(mine, int(end - begin), MPI_FLOAT, full, counts.data(), displs.data(), MPI_FLOAT, 0, MPI_COMM_WORLD);
+    return;
+  }
+#endif
+  std::copy(mine, mine + (end - begin), full + begin);
 }
 
 double DataParallel::sum(double x) {

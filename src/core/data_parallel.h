@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 
 namespace distill {
 
@@ -22,6 +23,14 @@ public:
 
   // In place: x[i] = Σ over ranks of x[i].
   static void sum(float* x, int64_t n);
+  // Rank r's share of n items for sharded state (ZeRO-1): [begin, end), contiguous, in rank order,
+  // 16-aligned boundaries.
+  static std::pair<int64_t, int64_t> shard(int64_t n, int r);
+  // In place: every rank's shard of x (shard(n, r)) copied to every other rank.
+  static void all_gather(float* x, int64_t n);
+  // The leader's `full` [n] receives every rank's shard (`mine` is this rank's shard(n, rank()));
+  // `full` is ignored on other ranks.
+  static void gather_to_leader(const float* mine, float* full, int64_t n);
   static double sum(double x);
   // Ends every rank of the job after printing `message` (a rank's error must not leave the others
   // waiting in a collective).

@@ -343,6 +343,7 @@ GrpoSummary train_grpo(Model& policy, const Model* ref, const Tokenizer& tok, co
   ho.settings = s.to_json();
   ho.resume = resume;
   ho.lora = s.lora;
+  ho.shard_optimizer = s.shard_optimizer;
   TrainingHarness h(policy, ho);
   GrpoStep step(policy, ref, tok, tasks, reward, s, h);
   h.print_memory_estimate(step.activation_bytes());

@@ -26,21 +26,35 @@ struct AdamWSettings {
 
 class AdamW {
 public:
-  AdamW(const ParamArena& arena, const AdamWSettings& settings);
+  // With `sharded` (ZeRO-1, under mpirun), this rank keeps the moments of its shard of the
+  // parameters only (DataParallel::shard) and updates only those; the caller all-gathers the
+  // parameters after each step.
+  AdamW(const ParamArena& arena, const AdamWSettings& settings, bool sharded = false);
 
-  // One update of params (the arena's layout) from grads with learning rate lr.
+  // One update of params (the arena's layout; this rank's shard when sharded) from grads with
+  // learning rate lr.
   void step(float* params, const float* grads, float lr);
 
   int64_t steps() const { return t_; }
-  Tensor& m() { return m_; }
-  Tensor& v() { return v_; }
   void set_steps(int64_t t) { t_ = t; }
+  bool sharded() const { return begin_ != 0 || end_ != n_; }
+  size_t state_bytes() const { return m_.nbytes() + v_.nbytes(); }
+
+  // The whole moments in the arena's layout (what checkpoints hold, whatever the sharding): a
+  // collective when sharded — every rank calls it, the leader gets them (others: empty tensors).
+  struct Moments {
+    Tensor m, v;
+  };
+  Moments full_moments();
+  // Takes this rank's part of whole moments [n] (read from a checkpoint).
+  void load_moments(const float* m, const float* v, int64_t n);
 
 private:
   AdamWSettings s_;
   std::vector<float> decay_;  // per-entry weight decay factor (0 or settings.weight_decay)
   std::vector<ParamEntry> entries_;
-  Tensor m_, v_;
+  int64_t n_ = 0, begin_ = 0, end_ = 0;  // parameters, and the range whose moments this rank keeps
+  Tensor m_, v_;                         // [end_ - begin_]
   int64_t t_ = 0;
 };
 

@@ -56,7 +56,7 @@ TrainingHarness::TrainingHarness(Model& model, const HarnessOptions& opt)
       opt_(opt),
       arena_(ParamArena::adopt(model)),
       lora_(opt.lora.rank > 0 ? std::make_unique<LoraTraining>(model, opt.lora, opt.seed) : nullptr),
-      adamw_(trainable(), opt.adamw) {
+      adamw_(trainable(), opt.adamw, opt.shard_optimizer && DataParallel::size() > 1) {
   if (opt_.total_steps <= 0) fail("{}: the number of steps must be positive", opt_.name);
   if (lora_ && !opt_.settings.contains("lora")) fail("internal: {} trains an adapter its settings do not record", opt_.name);
   if (opt_.n_items <= 0) fail("{}: no training data", opt_.name);
@@ -94,7 +94,7 @@ void TrainingHarness::print_memory_estimate(size_t activation_bytes) const {
   TrainingMemory m;
   m.weights = arena_.size() * sizeof(float);
   m.gradients = arena_.size() * sizeof(float) + (lora_ ? lora_->arena().size() * sizeof(float) : 0);
-  m.optimizer = 2 * (lora_ ? lora_->arena().size() : arena_.size()) * sizeof(float);  // AdamW's m and v
+  m.optimizer = adamw_.state_bytes();  // AdamW's m and v (this rank's shard under ZeRO-1)
   m.adapter_base = lora_ ? lora_->frozen_base_bytes() + lora_->arena().size() * sizeof(float) : 0;
   m.activations = activation_bytes;
   std::fprintf(stderr, "%s: memory estimate %s: weights %s, gradients %s, optimizer %s%s, activations %s\n", opt_.name.c_str(),
@@ -137,6 +137,9 @@ double TrainingHarness::update() {
   const double norm = opt_.clip > 0 ? clip_grad_norm(g, size_t(n), opt_.clip) : global_grad_norm(g, size_t(n));
   last_lr_ = opt_.lr.at(adamw_.steps());
   adamw_.step(trainable().data(), g, last_lr_);
+  // ZeRO-1: each rank stepped its shard; every rank gets the others' (the same values a
+  // replicated step computes: the same math on the same averaged gradients)
+  if (adamw_.sharded()) DataParallel::all_gather(trainable().data(), int64_t(trainable().size()));
   if (lora_) lora_->merge();  // the model sees the updated adapter
   std::memset(grads_.raw(), 0, grads_.nbytes());
   ++updates_this_step_;
@@ -145,8 +148,11 @@ double TrainingHarness::update() {
 
 float TrainingHarness::lr_now() const { return last_lr_; }
 
+// On every rank: with a sharded optimizer the moments are gathered to the leader, which writes.
 void TrainingHarness::save_checkpoint() {
-  save_train_checkpoint(ckpt_dir_, trainable(), adamw_, state_, opt_.settings);
+  const AdamW::Moments moments = adamw_.full_moments();
+  if (!DataParallel::leader()) return;
+  save_train_checkpoint(ckpt_dir_, trainable(), moments, adamw_.steps(), state_, opt_.settings);
   write_metrics(metrics_path_, metrics_);
 }
 
@@ -172,11 +178,13 @@ const std::vector<json>& TrainingHarness::run(const std::function<json()>& step_
     m["step"] = state_.step;
     m["epoch"] = state_.epoch;
     const bool last = state_.step == opt_.total_steps;
-    // Held-out evaluation, records and checkpoints: the leader's (every rank holds the same weights).
-    if (!DataParallel::leader()) continue;
-    if (eval_fn && (last || (opt_.eval_every > 0 && state_.step % opt_.eval_every == 0))) m.update(eval_fn());
-    metrics_.push_back(m);
-    progress.update(state_.step, info_fn(m), m.value(rate_key, 0.0), rate_unit.c_str());
+    // Held-out evaluation, records and checkpoints: the leader's (every rank holds the same weights;
+    // a sharded optimizer's moments are gathered from every rank).
+    if (DataParallel::leader()) {
+      if (eval_fn && (last || (opt_.eval_every > 0 && state_.step % opt_.eval_every == 0))) m.update(eval_fn());
+      metrics_.push_back(m);
+      progress.update(state_.step, info_fn(m), m.value(rate_key, 0.0), rate_unit.c_str());
+    }
     if (last || (opt_.save_every > 0 && state_.step % opt_.save_every == 0)) save_checkpoint();
   }
   if (DataParallel::leader()) progress.finish();

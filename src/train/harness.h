@@ -40,6 +40,7 @@ struct HarnessOptions {
   nlohmann::json settings;          // run-defining settings, stored in checkpoints and the report
   bool resume = false;
   LoraConfig lora;                  // rank > 0: train a LoRA adapter on the frozen model instead
+  bool shard_optimizer = false;     // ZeRO-1 under mpirun: each rank keeps AdamW's moments of its shard only
 };
 
 class LoraTraining;

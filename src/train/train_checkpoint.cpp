@@ -18,8 +18,8 @@ using nlohmann::json;
 
 bool train_checkpoint_exists(const std::string& dir) { return fs::exists(fs::path(dir) / "state.json"); }
 
-void save_train_checkpoint(const std::string& dir, const ParamArena& arena, AdamW& opt, const TrainState& state,
-                           const json& settings) {
+void save_train_checkpoint(const std::string& dir, const ParamArena& arena, const AdamW::Moments& opt_moments, int64_t adamw_steps,
+                           const TrainState& state, const json& settings) {
   const fs::path final_dir(dir), tmp_dir = dir + ".tmp", old_dir = dir + ".old";
   std::error_code ec;
   fs::remove_all(tmp_dir, ec);
@@ -32,11 +32,11 @@ void save_train_checkpoint(const std::string& dir, const ParamArena& arena, Adam
   for (const ParamEntry& e : arena.entries()) model.add(e.name, params.subview(int64_t(e.offset), e.shape));
   model.write((tmp_dir / "model.safetensors").string());
   SafetensorsWriter moments;
-  moments.add("m", opt.m());
-  moments.add("v", opt.v());
+  moments.add("m", opt_moments.m);
+  moments.add("v", opt_moments.v);
   moments.write((tmp_dir / "optimizer.safetensors").string());
   json st = {{"format", 1}, {"step", state.step}, {"epoch", state.epoch}, {"cursor", state.cursor},
-             {"adamw_steps", opt.steps()}, {"settings", settings}};
+             {"adamw_steps", adamw_steps}, {"settings", settings}};
   if (!state.step_state.empty()) st["step_state"] = state.step_state;
   const std::string text = st.dump(2);
   write_file_atomic((tmp_dir / "state.json").string(), text.data(), text.size());
@@ -81,12 +81,11 @@ TrainState load_train_checkpoint(const std::string& dir_in, ParamArena& arena, A
       std::memcpy(arena.data() + e.offset, t.raw(), t.nbytes());
     }
     const SafetensorsFile moments = SafetensorsFile::open((fs::path(dir) / "optimizer.safetensors").string());
-    for (const char* name : {"m", "v"}) {
-      const Tensor t = moments.get(name);
-      Tensor& dst = std::string(name) == "m" ? opt.m() : opt.v();
-      if (t.numel() != dst.numel() || t.dtype() != DType::F32) fail("optimizer.safetensors: '{}' has the wrong size", name);
-      std::memcpy(dst.raw(), t.raw(), t.nbytes());
-    }
+    const Tensor m = moments.get("m"), v = moments.get("v");
+    for (const Tensor* t : {&m, &v})
+      if (t->numel() != int64_t(arena.size()) || t->dtype() != DType::F32)
+        fail("optimizer.safetensors: '{}' has the wrong size", t == &m ? "m" : "v");
+    opt.load_moments(m.data<float>(), v.data<float>(), m.numel());
     opt.set_steps(adamw_steps);
     return state;
   });

@@ -25,8 +25,9 @@ struct TrainState {
   std::string step_state;  // what the step function carries from step to step (e.g. GRPO's curriculum), opaque here
 };
 
-void save_train_checkpoint(const std::string& dir, const ParamArena& arena, AdamW& opt, const TrainState& state,
-                           const nlohmann::json& settings);
+// `moments`: AdamW's whole moments (AdamW::full_moments), `adamw_steps` its step count.
+void save_train_checkpoint(const std::string& dir, const ParamArena& arena, const AdamW::Moments& moments, int64_t adamw_steps,
+                           const TrainState& state, const nlohmann::json& settings);
 
 bool train_checkpoint_exists(const std::string& dir);
 

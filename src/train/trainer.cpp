@@ -233,6 +233,7 @@ HarnessOptions harness_options(const TrainSettings& s, int64_t total_steps, int6
   ho.settings["soft_labels"] = soft_kd;
   ho.resume = resume;
   ho.lora = s.lora;
+  ho.shard_optimizer = s.shard_optimizer;
   return ho;
 }
 
