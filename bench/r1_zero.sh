@@ -12,6 +12,9 @@
 #   --steps N     GRPO steps (default 1000)
 #   --seeds N     seeds (default 1): each trains its own base student and runs its own GRPO
 #   --sft-steps N steps of the answer-only training (default 3000, the demo's student steps)
+#   --equations N also N lines of unrelated arithmetic ("37 + 45 = 82. 90 - 12 = 78. …") in that
+#                 training, shuffled in: a base that can write right steps, but was never shown
+#                 one used to solve a problem (default 0)
 #   -- ARGS       the GRPO options instead of the defaults (--lr 5e-5 --epochs 2 --clip 0.2,0.28)
 #
 # usage: bench/r1_zero.sh DEMO_DIR [--steps 1000] [--seeds 1] [--sft-steps 3000] [-- rl args]
@@ -22,12 +25,13 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 distill=${DISTILL:-$root/build/distill}
 [ $# -ge 1 ] || { echo "usage: $0 DEMO_DIR [--steps N] [--seeds N] [--sft-steps N] [-- rl args]" >&2; exit 2; }
 demo=$(cd "$1" && pwd); shift
-steps=1000 seeds=1 sft_steps=3000 rl_args=(--lr 5e-5 --epochs 2 --clip 0.2,0.28)
+steps=1000 seeds=1 sft_steps=3000 equations=0 rl_args=(--lr 5e-5 --epochs 2 --clip 0.2,0.28)
 while [ $# -gt 0 ]; do
   case $1 in
     --steps) steps=$2; shift 2 ;;
     --seeds) seeds=$2; shift 2 ;;
     --sft-steps) sft_steps=$2; shift 2 ;;
+    --equations) equations=$2; shift 2 ;;
     --) shift; rl_args=("$@"); break ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
@@ -36,21 +40,32 @@ for f in data/train_tasks.jsonl data/heldout_tasks.jsonl data/train_ground_truth
   [ -f "$demo/$f" ] || { echo "$demo/$f is missing: run distill demo -o $demo first" >&2; exit 1; }
 done
 work=$demo/r1-zero
+[ "$equations" -gt 0 ] && work=$demo/r1-zero-eq$equations
 mkdir -p "$work"
 uptime >&2
 # The answer-only data (as many problems as the CE student's worked solutions), the RL tasks and
 # the held-out tasks, each prompt ending in "<think>".
-python3 - "$demo" "$work" <<'EOF'
-import json, sys
-demo, work = sys.argv[1], sys.argv[2]
+python3 - "$demo" "$work" "$equations" <<'EOF'
+import json, random, sys
+demo, work, n_eq = sys.argv[1], sys.argv[2], int(sys.argv[3])
 n_sft = sum(1 for _ in open(f"{demo}/data/train_ground_truth.jsonl"))
 tasks = [json.loads(l) for l in open(f"{demo}/data/train_tasks.jsonl")]
-with open(f"{work}/sft.jsonl", "w") as sft, open(f"{work}/tasks.jsonl", "w") as rl:
+rng = random.Random(5)
+def equation():
+    a = rng.randint(10, 150)
+    op = rng.choice("+-*")
+    b = rng.randint(5, 49) if op == "+" else rng.randint(1, a - 1) if op == "-" else 2
+    return f"{a} {op} {b} = {a + b if op == '+' else a - b if op == '-' else a * b}."
+sft_lines = [json.dumps({"text": " ".join(equation() for _ in range(3))}) for _ in range(n_eq)]
+with open(f"{work}/tasks.jsonl", "w") as rl:
     for i, t in enumerate(tasks):
         p = t["prompt"] + " <think>"
         if i < n_sft:
-            sft.write(json.dumps({"prompt": p, "completion": "</think> #### " + t["answer"]}) + "\n")
+            sft_lines.append(json.dumps({"prompt": p, "completion": "</think> #### " + t["answer"]}))
         rl.write(json.dumps({"prompt": p, "answer": t["answer"]}) + "\n")
+rng.shuffle(sft_lines)
+with open(f"{work}/sft.jsonl", "w") as sft:
+    sft.write("\n".join(sft_lines) + "\n")
 with open(f"{work}/heldout.jsonl", "w") as h:
     for l in open(f"{demo}/data/heldout_tasks.jsonl"):
         t = json.loads(l)
