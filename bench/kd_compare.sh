@@ -38,32 +38,12 @@ rm -rf "$work" && mkdir -p "$work" && cd "$work"
 uptime >&2
 
 # --- data: the headers as (prompt, continuation) pairs; train / label prompts / held-out disjoint
-{ cat /usr/include/*.h /usr/include/*/*.h 2>/dev/null | LC_ALL=C tr -cd '\11\12\15\40-\176' | head -c 4000000 > corpus.txt; } || true
-head -c 1000000 corpus.txt > bpe-corpus.txt
-# 256-byte chunks: a 96-byte prompt and its 160-byte continuation, as JSONL
-LC_ALL=C awk -v pairs="$pairs" -v prompts="$prompts" '
-  function esc(s) { gsub(/\\/, "&&", s); gsub(/"/, "\\\\&", s); gsub(/\t/, "\\\\t", s); gsub(/\r/, "\\\\r", s); gsub(/\n/, "\\\\n", s); return s }
-  BEGIN { RS = "^$" }
-  { text = $0 }
-  END {
-    n = int(length(text) / 256)
-    for (i = 0; i < n && i < pairs + prompts + 300; i++) {
-      c = substr(text, i * 256 + 1, 256)
-      p = esc(substr(c, 1, 96)); q = esc(substr(c, 97, 160))
-      if (i < pairs) print "{\"prompt\": \"" p "\", \"completion\": \"" q "\"}" > "teacher-data.jsonl"
-      else if (i < pairs + prompts) print "{\"prompt\": \"" p "\"}" > "label-prompts.jsonl"
-      else print "{\"prompt\": \"" p "\", \"completion\": \"" q "\"}" > "heldout.jsonl"
-    }
-  }' corpus.txt
-for f in teacher-data label-prompts heldout; do jq -e . "$f.jsonl" > /dev/null || { echo "$f.jsonl: not JSON" >&2; exit 1; }; done
+. "$root/bench/headers_corpus.sh"
+headers_pairs "$pairs" "$prompts"
 log "data: $(wc -l < teacher-data.jsonl) teacher pairs, $(wc -l < label-prompts.jsonl) label prompts, $(wc -l < heldout.jsonl) held-out"
 
-config() {  # dim layers heads ffn
-  printf '{"model_type":"llama","hidden_size":%d,"num_hidden_layers":%d,"num_attention_heads":%d,"num_key_value_heads":%d,"intermediate_size":%d,"vocab_size":32000,"head_dim":%d,"rms_norm_eps":1e-5,"max_position_embeddings":1024,"tie_word_embeddings":true,"rope_theta":10000.0}\n' \
-    "$1" "$2" "$3" "$3" "$4" $(($1 / $3))
-}
-config 192 4 6 512 > teacher.json
-config 128 3 4 352 > student.json
+headers_config 192 4 6 512 > teacher.json
+headers_config 128 3 4 352 > student.json
 
 # --- teacher
 "$distill" init --config teacher.json --tokenizer bpe:400 --corpus bpe-corpus.txt --seed 1 -o teacher0 >&2
