@@ -328,7 +328,7 @@ GrpoSummary train_grpo(Model& policy, const Model* ref, const Tokenizer& tok, co
                        const std::vector<Task>& eval_tasks, const RewardSpec& reward, const GrpoSettings& s, bool resume) {
   if (s.beta != 0.0f && !ref) fail("--beta {} needs a reference model", s.beta);
   if (s.curriculum && DataParallel::size() > 1)
-    fail("rl --curriculum runs in one process (each rank would keep its own tasks' outcomes); drop it or mpirun");
+    fail("rl --curriculum runs in one process (each rank would keep its own tasks' outcomes): drop it, or run without mpirun");
   HarnessOptions ho;
   ho.name = "rl";
   ho.out_dir = s.out_dir;
