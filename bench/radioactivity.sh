@@ -44,11 +44,11 @@ if [ $text = 1 ]; then
     "$distill" init --config "$work/text/student.json" --tokenizer "$teacher" --seed 1 -o "$start" > /dev/null
   fi
   head -n "$prompts" "$work/text/label-prompts.jsonl" > "$work/prompts.jsonl"
-  held=$work/text/heldout.jsonl
+  held=$work/text/heldout.jsonl seq_len=256  # a 96-byte prompt can take ~100 BPE tokens
 else
   demo=${DEMO:-$work/demo}
   if [ ! -d "$demo/teacher" ]; then "$distill" demo --smoke -o "$demo" > "$work/demo.log" 2>&1; fi
-  teacher=$demo/teacher start=$demo/student-ce held=$demo/data/heldout_tasks.jsonl
+  teacher=$demo/teacher start=$demo/student-ce held=$demo/data/heldout_tasks.jsonl seq_len=160
   head -n "$prompts" "$demo/data/train_tasks.jsonl" > "$work/prompts.jsonl"
 fi
 # The radioactivity test samples from held-out prompts (text lines).
@@ -57,19 +57,24 @@ printf 'the owner keeps this secret\n' > "$work/key"
 
 port=$((20000 + RANDOM % 20000))
 for kind in marked plain; do
-  flags=""
-  [ $kind = marked ] && flags="--watermark-all --watermark-key-file $work/key --watermark-delta $delta"
-  "$distill" serve "$teacher" --port $port --parallel 8 $flags > "$work/serve-$kind.log" 2>&1 &
-  server=$!
-  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/health" > /dev/null && break; sleep 0.1; done
-  rm -rf "$work/labels-$kind"
-  "$distill" label --teacher "http://127.0.0.1:$port/v1" --prompts "$work/prompts.jsonl" --tokenizer "$teacher" \
-    --completions-api --temperature "$temperature" --max-tokens 64 --top-k 5 --concurrency 8 --seed 1 \
-    -o "$work/labels-$kind" > "$work/label-$kind.log" 2>&1
-  kill $server; wait $server 2> /dev/null || true
+  # labels are reused when a finished set was made with the same settings
+  stamp="$teacher $prompts $temperature $delta $kind"
+  if [ "$(cat "$work/labels-$kind.settings" 2> /dev/null)" != "$stamp" ] || [ ! -f "$work/labels-$kind/manifest.json" ]; then
+    flags=""
+    [ $kind = marked ] && flags="--watermark-all --watermark-key-file $work/key --watermark-delta $delta"
+    "$distill" serve "$teacher" --port $port --parallel 8 $flags > "$work/serve-$kind.log" 2>&1 &
+    server=$!
+    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/health" > /dev/null && break; sleep 0.1; done
+    rm -rf "$work/labels-$kind"
+    "$distill" label --teacher "http://127.0.0.1:$port/v1" --prompts "$work/prompts.jsonl" --tokenizer "$teacher" \
+      --completions-api --temperature "$temperature" --max-tokens 64 --top-k 5 --concurrency 8 --seed 1 \
+      -o "$work/labels-$kind" > "$work/label-$kind.log" 2>&1
+    kill $server; wait $server 2> /dev/null || true
+    echo "$stamp" > "$work/labels-$kind.settings"
+  fi
   rm -rf "$work/student-$kind"
   "$distill" train --student "$start" --data "$work/labels-$kind" -o "$work/student-$kind" \
-    --steps "$steps" --batch 16 --seq-len 160 --lr 0.001 --seed 2 --kd-alpha "$kd_alpha" > "$work/train-$kind.log" 2>&1
+    --steps "$steps" --batch 16 --seq-len "$seq_len" --lr 0.001 --seed 2 --kd-alpha "$kd_alpha" > "$work/train-$kind.log" 2>&1
 done
 
 echo "| student trained on | contexts | green mass | z | p-value | verdict |"
