@@ -95,11 +95,8 @@ TEST(DataParallel, TwoRanksEqualOneProcessAndAKilledRankResumes) {
   r = test::run_distill("-t 1" + train + " --shard-optimizer -o " + (dir / "zero"), kMpirun);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(test::read_bytes(dir / "zero/model.safetensors"), test::read_bytes(dir / "two/model.safetensors"));
-  const auto optimizer_mib = [](const std::string& log) {
-    const size_t at = log.find(", optimizer ");
-    return at == std::string::npos ? -1.0 : std::stod(log.substr(at + 12));
-  };
-  EXPECT_NEAR(optimizer_mib(r.output), optimizer_mib(replicated) / 2, 0.11) << r.output << replicated;
+  EXPECT_NEAR(test::memory_estimate_mib(r.output, "optimizer"), test::memory_estimate_mib(replicated, "optimizer") / 2, 0.11)
+      << r.output << replicated;
   r = test::run_distill("-t 1" + train + " --shard-optimizer -o " + (dir / "zero-killed"),
                         std::string("DISTILL_TEST_KILL_AT_STEP=17 DISTILL_TEST_KILL_RANK=0 ") + kMpirun);
   EXPECT_NE(r.exit_code, 0);
@@ -118,14 +115,7 @@ TEST(DataParallel, GrpoOverTwoRanksLearnsAndResumes) {
 #endif
   if (std::system("command -v mpirun > /dev/null 2>&1") != 0) GTEST_SKIP() << "SKIPPED: mpirun is not installed";
   TempDir dir;
-  {
-    std::ofstream sft(dir / "sft.jsonl"), tasks(dir / "tasks.jsonl");
-    for (int i = 0; i < 300; ++i) sft << nlohmann::json{{"prompt", "Pick a digit"}, {"completion", std::to_string((i * 7) % 10)}}.dump() << "\n";
-    for (int i = 0; i < 20; ++i) tasks << R"({"prompt": "Pick a digit", "answer": "7"})" << "\n";
-  }
-  ASSERT_EQ(test::run_distill("init --preset tiny --tokenizer bytes -o " + (dir / "s0")).exit_code, 0);
-  test::CliResult r = test::run_distill("train --student " + (dir / "s0") + " --data " + (dir / "sft.jsonl") + " -o " + (dir / "sft") +
-                                        " --steps 150 --batch 8 --seq-len 48 --lr 0.003 --eval-fraction 0");
+  test::CliResult r = test::train_digit_picker(dir.str());
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const std::string rl = "-t 1 rl --model " + (dir / "sft") + " --tasks " + (dir / "tasks.jsonl") +
                          " --reward answer --group 8 --prompts-per-step 2 --max-new-tokens 4 --seed 2 --lr 0.003 --steps 24 --save-every 8";

@@ -32,17 +32,13 @@ std::pair<double, double> first_and_last_rewards(const std::string& metrics) {
 TEST(Rl, GrpoRaisesTheRewardAndZeroLearningRateDoesNot) {
   test::TempDir dir;
   {
-    std::ofstream sft(dir / "sft.jsonl"), tasks(dir / "tasks.jsonl");
-    for (int i = 0; i < 300; ++i) sft << nlohmann::json{{"prompt", "Pick a digit"}, {"completion", std::to_string((i * 7) % 10)}}.dump() << "\n";
-    for (int i = 0; i < 20; ++i) tasks << R"({"prompt": "Pick a digit", "answer": "7"})" << "\n";
     std::ofstream held(dir / "held.jsonl");
     for (const char* answer : {"7", "3", "7", "1", "0", "7"})
       held << nlohmann::json{{"prompt", "Pick a digit"}, {"answer", answer}}.dump() << "\n";
   }
   std::string out;
-  ASSERT_EQ(run("init --preset tiny --tokenizer bytes -o " + (dir / "s0"), &out), 0) << out;
-  ASSERT_EQ(run("train --student " + (dir / "s0") + " --data " + (dir / "sft.jsonl") + " -o " + (dir / "sft") +
-                " --steps 150 --batch 8 --seq-len 48 --lr 0.003 --eval-fraction 0", &out), 0) << out;
+  const test::CliResult sft = test::train_digit_picker(dir.str());
+  ASSERT_EQ(sft.exit_code, 0) << sft.output;
   const std::string base = "rl --model " + (dir / "sft") + " --tasks " + (dir / "tasks.jsonl") +
                            " --reward answer --group 8 --prompts-per-step 4 --max-new-tokens 4 --seed 2 ";
   const std::string rl = base + "--steps 30 ";

@@ -76,12 +76,8 @@ TEST(Training, LearnsSyntheticLanguageAndResumesBitForBit) {
   EXPECT_NE(r.output.find("resumed"), std::string::npos) << r.output;
   EXPECT_EQ(test::read_bytes(dir / "a/model.safetensors"), test::read_bytes(dir / "b/model.safetensors"))
       << "a resumed run must end bit-for-bit where the uninterrupted run ends";
-  const auto activation_mib = [](const std::string& log) {
-    const size_t at = log.find(", activations ");
-    return at == std::string::npos ? -1.0 : std::stod(log.substr(at + 14));
-  };
-  EXPECT_GT(activation_mib(first_run), 0.0) << first_run;
-  EXPECT_LT(activation_mib(r.output), activation_mib(first_run)) << r.output;
+  EXPECT_GT(test::memory_estimate_mib(first_run, "activations"), 0.0) << first_run;
+  EXPECT_LT(test::memory_estimate_mib(r.output, "activations"), test::memory_estimate_mib(first_run, "activations")) << r.output;
   EXPECT_EQ(last_eval_loss(dir / "a/metrics.jsonl"), last_eval_loss(dir / "b/metrics.jsonl"));
 
   // Resuming with different settings is refused, naming the setting.

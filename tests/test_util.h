@@ -141,4 +141,26 @@ inline double last_eval_loss(const std::string& metrics_path) {
   return loss;
 }
 
+// A part of the memory estimate train and rl print ("..., optimizer 0.4 MiB, activations 18.0
+// MiB"), in MiB; -1 when the log has none.
+inline double memory_estimate_mib(const std::string& log, const std::string& part) {
+  const std::string key = ", " + part + " ";
+  const size_t at = log.find(key);
+  return at == std::string::npos ? -1.0 : std::stod(log.substr(at + key.size()));
+}
+
+// The GRPO tests' policy: a byte-level tiny model trained to answer "Pick a digit" with a random
+// digit (DIR/sft), and 20 tasks whose rewarded answer is "7" (DIR/tasks.jsonl).
+inline CliResult train_digit_picker(const std::string& dir) {
+  {
+    std::ofstream sft(dir + "/sft.jsonl"), tasks(dir + "/tasks.jsonl");
+    for (int i = 0; i < 300; ++i) sft << nlohmann::json{{"prompt", "Pick a digit"}, {"completion", std::to_string((i * 7) % 10)}}.dump() << "\n";
+    for (int i = 0; i < 20; ++i) tasks << R"({"prompt": "Pick a digit", "answer": "7"})" << "\n";
+  }
+  const CliResult r = run_distill("init --preset tiny --tokenizer bytes -o " + dir + "/s0");
+  if (r.exit_code != 0) return r;
+  return run_distill("train --student " + dir + "/s0 --data " + dir + "/sft.jsonl -o " + dir + "/sft" +
+                     " --steps 150 --batch 8 --seq-len 48 --lr 0.003 --eval-fraction 0");
+}
+
 }  // namespace distill::test

@@ -60,7 +60,14 @@ class GrpoStep {
 public:
   GrpoStep(Model& policy, const Model* ref, const Tokenizer& tok, const std::vector<Task>& tasks, const RewardSpec& reward,
            const GrpoSettings& s, TrainingHarness& h)
-      : policy_(policy), tok_(tok), tasks_(tasks), reward_(reward), s_(s), h_(h), V_(policy.config.n_vocab) {
+      : policy_(policy), tok_(tok), tasks_(tasks), reward_(reward), s_(s), h_(h), V_(policy.config.n_vocab),
+        term_names_(reward.term_metric_names()) {
+    if (s.curriculum) {  // the outcomes: a fresh run's, or the checkpoint's the harness restored
+      std::string& last = h.step_state();
+      if (last.empty()) last.assign(tasks.size(), '.');
+      if (last.size() != tasks.size())
+        fail("rl --curriculum: the checkpoint's outcomes are for {} tasks, --tasks has {}", last.size(), tasks.size());
+    }
     size_t longest = 0;
     for (const Task& t : tasks) longest = std::max(longest, t.prompt.size());
     L_ = int64_t(longest) + s.max_new_tokens;  // row length of the training pass
@@ -103,9 +110,6 @@ private:
   int64_t draw() {
     if (!s_.curriculum) return h_.next_item();
     std::string& last = h_.step_state();
-    if (last.empty()) last.assign(tasks_.size(), '.');
-    if (last.size() != tasks_.size())
-      fail("rl --curriculum: the checkpoint's outcomes are for {} tasks, --tasks has {}", last.size(), tasks_.size());
     for (size_t tries = 0;; ++tries) {
       const int64_t t = h_.next_item();
       char& o = last[size_t(t)];
@@ -118,9 +122,14 @@ private:
   // Group g's outcome for the curriculum: 's' all right, 'u' all wrong, '.' mixed.
   void record_outcome(int64_t g) {
     if (!s_.curriculum) return;
+    const int64_t right = right_in_group(g);
+    h_.step_state()[size_t(chosen_[size_t(g)])] = right == s_.group ? 's' : right == 0 ? 'u' : '.';
+  }
+
+  int64_t right_in_group(int64_t g) const {
     int64_t right = 0;
     for (int64_t i = 0; i < s_.group; ++i) right += ro_[size_t(g * s_.group + i)].correct;
-    h_.step_state()[size_t(chosen_[size_t(g)])] = right == s_.group ? 's' : right == 0 ? 'u' : '.';
+    return right;
   }
 
   std::vector<Rollout> sample(const std::vector<int64_t>& which, uint64_t seed) {
@@ -269,8 +278,7 @@ private:
     for (const Rollout& r : ro_) sq += (r.reward - mean) * (r.reward - mean);
     int64_t solved = 0, unsolved = 0;
     for (int64_t g = 0; g < s_.prompts_per_step; ++g) {
-      int64_t right = 0;
-      for (int64_t i = 0; i < s_.group; ++i) right += ro_[size_t(g * s_.group + i)].correct;
+      const int64_t right = right_in_group(g);
       solved += right == s_.group, unsolved += right == 0;
     }
     const double groups = double(s_.prompts_per_step);
@@ -292,12 +300,12 @@ private:
             {"sample_s", sample_s},
             {"train_s", train_s}};
     // each term's mean when the reward has several (a weight-0 term is a measurement only)
-    const std::vector<std::string> names = reward_.term_metric_names();
-    for (size_t t = 0; names.size() > 1 && t < names.size(); ++t) {
-      double sum = 0;
-      for (const Rollout& r : ro_) sum += r.terms[t];
-      m[names[t]] = sum / n;
-    }
+    if (term_names_.size() > 1)
+      for (size_t t = 0; t < term_names_.size(); ++t) {
+        double sum = 0;
+        for (const Rollout& r : ro_) sum += r.terms[t];
+        m[term_names_[t]] = sum / n;
+      }
     return m;
   }
 
@@ -308,6 +316,7 @@ private:
   const GrpoSettings& s_;
   TrainingHarness& h_;
   const int64_t V_;
+  const std::vector<std::string> term_names_;  // the reward terms' metric names
   int64_t L_ = 0;
   std::unique_ptr<TrainingPass> pass_;
   std::unique_ptr<Decoder> ref_decoder_;

@@ -28,7 +28,7 @@ class AdamW {
 public:
   // With `sharded` (ZeRO-1, under mpirun), this rank keeps the moments of its shard of the
   // parameters only (DataParallel::shard) and updates only those; the caller all-gathers the
-  // parameters after each step.
+  // parameters after each step. In one process the shard is everything (sharded() is false).
   AdamW(const ParamArena& arena, const AdamWSettings& settings, bool sharded = false);
 
   // One update of params (the arena's layout; this rank's shard when sharded) from grads with

@@ -56,7 +56,7 @@ TrainingHarness::TrainingHarness(Model& model, const HarnessOptions& opt)
       opt_(opt),
       arena_(ParamArena::adopt(model)),
       lora_(opt.lora.rank > 0 ? std::make_unique<LoraTraining>(model, opt.lora, opt.seed) : nullptr),
-      adamw_(trainable(), opt.adamw, opt.shard_optimizer && DataParallel::size() > 1) {
+      adamw_(trainable(), opt.adamw, opt.shard_optimizer) {
   if (opt_.total_steps <= 0) fail("{}: the number of steps must be positive", opt_.name);
   if (lora_ && !opt_.settings.contains("lora")) fail("internal: {} trains an adapter its settings do not record", opt_.name);
   if (opt_.n_items <= 0) fail("{}: no training data", opt_.name);
