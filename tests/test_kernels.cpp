@@ -4,6 +4,8 @@
 #include "kernels/quant_blocks.h"
 #include "test_util.h"
 
+#include <omp.h>
+
 #include <cmath>
 #include <climits>
 #include <cstring>
@@ -405,6 +407,66 @@ TEST_F(Avx2Kernels, GemmF32PanelsAgainstReference) { check_gemm_f32(avx2::gemm_f
 TEST(Avx512Kernels, GemmF32PanelsAgainstReference) {
   if (!cpu_has_avx512()) GTEST_SKIP() << "this CPU has no AVX-512 F/BW/VL/VNNI: AVX-512 kernels not testable here";
   check_gemm_f32(avx512::gemm_f32, "avx512");
+}
+
+}  // namespace distill
+
+namespace distill {
+
+// matvec_batch (one parallel region for several decode matvecs, each input quantized once per
+// thread) gives every output bit for bit what one matmul_forward per matrix gives, on every
+// variant this CPU has: mixed dtypes (a Q4_K_M layer's Q4_K q/k and Q6_K v; Q4_0, Q8_0, MXFP4,
+// f32, f16), jobs sharing an input and jobs with their own (a mixture's down products), odd row
+// counts so the threads' shares cut matrices mid-way, with and without bias. Then the inputs are
+// rewritten in place and batched again: a quantization kept from the earlier batch would show.
+TEST(KernelDispatch, MatvecBatchEqualsOneCallEach) {
+  struct Spec { DType t; int64_t N; int input; bool bias; };
+  const Spec specs[] = {{DType::Q4_K, 301, 0, false}, {DType::Q4_K, 77, 0, true}, {DType::Q6_K, 77, 0, false},
+                        {DType::Q4_0, 513, 1, true},  {DType::Q8_0, 129, 1, false}, {DType::MXFP4, 65, 2, true},
+                        {DType::F32, 97, 1, false},   {DType::F16, 33, 2, true}};
+  const int64_t K = 512;
+  std::vector<std::vector<uint8_t>> weights;
+  for (const Spec& s : specs) {
+    const auto wf = random_vector(size_t(s.N * K), 80 + uint64_t(s.N), 0.5f);
+    auto& w = weights.emplace_back(dtype_bytes(s.t, s.N * K));
+    if (s.t == DType::F32) std::memcpy(w.data(), wf.data(), w.size());
+    else if (dtype_is_quantized(s.t))
+      for (int64_t n = 0; n < s.N; ++n) ref::quantize_row(w.data() + dtype_bytes(s.t, K) * size_t(n), s.t, wf.data() + n * K, K);
+    else convert_from_f32(w.data(), s.t, wf.data(), wf.size());
+  }
+  const auto bias = random_vector(600, 81, 0.1f);
+  std::vector<std::vector<float>> inputs(3);
+  omp_set_num_threads(2);  // the region splits the work (one thread would run the jobs in turn)
+  for (KernelVariant v : {KernelVariant::Ref, KernelVariant::Avx2, KernelVariant::Avx512}) {
+    if (!cpu_supports(v)) {
+      std::printf("[ SKIPPED  ] matvec_batch on %s: this CPU does not have it\n", kernel_variant_name(v));
+      continue;
+    }
+    force_kernel_variant(v);
+    for (uint64_t round = 0; round < 2; ++round) {
+      for (size_t i = 0; i < inputs.size(); ++i) {  // same buffers, new values
+        const auto fresh = random_vector(size_t(K), 90 + 10 * round + i);
+        inputs[i].assign(fresh.begin(), fresh.end());
+      }
+      std::vector<MatvecJob> jobs;
+      std::vector<std::vector<float>> want, got;
+      for (size_t j = 0; j < std::size(specs); ++j) {
+        const Spec& s = specs[j];
+        want.emplace_back(size_t(s.N));
+        got.emplace_back(size_t(s.N), -7.0f);
+        matmul_forward(want.back().data(), inputs[size_t(s.input)].data(), weights[j].data(), s.t, s.bias ? bias.data() : nullptr, 1, s.N, K);
+      }
+      for (size_t j = 0; j < std::size(specs); ++j) {
+        const Spec& s = specs[j];
+        jobs.push_back({got[j].data(), inputs[size_t(s.input)].data(), weights[j].data(), s.t, s.bias ? bias.data() : nullptr, s.N, K});
+      }
+      matvec_batch(jobs.data(), int(jobs.size()));
+      for (size_t j = 0; j < std::size(specs); ++j)
+        EXPECT_EQ(0, std::memcmp(want[j].data(), got[j].data(), want[j].size() * sizeof(float)))
+            << kernel_variant_name(v) << " job " << j << " (" << dtype_name(specs[j].t) << ") round " << round;
+    }
+  }
+  force_kernel_variant(best_kernel_variant());
 }
 
 }  // namespace distill

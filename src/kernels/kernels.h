@@ -103,6 +103,22 @@ size_t prepared_bytes_for(DType w_dtype, int64_t N, int64_t K);
 void matmul_prepared(float* out, const float* x, const void* w, DType w_dtype, const PreparedWeight* prepared,
                      const float* bias, int64_t M, int64_t N, int64_t K);
 
+// One decode matvec of a batch: out[N] = W[N, K] · x (+ bias), W of any weight dtype.
+struct MatvecJob {
+  float* out;
+  const float* x;
+  const void* w;
+  DType w_dtype;
+  const float* bias;  // or null
+  int64_t N, K;
+};
+// Decode matvecs run as one parallel region (q/k/v and gate/up read one input, a mixture's chosen
+// experts several): each thread takes an equal share of the weight bytes of all of them, and
+// quantizes each input once for its share (kernels/activation_reuse.h), where one region per
+// matrix paid a fork, a barrier and a quantization of x each. Every out[n] is the value
+// matmul_forward(…, M = 1, …) gives: the same row kernel computes it, whichever thread runs it.
+void matvec_batch(const MatvecJob* jobs, int n_jobs);
+
 // attention_forward's splitter (kernels/attention_prefill.cpp): runs of ≥ 16 tokens of one slot at
 // consecutive positions go through blocked matrix products, every other token to `per_query`.
 using AttentionKernel = void (*)(float*, const float*, const void*, const void*, const AttentionShape&,

@@ -3,7 +3,10 @@
 // bytes); with more rows (prefill, the training forward) to the panel GEMM
 // (kernels/gemm_f32_panels.h); the scalar variant and DISTILL_F32_GEMM=blas use OpenBLAS.
 #include "core/error.h"
+#include "kernels/activation_reuse.h"
 #include "kernels/kernels.h"
+
+#include <omp.h>
 
 #include <cblas.h>
 
@@ -136,6 +139,45 @@ void matmul_prepared(float* out, const float* x, const void* w, DType w_dtype, c
   if (prepared && M >= kInt8GemmMinRows && active_kernel_variant() == KernelVariant::Avx512)
     return avx512::gemm_int8_packed(out, x, *prepared, bias, M);
   matmul_forward(out, x, w, w_dtype, bias, M, N, K);
+}
+
+void matvec_batch(const MatvecJob* jobs, int n_jobs) {
+  // Each job's rows as one range of a byte line: job j occupies [begin[j], begin[j] + N·row_bytes).
+  std::vector<int64_t> begin(size_t(n_jobs) + 1, 0);
+  double work = 0;
+  for (int j = 0; j < n_jobs; ++j) {
+    begin[size_t(j) + 1] = begin[size_t(j)] + jobs[j].N * int64_t(dtype_bytes(jobs[j].w_dtype, jobs[j].K));
+    work += double(jobs[j].N) * double(jobs[j].K);
+  }
+  const bool parallel = active_kernel_variant() != KernelVariant::Ref && !omp_in_parallel() &&
+                        omp_get_max_threads() > 1 && work > 100000;
+  if (!parallel) {
+    for (int j = 0; j < n_jobs; ++j) {
+      const MatvecJob& b = jobs[j];
+      matmul_forward(b.out, b.x, b.w, b.w_dtype, b.bias, 1, b.N, b.K);
+    }
+    return;
+  }
+  const int64_t total = begin[size_t(n_jobs)];
+  const uint64_t scope = ActivationScope::new_id();
+#pragma omp parallel
+  {
+    const ActivationScope inside(scope);
+    const int64_t t = omp_get_thread_num(), n_threads = omp_get_num_threads();
+    const int64_t lo = total * t / n_threads, hi = total * (t + 1) / n_threads;  // this thread's bytes
+    for (int j = 0; j < n_jobs; ++j) {
+      const MatvecJob& b = jobs[j];
+      const int64_t row_bytes = int64_t(dtype_bytes(b.w_dtype, b.K));
+      // the rows whose first byte falls in [lo, hi): neighbouring threads' ranges meet exactly
+      auto first_row_at = [&](int64_t byte) {
+        return std::clamp((byte - begin[size_t(j)] + row_bytes - 1) / row_bytes, int64_t(0), b.N);
+      };
+      const int64_t n0 = first_row_at(lo), n1 = first_row_at(hi);
+      if (n0 < n1)
+        matmul_forward(b.out + n0, b.x, static_cast<const char*>(b.w) + n0 * row_bytes, b.w_dtype,
+                       b.bias ? b.bias + n0 : nullptr, 1, n1 - n0, b.K);
+    }
+  }
 }
 
 // Backward (training, f32 weights): beside the forward it differentiates.

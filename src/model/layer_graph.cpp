@@ -4,6 +4,7 @@
 #include "model/moe.h"
 
 #include <cstring>
+#include <initializer_list>
 
 namespace distill {
 
@@ -15,6 +16,24 @@ float* opt(Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
 // y[T, N] = x[T, K] · W^T + b, in the weight's own dtype (or its load-time prepared form).
 void linear(float* y, const float* x, const Tensor& w, const Tensor& b, int64_t T) {
   matmul_prepared(y, x, w.raw(), w.dtype(), static_cast<const PreparedWeight*>(w.prepared()), opt(b), T, w.dim(0), w.dim(1));
+}
+
+// Linears that read the same input x[T, K]: y = x · Wᵀ + b for each. At T = 1 (decode) one
+// matvec batch (one parallel region, x quantized once per thread), else one product each.
+struct LinearOut {
+  float* y;
+  const Tensor& w;
+  const Tensor& b;
+};
+void linears_of(const float* x, int64_t T, std::initializer_list<LinearOut> outs) {
+  if (T != 1) {
+    for (const LinearOut& o : outs) linear(o.y, x, o.w, o.b, T);
+    return;
+  }
+  MatvecJob jobs[4];
+  int n = 0;
+  for (const LinearOut& o : outs) jobs[n++] = {o.y, x, o.w.raw(), o.w.dtype(), opt(o.b), o.w.dim(0), o.w.dim(1)};
+  matvec_batch(jobs, n);
 }
 
 // Backward of linear (f32 weights): d_w (+ d_b) accumulate; d_x = or += d_y W.
@@ -38,9 +57,7 @@ void layer_forward(const ModelConfig& c, const LayerWeights& l, const LayerBuffe
 
   // --- attention block: x_mid = x_in + o_proj(attention(rope(q), rope(k), v)) ---
   rmsnorm_forward(a.xn1, a.x_in, l.attn_norm.data<float>(), T, E, eps);
-  linear(a.q_raw, a.xn1, l.wq, l.bq, T);
-  linear(a.k_raw, a.xn1, l.wk, l.bk, T);
-  linear(a.v, a.xn1, l.wv, l.bv, T);
+  linears_of(a.xn1, T, {{a.q_raw, l.wq, l.bq}, {a.k_raw, l.wk, l.bk}, {a.v, l.wv, l.bv}});
   if (c.qk_norm) {
     // Qwen3: each head's q and k vector is RMS-normalised on its own, before RoPE
     rmsnorm_forward(a.q, a.q_raw, l.q_norm.data<float>(), T * c.n_head, HD, eps);
@@ -60,8 +77,7 @@ void layer_forward(const ModelConfig& c, const LayerWeights& l, const LayerBuffe
   if (c.is_moe()) {
     moe_forward(c, l, a.xn2, a.proj, T);  // (inference only: training refuses experts)
   } else {
-    linear(a.gate, a.xn2, l.w_gate, l.b_gate, T);
-    linear(a.up, a.xn2, l.w_up, l.b_up, T);
+    linears_of(a.xn2, T, {{a.gate, l.w_gate, l.b_gate}, {a.up, l.w_up, l.b_up}});
     swiglu_forward(a.h, a.gate, a.up, T * F);
     linear(a.proj, a.h, l.w_down, l.b_down, T);
   }

@@ -3,9 +3,11 @@
 // scaled by d_w · d_x into f32 accumulators — the weights are read once, in their 8.5 / 4.5 bits
 // per value. K-quants: each weight row is dequantized to f32 (scalar, per thread) and dotted.
 // Work splits over blocks of weight rows; a weight row is reused for up to 4 input rows.
+#include "kernels/activation_reuse.h"
 #include "kernels/avx2/simd.h"
 #include "kernels/block_scales8.h"
 #include "kernels/kernels.h"
+#include "kernels/parallel.h"
 #include "kernels/quant_blocks.h"
 
 #include <algorithm>
@@ -149,16 +151,14 @@ ActivationBlocks prepare_activation(const BlockQ8_0* xq, int64_t nb) {
 // and w with x's sign; Q4_0 feeds the unsigned nibbles 0..15 straight to maddubs and subtracts
 // 8·Σx afterwards (8·d_x·Σx per block). The activation side is prepared once per call.
 template <typename Block>
-void matvec_q(float* out, const BlockQ8_0* xq, const void* w, const float* bias, int64_t N, int64_t K) {
+void matvec_q(float* out, const BlockQ8_0* xq, const ActivationBlocks& act, const void* w, const float* bias, int64_t N, int64_t K) {
   const int64_t nb = K / kQK;
-  const ActivationBlocks act = prepare_activation(xq, nb);
   const float* const xdp = act.d;
   const float* const xsp = act.sum;
   const BlockQ8_0* const xap = act.abs;
   const __m256i ones = _mm256_set1_epi16(1);
   const int64_t n_tasks = (N + kRowsPerTask - 1) / kRowsPerTask;
-#pragma omp parallel for schedule(static) if (n_tasks > 1 && N * K > 100000)
-  for (int64_t t = 0; t < n_tasks; ++t) {
+  parallel_for(n_tasks, n_tasks > 1 && N * K > 100000, [&](int64_t t) {
     const int64_t n_end = std::min(N, (t + 1) * kRowsPerTask);
     for (int64_t n = t * kRowsPerTask; n < n_end; ++n) {
       __m256 acc = _mm256_setzero_ps();
@@ -208,7 +208,7 @@ void matvec_q(float* out, const BlockQ8_0* xq, const void* w, const float* bias,
       }
       out[n] = hsum(acc) - corr + (bias ? bias[n] : 0.0f);
     }
-  }
+  });
 }
 
 // The activation of a K-quant decode: one f32 scale per 256 values (a super-block, as llama.cpp's
@@ -225,7 +225,9 @@ ActivationK prepare_activation_k(const float* x, int64_t K) {
   static thread_local std::vector<int8_t> q, aq;
   static thread_local std::vector<float> d;
   static thread_local std::vector<int32_t> sum;
+  static thread_local PreparedActivationKey key;
   if (int64_t(q.size()) < K) q.resize(size_t(K)), aq.resize(size_t(K)), d.resize(size_t(K / kQKK)), sum.resize(size_t(K / kQK));
+  if (activation_prepared(key, x, K)) return {q.data(), aq.data(), d.data(), sum.data()};
   const __m256 sign = _mm256_set1_ps(-0.0f);
   for (int64_t sb = 0; sb < K / kQKK; ++sb) {
     const float* xs = x + sb * kQKK;
@@ -266,8 +268,7 @@ void matvec_k(float* out, const float* x, const void* w, const float* bias, int6
   const __m256i low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(0x03);
   auto load = [](const void* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); };
   const int64_t n_tasks = (N + kRowsPerTask - 1) / kRowsPerTask;
-#pragma omp parallel for schedule(static) if (n_tasks > 1 && N * K > 100000)
-  for (int64_t t = 0; t < n_tasks; ++t) {
+  parallel_for(n_tasks, n_tasks > 1 && N * K > 100000, [&](int64_t t) {
     const int64_t n_end = std::min(N, (t + 1) * kRowsPerTask);
     for (int64_t n = t * kRowsPerTask; n < n_end; ++n) {
       __m256 acc = _mm256_setzero_ps();
@@ -332,7 +333,7 @@ void matvec_k(float* out, const float* x, const void* w, const float* bias, int6
       }
       out[n] = hsum(acc) - corr + (bias ? bias[n] : 0.0f);
     }
-  }
+  });
 }
 
 // K-quants: a dequantized weight row dotted with each input row.
@@ -490,19 +491,29 @@ void matmul_quantized(float* out, const float* x, const void* w, DType type, con
   if (M == 1 && type == DType::Q5_K) return matvec_k<5>(out, x, w, bias, N, K);
   if (M == 1 && type == DType::Q6_K) return matvec_k<6>(out, x, w, bias, N, K);
   if (type != DType::Q8_0 && type != DType::Q4_0 && type != DType::MXFP4) return matmul_dequant(out, x, w, type, bias, M, N, K);
+  const int64_t nb = K / kQK;
+  if (M == 1) {
+    // x -> Q8_0 blocks and what the row loops need of them, in buffers of their own (kept within
+    // a matvec_batch: kernels/activation_reuse.h)
+    static thread_local std::vector<BlockQ8_0> x1;
+    static thread_local ActivationBlocks act;
+    static thread_local PreparedActivationKey key;
+    if (int64_t(x1.size()) < nb) x1.resize(size_t(nb));
+    if (!activation_prepared(key, x, K)) {
+      for (int64_t b = 0; b < nb; ++b) quantize_block_q8_0(&x1[size_t(b)], x + b * kQK);
+      act = prepare_activation(x1.data(), nb);
+    }
+    if (type == DType::Q8_0) return matvec_q<BlockQ8_0>(out, x1.data(), act, w, bias, N, K);
+    if (type == DType::Q4_0) return matvec_q<BlockQ4_0>(out, x1.data(), act, w, bias, N, K);
+    return matvec_q<BlockMxfp4>(out, x1.data(), act, w, bias, N, K);
+  }
   // x -> Q8_0 blocks, in a buffer that grows to the largest batch seen (no steady-state allocation)
   static thread_local std::vector<BlockQ8_0> xq;
-  const int64_t nb = K / kQK;
   if (int64_t(xq.size()) < M * nb) xq.resize(size_t(M * nb));
   BlockQ8_0* const xqp = xq.data();  // this thread's buffer (OpenMP workers have their own thread_locals)
-#pragma omp parallel for schedule(static) if (M > 8)
-  for (int64_t m = 0; m < M; ++m)
+  parallel_for(M, M > 8, [&](int64_t m) {
     for (int64_t b = 0; b < nb; ++b) quantize_block_q8_0(&xqp[m * nb + b], x + m * K + b * kQK);
-  if (M == 1) {
-    if (type == DType::Q8_0) return matvec_q<BlockQ8_0>(out, xqp, w, bias, N, K);
-    if (type == DType::Q4_0) return matvec_q<BlockQ4_0>(out, xqp, w, bias, N, K);
-    return matvec_q<BlockMxfp4>(out, xqp, w, bias, N, K);
-  }
+  });
   if (type == DType::Q8_0) matmul_q<BlockQ8_0>(out, xqp, w, bias, M, N, K);
   else if (type == DType::Q4_0) matmul_q<BlockQ4_0>(out, xqp, w, bias, M, N, K);
   else matmul_q<BlockMxfp4>(out, xqp, w, bias, M, N, K);

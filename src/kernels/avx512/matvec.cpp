@@ -10,6 +10,7 @@
 // lanes 0-7 hold partial sums of the first block, 8-15 of the second, each scaled by its
 // d_w·d_x into f32 accumulators. One weight row at a time: one linear stream per thread, which
 // the hardware prefetcher follows at full bandwidth.
+#include "kernels/activation_reuse.h"
 #include "kernels/block_scales8.h"
 #include "kernels/kernels.h"
 #include "kernels/parallel.h"
@@ -126,19 +127,27 @@ float row_dot_u4(const Block* wr, const __m512i* xv, const __m512i* xo, const fl
   return _mm512_reduce_add_ps(acc);
 }
 
+// x as Q8_0 pairs (xv), Σ offset·x per pair (xo) and each block's scale (xd), for row_dot_u4.
+template <typename Block>
+void prepare_u4(const float* x, int64_t K, BlockQ8_0* xq, float* xd, __m512i* xv, __m512i* xo) {
+  const int64_t nb = K / kQK, np = (nb + 1) / 2;
+  avx2::quantize_row(xq, DType::Q8_0, x, K);
+  for (int64_t b = 0; b < nb; ++b) xd[b] = f16_to_f32(xq[b].d);
+  for (int64_t p = 0; p < np; ++p) {
+    xv[p] = 2 * p + 1 < nb ? pair_q8_0(&xq[2 * p]) : single_q8_0(&xq[2 * p]);
+    xo[p] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(U4<Block>::kOffset), xv[p]);
+  }
+}
+
 template <typename Block>
 void matvec_u4(float* out, const float* x, const void* w, const float* bias, int64_t N, int64_t K) {
   const int64_t nb = K / kQK, np = (nb + 1) / 2;
   static thread_local std::vector<BlockQ8_0> xq;
   static thread_local std::vector<float> xd;
   static thread_local std::vector<__m512i> xv, xo;
+  static thread_local PreparedActivationKey key;
   if (int64_t(xq.size()) < nb) xq.resize(size_t(nb)), xd.resize(size_t(nb)), xv.resize(size_t(np)), xo.resize(size_t(np));
-  avx2::quantize_row(xq.data(), DType::Q8_0, x, K);
-  for (int64_t b = 0; b < nb; ++b) xd[size_t(b)] = f16_to_f32(xq[size_t(b)].d);
-  for (int64_t p = 0; p < np; ++p) {
-    xv[size_t(p)] = 2 * p + 1 < nb ? pair_q8_0(&xq[size_t(2 * p)]) : single_q8_0(&xq[size_t(2 * p)]);
-    xo[size_t(p)] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(U4<Block>::kOffset), xv[size_t(p)]);
-  }
+  if (!activation_prepared(key, x, K)) prepare_u4<Block>(x, K, xq.data(), xd.data(), xv.data(), xo.data());
   const __m512i* const xvp = xv.data();
   const __m512i* const xop = xo.data();
   const float* const xdp = xd.data();
@@ -153,13 +162,16 @@ void matvec_q8_0(float* out, const float* x, const void* w, const float* bias, i
   static thread_local std::vector<float> xd;
   static thread_local std::vector<__m512i> ax;
   static thread_local std::vector<__mmask64> neg;
+  static thread_local PreparedActivationKey key;
   if (int64_t(xq.size()) < nb) xq.resize(size_t(nb)), xd.resize(size_t(nb)), ax.resize(size_t(np)), neg.resize(size_t(np));
-  avx2::quantize_row(xq.data(), DType::Q8_0, x, K);
-  for (int64_t b = 0; b < nb; ++b) xd[size_t(b)] = f16_to_f32(xq[size_t(b)].d);
-  for (int64_t p = 0; p < np; ++p) {
-    const __m512i xv = 2 * p + 1 < nb ? pair_q8_0(&xq[size_t(2 * p)]) : single_q8_0(&xq[size_t(2 * p)]);
-    ax[size_t(p)] = _mm512_abs_epi8(xv);
-    neg[size_t(p)] = _mm512_movepi8_mask(xv);
+  if (!activation_prepared(key, x, K)) {
+    avx2::quantize_row(xq.data(), DType::Q8_0, x, K);
+    for (int64_t b = 0; b < nb; ++b) xd[size_t(b)] = f16_to_f32(xq[size_t(b)].d);
+    for (int64_t p = 0; p < np; ++p) {
+      const __m512i xv = 2 * p + 1 < nb ? pair_q8_0(&xq[size_t(2 * p)]) : single_q8_0(&xq[size_t(2 * p)]);
+      ax[size_t(p)] = _mm512_abs_epi8(xv);
+      neg[size_t(p)] = _mm512_movepi8_mask(xv);
+    }
   }
   const __m512i* const axp = ax.data();  // this thread's buffers, read by the team below
   const __mmask64* const negp = neg.data();

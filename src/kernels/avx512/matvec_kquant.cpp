@@ -15,6 +15,7 @@
 //      int32 lanes 0-7 belong to its first sub-block and 8-15 to its second, so the lanes are
 //      multiplied by their sub-block's scale (a permutation of the eight unpacked scales) and
 //      summed in int32: |lane| ≤ 4·15·127·63 per sub-block pass, far inside int32.
+#include "kernels/activation_reuse.h"
 #include "kernels/kernels.h"
 #include "kernels/parallel.h"
 #include "kernels/quant_blocks.h"
@@ -37,12 +38,20 @@ struct ActivationQ8K {
   const int32_t* sum;   // Σ x_q per 16 values, natural order
 };
 
+// x in the form the Q4_K (q4_k_order) or Q6_K rows read; each order its own buffers, so a batch
+// of both (a Q4_K_M layer's q/k and v) keeps both.
 ActivationQ8K quantize_activation(const float* x, int64_t K, bool q4_k_order) {
-  static thread_local std::vector<int8_t> q;
-  static thread_local std::vector<float> d;
-  static thread_local std::vector<int32_t> sum;
+  struct Buffers {
+    std::vector<int8_t> q;
+    std::vector<float> d;
+    std::vector<int32_t> sum;
+    PreparedActivationKey key;
+  };
+  static thread_local Buffers orders[2];
+  auto& [q, d, sum, key] = orders[q4_k_order ? 1 : 0];
   const int64_t nsb = K / kQKK;
   if (int64_t(q.size()) < K) q.resize(size_t(K)), d.resize(size_t(nsb)), sum.resize(size_t(K / 16));
+  if (activation_prepared(key, x, K)) return {q.data(), d.data(), sum.data()};
   for (int64_t sb = 0; sb < nsb; ++sb) {
     const float* xs = x + sb * kQKK;
     __m512 amax = _mm512_setzero_ps();
