@@ -19,6 +19,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 namespace distill::avx512 {
@@ -38,25 +39,6 @@ inline __m512i single_q8_0(const BlockQ8_0* b) {
 }
 // w with the sign of x (x's negative lanes in `neg`); values are within ±127, so negation is exact.
 inline __m512i signed_like(__m512i w, __mmask64 neg) { return _mm512_mask_sub_epi8(w, neg, _mm512_setzero_si512(), w); }
-
-// The 64 nibbles of two consecutive 4-bit blocks (Q4_0, MXFP4: values j and j+16 share byte j) as
-// unsigned bytes 0..15 in value order: 128-bit lanes [block 0 low nibbles (values 0-15), its high
-// nibbles (16-31), block 1 low, block 1 high].
-template <typename Block>
-inline __m512i pair_nibbles(const Block* b) {
-  const __m256i v = _mm256_set_m128i(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b[1].qs)),
-                                     _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[0].qs)));
-  const __m256i low4 = _mm256_set1_epi8(0x0F);
-  const __m512i lh = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(v, low4)),
-                                        _mm256_and_si256(_mm256_srli_epi16(v, 4), low4), 1);  // [lo0, lo1, hi0, hi1]
-  return _mm512_shuffle_i64x2(lh, lh, _MM_SHUFFLE(3, 1, 2, 0));
-}
-// A lone last block: zeros in the high half (which the caller's zero x lanes make add nothing).
-template <typename Block>
-inline __m512i single_nibbles(const Block* b) {
-  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b->qs)), low4 = _mm_set1_epi8(0x0F);
-  return _mm512_zextsi256_si512(_mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), low4), _mm_and_si128(v, low4)));
-}
 
 // The two 4-bit formats as unsigned bytes u with value = scale · (u − kOffset):
 // Q4_0 stores u itself (offset 8); MXFP4's nibble is an E2M1 code, looked up as its doubled value
@@ -94,64 +76,103 @@ float row_dot(const BlockQ8_0* wr, const __m512i* ax, const __mmask64* neg, cons
   return _mm512_reduce_add_ps(acc);
 }
 
-// Q4_0 and MXFP4: Σ (u − offset)·x = dpbusd(u, x) − dpbusd(offset, x), the second per pair of x
-// blocks computed once per call. Eight blocks at a time, their scales d_w·d_x are converted and
-// multiplied as one vector and each pair's lanes (0-7 the first block, 8-15 the second) take theirs
-// by a permutation: one scalar scale conversion per block made the kernel compute-bound.
+// Q4_0 and MXFP4, four blocks per vector: each block's 16 bytes in one 128-bit lane, so the low
+// nibbles of the four (values 0-15 of each) are one vector of unsigned bytes and the high nibbles
+// (values 16-31) another, with no shuffle but the loads' inserts; x is stored once per call in that
+// order (lo, hi: block j of a group in lane j). Σ (u − offset)·x = dpbusd(u, x) − Σ offset·x, the
+// second per group computed once per call (off); int32 lanes 4j..4j+3 then hold block j's partial
+// sums, scaled by its d_w·d_x. Eight blocks (two groups, two accumulators) at a time, their scales
+// converted as one vector and spread over the lanes by a permutation: one scalar scale conversion
+// per block made the kernel compute-bound.
+struct ActivationU4 {
+  const __m512i* lo;   // per group of four blocks: values 0-15 of each block, one block per 128-bit lane
+  const __m512i* hi;   // values 16-31
+  const __m512i* off;  // Σ offset·x per int32 lane of the group's dpbusd
+  const float* d;      // per block, zero past the last (a multiple of 8 long)
+};
+
+// The nibbles of blocks b[0..r) (1 ≤ r ≤ 4) in lanes 0..r-1 as unsigned levels, zero lanes after.
 template <typename Block>
-float row_dot_u4(const Block* wr, const __m512i* xv, const __m512i* xo, const float* xd, int64_t nb) {
-  using F = U4<Block>;
-  const __m512i idx[4] = {_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0),
-                          _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2),
-                          _mm512_set_epi32(5, 5, 5, 5, 5, 5, 5, 5, 4, 4, 4, 4, 4, 4, 4, 4),
-                          _mm512_set_epi32(7, 7, 7, 7, 7, 7, 7, 7, 6, 6, 6, 6, 6, 6, 6, 6)};
-  auto pair_dot = [&](const Block* w, int64_t p) {
-    return _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), F::unsigned_values(pair_nibbles(w)), xv[p]), xo[p]);
-  };
-  __m512 acc = _mm512_setzero_ps();
-  int64_t b = 0;
-  for (; b + 8 <= nb; b += 8) {
-    const __m512 s8 = _mm512_castps256_ps512(_mm256_mul_ps(scales8(wr + b), _mm256_loadu_ps(xd + b)));
-    for (int p = 0; p < 4; ++p)
-      acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(pair_dot(wr + b + 2 * p, b / 2 + p)), _mm512_permutexvar_ps(idx[p], s8), acc);
+inline void quad_levels(const Block* b, int r, __m512i* lo, __m512i* hi) {
+  auto q = [&](int j) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[j].qs)); };
+  __m512i v = _mm512_castsi128_si512(q(0));
+  if (r == 4) {
+    v = _mm512_inserti32x4(_mm512_inserti32x4(_mm512_inserti32x4(v, q(1), 1), q(2), 2), q(3), 3);
+  } else {
+    v = _mm512_zextsi128_si512(q(0));
+    if (r > 1) v = _mm512_inserti32x4(v, q(1), 1);
+    if (r > 2) v = _mm512_inserti32x4(v, q(2), 2);
   }
-  for (; b + 2 <= nb; b += 2) {
-    const __m512 s = _mm512_insertf32x8(_mm512_set1_ps(F::scale(wr[b]) * xd[b]), _mm256_set1_ps(F::scale(wr[b + 1]) * xd[b + 1]), 1);
-    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(pair_dot(wr + b, b / 2)), s, acc);
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  *lo = U4<Block>::unsigned_values(_mm512_and_si512(v, low4));
+  *hi = U4<Block>::unsigned_values(_mm512_and_si512(_mm512_srli_epi16(v, 4), low4));
+  if (r < 4) {  // a missing block's zero nibbles may stand for a nonzero level: clear them
+    const __mmask64 keep = ~__mmask64(0) >> (64 - 16 * r);
+    *lo = _mm512_maskz_mov_epi8(keep, *lo), *hi = _mm512_maskz_mov_epi8(keep, *hi);
   }
-  if (b < nb) {
-    const __m512i u = F::unsigned_values(single_nibbles(wr + b));
-    const __m512i dot = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u, xv[b / 2]), xo[b / 2]);
-    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_set1_ps(F::scale(wr[b]) * xd[b]), acc);
-  }
-  return _mm512_reduce_add_ps(acc);
 }
 
-// x as Q8_0 pairs (xv), Σ offset·x per pair (xo) and each block's scale (xd), for row_dot_u4.
+// Σ (u − offset)·x_q of group g's blocks (r of them), block j's in int32 lanes 4j..4j+3.
 template <typename Block>
-void prepare_u4(const float* x, int64_t K, BlockQ8_0* xq, float* xd, __m512i* xv, __m512i* xo) {
-  const int64_t nb = K / kQK, np = (nb + 1) / 2;
+inline __m512i group_dot(const Block* w, int r, const ActivationU4& a, int64_t g) {
+  __m512i lo, hi;
+  quad_levels(w, r, &lo, &hi);
+  return _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, a.lo[g]), hi, a.hi[g]), a.off[g]);
+}
+
+template <typename Block>
+float row_dot_u4(const Block* wr, const ActivationU4& a, int64_t nb) {
+  using F = U4<Block>;
+  // lanes 4j..4j+3 take scale j (the first group of eight blocks) or 4 + j (the second)
+  const __m512i spread0 = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+  const __m512i spread1 = _mm512_add_epi32(spread0, _mm512_set1_epi32(4));
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  int64_t b = 0;
+  for (; b + 8 <= nb; b += 8) {
+    const __m512 s8 = _mm512_castps256_ps512(_mm256_mul_ps(scales8(wr + b), _mm256_loadu_ps(a.d + b)));
+    acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(group_dot(wr + b, 4, a, b / 4)), _mm512_permutexvar_ps(spread0, s8), acc0);
+    acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(group_dot(wr + b + 4, 4, a, b / 4 + 1)), _mm512_permutexvar_ps(spread1, s8), acc1);
+  }
+  for (; b < nb; b += 4) {  // one or two groups left, the last maybe partial
+    const int r = int(std::min<int64_t>(4, nb - b));
+    alignas(16) float s[4] = {0, 0, 0, 0};
+    for (int j = 0; j < r; ++j) s[j] = F::scale(wr[b + j]) * a.d[b + j];
+    const __m512 s4 = _mm512_castps128_ps512(_mm_load_ps(s));
+    acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(group_dot(wr + b, r, a, b / 4)), _mm512_permutexvar_ps(spread0, s4), acc0);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+
+// x as Q8_0 blocks (ggml's rounding, as every decode kernel) laid out for row_dot_u4.
+template <typename Block>
+void prepare_u4(const float* x, int64_t K, BlockQ8_0* xq, float* xd, __m512i* lo, __m512i* hi, __m512i* off) {
+  const int64_t nb = K / kQK, ng = (nb + 3) / 4;
   avx2::quantize_row(xq, DType::Q8_0, x, K);
-  for (int64_t b = 0; b < nb; ++b) xd[b] = f16_to_f32(xq[b].d);
-  for (int64_t p = 0; p < np; ++p) {
-    xv[p] = 2 * p + 1 < nb ? pair_q8_0(&xq[2 * p]) : single_q8_0(&xq[2 * p]);
-    xo[p] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(U4<Block>::kOffset), xv[p]);
+  for (int64_t b = 0; b < (nb + 7) / 8 * 8; ++b) xd[b] = b < nb ? f16_to_f32(xq[b].d) : 0.0f;
+  const __m512i offset = _mm512_set1_epi8(U4<Block>::kOffset);
+  for (int64_t g = 0; g < ng; ++g) {
+    alignas(64) int8_t l[64] = {}, h[64] = {};
+    for (int j = 0; j < 4 && 4 * g + j < nb; ++j) {
+      std::memcpy(l + 16 * j, xq[4 * g + j].qs, 16);
+      std::memcpy(h + 16 * j, xq[4 * g + j].qs + 16, 16);
+    }
+    lo[g] = _mm512_load_si512(l), hi[g] = _mm512_load_si512(h);
+    off[g] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), offset, lo[g]), offset, hi[g]);
   }
 }
 
 template <typename Block>
 void matvec_u4(float* out, const float* x, const void* w, const float* bias, int64_t N, int64_t K) {
-  const int64_t nb = K / kQK, np = (nb + 1) / 2;
+  const int64_t nb = K / kQK, ng = (nb + 3) / 4;
   static thread_local std::vector<BlockQ8_0> xq;
   static thread_local std::vector<float> xd;
-  static thread_local std::vector<__m512i> xv, xo;
+  static thread_local std::vector<__m512i> lo, hi, off;
   static thread_local PreparedActivationKey key;
-  if (int64_t(xq.size()) < nb) xq.resize(size_t(nb)), xd.resize(size_t(nb)), xv.resize(size_t(np)), xo.resize(size_t(np));
-  if (!activation_prepared(key, x, K)) prepare_u4<Block>(x, K, xq.data(), xd.data(), xv.data(), xo.data());
-  const __m512i* const xvp = xv.data();
-  const __m512i* const xop = xo.data();
-  const float* const xdp = xd.data();
-  parallel_rows(out, bias, N, K, [&](int64_t n) { return row_dot_u4(static_cast<const Block*>(w) + n * nb, xvp, xop, xdp, nb); });
+  if (int64_t(xq.size()) < nb)
+    xq.resize(size_t(nb)), xd.resize(size_t((nb + 7) / 8 * 8)), lo.resize(size_t(ng)), hi.resize(size_t(ng)), off.resize(size_t(ng));
+  if (!activation_prepared(key, x, K)) prepare_u4<Block>(x, K, xq.data(), xd.data(), lo.data(), hi.data(), off.data());
+  const ActivationU4 a{lo.data(), hi.data(), off.data(), xd.data()};  // this thread's buffers, read by the team below
+  parallel_rows(out, bias, N, K, [&](int64_t n) { return row_dot_u4(static_cast<const Block*>(w) + n * nb, a, nb); });
 }
 
 void matvec_q8_0(float* out, const float* x, const void* w, const float* bias, int64_t N, int64_t K) {
