@@ -5,7 +5,6 @@
 // Work splits over blocks of weight rows; a weight row is reused for up to 4 input rows.
 #include "kernels/activation_reuse.h"
 #include "kernels/avx2/simd.h"
-#include "kernels/block_scales8.h"
 #include "kernels/kernels.h"
 #include "kernels/parallel.h"
 #include "kernels/quant_blocks.h"
@@ -122,39 +121,32 @@ void matmul_q(float* out, const BlockQ8_0* xq, const void* w, const float* bias,
   }
 }
 
-// What every int8 decode matvec needs of the activation's Q8_0 blocks, computed once per call
-// into this thread's buffers: each block's scale d_x in f32, d_x·Σ x_q (for the formats whose
-// weights carry an offset: Q4_0's −8, Q4_K's min) and |x_q| (maddubs' unsigned operand).
+// What the Q8_0 decode matvec needs of the activation's Q8_0 blocks, computed once per call into
+// this thread's buffers: each block's scale d_x in f32 and |x_q| (maddubs' unsigned operand).
 struct ActivationBlocks {
   const float* d;
-  const float* sum;
   const BlockQ8_0* abs;
 };
 ActivationBlocks prepare_activation(const BlockQ8_0* xq, int64_t nb) {
-  static thread_local std::vector<float> xd, xs;
+  static thread_local std::vector<float> xd;
   static thread_local std::vector<BlockQ8_0> xa;
-  if (int64_t(xd.size()) < nb) xd.resize(size_t(nb)), xs.resize(size_t(nb)), xa.resize(size_t(nb));
+  if (int64_t(xd.size()) < nb) xd.resize(size_t(nb)), xa.resize(size_t(nb));
   for (int64_t b = 0; b < nb; ++b) {
     xd[size_t(b)] = _cvtsh_ss(xq[b].d);
-    int sum = 0;
-    for (int j = 0; j < kQK; ++j) sum += xq[b].qs[j];
-    xs[size_t(b)] = xd[size_t(b)] * float(sum);
     const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[b].qs));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(xa[size_t(b)].qs), _mm256_sign_epi8(xv, xv));
   }
-  return {xd.data(), xs.data(), xa.data()};
+  return {xd.data(), xa.data()};
 }
 
-// Decode (one input row): one weight row at a time, so each thread reads one linear stream that
-// the hardware prefetcher follows at full bandwidth (measured, 134M at 2 threads: Q8_0 237 tok/s
-// at one row vs 135 at two side by side; Q4_0 356 vs 341). Q8_0 uses |x|, computed once per call,
-// and w with x's sign; Q4_0 feeds the unsigned nibbles 0..15 straight to maddubs and subtracts
-// 8·Σx afterwards (8·d_x·Σx per block). The activation side is prepared once per call.
-template <typename Block>
-void matvec_q(float* out, const BlockQ8_0* xq, const ActivationBlocks& act, const void* w, const float* bias, int64_t N, int64_t K) {
+// Q8_0 decode (one input row): one weight row at a time, so each thread reads one linear stream
+// that the hardware prefetcher follows at full bandwidth (measured, 134M at 2 threads: 237 tok/s
+// at one row vs 135 at two side by side), with |x| computed once per call and w given x's sign.
+// Q4_0 and MXFP4 decode in kernels/avx2/matvec_u4.cpp.
+void matvec_q8_0(float* out, const BlockQ8_0* xq, const ActivationBlocks& act, const void* w, const float* bias, int64_t N, int64_t K) {
+  using Block = BlockQ8_0;
   const int64_t nb = K / kQK;
   const float* const xdp = act.d;
-  const float* const xsp = act.sum;
   const BlockQ8_0* const xap = act.abs;
   const __m256i ones = _mm256_set1_epi16(1);
   const int64_t n_tasks = (N + kRowsPerTask - 1) / kRowsPerTask;
@@ -162,51 +154,15 @@ void matvec_q(float* out, const BlockQ8_0* xq, const ActivationBlocks& act, cons
     const int64_t n_end = std::min(N, (t + 1) * kRowsPerTask);
     for (int64_t n = t * kRowsPerTask; n < n_end; ++n) {
       __m256 acc = _mm256_setzero_ps();
-      float corr = 0;
-      if constexpr (std::is_same_v<Block, BlockQ4_0>) {
-        const BlockQ4_0* wr = static_cast<const BlockQ4_0*>(w) + n * nb;
-        // Eight blocks at a time: their scales converted and multiplied by d_x as one vector, each
-        // block's taken from it by a permutation (a scalar f16 conversion, multiply and broadcast
-        // per block kept the loop compute-bound), the offset's term summed as a vector too.
-        int64_t b = 0;
-        __m256 corr8 = _mm256_setzero_ps();
-        for (; b + 8 <= nb; b += 8) {
-          const BlockQ4_0* w8 = wr + b;
-          const __m256 dw = scales8(w8);
-          const __m256 s8 = _mm256_mul_ps(dw, _mm256_loadu_ps(xdp + b));
-          corr8 = _mm256_fmadd_ps(dw, _mm256_loadu_ps(xsp + b), corr8);
-          for (int i = 0; i < 8; ++i) {
-            _mm_prefetch(reinterpret_cast<const char*>(w8 + i) + kPrefetchAhead, _MM_HINT_T0);
-            const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[b + i].qs));
-            __m128i h;
-            const __m128i l = nibbles_lo_hi(w8[i], &h);
-            const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set_m128i(h, l), xv), ones));
-            acc = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(s8, _mm256_set1_epi32(i)), p, acc);
-          }
-        }
-        corr = 8.0f * hsum(corr8);
-        for (; b < nb; ++b) {
-          _mm_prefetch(reinterpret_cast<const char*>(wr + b) + kPrefetchAhead, _MM_HINT_T0);
-          const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[b].qs));
-          __m128i h;
-          const __m128i l = nibbles_lo_hi(wr[b], &h);
-          const __m256i u = _mm256_set_m128i(h, l);  // 0..15
-          const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(u, xv), ones));
-          const float d = _cvtsh_ss(wr[b].d);
-          acc = _mm256_fmadd_ps(_mm256_set1_ps(d * xdp[b]), p, acc);
-          corr += d * (8.0f * xsp[b]);  // Σ (q − 8)·x = Σ q·x − 8·Σ x
-        }
-      } else {
-        const Block* wr = static_cast<const Block*>(w) + n * nb;  // Q8_0 or MXFP4: signed int8 weights
-        for (int64_t b = 0; b < nb; ++b) {
-          const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[b].qs));
-          const __m256i ax = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xap[b].qs));
-          const __m256i sw = _mm256_sign_epi8(block_values(wr[b]), xv);  // w with x's sign
-          const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(ax, sw), ones));
-          acc = _mm256_fmadd_ps(_mm256_set1_ps(block_scale(wr[b]) * xdp[b]), p, acc);
-        }
+      const Block* wr = static_cast<const Block*>(w) + n * nb;
+      for (int64_t b = 0; b < nb; ++b) {
+        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[b].qs));
+        const __m256i ax = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xap[b].qs));
+        const __m256i sw = _mm256_sign_epi8(block_values(wr[b]), xv);  // w with x's sign
+        const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(ax, sw), ones));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(block_scale(wr[b]) * xdp[b]), p, acc);
       }
-      out[n] = hsum(acc) - corr + (bias ? bias[n] : 0.0f);
+      out[n] = hsum(acc) + (bias ? bias[n] : 0.0f);
     }
   });
 }
@@ -486,6 +442,10 @@ void dequantize_row(float* dst, const void* src, DType type, int64_t n) {
   }
 }
 
+// Q4_0 / MXFP4 decode (kernels/avx2/matvec_u4.cpp), from x and its Q8_0 blocks xq.
+template <typename Block>
+void matvec_u4(float* out, const float* x, const BlockQ8_0* xq, const void* w, const float* bias, int64_t N, int64_t K);
+
 void matmul_quantized(float* out, const float* x, const void* w, DType type, const float* bias, int64_t M, int64_t N, int64_t K) {
   if (M == 1 && type == DType::Q4_K) return matvec_k<4>(out, x, w, bias, N, K);
   if (M == 1 && type == DType::Q5_K) return matvec_k<5>(out, x, w, bias, N, K);
@@ -503,9 +463,9 @@ void matmul_quantized(float* out, const float* x, const void* w, DType type, con
       for (int64_t b = 0; b < nb; ++b) quantize_block_q8_0(&x1[size_t(b)], x + b * kQK);
       act = prepare_activation(x1.data(), nb);
     }
-    if (type == DType::Q8_0) return matvec_q<BlockQ8_0>(out, x1.data(), act, w, bias, N, K);
-    if (type == DType::Q4_0) return matvec_q<BlockQ4_0>(out, x1.data(), act, w, bias, N, K);
-    return matvec_q<BlockMxfp4>(out, x1.data(), act, w, bias, N, K);
+    if (type == DType::Q8_0) return matvec_q8_0(out, x1.data(), act, w, bias, N, K);
+    if (type == DType::Q4_0) return matvec_u4<BlockQ4_0>(out, x, x1.data(), w, bias, N, K);
+    return matvec_u4<BlockMxfp4>(out, x, x1.data(), w, bias, N, K);
   }
   // x -> Q8_0 blocks, in a buffer that grows to the largest batch seen (no steady-state allocation)
   static thread_local std::vector<BlockQ8_0> xq;
