@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
 namespace distill {
 
@@ -74,6 +75,19 @@ inline float mxfp4_half_scale(uint8_t e) {
   float f;
   __builtin_memcpy(&f, &bits, 4);
   return f;
+}
+
+// All eight 6-bit scales (sc) and minimums (m) of a Q4_K / Q5_K super-block at once, as bytes 0-7
+// of two words (scale_min_k4 for all j, without a branch).
+// scales[0..3]: sc 0-3 (low 6 bits), their top 2 bits are sc 4-7's high bits; scales[4..7] the
+// same for m; scales[8..11]: sc 4-7 in the low nibbles, m 4-7 in the high ones.
+inline void scales_mins_k4(const uint8_t* s12, uint64_t* sc, uint64_t* m) {
+  uint32_t u0, u1, u2;
+  std::memcpy(&u0, s12, 4), std::memcpy(&u1, s12 + 4, 4), std::memcpy(&u2, s12 + 8, 4);
+  const uint32_t sc_hi = (u2 & 0x0F0F0F0Fu) | (((u0 >> 6) & 0x03030303u) << 4);
+  const uint32_t m_hi = ((u2 >> 4) & 0x0F0F0F0Fu) | (((u1 >> 6) & 0x03030303u) << 4);
+  *sc = uint64_t(u0 & 0x3F3F3F3Fu) | (uint64_t(sc_hi) << 32);
+  *m = uint64_t(u1 & 0x3F3F3F3Fu) | (uint64_t(m_hi) << 32);
 }
 
 static_assert(sizeof(BlockQ8_0) == 34 && sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_K) == 144 &&

@@ -222,13 +222,14 @@ void matvec_k(float* out, const float* x, const void* w, const float* bias, int6
   const int64_t nsb = K / kQKK;
   const ActivationK act = prepare_activation_k(x, K);
   const __m256i low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(0x03);
+  __m256i pick[8];  // byte shuffles that broadcast int16 lane j of a 128-bit lane
+  for (int j = 0; j < 8; ++j) pick[j] = _mm256_set1_epi16(int16_t((2 * j + 1) << 8 | 2 * j));
   auto load = [](const void* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); };
   const int64_t n_tasks = (N + kRowsPerTask - 1) / kRowsPerTask;
   parallel_for(n_tasks, n_tasks > 1 && N * K > 100000, [&](int64_t t) {
     const int64_t n_end = std::min(N, (t + 1) * kRowsPerTask);
     for (int64_t n = t * kRowsPerTask; n < n_end; ++n) {
-      __m256 acc = _mm256_setzero_ps();
-      float corr = 0;
+      __m256 acc = _mm256_setzero_ps(), corr = _mm256_setzero_ps();
       for (int64_t sb = 0; sb < nsb; ++sb) {
         const int8_t* xq = act.q + sb * kQKK;
         const float dx = act.d[sb];
@@ -238,12 +239,13 @@ void matvec_k(float* out, const float* x, const void* w, const float* bias, int6
           const Block& blk = static_cast<const Block*>(w)[n * nsb + sb];
           for (size_t off = 0; off < sizeof(Block); off += 64)
             _mm_prefetch(reinterpret_cast<const char*>(&blk) + kPrefetchAhead + off, _MM_HINT_T0);
-          int mins = 0;
+          // the eight scales unpacked at once, as int16 in both 128-bit lanes; sub-block j's
+          // broadcast by a byte shuffle (scale_min_k4 and a broadcast per sub-block kept it compute-bound)
+          uint64_t sc8, mn8;
+          scales_mins_k4(blk.scales, &sc8, &mn8);
+          const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(int64_t(sc8))));
           for (int pair = 0; pair < 4; ++pair) {
             const __m256i v = load(blk.qs + 32 * pair);
-            int sc0, m0, sc1, m1;
-            scale_min_k4(2 * pair, blk.scales, &sc0, &m0);
-            scale_min_k4(2 * pair + 1, blk.scales, &sc1, &m1);
             __m256i q0 = _mm256_and_si256(v, low4), q1 = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
             if constexpr (kBits == 5) {  // bit 2·pair of qh[l] is value l's fifth bit in sub-block 2·pair, the next bit in 2·pair + 1
               const __m256i hb = _mm256_srli_epi16(load(blk.qh), 2 * pair), one = _mm256_set1_epi8(1);
@@ -252,12 +254,13 @@ void matvec_k(float* out, const float* x, const void* w, const float* bias, int6
             }
             const __m256i p0 = _mm256_maddubs_epi16(q0, load(xq + 64 * pair));
             const __m256i p1 = _mm256_maddubs_epi16(q1, load(xq + 64 * pair + 32));
-            isum = _mm256_add_epi32(isum, _mm256_add_epi32(_mm256_madd_epi16(p0, _mm256_set1_epi16(int16_t(sc0))),
-                                                           _mm256_madd_epi16(p1, _mm256_set1_epi16(int16_t(sc1)))));
-            mins += m0 * act.sum[sb * 8 + 2 * pair] + m1 * act.sum[sb * 8 + 2 * pair + 1];
+            isum = _mm256_add_epi32(isum, _mm256_add_epi32(_mm256_madd_epi16(p0, _mm256_shuffle_epi8(sc16, pick[2 * pair])),
+                                                           _mm256_madd_epi16(p1, _mm256_shuffle_epi8(sc16, pick[2 * pair + 1]))));
           }
           acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(_cvtsh_ss(blk.d) * dx), acc);
-          corr += _cvtsh_ss(blk.dmin) * dx * float(mins);
+          // Σ_j m_j·Σ x_q over sub-block j: the eight minimums against the eight sums, in lanes
+          const __m256i ms = _mm256_mullo_epi32(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(int64_t(mn8))), load(act.sum + sb * 8));
+          corr = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_set1_ps(_cvtsh_ss(blk.dmin) * dx), corr);
         } else {
           const BlockQ6_K& blk = static_cast<const BlockQ6_K*>(w)[n * nsb + sb];
           for (size_t off = 0; off < sizeof(BlockQ6_K); off += 64)
@@ -287,7 +290,7 @@ void matvec_k(float* out, const float* x, const void* w, const float* bias, int6
           acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(_cvtsh_ss(blk.d) * dx), acc);
         }
       }
-      out[n] = hsum(acc) - corr + (bias ? bias[n] : 0.0f);
+      out[n] = hsum(_mm256_sub_ps(acc, corr)) + (bias ? bias[n] : 0.0f);
     }
   });
 }

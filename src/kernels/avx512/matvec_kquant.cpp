@@ -73,18 +73,6 @@ ActivationQ8K quantize_activation(const float* x, int64_t K, bool q4_k_order) {
   return {q.data(), d.data(), sum.data()};
 }
 
-// The eight 6-bit scales (sc) and minimums (m) of a Q4_K super-block as bytes 0-7 of two words.
-// scales[0..3]: sc 0-3 (low 6 bits), their top 2 bits are sc 4-7's high bits; scales[4..7] the
-// same for m; scales[8..11]: sc 4-7 in the low nibbles, m 4-7 in the high ones.
-inline void unpack_scales(const uint8_t* s12, uint64_t* sc, uint64_t* m) {
-  uint32_t u0, u1, u2;
-  std::memcpy(&u0, s12, 4), std::memcpy(&u1, s12 + 4, 4), std::memcpy(&u2, s12 + 8, 4);
-  const uint32_t sc_hi = (u2 & 0x0F0F0F0Fu) | (((u0 >> 6) & 0x03030303u) << 4);
-  const uint32_t m_hi = ((u2 >> 4) & 0x0F0F0F0Fu) | (((u1 >> 6) & 0x03030303u) << 4);
-  *sc = uint64_t(u0 & 0x3F3F3F3Fu) | (uint64_t(sc_hi) << 32);
-  *m = uint64_t(u1 & 0x3F3F3F3Fu) | (uint64_t(m_hi) << 32);
-}
-
 float row_q4_k(const BlockQ4_K* blk, const ActivationQ8K& a, int64_t nsb) {
   const __m512i low4 = _mm512_set1_epi8(0x0F);
   // lanes 0-7 take the scale of the vector's first sub-block, 8-15 of its second
@@ -102,7 +90,7 @@ float row_q4_k(const BlockQ4_K* blk, const ActivationQ8K& a, int64_t nsb) {
     const __m512i w[4] = {_mm512_and_si512(z0, low4), _mm512_and_si512(_mm512_srli_epi16(z0, 4), low4),
                           _mm512_and_si512(z1, low4), _mm512_and_si512(_mm512_srli_epi16(z1, 4), low4)};
     uint64_t sc, mn;
-    unpack_scales(b.scales, &sc, &mn);
+    scales_mins_k4(b.scales, &sc, &mn);
     const __m512i s = _mm512_cvtepu8_epi32(_mm_cvtsi64_si128(int64_t(sc)));  // sc 0..7 in lanes 0..7
     __m512i isum = _mm512_setzero_si512();
     for (int v = 0; v < 4; ++v) {
