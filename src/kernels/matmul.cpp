@@ -143,7 +143,8 @@ void matmul_prepared(float* out, const float* x, const void* w, DType w_dtype, c
 
 void matvec_batch(const MatvecJob* jobs, int n_jobs) {
   // Each job's rows as one range of a byte line: job j occupies [begin[j], begin[j] + N·row_bytes).
-  std::vector<int64_t> begin(size_t(n_jobs) + 1, 0);
+  static thread_local std::vector<int64_t> begin;  // (no allocation per decode step)
+  begin.assign(size_t(n_jobs) + 1, 0);
   double work = 0;
   for (int j = 0; j < n_jobs; ++j) {
     begin[size_t(j) + 1] = begin[size_t(j)] + jobs[j].N * int64_t(dtype_bytes(jobs[j].w_dtype, jobs[j].K));
@@ -159,6 +160,7 @@ void matvec_batch(const MatvecJob* jobs, int n_jobs) {
     return;
   }
   const int64_t total = begin[size_t(n_jobs)];
+  const int64_t* const starts = begin.data();  // this thread's buffer, read by the team below
   const uint64_t scope = ActivationScope::new_id();
 #pragma omp parallel
   {
@@ -170,7 +172,7 @@ void matvec_batch(const MatvecJob* jobs, int n_jobs) {
       const int64_t row_bytes = int64_t(dtype_bytes(b.w_dtype, b.K));
       // the rows whose first byte falls in [lo, hi): neighbouring threads' ranges meet exactly
       auto first_row_at = [&](int64_t byte) {
-        return std::clamp((byte - begin[size_t(j)] + row_bytes - 1) / row_bytes, int64_t(0), b.N);
+        return std::clamp((byte - starts[j] + row_bytes - 1) / row_bytes, int64_t(0), b.N);
       };
       const int64_t n0 = first_row_at(lo), n1 = first_row_at(hi);
       if (n0 < n1)

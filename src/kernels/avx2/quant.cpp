@@ -224,6 +224,8 @@ void matvec_k(float* out, const float* x, const void* w, const float* bias, int6
   const __m256i low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(0x03);
   __m256i pick[8];  // byte shuffles that broadcast int16 lane j of a 128-bit lane
   for (int j = 0; j < 8; ++j) pick[j] = _mm256_set1_epi16(int16_t((2 * j + 1) << 8 | 2 * j));
+  __m256i pick6[4];  // Q6_K: int16 lane 2g of a 128-bit lane in the low lane, 2g + 1 in the high
+  for (int g = 0; g < 4; ++g) pick6[g] = _mm256_set_m128i(_mm256_castsi256_si128(pick[2 * g + 1]), _mm256_castsi256_si128(pick[2 * g]));
   auto load = [](const void* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); };
   const int64_t n_tasks = (N + kRowsPerTask - 1) / kRowsPerTask;
   parallel_for(n_tasks, n_tasks > 1 && N * K > 100000, [&](int64_t t) {
@@ -277,14 +279,15 @@ void matvec_k(float* out, const float* x, const void* w, const float* bias, int6
                                 _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), low2), 4)),
                 _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4),
                                 _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), low2), 4))};
-            const int8_t* sc = blk.scales + 8 * half;
+            // this half's eight scales as int16, in both 128-bit lanes
+            const __m256i sc16 = _mm256_broadcastsi128_si256(
+                _mm_cvtepi8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk.scales + 8 * half))));
             for (int g = 0; g < 4; ++g) {
               const int64_t o = 128 * half + 32 * g;
               const __m256i wq = _mm256_sub_epi8(q[g], _mm256_set1_epi8(32));  // −32..31
               const __m256i p16 = _mm256_maddubs_epi16(load(act.abs + sb * kQKK + o), _mm256_sign_epi8(wq, load(xq + o)));
-              // int16 0-7 hold values 0..15 (scale sc[2g]), 8-15 values 16..31 (sc[2g+1])
-              const __m256i scales = _mm256_set_m128i(_mm_set1_epi16(sc[2 * g + 1]), _mm_set1_epi16(sc[2 * g]));
-              isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p16, scales));
+              // int16 0-7 hold values 0..15 (scale 2g of the half), 8-15 values 16..31 (scale 2g + 1)
+              isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p16, _mm256_shuffle_epi8(sc16, pick6[g])));
             }
           }
           acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(_cvtsh_ss(blk.d) * dx), acc);
