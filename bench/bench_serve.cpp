@@ -4,9 +4,14 @@
 // every request asks for --tokens tokens (temperature 0.8, seeded). Also prints the mean request
 // latency. --parallel sets the server's slots (default 16).
 //
-//   bench_serve [--threads 2] [--tokens 128] [--requests 4] [--parallel 16] [--guard off|on|both]
+//   bench_serve [--threads 2] [--tokens 128] [--requests 4] [--parallel 16] [--guard off|on|both] [--clients 1,4,16]
 // --guard both: tables with the extraction guard off and on, alternating, and their ratio.
+// Then the same model's bare decode (the engine's Decoder, one sequence, greedy tokens fed back:
+// what `distill bench` tg measures) beside one client's streamed throughput, alternating, and
+// their ratio: what serving one stream costs over decoding it.
 #include "core/threads.h"
+#include "model/decoder.h"
+#include "model/kv_cache.h"
 #include "serve/server.h"
 #include "tokenizer/byte_vocab.h"
 
@@ -16,6 +21,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -62,7 +68,7 @@ StreamResult stream_request(int port, const std::string& body) {
 
 // One table: aggregate tokens/s at 1, 4 and 16 clients against a server with the guard on or off.
 std::vector<double> run_table(const Model& model, std::shared_ptr<const Tokenizer> tok, int parallel, int tokens, int requests,
-                              bool guard) {
+                              bool guard, const std::vector<int>& client_counts) {
   ServeOptions o;
   o.host = "127.0.0.1", o.port = 0, o.model_name = "m", o.n_parallel = parallel, o.n_ctx = 512, o.max_queue = 256;
   // The guard scores every request (callers by address) but its actions are off: the cost
@@ -75,7 +81,7 @@ std::vector<double> run_table(const Model& model, std::shared_ptr<const Tokenize
   std::thread listener([&] { server.listen(); });
   std::printf("guard %s\n%8s %10s %12s %12s %10s\n", guard ? "on" : "off", "clients", "requests", "tokens", "tokens/s", "latency ms");
   std::vector<double> out;
-  for (int clients : {1, 4, 16}) {
+  for (int clients : client_counts) {
     std::atomic<int64_t> total{0}, failed{0};
     std::atomic<int64_t> latency_us{0};
     const double t0 = now();
@@ -104,17 +110,45 @@ std::vector<double> run_table(const Model& model, std::shared_ptr<const Tokenize
   return out;
 }
 
+// Decode tokens/s of one sequence through the Decoder (no HTTP, no sampler): `tokens` steps
+// after a 24-token prompt, as `distill bench` tg does after its context.
+double bare_decode(const Model& model, int tokens) {
+  Decoder dec(model);
+  KVCache cache(model.config, 1, tokens + 32);
+  Batch b;
+  for (int i = 0; i < 24; ++i) b.add(int32_t(100 + i), i, 0, i == 23);
+  dec.forward(b, cache);
+  const double t0 = now();
+  int32_t next = 7;
+  for (int i = 0; i < tokens; ++i) {
+    b.clear();
+    b.add(next, 24 + i, 0, true);
+    const float* logits = dec.forward(b, cache);
+    next = int32_t(std::max_element(logits, logits + model.config.n_vocab) - logits);
+  }
+  return double(tokens) / (now() - t0);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   int threads = 2, tokens = 128, requests = 4, parallel = 16;
   std::string guard = "off";
+  std::vector<int> client_counts{1, 4, 16};
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--tokens")) tokens = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--requests")) requests = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--parallel")) parallel = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--guard")) guard = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--clients")) {
+      client_counts.clear();
+      for (const char* p = argv[i + 1]; *p;) {
+        client_counts.push_back(std::max(1, std::atoi(p)));
+        while (*p && *p != ',') ++p;
+        if (*p == ',') ++p;
+      }
+    }
   }
   if (guard != "on" && guard != "off" && guard != "both") {
     std::fprintf(stderr, "--guard on|off|both\n");
@@ -131,13 +165,21 @@ int main(int argc, char** argv) {
   std::printf("bench_serve: stories15m shape (%.1fM params, f32), %d threads, %d slots, %d tokens per request, %d requests per client\n",
               double(c.n_params()) / 1e6, num_threads(), parallel, tokens, requests);
   if (guard != "both") {
-    run_table(model, tok, parallel, tokens, requests, guard == "on");
+    run_table(model, tok, parallel, tokens, requests, guard == "on", client_counts);
+    // one stream served against the bare decode, alternating three times; best of each
+    double served = 0, bare = 0;
+    for (int round = 0; round < 3; ++round) {
+      bare = std::max(bare, bare_decode(model, tokens));
+      served = std::max(served, run_table(model, tok, parallel, tokens, requests, guard == "on", {1})[0]);
+    }
+    std::printf("\none stream, best of 3 alternating: served %.0f tokens/s, bare decode %.0f tokens/s, served/bare %.3f\n", served,
+                bare, served / bare);
     return 0;
   }
   // Off and on alternate twice; each keeps its better run (the machine's noise is the spread).
   std::vector<double> best[2] = {{0, 0, 0}, {0, 0, 0}};
   for (int round = 0; round < 4; ++round) {
-    const std::vector<double> t = run_table(model, tok, parallel, tokens, requests, round % 2 == 1);
+    const std::vector<double> t = run_table(model, tok, parallel, tokens, requests, round % 2 == 1, {1, 4, 16});
     for (size_t i = 0; i < t.size(); ++i) best[round % 2][i] = std::max(best[round % 2][i], t[i]);
   }
   std::printf("\nbest of two, tokens/s:\n%8s %12s %12s %8s\n", "clients", "guard off", "guard on", "on/off");
