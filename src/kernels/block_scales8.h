@@ -28,5 +28,24 @@ inline __m256 scales8(const BlockMxfp4* w) {
   return _mm256_castsi256_ps(_mm256_blendv_epi8(subnormal, normal, _mm256_cmpgt_epi32(e, _mm256_set1_epi32(1))));
 }
 
+// The two 4-bit formats as unsigned levels u with value = scale · (u − kOffset), for the decode
+// kernels that feed u straight to an unsigned-by-signed int8 product: Q4_0 stores u itself (offset
+// 8); MXFP4's nibble is an E2M1 code, looked up in kLevels as its doubled value + 12 (0..24; the
+// scale is halved to match, as in kernels/quant_blocks.h). Each ISA looks the levels up per
+// 128-bit lane from kLevels (null: the nibble is the level).
+template <typename Block> struct U4Format;
+template <> struct U4Format<BlockQ4_0> {
+  static constexpr int kOffset = 8;
+  static constexpr const int8_t* kLevels = nullptr;
+  static float scale(const BlockQ4_0& b) { return _cvtsh_ss(b.d); }
+};
+inline constexpr int8_t kMxfp4Levels[16] = {12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0};
+static_assert(kMxfp4Levels[7] == kMxfp4Doubled[7] + 12 && kMxfp4Levels[15] == kMxfp4Doubled[15] + 12);
+template <> struct U4Format<BlockMxfp4> {
+  static constexpr int kOffset = 12;
+  static constexpr const int8_t* kLevels = kMxfp4Levels;
+  static float scale(const BlockMxfp4& b) { return mxfp4_half_scale(b.e); }
+};
+
 }  // namespace
 }  // namespace distill

@@ -24,22 +24,12 @@ namespace distill::avx2 {
 
 namespace {
 
-template <typename Block> struct U4;
-template <> struct U4<BlockQ4_0> {
-  static constexpr int kOffset = 8;
-  static __m256i levels(__m256i nibbles) { return nibbles; }
-  static float scale(const BlockQ4_0& b) { return _cvtsh_ss(b.d); }
-};
-template <> struct U4<BlockMxfp4> {
-  static constexpr int kOffset = 12;
-  static __m256i levels(__m256i nibbles) {
-    const __m256i table = _mm256_add_epi8(
-        _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kMxfp4Doubled))), _mm256_set1_epi8(kOffset));
-    return _mm256_shuffle_epi8(table, nibbles);  // per 128-bit lane: the table is in both
-  }
-  static float scale(const BlockMxfp4& b) { return mxfp4_half_scale(b.e); }
-};
-
+// The unsigned levels of 32 nibbles (one block per 128-bit lane).
+template <typename Block>
+inline __m256i levels(__m256i nibbles) {
+  if constexpr (U4Format<Block>::kLevels == nullptr) return nibbles;
+  else return _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(U4Format<Block>::kLevels))), nibbles);
+}
 struct ActivationPairs {
   const __m256i* lo;   // per pair of blocks: values 0-15 of each, one block per 128-bit lane
   const __m256i* hi;   // values 16-31
@@ -54,8 +44,8 @@ inline __m256i pair_dot(const Block* w, int r, const ActivationPairs& a, int64_t
   const __m256i v = r == 2 ? _mm256_inserti128_si256(_mm256_castsi128_si256(b0), _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[1].qs)), 1)
                            : _mm256_zextsi128_si256(b0);  // a lone last block: x is zero in lane 1
   const __m256i low4 = _mm256_set1_epi8(0x0F);
-  const __m256i lo = U4<Block>::levels(_mm256_and_si256(v, low4));
-  const __m256i hi = U4<Block>::levels(_mm256_and_si256(_mm256_srli_epi16(v, 4), low4));
+  const __m256i lo = levels<Block>(_mm256_and_si256(v, low4));
+  const __m256i hi = levels<Block>(_mm256_and_si256(_mm256_srli_epi16(v, 4), low4));
   const __m256i p16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, a.lo[p]), _mm256_maddubs_epi16(hi, a.hi[p]));
   return _mm256_sub_epi32(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)), a.off[p]);
 }
@@ -80,7 +70,7 @@ float row_dot(const Block* wr, const ActivationPairs& a, int64_t nb) {
   }
   for (; b < nb; b += 2) {  // up to three pairs left, the last maybe a lone block
     const int r = int(std::min<int64_t>(2, nb - b));
-    const float s0 = U4<Block>::scale(wr[b]) * a.d[b], s1 = r == 2 ? U4<Block>::scale(wr[b + 1]) * a.d[b + 1] : 0.0f;
+    const float s0 = U4Format<Block>::scale(wr[b]) * a.d[b], s1 = r == 2 ? U4Format<Block>::scale(wr[b + 1]) * a.d[b + 1] : 0.0f;
     const __m256 s = _mm256_setr_ps(s0, s0, s0, s0, s1, s1, s1, s1);
     acc[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pair_dot(wr + b, r, a, b / 2)), s, acc[0]);
   }
@@ -100,7 +90,7 @@ void matvec_u4(float* out, const float* x, const BlockQ8_0* xq, const void* w, c
   if (int64_t(lo.size()) < np) xd.resize(size_t((nb + 7) / 8 * 8)), lo.resize(size_t(np)), hi.resize(size_t(np)), off.resize(size_t(np));
   if (!activation_prepared(key, x, K)) {
     for (int64_t b = 0; b < (nb + 7) / 8 * 8; ++b) xd[size_t(b)] = b < nb ? _cvtsh_ss(xq[b].d) : 0.0f;
-    const __m256i offset = _mm256_set1_epi8(U4<Block>::kOffset), ones = _mm256_set1_epi16(1);
+    const __m256i offset = _mm256_set1_epi8(U4Format<Block>::kOffset), ones = _mm256_set1_epi16(1);
     for (int64_t p = 0; p < np; ++p) {
       alignas(32) int8_t l[32] = {}, h[32] = {};
       for (int j = 0; j < 2 && 2 * p + j < nb; ++j) {

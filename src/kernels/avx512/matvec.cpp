@@ -40,25 +40,12 @@ inline __m512i single_q8_0(const BlockQ8_0* b) {
 // w with the sign of x (x's negative lanes in `neg`); values are within ±127, so negation is exact.
 inline __m512i signed_like(__m512i w, __mmask64 neg) { return _mm512_mask_sub_epi8(w, neg, _mm512_setzero_si512(), w); }
 
-// The two 4-bit formats as unsigned bytes u with value = scale · (u − kOffset):
-// Q4_0 stores u itself (offset 8); MXFP4's nibble is an E2M1 code, looked up as its doubled value
-// + 12 (0..24; the scale is halved to match, as in kernels/quant_blocks.h).
-template <typename Block> struct U4;
-template <> struct U4<BlockQ4_0> {
-  static constexpr int kOffset = 8;
-  static __m512i unsigned_values(__m512i nibbles) { return nibbles; }
-  static float scale(const BlockQ4_0& b) { return f16_to_f32(b.d); }
-};
-template <> struct U4<BlockMxfp4> {
-  static constexpr int kOffset = 12;
-  static __m512i unsigned_values(__m512i nibbles) {
-    const __m512i table = _mm512_add_epi8(
-        _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kMxfp4Doubled))), _mm512_set1_epi8(kOffset));
-    return _mm512_shuffle_epi8(table, nibbles);  // per 128-bit lane: the table is in each
-  }
-  static float scale(const BlockMxfp4& b) { return mxfp4_half_scale(b.e); }
-};
-
+// The unsigned levels of 64 nibbles (one block per 128-bit lane; kernels/block_scales8.h).
+template <typename Block>
+inline __m512i unsigned_values(__m512i nibbles) {
+  if constexpr (U4Format<Block>::kLevels == nullptr) return nibbles;
+  else return _mm512_shuffle_epi8(_mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(U4Format<Block>::kLevels))), nibbles);
+}
 float row_dot(const BlockQ8_0* wr, const __m512i* ax, const __mmask64* neg, const float* xd, int64_t nb) {
   __m512 acc = _mm512_setzero_ps();
   int64_t b = 0;
@@ -104,8 +91,8 @@ inline void quad_levels(const Block* b, int r, __m512i* lo, __m512i* hi) {
     if (r > 2) v = _mm512_inserti32x4(v, q(2), 2);
   }
   const __m512i low4 = _mm512_set1_epi8(0x0F);
-  *lo = U4<Block>::unsigned_values(_mm512_and_si512(v, low4));
-  *hi = U4<Block>::unsigned_values(_mm512_and_si512(_mm512_srli_epi16(v, 4), low4));
+  *lo = unsigned_values<Block>(_mm512_and_si512(v, low4));
+  *hi = unsigned_values<Block>(_mm512_and_si512(_mm512_srli_epi16(v, 4), low4));
   if (r < 4) {  // a missing block's zero nibbles may stand for a nonzero level: clear them
     const __mmask64 keep = ~__mmask64(0) >> (64 - 16 * r);
     *lo = _mm512_maskz_mov_epi8(keep, *lo), *hi = _mm512_maskz_mov_epi8(keep, *hi);
@@ -122,7 +109,7 @@ inline __m512i group_dot(const Block* w, int r, const ActivationU4& a, int64_t g
 
 template <typename Block>
 float row_dot_u4(const Block* wr, const ActivationU4& a, int64_t nb) {
-  using F = U4<Block>;
+  using F = U4Format<Block>;
   // lanes 4j..4j+3 take scale j (the first group of eight blocks) or 4 + j (the second)
   const __m512i spread0 = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
   const __m512i spread1 = _mm512_add_epi32(spread0, _mm512_set1_epi32(4));
@@ -149,7 +136,7 @@ void prepare_u4(const float* x, int64_t K, BlockQ8_0* xq, float* xd, __m512i* lo
   const int64_t nb = K / kQK, ng = (nb + 3) / 4;
   avx2::quantize_row(xq, DType::Q8_0, x, K);
   for (int64_t b = 0; b < (nb + 7) / 8 * 8; ++b) xd[b] = b < nb ? f16_to_f32(xq[b].d) : 0.0f;
-  const __m512i offset = _mm512_set1_epi8(U4<Block>::kOffset);
+  const __m512i offset = _mm512_set1_epi8(U4Format<Block>::kOffset);
   for (int64_t g = 0; g < ng; ++g) {
     alignas(64) int8_t l[64] = {}, h[64] = {};
     for (int j = 0; j < 4 && 4 * g + j < nb; ++j) {
