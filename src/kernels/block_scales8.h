@@ -11,6 +11,8 @@
 
 #include <immintrin.h>
 
+#include <array>
+
 namespace distill {
 namespace {
 
@@ -39,11 +41,14 @@ template <> struct U4Format<BlockQ4_0> {
   static constexpr const int8_t* kLevels = nullptr;
   static float scale(const BlockQ4_0& b) { return _cvtsh_ss(b.d); }
 };
-inline constexpr int8_t kMxfp4Levels[16] = {12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0};
-static_assert(kMxfp4Levels[7] == kMxfp4Doubled[7] + 12 && kMxfp4Levels[15] == kMxfp4Doubled[15] + 12);
+inline constexpr std::array<int8_t, 16> kMxfp4Levels = [] {
+  std::array<int8_t, 16> u{};
+  for (int i = 0; i < 16; ++i) u[size_t(i)] = int8_t(kMxfp4Doubled[i] + 12);
+  return u;
+}();
 template <> struct U4Format<BlockMxfp4> {
   static constexpr int kOffset = 12;
-  static constexpr const int8_t* kLevels = kMxfp4Levels;
+  static constexpr const int8_t* kLevels = kMxfp4Levels.data();
   static float scale(const BlockMxfp4& b) { return mxfp4_half_scale(b.e); }
 };
 

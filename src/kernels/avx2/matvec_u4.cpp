@@ -34,7 +34,7 @@ struct ActivationPairs {
   const __m256i* lo;   // per pair of blocks: values 0-15 of each, one block per 128-bit lane
   const __m256i* hi;   // values 16-31
   const __m256i* off;  // Σ offset·x_q per int32 lane of the pair's dot
-  const float* d;      // per block, zero past the last (a multiple of 8 long)
+  const float* d;      // per block
 };
 
 // Σ (u − offset)·x_q of blocks w[0..r) (r = 1 or 2) in int32 lanes 0-3 (first) and 4-7 (second).
@@ -87,9 +87,9 @@ void matvec_u4(float* out, const float* x, const BlockQ8_0* xq, const void* w, c
   static thread_local std::vector<float> xd;
   static thread_local std::vector<__m256i> lo, hi, off;
   static thread_local PreparedActivationKey key;
-  if (int64_t(lo.size()) < np) xd.resize(size_t((nb + 7) / 8 * 8)), lo.resize(size_t(np)), hi.resize(size_t(np)), off.resize(size_t(np));
+  if (int64_t(xd.size()) < nb) xd.resize(size_t(nb)), lo.resize(size_t(np)), hi.resize(size_t(np)), off.resize(size_t(np));
   if (!activation_prepared(key, x, K)) {
-    for (int64_t b = 0; b < (nb + 7) / 8 * 8; ++b) xd[size_t(b)] = b < nb ? _cvtsh_ss(xq[b].d) : 0.0f;
+    for (int64_t b = 0; b < nb; ++b) xd[size_t(b)] = _cvtsh_ss(xq[b].d);
     const __m256i offset = _mm256_set1_epi8(U4Format<Block>::kOffset), ones = _mm256_set1_epi16(1);
     for (int64_t p = 0; p < np; ++p) {
       alignas(32) int8_t l[32] = {}, h[32] = {};

@@ -75,28 +75,22 @@ struct ActivationU4 {
   const __m512i* lo;   // per group of four blocks: values 0-15 of each block, one block per 128-bit lane
   const __m512i* hi;   // values 16-31
   const __m512i* off;  // Σ offset·x per int32 lane of the group's dpbusd
-  const float* d;      // per block, zero past the last (a multiple of 8 long)
+  const float* d;      // per block
 };
 
-// The nibbles of blocks b[0..r) (1 ≤ r ≤ 4) in lanes 0..r-1 as unsigned levels, zero lanes after.
+// The nibbles of blocks b[0..r) (1 ≤ r ≤ 4) in lanes 0..r-1 as unsigned levels. A missing block's
+// lanes hold whatever level a zero nibble stands for: x and Σ offset·x are zero there, so they add
+// nothing.
 template <typename Block>
 inline void quad_levels(const Block* b, int r, __m512i* lo, __m512i* hi) {
   auto q = [&](int j) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[j].qs)); };
-  __m512i v = _mm512_castsi128_si512(q(0));
-  if (r == 4) {
-    v = _mm512_inserti32x4(_mm512_inserti32x4(_mm512_inserti32x4(v, q(1), 1), q(2), 2), q(3), 3);
-  } else {
-    v = _mm512_zextsi128_si512(q(0));
-    if (r > 1) v = _mm512_inserti32x4(v, q(1), 1);
-    if (r > 2) v = _mm512_inserti32x4(v, q(2), 2);
-  }
+  __m512i v = _mm512_zextsi128_si512(q(0));
+  if (r > 1) v = _mm512_inserti32x4(v, q(1), 1);
+  if (r > 2) v = _mm512_inserti32x4(v, q(2), 2);
+  if (r > 3) v = _mm512_inserti32x4(v, q(3), 3);
   const __m512i low4 = _mm512_set1_epi8(0x0F);
   *lo = unsigned_values<Block>(_mm512_and_si512(v, low4));
   *hi = unsigned_values<Block>(_mm512_and_si512(_mm512_srli_epi16(v, 4), low4));
-  if (r < 4) {  // a missing block's zero nibbles may stand for a nonzero level: clear them
-    const __mmask64 keep = ~__mmask64(0) >> (64 - 16 * r);
-    *lo = _mm512_maskz_mov_epi8(keep, *lo), *hi = _mm512_maskz_mov_epi8(keep, *hi);
-  }
 }
 
 // Σ (u − offset)·x_q of group g's blocks (r of them), block j's in int32 lanes 4j..4j+3.
@@ -135,7 +129,7 @@ template <typename Block>
 void prepare_u4(const float* x, int64_t K, BlockQ8_0* xq, float* xd, __m512i* lo, __m512i* hi, __m512i* off) {
   const int64_t nb = K / kQK, ng = (nb + 3) / 4;
   avx2::quantize_row(xq, DType::Q8_0, x, K);
-  for (int64_t b = 0; b < (nb + 7) / 8 * 8; ++b) xd[b] = b < nb ? f16_to_f32(xq[b].d) : 0.0f;
+  for (int64_t b = 0; b < nb; ++b) xd[b] = f16_to_f32(xq[b].d);
   const __m512i offset = _mm512_set1_epi8(U4Format<Block>::kOffset);
   for (int64_t g = 0; g < ng; ++g) {
     alignas(64) int8_t l[64] = {}, h[64] = {};
@@ -156,7 +150,7 @@ void matvec_u4(float* out, const float* x, const void* w, const float* bias, int
   static thread_local std::vector<__m512i> lo, hi, off;
   static thread_local PreparedActivationKey key;
   if (int64_t(xq.size()) < nb)
-    xq.resize(size_t(nb)), xd.resize(size_t((nb + 7) / 8 * 8)), lo.resize(size_t(ng)), hi.resize(size_t(ng)), off.resize(size_t(ng));
+    xq.resize(size_t(nb)), xd.resize(size_t(nb)), lo.resize(size_t(ng)), hi.resize(size_t(ng)), off.resize(size_t(ng));
   if (!activation_prepared(key, x, K)) prepare_u4<Block>(x, K, xq.data(), xd.data(), lo.data(), hi.data(), off.data());
   const ActivationU4 a{lo.data(), hi.data(), off.data(), xd.data()};  // this thread's buffers, read by the team below
   parallel_rows(out, bias, N, K, [&](int64_t n) { return row_dot_u4(static_cast<const Block*>(w) + n * nb, a, nb); });
