@@ -50,17 +50,38 @@ TEST(Backward, Matmul) {
     return weighted_sum(y, r);
   };
   std::vector<float> dx(x.size(), 123.0f), dw(w.size(), 0.0f), db(b.size(), 0.0f);
-  matmul_backward(dx.data(), dw.data(), db.data(), r.data(), x.data(), w.data(), M, N, K, false);
+  matmul_backward(dx.data(), dw.data(), db.data(), r.data(), x.data(), w.data(), DType::F32, M, N, K, false);
   expect_matches_fd("d_x", x, dx, loss);
   expect_matches_fd("d_w", w, dw, loss);
   expect_matches_fd("d_b", b, db, loss);
   // accumulate_dx adds onto what is there; d_w accumulates across calls
   std::vector<float> dx2(x.size(), 1.0f);
-  matmul_backward(dx2.data(), dw.data(), nullptr, r.data(), x.data(), w.data(), M, N, K, true);
+  matmul_backward(dx2.data(), dw.data(), nullptr, r.data(), x.data(), w.data(), DType::F32, M, N, K, true);
   EXPECT_NEAR(dx2[3], dx[3] + 1.0f, 1e-5f);
   std::vector<float> dw1(w.size(), 0.0f);
-  matmul_backward(nullptr, dw1.data(), nullptr, r.data(), x.data(), w.data(), M, N, K, false);
+  matmul_backward(nullptr, dw1.data(), nullptr, r.data(), x.data(), w.data(), DType::F32, M, N, K, false);
   EXPECT_NEAR(dw[5], 2 * dw1[5], 1e-5f);
+}
+
+// A frozen quantized weight (QLoRA's base): d_x equals the f32 product with the weight widened,
+// over more rows than one chunk of the widening (256), and accumulates when asked.
+TEST(Backward, MatmulThroughAFrozenQuantizedWeight) {
+  const int64_t M = 5, N = 300, K = 64;
+  const auto w = random_vector(size_t(N * K), 21), r = random_vector(size_t(M * N), 22);
+  for (DType t : {DType::Q8_0, DType::Q4_0, DType::BF16}) {
+    SCOPED_TRACE(dtype_name(t));
+    std::vector<uint8_t> q(dtype_bytes(t, N * K));
+    for (int64_t n = 0; n < N; ++n) quantize_row(q.data() + dtype_bytes(t, n * K), t, w.data() + n * K, K);
+    std::vector<float> wide(size_t(N * K));
+    for (int64_t n = 0; n < N; ++n) dequantize_row(wide.data() + n * K, q.data() + dtype_bytes(t, n * K), t, K);
+    std::vector<float> want(size_t(M * K)), got(size_t(M * K), 7.0f);
+    matmul_backward(want.data(), nullptr, nullptr, r.data(), nullptr, wide.data(), DType::F32, M, N, K, false);
+    matmul_backward(got.data(), nullptr, nullptr, r.data(), nullptr, q.data(), t, M, N, K, false);
+    for (size_t i = 0; i < want.size(); ++i) ASSERT_NEAR(got[i], want[i], 1e-4f * (1.0f + std::fabs(want[i]))) << i;
+    std::vector<float> acc(size_t(M * K), 1.0f);
+    matmul_backward(acc.data(), nullptr, nullptr, r.data(), nullptr, q.data(), t, M, N, K, true);
+    EXPECT_NEAR(acc[9], want[9] + 1.0f, 1e-4f * (1.0f + std::fabs(want[9])));
+  }
 }
 
 TEST(Backward, Rmsnorm) {

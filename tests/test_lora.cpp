@@ -7,6 +7,9 @@
 #include "train/lora_training.h"
 #include "train/param_arena.h"
 #include "train/training_pass.h"
+#include "model/decoder.h"
+#include "model/kv_cache.h"
+#include "kernels/kernels.h"
 #include "test_util.h"
 #include "tiny_model.h"
 
@@ -21,56 +24,124 @@ using test::TempDir;
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-TEST(Lora, AdapterGradientsMatchFiniteDifferences) {
-  test::TinyModel tm(16, 2, 7);
-  Model& m = tm.model;
-  ParamArena arena = ParamArena::adopt(m);
-  LoraConfig cfg;
-  cfg.rank = 3, cfg.alpha = 6, cfg.targets = {"q_proj", "v_proj", "down_proj"};
-  LoraTraining lora(m, cfg, 5);
-  // B starts at zero (so dA would be 0 and prove nothing): give it values first.
+namespace {
+
+// A tiny model whose matrices are stored as `dtype` (the frozen base of QLoRA when quantized).
+Model base_of(DType dtype, int64_t width) {
+  test::TinyModel tm(width, 2, 7);
+  // weights N(0, (2/√width)²): activations of one scale whatever the width, so central differences
+  // stay accurate on the wide (K-quant) base too
+  Model m = Model::random(tm.model.config, DType::F32, 7, 2.0f / std::sqrt(float(width)));
+  for (ParamRef& p : list_params(m.config, m.weights))
+    if (p.is_matrix) *p.tensor = converted(*p.tensor, dtype);
+  tie_lm_head(m.config, m.weights);
+  return m;
+}
+
+// B starts at zero (so dA would be 0 and a forward would show no adapter): give it values.
+void randomize_b(LoraTraining& lora) {
   float* p = lora.arena().data();
   const auto noise = test::random_vector(lora.arena().size(), 9, 0.3f);
   for (const ParamEntry& e : lora.arena().entries())
     if (e.name.find("lora_B") != std::string::npos)
       for (size_t i = 0; i < e.numel; ++i) p[e.offset + i] = noise[e.offset + i];
-  lora.merge();
+}
 
-  const int64_t T = 6;
-  const int32_t ids[T] = {3, 70, 101, 9, 44, 200};
-  TrainingPass pass(m, 1, T);
-  const auto r = test::random_vector(size_t(T * m.config.n_vocab), 13);
-  // loss = Σ logits · r: d loss / d logits = r
-  auto loss = [&] {
-    lora.merge();
-    const float* logits = pass.forward(ids);
-    double s = 0;
-    for (size_t i = 0; i < r.size(); ++i) s += double(logits[i]) * r[i];
-    return s;
-  };
-  loss();
-  Tensor grads = arena.new_buffer();
-  ModelWeights gv = arena.views(grads);
-  pass.backward(r.data(), gv);
-  lora.project_grads(gv);
+}  // namespace
 
-  double max_fd = 0, max_err = 0;
-  const float h = 1e-2f;
-  for (const ParamEntry& e : lora.arena().entries())
-    for (size_t i = 0; i < e.numel; i += 7) {  // every 7th entry of every A and B
-      const size_t at = e.offset + i;
-      const float saved = p[at];
-      p[at] = saved + h;
-      const double lp = loss();
-      p[at] = saved - h;
-      const double lm = loss();
-      p[at] = saved;
-      const double fd = (lp - lm) / (2.0 * h);
-      max_fd = std::max(max_fd, std::fabs(fd));
-      max_err = std::max(max_err, std::fabs(fd - double(lora.grads()[at])));
+// The adapter's gradients from the layer graph's backward (d_A, d_B formed directly, no gradient of
+// the frozen base) against central differences of the loss, on an f32, a bf16 and quantized bases:
+// the backward through a quantized frozen matrix widens it chunk by chunk. The forward runs the
+// scalar kernels: the fast ones quantize activations to int8 against quantized weights, a rounding
+// whose noise central differences would divide by 2h (it is the backward's math checked here).
+TEST(Lora, AdapterGradientsMatchFiniteDifferencesOnEveryBase) {
+  force_kernel_variant(KernelVariant::Ref);
+  for (const auto& [dtype, width] : {std::pair{DType::F32, 16}, {DType::BF16, 16}, {DType::Q8_0, 32}, {DType::Q4_K, 256}}) {
+    SCOPED_TRACE(dtype_name(dtype));
+    Model m = base_of(dtype, width);
+    LoraConfig cfg;
+    cfg.rank = 3, cfg.alpha = 6, cfg.targets = {"q_proj", "v_proj", "down_proj"};
+    LoraTraining lora(m, cfg, 5);
+    randomize_b(lora);
+    EXPECT_EQ(m.weights.layers[1].wq.dtype(), dtype) << "the base stays as stored";
+
+    const int64_t T = 6;
+    const int32_t ids[T] = {3, 70, 101, 9, 44, 200};
+    TrainingPass pass(m, 1, T);
+    const auto r = test::random_vector(size_t(T * m.config.n_vocab), 13);
+    // loss = Σ logits · r: d loss / d logits = r
+    auto loss = [&] {
+      const float* logits = pass.forward(ids);
+      double s = 0;
+      for (size_t i = 0; i < r.size(); ++i) s += double(logits[i]) * r[i];
+      return s;
+    };
+    loss();
+    Tensor grads = lora.arena().new_buffer();
+    ModelWeights gv = lora.grad_views(grads);
+    pass.backward(r.data(), gv);
+    EXPECT_FALSE(gv.layers[0].wq.defined()) << "no gradient of the frozen base";
+
+    float* p = lora.arena().data();
+    double max_fd = 0, max_err = 0;
+    const float h = 1e-2f;
+    const size_t stride = width > 32 ? 97 : 7;
+    for (const ParamEntry& e : lora.arena().entries())
+      for (size_t i = 0; i < e.numel; i += stride) {  // a spread of entries of every A and B
+        const size_t at = e.offset + i;
+        const float saved = p[at];
+        p[at] = saved + h;
+        const double lp = loss();
+        p[at] = saved - h;
+        const double lm = loss();
+        p[at] = saved;
+        const double fd = (lp - lm) / (2.0 * h);
+        max_fd = std::max(max_fd, std::fabs(fd));
+        max_err = std::max(max_err, std::fabs(fd - double(grads.data<float>()[at])));
+      }
+    EXPECT_GT(max_fd, 0.1) << "the check must see real gradients";
+    EXPECT_LT(max_err, 5e-3 * max_fd) << "largest |fd| " << max_fd;
+  }
+  force_kernel_variant(best_kernel_variant());
+}
+
+// Running W and the adapter side by side (prompt and one-token decode paths) gives the logits of
+// the merged model W + s·B A.
+TEST(Lora, UnmergedAdapterEqualsTheMergedModel) {
+  Model m = base_of(DType::F32, 32);
+  LoraConfig cfg;
+  cfg.rank = 4, cfg.alpha = 8, cfg.targets = lora_modules();
+  LoraTraining lora(m, cfg, 3);
+  randomize_b(lora);
+  const TempDir dir;
+  lora.save_merged((dir / "merged"));
+  const Model merged = Model::load((dir / "merged"));
+  EXPECT_FALSE(merged.weights.layers[0].lora.q_proj.defined());
+
+  const std::vector<int32_t> ids = {5, 17, 99, 3, 250, 41, 8};
+  const Model base = base_of(DType::F32, 32);
+  Decoder with_adapter(m), as_merged(merged), without(base);
+  for (int64_t step : {int64_t(7), int64_t(1)}) {  // one prompt batch; then decode one token at a time
+    KVCache c1(m.config, 1, 16, DType::F32), c2(m.config, 1, 16, DType::F32), c3(m.config, 1, 16, DType::F32);
+    double max_diff = 0, max_abs = 0, adapter_effect = 0;
+    for (int64_t i = 0; i < int64_t(ids.size()); i += step) {
+      Batch b;
+      for (int64_t t = i; t < i + step; ++t) b.add(ids[size_t(t)], int32_t(t), 0, true);
+      const size_t n = size_t(b.size() * m.config.n_vocab);
+      const float* g = with_adapter.forward(b, c1);
+      const std::vector<float> got(g, g + n);
+      const float* w = as_merged.forward(b, c2);
+      const std::vector<float> want(w, w + n);
+      const float* o = without.forward(b, c3);
+      for (size_t j = 0; j < n; ++j) {
+        max_diff = std::max(max_diff, double(std::fabs(got[j] - want[j])));
+        max_abs = std::max(max_abs, double(std::fabs(want[j])));
+        adapter_effect = std::max(adapter_effect, double(std::fabs(got[j] - o[j])));
+      }
     }
-  EXPECT_GT(max_fd, 0.1) << "the check must see real gradients";
-  EXPECT_LT(max_err, 5e-3 * max_fd) << "largest |fd| " << max_fd;
+    EXPECT_GT(adapter_effect, 0.1 * max_abs) << "the adapter must change the logits for the check to mean anything";
+    EXPECT_LT(max_diff, 1e-4 * max_abs) << "step " << step;
+  }
 }
 
 namespace {
@@ -141,7 +212,7 @@ TEST(Lora, TrainsAnAdapterInPeftLayoutThatRunAndServeMerge) {
 
   // Base + adapter merged at load = the merged model written by train (same weights, same text).
   Model loaded = Model::load(dir / "base");
-  merge_peft_adapter(loaded, dir / "a/adapter");
+  apply_peft_adapter(loaded, dir / "a/adapter");
   const Model out = Model::load(dir / "a");
   const Tensor& w1 = loaded.weights.layers[1].w_up;
   const Tensor& w2 = out.weights.layers[1].w_up;
@@ -167,6 +238,42 @@ TEST(Lora, TrainsAnAdapterInPeftLayoutThatRunAndServeMerge) {
   r = run(train + " --lora-rank 8 --resume -o " + (dir / "b"));
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("lora"), std::string::npos) << r.output;
+}
+
+// QLoRA: the adapter trained on a quantized GGUF base that stays quantized (no f32 copy of it, no
+// gradient of it); the adapter alone is written, and `run` applies it beside the quantized weights.
+TEST(Lora, TrainsAnAdapterOnAQuantizedGgufBase) {
+  TempDir dir;
+  test::TinyModel tm(32, 2, 3);
+  tm.save(dir / "base");
+  write_text(dir / "text.txt");
+  test::CliResult r = run("convert " + (dir / "base") + " -o " + (dir / "base-q8.gguf") + " --type q8_0");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run("train --student " + (dir / "base-q8.gguf") + " --data " + (dir / "text.txt") + kArgs + " --lora-rank 4 -o " + (dir / "q"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("base frozen as stored (Q8_0)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("the base is quantized (Q8_0): wrote the adapter only"), std::string::npos) << r.output;
+  const double loss = test::last_eval_loss(dir / "q/metrics.jsonl");
+  EXPECT_GT(loss, 0.0);
+  EXPECT_LT(loss, 2.0) << "the adapter learns the repeated text on the quantized base as on the f32 one";
+  EXPECT_TRUE(fs::exists(dir / "q/adapter/adapter_model.safetensors"));
+  EXPECT_FALSE(fs::exists(dir / "q/model.safetensors")) << "no merged model of a quantized base";
+
+  // The adapter file on the quantized base reproduces what training measured (the text at the
+  // trained length); the base alone knows nothing of it.
+  auto eval_loss = [&](const std::string& lora) {
+    const test::CliResult e = run("eval " + (dir / "base-q8.gguf") + lora + " --text " + (dir / "text.txt") + " --seq-len 32 --json --no-speed");
+    EXPECT_EQ(e.exit_code, 0) << e.output;
+    const size_t at = e.output.find('{');
+    return at == std::string::npos ? -1.0 : json::parse(e.output.substr(at))["text"]["loss"].get<double>();
+  };
+  const double with_adapter = eval_loss(" --lora " + (dir / "q/adapter")), without = eval_loss("");
+  EXPECT_NEAR(with_adapter, loss, 0.25) << "train's held-out loss " << loss;
+  EXPECT_GT(without, loss + 1.0);
+  const test::CliResult r2 = run("run " + (dir / "base-q8.gguf") + " --lora " + (dir / "q/adapter") + " -p 'the cat' --raw --temp 0 -n 4");
+  ASSERT_EQ(r2.exit_code, 0) << r2.output;
+  EXPECT_NE(r2.output.find("lora: applied " + (dir / "q/adapter") + " (rank 4, alpha 8) beside the quantized weights"), std::string::npos)
+      << r2.output;
 }
 
 TEST(Lora, BadAdaptersAndOptionsAreRefusedWithTheirName) {

@@ -29,9 +29,13 @@ void run_eval(const EvalArgs& a) {
   const Model model = load_model(a.model, a.lora, a.seq_len + a.max_new_tokens);
   const auto tok = Tokenizer::load(a.model);
   json r = {{"model", a.model}, {"parameters", model.config.n_params()}};
-  uint64_t bytes = 0;
-  for (const auto& e : fs::directory_iterator(a.model))
-    if (e.path().extension() == ".safetensors") bytes += e.file_size();
+  uint64_t bytes = 0;  // the weights' files: a GGUF, or a directory's safetensors
+  if (fs::is_directory(a.model)) {
+    for (const auto& e : fs::directory_iterator(a.model))
+      if (e.path().extension() == ".safetensors") bytes += e.file_size();
+  } else {
+    bytes = fs::file_size(a.model);
+  }
   r["bytes"] = bytes;
   const auto tmpl = ChatTemplate::choose(a.chat_template, tok.get());
   TokenDataset text;

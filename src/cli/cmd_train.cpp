@@ -4,6 +4,7 @@
 #include "teacher/remote_scorer.h"
 #include "core/data_parallel.h"
 #include "core/error.h"
+#include "model/gguf_model.h"
 #include "model/model.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
@@ -107,7 +108,7 @@ void run_train(TrainArgs& a) {
 
   // The student's tokenizer and chat template turn text into tokens (optional for token-id data).
   std::shared_ptr<const Tokenizer> tok;
-  if (fs::exists(fs::path(a.student) / "tokenizer.json")) tok = Tokenizer::load(a.student);
+  if (fs::exists(fs::path(a.student) / "tokenizer.json") || is_gguf_file(a.student)) tok = Tokenizer::load(a.student);  // (a GGUF holds its vocabulary)
   const auto tmpl = ChatTemplate::choose(a.chat_template, tok.get());
   if (tok && tok->vocab_size() > student.config.n_vocab)
     fail("{}: the tokenizer has {} tokens but the model only {} embedding rows", a.student, tok->vocab_size(),

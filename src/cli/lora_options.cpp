@@ -38,7 +38,7 @@ LoraConfig lora_config(const LoraOptions& o, const std::string& base_model) {
 }
 
 void add_lora_adapter_option(CLI::App* cmd, std::string* dir) {
-  cmd->add_option("--lora", *dir, "LoRA adapter directory (PEFT layout: adapter_config.json + adapter_model.safetensors), merged at load");
+  cmd->add_option("--lora", *dir, "LoRA adapter directory (PEFT layout: adapter_config.json + adapter_model.safetensors): merged at load into f32/bf16 weights, run beside quantized ones");
 }
 
 Model load_model(const std::string& path, const std::string& lora_dir, int64_t n_ctx, int64_t n_slots) {
@@ -58,9 +58,13 @@ Model load_model(const std::string& path, const std::string& lora_dir, int64_t n
                  n_slots > 1 ? " or --parallel" : "");
   Model m = Model::load(path, panels);
   if (!lora_dir.empty()) {
-    const LoraConfig c = merge_peft_adapter(m, lora_dir);
-    std::fprintf(stderr, "lora: merged %s (rank %lld, alpha %g) into %s\n", lora_dir.c_str(), (long long)c.rank, double(c.alpha),
-                 path.c_str());
+    const LoraConfig c = apply_peft_adapter(m, lora_dir);
+    if (m.adapters.empty())
+      std::fprintf(stderr, "lora: merged %s (rank %lld, alpha %g) into %s\n", lora_dir.c_str(), (long long)c.rank, double(c.alpha),
+                   path.c_str());
+    else
+      std::fprintf(stderr, "lora: applied %s (rank %lld, alpha %g) beside the quantized weights of %s\n", lora_dir.c_str(),
+                   (long long)c.rank, double(c.alpha), path.c_str());
   }
   return m;
 }

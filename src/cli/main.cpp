@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <filesystem>
 
 #include <fmt/format.h>
 
@@ -60,6 +61,10 @@ int main(int argc, char** argv) {
     return 1;
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "distill: error: out of memory\n");
+    return 1;
+  } catch (const std::filesystem::filesystem_error& e) {
+    // a path the user gave that the library could not use: say so rather than abort
+    std::fprintf(stderr, "distill: error: %s\n", e.what());
     return 1;
   }
   return 0;

@@ -140,7 +140,7 @@ const char* kernel_variant_name(KernelVariant v);  // "scalar", "avx2", "avx512"
 }  // namespace distill
 
 // ---------------------------------------------------------------------------------------------
-// Training: backward passes (f32 weights only) and the attention variant that keeps its
+// Training: backward passes and the attention variant that keeps its
 // probabilities for the backward. One implementation each (OpenMP, compiler-vectorised loops and
 // OpenBLAS); every one is checked against finite differences in tests/test_backward_ops.cpp.
 // Gradients named d_<x> are accumulated (+=) into weight gradients and overwritten for inputs
@@ -148,11 +148,21 @@ const char* kernel_variant_name(KernelVariant v);  // "scalar", "avx2", "avx512"
 namespace distill {
 
 // y = x W^T + b  ->  d_x (= or += if accumulate_dx) d_y W;  d_w += d_y^T x;  d_b += Σ_rows d_y.
-// d_x, d_b may be null. x [M, K], w [N, K], d_y [M, N].
-void matmul_backward(float* d_x, float* d_w, float* d_b, const float* d_y, const float* x, const float* w,
+// d_x, d_w, d_b may be null (d_w null: a frozen weight). x [M, K], w [N, K] of any weight dtype
+// (d_x widens it a chunk of rows at a time), d_y [M, N].
+void matmul_backward(float* d_x, float* d_w, float* d_b, const float* d_y, const float* x, const void* w, DType w_dtype,
                      int64_t M, int64_t N, int64_t K, bool accumulate_dx);
 
-// RMSNorm: d_x (overwritten; may alias d_y), d_w += Σ_rows d_y * x * rstd. x [n_rows, dim].
+// LoRA's low-rank branch beside a frozen linear (model/lora.h): y[M, N] += scale · (x Aᵀ) Bᵀ with
+// x [M, K], A [r, K], B [N, r]. Its backward, with u = x Aᵀ and v = d_y B (both [M, r]):
+// d_x[M, K] += scale · v A;  d_a[r, K] += scale · vᵀ x;  d_b[N, r] += scale · d_yᵀ u.
+void lora_forward(float* y, const float* x, const float* a, const float* b, float scale, int64_t M, int64_t N, int64_t K,
+                  int64_t r);
+void lora_backward(float* d_x, float* d_a, float* d_b, const float* d_y, const float* x, const float* a, const float* b,
+                   float scale, int64_t M, int64_t N, int64_t K, int64_t r);
+
+// RMSNorm: d_x (overwritten; may alias d_y), d_w += Σ_rows d_y * x * rstd (d_w may be null: frozen).
+// x [n_rows, dim].
 void rmsnorm_backward(float* d_x, float* d_w, const float* d_y, const float* x, const float* w, int64_t n_rows,
                       int64_t dim, float eps);
 

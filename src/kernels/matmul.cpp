@@ -27,17 +27,27 @@ constexpr int64_t kDequantChunk = 256;  // weight rows per chunk (scratch: 256 �
 // With AVX-512 VNNI, int8 products on repacked weight panels beat both from this many rows.
 constexpr int64_t kInt8GemmMinRows = 2;
 
-void matmul_dequant_sgemm(float* out, const float* x, const void* w, DType w_dtype, const float* bias, int64_t M,
-                          int64_t N, int64_t K) {
+// Weight rows n0..n0+nc of w [N, K] (any dtype) widened to f32 into dst [nc, K], rows in parallel.
+void dequantize_rows(float* dst, const void* w, DType w_dtype, int64_t n0, int64_t nc, int64_t K) {
+  const size_t row_bytes = dtype_bytes(w_dtype, K);
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < nc; ++r)
+    dequantize_row(dst + r * K, static_cast<const char*>(w) + size_t(n0 + r) * row_bytes, w_dtype, K);
+}
+
+// A thread's buffer for kDequantChunk widened weight rows of length K (OpenMP workers have their own).
+float* dequant_scratch(int64_t K) {
   static thread_local std::vector<float> scratch;
   if (int64_t(scratch.size()) < kDequantChunk * K) scratch.resize(size_t(kDequantChunk * K));
-  float* const wf = scratch.data();  // this thread's buffer (OpenMP workers have their own)
-  const size_t row_bytes = dtype_bytes(w_dtype, K);
+  return scratch.data();
+}
+
+void matmul_dequant_sgemm(float* out, const float* x, const void* w, DType w_dtype, const float* bias, int64_t M,
+                          int64_t N, int64_t K) {
+  float* const wf = dequant_scratch(K);
   for (int64_t n0 = 0; n0 < N; n0 += kDequantChunk) {
     const int64_t nc = std::min(kDequantChunk, N - n0);
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < nc; ++r)
-      dequantize_row(wf + r * K, static_cast<const char*>(w) + size_t(n0 + r) * row_bytes, w_dtype, K);
+    dequantize_rows(wf, w, w_dtype, n0, nc, K);
     float beta = 0.0f;
     if (bias) {
       for (int64_t m = 0; m < M; ++m) std::copy(bias + n0, bias + n0 + nc, out + m * N + n0);
@@ -182,17 +192,28 @@ void matvec_batch(const MatvecJob* jobs, int n_jobs) {
   }
 }
 
-// Backward (training, f32 weights): beside the forward it differentiates.
-void matmul_backward(float* d_x, float* d_w, float* d_b, const float* d_y, const float* x, const float* w,
+// Backward (training): beside the forward it differentiates. d_x reads the weights in their own
+// dtype — a frozen quantized base (QLoRA) is widened a chunk of rows at a time, never whole.
+void matmul_backward(float* d_x, float* d_w, float* d_b, const float* d_y, const float* x, const void* w, DType w_dtype,
                      int64_t M, int64_t N, int64_t K, bool accumulate_dx) {
-  if (d_x) {
+  if (d_x && w_dtype == DType::F32) {
     // d_x[M, K] = d_y[M, N] · w[N, K]
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(M), int(K), int(N), 1.0f, d_y, int(N), w, int(K),
-                accumulate_dx ? 1.0f : 0.0f, d_x, int(K));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(M), int(K), int(N), 1.0f, d_y, int(N),
+                static_cast<const float*>(w), int(K), accumulate_dx ? 1.0f : 0.0f, d_x, int(K));
+  } else if (d_x) {
+    // the same product over chunks of weight rows: d_x (+)= Σ_chunks d_y[:, chunk] · w[chunk, :]
+    float* const wf = dequant_scratch(K);
+    for (int64_t n0 = 0; n0 < N; n0 += kDequantChunk) {
+      const int64_t nc = std::min(kDequantChunk, N - n0);
+      dequantize_rows(wf, w, w_dtype, n0, nc, K);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(M), int(K), int(nc), 1.0f, d_y + n0, int(N), wf, int(K),
+                  n0 > 0 || accumulate_dx ? 1.0f : 0.0f, d_x, int(K));
+    }
   }
-  // d_w[N, K] += d_y^T[N, M] · x[M, K]
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(N), int(K), int(M), 1.0f, d_y, int(N), x, int(K), 1.0f,
-              d_w, int(K));
+  // d_w[N, K] += d_y^T[N, M] · x[M, K]   (none for a frozen weight)
+  if (d_w)
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(N), int(K), int(M), 1.0f, d_y, int(N), x, int(K), 1.0f,
+                d_w, int(K));
   if (d_b) {
 #pragma omp parallel for schedule(static) if (M * N > 65536)
     for (int64_t n = 0; n < N; ++n) {

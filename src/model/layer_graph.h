@@ -66,7 +66,8 @@ struct LayerGradScratch {
 using AttendBackwardFn = std::function<void(float* d_q, float* d_k, float* d_v, const float* d_att)>;
 
 // Backward of layer_forward: d_resid holds d loss / d x_out on entry and d loss / d x_in on
-// exit; weight gradients accumulate into g. The buffers must be the ones the forward filled.
+// exit; weight gradients accumulate into g, for the tensors g defines (a frozen base defines none),
+// and an adapter's into g's adapter slot (LoRA). The buffers must be the ones the forward filled.
 // neg_pos holds the negated positions: RoPE's backward is the forward rotation at −pos.
 void layer_backward(const ModelConfig& c, const LayerWeights& l, LayerWeights& g, const LayerBuffers& a,
                     const LayerGradScratch& s, float* d_resid, int64_t T, const int32_t* neg_pos, const float* inv_freq,

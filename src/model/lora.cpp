@@ -43,6 +43,17 @@ std::vector<std::string> parse_lora_targets(const std::string& text) {
   return out;
 }
 
+namespace {
+
+LoraAdapter* adapter_slot(LayerAdapters& l, const std::string& module) {
+  LoraAdapter* slots[] = {&l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.gate_proj, &l.up_proj, &l.down_proj};
+  for (size_t i = 0; i < lora_modules().size(); ++i)
+    if (lora_modules()[i] == module) return slots[i];
+  fail("internal: no LoRA slot for module '{}'", module);
+}
+
+}  // namespace
+
 std::vector<LoraTarget> lora_targets(const ModelConfig& c, ModelWeights& w, const std::vector<std::string>& modules) {
   if (c.is_moe()) fail("LoRA adapters on a mixture of experts ({}) are not supported; a dense model is", c.model_type);
   std::vector<LoraTarget> out;
@@ -51,7 +62,10 @@ std::vector<LoraTarget> lora_targets(const ModelConfig& c, ModelWeights& w, cons
     const std::string path = p.name.substr(0, p.name.size() - std::string(".weight").size());
     const std::string module = path.substr(path.rfind('.') + 1);
     if (std::find(modules.begin(), modules.end(), module) == modules.end()) continue;
-    out.push_back({p.name, "base_model.model." + path, p.shape[0], p.shape[1], p.tensor});
+    // model.layers.<i>.<self_attn|mlp>.<module>
+    const int64_t layer = std::stoll(path.substr(std::string("model.layers.").size()));
+    out.push_back({p.name, "base_model.model." + path, p.shape[0], p.shape[1], p.tensor,
+                   adapter_slot(w.layers[size_t(layer)].lora, module)});
   }
   if (out.empty()) fail("LoRA: the model has no matrix named by the targets");
   return out;
@@ -111,7 +125,7 @@ LoraConfig read_adapter_config(const std::string& path) {
 
 }  // namespace
 
-LoraConfig merge_peft_adapter(Model& model, const std::string& dir) {
+LoraConfig apply_peft_adapter(Model& model, const std::string& dir) {
   return with_context(dir, [&] {
     LoraConfig cfg = read_adapter_config((fs::path(dir) / "adapter_config.json").string());
     const SafetensorsFile file = SafetensorsFile::open((fs::path(dir) / "adapter_model.safetensors").string());
@@ -127,12 +141,22 @@ LoraConfig merge_peft_adapter(Model& model, const std::string& dir) {
       if (a.shape() != Shape{cfg.rank, t.in} || b.shape() != Shape{t.out, cfg.rank})
         fail("adapter_model.safetensors: '{}' has A {} and B {}; the model and r = {} need [{}, {}] and [{}, {}]", t.peft_prefix,
              shape_str(a.shape()), shape_str(b.shape()), cfg.rank, cfg.rank, t.in, t.out, cfg.rank);
-      // A fresh f32 copy: the stored weights may be quantized, or mapped read-only from the file.
-      const Tensor stored = t.weight->to(DType::F32);
-      Tensor w = Tensor::zeros(DType::F32, t.weight->shape());
-      std::memcpy(w.raw(), stored.raw(), w.nbytes());
-      lora_merge_into(w.data<float>(), a.data<float>(), b.data<float>(), t.out, t.in, cfg.rank, cfg.scale());
-      *t.weight = std::move(w);
+      const DType stored_as = t.weight->dtype();
+      if (stored_as == DType::F32 || stored_as == DType::F16 || stored_as == DType::BF16) {
+        // A fresh f32 copy: the stored weights may be mapped read-only from the file.
+        const Tensor stored = t.weight->to(DType::F32);
+        Tensor w = Tensor::zeros(DType::F32, t.weight->shape());
+        std::memcpy(w.raw(), stored.raw(), w.nbytes());
+        lora_merge_into(w.data<float>(), a.data<float>(), b.data<float>(), t.out, t.in, cfg.rank, cfg.scale());
+        *t.weight = std::move(w);
+      } else {
+        // owned f32 copies (the file's may be mapped and typed otherwise), kept alive by the model
+        Tensor own_a = Tensor::zeros(DType::F32, a.shape()), own_b = Tensor::zeros(DType::F32, b.shape());
+        std::memcpy(own_a.raw(), a.raw(), a.nbytes());
+        std::memcpy(own_b.raw(), b.raw(), b.nbytes());
+        *t.adapter = LoraAdapter{own_a.data<float>(), own_b.data<float>(), cfg.rank, cfg.scale()};
+        model.adapters.push_back(std::move(own_a)), model.adapters.push_back(std::move(own_b));
+      }
       used.insert(ka), used.insert(kb);
       ++merged;
     }

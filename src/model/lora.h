@@ -5,7 +5,7 @@
 //   DIR/adapter_model.safetensors  base_model.model.<module path>.lora_A.weight [r, in]
 //                                  base_model.model.<module path>.lora_B.weight [out, r]
 // e.g. base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight.
-// Training (train/lora_training.h) writes adapters; run, serve and eval merge one at load time.
+// Training (train/lora_training.h) writes adapters; run, serve and eval apply one at load time.
 #pragma once
 
 #include "model/model.h"
@@ -38,6 +38,7 @@ struct LoraTarget {
   std::string peft_prefix;  // base_model.model.model.layers.3.mlp.up_proj
   int64_t out, in;
   Tensor* weight;           // into the ModelWeights it was listed from
+  LoraAdapter* adapter;     // the layer's slot for this matrix's adapter (same ModelWeights)
 };
 // The matrices of `w` that `modules` name, in checkpoint order. Refuses mixtures of experts.
 std::vector<LoraTarget> lora_targets(const ModelConfig& c, ModelWeights& w, const std::vector<std::string>& modules);
@@ -50,10 +51,11 @@ void lora_merge_into(float* w, const float* a, const float* b, int64_t out, int6
 void write_peft_adapter(const std::string& dir, const LoraConfig& cfg, const std::vector<LoraTarget>& targets,
                         const std::vector<const float*>& a, const std::vector<const float*>& b);
 
-// Reads a PEFT LoRA adapter and merges it into `model`'s weights (the adapted matrices become f32,
-// whatever their stored type), then rebuilds the kernels' load-time forms. Throws naming the file
-// and key for an adapter that does not fit the model (unknown module, wrong shape, DoRA, ...).
-// Returns the adapter's config.
-LoraConfig merge_peft_adapter(Model& model, const std::string& dir);
+// Reads a PEFT LoRA adapter and applies it to `model`: merged into each adapted matrix stored as
+// f32/f16/bf16 (which becomes f32; the kernels' load-time forms are rebuilt), and beside each
+// quantized one, unmerged (the layer graph runs W and the adapter; the base keeps its size — a
+// merge would widen it). Throws naming the file and key for an adapter that does not fit the model
+// (unknown module, wrong shape, DoRA, ...). Returns the adapter's config.
+LoraConfig apply_peft_adapter(Model& model, const std::string& dir);
 
 }  // namespace distill

@@ -17,6 +17,7 @@ struct Model {
   ModelWeights weights;
   std::vector<float> inv_freq;  // RoPE inverse frequencies [head_dim / 2], scaling applied
   size_t prepared_bytes = 0;    // memory of the weights' load-time kernel forms (see prepare_weights)
+  std::vector<Tensor> adapters; // A and B of a LoRA adapter applied unmerged (the layers' lora slots point here)
 
   // A Hugging Face directory: config.json and model.safetensors (or a sharded index); or a GGUF file.
   // `prepare`: build the kernels' load-time forms (prepare_weights); `distill info` needs none.

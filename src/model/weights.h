@@ -14,6 +14,22 @@ namespace distill {
 
 class TensorStore;
 
+// A LoRA adapter beside a frozen matrix W [out, in] (model/lora.h): the layer computes
+// y = x Wᵀ + scale · (x Aᵀ) Bᵀ. Views into f32 memory its owner keeps (a training run's adapter
+// arena, or its gradient buffer in a gradient view).
+struct LoraAdapter {
+  float* a = nullptr;  // [rank, in]
+  float* b = nullptr;  // [out, rank]
+  int64_t rank = 0;
+  float scale = 0;
+  bool defined() const { return a != nullptr; }
+};
+
+// The adapters of a layer's seven projections, named as PEFT's target modules.
+struct LayerAdapters {
+  LoraAdapter q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj;
+};
+
 struct LayerWeights {
   Tensor attn_norm;                // f32 [n_embd]          input_layernorm
   Tensor wq, wk, wv, wo;           // [q_dim, n_embd], [kv_dim, n_embd] ×2, [n_embd, q_dim]
@@ -28,6 +44,7 @@ struct LayerWeights {
   Tensor router_b;                 // f32 [n_expert]                   (moe_bias)
   std::vector<Tensor> exp_gate_b, exp_up_b, exp_down_b;  // f32 per expert (moe_bias)
   Tensor sinks;                    // f32 [n_head]                      (attn_sinks)
+  LayerAdapters lora;              // unset unless an adapter is trained or applied unmerged
 };
 
 struct ModelWeights {

@@ -54,7 +54,7 @@ void write_metrics(const std::string& path, const std::vector<json>& lines) {
 TrainingHarness::TrainingHarness(Model& model, const HarnessOptions& opt)
     : model_(model),
       opt_(opt),
-      arena_(ParamArena::adopt(model)),
+      arena_(opt.lora.rank > 0 ? ParamArena() : ParamArena::adopt(model)),  // LoRA: the base stays as loaded
       lora_(opt.lora.rank > 0 ? std::make_unique<LoraTraining>(model, opt.lora, opt.seed) : nullptr),
       adamw_(trainable(), opt.adamw, opt.shard_optimizer) {
   if (opt_.total_steps <= 0) fail("{}: the number of steps must be positive", opt_.name);
@@ -63,11 +63,10 @@ TrainingHarness::TrainingHarness(Model& model, const HarnessOptions& opt)
   opt_.lr.total_steps = opt_.total_steps * std::max<int64_t>(1, opt_.updates_per_step);
   const fs::path out(opt_.out_dir);
   ckpt_dir_ = (out / "checkpoint").string(), metrics_path_ = (out / "metrics.jsonl").string();
-  grads_ = arena_.new_buffer();
-  grad_views_ = arena_.views(grads_);
+  grads_ = trainable().new_buffer();
+  grad_views_ = lora_ ? lora_->grad_views(grads_) : arena_.views(grads_);
   if (opt_.resume && (train_checkpoint_exists(ckpt_dir_) || train_checkpoint_exists(ckpt_dir_ + ".old"))) {
     state_ = load_train_checkpoint(ckpt_dir_, trainable(), adamw_, opt_.settings);
-    if (lora_) lora_->merge();
     metrics_ = read_metrics(metrics_path_, state_.step);
     if (DataParallel::leader())
       std::fprintf(stderr, "%s: resumed from %s at step %lld\n", opt_.name.c_str(), ckpt_dir_.c_str(), (long long)state_.step);
@@ -92,18 +91,22 @@ std::string mib(size_t bytes) {
 void TrainingHarness::print_memory_estimate(size_t activation_bytes) const {
   if (!DataParallel::leader()) return;
   TrainingMemory m;
-  m.weights = arena_.size() * sizeof(float);
-  m.gradients = arena_.size() * sizeof(float) + (lora_ ? lora_->arena().size() * sizeof(float) : 0);
+  // the weights as the model holds them: the f32 arena, or under LoRA the frozen base as stored
+  // (quantized: a fraction of f32) plus the adapter
+  ModelWeights views = model_.weights;
+  for (const ParamRef& p : list_params(model_.config, views)) m.weights += p.tensor->nbytes();
+  if (lora_) m.weights += lora_->arena().size() * sizeof(float);
+  m.gradients = (lora_ ? lora_->arena() : arena_).size() * sizeof(float);
   m.optimizer = adamw_.state_bytes();  // AdamW's m and v (this rank's shard under ZeRO-1)
-  m.adapter_base = lora_ ? lora_->frozen_base_bytes() + lora_->arena().size() * sizeof(float) : 0;
   m.activations = activation_bytes;
-  std::fprintf(stderr, "%s: memory estimate %s: weights %s, gradients %s, optimizer %s%s, activations %s\n", opt_.name.c_str(),
+  std::fprintf(stderr, "%s: memory estimate %s: weights %s, gradients %s, optimizer %s, activations %s\n", opt_.name.c_str(),
                mib(m.total()).c_str(), mib(m.weights).c_str(), mib(m.gradients).c_str(), mib(m.optimizer).c_str(),
-               lora_ ? fmt::format(", adapter + frozen base {}", mib(m.adapter_base)).c_str() : "", mib(m.activations).c_str());
+               mib(m.activations).c_str());
   if (lora_)
-    std::fprintf(stderr, "%s: LoRA rank %lld (alpha %g) on %s: %zu trainable parameters of %zu\n", opt_.name.c_str(),
-                 (long long)opt_.lora.rank, double(opt_.lora.alpha), fmt::format("{}", fmt::join(opt_.lora.targets, ",")).c_str(),
-                 lora_->arena().size(), arena_.size());
+    std::fprintf(stderr, "%s: LoRA rank %lld (alpha %g) on %s: %zu trainable parameters of %lld, base frozen as stored (%s)\n",
+                 opt_.name.c_str(), (long long)opt_.lora.rank, double(opt_.lora.alpha),
+                 fmt::format("{}", fmt::join(opt_.lora.targets, ",")).c_str(), lora_->arena().size(),
+                 (long long)model_.config.n_params(), std::string(dtype_name(model_.weights.layers[0].wq.dtype())).c_str());
 }
 
 // The items form one stream over the epochs; each call takes the next `ranks` of it, one per rank
@@ -122,9 +125,8 @@ int64_t TrainingHarness::next_item() {
 }
 
 double TrainingHarness::update() {
-  // The gradients of what is trained: the model's, or (LoRA) the adapter's, projected from them.
+  // The gradients of what is trained: the model's, or (LoRA) the adapter's.
   float* g = grads_.data<float>();
-  if (lora_) lora_->project_grads(grad_views_), g = lora_->grads();
   const int64_t n = int64_t(trainable().size());
   // Data parallel: the ranks' gradients (each the mean over its rows) summed, then averaged: the
   // mean over the global batch, as one process would have it (up to summation order).
@@ -140,7 +142,6 @@ double TrainingHarness::update() {
   // ZeRO-1: each rank stepped its shard; every rank gets the others' (the same values a
   // replicated step computes: the same math on the same averaged gradients)
   if (adamw_.sharded()) DataParallel::all_gather(trainable().data(), int64_t(trainable().size()));
-  if (lora_) lora_->merge();  // the model sees the updated adapter
   std::memset(grads_.raw(), 0, grads_.nbytes());
   ++updates_this_step_;
   return norm;
@@ -206,8 +207,17 @@ void TrainingHarness::finish(const json& summary) {
   if (!DataParallel::leader()) return;
   // The result: a normal model directory (config.json + model.safetensors) beside the run's records.
   const fs::path out(opt_.out_dir);
-  model_.save(out.string());
-  if (lora_) lora_->write_peft((out / "adapter").string());  // and the adapter alone, in PEFT's layout
+  if (!lora_) {
+    model_.save(out.string());
+  } else {
+    lora_->write_peft((out / "adapter").string());  // the adapter alone, in PEFT's layout
+    if (lora_->base_is_float()) {
+      lora_->save_merged(out.string());  // and the model with it merged
+    } else {
+      std::fprintf(stderr, "%s: the base is quantized (%s): wrote the adapter only; run it with --lora %s\n", opt_.name.c_str(),
+                   std::string(dtype_name(model_.weights.layers[0].wq.dtype())).c_str(), (out / "adapter").string().c_str());
+    }
+  }
   write_metrics(metrics_path_, metrics_);
   // The measured peak (resident set, this process) beside the estimate printed at the start.
   rusage ru{};

@@ -7,7 +7,8 @@
 //   - the data cursor: a shuffled order of the run's items per epoch, from the seed;
 //   - per step: zeroed gradients, clip, AdamW update, the non-finite guard, periodic evaluation,
 //     progress line, periodic checkpoint (atomic) — and a kill hook for the resume tests;
-//   - at the end: the model directory (and adapter/ under LoRA), metrics.jsonl, report.html.
+//   - at the end: the model directory (under LoRA adapter/, and the merged model when the base is
+//     not quantized), metrics.jsonl, report.html.
 #pragma once
 
 #include "model/model.h"
@@ -47,13 +48,14 @@ class LoraTraining;
 
 // What a run holds in memory, in bytes, for the estimate printed before it starts.
 struct TrainingMemory {
-  size_t weights = 0, gradients = 0, optimizer = 0, adapter_base = 0, activations = 0;
-  size_t total() const { return weights + gradients + optimizer + adapter_base + activations; }
+  size_t weights = 0, gradients = 0, optimizer = 0, activations = 0;
+  size_t total() const { return weights + gradients + optimizer + activations; }
 };
 
 class TrainingHarness {
 public:
-  // Adopts the model's weights into an f32 arena (the model sees every update).
+  // Adopts the model's weights into an f32 arena (the model sees every update); under LoRA the
+  // weights stay as loaded and an adapter is attached to the model instead.
   TrainingHarness(Model& model, const HarnessOptions& opt);
   ~TrainingHarness();
 
@@ -93,7 +95,7 @@ private:
 
   Model& model_;
   HarnessOptions opt_;
-  ParamArena arena_;                   // the model's weights (merged with the adapter under LoRA)
+  ParamArena arena_;                   // the model's weights (empty under LoRA: the base is frozen as loaded)
   std::unique_ptr<LoraTraining> lora_; // the adapter being trained, if any
   AdamW adamw_;                        // over trainable(): the arena, or the adapter's
   ParamArena& trainable();

@@ -3,8 +3,6 @@
 #include "core/error.h"
 #include "core/rng.h"
 
-#include <cblas.h>
-
 #include <cmath>
 #include <cstring>
 
@@ -21,6 +19,8 @@ std::vector<std::pair<std::string, Shape>> adapter_matrices(const std::vector<Lo
   return m;
 }
 
+bool is_float(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
+
 }  // namespace
 
 LoraTraining::LoraTraining(Model& model, const LoraConfig& cfg, uint64_t seed)
@@ -29,59 +29,65 @@ LoraTraining::LoraTraining(Model& model, const LoraConfig& cfg, uint64_t seed)
       targets_(lora_targets(model.config, model.weights, cfg.targets)),
       arena_(ParamArena::of_matrices(adapter_matrices(targets_, cfg.rank))) {
   if (cfg_.rank <= 0) fail("--lora-rank must be positive");
-  size_t base_size = 0;
   for (size_t i = 0; i < targets_.size(); ++i) {
     const LoraTarget& t = targets_[i];
-    if (t.weight->dtype() != DType::F32) fail("LoRA training needs the f32 arena; '{}' is {}", t.weight_name, dtype_name(t.weight->dtype()));
     if (cfg_.rank > std::min(t.out, t.in)) fail("--lora-rank {} exceeds '{}' ({} × {})", cfg_.rank, t.weight_name, t.out, t.in);
     a_offset_.push_back(arena_.entries()[2 * i].offset);
-    base_offset_.push_back(base_size);
-    base_size += size_t(t.out * t.in);
   }
-  base_ = Tensor::zeros(DType::F32, {int64_t(base_size)});
-  grads_ = arena_.new_buffer();
-  // W₀ saved; A ~ U(−1/√in, 1/√in) (PEFT's Kaiming-uniform with a = √5 gives this bound), B = 0.
+  // A ~ U(−1/√in, 1/√in) (PEFT's Kaiming-uniform with a = √5 gives this bound), B = 0.
   Rng rng(seed ^ 0x4c6f5241ull);
   for (size_t i = 0; i < targets_.size(); ++i) {
     const LoraTarget& t = targets_[i];
-    std::memcpy(base_.data<float>() + base_offset_[i], t.weight->raw(), size_t(t.out * t.in) * sizeof(float));
-    float* ai = arena_.data() + a_offset_[i];
+    float* ai = a(i);
     const float bound = 1.0f / std::sqrt(float(t.in));
     for (int64_t j = 0; j < cfg_.rank * t.in; ++j) ai[j] = bound * (2.0f * rng.uniform() - 1.0f);
+    *t.adapter = LoraAdapter{ai, b(i), cfg_.rank, cfg_.scale()};  // the model runs W and the adapter
   }
 }
 
-void LoraTraining::project_grads(ModelWeights& full_grads) {
-  const std::vector<LoraTarget> g = lora_targets(model_.config, full_grads, cfg_.targets);  // same order as targets_
-  const float s = cfg_.scale();
-  const int r = int(cfg_.rank);
-#pragma omp parallel for schedule(dynamic, 1)
-  for (size_t i = 0; i < targets_.size(); ++i) {
-    const int out = int(targets_[i].out), in = int(targets_[i].in);
-    const float* dw = g[i].weight->data<float>();
-    float* da = grads() + a_offset_[i];
-    float* db = da + size_t(r) * size_t(in);
-    // dA [r, in] = s · Bᵀ [r, out] · dW [out, in]
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, in, out, s, b(i), r, dw, in, 0.0f, da, in);
-    // dB [out, r] = s · dW [out, in] · Aᵀ [in, r]
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, out, r, in, s, dw, in, a(i), in, 0.0f, db, r);
-  }
+LoraTraining::~LoraTraining() {
+  for (const LoraTarget& t : targets_) *t.adapter = LoraAdapter{};
 }
 
-void LoraTraining::merge() {
-#pragma omp parallel for schedule(dynamic, 1)
-  for (size_t i = 0; i < targets_.size(); ++i) {
-    const LoraTarget& t = targets_[i];
-    float* w = t.weight->data<float>();
-    std::memcpy(w, base_.data<float>() + base_offset_[i], size_t(t.out * t.in) * sizeof(float));
-    lora_merge_into(w, a(i), b(i), t.out, t.in, cfg_.rank, cfg_.scale());
+ModelWeights LoraTraining::grad_views(Tensor& grads) const {
+  DISTILL_ASSERT(size_t(grads.numel()) == arena_.size());
+  ModelWeights g;
+  g.layers.resize(model_.weights.layers.size());
+  // the same targets in g (undefined tensors, but the slots are what is wanted)
+  const std::vector<LoraTarget> slots = lora_targets(model_.config, g, cfg_.targets);
+  for (size_t i = 0; i < slots.size(); ++i) {
+    float* ga = grads.data<float>() + a_offset_[i];
+    *slots[i].adapter = LoraAdapter{ga, ga + size_t(cfg_.rank * targets_[i].in), cfg_.rank, cfg_.scale()};
   }
+  return g;
 }
 
 void LoraTraining::write_peft(const std::string& dir) const {
   std::vector<const float*> as, bs;
-  for (size_t i = 0; i < targets_.size(); ++i) as.push_back(a(i)), bs.push_back(b(i));
+  for (const LoraTarget& t : targets_) as.push_back(t.adapter->a), bs.push_back(t.adapter->b);
   write_peft_adapter(dir, cfg_, targets_, as, bs);
+}
+
+bool LoraTraining::base_is_float() const {
+  for (const LoraTarget& t : targets_)
+    if (!is_float(t.weight->dtype())) return false;
+  return true;
+}
+
+void LoraTraining::save_merged(const std::string& dir) const {
+  Model merged = model_;  // tensors share storage; each target is replaced by a merged f32 copy below
+  std::vector<LoraTarget> into = lora_targets(merged.config, merged.weights, cfg_.targets);
+  for (size_t i = 0; i < into.size(); ++i) {
+    const LoraTarget& t = targets_[i];
+    const Tensor stored = converted(*t.weight, DType::F32);
+    Tensor w = Tensor::zeros(DType::F32, t.weight->shape());  // fresh: `stored` may be the model's own storage
+    std::memcpy(w.raw(), stored.raw(), w.nbytes());
+    lora_merge_into(w.data<float>(), t.adapter->a, t.adapter->b, t.out, t.in, cfg_.rank, cfg_.scale());
+    *into[i].weight = std::move(w);
+    *into[i].adapter = LoraAdapter{};
+  }
+  tie_lm_head(merged.config, merged.weights);
+  merged.save(dir);
 }
 
 }  // namespace distill

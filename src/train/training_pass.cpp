@@ -13,6 +13,7 @@ namespace distill {
 namespace {
 
 float* f(Tensor& t) { return t.data<float>(); }
+float* opt(Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }  // a frozen weight's: none
 const float* f(const Tensor& t) { return t.data<float>(); }
 Tensor buffer(int64_t rows, int64_t cols) { return Tensor::zeros(DType::F32, {rows, cols}); }
 
@@ -24,10 +25,6 @@ TrainingPass::TrainingPass(const Model& model, int64_t n_seq, int64_t seq_len, b
   if (c.is_moe())
     fail("training a mixture-of-experts model ({}) is not supported: its experts run for inference (run, serve, eval, "
          "label --teacher)", c.model_type);
-  ModelWeights handles = model.weights;  // list_params wants mutable views; these are copies
-  for (const ParamRef& p : list_params(c, handles))
-    DISTILL_ASSERT_MSG(p.tensor->dtype() == DType::F32, "training needs f32 weights ({} is {})", p.name,
-                       dtype_name(p.tensor->dtype()));
   const int64_t N = n_seq * seq_len, E = c.n_embd, QD = c.q_dim(), KVD = c.kv_dim(), F = c.n_ff;
   ids_.resize(size_t(N));
   pos_.resize(size_t(N));
@@ -89,10 +86,11 @@ const float* TrainingPass::forward(const int32_t* ids) {
     if (ids[i] < 0 || ids[i] >= c.n_vocab) fail("token {} at index {} is outside the vocabulary [0, {})", ids[i], i, c.n_vocab);
     ids_[size_t(i)] = ids[i];
   }
-  embedding_forward(f(layers_[0].x_in), ids_.data(), N, w.tok_embd.raw(), DType::F32, E);
+  embedding_forward(f(layers_[0].x_in), ids_.data(), N, w.tok_embd.raw(), w.tok_embd.dtype(), E);
   for (int64_t il = 0; il < c.n_layer; ++il) forward_layer(il);
   rmsnorm_forward(f(xn_final_), f(x_final_), f(w.out_norm), N, E, float(c.norm_eps));
-  matmul_forward(f(logits_), f(xn_final_), w.lm_head.raw(), DType::F32, nullptr, N, c.n_vocab, E);
+  matmul_prepared(f(logits_), f(xn_final_), w.lm_head.raw(), w.lm_head.dtype(),
+                  static_cast<const PreparedWeight*>(w.lm_head.prepared()), nullptr, N, c.n_vocab, E);
   return f(logits_);
 }
 
@@ -113,9 +111,11 @@ void TrainingPass::backward(const float* d_logits, ModelWeights& g) {
   float* d_resid = f(d_resid_);  // d loss / d residual stream, carried down through the layers
   float* d_xn = f(d_xn_);
 
-  // head and final norm (a tied head accumulates into the embedding's gradient: same view)
-  matmul_backward(d_xn, f(g.lm_head), nullptr, d_logits, f(xn_final_), f(w.lm_head), N, c.n_vocab, E, false);
-  rmsnorm_backward(d_resid, f(g.out_norm), d_xn, f(x_final_), f(w.out_norm), N, E, float(c.norm_eps));
+  // head and final norm (a tied head accumulates into the embedding's gradient: same view); the
+  // gradients `g` defines: all under full training, none of the frozen base under LoRA
+  matmul_backward(d_xn, opt(g.lm_head), nullptr, d_logits, f(xn_final_), w.lm_head.raw(), w.lm_head.dtype(), N, c.n_vocab,
+                  E, false);
+  rmsnorm_backward(d_resid, opt(g.out_norm), d_xn, f(x_final_), f(w.out_norm), N, E, float(c.norm_eps));
 
   const LayerGradScratch scratch{d_xn, f(d_q_), f(d_k_), f(d_v_), f(d_att_), f(d_gate_), f(d_up_), f(d_h_)};
   for (int64_t il = c.n_layer - 1; il >= 0; --il) {
@@ -126,7 +126,7 @@ void TrainingPass::backward(const float* d_logits, ModelWeights& g) {
                      attention_backward(d_q, d_k, d_v, d_att, f(a.lse), f(a.q), f(a.k), f(a.v), as, f(attn_scratch_));
                    });
   }
-  embedding_backward(f(g.tok_embd), d_resid, ids_.data(), N, E);
+  if (g.tok_embd.defined()) embedding_backward(f(g.tok_embd), d_resid, ids_.data(), N, E);
 }
 
 }  // namespace distill

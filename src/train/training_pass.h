@@ -22,7 +22,8 @@ namespace distill {
 
 class TrainingPass {
 public:
-  // The model's weights must be f32 (see ParamArena::adopt).
+  // Weights of any dtype the kernels read; those trained must be f32 (ParamArena::adopt), a frozen
+  // base (LoRA) stays as loaded, quantized included.
   TrainingPass(const Model& model, int64_t n_seq, int64_t seq_len, bool recompute_layers = false);
 
   // ids [n_seq, seq_len] at positions 0..seq_len-1 -> logits f32 [n_seq * seq_len, n_vocab],
@@ -30,7 +31,8 @@ public:
   const float* forward(const int32_t* ids);
 
   // Given d loss / d logits [n_seq * seq_len, n_vocab], adds d loss / d weight into `grads`
-  // (views with the model's layout, e.g. ParamArena::views of a gradient buffer).
+  // (views with the model's layout, e.g. ParamArena::views of a gradient buffer; under LoRA only
+  // the adapters' slots are set, LoraTraining::grad_views).
   void backward(const float* d_logits, ModelWeights& grads);
 
   int64_t n_tokens() const { return n_seq_ * seq_len_; }

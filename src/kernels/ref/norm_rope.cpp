@@ -64,12 +64,14 @@ void rmsnorm_backward(float* d_x, float* d_w, const float* d_y, const float* x, 
       const float rstd = float(1.0 / std::sqrt(ss / double(dim) + eps));
       const float c = float(dot) * rstd * rstd * rstd / float(dim);
       for (int64_t i = 0; i < dim; ++i) {
-        local[size_t(i)] += dyr[i] * xr[i] * rstd;
+        if (d_w) local[size_t(i)] += dyr[i] * xr[i] * rstd;
         dxr[i] = rstd * dyr[i] * w[i] - c * xr[i];  // reads d_y[i] before writing d_x[i]: may alias
       }
     }
+    if (d_w) {
 #pragma omp critical
-    for (int64_t i = 0; i < dim; ++i) d_w[i] += local[size_t(i)];
+      for (int64_t i = 0; i < dim; ++i) d_w[i] += local[size_t(i)];
+    }
   }
 }
 
