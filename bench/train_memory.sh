@@ -7,13 +7,17 @@
 # (unless --quick) one step of a
 # Qwen2.5-0.5B shape (896 wide, 24 layers, 14 heads over 2 KV heads, FFN 4864, vocabulary 151 936,
 # tied; random weights) at T = 2048.
+# With --lora: the same 0.5B shape at T = 512, one step each of full fine-tuning, LoRA on the f32
+# base and QLoRA on the base quantized to Q8_0 and Q4_K_M GGUF (rank 16, all linear layers): what
+# each holds (weights as stored, gradients, AdamW state) and the measured peak.
 #
-#   bash bench/train_memory.sh [--quick] [DIR]
+#   bash bench/train_memory.sh [--quick | --lora] [DIR]
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 bin=${DISTILL_BIN:-$here/build/distill}
-quick=0
+quick=0 lora=0
 [ "${1:-}" = --quick ] && quick=1 && shift
+[ "${1:-}" = --lora ] && lora=1 && shift
 dir=${1:-/tmp/distill-train-memory}
 mkdir -p "$dir"
 [ -x "$bin" ] || { echo "build first: make build" >&2; exit 1; }
@@ -37,6 +41,43 @@ step() {
   echo "$act $total $peak $((SECONDS - t0))"
 }
 
+qwen_05b() {
+  cat >"$dir/qwen2.5-0.5b.json" <<'EOF'
+{"model_type": "qwen2", "hidden_size": 896, "num_hidden_layers": 24, "num_attention_heads": 14,
+ "num_key_value_heads": 2, "intermediate_size": 4864, "vocab_size": 151936, "tie_word_embeddings": true,
+ "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "max_position_embeddings": 4096}
+EOF
+  # (a byte-level tokenizer padded to the vocabulary: the GGUF conversion needs one; the data are ids)
+  [ -f "$dir/qwen2.5-0.5b/tokenizer.json" ] || "$bin" init --config "$dir/qwen2.5-0.5b.json" --tokenizer bytes --vocab 151936 -o "$dir/qwen2.5-0.5b" >/dev/null
+}
+
+if [ $lora = 1 ]; then
+  qwen_05b
+  for t in q8_0 q4_k_m; do
+    [ -f "$dir/qwen2.5-0.5b-$t.gguf" ] || "$bin" convert "$dir/qwen2.5-0.5b" -o "$dir/qwen2.5-0.5b-$t.gguf" --type $t >/dev/null
+  done
+  echo
+  echo "Qwen2.5-0.5B shape (random weights), one training step at T = 512, batch 1, $(nproc) threads"
+  echo
+  echo "| run | weights (as held) | gradients | AdamW state | activations | whole run (estimate) | peak RSS (measured) | load + step |"
+  echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+  row() {  # name, model, [flags]
+    local name=$1 model=$2
+    shift 2
+    read -r act total peak secs < <(step "$model" 512 151936 "$@")
+    local log="$dir/train-$(basename "$model")-512${1:-}.log" w g o
+    w=$(grep -o 'weights [0-9.]* [MG]iB' "$log" | head -1 | cut -d' ' -f2-)
+    g=$(grep -o 'gradients [0-9.]* [MG]iB' "$log" | head -1 | cut -d' ' -f2-)
+    o=$(grep -o 'optimizer [0-9.]* [MG]iB' "$log" | head -1 | cut -d' ' -f2-)
+    echo "| $name | $w | $g | $o | $act MiB | $total MiB | $peak MiB | ${secs} s |"
+  }
+  row "full fine-tuning (f32)" "$dir/qwen2.5-0.5b"
+  row "LoRA r16, f32 base" "$dir/qwen2.5-0.5b" --lora-rank 16
+  row "QLoRA r16, Q8_0 GGUF base" "$dir/qwen2.5-0.5b-q8_0.gguf" --lora-rank 16
+  row "QLoRA r16, Q4_K_M GGUF base" "$dir/qwen2.5-0.5b-q4_k_m.gguf" --lora-rank 16
+  exit 0
+fi
+
 [ -f "$dir/llama-15m/config.json" ] || "$bin" init --preset 15m --vocab 32000 -o "$dir/llama-15m" >/dev/null 2>&1
 layers=$(jq '.num_hidden_layers' "$dir/llama-15m/config.json"); heads=$(jq '.num_attention_heads' "$dir/llama-15m/config.json")
 echo
@@ -52,12 +93,7 @@ for T in 512 1024 2048 4096; do
 done
 
 if [ $quick = 0 ]; then
-  cat >"$dir/qwen2.5-0.5b.json" <<'EOF'
-{"model_type": "qwen2", "hidden_size": 896, "num_hidden_layers": 24, "num_attention_heads": 14,
- "num_key_value_heads": 2, "intermediate_size": 4864, "vocab_size": 151936, "tie_word_embeddings": true,
- "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "max_position_embeddings": 4096}
-EOF
-  [ -f "$dir/qwen2.5-0.5b/config.json" ] || "$bin" init --config "$dir/qwen2.5-0.5b.json" -o "$dir/qwen2.5-0.5b" >/dev/null 2>&1
+  qwen_05b
   echo
   echo "Qwen2.5-0.5B shape (random weights), one training step at T = 2048, batch 1"
   echo

@@ -96,6 +96,7 @@ void TrainingHarness::print_memory_estimate(size_t activation_bytes) const {
   ModelWeights views = model_.weights;
   for (const ParamRef& p : list_params(model_.config, views)) m.weights += p.tensor->nbytes();
   if (lora_) m.weights += lora_->arena().size() * sizeof(float);
+  m.weights += model_.prepared_bytes;  // the kernels' load-time forms (int8 panels of quantized weights)
   m.gradients = (lora_ ? lora_->arena() : arena_).size() * sizeof(float);
   m.optimizer = adamw_.state_bytes();  // AdamW's m and v (this rank's shard under ZeRO-1)
   m.activations = activation_bytes;
