@@ -93,9 +93,10 @@ int main(int argc, char** argv) {
     for (int step = 0; step <= steps; ++step) {
       const double t0 = now();
       std::memset(grads.raw(), 0, grads.nbytes());
-      const float* logits = pass.forward(ids.data());
-      cross_entropy_backward(pass.d_logits_buffer(), logits, targets.data(), N, c.n_vocab);
-      pass.backward(pass.d_logits_buffer(), g);
+      pass.forward_backward(ids.data(), [&](int64_t r0, int64_t n, const float* logits, float* d) {
+        cross_entropy_backward(d, logits, targets.data() + r0, n, c.n_vocab);  // the chunk's mean...
+        for (int64_t i = 0; i < n * c.n_vocab; ++i) d[i] *= float(n) / float(N);  // ...as its share of the batch's
+      }, g);
       clip_grad_norm(grads.data<float>(), arena.size(), 1.0);
       opt.step(arena.data(), grads.data<float>(), 1e-4f);
       if (step > 0) t_total += now() - t0;

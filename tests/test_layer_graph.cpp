@@ -64,10 +64,11 @@ TEST_P(LayerGraph, GradientsMatchFiniteDifferencesWithASlidingWindow) {
   const auto loss = [&] { return cross_entropy_forward(pass.forward(ids.data()), targets.data(), N, V); };
 
   const float* logits = pass.forward(ids.data());
-  cross_entropy_backward(pass.d_logits_buffer(), logits, targets.data(), N, V);
+  std::vector<float> d_logits(size_t(N * V));
+  cross_entropy_backward(d_logits.data(), logits, targets.data(), N, V);
   Tensor grads = arena.new_buffer();
   ModelWeights g = arena.views(grads);
-  pass.backward(pass.d_logits_buffer(), g);
+  pass.backward(d_logits.data(), g);
 
   // A few entries of every parameter tensor, by central differences in f32 (h = 1e-2).
   Rng rng(9);
@@ -106,11 +107,12 @@ TEST_P(LayerGraph, RecomputedLayersGiveTheSameGradients) {
   Tensor g_kept = arena.new_buffer(), g_recomputed = arena.new_buffer();
   for (auto [pass, grads] : {std::pair{&kept, &g_kept}, std::pair{&recomputed, &g_recomputed}}) {
     const float* logits = pass->forward(ids.data());
-    cross_entropy_backward(pass->d_logits_buffer(), logits, targets.data(), N, V);
+    std::vector<float> d_logits(size_t(N * V));
+    cross_entropy_backward(d_logits.data(), logits, targets.data(), N, V);
     ModelWeights g = arena.views(*grads);
-    pass->backward(pass->d_logits_buffer(), g);
+    pass->backward(d_logits.data(), g);
   }
-  EXPECT_EQ(test::max_abs_diff(kept.logits(), recomputed.logits(), size_t(N * V)), 0.0f);
+  EXPECT_EQ(test::max_abs_diff(kept.forward(ids.data()), recomputed.forward(ids.data()), size_t(N * V)), 0.0f);
   EXPECT_EQ(test::max_abs_diff(g_kept.data<float>(), g_recomputed.data<float>(), arena.size()), 0.0f);
   double norm = 0;
   for (size_t i = 0; i < arena.size(); ++i) norm += std::fabs(g_kept.data<float>()[i]);
@@ -120,6 +122,44 @@ TEST_P(LayerGraph, RecomputedLayersGiveTheSameGradients) {
   const size_t E = size_t(c.n_embd), per_layer_rest = kept.activation_bytes() - recomputed.activation_bytes();
   EXPECT_EQ(per_layer_rest % size_t(c.n_layer - 1), 0u);
   EXPECT_GT(per_layer_rest / size_t(c.n_layer - 1), 4 * size_t(N) * E * sizeof(float)) << "a layer keeps far more than its input";
+}
+
+// The training step's head in chunks of rows (TrainingPass::forward_backward: the [N, vocabulary]
+// logits never held at once) gives the gradients of the whole-logits forward and backward, up to
+// the summation order of the head's gradient over the chunks.
+TEST_P(LayerGraph, HeadInChunksGivesTheGradientsOfTheWholeLogits) {
+  const int64_t B = 2, S = 11;
+  Model model = windowed_model(GetParam(), 3);
+  ParamArena arena = ParamArena::adopt(model);
+  const int64_t V = model.config.n_vocab, N = B * S;
+  const std::vector<int32_t> ids = random_ids(N, V, 7), targets = random_ids(N, V, 8);
+  TrainingPass whole(model, B, S), chunked(model, B, S, false, 5);  // 22 rows: chunks of 5, 5, 5, 5, 2
+  Tensor g_whole = arena.new_buffer(), g_chunked = arena.new_buffer();
+  ModelWeights gw = arena.views(g_whole), gc = arena.views(g_chunked);
+  const float* logits = whole.forward(ids.data());
+  std::vector<float> d_logits(size_t(N * V));
+  const double loss_whole = cross_entropy_backward(d_logits.data(), logits, targets.data(), N, V);
+  whole.backward(d_logits.data(), gw);
+  double loss_chunked = 0;
+  std::vector<int64_t> chunk_rows;
+  chunked.forward_backward(ids.data(), [&](int64_t r0, int64_t n, const float* l, float* d) {
+    EXPECT_EQ(r0, int64_t(chunk_rows.size()) * 5);
+    chunk_rows.push_back(n);
+    EXPECT_LT(test::max_abs_diff(l, logits + r0 * V, size_t(n * V)), 1e-5f) << "the chunk's logits are its rows'";
+    loss_chunked += cross_entropy_backward(d, l, targets.data() + r0, n, V) * double(n) / double(N);
+    for (int64_t i = 0; i < n * V; ++i) d[i] *= float(n) / float(N);
+  }, gc);
+  EXPECT_EQ(chunk_rows, (std::vector<int64_t>{5, 5, 5, 5, 2}));
+  EXPECT_NEAR(loss_chunked, loss_whole, 1e-6 * loss_whole);
+  double worst = 0, largest = 0;
+  for (size_t i = 0; i < arena.size(); ++i) {
+    worst = std::max(worst, double(std::fabs(g_whole.data<float>()[i] - g_chunked.data<float>()[i])));
+    largest = std::max(largest, double(std::fabs(g_whole.data<float>()[i])));
+  }
+  EXPECT_GT(largest, 1e-3);
+  EXPECT_LT(worst, 1e-5 * largest);
+  EXPECT_LT(chunked.activation_bytes() + size_t(2 * (N - 5) * V) * sizeof(float), whole.activation_bytes() + 1)
+      << "the chunked pass holds 2 × 5 rows of logits, the whole one N rows (+ their gradient, the caller's)";
 }
 
 INSTANTIATE_TEST_SUITE_P(Archs, LayerGraph, ::testing::Values("mistral", "qwen3"));

@@ -71,10 +71,11 @@ void run_forward_backward(Model model, const Tensor& ids, const ForwardArgs& a) 
   loss.data<float>()[0] = float(with_context(a.targets, [&] {
     return cross_entropy_forward(logits, targets.data<int32_t>(), B * S, V);
   }));
-  cross_entropy_backward(pass.d_logits_buffer(), logits, targets.data<int32_t>(), B * S, V);
+  Tensor d_logits = Tensor::zeros(DType::F32, {B * S, V});
+  cross_entropy_backward(d_logits.data<float>(), logits, targets.data<int32_t>(), B * S, V);
   Tensor grads = arena.new_buffer();
   ModelWeights g = arena.views(grads);
-  pass.backward(pass.d_logits_buffer(), g);
+  pass.backward(d_logits.data<float>(), g);
   SafetensorsWriter w;
   w.add("logits", logits_out);
   w.add("loss", loss);

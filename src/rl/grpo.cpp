@@ -74,6 +74,7 @@ public:
     pass_ = std::make_unique<TrainingPass>(policy, s.micro_batch, L_, s.recompute_layers);
     if (ref && s.beta != 0.0f) ref_decoder_ = std::make_unique<Decoder>(*ref);
     ids_.resize(size_t(s.micro_batch * L_));
+    row_token_.resize(size_t(s.micro_batch * L_));
   }
   size_t activation_bytes() const { return pass_->activation_bytes(); }
 
@@ -225,38 +226,39 @@ private:
       loss_sum = kl_sum = 0, clipped = counted = 0;
       for (int64_t first = 0; first < n; first += s_.micro_batch) {
         fill_rows(first);
-        const float* logits = pass_->forward(ids_.data());
-        float* d = pass_->d_logits_buffer();
-        for (int64_t row : dirty_rows_) std::memset(d + row * V_, 0, size_t(V_) * sizeof(float));
-        dirty_rows_.clear();
         int64_t micro_tokens = 0;
         for (int64_t b = 0; b < s_.micro_batch && first + b < n; ++b) micro_tokens += int64_t(ro_[size_t(first + b)].completion.size());
+        // which completion token each row's logits predict: (rollout in the micro-batch, token), or none
+        std::fill(row_token_.begin(), row_token_.end(), std::pair<int32_t, int32_t>{-1, -1});
         for (int64_t b = 0; b < s_.micro_batch && first + b < n; ++b) {
           const Rollout& r = ro_[size_t(first + b)];
           const int64_t plen = int64_t(prompt_of(r).size());
-          const double w = grpo_token_weight(s_.loss_type, shape, int64_t(r.completion.size()), micro_tokens);
-          for (size_t k = 0; k < r.completion.size(); ++k) {
-            const int64_t row = b * L_ + plen + int64_t(k) - 1;  // position whose logits predict token k
-            const float* l = logits + row * V_;
+          for (size_t k = 0; k < r.completion.size(); ++k) row_token_[size_t(b * L_ + plen + int64_t(k) - 1)] = {int32_t(b), int32_t(k)};
+        }
+        pass_->forward_backward(ids_.data(), [&](int64_t r0, int64_t rows, const float* logits, float* d) {
+          for (int64_t row = r0; row < r0 + rows; ++row) {
+            const auto [b, k] = row_token_[size_t(row)];
+            if (b < 0) continue;  // a prompt or padding position: no gradient
+            const Rollout& r = ro_[size_t(first + b)];
+            const double w = grpo_token_weight(s_.loss_type, shape, int64_t(r.completion.size()), micro_tokens);
+            const float* l = logits + (row - r0) * V_;
             const double log_z = log_sum_exp(l, V_, inv_t);  // once per row: log-prob and entropy
-            const double logp = double(l[r.completion[k]]) * inv_t - log_z;
+            const double logp = double(l[r.completion[size_t(k)]]) * inv_t - log_z;
             if (e == 0) {
               entropy_sum += softmax_entropy(l, V_, inv_t, log_z);
               // before the first update the sampler and the training pass score the same policy:
               // a gap here means the two disagree (cache precision, or a bug), not learning
-              old_gap_sum += std::fabs(logp - double(r.logp_old[k]));
+              old_gap_sum += std::fabs(logp - double(r.logp_old[size_t(k)]));
             }
-            const double lref = ref_decoder_ ? ref_logp_[size_t(first + b)][k] : 0.0;
-            const GrpoTokenLoss t = grpo_token_loss(logp, r.logp_old[k], lref, r.advantage, s_.clip_low, s_.clip_high, s_.beta);
+            const double lref = ref_decoder_ ? ref_logp_[size_t(first + b)][size_t(k)] : 0.0;
+            const GrpoTokenLoss t = grpo_token_loss(logp, r.logp_old[size_t(k)], lref, r.advantage, s_.clip_low, s_.clip_high, s_.beta);
             loss_sum += w * t.loss;
             kl_sum += t.kl;
             clipped += t.clipped;
             ++counted;
-            token_logp_backward(d + row * V_, l, V_, r.completion[k], s_.temperature, w * t.d_logp);
-            dirty_rows_.push_back(row);
+            token_logp_backward(d + (row - r0) * V_, l, V_, r.completion[size_t(k)], s_.temperature, w * t.d_logp);
           }
-        }
-        pass_->backward(d, h_.grads());
+        }, h_.grads());
       }
       grad_norm = h_.update();
     }
@@ -321,7 +323,7 @@ private:
   std::unique_ptr<TrainingPass> pass_;
   std::unique_ptr<Decoder> ref_decoder_;
   std::vector<int32_t> ids_;
-  std::vector<int64_t> dirty_rows_;  // d_logits rows written by the previous micro-batch
+  std::vector<std::pair<int32_t, int32_t>> row_token_;  // per row of a micro-batch: (rollout, token) it predicts, or (-1, -1)
   std::vector<int64_t> chosen_;      // task of each group this step
   std::vector<Rollout> ro_;
   std::vector<std::vector<float>> ref_logp_;

@@ -80,20 +80,8 @@ public:
     for (int64_t micro = 0; micro < s_.grad_accum; ++micro) {
       next_batch();
       if (s_.on_policy > 0) sample_completions(micro, &sampled_rows, &sampled_tokens);
-      const float* logits = pass_.forward(ids_.data());
-      float* d = pass_.d_logits_buffer();
-      ce_sum += cross_entropy_backward(d, logits, targets_.data(), N_, V_);
-      // d now holds d(mean CE)/d logits; weight it for the mix and the accumulation: (1 − α) where
-      // the teacher's distribution is there to mix with, 1 where a position has none (a label
-      // dataset's positions without soft labels, e.g. inside a teacher token across tokenizers)
-      const float w_mixed = ce_weight_ / float(s_.grad_accum), w_alone = 1.0f / float(s_.grad_accum);
-#pragma omp parallel for schedule(static)
-      for (int64_t r = 0; r < N_; ++r) {
-        const float w = !use_kd_ || mask_[size_t(r)] ? w_mixed : w_alone;
-        for (int64_t v = 0; v < V_; ++v) d[r * V_ + v] *= w;
-      }
-      if (use_kd_) kd_sum += add_kd_gradient(logits, d);
-      pass_.backward(d, h_.grads());
+      const MicroLoss l = forward_backward();
+      ce_sum += l.ce, kd_sum += l.kd;
     }
     const double grad_norm = h_.update();
     const double ce = ce_sum / double(s_.grad_accum), kd = kd_sum / double(s_.grad_accum);
@@ -109,6 +97,43 @@ public:
   }
 
 private:
+  struct MicroLoss {
+    double ce = 0, kd = 0;
+  };
+
+  // One micro-batch's forward and backward, the loss computed on the head's chunks of rows as they
+  // come (TrainingPass::forward_backward). Each chunk's means are turned into the micro-batch's:
+  // a chunk with c of the C counted rows adds c/C of its mean, and its gradient is weighted alike.
+  MicroLoss forward_backward() {
+    int64_t ce_total = 0, kd_total = 0;
+    for (int64_t i = 0; i < N_; ++i) ce_total += targets_[size_t(i)] != kIgnoreIndex, kd_total += mask_[size_t(i)] != 0;
+    std::unique_ptr<Tensor> t_logits;  // a local teacher's logits for the micro-batch
+    if (use_kd_ && !soft_kd_) t_logits = std::make_unique<Tensor>(teacher_decoder_->forward_full(ids_.data(), B_, s_.seq_len));
+    MicroLoss sum;
+    pass_.forward_backward(ids_.data(), [&](int64_t r0, int64_t n, const float* logits, float* d) {
+      int64_t ce_here = 0, kd_here = 0;
+      for (int64_t i = r0; i < r0 + n; ++i) ce_here += targets_[size_t(i)] != kIgnoreIndex, kd_here += mask_[size_t(i)] != 0;
+      const double ce = cross_entropy_backward(d, logits, targets_.data() + r0, n, V_);
+      sum.ce += ce_total ? ce * double(ce_here) / double(ce_total) : 0.0;
+      // d now holds d(mean CE over the chunk)/d logits; weight it for the micro-batch's mean, the mix
+      // and the accumulation: (1 − α) where the teacher's distribution is there to mix with, 1 where
+      // a position has none (a label dataset's positions without soft labels, e.g. inside a teacher
+      // token across tokenizers)
+      const float share = ce_total ? float(ce_here) / float(ce_total) : 0.0f;
+      const float w_mixed = share * ce_weight_ / float(s_.grad_accum), w_alone = share / float(s_.grad_accum);
+#pragma omp parallel for schedule(static)
+      for (int64_t r = 0; r < n; ++r) {
+        const float w = !use_kd_ || mask_[size_t(r0 + r)] ? w_mixed : w_alone;
+        for (int64_t v = 0; v < V_; ++v) d[r * V_ + v] *= w;
+      }
+      if (use_kd_ && kd_here > 0) {
+        const float kd_share = float(kd_here) / float(kd_total);
+        sum.kd += kd_share * add_kd_gradient(r0, n, logits, d, t_logits.get(), kd_share);
+      }
+    }, h_.grads());
+    return sum;
+  }
+
   void next_batch() {
     const int64_t T = s_.seq_len;
     for (int64_t b = 0; b < B_; ++b) {
@@ -187,13 +212,15 @@ private:
     }
   }
 
-  // Adds the KD term's gradient (weight kd_alpha / grad_accum) to d; returns the KD loss.
-  double add_kd_gradient(const float* logits, float* d) {
-    const float weight = s_.kd_alpha / float(s_.grad_accum);
+  // Adds the KD term's gradient for rows r0..r0+n (weight share · kd_alpha / grad_accum) to d;
+  // returns the rows' mean KD loss.
+  double add_kd_gradient(int64_t r0, int64_t n, const float* logits, float* d, const Tensor* t_logits, float share) {
+    const float weight = share * s_.kd_alpha / float(s_.grad_accum);
     if (soft_kd_)
-      return kd_loss_topk(logits, V_, soft_ids_.data(), soft_logp_.data(), K_, mask_.data(), N_, s_.kd, s_.topk_mode, d, weight);
-    const Tensor t_logits = teacher_decoder_->forward_full(ids_.data(), B_, s_.seq_len);
-    return kd_loss_full(logits, V_, t_logits.data<float>(), teacher_->config.n_vocab, mask_.data(), N_, s_.kd, d, weight);
+      return kd_loss_topk(logits, V_, soft_ids_.data() + r0 * K_, soft_logp_.data() + r0 * K_, K_, mask_.data() + r0, n, s_.kd,
+                          s_.topk_mode, d, weight);
+    const int64_t Vt = teacher_->config.n_vocab;
+    return kd_loss_full(logits, V_, t_logits->data<float>() + r0 * Vt, Vt, mask_.data() + r0, n, s_.kd, d, weight);
   }
 
   const Model& student_;

@@ -17,9 +17,15 @@ float* opt(Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }  // a 
 const float* f(const Tensor& t) { return t.data<float>(); }
 Tensor buffer(int64_t rows, int64_t cols) { return Tensor::zeros(DType::F32, {rows, cols}); }
 
+// Rows of the head's logits held at once: about 16 M floats (64 MiB) for logits and as much for
+// their gradient, at least 64 rows (the head's products stay efficient), at most all of them.
+int64_t head_chunk_rows(int64_t n_vocab, int64_t n_tokens) {
+  return std::min(n_tokens, std::max<int64_t>(64, (int64_t(1) << 24) / n_vocab));
+}
+
 }  // namespace
 
-TrainingPass::TrainingPass(const Model& model, int64_t n_seq, int64_t seq_len, bool recompute_layers)
+TrainingPass::TrainingPass(const Model& model, int64_t n_seq, int64_t seq_len, bool recompute_layers, int64_t head_rows)
     : model_(model), n_seq_(n_seq), seq_len_(seq_len), recompute_(recompute_layers) {
   const ModelConfig& c = model.config;
   if (c.is_moe())
@@ -43,7 +49,8 @@ TrainingPass::TrainingPass(const Model& model, int64_t n_seq, int64_t seq_len, b
     a.gate = buffer(N, F), a.up = buffer(N, F), a.h = buffer(N, F);
   }
   x_final_ = buffer(N, E), xn_final_ = buffer(N, E);
-  logits_ = buffer(N, c.n_vocab), d_logits_ = buffer(N, c.n_vocab);
+  head_rows_ = head_rows > 0 ? std::min(head_rows, N) : head_chunk_rows(c.n_vocab, N);
+  chunk_logits_ = buffer(head_rows_, c.n_vocab), chunk_d_logits_ = buffer(head_rows_, c.n_vocab);
   d_resid_ = buffer(N, E), d_xn_ = buffer(N, E), proj_ = buffer(N, E);
   d_q_ = buffer(N, QD), d_k_ = buffer(N, KVD), d_v_ = buffer(N, KVD), d_att_ = buffer(N, QD);
   d_gate_ = buffer(N, F), d_up_ = buffer(N, F), d_h_ = buffer(N, F);
@@ -51,7 +58,7 @@ TrainingPass::TrainingPass(const Model& model, int64_t n_seq, int64_t seq_len, b
 }
 
 size_t TrainingPass::activation_bytes() const {
-  size_t n = x_final_.nbytes() * 2 + logits_.nbytes() * 2;
+  size_t n = x_final_.nbytes() * 2 + chunk_logits_.nbytes() * 2 + (logits_.defined() ? logits_.nbytes() : 0);
   std::vector<const LayerActivations*> sets;
   for (const LayerActivations& a : layers_) sets.push_back(&a);
   sets.push_back(&work_);
@@ -78,7 +85,7 @@ TrainAttentionShape TrainingPass::attention_shape() const {
   return as;
 }
 
-const float* TrainingPass::forward(const int32_t* ids) {
+void TrainingPass::forward_trunk(const int32_t* ids) {
   const ModelConfig& c = model_.config;
   const ModelWeights& w = model_.weights;
   const int64_t N = n_tokens(), E = c.n_embd;
@@ -89,9 +96,50 @@ const float* TrainingPass::forward(const int32_t* ids) {
   embedding_forward(f(layers_[0].x_in), ids_.data(), N, w.tok_embd.raw(), w.tok_embd.dtype(), E);
   for (int64_t il = 0; il < c.n_layer; ++il) forward_layer(il);
   rmsnorm_forward(f(xn_final_), f(x_final_), f(w.out_norm), N, E, float(c.norm_eps));
-  matmul_prepared(f(logits_), f(xn_final_), w.lm_head.raw(), w.lm_head.dtype(),
-                  static_cast<const PreparedWeight*>(w.lm_head.prepared()), nullptr, N, c.n_vocab, E);
+}
+
+// logits[n, V] of rows r0.. r0+n from the final norm's output
+void TrainingPass::head_forward(float* logits, int64_t r0, int64_t n) const {
+  const ModelConfig& c = model_.config;
+  const Tensor& head = model_.weights.lm_head;
+  matmul_prepared(logits, xn_final_.data<float>() + r0 * c.n_embd, head.raw(), head.dtype(),
+                  static_cast<const PreparedWeight*>(head.prepared()), nullptr, n, c.n_vocab, c.n_embd);
+}
+
+// The head's backward for rows r0..r0+n: their d_xn (written), and the head's gradient (added,
+// when trained; a tied head accumulates into the embedding's gradient: the same view)
+void TrainingPass::head_backward(const float* d_logits, int64_t r0, int64_t n, ModelWeights& g) {
+  const ModelConfig& c = model_.config;
+  const Tensor& head = model_.weights.lm_head;
+  matmul_backward(f(d_xn_) + r0 * c.n_embd, opt(g.lm_head), nullptr, d_logits, f(xn_final_) + r0 * c.n_embd, head.raw(),
+                  head.dtype(), n, c.n_vocab, c.n_embd, false);
+}
+
+const float* TrainingPass::forward(const int32_t* ids) {
+  const int64_t N = n_tokens(), V = model_.config.n_vocab;
+  forward_trunk(ids);
+  if (!logits_.defined()) logits_ = buffer(N, V);  // only callers that want every row's logits pay for them
+  head_forward(f(logits_), 0, N);
   return f(logits_);
+}
+
+void TrainingPass::backward(const float* d_logits, ModelWeights& g) {
+  const int64_t N = n_tokens(), V = model_.config.n_vocab;
+  for (int64_t r0 = 0; r0 < N; r0 += head_rows_) head_backward(d_logits + r0 * V, r0, std::min(head_rows_, N - r0), g);
+  backward_trunk(g);
+}
+
+void TrainingPass::forward_backward(const int32_t* ids, const HeadLossFn& loss, ModelWeights& g) {
+  const int64_t N = n_tokens(), V = model_.config.n_vocab;
+  forward_trunk(ids);
+  for (int64_t r0 = 0; r0 < N; r0 += head_rows_) {
+    const int64_t n = std::min(head_rows_, N - r0);
+    head_forward(f(chunk_logits_), r0, n);
+    std::memset(chunk_d_logits_.raw(), 0, size_t(n * V) * sizeof(float));
+    loss(r0, n, f(chunk_logits_), f(chunk_d_logits_));
+    head_backward(f(chunk_d_logits_), r0, n, g);
+  }
+  backward_trunk(g);
 }
 
 void TrainingPass::forward_layer(int64_t il) {
@@ -103,18 +151,16 @@ void TrainingPass::forward_layer(int64_t il) {
                 });
 }
 
-void TrainingPass::backward(const float* d_logits, ModelWeights& g) {
+void TrainingPass::backward_trunk(ModelWeights& g) {
   const ModelConfig& c = model_.config;
   const ModelWeights& w = model_.weights;
   const int64_t N = n_tokens(), E = c.n_embd;
   const TrainAttentionShape as = attention_shape();
   float* d_resid = f(d_resid_);  // d loss / d residual stream, carried down through the layers
-  float* d_xn = f(d_xn_);
+  float* d_xn = f(d_xn_);        // (the head's backward left d loss / d xn_final here)
 
-  // head and final norm (a tied head accumulates into the embedding's gradient: same view); the
-  // gradients `g` defines: all under full training, none of the frozen base under LoRA
-  matmul_backward(d_xn, opt(g.lm_head), nullptr, d_logits, f(xn_final_), w.lm_head.raw(), w.lm_head.dtype(), N, c.n_vocab,
-                  E, false);
+  // the final norm; then the layers. The gradients `g` defines: all under full training, none of
+  // the frozen base under LoRA
   rmsnorm_backward(d_resid, opt(g.out_norm), d_xn, f(x_final_), f(w.out_norm), N, E, float(c.norm_eps));
 
   const LayerGradScratch scratch{d_xn, f(d_q_), f(d_k_), f(d_v_), f(d_att_), f(d_gate_), f(d_up_), f(d_h_)};

@@ -16,6 +16,7 @@
 #include "model/model.h"
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 namespace distill {
@@ -24,23 +25,27 @@ class TrainingPass {
 public:
   // Weights of any dtype the kernels read; those trained must be f32 (ParamArena::adopt), a frozen
   // base (LoRA) stays as loaded, quantized included.
-  TrainingPass(const Model& model, int64_t n_seq, int64_t seq_len, bool recompute_layers = false);
+  // `head_rows`: rows of logits forward_backward holds at once (0: about 64 MiB of them).
+  TrainingPass(const Model& model, int64_t n_seq, int64_t seq_len, bool recompute_layers = false, int64_t head_rows = 0);
 
-  // ids [n_seq, seq_len] at positions 0..seq_len-1 -> logits f32 [n_seq * seq_len, n_vocab],
-  // kept (with every activation) for backward().
+  // The training step: the forward of ids [n_seq, seq_len] (positions 0..seq_len-1), then the head
+  // a chunk of rows at a time — its logits, `loss` filling d loss / d logits for those rows (the
+  // buffer arrives zeroed), the head's backward for them — then the backward of every layer, adding
+  // d loss / d weight into `grads` (views with the model's layout, e.g. ParamArena::views of a
+  // gradient buffer; under LoRA only the adapters' slots are set, LoraTraining::grad_views). The
+  // [N, vocabulary] logits never exist at once: at a 152k vocabulary and 2048 tokens they and their
+  // gradient would be 2.5 GB.
+  using HeadLossFn = std::function<void(int64_t row0, int64_t n_rows, const float* logits, float* d_logits)>;
+  void forward_backward(const int32_t* ids, const HeadLossFn& loss, ModelWeights& grads);
+
+  // The same in two calls, with every row's logits held (tests, `distill forward`): logits f32
+  // [n_seq * seq_len, n_vocab], kept with every activation for backward(d_logits [same shape]).
   const float* forward(const int32_t* ids);
-
-  // Given d loss / d logits [n_seq * seq_len, n_vocab], adds d loss / d weight into `grads`
-  // (views with the model's layout, e.g. ParamArena::views of a gradient buffer; under LoRA only
-  // the adapters' slots are set, LoraTraining::grad_views).
   void backward(const float* d_logits, ModelWeights& grads);
 
   int64_t n_tokens() const { return n_seq_ * seq_len_; }
   int64_t n_seq() const { return n_seq_; }
   int64_t seq_len() const { return seq_len_; }
-  const float* logits() const { return logits_.data<float>(); }
-  // A zeroed-on-request buffer the caller may use for d_logits (same shape as the logits).
-  float* d_logits_buffer() { return d_logits_.data<float>(); }
   size_t activation_bytes() const;
 
 private:
@@ -59,6 +64,10 @@ private:
     Tensor h;       // [N, F] silu(gate) * up (down_proj input)
   };
 
+  void forward_trunk(const int32_t* ids);
+  void head_forward(float* logits, int64_t r0, int64_t n) const;
+  void head_backward(const float* d_logits, int64_t r0, int64_t n, ModelWeights& g);
+  void backward_trunk(ModelWeights& g);
   LayerBuffers buffers(int64_t il);
   LayerActivations& kept(int64_t il) { return recompute_ ? work_ : layers_[size_t(il)]; }  // all but x_in
   void forward_layer(int64_t il);
@@ -74,7 +83,9 @@ private:
   LayerActivations work_;      // with recompute_: the one layer's activations being recomputed
   Tensor x_final_;             // [N, E] residual after the last layer
   Tensor xn_final_;            // [N, E] final norm output
-  Tensor logits_, d_logits_;   // [N, V]
+  int64_t head_rows_;          // rows of logits held at once by forward_backward
+  Tensor chunk_logits_, chunk_d_logits_;  // [head_rows_, V]
+  Tensor logits_;              // [N, V], only once forward() is called
   // Backward scratch, shared by all layers:
   Tensor proj_;                // [N, E] sub-layer output before the residual add
   Tensor d_resid_, d_xn_, d_q_, d_k_, d_v_, d_att_, d_gate_, d_up_, d_h_;
