@@ -3,6 +3,9 @@
 // the teacher's top-k projected onto the student token each alternative begins with (mass summed);
 // no soft label inside a teacher token. End to end: `label --teacher BPE --tokenizer BYTES`.
 #include "formats/teacher_dataset.h"
+#include "kernels/logprobs.h"
+#include "model/decoder.h"
+#include "model/model.h"
 #include "teacher/cross_tokenizer.h"
 #include "tokenizer/byte_vocab.h"
 #include "tokenizer/tokenizer.h"
@@ -11,7 +14,9 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <map>
 #include <fstream>
 
 namespace distill {
@@ -122,5 +127,102 @@ TEST(CrossTokenizer, LabelWithALocalTeacherOfAnotherTokenizer) {
   EXPECT_EQ(r.exit_code, 0) << r.output;
 }
 
-}  // namespace distill
+// On-policy grading across vocabularies: a BPE teacher grades a byte-level student's sequence. At
+// each student position whose next token starts where a teacher token starts, the scores are the
+// teacher's top-k at the position before that token, each alternative's probability given to the
+// student byte it begins with (summed); positions inside a teacher token are not scored.
+TEST(CrossTokenizer, ALocalTeacherOfAnotherVocabularyGradesTheStudentsSamplesOnBytes) {
+  const auto t = bpe(), s = bytes();
+  ModelConfig c;
+  c.model_type = "llama";
+  c.n_vocab = t->vocab_size(), c.n_embd = 32, c.n_ff = 64, c.n_layer = 2, c.n_head = 4, c.n_kv_head = 2, c.head_dim = 8;
+  c.max_position_embeddings = 256;
+  const Model teacher = Model::random(c, DType::F32, 5, 0.5f);
+  const int k = 6;
+  CrossVocabularyScorer scorer(teacher, *t, *s, k);
+  const std::string text = "the cat sat on the mat";
+  const std::vector<int32_t> student_ids = s->encode(text, false);
+  ASSERT_EQ(student_ids.size(), text.size()) << "one student token per byte";
+  const std::vector<SequenceScores> got = scorer.score({student_ids});
+  ASSERT_EQ(got.size(), 1u);
+  const SequenceScores& g = got[0];
+  ASSERT_EQ(g.scored.size(), text.size() - 1);
 
+  // The teacher's own view: its tokens, their starting bytes, its logits.
+  const std::vector<int32_t> tid = t->encode(text, false);
+  ASSERT_LT(tid.size(), text.size()) << "the teacher has multi-byte tokens";
+  std::vector<size_t> starts;
+  size_t at = 0;
+  for (size_t u = 0; u < tid.size(); ++u) starts.push_back(at), at += t->token_bytes(tid[u], u == 0).size();
+  Decoder dec(teacher);
+  const Tensor logits = dec.forward_full(tid.data(), 1, int64_t(tid.size()));
+  std::map<std::string, int32_t> byte_token;  // the student's token of each single byte
+  for (int32_t id = 0; id < s->vocab_size(); ++id)
+    if (!s->is_special(id) && s->token_bytes(id).size() == 1) byte_token.emplace(s->token_bytes(id), id);
+  ASSERT_EQ(byte_token.size(), 256u);
+  int scored = 0;
+  for (size_t pos = 0; pos + 1 < text.size(); ++pos) {
+    const auto it = std::find(starts.begin(), starts.end(), pos + 1);  // the byte student token pos + 1 starts at
+    EXPECT_EQ(bool(g.scored[pos]), it != starts.end()) << "position " << pos;
+    if (it == starts.end()) continue;
+    ++scored;
+    const size_t u = size_t(it - starts.begin());
+    std::vector<int32_t> ids(k);
+    std::vector<float> lp(k);
+    top_k_logprobs(logits.data<float>() + int64_t(u - 1) * c.n_vocab, c.n_vocab, k, ids.data(), lp.data());
+    std::map<int32_t, double> mass;  // student byte token -> probability
+    for (int i = 0; i < k; ++i) {
+      const std::string b = t->token_bytes(ids[size_t(i)]);
+      if (b.empty()) continue;
+      const int32_t special = s->token_to_id(b);  // a special token maps to the student's of the same text
+      mass[special >= 0 && s->is_special(special) ? special : byte_token.at(b.substr(0, 1))] += std::exp(double(lp[size_t(i)]));
+    }
+    for (int i = 0; i < k; ++i) {
+      const int32_t sid = g.ids[pos * k + size_t(i)];
+      if (g.logp[pos * k + size_t(i)] <= -63.0f) continue;  // padding
+      ASSERT_TRUE(mass.count(sid)) << "position " << pos << " alternative " << i;
+      EXPECT_NEAR(g.logp[pos * k + size_t(i)], std::log(mass[sid]), 1e-4) << "position " << pos;
+    }
+  }
+  EXPECT_EQ(scored, int(tid.size()) - 1) << "every teacher token after the first starts a scored position";
+  EXPECT_EQ(scorer.aligned(), scored);
+  EXPECT_EQ(scorer.positions(), int64_t(text.size()) - 1);
+}
+
+// End to end: `train --on-policy` with a teacher of another tokenizer, no longer refused.
+TEST(CrossTokenizer, OnPolicyDistillationFromATeacherOfAnotherTokenizer) {
+  test::TempDir dir;
+  test::write_bytes(dir / "corpus.txt", "the cat sat on the mat. the hat. the");
+  ASSERT_EQ(test::run_distill("init --preset tiny --tokenizer bpe:24 --corpus " + (dir / "corpus.txt") + " --seed 2 -o " + (dir / "teacher")).exit_code, 0);
+  ASSERT_EQ(test::run_distill("init --preset tiny --tokenizer bytes --seed 3 -o " + (dir / "student")).exit_code, 0);
+  {
+    std::ofstream f(dir / "data.jsonl");
+    for (int i = 0; i < 16; ++i) f << nlohmann::json{{"prompt", "the cat " + std::to_string(i)}, {"completion", " sat on the mat."}}.dump() << "\n";
+  }
+  const std::string train = "train --student " + (dir / "student") + " --teacher " + (dir / "teacher") + " --data " + (dir / "data.jsonl") +
+                            " --steps 3 --batch 2 --seq-len 64 --eval-fraction 0 --teacher-top-k 8 -o ";
+  test::CliResult r = test::run_distill(train + (dir / "off"));
+  EXPECT_NE(r.exit_code, 0) << "offline logit KD needs one token space";
+  EXPECT_NE(r.output.find("give --on-policy"), std::string::npos) << r.output;
+  r = test::run_distill(train + (dir / "on") + " --on-policy 1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("grades the student's samples on bytes, top-8"), std::string::npos) << r.output;
+  const size_t at = r.output.find("the teacher aligned ");
+  ASSERT_NE(at, std::string::npos) << r.output;
+  EXPECT_NE(r.output.substr(at, 24), "the teacher aligned 0 of") << r.output;
+  // every step sampled; the aligned positions were distilled
+  std::ifstream m(dir / "on/metrics.jsonl");
+  std::string line;
+  int steps = 0;
+  double kd = 0;
+  while (std::getline(m, line)) {
+    const auto j = nlohmann::json::parse(line);
+    EXPECT_GT(j.value("on_policy_rows", 0), 0) << line;
+    kd += j.value("kd", 0.0);
+    ++steps;
+  }
+  EXPECT_EQ(steps, 3);
+  EXPECT_GT(kd, 0.0) << "the aligned positions carried a KD term (a random student's samples align in places only)";
+}
+
+}  // namespace distill

@@ -1,6 +1,7 @@
 // distill train: supervised training and distillation of a student model directory.
 #include "cli/commands.h"
 #include "model/provenance.h"
+#include "teacher/cross_tokenizer.h"
 #include "teacher/remote_scorer.h"
 #include "core/data_parallel.h"
 #include "core/error.h"
@@ -42,16 +43,24 @@ std::string read_file_or_empty(const fs::path& p) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
-// Logit distillation needs one token space: the same tokenizer, vocabularies differing at most by
-// padding rows at the end.
+// Whether student and teacher both have a tokenizer.json and they differ.
+bool different_tokenizers(const std::string& student_dir, const std::string& teacher_dir) {
+  const std::string ts = read_file_or_empty(fs::path(student_dir) / "tokenizer.json");
+  const std::string tt = read_file_or_empty(fs::path(teacher_dir) / "tokenizer.json");
+  return !ts.empty() && !tt.empty() && ts != tt;
+}
+
+// Logit distillation from a loaded teacher needs one token space: the same tokenizer, vocabularies
+// differing at most by padding rows at the end (on-policy rows are graded across vocabularies).
 void check_teacher_compatible(const std::string& student_dir, const Model& student, const std::string& teacher_dir,
                               const Model& teacher) {
   const std::string ts = read_file_or_empty(fs::path(student_dir) / "tokenizer.json");
   const std::string tt = read_file_or_empty(fs::path(teacher_dir) / "tokenizer.json");
   const bool same_tokenizer = !ts.empty() && ts == tt;
-  if (!ts.empty() && !tt.empty() && !same_tokenizer)
-    fail("--teacher {} uses a different tokenizer than --student {}: logit distillation needs one token space; "
-         "use sequence-level distillation instead (label the prompts with the teacher, then train on its text)",
+  if (different_tokenizers(student_dir, teacher_dir))
+    fail("--teacher {} uses a different tokenizer than --student {}: logit distillation over the dataset needs one token "
+         "space; give --on-policy λ (the teacher grades the student's own samples, aligned on bytes), or label the "
+         "prompts with the teacher (`distill label`: its top-k projected onto the student's tokens) and train on that",
          teacher_dir, student_dir);
   if (!same_tokenizer && student.config.n_vocab != teacher.config.n_vocab)
     fail("--teacher has {} vocabulary rows and --student {}, and no shared tokenizer.json shows that they differ only "
@@ -84,9 +93,11 @@ void run_train(TrainArgs& a) {
     fail("--teacher {}: a remote teacher grades the student's own samples (give --on-policy λ); for offline KD from "
          "an API, label a dataset with `distill label --teacher URL` and train on it",
          a.teacher);
+  // A local teacher of another vocabulary grades on-policy samples on bytes (CrossVocabularyScorer).
+  const bool cross_vocabulary = !a.teacher.empty() && !remote && a.s.on_policy > 0 && different_tokenizers(a.student, a.teacher);
   if (!a.teacher.empty() && !remote) {
     teacher = std::make_unique<Model>(Model::load(a.teacher));
-    check_teacher_compatible(a.student, student, a.teacher, *teacher);
+    if (!cross_vocabulary) check_teacher_compatible(a.student, student, a.teacher, *teacher);
   }
   const bool soft_labels = fs::exists(fs::path(a.data) / "records.bin");  // a `distill label` dataset
   if (a.loss == "auto") a.loss = teacher || remote || soft_labels ? "fkl" : "ce";
@@ -122,19 +133,35 @@ void run_train(TrainArgs& a) {
   bool created = false;
   check_writable(a.out, &created);
   try {
-    std::unique_ptr<RemoteScorer> scorer;
+    std::unique_ptr<RemoteScorer> remote_scorer;
+    std::unique_ptr<CrossVocabularyScorer> cross_scorer;
+    std::shared_ptr<const Tokenizer> teacher_tok;
+    const int k = train.k() > 0 ? int(train.k()) : a.teacher_top_k;
+    if ((remote || cross_vocabulary) && !tok) fail("on-policy distillation samples text: the student needs a tokenizer.json");
     if (remote) {
-      if (!tok) fail("on-policy distillation samples text: the student needs a tokenizer.json");
       RemoteScorerSettings rs;
       rs.model = a.teacher_model, rs.ca_file = a.ca_file, rs.api_key_env = a.api_key_env;
-      rs.k = train.k() > 0 ? train.k() : a.teacher_top_k;
-      scorer = std::make_unique<RemoteScorer>(a.teacher, *tok, rs);
+      rs.k = k;
+      remote_scorer = std::make_unique<RemoteScorer>(a.teacher, *tok, rs);
+    } else if (cross_vocabulary) {
+      teacher_tok = Tokenizer::load(a.teacher);
+      cross_scorer = std::make_unique<CrossVocabularyScorer>(*teacher, *teacher_tok, *tok, k);
+      std::fprintf(stderr, "train: the teacher's vocabulary differs (%lld tokens, the student's %lld): it grades the "
+                   "student's samples on bytes, top-%d projected onto student tokens\n",
+                   (long long)teacher_tok->vocab_size(), (long long)tok->vocab_size(), k);
     }
-    const TrainSummary r = train_model(student, train, eval, teacher.get(), a.s, a.resume, tok.get(), scorer.get());
+    TeacherScorer* scorer = remote_scorer ? static_cast<TeacherScorer*>(remote_scorer.get()) : cross_scorer.get();
+    const TrainSummary r =
+        train_model(student, train, eval, cross_vocabulary ? nullptr : teacher.get(), a.s, a.resume, tok.get(), scorer);
     if (!DataParallel::leader()) return;  // under mpirun, rank 0 writes the model and reports
-    if (scorer)
+    if (remote_scorer)
       std::fprintf(stderr, "train: the remote teacher graded samples in %lld requests (%lld sequences from the cache)\n",
-                   (long long)scorer->requests(), (long long)scorer->cache_hits());
+                   (long long)remote_scorer->requests(), (long long)remote_scorer->cache_hits());
+    if (cross_scorer)
+      std::fprintf(stderr, "train: the teacher aligned %lld of the %lld positions of the sequences it graded (%.1f %%, prompts "
+                   "included; the rest had no teacher token starting at their byte)\n",
+                   (long long)cross_scorer->aligned(), (long long)cross_scorer->positions(),
+                   cross_scorer->positions() ? 100.0 * double(cross_scorer->aligned()) / double(cross_scorer->positions()) : 0.0);
     // Keep the student's tokenizer beside the trained weights so the result runs as it is.
     copy_tokenizer_files(a.student, a.out);
     std::vector<std::string> data = {a.data};
@@ -167,10 +194,10 @@ void register_train(CLI::App& app) {
   cmd->add_option("--eval", a->eval_data, "Held-out data (default: --eval-fraction of --data)");
   cmd->add_option("--eval-fraction", a->eval_fraction, "Rows of --data held out when --eval is not given")->capture_default_str();
   cmd->add_option("--teacher", a->teacher,
-                  "Teacher for logit distillation (same tokenizer): a model directory, or (with --on-policy) the URL of a "
-                  "`distill serve` that grades the student's samples");
+                  "Teacher for logit distillation: a model directory (the same tokenizer; with --on-policy also another "
+                  "vocabulary, graded on bytes), or (with --on-policy) the URL of a `distill serve` that grades the student's samples");
   cmd->add_option("--teacher-model", a->teacher_model, "Remote teacher: the model name to ask for (default: the server's only one)");
-  cmd->add_option("--teacher-top-k", a->teacher_top_k, "Remote teacher: log-probs per graded token (a label dataset's k wins)")
+  cmd->add_option("--teacher-top-k", a->teacher_top_k, "Remote teacher, or one of another vocabulary: log-probs per graded token (a label dataset's k wins)")
       ->capture_default_str()->check(CLI::Range(1, 20));
   cmd->add_option("--ca-file", a->ca_file, "Remote teacher over HTTPS with its own certificate: the CA (PEM)");
   cmd->add_option("--api-key-env", a->api_key_env, "Remote teacher: environment variable holding the API key")->capture_default_str();

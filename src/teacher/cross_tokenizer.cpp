@@ -1,8 +1,12 @@
 #include "teacher/cross_tokenizer.h"
 
+#include "core/error.h"
+#include "kernels/logprobs.h"
+#include "model/decoder.h"
 #include "tokenizer/tokenizer.h"
 
 #include <algorithm>
+#include <unordered_map>
 
 namespace distill {
 
@@ -34,6 +38,94 @@ TeacherRecord TokenizerBridge::to_student(const TeacherRecord& r, const std::vec
   s.prompt = student_prompt;
   answer_to_record(student_, student_vocab_, a, r.k, s);
   return s;
+}
+
+namespace {
+
+// A token sequence as text: each token's bytes and the byte offset it starts at. A leading BOS
+// adds no text (the tokens after it are the text's start, where SentencePiece drops a space).
+struct TokenText {
+  std::string text;
+  std::vector<size_t> start;  // per token
+};
+
+TokenText as_text(const Tokenizer& tok, const std::vector<int32_t>& ids) {
+  TokenText t;
+  const bool bos = !ids.empty() && tok.bos_id() >= 0 && ids[0] == tok.bos_id();
+  for (size_t j = 0; j < ids.size(); ++j) {
+    t.start.push_back(t.text.size());
+    if (j == 0 && bos) continue;
+    t.text += tok.token_bytes(ids[j], j == (bos ? 1u : 0u));
+  }
+  return t;
+}
+
+}  // namespace
+
+CrossVocabularyScorer::CrossVocabularyScorer(const Model& teacher, const Tokenizer& teacher_tok, const Tokenizer& student_tok, int k)
+    : teacher_(teacher), teacher_tok_(teacher_tok), student_tok_(student_tok), student_vocab_(student_tok),
+      decoder_(std::make_unique<Decoder>(teacher)), k_(k) {
+  if (k <= 0) fail("grading across vocabularies needs k > 0 alternatives per position");
+}
+
+CrossVocabularyScorer::~CrossVocabularyScorer() = default;
+
+std::vector<SequenceScores> CrossVocabularyScorer::score(const std::vector<std::vector<int32_t>>& sequences) {
+  std::vector<SequenceScores> out;
+  for (const std::vector<int32_t>& s : sequences) out.push_back(score_one(s));
+  return out;
+}
+
+SequenceScores CrossVocabularyScorer::score_one(const std::vector<int32_t>& student_ids) {
+  const size_t n = student_ids.size(), K = size_t(k_);
+  SequenceScores r;
+  if (n < 2) return r;
+  r.ids.assign((n - 1) * K, 0), r.logp.assign((n - 1) * K, -64.0f), r.scored.assign(n - 1, 0);
+  positions_ += int64_t(n - 1);
+  const TokenText st = as_text(student_tok_, student_ids);
+  // The same text in the teacher's tokens (special tokens parsed: a shared chat format stays one);
+  // with the teacher's BOS in front when the student's sequence had one.
+  std::vector<int32_t> tid;
+  const bool bos = student_tok_.bos_id() >= 0 && student_ids[0] == student_tok_.bos_id() && teacher_tok_.bos_id() >= 0;
+  if (bos) tid.push_back(teacher_tok_.bos_id());
+  const std::vector<int32_t> body = teacher_tok_.encode(st.text, false, true);
+  tid.insert(tid.end(), body.begin(), body.end());
+  const TokenText tt = as_text(teacher_tok_, tid);
+  if (tid.size() < 2) return r;
+  for (int32_t id : tid)
+    if (id < 0 || id >= teacher_.config.n_vocab) return r;
+  // Where the teacher's spelling of the text departs from it (bytes its tokenizer normalises or
+  // cannot take as they are, e.g. invalid UTF-8 a sampling student emitted), alignment stops: only
+  // teacher tokens wholly inside the common prefix are matched.
+  size_t same = 0;
+  while (same < st.text.size() && same < tt.text.size() && st.text[same] == tt.text[same]) ++same;
+  std::unordered_map<size_t, size_t> teacher_token_at;  // byte offset -> the teacher token starting there
+  for (size_t u = bos ? 1 : 0; u < tid.size(); ++u) {
+    const size_t end = u + 1 < tid.size() ? tt.start[u + 1] : tt.text.size();
+    if (end > same) break;
+    teacher_token_at.emplace(tt.start[u], u);
+  }
+
+  const Tensor logits = decoder_->forward_full(tid.data(), 1, int64_t(tid.size()));
+  const int64_t Vt = teacher_.config.n_vocab;
+  std::vector<int32_t> top_ids(K);
+  std::vector<float> top_logp(K);
+  std::vector<RemoteAlternative> alts(K);
+  for (size_t t = 0; t + 1 < n; ++t) {
+    // student position t predicts token t + 1; the teacher token starting at the same byte is
+    // predicted by the teacher's position before it
+    const auto it = teacher_token_at.find(st.start[t + 1]);
+    if (it == teacher_token_at.end() || it->second == 0) continue;
+    const size_t u = it->second;
+    const bool first = st.start[t + 1] == 0;  // the text's first token (after a BOS)
+    top_k_logprobs(logits.data<float>() + int64_t(u - 1) * Vt, Vt, k_, top_ids.data(), top_logp.data());
+    for (size_t i = 0; i < K; ++i) alts[i] = {teacher_tok_.token_bytes(top_ids[i], first), -1, top_logp[i]};
+    if (project_alternatives(student_vocab_, alts, first, k_, student_tok_.vocab_size(), r.ids.data() + t * K, r.logp.data() + t * K)) {
+      r.scored[t] = 1;
+      ++aligned_;
+    }
+  }
+  return r;
 }
 
 }  // namespace distill

@@ -8,11 +8,15 @@
 
 #include "formats/teacher_dataset.h"
 #include "teacher/remote_answer.h"
+#include "train/teacher_scorer.h"
 
+#include <memory>
 #include <vector>
 
 namespace distill {
 
+class Decoder;
+struct Model;
 class Tokenizer;
 
 class TokenizerBridge {
@@ -25,6 +29,35 @@ private:
   const Tokenizer& teacher_;
   const Tokenizer& student_;
   VocabularyByBytes student_vocab_;
+};
+
+// On-policy distillation from a local teacher of another vocabulary: it grades the student's own
+// samples on bytes. Each student sequence is turned into its text (the student tokens' bytes; the
+// prompt's special tokens stay special where the teacher's tokenizer knows them), encoded by the
+// teacher, run through the teacher; at each student position t the teacher's distribution over the
+// token that starts at the byte where student token t + 1 starts (the teacher's prediction at the
+// position before it) is projected onto student tokens as a remote teacher's alternatives are
+// (answer_to_record). Positions where no teacher token starts at that byte get no soft labels
+// (`scored` false): those tokens are learned from the teacher's neighbouring positions only.
+class CrossVocabularyScorer final : public TeacherScorer {
+public:
+  CrossVocabularyScorer(const Model& teacher, const Tokenizer& teacher_tok, const Tokenizer& student_tok, int k);
+  ~CrossVocabularyScorer() override;
+  int k() const override { return k_; }
+  std::vector<SequenceScores> score(const std::vector<std::vector<int32_t>>& sequences) override;
+  int64_t positions() const { return positions_; }        // student positions asked for
+  int64_t aligned() const { return aligned_; }            // ... of which got soft labels
+
+private:
+  SequenceScores score_one(const std::vector<int32_t>& student_ids);
+
+  const Model& teacher_;
+  const Tokenizer& teacher_tok_;
+  const Tokenizer& student_tok_;
+  VocabularyByBytes student_vocab_;
+  std::unique_ptr<Decoder> decoder_;
+  int k_;
+  int64_t positions_ = 0, aligned_ = 0;
 };
 
 }  // namespace distill

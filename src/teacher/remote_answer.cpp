@@ -127,16 +127,10 @@ int32_t VocabularyByBytes::longest_prefix(const std::string& bytes, bool at_star
   return -1;
 }
 
-namespace {
-
-// Position j's soft labels from the teacher token that starts where student token j starts: each
-// alternative's probability goes to the student token its bytes begin with; the k likeliest
-// student tokens are kept (padded with distinct unused ids at −64 nats when fewer). Returns
-// whether any alternative mapped.
-bool project_position(const VocabularyByBytes& vocab, const RemoteToken& t, bool at_start, size_t j, int k, int64_t n_vocab,
-                      TeacherRecord& r) {
+bool project_alternatives(const VocabularyByBytes& vocab, const std::vector<RemoteAlternative>& top, bool at_start, int k,
+                          int64_t n_vocab, int32_t* ids, float* logp) {
   std::map<int32_t, double> mass;  // student id -> probability
-  for (const RemoteAlternative& alt : t.top) {
+  for (const RemoteAlternative& alt : top) {
     const int32_t id = vocab.longest_prefix(alt.bytes, at_start);
     if (id >= 0) mass[id] += std::exp(double(alt.logprob));
   }
@@ -146,16 +140,23 @@ bool project_position(const VocabularyByBytes& vocab, const RemoteToken& t, bool
   std::sort(by_p.begin(), by_p.end(), [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
   int32_t pad = 0;
   for (int i = 0; i < k; ++i) {
-    int32_t id;
-    float lp;
     if (size_t(i) < by_p.size()) {
-      id = by_p[size_t(i)].second, lp = float(std::max(std::log(by_p[size_t(i)].first), -64.0));
+      ids[i] = by_p[size_t(i)].second, logp[i] = float(std::max(std::log(by_p[size_t(i)].first), -64.0));
     } else {
       while (mass.count(pad) && pad < n_vocab) ++pad;  // an id not among the real ones
-      id = pad++, lp = -64.0f;
+      ids[i] = pad++, logp[i] = -64.0f;
     }
-    r.topk_ids[j * size_t(k) + size_t(i)] = id, r.topk_logp[j * size_t(k) + size_t(i)] = lp;
   }
+  return true;
+}
+
+namespace {
+
+// Position j's soft labels from the teacher token that starts where student token j starts.
+bool project_position(const VocabularyByBytes& vocab, const RemoteToken& t, bool at_start, size_t j, int k, int64_t n_vocab,
+                      TeacherRecord& r) {
+  if (!project_alternatives(vocab, t.top, at_start, k, n_vocab, r.topk_ids.data() + j * size_t(k), r.topk_logp.data() + j * size_t(k)))
+    return false;
   r.soft[j] = 1;
   return true;
 }

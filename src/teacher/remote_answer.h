@@ -73,6 +73,13 @@ private:
   size_t longest_ = 0;  // bytes of the longest token
 };
 
+// A teacher's alternatives at one position projected onto student tokens: each alternative's
+// probability goes to the student token its bytes begin with (the longest such), the mass of
+// alternatives reaching one student token summed, the k likeliest kept in ids/logp [k] (padded
+// with distinct unused ids at −64 nats when fewer). Returns whether any alternative mapped.
+bool project_alternatives(const VocabularyByBytes& vocab, const std::vector<RemoteAlternative>& top, bool at_start, int k,
+                          int64_t n_vocab, int32_t* ids, float* logp);
+
 // Fills r.completion, r.finished and the soft labels (k per position) from the answer. Returns
 // the number of positions with soft labels.
 int64_t answer_to_record(const Tokenizer& tok, const VocabularyByBytes& vocab, const RemoteAnswer& a, int k, TeacherRecord& r);

@@ -13,6 +13,7 @@ namespace distill {
 struct SequenceScores {
   std::vector<int32_t> ids;
   std::vector<float> logp;
+  std::vector<uint8_t> scored;  // [n − 1]: whether position t has scores; empty: every position
 };
 
 class TeacherScorer {

@@ -202,6 +202,8 @@ private:
         if (t > p) id[t] = j - 1 < L ? c.completion[size_t(j - 1)] : 0;  // ...and position t+1's input
         mk[t] = j < L;
         tg[t] = kIgnoreIndex;
+        // (a teacher of another vocabulary grades only the positions whose tokens it can align)
+        if (scorer_ && j < L && !graded[ci].scored.empty() && !graded[ci].scored[size_t(t)]) mk[t] = 0;
         if (scorer_ && j < L) {  // score entry t: the teacher's prediction at position t
           std::copy_n(graded[ci].ids.begin() + t * K_, K_, soft_ids_.begin() + (b * T + t) * K_);
           std::copy_n(graded[ci].logp.begin() + t * K_, K_, soft_logp_.begin() + (b * T + t) * K_);
