@@ -93,6 +93,48 @@ TEST(KdLoss, GradientsMatchFiniteDifferencesInEveryMode) {
   }
 }
 
+// ULD: Σ_i |q_(i) − p_(i)| over the sorted top-k; its gradient against central differences (the
+// sort is constant near a point without ties), its value by hand, masked rows untouched.
+TEST(KdLoss, UldComparesSortedProbabilitiesAndItsGradientMatchesFiniteDifferences) {
+  auto s = random_vector(size_t(kRows * kVocab), 5, 2.0f), t = random_vector(size_t(kRows * kVocab), 6, 2.0f);
+  std::vector<int32_t> ids;
+  std::vector<float> lp;
+  top_k(t, 4, ids, lp);
+  const uint8_t mask[kRows] = {1, 0, 1};
+  // by hand: the student's sorted probabilities against the teacher's
+  double want = 0;
+  for (int64_t r : {0, 2}) {
+    std::vector<double> q(kVocab);
+    double z = 0;
+    for (int64_t j = 0; j < kVocab; ++j) z += std::exp(double(s[size_t(r * kVocab + j)]));
+    for (int64_t j = 0; j < kVocab; ++j) q[size_t(j)] = std::exp(double(s[size_t(r * kVocab + j)])) / z;
+    std::sort(q.begin(), q.end(), std::greater<double>());
+    for (int64_t i = 0; i < 4; ++i) want += std::fabs(q[size_t(i)] - std::exp(double(lp[size_t(r * 4 + i)])));
+  }
+  want /= 2;
+  std::vector<float> grad(s.size(), 0.0f);
+  EXPECT_NEAR(uld_loss_topk(s.data(), kVocab, lp.data(), 4, mask, kRows, grad.data(), 1.0f), want, 1e-6);
+  // the teacher's order does not matter: reversed, the same loss
+  std::vector<float> reversed = lp;
+  for (int64_t r = 0; r < kRows; ++r) std::reverse(reversed.begin() + r * 4, reversed.begin() + r * 4 + 4);
+  EXPECT_NEAR(uld_loss_topk(s.data(), kVocab, reversed.data(), 4, mask, kRows, nullptr, 1.0f), want, 1e-6);
+  double max_err = 0.0, max_g = 0.0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    auto p = s, m = s;
+    p[i] += 1e-3f;
+    m[i] -= 1e-3f;
+    const double fd = (uld_loss_topk(p.data(), kVocab, lp.data(), 4, mask, kRows, nullptr, 1.0f) -
+                       uld_loss_topk(m.data(), kVocab, lp.data(), 4, mask, kRows, nullptr, 1.0f)) / 2e-3;
+    max_err = std::max(max_err, std::fabs(fd - grad[i]));
+    max_g = std::max(max_g, std::fabs(fd));
+  }
+  EXPECT_GT(max_g, 1e-3);
+  EXPECT_LT(max_err, 2e-3 * std::max(1.0, max_g));
+  for (int64_t j = 0; j < kVocab; ++j) EXPECT_EQ(grad[size_t(kVocab + j)], 0.0f) << "masked row has no gradient";
+  // the student already shaped like the teacher (its logits = the teacher's): no loss
+  EXPECT_NEAR(uld_loss_topk(t.data(), kVocab, lp.data(), 4, nullptr, kRows, nullptr, 1.0f), 0.0, 1e-5);
+}
+
 TEST(KdLoss, OptionsAndEdgeCases) {
   auto s = random_vector(size_t(kRows * kVocab), 5), t = random_vector(size_t(kRows * kVocab), 6);
   auto full = [&](KdSettings ks) { return kd_loss_full(s.data(), kVocab, t.data(), kVocab, nullptr, kRows, ks, nullptr, 1.0f); };

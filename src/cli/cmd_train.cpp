@@ -158,10 +158,9 @@ void run_train(TrainArgs& a) {
       std::fprintf(stderr, "train: the remote teacher graded samples in %lld requests (%lld sequences from the cache)\n",
                    (long long)remote_scorer->requests(), (long long)remote_scorer->cache_hits());
     if (cross_scorer)
-      std::fprintf(stderr, "train: the teacher aligned %lld of the %lld positions of the sequences it graded (%.1f %%, prompts "
-                   "included; the rest had no teacher token starting at their byte)\n",
-                   (long long)cross_scorer->aligned(), (long long)cross_scorer->positions(),
-                   cross_scorer->positions() ? 100.0 * double(cross_scorer->aligned()) / double(cross_scorer->positions()) : 0.0);
+      std::fprintf(stderr, "train: of the %lld positions of the sequences the teacher graded (prompts included), %lld aligned "
+                   "with a teacher token (KD), %lld fell inside one (ULD)\n",
+                   (long long)cross_scorer->positions(), (long long)cross_scorer->aligned(), (long long)cross_scorer->shaped());
     // Keep the student's tokenizer beside the trained weights so the result runs as it is.
     copy_tokenizer_files(a.student, a.out);
     std::vector<std::string> data = {a.data};
@@ -213,6 +212,9 @@ void register_train(CLI::App& app) {
                   "On-policy distillation (GKD): fraction of prompt/completion rows whose completion the student "
                   "samples and --teacher grades token by token (0 = offline)")
       ->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--uld-weight", a->s.uld_weight, "On-policy from a teacher of another tokenizer: weight of the ULD term "
+                  "(sorted-probability distance) at positions inside a teacher token, relative to KD (0: off)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd->add_option("--on-policy-temperature", a->s.on_policy_temperature, "Sampling temperature of the student's on-policy completions")
       ->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--batch", a->s.batch, "Sequences per micro-batch")->capture_default_str()->check(CLI::PositiveNumber);

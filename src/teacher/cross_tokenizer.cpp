@@ -100,10 +100,12 @@ SequenceScores CrossVocabularyScorer::score_one(const std::vector<int32_t>& stud
   size_t same = 0;
   while (same < st.text.size() && same < tt.text.size() && st.text[same] == tt.text[same]) ++same;
   std::unordered_map<size_t, size_t> teacher_token_at;  // byte offset -> the teacher token starting there
+  std::unordered_map<size_t, size_t> inside_token;      // byte offset -> the teacher token it is inside of
   for (size_t u = bos ? 1 : 0; u < tid.size(); ++u) {
     const size_t end = u + 1 < tid.size() ? tt.start[u + 1] : tt.text.size();
     if (end > same) break;
     teacher_token_at.emplace(tt.start[u], u);
+    for (size_t b = tt.start[u] + 1; b < end; ++b) inside_token.emplace(b, u);
   }
 
   const Tensor logits = decoder_->forward_full(tid.data(), 1, int64_t(tid.size()));
@@ -115,7 +117,17 @@ SequenceScores CrossVocabularyScorer::score_one(const std::vector<int32_t>& stud
     // student position t predicts token t + 1; the teacher token starting at the same byte is
     // predicted by the teacher's position before it
     const auto it = teacher_token_at.find(st.start[t + 1]);
-    if (it == teacher_token_at.end() || it->second == 0) continue;
+    if (it == teacher_token_at.end()) {
+      // Inside a teacher token: the teacher's distribution there has no tokens to match, only its
+      // shape — its sorted top-k for the ULD term (scored 2), from the position predicting that token.
+      const auto in = inside_token.find(st.start[t + 1]);
+      if (in == inside_token.end() || in->second == 0) continue;
+      top_k_logprobs(logits.data<float>() + int64_t(in->second - 1) * Vt, Vt, k_, top_ids.data(), r.logp.data() + t * K);
+      r.scored[t] = 2;
+      ++shaped_;
+      continue;
+    }
+    if (it->second == 0) continue;
     const size_t u = it->second;
     const bool first = st.start[t + 1] == 0;  // the text's first token (after a BOS)
     top_k_logprobs(logits.data<float>() + int64_t(u - 1) * Vt, Vt, k_, top_ids.data(), top_logp.data());

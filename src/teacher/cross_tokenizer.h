@@ -37,8 +37,9 @@ private:
 // teacher, run through the teacher; at each student position t the teacher's distribution over the
 // token that starts at the byte where student token t + 1 starts (the teacher's prediction at the
 // position before it) is projected onto student tokens as a remote teacher's alternatives are
-// (answer_to_record). Positions where no teacher token starts at that byte get no soft labels
-// (`scored` false): those tokens are learned from the teacher's neighbouring positions only.
+// (answer_to_record), `scored` 1. A position whose next token starts inside a teacher token gets the
+// teacher's sorted top-k log-probabilities at the position predicting that token (`scored` 2, ids
+// unused): the ULD term compares only the shapes of the two distributions (kd_loss.h).
 class CrossVocabularyScorer final : public TeacherScorer {
 public:
   CrossVocabularyScorer(const Model& teacher, const Tokenizer& teacher_tok, const Tokenizer& student_tok, int k);
@@ -47,6 +48,7 @@ public:
   std::vector<SequenceScores> score(const std::vector<std::vector<int32_t>>& sequences) override;
   int64_t positions() const { return positions_; }        // student positions asked for
   int64_t aligned() const { return aligned_; }            // ... of which got soft labels
+  int64_t shaped() const { return shaped_; }              // ... of which got the ULD term
 
 private:
   SequenceScores score_one(const std::vector<int32_t>& student_ids);
@@ -57,7 +59,7 @@ private:
   VocabularyByBytes student_vocab_;
   std::unique_ptr<Decoder> decoder_;
   int k_;
-  int64_t positions_ = 0, aligned_ = 0;
+  int64_t positions_ = 0, aligned_ = 0, shaped_ = 0;
 };
 
 }  // namespace distill

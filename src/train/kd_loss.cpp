@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
+#include <numeric>
 #include <vector>
 
 namespace distill {
@@ -180,6 +182,51 @@ double kd_loss_topk(const float* student, int64_t v_student, const int32_t* ids,
         for (int64_t i = 0; i < k; ++i) d[id[i]] += float(f * (buf.g[size_t(i)] - q_full[size_t(id[i])] * gsum));
       }
       for (int64_t i = 0; i < k; ++i) buf.in_topk[size_t(id[i])] = 0;
+    }
+  }
+  return total * scale;
+}
+
+double uld_loss_topk(const float* student, int64_t v_student, const float* sorted_logp, int64_t k, const uint8_t* mask,
+                     int64_t n, float* d_student, float grad_scale) {
+  const int64_t counted = counted_rows(mask, n);
+  if (counted == 0 || k <= 0) return 0.0;
+  const double scale = 1.0 / double(counted);
+  double total = 0.0;
+#pragma omp parallel reduction(+ : total)
+  {
+    std::vector<double> lq(static_cast<size_t>(v_student));
+    std::vector<int32_t> order(static_cast<size_t>(v_student));
+    std::vector<double> p(static_cast<size_t>(k));
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < n; ++r) {
+      if (mask && !mask[r]) continue;
+      log_softmax(lq.data(), student + r * v_student, v_student, 1.0);  // log q
+      // the student's k likeliest tokens, likeliest first (ties by id: a deterministic sort)
+      std::iota(order.begin(), order.end(), 0);
+      const int64_t kk = std::min(k, v_student);
+      std::partial_sort(order.begin(), order.begin() + kk, order.end(), [&](int32_t a, int32_t b) {
+        return lq[size_t(a)] > lq[size_t(b)] || (lq[size_t(a)] == lq[size_t(b)] && a < b);
+      });
+      for (int64_t i = 0; i < k; ++i) p[size_t(i)] = std::exp(double(sorted_logp[r * k + i]));
+      std::sort(p.begin(), p.end(), std::greater<double>());
+      // loss Σ_i |q_(i) − p_(i)|; with s_i its sign, d loss / d z_j = q_j (s_i(j) − Σ_i s_i q_(i))
+      double sq = 0.0;
+      for (int64_t i = 0; i < kk; ++i) {
+        const double q = std::exp(lq[size_t(order[size_t(i)])]);
+        total += std::fabs(q - p[size_t(i)]);
+        sq += (q > p[size_t(i)] ? 1.0 : q < p[size_t(i)] ? -1.0 : 0.0) * q;
+      }
+      for (int64_t i = kk; i < k; ++i) total += p[size_t(i)];  // a teacher rank the student's vocabulary lacks
+      if (!d_student) continue;
+      float* d = d_student + r * v_student;
+      const double f = scale * grad_scale;
+      for (int64_t j = 0; j < v_student; ++j) d[j] -= float(f * std::exp(lq[size_t(j)]) * sq);
+      for (int64_t i = 0; i < kk; ++i) {
+        const double q = std::exp(lq[size_t(order[size_t(i)])]);
+        const double sign = q > p[size_t(i)] ? 1.0 : q < p[size_t(i)] ? -1.0 : 0.0;
+        d[order[size_t(i)]] += float(f * q * sign);
+      }
     }
   }
   return total * scale;

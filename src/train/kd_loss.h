@@ -52,4 +52,13 @@ double kd_loss_topk(const float* student, int64_t v_student, const int32_t* ids,
                     const uint8_t* mask, int64_t n, const KdSettings& settings, TopKMode mode, float* d_student,
                     float grad_scale);
 
+// ULD (Boizard et al. 2024, "Universal Logit Distillation"): where the teacher's tokens cannot be
+// matched to the student's, only the shapes of the two distributions are compared — the
+// Wasserstein-1 distance between their sorted probabilities, Σ_i |q_(i) − p_(i)| over the k
+// largest on each side (temperature 1). The teacher gives its k largest log-probabilities
+// (sorted_logp [n, k], any order); ids do not matter. Returns the mean over counted rows; if
+// d_student is not null, adds grad_scale · d loss / d student (the sort is piecewise constant).
+double uld_loss_topk(const float* student, int64_t v_student, const float* sorted_logp, int64_t k, const uint8_t* mask,
+                     int64_t n, float* d_student, float grad_scale);
+
 }  // namespace distill

@@ -13,7 +13,9 @@ namespace distill {
 struct SequenceScores {
   std::vector<int32_t> ids;
   std::vector<float> logp;
-  std::vector<uint8_t> scored;  // [n − 1]: whether position t has scores; empty: every position
+  // [n − 1], empty: every position scored. 1: ids/logp are position t's top-k; 0: no scores; 2: a
+  // teacher of another vocabulary inside one of its tokens, logp its sorted top-k only (ULD term).
+  std::vector<uint8_t> scored;
 };
 
 class TeacherScorer {

@@ -40,6 +40,7 @@ json TrainSettings::to_json() const {
           {"temperature", kd.temperature}, {"beta", kd.beta}, {"t2_scale", kd.t2_scale},
           {"topk_mode", topk_mode == TopKMode::Tail ? "tail" : "renormalize"}, {"on_policy", on_policy},
           {"on_policy_temperature", on_policy_temperature}};
+  if (uld_weight != 1.0f) j["uld_weight"] = uld_weight;  // (absent at the default: earlier runs resume)
   if (lora.rank > 0) j["lora"] = lora.to_json();  // a resumed run must train the same adapter
   return j;
 }
@@ -68,6 +69,7 @@ public:
     if (teacher) teacher_decoder_ = std::make_unique<Decoder>(*teacher);
     ids_.resize(size_t(N_)), targets_.resize(size_t(N_)), mask_.resize(size_t(N_));
     soft_ids_.resize(size_t(N_ * K_)), soft_logp_.resize(size_t(N_ * K_));
+    uld_mask_.assign(size_t(N_), 0), uld_logp_.resize(size_t(N_ * K_));
   }
   bool use_kd() const { return use_kd_; }
   int64_t tokens() const { return tokens_; }
@@ -75,20 +77,21 @@ public:
 
   json operator()() {
     const auto t0 = std::chrono::steady_clock::now();
-    double ce_sum = 0.0, kd_sum = 0.0;
+    double ce_sum = 0.0, kd_sum = 0.0, uld_sum = 0.0;
     int64_t sampled_rows = 0, sampled_tokens = 0;
     for (int64_t micro = 0; micro < s_.grad_accum; ++micro) {
       next_batch();
       if (s_.on_policy > 0) sample_completions(micro, &sampled_rows, &sampled_tokens);
       const MicroLoss l = forward_backward();
-      ce_sum += l.ce, kd_sum += l.kd;
+      ce_sum += l.ce, kd_sum += l.kd, uld_sum += l.uld;
     }
     const double grad_norm = h_.update();
-    const double ce = ce_sum / double(s_.grad_accum), kd = kd_sum / double(s_.grad_accum);
+    const double ce = ce_sum / double(s_.grad_accum), kd = kd_sum / double(s_.grad_accum), uld = uld_sum / double(s_.grad_accum);
     tokens_ += N_ * s_.grad_accum;
-    json m = {{"loss", use_kd_ ? ce_weight_ * ce + s_.kd_alpha * kd : ce}, {"ce", ce}, {"lr", h_.lr_now()},
+    json m = {{"loss", use_kd_ ? ce_weight_ * ce + s_.kd_alpha * (kd + s_.uld_weight * uld) : ce}, {"ce", ce}, {"lr", h_.lr_now()},
               {"grad_norm", grad_norm}, {"tokens_per_s", double(N_ * s_.grad_accum) / seconds_since(t0)}};
     if (use_kd_) m["kd"] = kd;
+    if (uld_rows_ > 0) m["uld"] = uld;
     if (s_.on_policy > 0) {
       m["on_policy_rows"] = sampled_rows;
       m["on_policy_mean_len"] = sampled_rows ? double(sampled_tokens) / double(sampled_rows) : 0.0;
@@ -98,15 +101,17 @@ public:
 
 private:
   struct MicroLoss {
-    double ce = 0, kd = 0;
+    double ce = 0, kd = 0, uld = 0;
   };
 
   // One micro-batch's forward and backward, the loss computed on the head's chunks of rows as they
   // come (TrainingPass::forward_backward). Each chunk's means are turned into the micro-batch's:
   // a chunk with c of the C counted rows adds c/C of its mean, and its gradient is weighted alike.
   MicroLoss forward_backward() {
-    int64_t ce_total = 0, kd_total = 0;
-    for (int64_t i = 0; i < N_; ++i) ce_total += targets_[size_t(i)] != kIgnoreIndex, kd_total += mask_[size_t(i)] != 0;
+    int64_t ce_total = 0, kd_total = 0, uld_total = 0;
+    for (int64_t i = 0; i < N_; ++i)
+      ce_total += targets_[size_t(i)] != kIgnoreIndex, kd_total += mask_[size_t(i)] != 0, uld_total += uld_mask_[size_t(i)] != 0;
+    uld_rows_ += uld_total;
     std::unique_ptr<Tensor> t_logits;  // a local teacher's logits for the micro-batch
     if (use_kd_ && !soft_kd_) t_logits = std::make_unique<Tensor>(teacher_decoder_->forward_full(ids_.data(), B_, s_.seq_len));
     MicroLoss sum;
@@ -130,6 +135,13 @@ private:
         const float kd_share = float(kd_here) / float(kd_total);
         sum.kd += kd_share * add_kd_gradient(r0, n, logits, d, t_logits.get(), kd_share);
       }
+      int64_t uld_here = 0;
+      for (int64_t i = r0; i < r0 + n; ++i) uld_here += uld_mask_[size_t(i)] != 0;
+      if (use_kd_ && uld_here > 0 && s_.uld_weight > 0) {  // positions a teacher of another vocabulary could not align
+        const float share = float(uld_here) / float(uld_total);
+        sum.uld += share * uld_loss_topk(logits, V_, uld_logp_.data() + r0 * K_, K_, uld_mask_.data() + r0, n, d,
+                                         share * s_.kd_alpha * s_.uld_weight / float(s_.grad_accum));
+      }
     }, h_.grads());
     return sum;
   }
@@ -142,6 +154,7 @@ private:
       if (soft_kd_ && train_.k() > 0) train_.row_soft(row, mask_.data() + b * T, soft_ids_.data() + b * T * K_, soft_logp_.data() + b * T * K_);
       else if (soft_kd_) std::fill_n(mask_.begin() + b * T, T, 0);  // no soft labels in the data: KD on on-policy rows only
     }
+    std::fill(uld_mask_.begin(), uld_mask_.end(), 0);
     if (!soft_kd_)  // a local teacher grades every target position
       for (int64_t i = 0; i < N_; ++i) mask_[size_t(i)] = targets_[size_t(i)] != kIgnoreIndex;
   }
@@ -202,8 +215,14 @@ private:
         if (t > p) id[t] = j - 1 < L ? c.completion[size_t(j - 1)] : 0;  // ...and position t+1's input
         mk[t] = j < L;
         tg[t] = kIgnoreIndex;
-        // (a teacher of another vocabulary grades only the positions whose tokens it can align)
-        if (scorer_ && j < L && !graded[ci].scored.empty() && !graded[ci].scored[size_t(t)]) mk[t] = 0;
+        // A teacher of another vocabulary grades the positions whose tokens it can align (1), gives
+        // the shape of its distribution inside one of its tokens (2: the ULD term), or nothing (0).
+        const uint8_t how = scorer_ && j < L && !graded[ci].scored.empty() ? graded[ci].scored[size_t(t)] : 1;
+        if (how != 1) mk[t] = 0;
+        if (how == 2) {
+          uld_mask_[size_t(b * T + t)] = 1;
+          std::copy_n(graded[ci].logp.begin() + t * K_, K_, uld_logp_.begin() + (b * T + t) * K_);
+        }
         if (scorer_ && j < L) {  // score entry t: the teacher's prediction at position t
           std::copy_n(graded[ci].ids.begin() + t * K_, K_, soft_ids_.begin() + (b * T + t) * K_);
           std::copy_n(graded[ci].logp.begin() + t * K_, K_, soft_logp_.begin() + (b * T + t) * K_);
@@ -239,8 +258,9 @@ private:
   bool soft_kd_ = false, use_kd_ = false;
   float ce_weight_ = 1.0f;
   std::vector<int32_t> ids_, targets_, soft_ids_;
-  std::vector<uint8_t> mask_;
-  std::vector<float> soft_logp_;
+  std::vector<uint8_t> mask_, uld_mask_;  // KD positions; ULD positions (graded across vocabularies inside a teacher token)
+  std::vector<float> soft_logp_, uld_logp_;  // [N, K]: the teacher's top-k (ULD: its sorted log-probabilities only)
+  int64_t uld_rows_ = 0;
   int64_t tokens_ = 0;
 };
 

@@ -40,6 +40,9 @@ struct TrainSettings {
   // KD on the data's completions: sequence-level KD when they are the teacher's).
   double on_policy = 0;
   float on_policy_temperature = 1.0f;
+  // Grades from a teacher of another vocabulary: positions inside a teacher token get the ULD term
+  // (sorted-probability distance, kd_loss.h) with this weight relative to KD (0: off).
+  float uld_weight = 1.0f;
   std::string out_dir;
   LoraConfig lora;            // rank > 0: train a LoRA adapter instead of the whole model
   bool recompute_layers = false;  // activation checkpointing (same gradients; not run-defining)
