@@ -100,6 +100,32 @@ void DataParallel::gather_to_leader(const float* mine, float* full, int64_t n) {
   std::copy(mine, mine + (end - begin), full + begin);
 }
 
+void DataParallel::reduce_scatter(float* x, int64_t n) {
+#ifdef DISTILL_MPI
+  if (!g_mpi || g_size == 1) return;
+  std::vector<int> counts, displs;
+  shard_counts(n, &counts, &displs);
+  std::vector<float> mine(static_cast<size_t>(counts[size_t(g_rank)]));
+  MPI_Reduce_scatter(x, mine.data(), counts.data(), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+  std::copy(mine.begin(), mine.end(), x + displs[size_t(g_rank)]);
+#else
+  (void)x, (void)n;
+#endif
+}
+
+double DataParallel::sum_in_rank_order(double x) {
+#ifdef DISTILL_MPI
+  if (g_mpi && g_size > 1) {
+    std::vector<double> all(static_cast<size_t>(g_size));
+    MPI_Allgather(&x, 1, MPI_DOUBLE, all.data(), 1, MPI_DOUBLE, MPI_COMM_WORLD);
+    double s = 0.0;
+    for (double v : all) s += v;
+    return s;
+  }
+#endif
+  return x;
+}
+
 double DataParallel::sum(double x) {
 #ifdef DISTILL_MPI
   if (g_mpi && g_size > 1) MPI_Allreduce(MPI_IN_PLACE, &x, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);

@@ -26,12 +26,18 @@ public:
   // Rank r's share of n items for sharded state (ZeRO-1): [begin, end), contiguous, in rank order,
   // 16-aligned boundaries.
   static std::pair<int64_t, int64_t> shard(int64_t n, int r);
+  // In place: this rank's shard of x (shard(n, rank())) becomes the sum over ranks of that shard;
+  // the rest of x is left as it was (ZeRO-1's gradients: each rank needs only its shard's).
+  static void reduce_scatter(float* x, int64_t n);
   // In place: every rank's shard of x (shard(n, r)) copied to every other rank.
   static void all_gather(float* x, int64_t n);
   // The leader's `full` [n] receives every rank's shard (`mine` is this rank's shard(n, rank()));
   // `full` is ignored on other ranks.
   static void gather_to_leader(const float* mine, float* full, int64_t n);
   static double sum(double x);
+  // Σ over ranks of x, added in rank order on every rank (the same rounding as one process adding
+  // the ranks' parts in that order, whatever the number of ranks).
+  static double sum_in_rank_order(double x);
   // Ends every rank of the job after printing `message` (a rank's error must not leave the others
   // waiting in a collective).
   [[noreturn]] static void abort(const std::string& message, int code);

@@ -74,15 +74,15 @@ float LrSchedule::at(int64_t step) const {
   return float(min_lr + (double(lr) - min_lr) * shape);
 }
 
-double global_grad_norm(const float* grads, size_t n) {
+double sum_of_squares(const float* grads, size_t n) {
   double ss = 0.0;
 #pragma omp parallel for reduction(+ : ss) schedule(static) if (n > 65536)
   for (size_t i = 0; i < n; ++i) ss += double(grads[i]) * grads[i];
-  return std::sqrt(ss);
+  return ss;
 }
 
 double clip_grad_norm(float* grads, size_t n, double max_norm) {
-  const double norm = global_grad_norm(grads, n);
+  const double norm = std::sqrt(sum_of_squares(grads, n));
   if (norm > max_norm && norm > 0) {
     const float s = float(max_norm / norm);
 #pragma omp parallel for schedule(static) if (n > 65536)

@@ -70,8 +70,8 @@ struct LrSchedule {
   float at(int64_t step) const;  // step counts from 0
 };
 
-// sqrt(Σ g²) over n floats (accumulated in double).
-double global_grad_norm(const float* grads, size_t n);
+// Σ g² over n floats (accumulated in double).
+double sum_of_squares(const float* grads, size_t n);
 // Scales grads so their global norm is at most max_norm (> 0). Returns the norm before clipping.
 double clip_grad_norm(float* grads, size_t n, double max_norm);
 

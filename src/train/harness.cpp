@@ -130,14 +130,35 @@ double TrainingHarness::update() {
   float* g = grads_.data<float>();
   const int64_t n = int64_t(trainable().size());
   // Data parallel: the ranks' gradients (each the mean over its rows) summed, then averaged: the
-  // mean over the global batch, as one process would have it (up to summation order).
-  if (DataParallel::size() > 1) {
-    DataParallel::sum(g, size_t(n));
-    const float inv = 1.0f / float(DataParallel::size());
+  // mean over the global batch, as one process would have it (up to summation order). ZeRO-1
+  // steps only this rank's shard, so only the shard's sum is needed: a reduce-scatter (half an
+  // all-reduce's traffic), the shards' norms then added in rank order.
+  const int ranks = DataParallel::size();
+  const auto [b, e] = adamw_.sharded() ? DataParallel::shard(n, DataParallel::rank()) : std::pair<int64_t, int64_t>{0, n};
+  if (ranks > 1) {
+    if (adamw_.sharded()) DataParallel::reduce_scatter(g, n);
+    else DataParallel::sum(g, n);
+    const float inv = 1.0f / float(ranks);
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; ++i) g[i] *= inv;
+    for (int64_t i = b; i < e; ++i) g[i] *= inv;
   }
-  const double norm = opt_.clip > 0 ? clip_grad_norm(g, size_t(n), opt_.clip) : global_grad_norm(g, size_t(n));
+  // The norm as the sum of every rank's shard's squares in rank order: the same number whether the
+  // optimizer is sharded or not (sharded and replicated runs take bit-identical steps).
+  double squares = 0.0;
+  if (adamw_.sharded()) {
+    squares = DataParallel::sum_in_rank_order(sum_of_squares(g + b, size_t(e - b)));
+  } else {
+    for (int r = 0; r < ranks; ++r) {
+      const auto [rb, re] = DataParallel::shard(n, r);
+      squares += sum_of_squares(g + rb, size_t(re - rb));
+    }
+  }
+  const double norm = std::sqrt(squares);
+  if (opt_.clip > 0 && norm > opt_.clip) {
+    const float scale = float(opt_.clip / norm);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = b; i < e; ++i) g[i] *= scale;
+  }
   last_lr_ = opt_.lr.at(adamw_.steps());
   adamw_.step(trainable().data(), g, last_lr_);
   // ZeRO-1: each rank stepped its shard; every rank gets the others' (the same values a
