@@ -9,7 +9,9 @@
 #                             (its top-20) | on-policy KD (GKD: the student samples, the teacher
 #                             grades every token; half the rows, the same loss as offline KD)
 #     byte-level tokenizer:   CE on the teacher's text | cross-tokenizer KD (top-20 projected on
-#                             bytes, docs/teacher-dataset.md)
+#                             bytes, docs/teacher-dataset.md) | the same + on-policy KD across
+#                             vocabularies (half the rows sampled by the byte-level student, graded
+#                             by the BPE teacher on bytes; ULD inside its tokens, docs/distillation.md)
 #   held-out: real continuations of held-out prompts: cross-entropy per token (BPE students: per
 #   BPE token; byte students: per byte — compare within a group), and for the BPE students the
 #   top-1 agreement with the teacher.
@@ -31,7 +33,7 @@ done
 work=${TMPDIR:-/tmp}/distill-kd-compare
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 if [ "$reuse" = 1 ] && [ -f "$work/ds-bytes/manifest.json" ]; then
-  cd "$work" && rm -rf ce-* kd-* onpolicy-* bytece-* bytekd-* bpe-s* byte-s* results.txt
+  cd "$work" && rm -rf ce-* kd-* onpolicy-* bytece-* bytekd-* byteonpolicy-* bpe-s* byte-s* results.txt
 else
 reuse=0
 rm -rf "$work" && mkdir -p "$work" && cd "$work"
@@ -93,6 +95,7 @@ for seed in $(seq 1 "$seeds"); do
   log "seed $seed: byte-level students"
   train "bytece-$seed" "byte-s$seed" ds-bytes "$seed" --loss ce
   train "bytekd-$seed" "byte-s$seed" ds-bytes "$seed" --loss fkl --kd-alpha 0.5
+  train "byteonpolicy-$seed" "byte-s$seed" ds-bytes "$seed" --teacher teacher --on-policy 0.5 --loss fkl --kd-alpha 0.5
 done
 
 # --- table: mean ± sd over seeds
@@ -104,7 +107,8 @@ echo "| student | method | held-out CE (mean ± sd) | top-1 agreement with the t
 echo "| --- | --- | --- | --- | --- |"
 for m in "ce:BPE:CE on the teacher's text (sequence-level KD)" "kd:BPE:offline logit KD (top-20, α 0.5)" \
          "onpolicy:BPE:on-policy KD (GKD: half the rows sampled by the student, same loss)" "bytece:bytes:CE on the teacher's text (sequence-level KD)" \
-         "bytekd:bytes:cross-tokenizer KD (top-20 projected on bytes, α 0.5)"; do
+         "bytekd:bytes:cross-tokenizer KD (top-20 projected on bytes, α 0.5)" \
+         "byteonpolicy:bytes:the same + on-policy KD across vocabularies (half the rows; ULD inside teacher tokens)"; do
   IFS=: read -r key tok label <<< "$m"
   grep "^$key-" results.txt | awk -v tok="$tok" -v label="$label" '
     { n++; s += $2; ss += $2 * $2; if ($3 != "null") { a += $3; na++ }; t += $4 }
