@@ -8,10 +8,12 @@
 // --guard both: tables with the extraction guard off and on, alternating, and their ratio.
 // Then the same model's bare decode (the engine's Decoder, one sequence, greedy tokens fed back:
 // what `distill bench` tg measures) beside one client's streamed throughput, alternating, and
-// their ratio: what serving one stream costs over decoding it.
+// their ratio: what serving one stream costs over decoding it; and the engine alone (the Scheduler,
+// no HTTP) in the caller's thread and on its own thread, to tell the engine's cost from HTTP's.
 #include "core/threads.h"
 #include "model/decoder.h"
 #include "model/kv_cache.h"
+#include "generate/scheduler.h"
 #include "serve/server.h"
 #include "tokenizer/byte_vocab.h"
 
@@ -129,6 +131,32 @@ double bare_decode(const Model& model, int tokens) {
   return double(tokens) / (now() - t0);
 }
 
+// Decode tokens/s of one job through the Scheduler (the served engine without HTTP): the same
+// 24-token prompt, `tokens` sampled tokens at T 0.8 as the served requests; `threaded` runs the
+// engine's loop on its own worker thread as `serve` does, the caller waiting on the job's signal.
+double scheduler_decode(const Model& model, const Tokenizer& tok, int tokens, bool threaded) {
+  SchedulerOptions o;
+  o.n_slots = 1, o.n_ctx = tokens + 64, o.threaded = threaded;
+  Scheduler engine(model, tok, o);
+  auto job = std::make_shared<GenerationJob>();
+  for (int i = 0; i < 24; ++i) job->prompt.push_back(int32_t(100 + i));
+  job->max_new_tokens = tokens;
+  job->stop_at_eos = false;
+  const double t0 = now();
+  engine.submit({job});
+  if (threaded) {
+    uint64_t seen = 0;
+    for (;;) {
+      seen = job->signal->wait(seen, 1.0);
+      std::lock_guard<std::mutex> lk(job->signal->mu);
+      if (job->done) break;
+    }
+  } else {
+    engine.run_until_done();
+  }
+  return double(job->n_generated) / (now() - t0);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -167,13 +195,17 @@ int main(int argc, char** argv) {
   if (guard != "both") {
     run_table(model, tok, parallel, tokens, requests, guard == "on", client_counts);
     // one stream served against the bare decode, alternating three times; best of each
-    double served = 0, bare = 0;
+    double served = 0, bare = 0, sched = 0, sched_thread = 0;
     for (int round = 0; round < 3; ++round) {
       bare = std::max(bare, bare_decode(model, tokens));
+      sched = std::max(sched, scheduler_decode(model, *tok, tokens, false));
+      sched_thread = std::max(sched_thread, scheduler_decode(model, *tok, tokens, true));
       served = std::max(served, run_table(model, tok, parallel, tokens, requests, guard == "on", {1})[0]);
     }
     std::printf("\none stream, best of 3 alternating: served %.0f tokens/s, bare decode %.0f tokens/s, served/bare %.3f\n", served,
                 bare, served / bare);
+    std::printf("the engine without HTTP: in the caller's thread %.0f tokens/s (%.3f of bare), on its own thread %.0f (%.3f)\n", sched,
+                sched / bare, sched_thread, sched_thread / bare);
     return 0;
   }
   // Off and on alternate twice; each keeps its better run (the machine's noise is the spread).

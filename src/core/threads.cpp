@@ -33,4 +33,6 @@ void set_num_threads(int n) {
 
 int num_threads() { return omp_get_max_threads(); }
 
+void release_idle_openmp_workers() { omp_pause_resource_all(omp_pause_soft); }
+
 }  // namespace distill

@@ -9,4 +9,11 @@ int physical_core_count();
 void set_num_threads(int n);  // n <= 0 means the default
 int num_threads();
 
+// Hands this thread's idle OpenMP workers back (libgomp frees its pool; the next parallel region
+// on this thread builds a new one). Call before compute moves to another thread for good, e.g.
+// a server's engine thread: libgomp counts every pool's threads, and once they outnumber the
+// CPUs it stops spinning at barriers and sleeps in the kernel at every one — a served token
+// then cost ~60 context switches and 0.6-0.7 of the bare decode's speed.
+void release_idle_openmp_workers();
+
 }  // namespace distill

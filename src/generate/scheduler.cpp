@@ -1,5 +1,7 @@
 #include "generate/scheduler.h"
 
+#include "core/threads.h"
+
 #include "core/error.h"
 #include "generate/text_stream.h"
 #include "kernels/logprobs.h"
@@ -45,7 +47,12 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tok, const SchedulerOp
     : model_(model), tok_(tok), opt_(opt), decoder_(model), cache_(model.config, opt.n_slots, opt.n_ctx, default_kv_cache_type(), opt.kv_window_slack) {
   if (opt.n_slots < 1 || opt.n_ctx < 2) fail("the scheduler needs at least 1 slot and a context of 2 tokens");
   slots_.resize(size_t(opt.n_slots));
-  if (opt.threaded) worker_ = std::thread([this] { loop(); });
+  if (opt.threaded) {
+    // The engine's thread becomes the process's compute thread: this one's idle OpenMP workers
+    // would otherwise make libgomp's barriers sleep instead of spin (core/threads.h).
+    release_idle_openmp_workers();
+    worker_ = std::thread([this] { loop(); });
+  }
 }
 
 Scheduler::~Scheduler() {
