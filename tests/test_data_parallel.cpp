@@ -60,6 +60,13 @@ TEST(DataParallel, TwoRanksEqualOneProcessAndAKilledRankResumes) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("× 2 ranks (MPI, 4 rows each)"), std::string::npos) << r.output;
   const std::string replicated = r.output;
+  // The layers' sums started during the backward (the default) against one sum after it: the same
+  // numbers, so the same weights bit for bit.
+  EXPECT_NE(r.output.find("gradient sum over the ranks starts as its backward ends"), std::string::npos) << r.output;
+  r = test::run_distill("-t 1" + train + " --no-overlap-comm -o " + (dir / "two-after"), kMpirun);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output.find("starts as its backward ends"), std::string::npos) << r.output;
+  EXPECT_EQ(test::read_bytes(dir / "two-after/model.safetensors"), test::read_bytes(dir / "two/model.safetensors"));
 
   // The same loss curve and weights; the bound is float summation order (rows summed in two
   // groups, then the groups), carried through 30 AdamW steps.

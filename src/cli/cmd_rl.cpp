@@ -117,6 +117,8 @@ void register_rl(CLI::App& app) {
   cmd->add_option("--chat-template", a->chat_template, "Chat format instead of the detected one");
   cmd->add_flag("--shard-optimizer", a->s.shard_optimizer,
                 "Under mpirun: each rank keeps AdamW's moments for its 1/N of the parameters (ZeRO-1; same steps)");
+  cmd->add_flag("--no-overlap-comm", [a](int64_t) { a->s.overlap_comm = false; },
+                "Under mpirun: sum the gradients over the ranks after the backward instead of layer by layer during it");
   cmd->add_flag("--activation-checkpointing", a->s.recompute_layers,
                 "Keep each layer's input only and recompute the layer in the backward (less memory, ~1/3 more compute, same gradients)");
   cmd->add_flag("--resume", a->resume, "Continue from OUT/checkpoint");

@@ -13,6 +13,9 @@ namespace distill {
 namespace {
 int g_rank = 0, g_size = 1;
 bool g_mpi = false;
+#ifdef DISTILL_MPI
+std::vector<MPI_Request> g_pending;  // sums started by sum_start and not yet waited for
+#endif
 }  // namespace
 
 void DataParallel::init(int* argc, char*** argv) {
@@ -54,6 +57,33 @@ void DataParallel::sum(float* x, int64_t n) {
     MPI_Allreduce(MPI_IN_PLACE, x + at, int(std::min(chunk, n - at)), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
 #else
   (void)x, (void)n;
+#endif
+}
+
+void DataParallel::sum_start(float* x, int64_t n) {
+#ifdef DISTILL_MPI
+  if (!g_mpi || g_size == 1) return;
+  const int64_t chunk = int64_t(1) << 30;
+  for (int64_t at = 0; at < n; at += chunk) {
+    g_pending.emplace_back();
+    MPI_Iallreduce(MPI_IN_PLACE, x + at, int(std::min(chunk, n - at)), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &g_pending.back());
+  }
+#else
+  (void)x, (void)n;
+#endif
+}
+
+void DataParallel::progress() {
+#ifdef DISTILL_MPI
+  int done = 0;
+  if (!g_pending.empty()) MPI_Testall(int(g_pending.size()), g_pending.data(), &done, MPI_STATUSES_IGNORE);
+#endif
+}
+
+void DataParallel::wait_all() {
+#ifdef DISTILL_MPI
+  if (!g_pending.empty()) MPI_Waitall(int(g_pending.size()), g_pending.data(), MPI_STATUSES_IGNORE);
+  g_pending.clear();
 #endif
 }
 

@@ -23,6 +23,12 @@ public:
 
   // In place: x[i] = Σ over ranks of x[i].
   static void sum(float* x, int64_t n);
+  // Non-blocking form of sum(x, n): starts the sum and returns; x must stay untouched until
+  // wait_all(). progress() lets MPI move the started sums along (call it between pieces of
+  // work: MPI advances non-blocking collectives only inside its calls).
+  static void sum_start(float* x, int64_t n);
+  static void progress();
+  static void wait_all();
   // Rank r's share of n items for sharded state (ZeRO-1): [begin, end), contiguous, in rank order,
   // 16-aligned boundaries.
   static std::pair<int64_t, int64_t> shard(int64_t n, int r);

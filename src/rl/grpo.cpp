@@ -72,6 +72,7 @@ public:
     for (const Task& t : tasks) longest = std::max(longest, t.prompt.size());
     L_ = int64_t(longest) + s.max_new_tokens;  // row length of the training pass
     pass_ = std::make_unique<TrainingPass>(policy, s.micro_batch, L_, s.recompute_layers);
+    pass_->set_layer_done([this](int64_t il) { h_.layer_grads_done(il); });
     if (ref && s.beta != 0.0f) ref_decoder_ = std::make_unique<Decoder>(*ref);
     ids_.resize(size_t(s.micro_batch * L_));
     row_token_.resize(size_t(s.micro_batch * L_));
@@ -235,6 +236,7 @@ private:
           const int64_t plen = int64_t(prompt_of(r).size());
           for (size_t k = 0; k < r.completion.size(); ++k) row_token_[size_t(b * L_ + plen + int64_t(k) - 1)] = {int32_t(b), int32_t(k)};
         }
+        if (first + s_.micro_batch >= n) h_.overlap_next_backward();  // the last micro-batch before the update
         pass_->forward_backward(ids_.data(), [&](int64_t r0, int64_t rows, const float* logits, float* d) {
           for (int64_t row = r0; row < r0 + rows; ++row) {
             const auto [b, k] = row_token_[size_t(row)];
@@ -355,6 +357,7 @@ GrpoSummary train_grpo(Model& policy, const Model* ref, const Tokenizer& tok, co
   ho.resume = resume;
   ho.lora = s.lora;
   ho.shard_optimizer = s.shard_optimizer;
+  ho.overlap_comm = s.overlap_comm;
   TrainingHarness h(policy, ho);
   GrpoStep step(policy, ref, tok, tasks, reward, s, h);
   h.print_memory_estimate(step.activation_bytes());

@@ -11,7 +11,11 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
+#include <cinttypes>
+#include <climits>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -49,6 +53,23 @@ void write_metrics(const std::string& path, const std::vector<json>& lines) {
   write_file_atomic(path, text.data(), text.size());
 }
 
+// Each layer's parameters as one range of the arena, [begin, end) in floats; empty when some
+// layer's are not contiguous (then the gradients are summed at once, after the backward).
+std::vector<std::pair<int64_t, int64_t>> layer_ranges(const ParamArena& arena, int64_t n_layer) {
+  std::vector<std::pair<int64_t, int64_t>> r(size_t(n_layer), {INT64_MAX, 0});
+  std::vector<int64_t> count(size_t(n_layer), 0);
+  for (const ParamEntry& e : arena.entries()) {
+    int64_t il = -1;
+    if (std::sscanf(e.name.c_str(), "model.layers.%" SCNd64 ".", &il) != 1 || il < 0 || il >= n_layer) continue;
+    r[size_t(il)].first = std::min(r[size_t(il)].first, int64_t(e.offset));
+    r[size_t(il)].second = std::max(r[size_t(il)].second, int64_t(e.offset + e.numel));
+    count[size_t(il)] += int64_t(e.numel);
+  }
+  for (size_t il = 0; il < r.size(); ++il)
+    if (count[il] == 0 || r[il].second - r[il].first != count[il] || (il > 0 && r[il].first < r[il - 1].second)) return {};
+  return r;
+}
+
 }  // namespace
 
 TrainingHarness::TrainingHarness(Model& model, const HarnessOptions& opt)
@@ -65,6 +86,12 @@ TrainingHarness::TrainingHarness(Model& model, const HarnessOptions& opt)
   ckpt_dir_ = (out / "checkpoint").string(), metrics_path_ = (out / "metrics.jsonl").string();
   grads_ = trainable().new_buffer();
   grad_views_ = lora_ ? lora_->grad_views(grads_) : arena_.views(grads_);
+  if (DataParallel::size() > 1 && opt_.overlap_comm && !opt_.shard_optimizer && !lora_) {
+    layer_grads_ = layer_ranges(arena_, model_.config.n_layer);
+    if (DataParallel::leader() && !layer_grads_.empty())
+      std::fprintf(stderr, "%s: each layer's gradient sum over the ranks starts as its backward ends (%zu of %zu floats overlap the backward)\n",
+                   opt_.name.c_str(), size_t(layer_grads_.back().second - layer_grads_.front().first), arena_.size());
+  }
   if (opt_.resume && (train_checkpoint_exists(ckpt_dir_) || train_checkpoint_exists(ckpt_dir_ + ".old"))) {
     state_ = load_train_checkpoint(ckpt_dir_, trainable(), adamw_, opt_.settings);
     metrics_ = read_metrics(metrics_path_, state_.step);
@@ -137,7 +164,7 @@ double TrainingHarness::update() {
   const auto [b, e] = adamw_.sharded() ? DataParallel::shard(n, DataParallel::rank()) : std::pair<int64_t, int64_t>{0, n};
   if (ranks > 1) {
     if (adamw_.sharded()) DataParallel::reduce_scatter(g, n);
-    else DataParallel::sum(g, n);
+    else sum_gradients_over_ranks(g, n);
     const float inv = 1.0f / float(ranks);
 #pragma omp parallel for schedule(static)
     for (int64_t i = b; i < e; ++i) g[i] *= inv;
@@ -170,6 +197,34 @@ double TrainingHarness::update() {
 }
 
 float TrainingHarness::lr_now() const { return last_lr_; }
+
+void TrainingHarness::overlap_next_backward() {
+  if (layer_grads_.empty()) return;
+  overlap_armed_ = true;
+  layer_started_.assign(layer_grads_.size(), false);
+}
+
+void TrainingHarness::layer_grads_done(int64_t layer) {
+  if (!overlap_armed_) return;
+  const auto [b, e] = layer_grads_[size_t(layer)];
+  DataParallel::sum_start(grads_.data<float>() + b, e - b);  // every rank starts the same sums in the same order
+  layer_started_[size_t(layer)] = true;
+  DataParallel::progress();  // MPI moves started sums only inside its calls: one per layer
+}
+
+// The started layers' sums are waited for; what no backward reported (the embedding, the final
+// norm, the head; every layer when nothing was started) is summed now, range by range in order.
+void TrainingHarness::sum_gradients_over_ranks(float* g, int64_t n) {
+  DataParallel::wait_all();
+  int64_t at = 0;
+  for (size_t il = 0; il < layer_started_.size() && overlap_armed_; ++il) {
+    if (!layer_started_[il]) continue;
+    if (layer_grads_[il].first > at) DataParallel::sum(g + at, layer_grads_[il].first - at);
+    at = layer_grads_[il].second;
+  }
+  if (n > at) DataParallel::sum(g + at, n - at);
+  overlap_armed_ = false;
+}
 
 // On every rank: with a sharded optimizer the moments are gathered to the leader, which writes.
 void TrainingHarness::save_checkpoint() {

@@ -42,6 +42,7 @@ struct HarnessOptions {
   bool resume = false;
   LoraConfig lora;                  // rank > 0: train a LoRA adapter on the frozen model instead
   bool shard_optimizer = false;     // ZeRO-1 under mpirun: each rank keeps AdamW's moments of its shard only
+  bool overlap_comm = true;         // under mpirun: layers' gradient sums start during the step's last backward
 };
 
 class LoraTraining;
@@ -70,6 +71,13 @@ public:
   // the gradient norm before clipping. A step may update more than once (GRPO's epochs).
   double update();
   float lr_now() const;                           // of the last update
+  // Under mpirun (replicated optimizer, full training): the step function calls this before the
+  // backward that completes a step's gradients (its last micro-batch), and has the training pass
+  // report each layer as its backward ends (TrainingPass::set_layer_done → layer_grads_done):
+  // that layer's gradient sum over the ranks then starts at once, overlapping the backward of the
+  // layers below it; update() sums the rest (embedding, final norm, head) and waits.
+  void overlap_next_backward();
+  void layer_grads_done(int64_t layer);
 
   // The loop. `step_fn` fills the gradients and returns the step's metrics, with "loss" checked
   // for finiteness; if it did not call update(), the harness does (and records "grad_norm", "lr"). `eval_fn` (may be empty) adds held-out metrics on eval steps.
@@ -92,6 +100,7 @@ public:
 private:
   void save_checkpoint();
   void average_over_ranks(nlohmann::json& m);
+  void sum_gradients_over_ranks(float* g, int64_t n);
 
   Model& model_;
   HarnessOptions opt_;
@@ -105,6 +114,9 @@ private:
   std::vector<int64_t> order_;
   std::vector<nlohmann::json> metrics_;
   int64_t updates_this_step_ = 0;
+  std::vector<std::pair<int64_t, int64_t>> layer_grads_;  // each layer's [begin, end) in grads_; empty: no overlap
+  bool overlap_armed_ = false;      // the running backward starts the layers' sums
+  std::vector<bool> layer_started_; // ...and these have started
   float last_lr_ = 0;
   std::string ckpt_dir_, metrics_path_;
 };

@@ -62,6 +62,7 @@ public:
       fail("on-policy distillation needs a teacher to grade the student's samples (--teacher DIR or URL) and the student's tokenizer");
     if (scorer && train.k() > 0 && train.k() != scorer->k())
       fail("the dataset's soft labels are top-{} and the remote teacher's top-{}: use the same k", train.k(), scorer->k());
+    pass_.set_layer_done([this](int64_t il) { h_.layer_grads_done(il); });
     // top-k KD: from a label dataset, and/or from a remote teacher's grades of on-policy samples
     soft_kd_ = !teacher && (train.k() > 0 || scorer) && s.kd_alpha > 0;
     use_kd_ = (teacher || soft_kd_) && s.kd_alpha > 0;
@@ -82,6 +83,7 @@ public:
     for (int64_t micro = 0; micro < s_.grad_accum; ++micro) {
       next_batch();
       if (s_.on_policy > 0) sample_completions(micro, &sampled_rows, &sampled_tokens);
+      if (micro == s_.grad_accum - 1) h_.overlap_next_backward();  // its backward completes the step's gradients
       const MicroLoss l = forward_backward();
       ce_sum += l.ce, kd_sum += l.kd, uld_sum += l.uld;
     }
@@ -283,6 +285,7 @@ HarnessOptions harness_options(const TrainSettings& s, int64_t total_steps, int6
   ho.resume = resume;
   ho.lora = s.lora;
   ho.shard_optimizer = s.shard_optimizer;
+  ho.overlap_comm = s.overlap_comm;
   return ho;
 }
 

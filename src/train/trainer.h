@@ -47,6 +47,7 @@ struct TrainSettings {
   LoraConfig lora;            // rank > 0: train a LoRA adapter instead of the whole model
   bool recompute_layers = false;  // activation checkpointing (same gradients; not run-defining)
   bool shard_optimizer = false;   // ZeRO-1 under mpirun (same steps; not run-defining)
+  bool overlap_comm = true;       // under mpirun: gradient sums overlap the backward (same steps; not run-defining)
 
   // The settings that define the run (a resumed run must use the same ones).
   nlohmann::json to_json() const;

@@ -171,6 +171,7 @@ void TrainingPass::backward_trunk(ModelWeights& g) {
                    model_.inv_freq.data(), [&](float* d_q, float* d_k, float* d_v, const float* d_att) {
                      attention_backward(d_q, d_k, d_v, d_att, f(a.lse), f(a.q), f(a.k), f(a.v), as, f(attn_scratch_));
                    });
+    if (layer_done_) layer_done_(il);
   }
   if (g.tok_embd.defined()) embedding_backward(f(g.tok_embd), d_resid, ids_.data(), N, E);
 }

@@ -42,6 +42,9 @@ public:
   // [n_seq * seq_len, n_vocab], kept with every activation for backward(d_logits [same shape]).
   const float* forward(const int32_t* ids);
   void backward(const float* d_logits, ModelWeights& grads);
+  // Called with each layer's index as its backward ends (its gradients final for this pass):
+  // the data-parallel harness starts that layer's sum over the ranks there.
+  void set_layer_done(std::function<void(int64_t layer)> fn) { layer_done_ = std::move(fn); }
 
   int64_t n_tokens() const { return n_seq_ * seq_len_; }
   int64_t n_seq() const { return n_seq_; }
@@ -83,6 +86,7 @@ private:
   LayerActivations work_;      // with recompute_: the one layer's activations being recomputed
   Tensor x_final_;             // [N, E] residual after the last layer
   Tensor xn_final_;            // [N, E] final norm output
+  std::function<void(int64_t)> layer_done_;
   int64_t head_rows_;          // rows of logits held at once by forward_backward
   Tensor chunk_logits_, chunk_d_logits_;  // [head_rows_, V]
   Tensor logits_;              // [N, V], only once forward() is called
