@@ -9,9 +9,11 @@
 #                             (its top-20) | on-policy KD (GKD: the student samples, the teacher
 #                             grades every token; half the rows, the same loss as offline KD)
 #     byte-level tokenizer:   CE on the teacher's text | cross-tokenizer KD (top-20 projected on
-#                             bytes, docs/teacher-dataset.md) | the same + on-policy KD across
-#                             vocabularies (half the rows sampled by the byte-level student, graded
-#                             by the BPE teacher on bytes; ULD inside its tokens, docs/distillation.md)
+#                             bytes, docs/teacher-dataset.md) | that KD for half the steps, then
+#                             on-policy KD across vocabularies for the other half (half the rows
+#                             sampled by the byte-level student, graded by the BPE teacher on bytes,
+#                             ULD inside its tokens; docs/distillation.md: on-policy starts from a
+#                             student that has seen data)
 #   held-out: real continuations of held-out prompts: cross-entropy per token (BPE students: per
 #   BPE token; byte students: per byte — compare within a group), and for the BPE students the
 #   top-1 agreement with the teacher.
@@ -33,7 +35,7 @@ done
 work=${TMPDIR:-/tmp}/distill-kd-compare
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 if [ "$reuse" = 1 ] && [ -f "$work/ds-bytes/manifest.json" ]; then
-  cd "$work" && rm -rf ce-* kd-* onpolicy-* bytece-* bytekd-* byteonpolicy-* bpe-s* byte-s* results.txt
+  cd "$work" && rm -rf ce-* kd-* onpolicy-* bytece-* bytekd-* bytekdhalf-* byteonpolicy-* bpe-s* byte-s* results.txt
 else
 reuse=0
 rm -rf "$work" && mkdir -p "$work" && cd "$work"
@@ -71,8 +73,8 @@ train() {  # name student data seed extra...
   local t0=$(date +%s.%N)
   # rows (held-out ones too): a BPE example is < 256 tokens; a byte-level one < 512
   local len=256
-  case $student in byte-*) len=512 ;; esac
-  "$distill" train --student "$student" --data "$data" --eval heldout.jsonl -o "$name" --steps "$steps" --batch 8 \
+  case $student in byte*) len=512 ;; esac
+  "$distill" train --student "$student" --data "$data" --eval heldout.jsonl -o "$name" --steps "${run_steps:-$steps}" --batch 8 \
     --seq-len $len --lr 0.002 --warmup 10 --seed "$seed" --eval-every 0 "$@" > /dev/null 2> "$name.log"
   local secs=$(echo "$(date +%s.%N) - $t0" | bc)
   # held-out CE, and (same tokenizer) agreement with the teacher, by `distill eval`
@@ -95,7 +97,8 @@ for seed in $(seq 1 "$seeds"); do
   log "seed $seed: byte-level students"
   train "bytece-$seed" "byte-s$seed" ds-bytes "$seed" --loss ce
   train "bytekd-$seed" "byte-s$seed" ds-bytes "$seed" --loss fkl --kd-alpha 0.5
-  train "byteonpolicy-$seed" "byte-s$seed" ds-bytes "$seed" --teacher teacher --on-policy 0.5 --loss fkl --kd-alpha 0.5
+  run_steps=$((steps / 2)) train "bytekdhalf-$seed" "byte-s$seed" ds-bytes "$seed" --loss fkl --kd-alpha 0.5
+  run_steps=$((steps - steps / 2)) train "byteonpolicy-$seed" "bytekdhalf-$seed" ds-bytes "$seed" --teacher teacher --on-policy 0.5 --loss fkl --kd-alpha 0.5
 done
 
 # --- table: mean ± sd over seeds
@@ -108,7 +111,7 @@ echo "| --- | --- | --- | --- | --- |"
 for m in "ce:BPE:CE on the teacher's text (sequence-level KD)" "kd:BPE:offline logit KD (top-20, α 0.5)" \
          "onpolicy:BPE:on-policy KD (GKD: half the rows sampled by the student, same loss)" "bytece:bytes:CE on the teacher's text (sequence-level KD)" \
          "bytekd:bytes:cross-tokenizer KD (top-20 projected on bytes, α 0.5)" \
-         "byteonpolicy:bytes:the same + on-policy KD across vocabularies (half the rows; ULD inside teacher tokens)"; do
+         "byteonpolicy:bytes:that KD for half the steps, then on-policy KD across vocabularies (half the rows; ULD inside teacher tokens)"; do
   IFS=: read -r key tok label <<< "$m"
   grep "^$key-" results.txt | awk -v tok="$tok" -v label="$label" '
     { n++; s += $2; ss += $2 * $2; if ($3 != "null") { a += $3; na++ }; t += $4 }

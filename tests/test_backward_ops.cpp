@@ -24,13 +24,7 @@ void expect_matches_fd(const char* what, std::vector<float>& x, const std::vecto
   ASSERT_EQ(x.size(), grad.size());
   double max_fd = 0.0, max_err = 0.0;
   for (size_t i = 0; i < x.size(); ++i) {
-    const float saved = x[i];
-    x[i] = saved + h;
-    const double lp = loss();
-    x[i] = saved - h;
-    const double lm = loss();
-    x[i] = saved;
-    const double fd = (lp - lm) / (2.0 * h);
+    const double fd = test::central_difference(x[i], h, loss);
     max_fd = std::max(max_fd, std::fabs(fd));
     max_err = std::max(max_err, std::fabs(fd - grad[i]));
   }

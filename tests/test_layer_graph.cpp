@@ -77,14 +77,7 @@ TEST_P(LayerGraph, GradientsMatchFiniteDifferencesWithASlidingWindow) {
     double worst = 0, largest = 0;
     for (int k = 0; k < 3; ++k) {
       const size_t i = e.offset + size_t(rng.next_u64() % e.numel);
-      float& w = arena.data()[i];
-      const float saved = w, h = 1e-2f;
-      w = saved + h;
-      const double lp = loss();
-      w = saved - h;
-      const double lm = loss();
-      w = saved;
-      const double fd = (lp - lm) / (2.0 * h), an = grads.data<float>()[i];
+      const double fd = test::central_difference(arena.data()[i], 1e-2f, loss), an = grads.data<float>()[i];
       worst = std::max(worst, std::fabs(fd - an));
       largest = std::max(largest, std::fabs(fd));
       ++checked;

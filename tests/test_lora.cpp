@@ -89,13 +89,7 @@ TEST(Lora, AdapterGradientsMatchFiniteDifferencesOnEveryBase) {
     for (const ParamEntry& e : lora.arena().entries())
       for (size_t i = 0; i < e.numel; i += stride) {  // a spread of entries of every A and B
         const size_t at = e.offset + i;
-        const float saved = p[at];
-        p[at] = saved + h;
-        const double lp = loss();
-        p[at] = saved - h;
-        const double lm = loss();
-        p[at] = saved;
-        const double fd = (lp - lm) / (2.0 * h);
+        const double fd = test::central_difference(p[at], h, loss);
         max_fd = std::max(max_fd, std::fabs(fd));
         max_err = std::max(max_err, std::fabs(fd - double(grads.data<float>()[at])));
       }

@@ -54,6 +54,18 @@ private:
   std::filesystem::path path_;
 };
 
+// (L(x + h) − L(x − h)) / 2h with x restored after: the central difference every backward test
+// compares its gradient with.
+inline double central_difference(float& x, float h, const std::function<double()>& loss) {
+  const float saved = x;
+  x = saved + h;
+  const double lp = loss();
+  x = saved - h;
+  const double lm = loss();
+  x = saved;
+  return (lp - lm) / (2.0 * h);
+}
+
 inline void write_bytes(const std::string& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary);
   out.write(bytes.data(), std::streamsize(bytes.size()));
