@@ -48,6 +48,16 @@ TEST_P(LayerGraph, TrainingLossEqualsDecoderLossWithASlidingWindow) {
   EXPECT_NEAR(cross_entropy_forward(got, targets.data(), B * S, V),
               cross_entropy_forward(want.data<float>(), targets.data(), B * S, V), 1e-6);
 
+  // The forward without the head (a teacher's hidden states), its logits made 5 rows at a time,
+  // gives the same logits; the decoder then makes whole logits again, the same as before.
+  const Tensor hidden = dec.forward_full_hidden(ids.data(), B, S);
+  ASSERT_EQ(hidden.numel(), B * S * model.config.n_embd);
+  std::vector<float> parts(size_t(B * S * V));
+  for (int64_t r0 = 0; r0 < B * S; r0 += 5)
+    dec.head_rows(hidden.data<float>() + r0 * model.config.n_embd, std::min<int64_t>(5, B * S - r0), parts.data() + r0 * V);
+  EXPECT_LT(test::max_abs_diff(parts.data(), want.data<float>(), parts.size()), 1e-5f);
+  EXPECT_EQ(test::max_abs_diff(dec.forward_full(ids.data(), B, S).data<float>(), want.data<float>(), parts.size()), 0.0f);
+
   // The window matters here: without it the decoder computes something else past position 3.
   Model unwindowed = windowed_model(GetParam(), 0);
   const Tensor full = Decoder(unwindowed).forward_full(ids.data(), B, S);

@@ -28,8 +28,9 @@ void Decoder::reserve(int64_t n_tokens, int64_t n_out) {
   if (n_out > out_capacity_) {
     out_capacity_ = n_out;
     out_x_ = Tensor::zeros(DType::F32, {n_out, c.n_embd});
-    logits_ = Tensor::zeros(DType::F32, {n_out, c.n_vocab});
+    logits_ = Tensor();
   }
+  if (!hidden_only_ && !logits_.defined()) logits_ = Tensor::zeros(DType::F32, {out_capacity_, c.n_vocab});
 }
 
 void Decoder::validate(const Batch& b, const KVCache& cache) const {
@@ -88,7 +89,8 @@ const float* Decoder::forward(const Batch& b, KVCache& cache) {
     piece_.clear();
     for (int64_t t = starts[i]; t < end; ++t) piece_.add(b.token[t], b.pos[t], b.seq[t], b.logits[t] != 0);
     const float* logits = forward_piece(piece_, cache);
-    all_logits_.insert(all_logits_.end(), logits, logits + out_rows_.size() * size_t(model_.config.n_vocab));
+    const int64_t width = hidden_only_ ? model_.config.n_embd : model_.config.n_vocab;  // a row of what forward returns
+    all_logits_.insert(all_logits_.end(), logits, logits + out_rows_.size() * size_t(width));
   }
   return all_logits_.data();
 }
@@ -103,7 +105,7 @@ const float* Decoder::forward_piece(const Batch& b, KVCache& cache) {
     if (b.logits[i]) out_rows_.push_back(int32_t(i));
   const int64_t n_out = int64_t(out_rows_.size());
   reserve(T, n_out);
-  if (T == 0) return logits_.data<float>();
+  if (T == 0) return hidden_only_ ? out_x_.data<float>() : logits_.data<float>();
 
   const int64_t E = c.n_embd, HD = c.head_dim, KVD = c.kv_dim();
   float* x = x_.data<float>();
@@ -150,19 +152,42 @@ const float* Decoder::forward_piece(const Batch& b, KVCache& cache) {
   float* out_x = out_x_.data<float>();
   for (int64_t i = 0; i < n_out; ++i) std::memcpy(out_x + i * E, x + int64_t(out_rows_[i]) * E, size_t(E) * sizeof(float));
   rmsnorm_forward(out_x, out_x, w.out_norm.data<float>(), n_out, E, float(c.norm_eps));
-  matmul_prepared(logits_.data<float>(), out_x, w.lm_head.raw(), w.lm_head.dtype(),
-                  static_cast<const PreparedWeight*>(w.lm_head.prepared()), nullptr, n_out, c.n_vocab, E);
+  if (hidden_only_) return out_x;
+  head_rows(out_x, n_out, logits_.data<float>());
   return logits_.data<float>();
 }
 
-Tensor Decoder::forward_full(const int32_t* ids, int64_t n_seq, int64_t seq_len) {
+void Decoder::head_rows(const float* hidden, int64_t n, float* logits) const {
+  const ModelConfig& c = model_.config;
+  const Tensor& head = model_.weights.lm_head;
+  matmul_prepared(logits, hidden, head.raw(), head.dtype(), static_cast<const PreparedWeight*>(head.prepared()), nullptr, n,
+                  c.n_vocab, c.n_embd);
+}
+
+const float* Decoder::forward_all_rows(const int32_t* ids, int64_t n_seq, int64_t seq_len) {
   KVCache cache(model_.config, n_seq, seq_len, DType::F32);  // scoring: exact keys and values
   Batch b;
   for (int64_t s = 0; s < n_seq; ++s)
     for (int64_t p = 0; p < seq_len; ++p) b.add(ids[s * seq_len + p], int32_t(p), int32_t(s), true);
-  const float* logits = forward(b, cache);
+  return forward(b, cache);
+}
+
+Tensor Decoder::forward_full(const int32_t* ids, int64_t n_seq, int64_t seq_len) {
+  const float* logits = forward_all_rows(ids, n_seq, seq_len);
   Tensor out = Tensor::zeros(DType::F32, {n_seq, seq_len, model_.config.n_vocab});
   std::memcpy(out.raw(), logits, out.nbytes());
+  return out;
+}
+
+Tensor Decoder::forward_full_hidden(const int32_t* ids, int64_t n_seq, int64_t seq_len) {
+  struct HiddenOnly {  // back to logits however the forward ends
+    bool& flag;
+    explicit HiddenOnly(bool& f) : flag(f) { flag = true; }
+    ~HiddenOnly() { flag = false; }
+  } scope(hidden_only_);
+  const float* hidden = forward_all_rows(ids, n_seq, seq_len);
+  Tensor out = Tensor::zeros(DType::F32, {n_seq * seq_len, model_.config.n_embd});
+  std::memcpy(out.raw(), hidden, out.nbytes());
   return out;
 }
 

@@ -45,6 +45,12 @@ public:
   // Convenience: the full causal forward of `n_seq` sequences of `seq_len` tokens each
   // (ids [n_seq, seq_len]) at positions 0..seq_len-1 → logits [n_seq, seq_len, n_vocab].
   Tensor forward_full(const int32_t* ids, int64_t n_seq, int64_t seq_len);
+  // The same forward without the head: the final hidden states after the output norm
+  // [n_seq * seq_len, n_embd]. head_rows turns n of them into logits [n, n_vocab]: a caller that
+  // needs a large vocabulary's logits for many rows (a teacher over a training batch) takes them
+  // a few rows at a time instead of holding [rows, vocabulary] at once.
+  Tensor forward_full_hidden(const int32_t* ids, int64_t n_seq, int64_t seq_len);
+  void head_rows(const float* hidden, int64_t n, float* logits) const;
 
   const Model& model() const { return model_; }
 
@@ -53,6 +59,7 @@ private:
   void validate(const Batch& batch, const KVCache& cache) const;
   // One piece: every slot's positions in it fit what its windowed layers keep.
   const float* forward_piece(const Batch& batch, KVCache& cache);
+  const float* forward_all_rows(const int32_t* ids, int64_t n_seq, int64_t seq_len);  // forward_full's run
 
   const Model& model_;
   int64_t capacity_ = 0, out_capacity_ = 0;
@@ -67,7 +74,8 @@ private:
   Tensor gate_;    // [T, n_ff]
   Tensor up_;      // [T, n_ff]
   Tensor out_x_;   // [n_out, n_embd] final hidden states of the tokens whose logits are wanted
-  Tensor logits_;  // [n_out, n_vocab]
+  Tensor logits_;  // [n_out, n_vocab] (not allocated while hidden_only_)
+  bool hidden_only_ = false;  // forward returns out_x_ rows instead of logits (forward_full_hidden)
   std::vector<int32_t> out_rows_;
   Batch piece_;                  // a piece of a batch too long for a windowed cache
   std::vector<float> all_logits_;  // the pieces' logits, in batch order

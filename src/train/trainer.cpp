@@ -67,7 +67,11 @@ public:
     soft_kd_ = !teacher && (train.k() > 0 || scorer) && s.kd_alpha > 0;
     use_kd_ = (teacher || soft_kd_) && s.kd_alpha > 0;
     ce_weight_ = use_kd_ ? 1.0f - s.kd_alpha : 1.0f;
-    if (teacher) teacher_decoder_ = std::make_unique<Decoder>(*teacher);
+    if (teacher) {
+      teacher_decoder_ = std::make_unique<Decoder>(*teacher);
+      teacher_rows_ = std::max<int64_t>(1, (int64_t(16) << 20) / teacher->config.n_vocab);
+      if (const char* r = std::getenv("DISTILL_TEST_TEACHER_ROWS")) teacher_rows_ = std::max(1, std::atoi(r));  // tests: several parts per chunk
+    }
     ids_.resize(size_t(N_)), targets_.resize(size_t(N_)), mask_.resize(size_t(N_));
     soft_ids_.resize(size_t(N_ * K_)), soft_logp_.resize(size_t(N_ * K_));
     uld_mask_.assign(size_t(N_), 0), uld_logp_.resize(size_t(N_ * K_));
@@ -114,8 +118,9 @@ private:
     for (int64_t i = 0; i < N_; ++i)
       ce_total += targets_[size_t(i)] != kIgnoreIndex, kd_total += mask_[size_t(i)] != 0, uld_total += uld_mask_[size_t(i)] != 0;
     uld_rows_ += uld_total;
-    std::unique_ptr<Tensor> t_logits;  // a local teacher's logits for the micro-batch
-    if (use_kd_ && !soft_kd_) t_logits = std::make_unique<Tensor>(teacher_decoder_->forward_full(ids_.data(), B_, s_.seq_len));
+    // A local teacher's final hidden states for the micro-batch; its logits are made a few rows at
+    // a time where the KD term needs them (add_kd_gradient), never [rows, its vocabulary] at once.
+    if (use_kd_ && !soft_kd_) teacher_hidden_ = teacher_decoder_->forward_full_hidden(ids_.data(), B_, s_.seq_len);
     MicroLoss sum;
     pass_.forward_backward(ids_.data(), [&](int64_t r0, int64_t n, const float* logits, float* d) {
       int64_t ce_here = 0, kd_here = 0;
@@ -135,7 +140,7 @@ private:
       }
       if (use_kd_ && kd_here > 0) {
         const float kd_share = float(kd_here) / float(kd_total);
-        sum.kd += kd_share * add_kd_gradient(r0, n, logits, d, t_logits.get(), kd_share);
+        sum.kd += kd_share * add_kd_gradient(r0, n, logits, d, kd_share);
       }
       int64_t uld_here = 0;
       for (int64_t i = r0; i < r0 + n; ++i) uld_here += uld_mask_[size_t(i)] != 0;
@@ -237,13 +242,29 @@ private:
 
   // Adds the KD term's gradient for rows r0..r0+n (weight share · kd_alpha / grad_accum) to d;
   // returns the rows' mean KD loss.
-  double add_kd_gradient(int64_t r0, int64_t n, const float* logits, float* d, const Tensor* t_logits, float share) {
+  double add_kd_gradient(int64_t r0, int64_t n, const float* logits, float* d, float share) {
     const float weight = share * s_.kd_alpha / float(s_.grad_accum);
     if (soft_kd_)
       return kd_loss_topk(logits, V_, soft_ids_.data() + r0 * K_, soft_logp_.data() + r0 * K_, K_, mask_.data() + r0, n, s_.kd,
                           s_.topk_mode, d, weight);
-    const int64_t Vt = teacher_->config.n_vocab;
-    return kd_loss_full(logits, V_, t_logits->data<float>() + r0 * Vt, Vt, mask_.data() + r0, n, s_.kd, d, weight);
+    // A local teacher: its logits for `teacher_rows_` rows at a time (a 150k-word vocabulary's
+    // rows are 0.6 MB each); each part's mean weighted by its share of the rows' KD positions.
+    const int64_t Vt = teacher_->config.n_vocab, Et = teacher_->config.n_embd;
+    int64_t counted = 0;
+    for (int64_t i = r0; i < r0 + n; ++i) counted += mask_[size_t(i)] != 0;
+    double loss = 0.0;
+    for (int64_t p0 = r0; p0 < r0 + n && counted > 0; p0 += teacher_rows_) {
+      const int64_t m = std::min(teacher_rows_, r0 + n - p0);
+      int64_t here = 0;
+      for (int64_t i = p0; i < p0 + m; ++i) here += mask_[size_t(i)] != 0;
+      if (here == 0) continue;
+      teacher_logits_.resize(size_t(m * Vt));
+      teacher_decoder_->head_rows(teacher_hidden_.data<float>() + p0 * Et, m, teacher_logits_.data());
+      const float part = float(here) / float(counted);
+      loss += part * kd_loss_full(logits + (p0 - r0) * V_, V_, teacher_logits_.data(), Vt, mask_.data() + p0, m, s_.kd,
+                                  d + (p0 - r0) * V_, weight * part);
+    }
+    return loss;
   }
 
   const Model& student_;
@@ -256,6 +277,9 @@ private:
   int64_t B_;  // this rank's rows of each micro-batch (--batch over the data-parallel ranks)
   TrainingPass pass_;
   std::unique_ptr<Decoder> teacher_decoder_;
+  Tensor teacher_hidden_;               // [N, teacher width]: a local teacher's last hidden states (micro-batch)
+  std::vector<float> teacher_logits_;   // [teacher_rows_, teacher vocabulary]
+  int64_t teacher_rows_ = 1;            // rows of teacher logits made at once (about 64 MiB of them)
   const int64_t V_, N_, K_;
   bool soft_kd_ = false, use_kd_ = false;
   float ce_weight_ = 1.0f;
