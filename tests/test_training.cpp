@@ -108,6 +108,7 @@ TEST(Training, DistillsFromATeacher) {
                           (dir / "data.jsonl") + " --loss fkl --kd-alpha 0.5 --steps 10 --batch 8 --seq-len 16 --lr 0.003 -o ";
   r = run(mix + (dir / "whole"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_GT(test::memory_estimate_mib(r.output, "teacher"), 0.0) << "the estimate counts the local teacher: " << r.output;
   const CliRun parts = run(mix + (dir / "parts"), "DISTILL_TEST_TEACHER_ROWS=5");
   ASSERT_EQ(parts.exit_code, 0) << parts.output;
   const auto steps = [](const fs::path& metrics) {

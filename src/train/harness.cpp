@@ -115,7 +115,7 @@ std::string mib(size_t bytes) {
 }
 }  // namespace
 
-void TrainingHarness::print_memory_estimate(size_t activation_bytes) const {
+void TrainingHarness::print_memory_estimate(size_t activation_bytes, size_t teacher_bytes) const {
   if (!DataParallel::leader()) return;
   TrainingMemory m;
   // the weights as the model holds them: the f32 arena, or under LoRA the frozen base as stored
@@ -127,9 +127,10 @@ void TrainingHarness::print_memory_estimate(size_t activation_bytes) const {
   m.gradients = (lora_ ? lora_->arena() : arena_).size() * sizeof(float);
   m.optimizer = adamw_.state_bytes();  // AdamW's m and v (this rank's shard under ZeRO-1)
   m.activations = activation_bytes;
-  std::fprintf(stderr, "%s: memory estimate %s: weights %s, gradients %s, optimizer %s, activations %s\n", opt_.name.c_str(),
+  m.teacher = teacher_bytes;
+  std::fprintf(stderr, "%s: memory estimate %s: weights %s, gradients %s, optimizer %s, activations %s%s\n", opt_.name.c_str(),
                mib(m.total()).c_str(), mib(m.weights).c_str(), mib(m.gradients).c_str(), mib(m.optimizer).c_str(),
-               mib(m.activations).c_str());
+               mib(m.activations).c_str(), m.teacher ? (", teacher " + mib(m.teacher)).c_str() : "");
   if (lora_)
     std::fprintf(stderr, "%s: LoRA rank %lld (alpha %g) on %s: %zu trainable parameters of %lld, base frozen as stored (%s)\n",
                  opt_.name.c_str(), (long long)opt_.lora.rank, double(opt_.lora.alpha),

@@ -49,8 +49,8 @@ class LoraTraining;
 
 // What a run holds in memory, in bytes, for the estimate printed before it starts.
 struct TrainingMemory {
-  size_t weights = 0, gradients = 0, optimizer = 0, activations = 0;
-  size_t total() const { return weights + gradients + optimizer + activations; }
+  size_t weights = 0, gradients = 0, optimizer = 0, activations = 0, teacher = 0;
+  size_t total() const { return weights + gradients + optimizer + activations + teacher; }
 };
 
 class TrainingHarness {
@@ -95,7 +95,8 @@ public:
   ParamArena& arena() { return arena_; }
 
   // Prints the memory estimate (the step's activations added by the caller) before the run.
-  void print_memory_estimate(size_t activation_bytes) const;
+  // `teacher_bytes`: a local teacher's weights and forward, when the step runs one.
+  void print_memory_estimate(size_t activation_bytes, size_t teacher_bytes = 0) const;
 
 private:
   void save_checkpoint();
