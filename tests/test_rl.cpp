@@ -83,6 +83,14 @@ TEST(Rl, GrpoRaisesTheRewardAndZeroLearningRateDoesNot) {
   // the KL term runs with a reference model and the other loss types
   ASSERT_EQ(run(base + "--lr 0.003 --beta 0.05 --loss-type dr_grpo --clip 0.2,0.28 --scale-rewards none --steps 3 -o " +
                     (dir / "rl-kl"), &out), 0) << out;
+  {  // the reference is the starting policy: no divergence before the first update, some after
+    std::ifstream km(dir / "rl-kl/metrics.jsonl");
+    std::vector<double> kl;
+    for (std::string line; std::getline(km, line);) kl.push_back(nlohmann::json::parse(line)["kl"].get<double>());
+    ASSERT_EQ(kl.size(), 3u);
+    EXPECT_LT(std::abs(kl[0]), 1e-5) << "the reference's log-probs are the policy's at step 1";
+    EXPECT_GT(kl[2], kl[0]);
+  }
   // each reward term's mean per step, weight-0 terms included (measurements)
   std::string terms = base;
   terms.replace(terms.find("--reward answer"), 15, "--reward 'answer,regex:^[0-9]:0'");

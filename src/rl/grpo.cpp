@@ -200,15 +200,24 @@ private:
     const int64_t n = int64_t(ro_.size());
     ref_logp_.assign(size_t(n), {});
     if (!ref_decoder_) return;
+    // The reference's last hidden states, then its logits only for the rows that predict a
+    // completion token, a part of at most ~64 MiB at a time (never [rows, vocabulary] whole).
+    const int64_t E = ref_decoder_->model().config.n_embd, part_rows = std::max<int64_t>(1, (int64_t(16) << 20) / V_);
+    std::vector<float> logits;
     for (int64_t first = 0; first < n; first += s_.micro_batch) {
       fill_rows(first);
-      const Tensor rl = ref_decoder_->forward_full(ids_.data(), s_.micro_batch, L_);
+      const Tensor hidden = ref_decoder_->forward_full_hidden(ids_.data(), s_.micro_batch, L_);
       for (int64_t b = 0; b < s_.micro_batch && first + b < n; ++b) {
         const Rollout& r = ro_[size_t(first + b)];
-        const int64_t plen = int64_t(prompt_of(r).size());
-        for (size_t k = 0; k < r.completion.size(); ++k)
-          ref_logp_[size_t(first + b)].push_back(float(
-              token_logprob(rl.data<float>() + (b * L_ + plen + int64_t(k) - 1) * V_, V_, r.completion[k], s_.temperature)));
+        const int64_t plen = int64_t(prompt_of(r).size()), len = int64_t(r.completion.size());
+        for (int64_t k0 = 0; k0 < len; k0 += part_rows) {  // row b·L + plen + k − 1 predicts completion token k
+          const int64_t m = std::min(part_rows, len - k0);
+          logits.resize(size_t(m * V_));
+          ref_decoder_->head_rows(hidden.data<float>() + (b * L_ + plen + k0 - 1) * E, m, logits.data());
+          for (int64_t k = k0; k < k0 + m; ++k)
+            ref_logp_[size_t(first + b)].push_back(
+                float(token_logprob(logits.data() + (k - k0) * V_, V_, r.completion[size_t(k)], s_.temperature)));
+        }
       }
     }
   }
