@@ -108,33 +108,51 @@ SequenceScores CrossVocabularyScorer::score_one(const std::vector<int32_t>& stud
     for (size_t b = tt.start[u] + 1; b < end; ++b) inside_token.emplace(b, u);
   }
 
-  const Tensor logits = decoder_->forward_full(tid.data(), 1, int64_t(tid.size()));
-  const int64_t Vt = teacher_.config.n_vocab;
+  // Which teacher row grades each student position: the row predicting the teacher token that
+  // starts where the student's next token starts (KD, kind 1), or the row predicting the teacher
+  // token the next one starts inside of (ULD, kind 2); -1 where neither exists.
+  std::vector<int64_t> row(n - 1, -1);
+  std::vector<uint8_t> kind(n - 1, 0);
+  for (size_t t = 0; t + 1 < n; ++t) {
+    if (const auto it = teacher_token_at.find(st.start[t + 1]); it != teacher_token_at.end()) {
+      if (it->second > 0) row[t] = int64_t(it->second) - 1, kind[t] = 1;
+    } else if (const auto in = inside_token.find(st.start[t + 1]); in != inside_token.end() && in->second > 0) {
+      row[t] = int64_t(in->second) - 1, kind[t] = 2;
+    }
+  }
+  // The teacher's logits a part of rows at a time (about 64 MiB), never [tokens, vocabulary] whole.
+  const Tensor hidden = decoder_->forward_full_hidden(tid.data(), 1, int64_t(tid.size()));
+  const int64_t Vt = teacher_.config.n_vocab, Et = teacher_.config.n_embd, T = int64_t(tid.size());
+  const int64_t part_rows = std::max<int64_t>(1, (int64_t(16) << 20) / Vt);
+  std::vector<float> logits;
   std::vector<int32_t> top_ids(K);
   std::vector<float> top_logp(K);
   std::vector<RemoteAlternative> alts(K);
-  for (size_t t = 0; t + 1 < n; ++t) {
-    // student position t predicts token t + 1; the teacher token starting at the same byte is
-    // predicted by the teacher's position before it
-    const auto it = teacher_token_at.find(st.start[t + 1]);
-    if (it == teacher_token_at.end()) {
-      // Inside a teacher token: the teacher's distribution there has no tokens to match, only its
-      // shape — its sorted top-k for the ULD term (scored 2), from the position predicting that token.
-      const auto in = inside_token.find(st.start[t + 1]);
-      if (in == inside_token.end() || in->second == 0) continue;
-      top_k_logprobs(logits.data<float>() + int64_t(in->second - 1) * Vt, Vt, k_, top_ids.data(), r.logp.data() + t * K);
-      r.scored[t] = 2;
-      ++shaped_;
-      continue;
-    }
-    if (it->second == 0) continue;
-    const size_t u = it->second;
-    const bool first = st.start[t + 1] == 0;  // the text's first token (after a BOS)
-    top_k_logprobs(logits.data<float>() + int64_t(u - 1) * Vt, Vt, k_, top_ids.data(), top_logp.data());
-    for (size_t i = 0; i < K; ++i) alts[i] = {teacher_tok_.token_bytes(top_ids[i], first), -1, top_logp[i]};
-    if (project_alternatives(student_vocab_, alts, first, k_, student_tok_.vocab_size(), r.ids.data() + t * K, r.logp.data() + t * K)) {
-      r.scored[t] = 1;
-      ++aligned_;
+  for (int64_t p0 = 0; p0 < T; p0 += part_rows) {
+    const int64_t m = std::min(part_rows, T - p0);
+    bool wanted = false;
+    for (size_t t = 0; t + 1 < n && !wanted; ++t) wanted = row[t] >= p0 && row[t] < p0 + m;
+    if (!wanted) continue;
+    logits.resize(size_t(m * Vt));
+    decoder_->head_rows(hidden.data<float>() + p0 * Et, m, logits.data());
+    for (size_t t = 0; t + 1 < n; ++t) {
+      if (row[t] < p0 || row[t] >= p0 + m) continue;
+      const float* lt = logits.data() + (row[t] - p0) * Vt;
+      if (kind[t] == 2) {
+        // Inside a teacher token: the teacher's distribution there has no tokens to match, only its
+        // shape — its sorted top-k for the ULD term.
+        top_k_logprobs(lt, Vt, k_, top_ids.data(), r.logp.data() + t * K);
+        r.scored[t] = 2;
+        ++shaped_;
+        continue;
+      }
+      const bool first = st.start[t + 1] == 0;  // the text's first token (after a BOS)
+      top_k_logprobs(lt, Vt, k_, top_ids.data(), top_logp.data());
+      for (size_t i = 0; i < K; ++i) alts[i] = {teacher_tok_.token_bytes(top_ids[i], first), -1, top_logp[i]};
+      if (project_alternatives(student_vocab_, alts, first, k_, student_tok_.vocab_size(), r.ids.data() + t * K, r.logp.data() + t * K)) {
+        r.scored[t] = 1;
+        ++aligned_;
+      }
     }
   }
   return r;
