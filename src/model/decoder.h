@@ -7,6 +7,7 @@
 #include "model/kv_cache.h"
 #include "model/model.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -27,6 +28,10 @@ struct Batch {
   void clear() { token.clear(), pos.clear(), seq.clear(), logits.clear(); }
   int64_t size() const { return int64_t(token.size()); }
 };
+
+// Rows of logits over an n_vocab vocabulary that fill about 64 MiB (at least one): the part a
+// caller turns hidden states into logits at a time (Decoder::head_rows).
+inline int64_t logit_part_rows(int64_t n_vocab) { return n_vocab > 0 ? std::max<int64_t>(1, (int64_t(16) << 20) / n_vocab) : 1; }
 
 class Decoder {
 public:

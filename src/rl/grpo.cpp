@@ -202,7 +202,7 @@ private:
     if (!ref_decoder_) return;
     // The reference's last hidden states, then its logits only for the rows that predict a
     // completion token, a part of at most ~64 MiB at a time (never [rows, vocabulary] whole).
-    const int64_t E = ref_decoder_->model().config.n_embd, part_rows = std::max<int64_t>(1, (int64_t(16) << 20) / V_);
+    const int64_t E = ref_decoder_->model().config.n_embd, part_rows = logit_part_rows(V_);
     std::vector<float> logits;
     for (int64_t first = 0; first < n; first += s_.micro_batch) {
       fill_rows(first);

@@ -123,7 +123,7 @@ SequenceScores CrossVocabularyScorer::score_one(const std::vector<int32_t>& stud
   // The teacher's logits a part of rows at a time (about 64 MiB), never [tokens, vocabulary] whole.
   const Tensor hidden = decoder_->forward_full_hidden(tid.data(), 1, int64_t(tid.size()));
   const int64_t Vt = teacher_.config.n_vocab, Et = teacher_.config.n_embd, T = int64_t(tid.size());
-  const int64_t part_rows = std::max<int64_t>(1, (int64_t(16) << 20) / Vt);
+  const int64_t part_rows = logit_part_rows(Vt);
   std::vector<float> logits;
   std::vector<int32_t> top_ids(K);
   std::vector<float> top_logp(K);

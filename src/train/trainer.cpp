@@ -69,7 +69,7 @@ public:
     ce_weight_ = use_kd_ ? 1.0f - s.kd_alpha : 1.0f;
     if (teacher) {
       teacher_decoder_ = std::make_unique<Decoder>(*teacher);
-      teacher_rows_ = std::max<int64_t>(1, (int64_t(16) << 20) / teacher->config.n_vocab);
+      teacher_rows_ = logit_part_rows(teacher->config.n_vocab);
       if (const char* r = std::getenv("DISTILL_TEST_TEACHER_ROWS")) teacher_rows_ = std::max(1, std::atoi(r));  // tests: several parts per chunk
     }
     ids_.resize(size_t(N_)), targets_.resize(size_t(N_)), mask_.resize(size_t(N_));

@@ -3,6 +3,7 @@
 #include "core/error.h"
 #include "core/threads.h"
 #include "kernels/kernels.h"
+#include "model/decoder.h"
 #include "model/layer_graph.h"
 
 #include <cmath>
@@ -20,7 +21,7 @@ Tensor buffer(int64_t rows, int64_t cols) { return Tensor::zeros(DType::F32, {ro
 // Rows of the head's logits held at once: about 16 M floats (64 MiB) for logits and as much for
 // their gradient, at least 64 rows (the head's products stay efficient), at most all of them.
 int64_t head_chunk_rows(int64_t n_vocab, int64_t n_tokens) {
-  return std::min(n_tokens, std::max<int64_t>(64, (int64_t(1) << 24) / n_vocab));
+  return std::min(n_tokens, std::max<int64_t>(64, logit_part_rows(n_vocab)));  // at least 64 rows: the head's GEMM stays efficient
 }
 
 }  // namespace
