@@ -83,6 +83,8 @@ TEST(Rl, GrpoRaisesTheRewardAndZeroLearningRateDoesNot) {
   // the KL term runs with a reference model and the other loss types
   ASSERT_EQ(run(base + "--lr 0.003 --beta 0.05 --loss-type dr_grpo --clip 0.2,0.28 --scale-rewards none --steps 3 -o " +
                     (dir / "rl-kl"), &out), 0) << out;
+  EXPECT_GT(test::memory_estimate_mib(out, "reference"), 0.0) << "the estimate counts the reference: " << out;
+  EXPECT_GT(test::memory_estimate_mib(out, "rollouts"), 0.0) << "and the rollouts' engine: " << out;
   {  // the reference is the starting policy: no divergence before the first update, some after
     std::ifstream km(dir / "rl-kl/metrics.jsonl");
     std::vector<double> kl;

@@ -157,6 +157,16 @@ const float* Decoder::forward_piece(const Batch& b, KVCache& cache) {
   return logits_.data<float>();
 }
 
+size_t forward_buffer_bytes(const ModelConfig& c, int64_t rows) {
+  // per row: x, xn, proj, out_x and the copy out; q and att; k and v; gate and up
+  const int64_t per_row = 5 * c.n_embd + 2 * c.q_dim() + 2 * c.kv_dim() + 2 * c.n_ff;
+  return size_t(rows * per_row) * sizeof(float);
+}
+
+size_t full_forward_bytes(const ModelConfig& c, int64_t rows) {
+  return forward_buffer_bytes(c, rows) + kv_cache_bytes(c, 1, rows, DType::F32);
+}
+
 void Decoder::head_rows(const float* hidden, int64_t n, float* logits) const {
   const ModelConfig& c = model_.config;
   const Tensor& head = model_.weights.lm_head;

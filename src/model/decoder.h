@@ -33,6 +33,12 @@ struct Batch {
 // caller turns hidden states into logits at a time (Decoder::head_rows).
 inline int64_t logit_part_rows(int64_t n_vocab) { return n_vocab > 0 ? std::max<int64_t>(1, (int64_t(16) << 20) / n_vocab) : 1; }
 
+// For memory estimates: the decoder's buffers for a batch of `rows` tokens (and their hidden
+// states copied out); and what a full forward of `rows` tokens holds (forward_full_hidden: those
+// buffers and an f32 KV cache).
+size_t forward_buffer_bytes(const ModelConfig& c, int64_t rows);
+size_t full_forward_bytes(const ModelConfig& c, int64_t rows);
+
 class Decoder {
 public:
   explicit Decoder(const Model& model) : model_(model) {}

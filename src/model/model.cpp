@@ -34,6 +34,14 @@ Model Model::load(const std::string& dir, bool prepare) {
   return m;
 }
 
+size_t Model::held_bytes() const {
+  ModelWeights handles = weights;  // list_params needs mutable refs; handles share the storage
+  size_t b = prepared_bytes;
+  for (const ParamRef& p : list_params(config, handles)) b += p.tensor->nbytes();
+  for (const Tensor& t : adapters) b += t.nbytes();
+  return b;
+}
+
 void Model::prepare_weights() {
   auto prepare = [this](Tensor& t) {
     if (!t.defined() || t.ndim() != 2 || t.prepared()) return;

@@ -33,6 +33,9 @@ struct Model {
   // for quantized weights on AVX-512; nothing elsewhere), adding to prepared_bytes. Model::load
   // calls it; the original weights stay as they are.
   void prepare_weights();
+  // Memory the weights take as held: every tensor as stored, the kernels' load-time forms and an
+  // unmerged adapter (memory estimates).
+  size_t held_bytes() const;
 
   // Writes config.json and model.safetensors into `dir` (created if needed), atomically per file.
   void save(const std::string& dir) const;

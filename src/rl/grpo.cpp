@@ -78,6 +78,19 @@ public:
     row_token_.resize(size_t(s.micro_batch * L_));
   }
   size_t activation_bytes() const { return pass_->activation_bytes(); }
+  // The frozen reference (weights, its forward over a micro-batch, one part of logits), if any.
+  size_t reference_bytes() const {
+    if (!ref_decoder_) return 0;
+    const Model& ref = ref_decoder_->model();
+    const int64_t part = std::min(logit_part_rows(V_), s_.max_new_tokens);  // a completion's rows at most
+    return ref.held_bytes() + full_forward_bytes(ref.config, s_.micro_batch * L_) + size_t(part * V_) * sizeof(float);
+  }
+  // The rollouts' engine: a KV-cache slot per completion of the step, their logits, a prompt chunk.
+  size_t rollout_bytes() const {
+    const ModelConfig& c = policy_.config;
+    const int64_t n = s_.prompts_per_step * s_.group, prefill = std::max<int64_t>(256, L_ * s_.prompts_per_step);
+    return kv_cache_bytes(c, n, L_) + size_t(n * V_) * sizeof(float) + forward_buffer_bytes(c, prefill);
+  }
 
   json operator()() {
     const auto t_sample = std::chrono::steady_clock::now();
@@ -369,7 +382,7 @@ GrpoSummary train_grpo(Model& policy, const Model* ref, const Tokenizer& tok, co
   ho.overlap_comm = s.overlap_comm;
   TrainingHarness h(policy, ho);
   GrpoStep step(policy, ref, tok, tasks, reward, s, h);
-  h.print_memory_estimate(step.activation_bytes());
+  h.print_memory_estimate(step.activation_bytes(), {{"reference", step.reference_bytes()}, {"rollouts", step.rollout_bytes()}});
 
   std::fprintf(stderr, "rl: %zu tasks (%zu held out), %lld steps of %lld prompts × %lld completions, up to %lld new tokens, %d threads\n",
                tasks.size(), eval_tasks.size(), (long long)s.steps, (long long)s.prompts_per_step, (long long)s.group,

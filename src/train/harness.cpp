@@ -115,22 +115,22 @@ std::string mib(size_t bytes) {
 }
 }  // namespace
 
-void TrainingHarness::print_memory_estimate(size_t activation_bytes, size_t teacher_bytes) const {
+void TrainingHarness::print_memory_estimate(size_t activation_bytes, const std::vector<std::pair<std::string, size_t>>& others) const {
   if (!DataParallel::leader()) return;
   TrainingMemory m;
   // the weights as the model holds them: the f32 arena, or under LoRA the frozen base as stored
   // (quantized: a fraction of f32) plus the adapter
-  ModelWeights views = model_.weights;
-  for (const ParamRef& p : list_params(model_.config, views)) m.weights += p.tensor->nbytes();
+  m.weights = model_.held_bytes();  // with the kernels' load-time forms (int8 panels of quantized weights)
   if (lora_) m.weights += lora_->arena().size() * sizeof(float);
-  m.weights += model_.prepared_bytes;  // the kernels' load-time forms (int8 panels of quantized weights)
   m.gradients = (lora_ ? lora_->arena() : arena_).size() * sizeof(float);
   m.optimizer = adamw_.state_bytes();  // AdamW's m and v (this rank's shard under ZeRO-1)
   m.activations = activation_bytes;
-  m.teacher = teacher_bytes;
+  std::string rest;
+  for (const auto& [name, bytes] : others)
+    if (bytes > 0) m.others.emplace_back(name, bytes), rest += ", " + name + " " + mib(bytes);
   std::fprintf(stderr, "%s: memory estimate %s: weights %s, gradients %s, optimizer %s, activations %s%s\n", opt_.name.c_str(),
                mib(m.total()).c_str(), mib(m.weights).c_str(), mib(m.gradients).c_str(), mib(m.optimizer).c_str(),
-               mib(m.activations).c_str(), m.teacher ? (", teacher " + mib(m.teacher)).c_str() : "");
+               mib(m.activations).c_str(), rest.c_str());
   if (lora_)
     std::fprintf(stderr, "%s: LoRA rank %lld (alpha %g) on %s: %zu trainable parameters of %lld, base frozen as stored (%s)\n",
                  opt_.name.c_str(), (long long)opt_.lora.rank, double(opt_.lora.alpha),

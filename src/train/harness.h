@@ -49,8 +49,13 @@ class LoraTraining;
 
 // What a run holds in memory, in bytes, for the estimate printed before it starts.
 struct TrainingMemory {
-  size_t weights = 0, gradients = 0, optimizer = 0, activations = 0, teacher = 0;
-  size_t total() const { return weights + gradients + optimizer + activations + teacher; }
+  size_t weights = 0, gradients = 0, optimizer = 0, activations = 0;
+  std::vector<std::pair<std::string, size_t>> others;  // what else the step holds (a teacher, rollouts)
+  size_t total() const {
+    size_t t = weights + gradients + optimizer + activations;
+    for (const auto& [name, bytes] : others) t += bytes;
+    return t;
+  }
 };
 
 class TrainingHarness {
@@ -95,8 +100,9 @@ public:
   ParamArena& arena() { return arena_; }
 
   // Prints the memory estimate (the step's activations added by the caller) before the run.
-  // `teacher_bytes`: a local teacher's weights and forward, when the step runs one.
-  void print_memory_estimate(size_t activation_bytes, size_t teacher_bytes = 0) const;
+  // `others`: what else the step holds, named (a local teacher, GRPO's reference and rollouts);
+  // zero entries are left out.
+  void print_memory_estimate(size_t activation_bytes, const std::vector<std::pair<std::string, size_t>>& others = {}) const;
 
 private:
   void save_checkpoint();

@@ -79,19 +79,11 @@ public:
   bool use_kd() const { return use_kd_; }
   int64_t tokens() const { return tokens_; }
   size_t activation_bytes() const { return pass_.activation_bytes(); }
-  // A local teacher: its weights, its forward over a micro-batch (the decoder's buffers and an f32
-  // KV cache), its last hidden states and one part of its logits.
+  // A local teacher: its weights, its forward over a micro-batch and one part of its logits.
   size_t teacher_bytes() const {
     if (!teacher_decoder_) return 0;
-    const ModelConfig& c = teacher_->config;
-    size_t b = teacher_->prepared_bytes;
-    ModelWeights w = teacher_->weights;
-    for (const ParamRef& p : list_params(c, w)) b += p.tensor->nbytes();
-    const size_t N = size_t(N_);
-    // x, xn, proj, out_x, the hidden copy; q, att; k, v; gate, up — per row
-    b += N * size_t(5 * c.n_embd + 2 * c.q_dim() + 2 * c.kv_dim() + 2 * c.n_ff) * sizeof(float);
-    b += size_t(c.n_layer) * 2 * N * size_t(c.kv_dim()) * sizeof(float);
-    return b + size_t(teacher_rows_ * c.n_vocab) * sizeof(float);
+    const int64_t part = std::min(teacher_rows_, N_);
+    return teacher_->held_bytes() + full_forward_bytes(teacher_->config, N_) + size_t(part * teacher_->config.n_vocab) * sizeof(float);
   }
 
   json operator()() {
@@ -341,7 +333,7 @@ TrainSummary train_model(Model& student, const TokenDataset& train, const TokenD
   const bool soft_kd = !teacher && (train.k() > 0 || scorer) && s.kd_alpha > 0;
   TrainingHarness h(student, harness_options(s, total_steps, train.n_rows(), teacher != nullptr, soft_kd, resume));
   TrainStep step(student, tok, train, teacher, scorer, s, h);
-  h.print_memory_estimate(step.activation_bytes(), step.teacher_bytes());
+  h.print_memory_estimate(step.activation_bytes(), {{"teacher", step.teacher_bytes()}});
   if (DataParallel::leader())
     std::fprintf(stderr, "train: %lld rows of %lld tokens (%lld held out), %lld steps of %lld×%lld×%lld tokens, %d threads%s\n",
                  (long long)train.n_rows(), (long long)s.seq_len, (long long)eval.n_rows(), (long long)total_steps,
