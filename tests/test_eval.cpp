@@ -55,6 +55,32 @@ TEST(Eval, AModelAgreesWithItself) {
   EXPECT_GT(other.kl, 0.01);
 }
 
+// The logits are made a few rows at a time (never [batch tokens, vocabulary] whole): 3-row parts,
+// which cut rows and batches anywhere, give the numbers of whole batches.
+TEST(Eval, LogitsInPartsGiveTheWholeBatchNumbers) {
+  const auto tok = bytes();
+  const Model a = tiny(*tok, 0.5f), b = Model::random(a.config, DType::F32, 7, 0.5f);
+  std::vector<Example> text;
+  for (const char* s : {"The quick brown fox jumps over the lazy dog.", "Pack my box with five dozen liquor jugs!",
+                        "Sphinx of black quartz, judge my vow."}) {
+    Example ex;
+    ex.ids = tok->encode(s, false);
+    ex.mask.assign(ex.ids.size(), 1);
+    std::fill_n(ex.mask.begin(), ex.ids.size() / 3, 0);  // a "prompt": parts hold different numbers of targets
+    text.push_back(ex);
+  }
+  const TokenDataset data = TokenDataset::build(text, 48, a.config.n_vocab);
+  const TextEval whole = evaluate_text(a, data), parts = evaluate_text(a, data, 3);
+  EXPECT_EQ(parts.tokens, whole.tokens);
+  EXPECT_NEAR(parts.loss, whole.loss, 1e-6 * whole.loss);
+  EXPECT_GT(whole.loss, 1.0);
+  const Fidelity fw = evaluate_fidelity(a, b, data), fp = evaluate_fidelity(a, b, data, 3);
+  EXPECT_EQ(fp.positions, fw.positions);
+  EXPECT_NEAR(fp.kl, fw.kl, 1e-6 * fw.kl);
+  EXPECT_EQ(fp.top1_agreement, fw.top1_agreement);
+  EXPECT_GT(fw.kl, 0.01);
+}
+
 // Soft labels of a `distill label` dataset written by the model itself: it follows them exactly;
 // another model does not.
 TEST(Eval, FidelityToSoftLabelsOfItself) {

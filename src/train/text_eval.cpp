@@ -21,18 +21,49 @@ void for_each_batch(const TokenDataset& data,
   }
 }
 
-TextEval evaluate_text(const Model& model, const TokenDataset& data) {
-  Decoder dec(model);
+namespace {
+
+// A model's logits for a batch of rows, a part of rows at a time: the forward once without the
+// head, then the head over the part's hidden states.
+class LogitParts {
+public:
+  LogitParts(const Model& m) : dec_(m), V_(m.config.n_vocab), E_(m.config.n_embd) {}
+  void run(const int32_t* ids, int64_t n_seq, int64_t seq_len) { hidden_ = dec_.forward_full_hidden(ids, n_seq, seq_len); }
+  const float* rows(int64_t r0, int64_t n) {  // logits [n, V] of rows r0..r0+n of the last run
+    buf_.resize(size_t(n * V_));
+    dec_.head_rows(hidden_.data<float>() + r0 * E_, n, buf_.data());
+    return buf_.data();
+  }
+
+private:
+  Decoder dec_;
+  int64_t V_, E_;
+  Tensor hidden_;
+  std::vector<float> buf_;
+};
+
+int64_t count_targets(const int32_t* tg, int64_t n) {
+  int64_t c = 0;
+  for (int64_t i = 0; i < n; ++i) c += tg[i] != kIgnoreIndex;
+  return c;
+}
+
+}  // namespace
+
+TextEval evaluate_text(const Model& model, const TokenDataset& data, int64_t part_rows) {
+  LogitParts logits(model);
+  const int64_t V = model.config.n_vocab, T = data.seq_len(), P = part_rows > 0 ? part_rows : logit_part_rows(V);
   TextEval r;
   double total = 0;
-  const int64_t T = data.seq_len();
   for_each_batch(data, [&](const std::vector<int32_t>& in, const std::vector<int32_t>& tg, int64_t rows) {
-    const Tensor logits = dec.forward_full(in.data(), rows, T);
-    int64_t n = 0;
-    for (int64_t i = 0; i < rows * T; ++i) n += tg[size_t(i)] != kIgnoreIndex;
-    if (n == 0) return;
-    total += cross_entropy_forward(logits.data<float>(), tg.data(), rows * T, model.config.n_vocab) * double(n);
-    r.tokens += n;
+    if (count_targets(tg.data(), rows * T) == 0) return;
+    logits.run(in.data(), rows, T);
+    for (int64_t r0 = 0; r0 < rows * T; r0 += P) {  // each part's mean CE, weighted by its targets
+      const int64_t n = std::min(P, rows * T - r0), counted = count_targets(tg.data() + r0, n);
+      if (counted == 0) continue;
+      total += cross_entropy_forward(logits.rows(r0, n), tg.data() + r0, n, V) * double(counted);
+      r.tokens += counted;
+    }
   });
   if (r.tokens == 0) fail("the evaluation data has no target tokens");
   r.loss = total / double(r.tokens);
@@ -54,27 +85,33 @@ void log_softmax(const float* z, int64_t n, std::vector<double>& out) {
 
 }  // namespace
 
-Fidelity evaluate_fidelity(const Model& student, const Model& teacher, const TokenDataset& data) {
-  Decoder ds(student), dt(teacher);
+Fidelity evaluate_fidelity(const Model& student, const Model& teacher, const TokenDataset& data, int64_t part_rows) {
+  LogitParts ps(student), pt(teacher);
   Fidelity f;
   double kl_total = 0;
   int64_t agree = 0;
   const int64_t vs = student.config.n_vocab, vt = teacher.config.n_vocab, V = std::min(vs, vt), T = data.seq_len();
+  const int64_t P = part_rows > 0 ? part_rows : logit_part_rows(std::max(vs, vt));
   for_each_batch(data, [&](const std::vector<int32_t>& in, const std::vector<int32_t>& tg, int64_t rows) {
-    const Tensor ls = ds.forward_full(in.data(), rows, T), lt = dt.forward_full(in.data(), rows, T);
-    const int64_t N = rows * T;
-    std::vector<uint8_t> mask(static_cast<size_t>(N));
-    int64_t n = 0;
-    for (int64_t i = 0; i < N; ++i) n += (mask[size_t(i)] = tg[size_t(i)] != kIgnoreIndex);
-    if (n == 0) return;
-    kl_total += kd_loss_full(ls.data<float>(), vs, lt.data<float>(), vt, mask.data(), N, KdSettings{}, nullptr, 0.0f) * double(n);
-    for (int64_t i = 0; i < N; ++i) {
-      if (!mask[size_t(i)]) continue;
-      const float* a = ls.data<float>() + i * vs;
-      const float* b = lt.data<float>() + i * vt;
-      agree += std::max_element(a, a + V) - a == std::max_element(b, b + V) - b;
+    if (count_targets(tg.data(), rows * T) == 0) return;
+    ps.run(in.data(), rows, T), pt.run(in.data(), rows, T);
+    std::vector<uint8_t> mask(static_cast<size_t>(P));
+    for (int64_t r0 = 0; r0 < rows * T; r0 += P) {
+      const int64_t n = std::min(P, rows * T - r0);
+      int64_t counted = 0;
+      for (int64_t i = 0; i < n; ++i) counted += (mask[size_t(i)] = tg[size_t(r0 + i)] != kIgnoreIndex);
+      if (counted == 0) continue;
+      const float* ls = ps.rows(r0, n);
+      const float* lt = pt.rows(r0, n);
+      kl_total += kd_loss_full(ls, vs, lt, vt, mask.data(), n, KdSettings{}, nullptr, 0.0f) * double(counted);
+      for (int64_t i = 0; i < n; ++i) {
+        if (!mask[size_t(i)]) continue;
+        const float* a = ls + i * vs;
+        const float* b = lt + i * vt;
+        agree += std::max_element(a, a + V) - a == std::max_element(b, b + V) - b;
+      }
+      f.positions += counted;
     }
-    f.positions += n;
   });
   if (f.positions == 0) fail("the evaluation data has no target tokens");
   f.kl = kl_total / double(f.positions);
@@ -85,8 +122,8 @@ Fidelity evaluate_fidelity(const Model& student, const Model& teacher, const Tok
 Fidelity evaluate_fidelity(const Model& student, const TokenDataset& data) {
   Fidelity f;
   if (data.k() == 0) return f;
-  Decoder ds(student);
-  const int64_t T = data.seq_len(), V = student.config.n_vocab, K = data.k();
+  LogitParts ps(student);
+  const int64_t T = data.seq_len(), V = student.config.n_vocab, K = data.k(), P = logit_part_rows(V);
   double kl = 0;
   int64_t agree = 0, n = 0;
   std::vector<uint8_t> soft(static_cast<size_t>(T));
@@ -99,10 +136,13 @@ Fidelity evaluate_fidelity(const Model& student, const TokenDataset& data) {
     bool any = false;
     for (uint8_t x : soft) any = any || x;
     if (!any) continue;
-    const Tensor zs = ds.forward_full(in.data(), 1, T);
+    ps.run(in.data(), 1, T);
+    const float* part = nullptr;
     for (int64_t i = 0; i < T; ++i) {
+      if (i % P == 0) part = nullptr;  // a new part of rows: its logits when a position needs them
       if (!soft[size_t(i)]) continue;
-      const float* s = zs.data<float>() + i * V;
+      if (!part) part = ps.rows(i - i % P, std::min(P, T - (i - i % P)));
+      const float* s = part + (i % P) * V;
       log_softmax(s, V, ls);
       const int32_t* ti = ids.data() + i * K;
       const float* tl = logp.data() + i * K;

@@ -16,8 +16,10 @@ struct TextEval {
 };
 
 // Mean cross-entropy over the targets of every row of `data` (a plain text: every token; prompt /
-// completion examples: the completions only). Throws if `data` has no target token.
-TextEval evaluate_text(const Model& model, const TokenDataset& data);
+// completion examples: the completions only). Throws if `data` has no target token. The logits
+// are made `part_rows` tokens at a time (0: about 64 MiB of them, logit_part_rows), never
+// [batch tokens, vocabulary] whole.
+TextEval evaluate_text(const Model& model, const TokenDataset& data, int64_t part_rows = 0);
 
 // How closely a student follows its teacher on held-out targets.
 struct Fidelity {
@@ -28,7 +30,7 @@ struct Fidelity {
 
 // Against a teacher model, on the targets of `data`. Student and teacher share the token space
 // (vocabularies may differ by padding rows).
-Fidelity evaluate_fidelity(const Model& student, const Model& teacher, const TokenDataset& data);
+Fidelity evaluate_fidelity(const Model& student, const Model& teacher, const TokenDataset& data, int64_t part_rows = 0);
 // Against the soft labels of a `distill label` dataset: the teacher's top-k (both renormalised over
 // those k ids) and its top-1, on the positions that have them; positions = 0 when there are none.
 Fidelity evaluate_fidelity(const Model& student, const TokenDataset& labelled);
