@@ -84,21 +84,6 @@ BenchResult run_test(Decoder& dec, const Model& model, int64_t n_prompt, int64_t
   return r;
 }
 
-size_t weight_bytes(const Model& m) {
-  size_t n = m.weights.tok_embd.nbytes() + m.weights.out_norm.nbytes();
-  if (!m.config.tie_word_embeddings) n += m.weights.lm_head.nbytes();
-  for (const LayerWeights& l : m.weights.layers)
-    for (const Tensor* t : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.bq, &l.bk, &l.bv, &l.bo, &l.q_norm, &l.k_norm,
-                            &l.ffn_norm, &l.w_gate, &l.w_up, &l.w_down, &l.b_gate, &l.b_up, &l.b_down})
-      n += t->defined() ? t->nbytes() : 0;
-  for (const LayerWeights& l : m.weights.layers) {
-    n += l.router.defined() ? l.router.nbytes() : 0;
-    for (const std::vector<Tensor>* ex : {&l.exp_gate, &l.exp_up, &l.exp_down})
-      for (const Tensor& t : *ex) n += t.nbytes();
-  }
-  return n;
-}
-
 void run_bench(const BenchArgs& a) {
   if (a.reps < 1) fail("-r must be at least 1");
   const Model model = Model::load(a.model);
@@ -112,7 +97,7 @@ void run_bench(const BenchArgs& a) {
       if (g > 0) results.push_back(run_test(dec, model, 0, g, d, a.reps));
   }
   const std::string name = std::filesystem::path(a.model).filename().string();
-  const double size_mib = double(weight_bytes(model)) / (1024.0 * 1024.0);
+  const double size_mib = double(model.stored_bytes()) / (1024.0 * 1024.0);
   const double params_m = double(model.config.n_params()) / 1e6;
   const std::string isa = kernel_variant_name(active_kernel_variant());
   if (a.json_out) {

@@ -34,10 +34,15 @@ Model Model::load(const std::string& dir, bool prepare) {
   return m;
 }
 
-size_t Model::held_bytes() const {
+size_t Model::stored_bytes() const {
   ModelWeights handles = weights;  // list_params needs mutable refs; handles share the storage
-  size_t b = prepared_bytes;
-  for (const ParamRef& p : list_params(config, handles)) b += p.tensor->nbytes();
+  size_t b = 0;
+  for (const ParamRef& p : list_params(config, handles)) b += p.tensor->defined() ? p.tensor->nbytes() : 0;
+  return b;
+}
+
+size_t Model::held_bytes() const {
+  size_t b = stored_bytes() + prepared_bytes;
   for (const Tensor& t : adapters) b += t.nbytes();
   return b;
 }

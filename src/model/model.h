@@ -33,8 +33,10 @@ struct Model {
   // for quantized weights on AVX-512; nothing elsewhere), adding to prepared_bytes. Model::load
   // calls it; the original weights stay as they are.
   void prepare_weights();
-  // Memory the weights take as held: every tensor as stored, the kernels' load-time forms and an
-  // unmerged adapter (memory estimates).
+  // Bytes of every parameter tensor as stored (a file's weights; `bench`'s size column).
+  size_t stored_bytes() const;
+  // Memory the weights take as held: stored_bytes, the kernels' load-time forms and an unmerged
+  // adapter (memory estimates).
   size_t held_bytes() const;
 
   // Writes config.json and model.safetensors into `dir` (created if needed), atomically per file.
