@@ -167,11 +167,20 @@ size_t full_forward_bytes(const ModelConfig& c, int64_t rows) {
   return forward_buffer_bytes(c, rows) + kv_cache_bytes(c, 1, rows, DType::F32);
 }
 
-void Decoder::head_rows(const float* hidden, int64_t n, float* logits) const {
-  const ModelConfig& c = model_.config;
-  const Tensor& head = model_.weights.lm_head;
+void head_logits(const Model& model, const float* hidden, int64_t n, float* logits) {
+  const ModelConfig& c = model.config;
+  const Tensor& head = model.weights.lm_head;
   matmul_prepared(logits, hidden, head.raw(), head.dtype(), static_cast<const PreparedWeight*>(head.prepared()), nullptr, n,
                   c.n_vocab, c.n_embd);
+}
+
+void Decoder::head_rows(const float* hidden, int64_t n, float* logits) const { head_logits(model_, hidden, n, logits); }
+
+const float* LogitParts::rows(int64_t r0, int64_t n) {
+  const ModelConfig& c = model().config;
+  buf_.resize(size_t(n * c.n_vocab));
+  head_logits(model(), hidden_.data<float>() + r0 * c.n_embd, n, buf_.data());
+  return buf_.data();
 }
 
 const float* Decoder::forward_all_rows(const int32_t* ids, int64_t n_seq, int64_t seq_len) {

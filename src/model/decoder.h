@@ -39,6 +39,10 @@ inline int64_t logit_part_rows(int64_t n_vocab) { return n_vocab > 0 ? std::max<
 size_t forward_buffer_bytes(const ModelConfig& c, int64_t rows);
 size_t full_forward_bytes(const ModelConfig& c, int64_t rows);
 
+// The model's head over n final hidden states (after the output norm): logits [n, n_vocab]. The
+// decoder's, the training pass's and LogitParts' one head.
+void head_logits(const Model& model, const float* hidden, int64_t n, float* logits);
+
 class Decoder {
 public:
   explicit Decoder(const Model& model) : model_(model) {}
@@ -90,6 +94,23 @@ private:
   std::vector<int32_t> out_rows_;
   Batch piece_;                  // a piece of a batch too long for a windowed cache
   std::vector<float> all_logits_;  // the pieces' logits, in batch order
+};
+
+// A model's logits over a batch of rows, a part of rows at a time: run() does the forward once
+// without the head (forward_full_hidden); rows() makes the logits of the rows asked for, never
+// [rows, vocabulary] whole (a teacher or a reference model beside training, eval).
+class LogitParts {
+public:
+  explicit LogitParts(const Model& model) : dec_(model) {}
+  void run(const int32_t* ids, int64_t n_seq, int64_t seq_len) { hidden_ = dec_.forward_full_hidden(ids, n_seq, seq_len); }
+  // Logits [n, n_vocab] of rows r0..r0+n of the last run; valid until the next call.
+  const float* rows(int64_t r0, int64_t n);
+  const Model& model() const { return dec_.model(); }
+
+private:
+  Decoder dec_;
+  Tensor hidden_;           // [rows, n_embd] of the last run
+  std::vector<float> buf_;  // the last rows' logits
 };
 
 }  // namespace distill

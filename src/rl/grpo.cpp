@@ -73,15 +73,15 @@ public:
     L_ = int64_t(longest) + s.max_new_tokens;  // row length of the training pass
     pass_ = std::make_unique<TrainingPass>(policy, s.micro_batch, L_, s.recompute_layers);
     pass_->set_layer_done([this](int64_t il) { h_.layer_grads_done(il); });
-    if (ref && s.beta != 0.0f) ref_decoder_ = std::make_unique<Decoder>(*ref);
+    if (ref && s.beta != 0.0f) ref_logits_ = std::make_unique<LogitParts>(*ref);
     ids_.resize(size_t(s.micro_batch * L_));
     row_token_.resize(size_t(s.micro_batch * L_));
   }
   size_t activation_bytes() const { return pass_->activation_bytes(); }
   // The frozen reference (weights, its forward over a micro-batch, one part of logits), if any.
   size_t reference_bytes() const {
-    if (!ref_decoder_) return 0;
-    const Model& ref = ref_decoder_->model();
+    if (!ref_logits_) return 0;
+    const Model& ref = ref_logits_->model();
     const int64_t part = std::min(logit_part_rows(V_), s_.max_new_tokens);  // a completion's rows at most
     return ref.held_bytes() + full_forward_bytes(ref.config, s_.micro_batch * L_) + size_t(part * V_) * sizeof(float);
   }
@@ -212,24 +212,22 @@ private:
   void reference_logprobs() {
     const int64_t n = int64_t(ro_.size());
     ref_logp_.assign(size_t(n), {});
-    if (!ref_decoder_) return;
+    if (!ref_logits_) return;
     // The reference's last hidden states, then its logits only for the rows that predict a
     // completion token, a part of at most ~64 MiB at a time (never [rows, vocabulary] whole).
-    const int64_t E = ref_decoder_->model().config.n_embd, part_rows = logit_part_rows(V_);
-    std::vector<float> logits;
+    const int64_t part_rows = logit_part_rows(V_);
     for (int64_t first = 0; first < n; first += s_.micro_batch) {
       fill_rows(first);
-      const Tensor hidden = ref_decoder_->forward_full_hidden(ids_.data(), s_.micro_batch, L_);
+      ref_logits_->run(ids_.data(), s_.micro_batch, L_);
       for (int64_t b = 0; b < s_.micro_batch && first + b < n; ++b) {
         const Rollout& r = ro_[size_t(first + b)];
         const int64_t plen = int64_t(prompt_of(r).size()), len = int64_t(r.completion.size());
         for (int64_t k0 = 0; k0 < len; k0 += part_rows) {  // row b·L + plen + k − 1 predicts completion token k
           const int64_t m = std::min(part_rows, len - k0);
-          logits.resize(size_t(m * V_));
-          ref_decoder_->head_rows(hidden.data<float>() + (b * L_ + plen + k0 - 1) * E, m, logits.data());
+          const float* logits = ref_logits_->rows(b * L_ + plen + k0 - 1, m);
           for (int64_t k = k0; k < k0 + m; ++k)
             ref_logp_[size_t(first + b)].push_back(
-                float(token_logprob(logits.data() + (k - k0) * V_, V_, r.completion[size_t(k)], s_.temperature)));
+                float(token_logprob(logits + (k - k0) * V_, V_, r.completion[size_t(k)], s_.temperature)));
         }
       }
     }
@@ -274,7 +272,7 @@ private:
               // a gap here means the two disagree (cache precision, or a bug), not learning
               old_gap_sum += std::fabs(logp - double(r.logp_old[size_t(k)]));
             }
-            const double lref = ref_decoder_ ? ref_logp_[size_t(first + b)][size_t(k)] : 0.0;
+            const double lref = ref_logits_ ? ref_logp_[size_t(first + b)][size_t(k)] : 0.0;
             const GrpoTokenLoss t = grpo_token_loss(logp, r.logp_old[size_t(k)], lref, r.advantage, s_.clip_low, s_.clip_high, s_.beta);
             loss_sum += w * t.loss;
             kl_sum += t.kl;
@@ -345,7 +343,7 @@ private:
   const std::vector<std::string> term_names_;  // the reward terms' metric names
   int64_t L_ = 0;
   std::unique_ptr<TrainingPass> pass_;
-  std::unique_ptr<Decoder> ref_decoder_;
+  std::unique_ptr<LogitParts> ref_logits_;  // the frozen reference's, when --beta is not 0
   std::vector<int32_t> ids_;
   std::vector<std::pair<int32_t, int32_t>> row_token_;  // per row of a micro-batch: (rollout, token) it predicts, or (-1, -1)
   std::vector<int64_t> chosen_;      // task of each group this step

@@ -64,7 +64,7 @@ TokenText as_text(const Tokenizer& tok, const std::vector<int32_t>& ids) {
 
 CrossVocabularyScorer::CrossVocabularyScorer(const Model& teacher, const Tokenizer& teacher_tok, const Tokenizer& student_tok, int k)
     : teacher_(teacher), teacher_tok_(teacher_tok), student_tok_(student_tok), student_vocab_(student_tok),
-      decoder_(std::make_unique<Decoder>(teacher)), k_(k) {
+      logits_(std::make_unique<LogitParts>(teacher)), k_(k) {
   if (k <= 0) fail("grading across vocabularies needs k > 0 alternatives per position");
 }
 
@@ -121,10 +121,8 @@ SequenceScores CrossVocabularyScorer::score_one(const std::vector<int32_t>& stud
     }
   }
   // The teacher's logits a part of rows at a time (about 64 MiB), never [tokens, vocabulary] whole.
-  const Tensor hidden = decoder_->forward_full_hidden(tid.data(), 1, int64_t(tid.size()));
-  const int64_t Vt = teacher_.config.n_vocab, Et = teacher_.config.n_embd, T = int64_t(tid.size());
-  const int64_t part_rows = logit_part_rows(Vt);
-  std::vector<float> logits;
+  logits_->run(tid.data(), 1, int64_t(tid.size()));
+  const int64_t Vt = teacher_.config.n_vocab, T = int64_t(tid.size()), part_rows = logit_part_rows(Vt);
   std::vector<int32_t> top_ids(K);
   std::vector<float> top_logp(K);
   std::vector<RemoteAlternative> alts(K);
@@ -133,11 +131,10 @@ SequenceScores CrossVocabularyScorer::score_one(const std::vector<int32_t>& stud
     bool wanted = false;
     for (size_t t = 0; t + 1 < n && !wanted; ++t) wanted = row[t] >= p0 && row[t] < p0 + m;
     if (!wanted) continue;
-    logits.resize(size_t(m * Vt));
-    decoder_->head_rows(hidden.data<float>() + p0 * Et, m, logits.data());
+    const float* logits = logits_->rows(p0, m);
     for (size_t t = 0; t + 1 < n; ++t) {
       if (row[t] < p0 || row[t] >= p0 + m) continue;
-      const float* lt = logits.data() + (row[t] - p0) * Vt;
+      const float* lt = logits + (row[t] - p0) * Vt;
       if (kind[t] == 2) {
         // Inside a teacher token: the teacher's distribution there has no tokens to match, only its
         // shape — its sorted top-k for the ULD term.

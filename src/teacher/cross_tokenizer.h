@@ -15,7 +15,7 @@
 
 namespace distill {
 
-class Decoder;
+class LogitParts;
 struct Model;
 class Tokenizer;
 
@@ -57,7 +57,7 @@ private:
   const Tokenizer& teacher_tok_;
   const Tokenizer& student_tok_;
   VocabularyByBytes student_vocab_;
-  std::unique_ptr<Decoder> decoder_;
+  std::unique_ptr<LogitParts> logits_;  // the teacher's, for the sequence being graded
   int k_;
   int64_t positions_ = 0, aligned_ = 0, shaped_ = 0;
 };

@@ -23,25 +23,6 @@ void for_each_batch(const TokenDataset& data,
 
 namespace {
 
-// A model's logits for a batch of rows, a part of rows at a time: the forward once without the
-// head, then the head over the part's hidden states.
-class LogitParts {
-public:
-  LogitParts(const Model& m) : dec_(m), V_(m.config.n_vocab), E_(m.config.n_embd) {}
-  void run(const int32_t* ids, int64_t n_seq, int64_t seq_len) { hidden_ = dec_.forward_full_hidden(ids, n_seq, seq_len); }
-  const float* rows(int64_t r0, int64_t n) {  // logits [n, V] of rows r0..r0+n of the last run
-    buf_.resize(size_t(n * V_));
-    dec_.head_rows(hidden_.data<float>() + r0 * E_, n, buf_.data());
-    return buf_.data();
-  }
-
-private:
-  Decoder dec_;
-  int64_t V_, E_;
-  Tensor hidden_;
-  std::vector<float> buf_;
-};
-
 int64_t count_targets(const int32_t* tg, int64_t n) {
   int64_t c = 0;
   for (int64_t i = 0; i < n; ++i) c += tg[i] != kIgnoreIndex;

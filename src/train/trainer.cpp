@@ -68,7 +68,7 @@ public:
     use_kd_ = (teacher || soft_kd_) && s.kd_alpha > 0;
     ce_weight_ = use_kd_ ? 1.0f - s.kd_alpha : 1.0f;
     if (teacher) {
-      teacher_decoder_ = std::make_unique<Decoder>(*teacher);
+      teacher_logits_ = std::make_unique<LogitParts>(*teacher);
       teacher_rows_ = logit_part_rows(teacher->config.n_vocab);
       if (const char* r = std::getenv("DISTILL_TEST_TEACHER_ROWS")) teacher_rows_ = std::max(1, std::atoi(r));  // tests: several parts per chunk
     }
@@ -81,7 +81,7 @@ public:
   size_t activation_bytes() const { return pass_.activation_bytes(); }
   // A local teacher: its weights, its forward over a micro-batch and one part of its logits.
   size_t teacher_bytes() const {
-    if (!teacher_decoder_) return 0;
+    if (!teacher_logits_) return 0;
     const int64_t part = std::min(teacher_rows_, N_);
     return teacher_->held_bytes() + full_forward_bytes(teacher_->config, N_) + size_t(part * teacher_->config.n_vocab) * sizeof(float);
   }
@@ -126,7 +126,7 @@ private:
     uld_rows_ += uld_total;
     // A local teacher's final hidden states for the micro-batch; its logits are made a few rows at
     // a time where the KD term needs them (add_kd_gradient), never [rows, its vocabulary] at once.
-    if (use_kd_ && !soft_kd_) teacher_hidden_ = teacher_decoder_->forward_full_hidden(ids_.data(), B_, s_.seq_len);
+    if (use_kd_ && !soft_kd_) teacher_logits_->run(ids_.data(), B_, s_.seq_len);
     MicroLoss sum;
     pass_.forward_backward(ids_.data(), [&](int64_t r0, int64_t n, const float* logits, float* d) {
       int64_t ce_here = 0, kd_here = 0;
@@ -146,7 +146,7 @@ private:
       }
       if (use_kd_ && kd_here > 0) {
         const float kd_share = float(kd_here) / float(kd_total);
-        sum.kd += kd_share * add_kd_gradient(r0, n, logits, d, kd_share);
+        sum.kd += kd_share * add_kd_gradient(r0, n, kd_here, logits, d, kd_share);
       }
       int64_t uld_here = 0;
       for (int64_t i = r0; i < r0 + n; ++i) uld_here += uld_mask_[size_t(i)] != 0;
@@ -246,28 +246,24 @@ private:
     }
   }
 
-  // Adds the KD term's gradient for rows r0..r0+n (weight share · kd_alpha / grad_accum) to d;
-  // returns the rows' mean KD loss.
-  double add_kd_gradient(int64_t r0, int64_t n, const float* logits, float* d, float share) {
+  // Adds the KD term's gradient for rows r0..r0+n, `counted` of them KD positions (weight share ·
+  // kd_alpha / grad_accum) to d; returns the rows' mean KD loss.
+  double add_kd_gradient(int64_t r0, int64_t n, int64_t counted, const float* logits, float* d, float share) {
     const float weight = share * s_.kd_alpha / float(s_.grad_accum);
     if (soft_kd_)
       return kd_loss_topk(logits, V_, soft_ids_.data() + r0 * K_, soft_logp_.data() + r0 * K_, K_, mask_.data() + r0, n, s_.kd,
                           s_.topk_mode, d, weight);
     // A local teacher: its logits for `teacher_rows_` rows at a time (a 150k-word vocabulary's
     // rows are 0.6 MB each); each part's mean weighted by its share of the rows' KD positions.
-    const int64_t Vt = teacher_->config.n_vocab, Et = teacher_->config.n_embd;
-    int64_t counted = 0;
-    for (int64_t i = r0; i < r0 + n; ++i) counted += mask_[size_t(i)] != 0;
+    const int64_t Vt = teacher_->config.n_vocab;
     double loss = 0.0;
     for (int64_t p0 = r0; p0 < r0 + n && counted > 0; p0 += teacher_rows_) {
       const int64_t m = std::min(teacher_rows_, r0 + n - p0);
       int64_t here = 0;
       for (int64_t i = p0; i < p0 + m; ++i) here += mask_[size_t(i)] != 0;
       if (here == 0) continue;
-      teacher_logits_.resize(size_t(m * Vt));
-      teacher_decoder_->head_rows(teacher_hidden_.data<float>() + p0 * Et, m, teacher_logits_.data());
       const float part = float(here) / float(counted);
-      loss += part * kd_loss_full(logits + (p0 - r0) * V_, V_, teacher_logits_.data(), Vt, mask_.data() + p0, m, s_.kd,
+      loss += part * kd_loss_full(logits + (p0 - r0) * V_, V_, teacher_logits_->rows(p0, m), Vt, mask_.data() + p0, m, s_.kd,
                                   d + (p0 - r0) * V_, weight * part);
     }
     return loss;
@@ -282,9 +278,7 @@ private:
   TrainingHarness& h_;
   int64_t B_;  // this rank's rows of each micro-batch (--batch over the data-parallel ranks)
   TrainingPass pass_;
-  std::unique_ptr<Decoder> teacher_decoder_;
-  Tensor teacher_hidden_;               // [N, teacher width]: a local teacher's last hidden states (micro-batch)
-  std::vector<float> teacher_logits_;   // [teacher_rows_, teacher vocabulary]
+  std::unique_ptr<LogitParts> teacher_logits_;  // a local teacher's, for the micro-batch
   int64_t teacher_rows_ = 1;            // rows of teacher logits made at once (about 64 MiB of them)
   const int64_t V_, N_, K_;
   bool soft_kd_ = false, use_kd_ = false;

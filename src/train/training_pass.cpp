@@ -21,7 +21,7 @@ Tensor buffer(int64_t rows, int64_t cols) { return Tensor::zeros(DType::F32, {ro
 // Rows of the head's logits held at once: about 16 M floats (64 MiB) for logits and as much for
 // their gradient, at least 64 rows (the head's products stay efficient), at most all of them.
 int64_t head_chunk_rows(int64_t n_vocab, int64_t n_tokens) {
-  return std::min(n_tokens, std::max<int64_t>(64, logit_part_rows(n_vocab)));  // at least 64 rows: the head's GEMM stays efficient
+  return std::min(n_tokens, std::max<int64_t>(64, logit_part_rows(n_vocab)));
 }
 
 }  // namespace
@@ -101,10 +101,7 @@ void TrainingPass::forward_trunk(const int32_t* ids) {
 
 // logits[n, V] of rows r0.. r0+n from the final norm's output
 void TrainingPass::head_forward(float* logits, int64_t r0, int64_t n) const {
-  const ModelConfig& c = model_.config;
-  const Tensor& head = model_.weights.lm_head;
-  matmul_prepared(logits, xn_final_.data<float>() + r0 * c.n_embd, head.raw(), head.dtype(),
-                  static_cast<const PreparedWeight*>(head.prepared()), nullptr, n, c.n_vocab, c.n_embd);
+  head_logits(model_, xn_final_.data<float>() + r0 * model_.config.n_embd, n, logits);
 }
 
 // The head's backward for rows r0..r0+n: their d_xn (written), and the head's gradient (added,
