@@ -54,6 +54,14 @@ private:
   std::filesystem::path path_;
 };
 
+// The spacing of f16 values at |x| (normal range): teacher datasets keep log-probs as f16
+// (formats/topk_codec.h), so two stored values of nearly equal log-probs may be one of these apart.
+inline double f16_quantum(float x) {
+  int e = 0;
+  std::frexp(std::abs(x), &e);  // |x| = m·2^e, m in [0.5, 1): f16's 10 mantissa bits step by 2^(e−11)
+  return std::ldexp(1.0, std::max(e, -13) - 11);
+}
+
 // (L(x + h) − L(x − h)) / 2h with x restored after: the central difference every backward test
 // compares its gradient with.
 inline double central_difference(float& x, float h, const std::function<double()>& loss) {

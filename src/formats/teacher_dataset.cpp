@@ -23,7 +23,8 @@ using nlohmann::json;
 namespace {
 
 constexpr uint32_t kMagicV1 = 0x31524454;  // "TDR1": top-k as delta varints + u16 fixed point (read only)
-constexpr uint32_t kMagic = 0x32524454;    // "TDR2": top-k bit-packed (formats/topk_codec.h)
+constexpr uint32_t kMagicV2 = 0x32524454;  // "TDR2": top-k bit-packed on a 1/1024-nat grid (read only)
+constexpr uint32_t kMagic = 0x33524454;    // "TDR3": top-k bit-packed, f16 log-probs (formats/topk_codec.h)
 constexpr size_t kHeader = 12;
 constexpr uint32_t kMaxPayload = 1u << 30;
 constexpr double kLogpScale = 1024.0;  // log-probs in units of 1/1024 nat
@@ -59,7 +60,8 @@ struct Cursor {
   }
 };
 
-TeacherRecord decode_payload(const unsigned char* data, size_t n, bool v1) {
+TeacherRecord decode_payload(const unsigned char* data, size_t n, uint32_t magic) {
+  const bool v1 = magic == kMagicV1;
   Cursor c{data, data + n};
   TeacherRecord r;
   r.prompt_index = c.get<uint64_t>();
@@ -83,7 +85,8 @@ TeacherRecord decode_payload(const unsigned char* data, size_t n, bool v1) {
       for (uint32_t j = 0; j < n_completion; ++j) {
         if (!(bitmap[j / 8] >> (j % 8) & 1)) continue;
         r.soft[j] = 1;
-        decode_topk(bits, r.topk_ids.data() + size_t(j) * r.k, r.topk_logp.data() + size_t(j) * r.k, r.k, r.completion[j]);
+        decode_topk(bits, r.topk_ids.data() + size_t(j) * r.k, r.topk_logp.data() + size_t(j) * r.k, r.k, r.completion[j],
+                    magic == kMagicV2 ? TopkFormat::V2 : TopkFormat::V3);
       }
       c.p = bits.align();
     }
@@ -161,7 +164,7 @@ void read_records(const std::string& path, const std::function<void(TeacherRecor
       std::memcpy(&magic, data + off, 4);
       std::memcpy(&len, data + off + 4, 4);
       std::memcpy(&crc, data + off + 8, 4);
-      if (magic != kMagic && magic != kMagicV1) problem = "bad record magic (not a teacher dataset, or corrupt)";
+      if (magic != kMagic && magic != kMagicV2 && magic != kMagicV1) problem = "bad record magic (not a teacher dataset, or corrupt)";
       else if (len > kMaxPayload) problem = fmt::format("record length {} is implausible", len);
       else if (all.size() - off - kHeader < len) problem = fmt::format("truncated record ({} of {} bytes)", all.size() - off - kHeader, len);
       else if (crc32(data + off + kHeader, len) != crc) problem = "checksum mismatch (corrupt record)";
@@ -171,7 +174,7 @@ void read_records(const std::string& path, const std::function<void(TeacherRecor
       try {
         uint32_t magic;
         std::memcpy(&magic, data + off, 4);
-        r = decode_payload(data + off + kHeader, len, magic == kMagicV1);
+        r = decode_payload(data + off + kHeader, len, magic);
       } catch (const Error& e) {
         problem = e.what();
       }

@@ -6,15 +6,16 @@
 //   text.jsonl      the same examples as text, for people (rewritten from records.bin)
 //
 // Record layout, little-endian:
-//   u32 magic "TDR2"   u32 payload bytes   u32 CRC-32 of the payload
+//   u32 magic "TDR3"   u32 payload bytes   u32 CRC-32 of the payload
 //   payload:
 //     u64 prompt_index   u32 sample_index   u32 n_prompt   u32 n_completion   u16 k   u16 flags(bit 0: finished)
 //     i32 ids[n_prompt + n_completion]
 //     if k > 0:  u8 soft_bitmap[(n_completion + 7) / 8]       bit j: completion token j has a top-k
 //                one bit stream, padded to a byte: per soft position in order, its top-k as
-//                formats/topk_codec.h packs it (≈ 63 bytes at k = 20 with a 32 000-token vocabulary;
-//                log-probs within 0.0005 nats, never less precise than f16)
-// Records "TDR1" (top-k as delta varints and u16 fixed point, ≈ 78 bytes) are still read.
+//                formats/topk_codec.h packs it (≈ 63 bytes at k = 20 with a 152 000-token vocabulary;
+//                log-probs as their f16 values)
+// Records "TDR2" (log-probs on a 1/1024-nat grid, 68 bytes there) and "TDR1" (top-k as delta
+// varints and u16 fixed point, ≈ 78 bytes) are still read.
 // A reader rejects a corrupt or truncated record naming the file and byte offset; a resumed
 // labelling run cuts a torn last record (from a kill) and continues after the last whole one.
 #pragma once

@@ -1,21 +1,21 @@
 // Compact storage of one position's teacher top-k (ids + log-probs), for teacher datasets
-// (formats/teacher_dataset.h, record format TDR2). Lossless to f16 log-probs and better: a
-// log-prob is kept on a grid at least as fine as f16's everywhere — f16 values above −1 nat, steps
-// of 1/1024 nat from −1 to −64 (clamped there) — so it is read back within 0.0005 nats (f16 alone
-// would lose up to 0.002 at −5).
+// (formats/teacher_dataset.h, record format TDR3). Lossless to f16 log-probs: each is kept as the
+// f16 of its value (clamped to −64).
 //
 // Bit-packed, per position:
-//   entries sorted by log-prob, likeliest first; their grid codes m_0 ≤ m_1 ≤ … (the grid is
-//   monotonic): m_0 in 17 bits, then the k−1 gaps Rice-coded with a parameter (4 bits) chosen for
-//   this position;
+//   entries sorted by log-prob, likeliest first; the f16 magnitudes of their log-probs
+//   m_0 ≤ m_1 ≤ … (f16 bit patterns are ordered as the numbers are): m_0 in 15 bits, then the k−1
+//   gaps Rice-coded: the first with a parameter written in 4 bits, each later one with a parameter
+//   predicted from the gaps before it (predicted_rice: their mean in nats, in f16 steps where it is);
 //   1 bit: is the token of the teacher's text at this position among the k (it usually is)? If so,
 //   its place in likelihood order (Rice, parameter 1: 2 bits for the likeliest) stands for its id;
 //   the other ids sorted ascending: the first id and the gaps Rice-coded (parameter in 5 bits);
 //   the permutation from likelihood order to id order as a Lehmer code: one integer below n! in
 //   ceil(log2 n!) bits for n ≤ 20 (62 bits at 20), else digit by digit.
 // A set of k ids from a vocabulary of V costs about k·(log2(V/k) + 1.5) bits plus log2(k!) for
-// their order; sorted log-probs of a language model's top-20 differ by a few grid steps each.
-// Measured sizes per vocabulary are in test_teacher_dataset (TDR1 took ≈ 78 bytes at k = 20).
+// their order. Measured sizes per vocabulary are in test_teacher_dataset (TDR1 took ≈ 78 bytes at
+// k = 20, TDR2 — a 1/1024-nat grid, finer than f16 below −2, and one Rice parameter for all
+// log-prob gaps — 68 at V = 152 000).
 #pragma once
 
 #include <cstddef>
@@ -54,8 +54,9 @@ private:
 // One position: k ids (distinct, ≥ 0: throws otherwise) and their log-probs. `chosen`: the token
 // the teacher's text has at this position (−1: none), stored by its place when among the k.
 void encode_topk(BitWriter& w, const int32_t* ids, const float* logp, int k, int32_t chosen);
-// Reads what encode_topk wrote (log-probs as their f16 values); throws distill::Error for a block
-// no encoder writes.
-void decode_topk(BitReader& r, int32_t* ids, float* logp, int k, int32_t chosen);
+// Reads what encode_topk wrote (TopkFormat::V3; V2: what TDR2's encoder wrote); throws
+// distill::Error for a block no encoder writes.
+enum class TopkFormat { V2, V3 };
+void decode_topk(BitReader& r, int32_t* ids, float* logp, int k, int32_t chosen, TopkFormat format);
 
 }  // namespace distill
