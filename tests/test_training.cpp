@@ -263,6 +263,24 @@ TEST(Training, OnPolicyDistillationLearnsFromItsOwnSamplesAndResumes) {
   r = run("train --student " + (dir / "student") + common + " --on-policy 0.5 --steps 2 -o " + (dir / "c"));
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("--teacher"), std::string::npos) << r.output;
+
+  // --on-policy-from: offline KD on the data's completions first, the student's own samples after.
+  r = run("train --student " + (dir / "student") + " --teacher " + (dir / "teacher") + common +
+          " --loss fkl --kd-alpha 0.5 --on-policy 1 --on-policy-from 4 --steps 7 -o " + (dir / "d"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::ifstream din(dir / "d/metrics.jsonl");
+  int64_t step_lines = 0;
+  while (std::getline(din, line)) {
+    const auto j = nlohmann::json::parse(line);
+    if (!j.contains("on_policy_rows")) continue;
+    const bool sampling = step_lines++ >= 4;
+    EXPECT_EQ(j["on_policy_rows"].get<int64_t>(), sampling ? 8 : 0) << line;
+    EXPECT_EQ(j["ce"].get<double>() == 0.0, sampling) << "CE on the data before sampling starts, none on samples: " << line;
+  }
+  EXPECT_EQ(step_lines, 7);
+  r = run("train --student " + (dir / "student") + common + " --on-policy-from 3 --steps 2 -o " + (dir / "e"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("--on-policy-from 3: give --on-policy"), std::string::npos) << r.output;
 }
 
 // Every model train and convert write names what it came from: parent, data and settings, each

@@ -111,6 +111,7 @@ void run_train(TrainArgs& a) {
   }
   if (a.s.on_policy > 0 && !teacher && !remote)
     fail("--on-policy {}: the student's samples are graded by a teacher: give --teacher DIR or URL", a.s.on_policy);
+  if (a.s.on_policy_from > 0 && a.s.on_policy <= 0) fail("--on-policy-from {}: give --on-policy λ too", a.s.on_policy_from);
   a.s.topk_mode = parse_topk_mode(a.topk_mode);
   a.s.kd.t2_scale = !a.no_t2;
   a.s.lr.decay = parse_lr_decay(a.schedule);
@@ -214,6 +215,9 @@ void register_train(CLI::App& app) {
       ->capture_default_str()->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--uld-weight", a->s.uld_weight, "On-policy from a teacher of another tokenizer: weight of the ULD term "
                   "(sorted-probability distance) at positions inside a teacher token, relative to KD (0: off)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--on-policy-from", a->s.on_policy_from, "With --on-policy: the step at which sampling starts; the "
+                  "steps before it distil offline on the data's completions (a random student's samples teach slowly)")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd->add_option("--on-policy-temperature", a->s.on_policy_temperature, "Sampling temperature of the student's on-policy completions")
       ->capture_default_str()->check(CLI::PositiveNumber);

@@ -99,7 +99,7 @@ std::shared_ptr<const Tokenizer> make_demo_tokenizer(const fs::path& dir, const 
 
 void train_on(const fs::path& dir, const Plan& p, const Tokenizer& tok, const std::string& name, const ModelShape& shape,
               const std::string& data, int64_t steps, uint64_t seed, float kd_alpha, const Model* teacher = nullptr,
-              double on_policy = 0) {
+              double on_policy = 0, int64_t on_policy_from = 0) {
   const int64_t vocab = tok.vocab_size();
   Model m = Model::random(config_of(shape, vocab, tok), DType::F32, seed);
   TrainSettings ts;
@@ -111,6 +111,7 @@ void train_on(const fs::path& dir, const Plan& p, const Tokenizer& tok, const st
   ts.kd.temperature = 1.0f;
   ts.topk_mode = TopKMode::Tail;
   ts.on_policy = on_policy;
+  ts.on_policy_from = on_policy_from;
   ts.out_dir = (dir / name).string();
   TokenDataset td = TokenDataset::build(read_examples(data, &tok, nullptr), p.seq_len, vocab);
   TokenDataset ev = td.split_off(0.02, seed);
@@ -311,7 +312,7 @@ std::vector<DemoRow> run_demo(const DemoSettings& set) {
 
   // ---- 3. students of the same size and steps, per seed: one on the worked solutions there are
   // (CE), one on the teacher's answers to all the prompts (CE on its text + KD on its top-k), one
-  // on-policy (half of each batch its own samples, graded by the teacher; the other half as KD)
+  // on-policy (KD for the first half of the steps, then half of each batch its own samples graded by the teacher)
   const int seeds = set.seeds > 0 ? set.seeds : set.quick || set.smoke ? 1 : 3;
   const auto named = [](const char* method, int s) { return s == 0 ? std::string(method) : fmt::format("{}-s{}", method, s + 1); };
   std::vector<std::pair<std::string, std::string>> models = {{"teacher", "teacher"}};
@@ -322,7 +323,8 @@ std::vector<DemoRow> run_demo(const DemoSettings& set) {
     train_on(dir, p, *tok, named("student-ce", s), p.student, (dir / "data/train_ground_truth.jsonl").string(), p.student_steps,
              seed, 0.0f);
     train_on(dir, p, *tok, named("student-kd", s), p.student, (dir / "labels").string(), p.student_steps, seed, 0.5f);
-    train_on(dir, p, *tok, named("student-gkd", s), p.student, (dir / "labels").string(), p.student_steps, seed, 0.5f, &teacher, 0.5);
+    train_on(dir, p, *tok, named("student-gkd", s), p.student, (dir / "labels").string(), p.student_steps, seed, 0.5f, &teacher, 0.5,
+             p.student_steps / 2);
     // ---- 4. GRPO on the distilled student
     stage(4, fmt::format("seed {} of {}: GRPO on the distilled student with the answer reward", s + 1, seeds).c_str(),
           (set.quick || set.smoke) ? 10 : 70);

@@ -41,6 +41,7 @@ json TrainSettings::to_json() const {
           {"topk_mode", topk_mode == TopKMode::Tail ? "tail" : "renormalize"}, {"on_policy", on_policy},
           {"on_policy_temperature", on_policy_temperature}};
   if (uld_weight != 1.0f) j["uld_weight"] = uld_weight;  // (absent at the default: earlier runs resume)
+  if (on_policy_from > 0) j["on_policy_from"] = on_policy_from;
   if (lora.rank > 0) j["lora"] = lora.to_json();  // a resumed run must train the same adapter
   return j;
 }
@@ -92,7 +93,7 @@ public:
     int64_t sampled_rows = 0, sampled_tokens = 0;
     for (int64_t micro = 0; micro < s_.grad_accum; ++micro) {
       next_batch();
-      if (s_.on_policy > 0) sample_completions(micro, &sampled_rows, &sampled_tokens);
+      if (s_.on_policy > 0 && h_.step() >= s_.on_policy_from) sample_completions(micro, &sampled_rows, &sampled_tokens);
       if (micro == s_.grad_accum - 1) h_.overlap_next_backward();  // its backward completes the step's gradients
       const MicroLoss l = forward_backward();
       ce_sum += l.ce, kd_sum += l.kd, uld_sum += l.uld;

@@ -40,6 +40,9 @@ struct TrainSettings {
   // KD on the data's completions: sequence-level KD when they are the teacher's).
   double on_policy = 0;
   float on_policy_temperature = 1.0f;
+  // Steps before this one are offline (KD on the data's completions); on-policy rows start here, so
+  // the student samples once it has seen data (grades of a random student's noise teach slowly).
+  int64_t on_policy_from = 0;
   // Grades from a teacher of another vocabulary: positions inside a teacher token get the ULD term
   // (sorted-probability distance, kd_loss.h) with this weight relative to KD (0: off).
   float uld_weight = 1.0f;
