@@ -4,6 +4,8 @@
 // (kernels/gemm_f32_panels.h); the scalar variant and DISTILL_F32_GEMM=blas use OpenBLAS.
 #include "core/error.h"
 #include "kernels/activation_reuse.h"
+#include "core/threads.h"
+#include "core/work_pool.h"
 #include "kernels/kernels.h"
 
 #include <omp.h>
@@ -160,8 +162,8 @@ void matvec_batch(const MatvecJob* jobs, int n_jobs) {
     begin[size_t(j) + 1] = begin[size_t(j)] + jobs[j].N * int64_t(dtype_bytes(jobs[j].w_dtype, jobs[j].K));
     work += double(jobs[j].N) * double(jobs[j].K);
   }
-  const bool parallel = active_kernel_variant() != KernelVariant::Ref && !omp_in_parallel() &&
-                        omp_get_max_threads() > 1 && work > 100000;
+  const bool parallel = active_kernel_variant() != KernelVariant::Ref && !omp_in_parallel() && !in_work_pool() &&
+                        num_threads() > 1 && work > 100000;
   if (!parallel) {
     for (int j = 0; j < n_jobs; ++j) {
       const MatvecJob& b = jobs[j];
@@ -169,18 +171,18 @@ void matvec_batch(const MatvecJob* jobs, int n_jobs) {
     }
     return;
   }
+  // The byte line cut into chunks the work pool's threads claim in order (core/work_pool.h).
   const int64_t total = begin[size_t(n_jobs)];
-  const int64_t* const starts = begin.data();  // this thread's buffer, read by the team below
+  const int64_t* const starts = begin.data();  // this thread's buffer, read by the chunks below
   const uint64_t scope = ActivationScope::new_id();
-#pragma omp parallel
-  {
+  const int64_t n_chunks = int64_t(num_threads()) * 4;
+  run_chunks(n_chunks, [&](int64_t c) {
     const ActivationScope inside(scope);
-    const int64_t t = omp_get_thread_num(), n_threads = omp_get_num_threads();
-    const int64_t lo = total * t / n_threads, hi = total * (t + 1) / n_threads;  // this thread's bytes
+    const int64_t lo = total * c / n_chunks, hi = total * (c + 1) / n_chunks;  // this chunk's bytes
     for (int j = 0; j < n_jobs; ++j) {
       const MatvecJob& b = jobs[j];
       const int64_t row_bytes = int64_t(dtype_bytes(b.w_dtype, b.K));
-      // the rows whose first byte falls in [lo, hi): neighbouring threads' ranges meet exactly
+      // the rows whose first byte falls in [lo, hi): neighbouring chunks' ranges meet exactly
       auto first_row_at = [&](int64_t byte) {
         return std::clamp((byte - starts[j] + row_bytes - 1) / row_bytes, int64_t(0), b.N);
       };
@@ -189,7 +191,7 @@ void matvec_batch(const MatvecJob* jobs, int n_jobs) {
         matmul_forward(b.out + n0, b.x, static_cast<const char*>(b.w) + n0 * row_bytes, b.w_dtype,
                        b.bias ? b.bias + n0 : nullptr, 1, n1 - n0, b.K);
     }
-  }
+  });
 }
 
 // Backward (training): beside the forward it differentiates. d_x reads the weights in their own

@@ -6,7 +6,11 @@
 // teams contend for a lock — measured at a third of prompt attention's time, in futex calls.
 #pragma once
 
+#include "core/work_pool.h"
+
 #include <omp.h>
+
+#include <algorithm>
 
 #include <cstdint>
 
@@ -23,15 +27,21 @@ inline void parallel_for(int64_t n, bool worth, Body&& body) {
 }
 
 // The decode matvecs' split: out[n] = row(n) + bias[n] (bias may be null) for the N weight rows, in
-// tasks of 16 rows handed out statically, so each thread reads one linear stream of rows that the
-// hardware prefetcher follows; in parallel when N·K is worth it.
+// tasks of 16 rows; when N·K is worth it, contiguous runs of tasks are claimed by the threads of
+// the work pool (core/work_pool.h: a one-token step must not wait for a thread another process
+// holds), and each thread reads a linear stream of rows that the hardware prefetcher follows.
 template <class Row>
 inline void parallel_rows(float* out, const float* bias, int64_t N, int64_t K, Row&& row) {
   constexpr int64_t kRowsPerTask = 16;
   const int64_t n_tasks = (N + kRowsPerTask - 1) / kRowsPerTask;
-  parallel_for(n_tasks, n_tasks > 1 && N * K > 100000, [&](int64_t t) {
-    const int64_t n_end = N < (t + 1) * kRowsPerTask ? N : (t + 1) * kRowsPerTask;
-    for (int64_t n = t * kRowsPerTask; n < n_end; ++n) out[n] = row(n) + (bias ? bias[n] : 0.0f);
+  auto rows = [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n) out[n] = row(n) + (bias ? bias[n] : 0.0f);
+  };
+  if (n_tasks <= 1 || N * K <= 100000) return rows(0, N);
+  const int64_t n_chunks = chunks_for(n_tasks);
+  run_chunks(n_chunks, [&](int64_t c) {
+    const int64_t t0 = n_tasks * c / n_chunks, t1 = n_tasks * (c + 1) / n_chunks;
+    rows(t0 * kRowsPerTask, std::min(N, t1 * kRowsPerTask));
   });
 }
 

@@ -4,6 +4,7 @@
 // needed and the kernel allocates nothing. The cache holds f32 or f16 (widened 8 at a time by F16C).
 #include "kernels/avx2/simd.h"
 #include "core/error.h"
+#include "core/work_pool.h"
 #include "kernels/kernels.h"
 
 #include <algorithm>
@@ -65,8 +66,7 @@ void attend(float* out, const float* q, const E* k_cache, const E* v_cache, cons
   const int64_t kv_dim = s.n_kv_head * s.head_dim;
   const int64_t n_work = s.n_tokens * s.n_head;
   const int64_t row_bytes = s.head_dim * int64_t(sizeof(E));  // one head's keys (or values) of one position
-#pragma omp parallel for schedule(dynamic, 1) if (n_work > 1)
-  for (int64_t w = 0; w < n_work; ++w) {
+  auto head = [&](int64_t w) {  // query head w % n_head of token w / n_head
     const int64_t t = w / s.n_head, h = w % s.n_head, g = h / group;
     const int64_t p = pos[t];
     const int64_t first = s.window > 0 ? std::max<int64_t>(0, p - s.window + 1) : 0;
@@ -143,7 +143,15 @@ void attend(float* out, const float* q, const E* k_cache, const E* v_cache, cons
     float* oh = out + w * s.head_dim;
     const float inv = 1.0f / l;
     for (int64_t d = 0; d < s.head_dim; ++d) oh[d] = acc[d] * inv;
+  };
+  if (s.n_tokens == 1 && n_work > 1) {  // a one-token step: on the work pool (core/work_pool.h)
+    const int64_t n_chunks = chunks_for(n_work);
+    return run_chunks(n_chunks, [&](int64_t c) {
+      for (int64_t w = n_work * c / n_chunks; w < n_work * (c + 1) / n_chunks; ++w) head(w);
+    });
   }
+#pragma omp parallel for schedule(dynamic, 1) if (n_work > 1)
+  for (int64_t w = 0; w < n_work; ++w) head(w);
 }
 
 }  // namespace
