@@ -12,6 +12,7 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -134,11 +135,14 @@ class Pool {
 
   std::vector<std::thread> workers_;
   std::mutex busy_;  // one run() at a time
-  std::atomic<uint64_t> state_{0};
   uint64_t gen_ = 0;  // the caller's count (under busy_)
-  std::atomic<void (*)(void*, int64_t)> fn_{nullptr};
+  // Claims, completions and the loop's fields each on their own cache line: a thread polling one
+  // does not pull the line another thread is writing.
+  alignas(64) std::atomic<uint64_t> state_{0};
+  alignas(64) std::atomic<int64_t> done_{0};
+  alignas(64) std::atomic<void (*)(void*, int64_t)> fn_{nullptr};
   std::atomic<void*> ctx_{nullptr};
-  std::atomic<int64_t> n_{0}, done_{0};
+  std::atomic<int64_t> n_{0};
   std::atomic<bool> failed_{false}, stop_{false};
   std::mutex error_mutex_;
   std::exception_ptr error_;
@@ -172,6 +176,12 @@ void run_chunks(int64_t n_chunks, void (*chunk)(void*, int64_t), void* ctx) {
     for (int64_t c = 0; c < n_chunks; ++c) chunk(ctx, c);
   };
   if (n_chunks <= 1 || threads <= 1 || t_in_pool || omp_in_parallel()) return serial();
+  static const bool use_openmp = [] { const char* e = std::getenv("DISTILL_WORK_POOL"); return e && std::string(e) == "0"; }();
+  if (use_openmp) {  // DISTILL_WORK_POOL=0: OpenMP's static split instead (to compare)
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < n_chunks; ++c) chunk(ctx, c);
+    return;
+  }
   Pool* pool = pool_for(threads);
   std::unique_lock<std::mutex> lock(pool->busy(), std::try_to_lock);
   if (!lock.owns_lock()) return serial();

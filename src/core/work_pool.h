@@ -13,6 +13,7 @@
 // a thread still streams long runs of weight rows. Workers spin briefly after a loop (decode steps
 // follow each other closely), then sleep on a futex. Exceptions thrown by a chunk are caught; the
 // rest of the chunks are skipped and the first exception is rethrown on the caller.
+// DISTILL_WORK_POOL=0 runs the chunks as an OpenMP loop instead (static split), to compare.
 #pragma once
 
 #include <cstdint>

@@ -175,7 +175,7 @@ void matvec_batch(const MatvecJob* jobs, int n_jobs) {
   const int64_t total = begin[size_t(n_jobs)];
   const int64_t* const starts = begin.data();  // this thread's buffer, read by the chunks below
   const uint64_t scope = ActivationScope::new_id();
-  const int64_t n_chunks = int64_t(num_threads()) * 4;
+  const int64_t n_chunks = chunks_for(total);
   run_chunks(n_chunks, [&](int64_t c) {
     const ActivationScope inside(scope);
     const int64_t lo = total * c / n_chunks, hi = total * (c + 1) / n_chunks;  // this chunk's bytes

@@ -4,8 +4,8 @@
 // needed and the kernel allocates nothing. The cache holds f32 or f16 (widened 8 at a time by F16C).
 #include "kernels/avx2/simd.h"
 #include "core/error.h"
-#include "core/work_pool.h"
 #include "kernels/kernels.h"
+#include "kernels/parallel.h"
 
 #include <algorithm>
 #include <cmath>
@@ -144,12 +144,7 @@ void attend(float* out, const float* q, const E* k_cache, const E* v_cache, cons
     const float inv = 1.0f / l;
     for (int64_t d = 0; d < s.head_dim; ++d) oh[d] = acc[d] * inv;
   };
-  if (s.n_tokens == 1 && n_work > 1) {  // a one-token step: on the work pool (core/work_pool.h)
-    const int64_t n_chunks = chunks_for(n_work);
-    return run_chunks(n_chunks, [&](int64_t c) {
-      for (int64_t w = n_work * c / n_chunks; w < n_work * (c + 1) / n_chunks; ++w) head(w);
-    });
-  }
+  if (s.n_tokens == 1) return pool_for(n_work, n_work > 1, head);  // a one-token step (kernels/parallel.h)
 #pragma omp parallel for schedule(dynamic, 1) if (n_work > 1)
   for (int64_t w = 0; w < n_work; ++w) head(w);
 }

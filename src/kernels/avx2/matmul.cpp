@@ -52,7 +52,7 @@ inline void tile(float* out, const float* x, const W* w, const float* bias, int6
 template <typename W>
 void matmul(float* out, const float* x, const W* w, const float* bias, int64_t M, int64_t N, int64_t K) {
   const int64_t n_blocks = (N + kRowsPerBlock - 1) / kRowsPerBlock;
-  parallel_for(n_blocks, n_blocks > 1 && M * N * K > 100000, [&](int64_t b) {
+  auto block = [&](int64_t b) {
     const int64_t n_begin = b * kRowsPerBlock, n_end = std::min(N, n_begin + kRowsPerBlock);
     for (int64_t mc = 0; mc < M; mc += kInputChunk) {
       const int64_t m_end = std::min(M, mc + kInputChunk);
@@ -70,7 +70,10 @@ void matmul(float* out, const float* x, const W* w, const float* bias, int64_t M
       for (; m < m_end; ++m)
         for (int64_t n = n_begin; n < n_end; ++n) tile<W, 1, 1>(out, x, w, bias, n, m, N, K);
     }
-  });
+  };
+  const bool worth = n_blocks > 1 && M * N * K > 100000;
+  if (M == 1) return pool_for(n_blocks, worth, block);  // a one-token step (kernels/parallel.h)
+  parallel_for(n_blocks, worth, block);
 }
 
 }  // namespace

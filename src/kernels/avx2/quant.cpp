@@ -150,7 +150,7 @@ void matvec_q8_0(float* out, const BlockQ8_0* xq, const ActivationBlocks& act, c
   const BlockQ8_0* const xap = act.abs;
   const __m256i ones = _mm256_set1_epi16(1);
   const int64_t n_tasks = (N + kRowsPerTask - 1) / kRowsPerTask;
-  parallel_for(n_tasks, n_tasks > 1 && N * K > 100000, [&](int64_t t) {
+  pool_for(n_tasks, n_tasks > 1 && N * K > 100000, [&](int64_t t) {
     const int64_t n_end = std::min(N, (t + 1) * kRowsPerTask);
     for (int64_t n = t * kRowsPerTask; n < n_end; ++n) {
       __m256 acc = _mm256_setzero_ps();
@@ -228,7 +228,7 @@ void matvec_k(float* out, const float* x, const void* w, const float* bias, int6
   for (int g = 0; g < 4; ++g) pick6[g] = _mm256_set_m128i(_mm256_castsi256_si128(pick[2 * g + 1]), _mm256_castsi256_si128(pick[2 * g]));
   auto load = [](const void* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); };
   const int64_t n_tasks = (N + kRowsPerTask - 1) / kRowsPerTask;
-  parallel_for(n_tasks, n_tasks > 1 && N * K > 100000, [&](int64_t t) {
+  pool_for(n_tasks, n_tasks > 1 && N * K > 100000, [&](int64_t t) {
     const int64_t n_end = std::min(N, (t + 1) * kRowsPerTask);
     for (int64_t n = t * kRowsPerTask; n < n_end; ++n) {
       __m256 acc = _mm256_setzero_ps(), corr = _mm256_setzero_ps();
