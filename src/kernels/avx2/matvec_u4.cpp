@@ -50,7 +50,6 @@ inline __m256i pair_dot(const Block* w, int r, const ActivationPairs& a, int64_t
   return _mm256_sub_epi32(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)), a.off[p]);
 }
 
-constexpr int64_t kPrefetchAhead = 512;  // as the other AVX2 decode rows (kernels/avx2/quant.cpp)
 
 template <typename Block>
 float row_dot(const Block* wr, const ActivationPairs& a, int64_t nb) {
@@ -58,11 +57,12 @@ float row_dot(const Block* wr, const ActivationPairs& a, int64_t nb) {
   const __m256i spread[4] = {_mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1), _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3),
                              _mm256_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5), _mm256_setr_epi32(6, 6, 6, 6, 7, 7, 7, 7)};
   __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  const int64_t ahead = decode_prefetch_bytes();
   int64_t b = 0;
   for (; b + 8 <= nb; b += 8) {
-    _mm_prefetch(reinterpret_cast<const char*>(wr + b) + kPrefetchAhead, _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(wr + b) + kPrefetchAhead + 64, _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(wr + b) + kPrefetchAhead + 128, _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(wr + b) + ahead, _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(wr + b) + ahead + 64, _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(wr + b) + ahead + 128, _MM_HINT_T0);
     const __m256 s8 = _mm256_mul_ps(scales8(wr + b), _mm256_loadu_ps(a.d + b));
     for (int i = 0; i < 4; ++i)
       acc[i & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pair_dot(wr + b + 2 * i, 2, a, b / 2 + i)),

@@ -25,11 +25,6 @@ namespace distill::avx2 {
 namespace {
 
 constexpr int64_t kRowsPerTask = 16;
-// Decode rows of Q4_0 / K-quants prefetch this many bytes ahead: a thread's share of a 768-wide
-// matrix is too short for the hardware prefetchers to ramp up from DRAM, and they stop at 4 KiB
-// pages (134M Q4_0 matrices, 2 threads, alternating runs: 2.3-2.5 ms per token of matvecs with
-// 512 B, 2.2-3.1 without, 2.7-2.8 with 1 KiB).
-constexpr int64_t kPrefetchAhead = 512;
 constexpr int kInputTile = 4;
 
 // Q8_0 of 32 floats (round to nearest even, as ggml's AVX2 quantizer).
@@ -149,6 +144,7 @@ void matvec_q8_0(float* out, const BlockQ8_0* xq, const ActivationBlocks& act, c
   const float* const xdp = act.d;
   const BlockQ8_0* const xap = act.abs;
   const __m256i ones = _mm256_set1_epi16(1);
+  const int64_t ahead = decode_prefetch_bytes();
   const int64_t n_tasks = (N + kRowsPerTask - 1) / kRowsPerTask;
   pool_for(n_tasks, n_tasks > 1 && N * K > 100000, [&](int64_t t) {
     const int64_t n_end = std::min(N, (t + 1) * kRowsPerTask);
@@ -156,6 +152,7 @@ void matvec_q8_0(float* out, const BlockQ8_0* xq, const ActivationBlocks& act, c
       __m256 acc = _mm256_setzero_ps();
       const Block* wr = static_cast<const Block*>(w) + n * nb;
       for (int64_t b = 0; b < nb; ++b) {
+        if (b % 2 == 0) _mm_prefetch(reinterpret_cast<const char*>(wr + b) + ahead, _MM_HINT_T0);  // 68 bytes per pair
         const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[b].qs));
         const __m256i ax = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xap[b].qs));
         const __m256i sw = _mm256_sign_epi8(block_values(wr[b]), xv);  // w with x's sign
@@ -227,6 +224,7 @@ void matvec_k(float* out, const float* x, const void* w, const float* bias, int6
   __m256i pick6[4];  // Q6_K: int16 lane 2g of a 128-bit lane in the low lane, 2g + 1 in the high
   for (int g = 0; g < 4; ++g) pick6[g] = _mm256_set_m128i(_mm256_castsi256_si128(pick[2 * g + 1]), _mm256_castsi256_si128(pick[2 * g]));
   auto load = [](const void* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); };
+  const int64_t ahead = decode_prefetch_bytes();
   const int64_t n_tasks = (N + kRowsPerTask - 1) / kRowsPerTask;
   pool_for(n_tasks, n_tasks > 1 && N * K > 100000, [&](int64_t t) {
     const int64_t n_end = std::min(N, (t + 1) * kRowsPerTask);
@@ -240,7 +238,7 @@ void matvec_k(float* out, const float* x, const void* w, const float* bias, int6
           using Block = std::conditional_t<kBits == 5, BlockQ5_K, BlockQ4_K>;
           const Block& blk = static_cast<const Block*>(w)[n * nsb + sb];
           for (size_t off = 0; off < sizeof(Block); off += 64)
-            _mm_prefetch(reinterpret_cast<const char*>(&blk) + kPrefetchAhead + off, _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(&blk) + ahead + off, _MM_HINT_T0);
           // the eight scales unpacked at once, as int16 in both 128-bit lanes; sub-block j's
           // broadcast by a byte shuffle (scale_min_k4 and a broadcast per sub-block kept it compute-bound)
           uint64_t sc8, mn8;
@@ -266,7 +264,7 @@ void matvec_k(float* out, const float* x, const void* w, const float* bias, int6
         } else {
           const BlockQ6_K& blk = static_cast<const BlockQ6_K*>(w)[n * nsb + sb];
           for (size_t off = 0; off < sizeof(BlockQ6_K); off += 64)
-            _mm_prefetch(reinterpret_cast<const char*>(&blk) + kPrefetchAhead + off, _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(&blk) + ahead + off, _MM_HINT_T0);
           for (int half = 0; half < 2; ++half) {
             const uint8_t* ql = blk.ql + 64 * half;
             const __m256i l0 = load(ql), l1 = load(ql + 32), hb = load(blk.qh + 32 * half);
