@@ -12,6 +12,7 @@
 #include "kernels/block_scales8.h"
 #include "kernels/kernels.h"
 #include "kernels/parallel.h"
+#include "kernels/prefetch.h"
 #include "kernels/quant_blocks.h"
 
 #include <immintrin.h>
@@ -60,9 +61,7 @@ float row_dot(const Block* wr, const ActivationPairs& a, int64_t nb) {
   const int64_t ahead = decode_prefetch_bytes();
   int64_t b = 0;
   for (; b + 8 <= nb; b += 8) {
-    _mm_prefetch(reinterpret_cast<const char*>(wr + b) + ahead, _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(wr + b) + ahead + 64, _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(wr + b) + ahead + 128, _MM_HINT_T0);
+    prefetch_ahead(wr + b, ahead, int64_t(8 * sizeof(Block)));
     const __m256 s8 = _mm256_mul_ps(scales8(wr + b), _mm256_loadu_ps(a.d + b));
     for (int i = 0; i < 4; ++i)
       acc[i & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pair_dot(wr + b + 2 * i, 2, a, b / 2 + i)),

@@ -7,6 +7,7 @@
 #include "kernels/avx2/simd.h"
 #include "kernels/kernels.h"
 #include "kernels/parallel.h"
+#include "kernels/prefetch.h"
 #include "kernels/quant_blocks.h"
 
 #include <algorithm>
@@ -152,7 +153,7 @@ void matvec_q8_0(float* out, const BlockQ8_0* xq, const ActivationBlocks& act, c
       __m256 acc = _mm256_setzero_ps();
       const Block* wr = static_cast<const Block*>(w) + n * nb;
       for (int64_t b = 0; b < nb; ++b) {
-        if (b % 2 == 0) _mm_prefetch(reinterpret_cast<const char*>(wr + b) + ahead, _MM_HINT_T0);  // 68 bytes per pair
+        if (b % 2 == 0) prefetch_ahead(wr + b, ahead, 64);  // (68 bytes a pair: the hardware prefetcher covers the rest)
         const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[b].qs));
         const __m256i ax = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xap[b].qs));
         const __m256i sw = _mm256_sign_epi8(block_values(wr[b]), xv);  // w with x's sign
@@ -237,8 +238,7 @@ void matvec_k(float* out, const float* x, const void* w, const float* bias, int6
         if constexpr (kBits != 6) {
           using Block = std::conditional_t<kBits == 5, BlockQ5_K, BlockQ4_K>;
           const Block& blk = static_cast<const Block*>(w)[n * nsb + sb];
-          for (size_t off = 0; off < sizeof(Block); off += 64)
-            _mm_prefetch(reinterpret_cast<const char*>(&blk) + ahead + off, _MM_HINT_T0);
+          prefetch_ahead(&blk, ahead, int64_t(sizeof(Block)));
           // the eight scales unpacked at once, as int16 in both 128-bit lanes; sub-block j's
           // broadcast by a byte shuffle (scale_min_k4 and a broadcast per sub-block kept it compute-bound)
           uint64_t sc8, mn8;
@@ -263,8 +263,7 @@ void matvec_k(float* out, const float* x, const void* w, const float* bias, int6
           corr = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_set1_ps(_cvtsh_ss(blk.dmin) * dx), corr);
         } else {
           const BlockQ6_K& blk = static_cast<const BlockQ6_K*>(w)[n * nsb + sb];
-          for (size_t off = 0; off < sizeof(BlockQ6_K); off += 64)
-            _mm_prefetch(reinterpret_cast<const char*>(&blk) + ahead + off, _MM_HINT_T0);
+          prefetch_ahead(&blk, ahead, int64_t(sizeof(BlockQ6_K)));
           for (int half = 0; half < 2; ++half) {
             const uint8_t* ql = blk.ql + 64 * half;
             const __m256i l0 = load(ql), l1 = load(ql + 32), hb = load(blk.qh + 32 * half);

@@ -4,22 +4,9 @@
 
 #include <immintrin.h>
 
-#include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 
 namespace distill::avx2 {
-
-// How far ahead the decode row kernels prefetch weight bytes: a thread's share of a matrix is too
-// short for the hardware prefetchers to ramp up from DRAM, and they stop at 4 KiB pages.
-// DISTILL_PREFETCH_BYTES overrides it (to tune on another machine); read once.
-inline int64_t decode_prefetch_bytes() {
-  static const int64_t bytes = [] {
-    const char* e = std::getenv("DISTILL_PREFETCH_BYTES");
-    return e ? std::max<int64_t>(0, std::atoll(e)) : int64_t(2048);
-  }();
-  return bytes;
-}
 
 inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

@@ -14,6 +14,7 @@
 #include "kernels/block_scales8.h"
 #include "kernels/kernels.h"
 #include "kernels/parallel.h"
+#include "kernels/prefetch.h"
 #include "kernels/quant_blocks.h"
 
 #include <immintrin.h>
@@ -48,8 +49,10 @@ inline __m512i unsigned_values(__m512i nibbles) {
 }
 float row_dot(const BlockQ8_0* wr, const __m512i* ax, const __mmask64* neg, const float* xd, int64_t nb) {
   __m512 acc = _mm512_setzero_ps();
+  const int64_t ahead = decode_prefetch_bytes();
   int64_t b = 0;
   for (; b + 2 <= nb; b += 2) {
+    prefetch_ahead(wr + b, ahead, 64);  // (68 bytes a pair: the hardware prefetcher covers the rest)
     const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ax[b / 2], signed_like(pair_q8_0(wr + b), neg[b / 2]));
     // lanes 0-7 scaled by the first block's d_w·d_x, 8-15 by the second's
     const __m512 s = _mm512_insertf32x8(_mm512_set1_ps(f16_to_f32(wr[b].d) * xd[b]),
@@ -108,8 +111,10 @@ float row_dot_u4(const Block* wr, const ActivationU4& a, int64_t nb) {
   const __m512i spread0 = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
   const __m512i spread1 = _mm512_add_epi32(spread0, _mm512_set1_epi32(4));
   __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  const int64_t ahead = decode_prefetch_bytes();
   int64_t b = 0;
   for (; b + 8 <= nb; b += 8) {
+    prefetch_ahead(wr + b, ahead, int64_t(8 * sizeof(Block)));
     const __m512 s8 = _mm512_castps256_ps512(_mm256_mul_ps(scales8(wr + b), _mm256_loadu_ps(a.d + b)));
     acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(group_dot(wr + b, 4, a, b / 4)), _mm512_permutexvar_ps(spread0, s8), acc0);
     acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(group_dot(wr + b + 4, 4, a, b / 4 + 1)), _mm512_permutexvar_ps(spread1, s8), acc1);

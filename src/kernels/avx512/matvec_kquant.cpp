@@ -18,6 +18,7 @@
 #include "kernels/activation_reuse.h"
 #include "kernels/kernels.h"
 #include "kernels/parallel.h"
+#include "kernels/prefetch.h"
 #include "kernels/quant_blocks.h"
 
 #include <immintrin.h>
@@ -83,8 +84,10 @@ float row_q4_k(const BlockQ4_K* blk, const ActivationQ8K& a, int64_t nsb) {
   const __m512i pairs = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
   __m512 acc = _mm512_setzero_ps();
   float corr = 0.0f;
+  const int64_t ahead = decode_prefetch_bytes();
   for (int64_t sb = 0; sb < nsb; ++sb) {
     const BlockQ4_K& b = blk[sb];
+    prefetch_ahead(&b, ahead, int64_t(sizeof(BlockQ4_K)));
     const int8_t* xq = a.q + sb * kQKK;
     const __m512i z0 = _mm512_loadu_si512(b.qs), z1 = _mm512_loadu_si512(b.qs + 64);
     const __m512i w[4] = {_mm512_and_si512(z0, low4), _mm512_and_si512(_mm512_srli_epi16(z0, 4), low4),
@@ -123,8 +126,10 @@ float row_q6_k(const BlockQ6_K* blk, const ActivationQ8K& a, int64_t nsb) {
                           _mm512_set_epi32(11, 11, 11, 11, 10, 10, 10, 10, 9, 9, 9, 9, 8, 8, 8, 8),
                           _mm512_set_epi32(15, 15, 15, 15, 14, 14, 14, 14, 13, 13, 13, 13, 12, 12, 12, 12)};
   __m512 acc = _mm512_setzero_ps();
+  const int64_t ahead = decode_prefetch_bytes();
   for (int64_t sb = 0; sb < nsb; ++sb) {
     const BlockQ6_K& b = blk[sb];
+    prefetch_ahead(&b, ahead, int64_t(sizeof(BlockQ6_K)));
     const int8_t* xq = a.q + sb * kQKK;
     const __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)));
     // −32 · Σ_s sc_s · Σ x_q (group s), folded into the integer sum
