@@ -10,7 +10,6 @@
 #include <atomic>
 #include <cstdlib>
 #include <exception>
-#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
