@@ -57,6 +57,32 @@ BENCHMARK(BM_Matmul)
     ->Args({1, 32000, 768, int(DType::Q6_K), 0})
     ->UseRealTime();
 
+// The three products of one training linear (forward x·Wᵀ, d_x = d_y·W, d_w += d_yᵀ·x) at
+// training's row counts, in f32 (panel GEMM + sgemm) or under --precision bf16 (gemm_bf16).
+// args: M (tokens), N, K, 1 = bf16.
+static void BM_TrainLinear(benchmark::State& state) {
+  const int64_t M = state.range(0), N = state.range(1), K = state.range(2);
+  const Bf16MatmulScope precision(state.range(3) != 0);
+  Rng rng(2);
+  std::vector<float> x(size_t(M * K)), w(size_t(N * K)), y(size_t(M * N)), dy(size_t(M * N)), dx(size_t(M * K)), dw(size_t(N * K));
+  for (float& v : x) v = rng.normal();
+  for (float& v : w) v = rng.normal();
+  for (float& v : dy) v = rng.normal();
+  for (auto _ : state) {
+    matmul_forward(y.data(), x.data(), w.data(), DType::F32, nullptr, M, N, K);
+    matmul_backward(dx.data(), dw.data(), nullptr, dy.data(), x.data(), w.data(), DType::F32, M, N, K, false);
+    benchmark::DoNotOptimize(dw.data());
+  }
+  state.counters["GFLOP/s"] = benchmark::Counter(double(6 * M * N * K), benchmark::Counter::kIsIterationInvariantRate);
+}
+// 2048 tokens (batch 8 × 256) through Qwen2.5-0.5B's q and gate projections, and the 134M's
+BENCHMARK(BM_TrainLinear)
+    ->ArgNames({"M", "N", "K", "bf16"})
+    ->Args({2048, 896, 896, 0})->Args({2048, 896, 896, 1})
+    ->Args({2048, 4864, 896, 0})->Args({2048, 4864, 896, 1})
+    ->Args({2048, 2048, 768, 0})->Args({2048, 2048, 768, 1})
+    ->UseRealTime();
+
 // Attention of a whole prompt of T tokens (prefill) over an f16 KV cache: 134M's shape (12 heads of
 // 64, no GQA) by default. args: T, n_head, n_kv_head.
 static void BM_AttentionPrefill(benchmark::State& state) {

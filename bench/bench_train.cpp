@@ -4,7 +4,9 @@
 // PyTorch peer (../shared/peers/torch_train_bench.py: stories15m, gqa30m); bench/vs_pytorch.sh runs
 // both in one session and prints the ratio. No peer figure is written here.
 //
-//   bench_train [--threads N] [--steps S] [--only stories15m|gqa30m] [--json]
+//   bench_train [--threads N] [--steps S] [--only stories15m|gqa30m] [--precision f32|bf16] [--json]
+// (--precision bf16: training's bf16 products, TrainingPass::set_bf16_matmuls; MFU stays against
+// the f32 sgemm peak)
 #include "core/rng.h"
 #include "core/threads.h"
 #include "kernels/kernels.h"
@@ -52,20 +54,21 @@ struct BenchShape {
 int main(int argc, char** argv) {
   int threads = 2, steps = 5;
   std::string only;
-  bool json = false;
+  bool json = false, bf16 = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--json")) json = true;
     else if (i + 1 >= argc) return std::fprintf(stderr, "bench_train: %s needs a value\n", argv[i]), 2;
     else if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--steps")) steps = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--only")) only = argv[++i];
+    else if (!std::strcmp(argv[i], "--precision")) bf16 = !std::strcmp(argv[++i], "bf16");
     else return std::fprintf(stderr, "bench_train: unknown option %s\n", argv[i]), 2;
   }
   set_num_threads(threads);
   const double peak = measure_sgemm_peak();
   if (!json) {
-    std::printf("bench_train: %d threads, sgemm peak %.1f GFLOP/s (2048³), %d timed steps after 1 warm-up\n",
-                num_threads(), peak, steps);
+    std::printf("bench_train: %d threads, sgemm peak %.1f GFLOP/s (2048³), %d timed steps after 1 warm-up, %s products\n",
+                num_threads(), peak, steps, bf16 ? "bf16" : "f32");
     std::printf("%-10s %-9s %8s | %9s %8s %8s %6s\n", "model", "batch", "params", "tokens/s", "ms/step", "GFLOP/s", "MFU");
   }
   const BenchShape shapes[] = {  // as torch_train_bench.py's CONFIGS
@@ -81,6 +84,7 @@ int main(int argc, char** argv) {
     Model m = Model::random(c, DType::F32, 1);
     ParamArena arena = ParamArena::adopt(m);
     TrainingPass pass(m, s.batch, s.seq);
+    pass.set_bf16_matmuls(bf16);
     AdamW opt(arena, AdamWSettings{});
     Tensor grads = arena.new_buffer();
     ModelWeights g = arena.views(grads);
@@ -112,8 +116,9 @@ int main(int argc, char** argv) {
     const double gflops = (6.0 * matmul_params + attn_flops) * tps / 1e9;
     if (json)
       std::printf("{\"config\": \"%s\", \"params\": %lld, \"batch\": %lld, \"seq\": %lld, \"threads\": %d, "
-                  "\"tokens_per_s\": %.1f, \"mfu\": %.3f}\n",
-                  s.name, (long long)c.n_params(), (long long)s.batch, (long long)s.seq, num_threads(), tps, gflops / peak);
+                  "\"precision\": \"%s\", \"tokens_per_s\": %.1f, \"mfu\": %.3f}\n",
+                  s.name, (long long)c.n_params(), (long long)s.batch, (long long)s.seq, num_threads(), bf16 ? "bf16" : "f32",
+                  tps, gflops / peak);
     else
       std::printf("%-10s %4lldx%-4lld %7.1fM | %9.0f %8.1f %8.1f %5.1f%%\n", s.name, (long long)s.batch, (long long)s.seq,
                   double(c.n_params()) / 1e6, tps, 1000.0 * t_total / steps, gflops, 100.0 * gflops / peak);

@@ -18,26 +18,37 @@
 #   BPE token; byte students: per byte — compare within a group), and for the BPE students the
 #   top-1 agreement with the teacher.
 #
-# usage: bench/kd_compare.sh [--seeds 3] [--steps 300] [--quick]     (prints a markdown table)
+# usage: bench/kd_compare.sh [--seeds 3] [--steps 300] [--quick] [--reuse [--first-seed N]]
+#   (prints a markdown table; --reuse keeps the teacher and labels of the last run, and
+#   --first-seed N also keeps its students of seeds < N and runs seeds N..--seeds only)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 distill=${DISTILL:-$root/build/distill}
-seeds=3 steps=300 teacher_steps=400 pairs=4000 prompts=1200 reuse=0
+seeds=3 steps=300 teacher_steps=400 pairs=4000 prompts=1200 reuse=0 first_seed=1
 while [ $# -gt 0 ]; do
   case $1 in
     --reuse) reuse=1; shift ;;  # keep the teacher and labels of the last run (same settings)
     --seeds) seeds=$2; shift 2 ;;
+    --first-seed) first_seed=$2; shift 2 ;;
     --steps) steps=$2; shift 2 ;;
     --quick) seeds=2 steps=60 teacher_steps=150 pairs=1500 prompts=300; shift ;;
-    *) echo "usage: $0 [--seeds N] [--steps N] [--quick]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--seeds N] [--steps N] [--quick] [--reuse [--first-seed N]]" >&2; exit 2 ;;
   esac
 done
 work=${TMPDIR:-/tmp}/distill-kd-compare
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 if [ "$reuse" = 1 ] && [ -f "$work/ds-bytes/manifest.json" ]; then
-  cd "$work" && rm -rf ce-* kd-* onpolicy-* bytece-* bytekd-* bytekdhalf-* byteonpolicy-* bpe-s* byte-s* results.txt
+  cd "$work"
+  for seed in $(seq "$first_seed" "$seeds"); do  # students of earlier seeds stay, with their results
+    rm -rf {ce,kd,onpolicy,bytece,bytekd,bytekdhalf,byteonpolicy}-"$seed"{,.log} {bpe,byte}-s"$seed"
+  done
+  if [ "$first_seed" -gt 1 ] && [ -f results.txt ]; then
+    awk -v f="$first_seed" '{ n = $1; sub(/.*-/, "", n) } n + 0 < f' results.txt > results.kept && mv results.kept results.txt
+  else
+    : > results.txt
+  fi
 else
-reuse=0
+reuse=0 first_seed=1
 rm -rf "$work" && mkdir -p "$work" && cd "$work"
 uptime >&2
 
@@ -87,8 +98,8 @@ train() {  # name student data seed extra...
   fi
   printf '%s %s %s %.0f\n' "$name" "$(jq -r .text.loss <<< "$ev")" "$agree" "$secs" >> results.txt
 }
-: > results.txt
-for seed in $(seq 1 "$seeds"); do
+[ "$reuse" = 1 ] || : > results.txt
+for seed in $(seq "$first_seed" "$seeds"); do
   for kind in bpe byte; do "$distill" init --config student.json --tokenizer $([ $kind = bpe ] && echo teacher || echo bytes) --seed "$seed" -o "$kind-s$seed" > /dev/null; done
   log "seed $seed: BPE students"
   train "ce-$seed" "bpe-s$seed" ds-bpe "$seed" --loss ce

@@ -127,6 +127,42 @@ TEST_P(LayerGraph, RecomputedLayersGiveTheSameGradients) {
   EXPECT_GT(per_layer_rest / size_t(c.n_layer - 1), 4 * size_t(N) * E * sizeof(float)) << "a layer keeps far more than its input";
 }
 
+// --precision bf16: the linears' kept inputs (xn1, att, xn2, h) are stored as bf16, which changes
+// no value, since their products round them to bf16 anyway: the gradients equal, bit for bit, those
+// of a pass that recomputes every layer in f32 buffers (checkpointing keeps no bf16 copy). They
+// stay within bf16's rounding of the f32 pass's, and the pass keeps fewer bytes.
+TEST_P(LayerGraph, Bf16KeptLinearInputsChangeNoGradient) {
+  const int64_t B = 2, S = 11;
+  Model model = windowed_model(GetParam(), 3);
+  ParamArena arena = ParamArena::adopt(model);
+  const int64_t V = model.config.n_vocab, N = B * S;
+  const std::vector<int32_t> ids = random_ids(N, V, 5), targets = random_ids(N, V, 6);
+  TrainingPass kept(model, B, S), recomputed(model, B, S, true), f32(model, B, S);
+  kept.set_bf16_matmuls(true), recomputed.set_bf16_matmuls(true);
+  Tensor g_kept = arena.new_buffer(), g_recomputed = arena.new_buffer(), g_f32 = arena.new_buffer();
+  for (auto [pass, grads] : {std::pair{&kept, &g_kept}, std::pair{&recomputed, &g_recomputed}, std::pair{&f32, &g_f32}}) {
+    const float* logits = pass->forward(ids.data());
+    std::vector<float> d_logits(size_t(N * V));
+    cross_entropy_backward(d_logits.data(), logits, targets.data(), N, V);
+    ModelWeights g = arena.views(*grads);
+    pass->backward(d_logits.data(), g);
+  }
+  EXPECT_EQ(test::max_abs_diff(g_kept.data<float>(), g_recomputed.data<float>(), arena.size()), 0.0f);
+  double err = 0, norm = 0;  // relative error of the whole gradient vector
+  for (size_t i = 0; i < arena.size(); ++i) {
+    const double d = double(g_kept.data<float>()[i]) - g_f32.data<float>()[i];
+    err += d * d, norm += double(g_f32.data<float>()[i]) * g_f32.data<float>()[i];
+  }
+  EXPECT_GT(err, 0.0) << "bf16 products must change the gradients";
+  // (3.5 % on this random model: sums of 24 products with cancellation, carried through 2 layers)
+  EXPECT_LT(std::sqrt(err / norm), 0.06) << "but only by bf16's rounding";
+  const ModelConfig& c = model.config;
+  // each layer's 3 [N, E] + [N, F] linear inputs (q_dim = E here) at 2 bytes instead of 4, and one
+  // f32 staging set of them added (2 × those savings)
+  const size_t per_layer = size_t(N) * size_t(3 * c.n_embd + c.n_ff) * 2;
+  EXPECT_EQ(f32.activation_bytes() + 2 * per_layer, kept.activation_bytes() + per_layer * size_t(c.n_layer));
+}
+
 // The training step's head in chunks of rows (TrainingPass::forward_backward: the [N, vocabulary]
 // logits never held at once) gives the gradients of the whole-logits forward and backward, up to
 // the summation order of the head's gradient over the chunks.

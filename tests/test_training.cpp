@@ -87,6 +87,36 @@ TEST(Training, LearnsSyntheticLanguageAndResumesBitForBit) {
   EXPECT_NE(r.output.find("weight_decay"), std::string::npos) << r.output;
 }
 
+// --precision bf16: the products take bf16-rounded operands (f32 sums, f32 master weights). The
+// model learns as well, ends elsewhere than the f32 run, and resumes bit for bit; resuming in f32
+// is refused, naming the setting.
+TEST(Training, LearnsInBf16PrecisionAndResumesBitForBit) {
+  TempDir dir;
+  write_language(dir / "data.jsonl", 240, 17);
+  ASSERT_EQ(run("init --preset tiny --vocab 24 --seed 5 -o " + (dir / "student")).exit_code, 0);
+  const std::string base = "train --student " + (dir / "student") + " --data " + (dir / "data.jsonl") + kTrainArgs;
+  CliRun r = run(base + " -o " + (dir / "f32"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run(base + " --precision bf16 -o " + (dir / "a"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const double loss = last_eval_loss(dir / "a/metrics.jsonl");
+  EXPECT_GE(loss, 0.0);
+  EXPECT_LT(loss, 0.05) << "bf16 products must learn the deterministic language too";
+  EXPECT_NE(test::read_bytes(dir / "a/model.safetensors"), test::read_bytes(dir / "f32/model.safetensors"))
+      << "bf16 products must change the run";
+  r = run(base + " --precision bf16 -o " + (dir / "b"), "DISTILL_TEST_KILL_AT_STEP=137");
+  EXPECT_EQ(r.exit_code, 137) << r.output;
+  r = run(base + " --precision bf16 -o " + (dir / "b") + " --resume");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(test::read_bytes(dir / "a/model.safetensors"), test::read_bytes(dir / "b/model.safetensors"));
+  r = run(base + " -o " + (dir / "b") + " --resume");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("precision"), std::string::npos) << r.output;
+  r = run(base + " --precision fp8 -o " + (dir / "c"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("--precision"), std::string::npos) << r.output;
+}
+
 TEST(Training, DistillsFromATeacher) {
   TempDir dir;
   write_language(dir / "data.jsonl", 120, 17);

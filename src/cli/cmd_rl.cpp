@@ -122,6 +122,7 @@ void register_rl(CLI::App& app) {
   cmd->add_flag("--activation-checkpointing", a->s.recompute_layers,
                 "Keep each layer's input only and recompute the layer in the backward (less memory, ~1/3 more compute, same gradients)");
   cmd->add_flag("--resume", a->resume, "Continue from OUT/checkpoint");
+  add_precision_option(cmd, &a->s.bf16_matmuls);
   add_lora_train_options(cmd, &a->lora);
   cmd->callback([a] { run_rl(*a); });
 }

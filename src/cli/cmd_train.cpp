@@ -181,6 +181,14 @@ void run_train(TrainArgs& a) {
 
 }  // namespace
 
+void add_precision_option(CLI::App* cmd, bool* bf16_matmuls) {
+  cmd->add_option_function<std::string>(
+         "--precision", [bf16_matmuls](const std::string& p) { *bf16_matmuls = p == "bf16"; },
+         "Products of the training passes: f32, or bf16 (operands rounded to bf16, sums and master weights f32; "
+         "vdpbf16ps where the CPU has AVX512_BF16) [default: f32]")
+      ->check(CLI::IsMember({"f32", "bf16"}));
+}
+
 void register_train(CLI::App& app) {
   auto a = std::make_shared<TrainArgs>();
   CLI::App* cmd = app.add_subcommand("train", "Train or distil a student model");
@@ -242,6 +250,7 @@ void register_train(CLI::App& app) {
                 "Under mpirun: sum the gradients over the ranks after the backward instead of layer by layer during it");
   cmd->add_flag("--activation-checkpointing", a->s.recompute_layers,
                 "Keep each layer's input only and recompute the layer in the backward (less memory, ~1/3 more compute, same gradients)");
+  add_precision_option(cmd, &a->s.bf16_matmuls);
   add_lora_train_options(cmd, &a->lora);
   cmd->callback([a] { run_train(*a); });
 }

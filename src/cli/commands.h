@@ -40,6 +40,8 @@ struct LoraOptions {
   bool rslora = false;
 };
 void add_lora_train_options(CLI::App* cmd, LoraOptions* o);
+// --precision f32|bf16 of train and rl (sets *bf16_matmuls).
+void add_precision_option(CLI::App* cmd, bool* bf16_matmuls);
 LoraConfig lora_config(const LoraOptions& o, const std::string& base_model);
 void add_lora_adapter_option(CLI::App* cmd, std::string* dir);
 // Model::load, then the adapter in `lora_dir` (if not empty) merged into its weights. Prints the

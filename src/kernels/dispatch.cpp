@@ -31,6 +31,15 @@ bool cpu_has_avx512() {
   return has;
 }
 
+// AVX512_BF16: leaf 7 subleaf 1, EAX bit 5.
+bool cpu_has_avx512_bf16() {
+  static const bool has = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    return cpu_has_avx512() && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5)) != 0;
+  }();
+  return has;
+}
+
 bool cpu_supports(KernelVariant v) {
   return v == KernelVariant::Ref || (v == KernelVariant::Avx2 && cpu_has_avx2()) ||
          (v == KernelVariant::Avx512 && cpu_has_avx512());

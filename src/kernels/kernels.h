@@ -53,6 +53,42 @@ struct GemmF32Args {
 // The active variant's panel GEMM; OpenBLAS's sgemm for the scalar variant (F32 weights only).
 void gemm_f32(const GemmF32Args& g);
 
+// c[M, N] (= or +=) op(A)[M, K] · op(B)[K, N] with both operands rounded to bf16 (nearest even)
+// and the products summed in f32: training's matmuls under --precision bf16, as mixed-precision
+// autocast computes them. A is f32: A(m, k) = a[trans_a ? k·lda + m : m·lda + k]; B is f32 or
+// bf16 (a weight): B(k, n) = b[trans_b ? n·ldb + k : k·ldb + n]. vdpbf16ps with AVX-512 BF16
+// (twice an f32 FMA's multiply-adds per instruction), else rounded copies through sgemm.
+struct GemmBf16Args {
+  float* c;
+  int64_t ldc;
+  const float* a;
+  int64_t lda;
+  bool trans_a = false;
+  const void* b;
+  int64_t ldb;
+  bool trans_b = false;
+  DType b_dtype = DType::F32;
+  int64_t M = 0, N = 0, K = 0;
+  bool accumulate = false;  // c += rather than c =
+};
+void gemm_bf16(const GemmBf16Args& g);
+bool cpu_has_avx512_bf16();  // AVX-512 (as cpu_has_avx512) + AVX512_BF16
+
+// While one lives on a thread, matmul_forward (f32 / bf16 weights, more than 8 rows) and
+// matmul_backward of f32 / bf16 weights on that thread multiply through gemm_bf16: training's
+// --precision bf16 (the f32 master weights and everything outside the products stay f32).
+class Bf16MatmulScope {
+ public:
+  explicit Bf16MatmulScope(bool on);
+  ~Bf16MatmulScope();
+  Bf16MatmulScope(const Bf16MatmulScope&) = delete;
+  Bf16MatmulScope& operator=(const Bf16MatmulScope&) = delete;
+
+ private:
+  bool previous_;
+};
+bool bf16_matmuls();
+
 namespace ref {
 #include "kernels/kernel_api.inc"
 }
@@ -88,6 +124,8 @@ void gemm_f32(const GemmF32Args& g);
 // Decode (one input row) against Q4_K / Q6_K weights, K a multiple of 256 (kernels/avx512/matvec_kquant.cpp).
 void matvec_q4_k(float* out, const float* x, const void* w, const float* bias, int64_t N, int64_t K);
 void matvec_q6_k(float* out, const float* x, const void* w, const float* bias, int64_t N, int64_t K);
+// gemm_bf16 on vdpbf16ps (kernels/avx512/gemm_bf16.cpp; AVX512_BF16 required).
+void gemm_bf16(const GemmBf16Args& g);
 }
 #include "kernels/kernel_api.inc"
 

@@ -70,10 +70,19 @@ bool f32_gemm_is_blas() {
   return blas;
 }
 
+bool bf16_product(DType w_dtype) { return bf16_matmuls() && (w_dtype == DType::F32 || w_dtype == DType::BF16); }
+
 }  // namespace
 
 void matmul_forward(float* out, const float* x, const void* w, DType w_dtype, const float* bias,
                     int64_t M, int64_t N, int64_t K) {
+  if (M > 8 && bf16_product(w_dtype)) {
+    // training under --precision bf16: out = bias + x · wᵀ of bf16-rounded operands
+    if (bias)
+      for (int64_t m = 0; m < M; ++m) std::copy(bias, bias + N, out + m * N);
+    return gemm_bf16({.c = out, .ldc = N, .a = x, .lda = K, .b = w, .ldb = K, .trans_b = true, .b_dtype = w_dtype,
+                      .M = M, .N = N, .K = K, .accumulate = bias != nullptr});
+  }
   const KernelVariant v = active_kernel_variant();
   if (v == KernelVariant::Avx512 && M >= kInt8GemmMinRows && avx512::gemm_int8_supports(w_dtype))
     return avx512::gemm_int8(out, x, w, w_dtype, bias, M, N, K);
@@ -198,7 +207,12 @@ void matvec_batch(const MatvecJob* jobs, int n_jobs) {
 // dtype — a frozen quantized base (QLoRA) is widened a chunk of rows at a time, never whole.
 void matmul_backward(float* d_x, float* d_w, float* d_b, const float* d_y, const float* x, const void* w, DType w_dtype,
                      int64_t M, int64_t N, int64_t K, bool accumulate_dx) {
-  if (d_x && w_dtype == DType::F32) {
+  const bool bf16 = bf16_product(w_dtype);
+  if (d_x && bf16) {
+    // d_x[M, K] (+)= d_y[M, N] · w[N, K], operands rounded to bf16
+    gemm_bf16({.c = d_x, .ldc = K, .a = d_y, .lda = N, .b = w, .ldb = K, .b_dtype = w_dtype, .M = M, .N = K, .K = N,
+               .accumulate = accumulate_dx});
+  } else if (d_x && w_dtype == DType::F32) {
     // d_x[M, K] = d_y[M, N] · w[N, K]
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(M), int(K), int(N), 1.0f, d_y, int(N),
                 static_cast<const float*>(w), int(K), accumulate_dx ? 1.0f : 0.0f, d_x, int(K));
@@ -213,7 +227,10 @@ void matmul_backward(float* d_x, float* d_w, float* d_b, const float* d_y, const
     }
   }
   // d_w[N, K] += d_y^T[N, M] · x[M, K]   (none for a frozen weight)
-  if (d_w)
+  if (d_w && bf16)
+    gemm_bf16({.c = d_w, .ldc = K, .a = d_y, .lda = N, .trans_a = true, .b = x, .ldb = K, .M = N, .N = K, .K = M,
+               .accumulate = true});
+  else if (d_w)
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(N), int(K), int(M), 1.0f, d_y, int(N), x, int(K), 1.0f,
                 d_w, int(K));
   if (d_b) {

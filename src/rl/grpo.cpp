@@ -29,6 +29,7 @@ json GrpoSettings::to_json() const {
           {"seed", seed}};
   if (lora.rank > 0) j["lora"] = lora.to_json();  // a resumed run must train the same adapter
   if (curriculum) j["curriculum"] = true;         // (absent when off: older checkpoints stay resumable)
+  if (bf16_matmuls) j["precision"] = "bf16";      // (absent at f32, likewise)
   return j;
 }
 
@@ -73,6 +74,7 @@ public:
     L_ = int64_t(longest) + s.max_new_tokens;  // row length of the training pass
     pass_ = std::make_unique<TrainingPass>(policy, s.micro_batch, L_, s.recompute_layers);
     pass_->set_layer_done([this](int64_t il) { h_.layer_grads_done(il); });
+    pass_->set_bf16_matmuls(s.bf16_matmuls);
     if (ref && s.beta != 0.0f) ref_logits_ = std::make_unique<LogitParts>(*ref);
     ids_.resize(size_t(s.micro_batch * L_));
     row_token_.resize(size_t(s.micro_batch * L_));

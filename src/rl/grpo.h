@@ -44,6 +44,7 @@ struct GrpoSettings {
   std::string out_dir;
   LoraConfig lora;                // rank > 0: train a LoRA adapter on the frozen policy
   bool recompute_layers = false;  // activation checkpointing (same gradients; not run-defining)
+  bool bf16_matmuls = false;      // --precision bf16: products of bf16-rounded operands (TrainingPass)
   bool shard_optimizer = false;   // ZeRO-1 under mpirun (same steps; not run-defining)
   bool overlap_comm = true;       // under mpirun: gradient sums overlap the backward (same steps; not run-defining)
   nlohmann::json to_json() const;

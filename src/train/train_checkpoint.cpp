@@ -59,6 +59,11 @@ TrainState parse_train_state(std::string_view text, const json& settings, int64_
       fail("the checkpoint was written with {} = {}, this run has {} = {}; use the same settings or a new --out", key,
            it == saved.end() ? "(unset)" : jsonf::show(*it), key, value.dump());
   }
+  // a setting written only when not at its default (precision, lora, …): absent here, it is the default
+  for (const auto& [key, value] : saved.items())
+    if (!settings.contains(key))
+      fail("the checkpoint was written with {} = {}, this run has the default; use the same settings or a new --out", key,
+           jsonf::show(value));
   constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
   *adamw_steps = jsonf::get_int(st, "adamw_steps", "state.json", 0, kMax);
   return TrainState{jsonf::get_int(st, "step", "state.json", 0, kMax), jsonf::get_int(st, "epoch", "state.json", 0, kMax),

@@ -43,6 +43,7 @@ json TrainSettings::to_json() const {
   if (uld_weight != 1.0f) j["uld_weight"] = uld_weight;  // (absent at the default: earlier runs resume)
   if (on_policy_from > 0) j["on_policy_from"] = on_policy_from;
   if (lora.rank > 0) j["lora"] = lora.to_json();  // a resumed run must train the same adapter
+  if (bf16_matmuls) j["precision"] = "bf16";      // (absent at f32: earlier runs resume)
   return j;
 }
 
@@ -64,6 +65,7 @@ public:
     if (scorer && train.k() > 0 && train.k() != scorer->k())
       fail("the dataset's soft labels are top-{} and the remote teacher's top-{}: use the same k", train.k(), scorer->k());
     pass_.set_layer_done([this](int64_t il) { h_.layer_grads_done(il); });
+    pass_.set_bf16_matmuls(s.bf16_matmuls);
     // top-k KD: from a label dataset, and/or from a remote teacher's grades of on-policy samples
     soft_kd_ = !teacher && (train.k() > 0 || scorer) && s.kd_alpha > 0;
     use_kd_ = (teacher || soft_kd_) && s.kd_alpha > 0;

@@ -49,6 +49,7 @@ struct TrainSettings {
   std::string out_dir;
   LoraConfig lora;            // rank > 0: train a LoRA adapter instead of the whole model
   bool recompute_layers = false;  // activation checkpointing (same gradients; not run-defining)
+  bool bf16_matmuls = false;      // --precision bf16: products of bf16-rounded operands (TrainingPass)
   bool shard_optimizer = false;   // ZeRO-1 under mpirun (same steps; not run-defining)
   bool overlap_comm = true;       // under mpirun: gradient sums overlap the backward (same steps; not run-defining)
 

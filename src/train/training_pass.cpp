@@ -6,7 +6,9 @@
 #include "model/decoder.h"
 #include "model/layer_graph.h"
 
+#include <array>
 #include <cmath>
+#include <utility>
 #include <cstring>
 
 namespace distill {
@@ -58,11 +60,29 @@ TrainingPass::TrainingPass(const Model& model, int64_t n_seq, int64_t seq_len, b
   attn_scratch_ = Tensor::zeros(DType::F32, {int64_t(attention_train_scratch_floats(attention_shape()))});
 }
 
+void TrainingPass::set_bf16_matmuls(bool on) {
+  bf16_matmuls_ = on;
+  if (recompute_ || on == bf16_kept()) return;  // (checkpointing keeps one shared set: nothing to halve)
+  for (LayerActivations& a : layers_)
+    for (Tensor* t : {&a.xn1, &a.att, &a.xn2, &a.h}) *t = Tensor::zeros(on ? DType::BF16 : DType::F32, {t->dim(0), t->dim(1)});
+  const Tensor& l0 = layers_[0].xn1;  // (shapes)
+  staging_ = {};
+  if (on)
+    staging_.xn1 = buffer(l0.dim(0), l0.dim(1)), staging_.att = buffer(layers_[0].att.dim(0), layers_[0].att.dim(1)),
+    staging_.xn2 = buffer(l0.dim(0), l0.dim(1)), staging_.h = buffer(layers_[0].h.dim(0), layers_[0].h.dim(1));
+}
+
+// A layer's kept linear inputs beside their f32 staging, as (kept, staging) pairs.
+std::array<std::pair<Tensor*, Tensor*>, 4> TrainingPass::linear_inputs(LayerActivations& kept, LayerActivations& staging) {
+  return {{{&kept.xn1, &staging.xn1}, {&kept.att, &staging.att}, {&kept.xn2, &staging.xn2}, {&kept.h, &staging.h}}};
+}
+
 size_t TrainingPass::activation_bytes() const {
   size_t n = x_final_.nbytes() * 2 + chunk_logits_.nbytes() * 2 + (logits_.defined() ? logits_.nbytes() : 0);
   std::vector<const LayerActivations*> sets;
   for (const LayerActivations& a : layers_) sets.push_back(&a);
   sets.push_back(&work_);
+  sets.push_back(&staging_);
   for (const LayerActivations* a : sets)
     for (const Tensor* t : {&a->x_in, &a->xn1, &a->q_raw, &a->k_raw, &a->q, &a->k, &a->v, &a->lse, &a->att, &a->x_mid,
                             &a->xn2, &a->gate, &a->up, &a->h})
@@ -71,12 +91,13 @@ size_t TrainingPass::activation_bytes() const {
 }
 
 LayerBuffers TrainingPass::buffers(int64_t il) {
-  LayerActivations& a = kept(il);
+  LayerActivations& k = kept(il);
+  LayerActivations& a = bf16_kept() ? staging_ : k;  // (xn1, att, xn2, h only)
   const bool qk = model_.config.qk_norm;
   // (a recomputed layer writes its output again where it was: the same values)
   float* x_out = il + 1 < model_.config.n_layer ? f(layers_[size_t(il + 1)].x_in) : f(x_final_);
-  return LayerBuffers{f(layers_[size_t(il)].x_in), f(a.xn1), qk ? f(a.q_raw) : f(a.q), qk ? f(a.k_raw) : f(a.k), f(a.q), f(a.k), f(a.v),
-                      f(a.att), f(a.x_mid), f(a.xn2), f(a.gate), f(a.up), f(a.h), x_out, f(proj_)};
+  return LayerBuffers{f(layers_[size_t(il)].x_in), f(a.xn1), qk ? f(k.q_raw) : f(k.q), qk ? f(k.k_raw) : f(k.k), f(k.q), f(k.k), f(k.v),
+                      f(a.att), f(k.x_mid), f(a.xn2), f(k.gate), f(k.up), f(a.h), x_out, f(proj_)};
 }
 
 TrainAttentionShape TrainingPass::attention_shape() const {
@@ -114,6 +135,7 @@ void TrainingPass::head_backward(const float* d_logits, int64_t r0, int64_t n, M
 }
 
 const float* TrainingPass::forward(const int32_t* ids) {
+  const Bf16MatmulScope precision(bf16_matmuls_);
   const int64_t N = n_tokens(), V = model_.config.n_vocab;
   forward_trunk(ids);
   if (!logits_.defined()) logits_ = buffer(N, V);  // only callers that want every row's logits pay for them
@@ -122,12 +144,14 @@ const float* TrainingPass::forward(const int32_t* ids) {
 }
 
 void TrainingPass::backward(const float* d_logits, ModelWeights& g) {
+  const Bf16MatmulScope precision(bf16_matmuls_);
   const int64_t N = n_tokens(), V = model_.config.n_vocab;
   for (int64_t r0 = 0; r0 < N; r0 += head_rows_) head_backward(d_logits + r0 * V, r0, std::min(head_rows_, N - r0), g);
   backward_trunk(g);
 }
 
 void TrainingPass::forward_backward(const int32_t* ids, const HeadLossFn& loss, ModelWeights& g) {
+  const Bf16MatmulScope precision(bf16_matmuls_);
   const int64_t N = n_tokens(), V = model_.config.n_vocab;
   forward_trunk(ids);
   for (int64_t r0 = 0; r0 < N; r0 += head_rows_) {
@@ -147,6 +171,9 @@ void TrainingPass::forward_layer(int64_t il) {
                 [&](float* att, const float* q, const float* k, const float* v) {
                   attention_train_forward(att, lse, q, k, v, as, f(attn_scratch_));  // keeps lse for the backward
                 });
+  if (bf16_kept())
+    for (auto [kept_t, staged] : linear_inputs(kept(il), staging_))
+      convert_from_f32(kept_t->raw(), DType::BF16, f(*staged), size_t(staged->numel()));
 }
 
 void TrainingPass::backward_trunk(ModelWeights& g) {
@@ -165,6 +192,9 @@ void TrainingPass::backward_trunk(ModelWeights& g) {
   for (int64_t il = c.n_layer - 1; il >= 0; --il) {
     if (recompute_) forward_layer(il);  // this layer's activations again, from its kept input
     LayerActivations& a = kept(il);
+    if (bf16_kept())  // the layer's linear inputs as its products read them (bf16 values, exact in f32)
+      for (auto [kept_t, staged] : linear_inputs(a, staging_))
+        convert_to_f32(f(*staged), kept_t->raw(), DType::BF16, size_t(staged->numel()));
     layer_backward(c, w.layers[size_t(il)], g.layers[size_t(il)], buffers(il), scratch, d_resid, N, neg_pos_.data(),
                    model_.inv_freq.data(), [&](float* d_q, float* d_k, float* d_v, const float* d_att) {
                      attention_backward(d_q, d_k, d_v, d_att, f(a.lse), f(a.q), f(a.k), f(a.v), as, f(attn_scratch_));

@@ -17,6 +17,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <array>
+#include <utility>
 #include <vector>
 
 namespace distill {
@@ -45,6 +47,11 @@ public:
   // Called with each layer's index as its backward ends (its gradients final for this pass):
   // the data-parallel harness starts that layer's sum over the ranks there.
   void set_layer_done(std::function<void(int64_t layer)> fn) { layer_done_ = std::move(fn); }
+  // --precision bf16: every product of the passes (the linears, the head) multiplies operands
+  // rounded to bf16 and sums in f32 (Bf16MatmulScope); weights stay the f32 masters. The inputs of
+  // the linears that the backward keeps (xn1, att, xn2, h) are then kept as bf16: their products
+  // read them rounded anyway, so half the bytes change no value (without activation checkpointing).
+  void set_bf16_matmuls(bool on);
 
   int64_t n_tokens() const { return n_seq_ * seq_len_; }
   int64_t n_seq() const { return n_seq_; }
@@ -78,12 +85,18 @@ private:
 
   const Model& model_;
   int64_t n_seq_, seq_len_;
+  bool bf16_matmuls_ = false;
   bool recompute_;             // activation checkpointing: layers_ hold x_in only, work_ the rest
   std::vector<int32_t> ids_;   // [N] this step's input ids
   std::vector<int32_t> pos_;   // [N] positions (0..T-1 per sequence)
   std::vector<int32_t> neg_pos_;  // [N] -pos_: RoPE's backward rotates by the opposite angle
   std::vector<LayerActivations> layers_;
   LayerActivations work_;      // with recompute_: the one layer's activations being recomputed
+  // With bf16 kept linear inputs: the layer's xn1, att, xn2, h in f32 while it runs (forward: then
+  // rounded into the layer's bf16 tensors; backward: widened from them).
+  LayerActivations staging_;
+  bool bf16_kept() const { return staging_.xn1.defined(); }
+  static std::array<std::pair<Tensor*, Tensor*>, 4> linear_inputs(LayerActivations& kept, LayerActivations& staging);
   Tensor x_final_;             // [N, E] residual after the last layer
   Tensor xn_final_;            // [N, E] final norm output
   std::function<void(int64_t)> layer_done_;
