@@ -33,75 +33,76 @@ namespace {
 constexpr int MR = 12, NR = 32;
 constexpr int64_t kKBlock = 256;  // k pairs per block: a 32 KiB slice of the B panel
 
-// Two f32 as one word of two bf16, rounded to nearest even (lo in the low half).
-inline uint32_t pair_bf16(float lo, float hi) {
-  return uint32_t(f32_to_bf16(lo)) | (uint32_t(f32_to_bf16(hi)) << 16);
+inline __mmask16 first(int n) { return __mmask16(n >= 16 ? 0xFFFF : n <= 0 ? 0 : (1u << n) - 1); }
+
+// Elements idx .. idx+n−1 (n ≤ 16) of an f32 or bf16 array as f32, zero past n.
+inline __m512 load16(const void* src, DType dt, int64_t idx, int n) {
+  if (dt == DType::BF16) {  // a bf16 is the top half of its f32
+    const __m256i h = _mm256_maskz_loadu_epi16(first(n), static_cast<const uint16_t*>(src) + idx);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  }
+  return _mm512_maskz_loadu_ps(first(n), static_cast<const float*>(src) + idx);
 }
 
-// A(m, k) of the f32 operand, zero outside [0, M) × [0, K).
-struct OperandA {
-  const float* p;
-  int64_t ld;
-  bool trans;
-  int64_t M, K;
-  float at(int64_t m, int64_t k) const {
-    if (m >= M || k >= K) return 0.0f;
-    return trans ? p[k * ld + m] : p[m * ld + k];
-  }
-};
+// 16 pair words: lo[i] and hi[i] rounded to bf16 (nearest even), lo in the low half.
+inline __m512i pair_words(__m512 lo, __m512 hi) {
+  const __m512i l = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(lo));
+  const __m512i h = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(hi));
+  return _mm512_or_si512(l, _mm512_slli_epi32(h, 16));
+}
 
-// A packed: for each tile of MR rows, KP k pairs × MR words.
-void pack_a(uint32_t* apack, const OperandA& a, int64_t KP) {
-  const int64_t n_tiles = (a.M + MR - 1) / MR;
+// One source row that runs along k (K values from src[idx0]) as its KP pair words, word kp
+// written to dst[kp·stride]: a row of A, or a column of a transposed B, into its packed panel.
+void pack_row_along_k(uint32_t* dst, int64_t stride, const void* src, DType dt, int64_t idx0, int64_t K, int64_t KP) {
+  const __m512i offsets = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                             _mm512_set1_epi32(int(stride)));
+  for (int64_t k = 0; k < 2 * KP; k += 32) {
+    const int n = int(std::min<int64_t>(32, K - k));  // ≥ 1; an odd K's last pair gets a zero
+    const __m512 lo = load16(src, dt, idx0 + k, std::min(n, 16));
+    const __m512 hi = n > 16 ? load16(src, dt, idx0 + k + 16, n - 16) : _mm512_setzero_ps();
+    // 32 consecutive values → 32 bf16 in order = 16 words of (value 2q, value 2q+1)
+    const __m512i words = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+    _mm512_mask_i32scatter_epi32(dst + (k / 2) * stride, first(int(std::min<int64_t>(16, KP - k / 2))), offsets, words, 4);
+  }
+}
+
+// Rows k and k+1 of a source that runs along the other index (n ≤ 16 values from idx of each;
+// row k+1 absent past K) as 16 pair words at dst: a pair of B's rows, or of a transposed A's.
+inline void pack_pair_across(uint32_t* dst, const void* src, DType dt, int64_t ld, int64_t k, int64_t K, int64_t idx, int n,
+                             __mmask16 store) {
+  const __m512 lo = load16(src, dt, k * ld + idx, n);
+  const __m512 hi = k + 1 < K ? load16(src, dt, (k + 1) * ld + idx, n) : _mm512_setzero_ps();
+  _mm512_mask_storeu_epi32(dst, store, pair_words(lo, hi));
+}
+
+// A packed: for each tile of MR rows, KP k pairs × MR words (zero outside the matrix).
+void pack_a(uint32_t* apack, const float* a, int64_t lda, bool trans, int64_t M, int64_t K, int64_t KP) {
+  const int64_t n_tiles = (M + MR - 1) / MR;
 #pragma omp parallel for schedule(static) if (!omp_in_parallel() && n_tiles > 1)
   for (int64_t t = 0; t < n_tiles; ++t) {
     uint32_t* dst = apack + t * KP * MR;
     const int64_t m0 = t * MR;
-    if (!a.trans && m0 + MR <= a.M) {
-      // rows are contiguous in k: 16 values (8 pairs) of a row per conversion, the K tail by hand
-      const int64_t k16 = a.K / 16 * 16;
-      for (int i = 0; i < MR; ++i) {
-        const float* row = a.p + (m0 + i) * a.ld;
-        for (int64_t k = 0; k < k16; k += 16) {
-          const __m256bh h = _mm512_cvtneps_pbh(_mm512_loadu_ps(row + k));  // 16 bf16, RNE
-          alignas(32) uint32_t w[8];
-          _mm256_store_si256(reinterpret_cast<__m256i*>(w), (__m256i)h);
-          for (int q = 0; q < 8; ++q) dst[(k / 2 + q) * MR + i] = w[q];
-        }
-        for (int64_t k = k16; k < 2 * KP; k += 2) dst[(k / 2) * MR + i] = pair_bf16(a.at(m0 + i, k), a.at(m0 + i, k + 1));
-      }
-      continue;
-    }
-    for (int64_t kp = 0; kp < KP; ++kp)
-      for (int i = 0; i < MR; ++i) dst[kp * MR + i] = pair_bf16(a.at(m0 + i, 2 * kp), a.at(m0 + i, 2 * kp + 1));
+    const int mr = int(std::min<int64_t>(MR, M - m0));
+    if (mr < MR) std::fill(dst, dst + KP * MR, 0u);
+    if (trans)  // A(m, k) = a[k·lda + m]: each k row holds the tile's MR values side by side
+      for (int64_t kp = 0; kp < KP; ++kp) pack_pair_across(dst + kp * MR, a, DType::F32, lda, 2 * kp, K, m0, mr, first(MR));
+    else
+      for (int i = 0; i < mr; ++i) pack_row_along_k(dst + i, MR, a, DType::F32, (m0 + i) * lda, K, KP);
   }
 }
 
 // The B panel of columns n0 .. n0+NR−1: bpack[kp·NR + j] = (B(2kp, n0+j), B(2kp+1, n0+j)), zero
 // outside the matrix. B(k, n) = b[trans ? n·ld + k : k·ld + n], of f32 or bf16 elements.
-void pack_b_panel(uint32_t* bpack, const GemmBf16Args& g, int64_t n0, int64_t KP, std::vector<float>& row) {
+void pack_b_panel(uint32_t* bpack, const GemmBf16Args& g, int64_t n0, int64_t KP) {
   const int nr = int(std::min<int64_t>(NR, g.N - n0));
-  auto value = [&](int64_t k, int64_t n) -> float {  // B(k, n) inside the matrix
-    const int64_t idx = g.trans_b ? n * g.ldb + k : k * g.ldb + n;
-    return g.b_dtype == DType::BF16 ? bf16_to_f32(static_cast<const uint16_t*>(g.b)[idx]) : static_cast<const float*>(g.b)[idx];
-  };
-  std::fill(bpack, bpack + KP * NR, 0u);
-  if (g.trans_b) {
-    // column n of B is a contiguous row of the source: walk it, writing pair words down the panel
-    row.resize(size_t(2 * KP));
-    for (int j = 0; j < nr; ++j) {
-      for (int64_t k = 0; k < g.K; ++k) row[size_t(k)] = value(k, n0 + j);
-      if (g.K < 2 * KP) row[size_t(g.K)] = 0.0f;
-      for (int64_t kp = 0; kp < KP; ++kp) bpack[kp * NR + j] = pair_bf16(row[size_t(2 * kp)], row[size_t(2 * kp + 1)]);
-    }
+  if (g.trans_b) {  // column n of B is a row of the source, along k
+    if (nr < NR) std::fill(bpack, bpack + KP * NR, 0u);
+    for (int j = 0; j < nr; ++j) pack_row_along_k(bpack + j, NR, g.b, g.b_dtype, (n0 + j) * g.ldb, g.K, KP);
     return;
   }
-  // rows of B are contiguous in n: two rows (one k pair) at a time
-  for (int64_t kp = 0; kp < KP; ++kp) {
-    const int64_t k = 2 * kp;
-    for (int j = 0; j < nr; ++j)
-      bpack[kp * NR + j] = pair_bf16(value(k, n0 + j), k + 1 < g.K ? value(k + 1, n0 + j) : 0.0f);
-  }
+  for (int64_t kp = 0; kp < KP; ++kp)  // two rows of B (one k pair), 16 columns at a time
+    for (int j0 = 0; j0 < NR; j0 += 16)
+      pack_pair_across(bpack + kp * NR + j0, g.b, g.b_dtype, g.ldb, 2 * kp, g.K, n0 + j0, nr - j0, first(16));
 }
 
 // C rows m0 .. m0+mr−1, columns n0 .. n0+nc−1 over k pairs [kp0, kp1): load (or zero) the tile,
@@ -143,7 +144,6 @@ void tile_rows(int mr, const GemmBf16Args& g, const uint32_t* a, const uint32_t*
 // Panels [p0, p1) of the product on the calling thread.
 void run_panels(const GemmBf16Args& g, const uint32_t* apack, int64_t KP, int64_t p0, int64_t p1) {
   static thread_local std::vector<uint32_t> buf;
-  static thread_local std::vector<float> row;
   buf.resize(size_t(KP * NR + 16));
   // 64-byte aligned panel: each k pair's 32 words are two aligned zmm loads
   uint32_t* const bpack = buf.data() + (16 - (reinterpret_cast<uintptr_t>(buf.data()) / 4) % 16) % 16;
@@ -151,7 +151,7 @@ void run_panels(const GemmBf16Args& g, const uint32_t* apack, int64_t KP, int64_
   for (int64_t p = p0; p < p1; ++p) {
     const int64_t n0 = p * NR;
     const int nc = int(std::min<int64_t>(NR, g.N - n0));
-    pack_b_panel(bpack, g, n0, KP, row);
+    pack_b_panel(bpack, g, n0, KP);
     for (int64_t kp0 = 0; kp0 < KP; kp0 += kKBlock) {
       const int64_t kp1 = std::min(KP, kp0 + kKBlock);
       const bool load_c = kp0 > 0 || g.accumulate;
@@ -181,7 +181,7 @@ void gemm_bf16(const GemmBf16Args& g) {
   const int64_t n_tiles = (g.M + MR - 1) / MR;
   static thread_local std::vector<uint32_t> apack;
   apack.resize(size_t(n_tiles * KP * MR));
-  pack_a(apack.data(), {g.a, g.lda, g.trans_a, g.M, g.K}, KP);
+  pack_a(apack.data(), g.a, g.lda, g.trans_a, g.M, g.K, KP);
   const int64_t n_panels = (g.N + NR - 1) / NR;
   const uint32_t* const ap = apack.data();
   if (omp_in_parallel() || n_panels == 1 || g.M * g.N * g.K <= 200000) return run_panels(g, ap, KP, 0, n_panels);
