@@ -6,7 +6,8 @@
 # --activation-checkpointing (each layer's input kept, the layer recomputed in the backward). Then
 # (unless --quick) one step of a
 # Qwen2.5-0.5B shape (896 wide, 24 layers, 14 heads over 2 KV heads, FFN 4864, vocabulary 151 936,
-# tied; random weights) at T = 2048.
+# tied; random weights) at T = 2048: f32, with --activation-checkpointing, and with --precision bf16
+# (bf16 products; the linears' kept inputs at half the bytes).
 # With --lora: the same 0.5B shape at T = 512, one step each of full fine-tuning, LoRA on the f32
 # base and QLoRA on the base quantized to Q8_0 and Q4_K_M GGUF (rank 16, all linear layers): what
 # each holds (weights as stored, gradients, AdamW state) and the measured peak.
@@ -102,4 +103,6 @@ if [ $quick = 0 ]; then
   echo "measured peak RSS $peak MiB (estimate $total MiB; activations $act MiB), ${secs} s for load + one step"
   read -r act total peak secs < <(step "$dir/qwen2.5-0.5b" 2048 151936 --activation-checkpointing)
   echo "with --activation-checkpointing: measured peak RSS $peak MiB (estimate $total MiB; activations $act MiB), ${secs} s"
+  read -r act total peak secs < <(step "$dir/qwen2.5-0.5b" 2048 151936 --precision bf16)
+  echo "with --precision bf16: measured peak RSS $peak MiB (estimate $total MiB; activations $act MiB), ${secs} s"
 fi

@@ -66,11 +66,27 @@ TEST(CrossTokenizer, TeacherTopKIsProjectedOntoTheStudentsTokensOnBytes) {
   EXPECT_EQ(out.topk_ids[1], cc);
   EXPECT_NEAR(out.topk_logp[1], -2.0, 2e-3);
   EXPECT_LE(out.topk_logp[2], -60.0f) << "padding: a third student token gets no mass";
-  // Inside the first teacher token there is nothing to project.
-  const size_t first_len = t->token_bytes(r.completion[0], true).size();
+  // Inside the first teacher token: what follows its first j bytes, given that the token goes on.
+  // Of the alternatives only the token itself runs past them (0.61 of the listed mass, more than
+  // the 0.035 the top-3 leaves out), so its next byte gets all the conditional mass.
+  const std::string first_bytes = t->token_bytes(r.completion[0], true);
+  const size_t first_len = first_bytes.size();
   ASSERT_GT(first_len, 1u);
-  for (size_t j = 1; j < first_len; ++j) EXPECT_FALSE(out.soft[j]) << "byte " << j;
+  for (size_t j = 1; j < first_len; ++j) {
+    EXPECT_TRUE(out.soft[j]) << "byte " << j;
+    EXPECT_EQ(out.topk_ids[j * 3], s->encode(first_bytes.substr(j, 1), false)[0]) << "byte " << j;
+    EXPECT_NEAR(out.topk_logp[j * 3], 0.0, 1e-5) << "byte " << j;
+    EXPECT_LE(out.topk_logp[j * 3 + 1], -60.0f) << "byte " << j;
+  }
   EXPECT_TRUE(out.soft[first_len]) << "the next teacher token starts here";
+  // When the alternatives that run past the prefix hold less than the mass outside the top-k
+  // (which might continue it too), the position keeps its text only.
+  TeacherRecord unlikely = r;
+  // listed: e^-5 + e^-0.2 + e^-2 = 0.961; the token itself, 0.007, is less than the 0.039 left out
+  for (size_t j = 0; j < n; ++j) unlikely.topk_logp[j * 3] = -5.0f, unlikely.topk_logp[j * 3 + 1] = -0.2f;
+  const TeacherRecord out2 = bridge.to_student(unlikely, {1, 2, 3});
+  EXPECT_TRUE(out2.soft[0]);
+  for (size_t j = 1; j < first_len; ++j) EXPECT_FALSE(out2.soft[j]) << "byte " << j;
 
   // A dataset of such records (soft labels at some positions only) trains a student.
   test::TempDir dir;

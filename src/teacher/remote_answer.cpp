@@ -152,13 +152,37 @@ bool project_alternatives(const VocabularyByBytes& vocab, const std::vector<Remo
 
 namespace {
 
-// Position j's soft labels from the teacher token that starts where student token j starts.
-bool project_position(const VocabularyByBytes& vocab, const RemoteToken& t, bool at_start, size_t j, int k, int64_t n_vocab,
-                      TeacherRecord& r) {
-  if (!project_alternatives(vocab, t.top, at_start, k, n_vocab, r.topk_ids.data() + j * size_t(k), r.topk_logp.data() + j * size_t(k)))
+// Position j's soft labels from alternatives projected onto student tokens.
+bool project_position(const VocabularyByBytes& vocab, const std::vector<RemoteAlternative>& top, bool at_start, size_t j, int k,
+                      int64_t n_vocab, TeacherRecord& r) {
+  if (!project_alternatives(vocab, top, at_start, k, n_vocab, r.topk_ids.data() + j * size_t(k), r.topk_logp.data() + j * size_t(k)))
     return false;
   r.soft[j] = 1;
   return true;
+}
+
+// Student position j starts inside teacher token t, after `prefix` of its bytes. The teacher's
+// alternatives that begin with the prefix and run past it say what follows it, given that the
+// token goes on: their remainders, with probabilities renormalised over them, are projected as at
+// a boundary (the chain rule over the token's bytes; alternatives that end at the prefix are left
+// out, their continuation being the next token's distribution, which the answer does not hold).
+// Kept only where that known mass is at least the mass outside the listed top-k, which could
+// also continue the prefix.
+bool project_inside(const VocabularyByBytes& vocab, const RemoteToken& t, std::string_view prefix, size_t j, int k,
+                    int64_t n_vocab, TeacherRecord& r) {
+  std::vector<RemoteAlternative> rest;
+  double listed = 0, going_on = 0;
+  for (const RemoteAlternative& alt : t.top) {
+    const double p = std::exp(double(alt.logprob));
+    listed += p;
+    if (alt.bytes.size() > prefix.size() && alt.bytes.compare(0, prefix.size(), prefix) == 0) {
+      rest.push_back({alt.bytes.substr(prefix.size()), -1, alt.logprob});
+      going_on += p;
+    }
+  }
+  if (rest.empty() || going_on < 1.0 - listed) return false;
+  for (RemoteAlternative& alt : rest) alt.logprob = float(double(alt.logprob) - std::log(going_on));  // p / going_on
+  return project_position(vocab, rest, false, j, k, n_vocab, r);
 }
 
 // Keeps position j's top-k when its k alternatives are distinct student ids and include the
@@ -213,8 +237,16 @@ int64_t answer_to_record(const Tokenizer& tok, const VocabularyByBytes& vocab, c
     for (size_t j = 0; j < n_text; ++j) offset[j] = joined.size(), joined += tok.token_bytes(r.completion[j], j == 0);
     if (joined == a.text && tp == a.text.size())
       for (size_t j = 0; j < n_text; ++j) {
-        auto it = starts_at.find(offset[j]);
-        if (it != starts_at.end() && project_position(vocab, *it->second, j == 0, j, k, tok.vocab_size(), r)) ++soft;
+        auto it = starts_at.upper_bound(offset[j]);  // past the teacher token holding byte offset[j]
+        if (it == starts_at.begin()) continue;
+        --it;
+        const RemoteToken& t = *it->second;
+        const bool projected =
+            it->first == offset[j]
+                ? project_position(vocab, t.top, j == 0, j, k, tok.vocab_size(), r)  // a shared boundary
+                : project_inside(vocab, t, std::string_view(a.text).substr(it->first, offset[j] - it->first), j, k,
+                                 tok.vocab_size(), r);
+        if (projected) ++soft;
       }
   }
   if (soft == 0) r.k = 0, r.soft.clear(), r.topk_ids.clear(), r.topk_logp.clear();

@@ -10,8 +10,10 @@
 // text): where a teacher token starts at the same byte as student token j, each teacher
 // alternative is mapped to the student token that its bytes begin with (the longest student
 // token that is a prefix of them) and the mass of alternatives mapping to one student token is
-// summed; the top k of the result are position j's soft labels. Where the texts' token
-// boundaries never meet, the position has none (docs/teacher-dataset.md).
+// summed; the top k of the result are position j's soft labels. A student token that starts
+// inside a teacher token gets the distribution of what follows the bytes before it there: the
+// alternatives that begin with those bytes and run past them, renormalised, projected the same
+// way (docs/teacher-dataset.md).
 #pragma once
 
 #include "formats/teacher_dataset.h"
