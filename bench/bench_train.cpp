@@ -5,7 +5,7 @@
 // both in one session and prints the ratio. No peer figure is written here.
 //
 //   bench_train [--threads N] [--steps S] [--only stories15m|gqa30m] [--precision f32|bf16] [--json]
-// (--precision bf16: training's bf16 products, TrainingPass::set_bf16_matmuls; MFU stays against
+// (--precision bf16: training's bf16 products (TrainingPass's bf16_matmuls); MFU stays against
 // the f32 sgemm peak)
 #include "core/rng.h"
 #include "core/threads.h"
@@ -83,8 +83,7 @@ int main(int argc, char** argv) {
     c.n_kv_head = s.kv_heads, c.head_dim = s.dim / s.heads, c.tie_word_embeddings = s.tied;
     Model m = Model::random(c, DType::F32, 1);
     ParamArena arena = ParamArena::adopt(m);
-    TrainingPass pass(m, s.batch, s.seq);
-    pass.set_bf16_matmuls(bf16);
+    TrainingPass pass(m, s.batch, s.seq, false, 0, bf16);
     AdamW opt(arena, AdamWSettings{});
     Tensor grads = arena.new_buffer();
     ModelWeights g = arena.views(grads);

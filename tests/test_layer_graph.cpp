@@ -137,8 +137,7 @@ TEST_P(LayerGraph, Bf16KeptLinearInputsChangeNoGradient) {
   ParamArena arena = ParamArena::adopt(model);
   const int64_t V = model.config.n_vocab, N = B * S;
   const std::vector<int32_t> ids = random_ids(N, V, 5), targets = random_ids(N, V, 6);
-  TrainingPass kept(model, B, S), recomputed(model, B, S, true), f32(model, B, S);
-  kept.set_bf16_matmuls(true), recomputed.set_bf16_matmuls(true);
+  TrainingPass kept(model, B, S, false, 0, true), recomputed(model, B, S, true, 0, true), f32(model, B, S);
   Tensor g_kept = arena.new_buffer(), g_recomputed = arena.new_buffer(), g_f32 = arena.new_buffer();
   for (auto [pass, grads] : {std::pair{&kept, &g_kept}, std::pair{&recomputed, &g_recomputed}, std::pair{&f32, &g_f32}}) {
     const float* logits = pass->forward(ids.data());

@@ -72,9 +72,8 @@ public:
     size_t longest = 0;
     for (const Task& t : tasks) longest = std::max(longest, t.prompt.size());
     L_ = int64_t(longest) + s.max_new_tokens;  // row length of the training pass
-    pass_ = std::make_unique<TrainingPass>(policy, s.micro_batch, L_, s.recompute_layers);
+    pass_ = std::make_unique<TrainingPass>(policy, s.micro_batch, L_, s.recompute_layers, 0, s.bf16_matmuls);
     pass_->set_layer_done([this](int64_t il) { h_.layer_grads_done(il); });
-    pass_->set_bf16_matmuls(s.bf16_matmuls);
     if (ref && s.beta != 0.0f) ref_logits_ = std::make_unique<LogitParts>(*ref);
     ids_.resize(size_t(s.micro_batch * L_));
     row_token_.resize(size_t(s.micro_batch * L_));

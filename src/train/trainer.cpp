@@ -59,13 +59,12 @@ public:
   TrainStep(const Model& student, const Tokenizer* tok, const TokenDataset& train, const Model* teacher, TeacherScorer* scorer,
             const TrainSettings& s, TrainingHarness& h)
       : student_(student), tok_(tok), train_(train), teacher_(teacher), scorer_(scorer), s_(s), h_(h),
-        B_(s.batch / DataParallel::size()), pass_(student, B_, s.seq_len, s.recompute_layers), V_(student.config.n_vocab), N_(B_ * s.seq_len), K_(train.k() > 0 ? train.k() : scorer ? scorer->k() : 0) {
+        B_(s.batch / DataParallel::size()), pass_(student, B_, s.seq_len, s.recompute_layers, 0, s.bf16_matmuls), V_(student.config.n_vocab), N_(B_ * s.seq_len), K_(train.k() > 0 ? train.k() : scorer ? scorer->k() : 0) {
     if (s.on_policy > 0 && (!(teacher || scorer) || !tok))
       fail("on-policy distillation needs a teacher to grade the student's samples (--teacher DIR or URL) and the student's tokenizer");
     if (scorer && train.k() > 0 && train.k() != scorer->k())
       fail("the dataset's soft labels are top-{} and the remote teacher's top-{}: use the same k", train.k(), scorer->k());
     pass_.set_layer_done([this](int64_t il) { h_.layer_grads_done(il); });
-    pass_.set_bf16_matmuls(s.bf16_matmuls);
     // top-k KD: from a label dataset, and/or from a remote teacher's grades of on-policy samples
     soft_kd_ = !teacher && (train.k() > 0 || scorer) && s.kd_alpha > 0;
     use_kd_ = (teacher || soft_kd_) && s.kd_alpha > 0;

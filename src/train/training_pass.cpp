@@ -28,8 +28,9 @@ int64_t head_chunk_rows(int64_t n_vocab, int64_t n_tokens) {
 
 }  // namespace
 
-TrainingPass::TrainingPass(const Model& model, int64_t n_seq, int64_t seq_len, bool recompute_layers, int64_t head_rows)
-    : model_(model), n_seq_(n_seq), seq_len_(seq_len), recompute_(recompute_layers) {
+TrainingPass::TrainingPass(const Model& model, int64_t n_seq, int64_t seq_len, bool recompute_layers, int64_t head_rows,
+                           bool bf16_matmuls)
+    : model_(model), n_seq_(n_seq), seq_len_(seq_len), bf16_matmuls_(bf16_matmuls), recompute_(recompute_layers) {
   const ModelConfig& c = model.config;
   if (c.is_moe())
     fail("training a mixture-of-experts model ({}) is not supported: its experts run for inference (run, serve, eval, "
@@ -39,18 +40,22 @@ TrainingPass::TrainingPass(const Model& model, int64_t n_seq, int64_t seq_len, b
   pos_.resize(size_t(N));
   neg_pos_.resize(size_t(N));
   for (int64_t i = 0; i < N; ++i) pos_[size_t(i)] = int32_t(i % seq_len), neg_pos_[size_t(i)] = -pos_[size_t(i)];
+  // the linears' kept inputs: bf16 under bf16 products (see the header), with an f32 staging set
+  const bool bf16_kept = bf16_matmuls && !recompute_;
+  auto linear_input = [&](int64_t cols) { return Tensor::zeros(bf16_kept ? DType::BF16 : DType::F32, {N, cols}); };
   layers_.resize(size_t(c.n_layer));
   for (int64_t il = 0; il < c.n_layer; ++il) {
     layers_[size_t(il)].x_in = buffer(N, E);
     if (recompute_ && il > 0) continue;  // one set of the rest, shared (work_)
     LayerActivations& a = recompute_ ? work_ : layers_[size_t(il)];
-    a.xn1 = buffer(N, E);
+    a.xn1 = linear_input(E);
     if (c.qk_norm) a.q_raw = buffer(N, QD), a.k_raw = buffer(N, KVD);
     a.q = buffer(N, QD), a.k = buffer(N, KVD), a.v = buffer(N, KVD);
     a.lse = Tensor::zeros(DType::F32, {n_seq, c.n_head, seq_len});
-    a.att = buffer(N, QD), a.x_mid = buffer(N, E), a.xn2 = buffer(N, E);
-    a.gate = buffer(N, F), a.up = buffer(N, F), a.h = buffer(N, F);
+    a.att = linear_input(QD), a.x_mid = buffer(N, E), a.xn2 = linear_input(E);
+    a.gate = buffer(N, F), a.up = buffer(N, F), a.h = linear_input(F);
   }
+  if (bf16_kept) staging_.xn1 = buffer(N, E), staging_.att = buffer(N, QD), staging_.xn2 = buffer(N, E), staging_.h = buffer(N, F);
   x_final_ = buffer(N, E), xn_final_ = buffer(N, E);
   head_rows_ = head_rows > 0 ? std::min(head_rows, N) : head_chunk_rows(c.n_vocab, N);
   chunk_logits_ = buffer(head_rows_, c.n_vocab), chunk_d_logits_ = buffer(head_rows_, c.n_vocab);
@@ -58,18 +63,6 @@ TrainingPass::TrainingPass(const Model& model, int64_t n_seq, int64_t seq_len, b
   d_q_ = buffer(N, QD), d_k_ = buffer(N, KVD), d_v_ = buffer(N, KVD), d_att_ = buffer(N, QD);
   d_gate_ = buffer(N, F), d_up_ = buffer(N, F), d_h_ = buffer(N, F);
   attn_scratch_ = Tensor::zeros(DType::F32, {int64_t(attention_train_scratch_floats(attention_shape()))});
-}
-
-void TrainingPass::set_bf16_matmuls(bool on) {
-  bf16_matmuls_ = on;
-  if (recompute_ || on == bf16_kept()) return;  // (checkpointing keeps one shared set: nothing to halve)
-  for (LayerActivations& a : layers_)
-    for (Tensor* t : {&a.xn1, &a.att, &a.xn2, &a.h}) *t = Tensor::zeros(on ? DType::BF16 : DType::F32, {t->dim(0), t->dim(1)});
-  const Tensor& l0 = layers_[0].xn1;  // (shapes)
-  staging_ = {};
-  if (on)
-    staging_.xn1 = buffer(l0.dim(0), l0.dim(1)), staging_.att = buffer(layers_[0].att.dim(0), layers_[0].att.dim(1)),
-    staging_.xn2 = buffer(l0.dim(0), l0.dim(1)), staging_.h = buffer(layers_[0].h.dim(0), layers_[0].h.dim(1));
 }
 
 // A layer's kept linear inputs beside their f32 staging, as (kept, staging) pairs.

@@ -28,7 +28,13 @@ public:
   // Weights of any dtype the kernels read; those trained must be f32 (ParamArena::adopt), a frozen
   // base (LoRA) stays as loaded, quantized included.
   // `head_rows`: rows of logits forward_backward holds at once (0: about 64 MiB of them).
-  TrainingPass(const Model& model, int64_t n_seq, int64_t seq_len, bool recompute_layers = false, int64_t head_rows = 0);
+  // `bf16_matmuls` (--precision bf16): every product of the passes (the linears, the head)
+  // multiplies operands rounded to bf16 and sums in f32 (Bf16MatmulScope); weights stay the f32
+  // masters. The linears' inputs that the backward keeps (xn1, att, xn2, h) are then held as bf16:
+  // their products read them rounded anyway, so half the bytes change no value (without
+  // activation checkpointing, which keeps one shared f32 set).
+  TrainingPass(const Model& model, int64_t n_seq, int64_t seq_len, bool recompute_layers = false, int64_t head_rows = 0,
+               bool bf16_matmuls = false);
 
   // The training step: the forward of ids [n_seq, seq_len] (positions 0..seq_len-1), then the head
   // a chunk of rows at a time — its logits, `loss` filling d loss / d logits for those rows (the
@@ -47,11 +53,6 @@ public:
   // Called with each layer's index as its backward ends (its gradients final for this pass):
   // the data-parallel harness starts that layer's sum over the ranks there.
   void set_layer_done(std::function<void(int64_t layer)> fn) { layer_done_ = std::move(fn); }
-  // --precision bf16: every product of the passes (the linears, the head) multiplies operands
-  // rounded to bf16 and sums in f32 (Bf16MatmulScope); weights stay the f32 masters. The inputs of
-  // the linears that the backward keeps (xn1, att, xn2, h) are then kept as bf16: their products
-  // read them rounded anyway, so half the bytes change no value (without activation checkpointing).
-  void set_bf16_matmuls(bool on);
 
   int64_t n_tokens() const { return n_seq_ * seq_len_; }
   int64_t n_seq() const { return n_seq_; }
@@ -85,7 +86,7 @@ private:
 
   const Model& model_;
   int64_t n_seq_, seq_len_;
-  bool bf16_matmuls_ = false;
+  bool bf16_matmuls_;
   bool recompute_;             // activation checkpointing: layers_ hold x_in only, work_ the rest
   std::vector<int32_t> ids_;   // [N] this step's input ids
   std::vector<int32_t> pos_;   // [N] positions (0..T-1 per sequence)
