@@ -147,6 +147,9 @@ TEST(CrossTokenizer, LabelWithALocalTeacherOfAnotherTokenizer) {
 // each student position whose next token starts where a teacher token starts, the scores are the
 // teacher's top-k at the position before that token, each alternative's probability given to the
 // student byte it begins with (summed); positions inside a teacher token are not scored.
+// At k = 6 of a random teacher the listed mass is small, so inside a teacher token the ULD term
+// takes over; at k = the whole vocabulary nothing is left out, so the continuation of the
+// student's prefix inside the teacher's token is projected (the chain rule over its bytes).
 TEST(CrossTokenizer, ALocalTeacherOfAnotherVocabularyGradesTheStudentsSamplesOnBytes) {
   const auto t = bpe(), s = bytes();
   ModelConfig c;
@@ -154,15 +157,9 @@ TEST(CrossTokenizer, ALocalTeacherOfAnotherVocabularyGradesTheStudentsSamplesOnB
   c.n_vocab = t->vocab_size(), c.n_embd = 32, c.n_ff = 64, c.n_layer = 2, c.n_head = 4, c.n_kv_head = 2, c.head_dim = 8;
   c.max_position_embeddings = 256;
   const Model teacher = Model::random(c, DType::F32, 5, 0.5f);
-  const int k = 6;
-  CrossVocabularyScorer scorer(teacher, *t, *s, k);
   const std::string text = "the cat sat on the mat";
   const std::vector<int32_t> student_ids = s->encode(text, false);
   ASSERT_EQ(student_ids.size(), text.size()) << "one student token per byte";
-  const std::vector<SequenceScores> got = scorer.score({student_ids});
-  ASSERT_EQ(got.size(), 1u);
-  const SequenceScores& g = got[0];
-  ASSERT_EQ(g.scored.size(), text.size() - 1);
 
   // The teacher's own view: its tokens, their starting bytes, its logits.
   const std::vector<int32_t> tid = t->encode(text, false);
@@ -176,45 +173,76 @@ TEST(CrossTokenizer, ALocalTeacherOfAnotherVocabularyGradesTheStudentsSamplesOnB
   for (int32_t id = 0; id < s->vocab_size(); ++id)
     if (!s->is_special(id) && s->token_bytes(id).size() == 1) byte_token.emplace(s->token_bytes(id), id);
   ASSERT_EQ(byte_token.size(), 256u);
-  int scored = 0, shaped = 0;
-  for (size_t pos = 0; pos + 1 < text.size(); ++pos) {
-    // the teacher token student token pos + 1 starts, or is inside of
-    const auto it = std::find(starts.begin(), starts.end(), pos + 1);
-    const size_t u = it != starts.end() ? size_t(it - starts.begin()) : size_t(std::upper_bound(starts.begin(), starts.end(), pos + 1) - starts.begin()) - 1;
-    std::vector<int32_t> ids(k);
-    std::vector<float> lp(k);
-    if (u == 0) {
-      EXPECT_EQ(g.scored[pos], 0) << "inside the first teacher token nothing predicts it: position " << pos;
-      continue;
-    }
-    top_k_logprobs(logits.data<float>() + int64_t(u - 1) * c.n_vocab, c.n_vocab, k, ids.data(), lp.data());
-    if (it == starts.end()) {  // inside teacher token u: its distribution's sorted top-k, for the ULD term
-      EXPECT_EQ(g.scored[pos], 2) << "position " << pos;
-      for (int i = 0; i < k; ++i) EXPECT_EQ(g.logp[pos * k + size_t(i)], lp[size_t(i)]) << "position " << pos;
-      ++shaped;
-      continue;
-    }
-    EXPECT_EQ(g.scored[pos], 1) << "position " << pos;
-    ++scored;
-    std::map<int32_t, double> mass;  // student byte token -> probability
+  // position pos's soft labels must be log(mass / norm) of the student tokens in `mass`
+  auto expect_labels = [&](const SequenceScores& g, size_t pos, int k, const std::map<int32_t, double>& mass, double norm) {
     for (int i = 0; i < k; ++i) {
-      const std::string b = t->token_bytes(ids[size_t(i)]);
-      if (b.empty()) continue;
-      const int32_t special = s->token_to_id(b);  // a special token maps to the student's of the same text
-      mass[special >= 0 && s->is_special(special) ? special : byte_token.at(b.substr(0, 1))] += std::exp(double(lp[size_t(i)]));
-    }
-    for (int i = 0; i < k; ++i) {
-      const int32_t sid = g.ids[pos * k + size_t(i)];
-      if (g.logp[pos * k + size_t(i)] <= -63.0f) continue;  // padding
+      const int32_t sid = g.ids[pos * size_t(k) + size_t(i)];
+      if (g.logp[pos * size_t(k) + size_t(i)] <= -63.0f) continue;  // padding
       ASSERT_TRUE(mass.count(sid)) << "position " << pos << " alternative " << i;
-      EXPECT_NEAR(g.logp[pos * k + size_t(i)], std::log(mass[sid]), 1e-4) << "position " << pos;
+      EXPECT_NEAR(g.logp[pos * size_t(k) + size_t(i)], std::log(mass.at(sid) / norm), 1e-4) << "position " << pos;
     }
+  };
+  for (const int k : {6, int(c.n_vocab)}) {
+    SCOPED_TRACE("k " + std::to_string(k));
+    CrossVocabularyScorer scorer(teacher, *t, *s, k);
+    const std::vector<SequenceScores> got = scorer.score({student_ids});
+    ASSERT_EQ(got.size(), 1u);
+    const SequenceScores& g = got[0];
+    ASSERT_EQ(g.scored.size(), text.size() - 1);
+    int scored = 0, continued = 0, shaped = 0;
+    for (size_t pos = 0; pos + 1 < text.size(); ++pos) {
+      // the teacher token student token pos + 1 starts, or is inside of
+      const auto it = std::find(starts.begin(), starts.end(), pos + 1);
+      const size_t u = it != starts.end() ? size_t(it - starts.begin()) : size_t(std::upper_bound(starts.begin(), starts.end(), pos + 1) - starts.begin()) - 1;
+      std::vector<int32_t> ids(static_cast<size_t>(k));
+      std::vector<float> lp(static_cast<size_t>(k));
+      if (u == 0) {
+        EXPECT_EQ(g.scored[pos], 0) << "inside the first teacher token nothing predicts it: position " << pos;
+        continue;
+      }
+      top_k_logprobs(logits.data<float>() + int64_t(u - 1) * c.n_vocab, c.n_vocab, k, ids.data(), lp.data());
+      if (it == starts.end()) {  // inside teacher token u, after `prefix` of its bytes
+        const std::string prefix = text.substr(starts[u], pos + 1 - starts[u]);
+        std::map<int32_t, double> next;  // student byte token after the prefix -> probability
+        double listed = 0, going_on = 0;
+        for (int i = 0; i < k; ++i) {
+          const std::string b = t->token_bytes(ids[size_t(i)]);
+          const double p = std::exp(double(lp[size_t(i)]));
+          listed += p;
+          if (!t->is_special(ids[size_t(i)]) && b.size() > prefix.size() && b.compare(0, prefix.size(), prefix) == 0)
+            going_on += p, next[byte_token.at(b.substr(prefix.size(), 1))] += p;
+        }
+        if (!next.empty() && going_on >= 1.0 - listed) {  // the continuation, renormalised
+          EXPECT_EQ(g.scored[pos], 1) << "position " << pos;
+          expect_labels(g, pos, k, next, going_on);
+          ++continued;
+        } else {  // its distribution's sorted top-k, for the ULD term
+          EXPECT_EQ(g.scored[pos], 2) << "position " << pos;
+          for (int i = 0; i < k; ++i) EXPECT_EQ(g.logp[pos * size_t(k) + size_t(i)], lp[size_t(i)]) << "position " << pos;
+          ++shaped;
+        }
+        continue;
+      }
+      EXPECT_EQ(g.scored[pos], 1) << "position " << pos;
+      ++scored;
+      std::map<int32_t, double> mass;  // student byte token -> probability
+      for (int i = 0; i < k; ++i) {
+        const std::string b = t->token_bytes(ids[size_t(i)]);
+        if (b.empty()) continue;
+        // a control token maps to the student's of the same text, or nowhere (not to its first byte)
+        const int32_t special = s->token_to_id(b);
+        if (special >= 0 && s->is_special(special)) mass[special] += std::exp(double(lp[size_t(i)]));
+        else if (!t->is_special(ids[size_t(i)])) mass[byte_token.at(b.substr(0, 1))] += std::exp(double(lp[size_t(i)]));
+      }
+      expect_labels(g, pos, k, mass, 1.0);
+    }
+    EXPECT_EQ(scored, int(tid.size()) - 1) << "every teacher token after the first starts a scored position";
+    if (k == 6) EXPECT_GT(shaped, 0);
+    else EXPECT_GT(continued, 0);
+    EXPECT_EQ(scorer.aligned(), scored + continued);
+    EXPECT_EQ(scorer.shaped(), shaped);
+    EXPECT_EQ(scorer.positions(), int64_t(text.size()) - 1);
   }
-  EXPECT_EQ(scored, int(tid.size()) - 1) << "every teacher token after the first starts a scored position";
-  EXPECT_EQ(scorer.aligned(), scored);
-  EXPECT_GT(shaped, 0);
-  EXPECT_EQ(scorer.shaped(), shaped);
-  EXPECT_EQ(scorer.positions(), int64_t(text.size()) - 1);
 }
 
 // End to end: `train --on-policy` with a teacher of another tokenizer, no longer refused.

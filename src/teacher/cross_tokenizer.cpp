@@ -27,7 +27,7 @@ TeacherRecord TokenizerBridge::to_student(const TeacherRecord& r, const std::vec
     if (r.k > 0 && !r.soft.empty() && r.soft[j])
       for (int i = 0; i < r.k; ++i) {
         const size_t at = j * size_t(r.k) + size_t(i);
-        t.top.push_back({teacher_.token_bytes(r.topk_ids[at], j == 0), -1, r.topk_logp[at]});
+        t.top.push_back({teacher_.token_bytes(r.topk_ids[at], j == 0), -1, r.topk_logp[at], teacher_.is_special(r.topk_ids[at])});
       }
     a.text += t.bytes;
     a.tokens.push_back(std::move(t));
@@ -120,6 +120,12 @@ SequenceScores CrossVocabularyScorer::score_one(const std::vector<int32_t>& stud
       row[t] = int64_t(in->second) - 1, kind[t] = 2;
     }
   }
+  // Student position t's next token starts inside teacher token row[t] + 1: the bytes of that
+  // teacher token before it (what the teacher's alternatives must begin with).
+  auto inside_prefix = [&](size_t t) {
+    const size_t from = tt.start[size_t(row[t] + 1)];
+    return std::string_view(tt.text).substr(from, st.start[t + 1] - from);
+  };
   // The teacher's logits a part of rows at a time (about 64 MiB), never [tokens, vocabulary] whole.
   logits_->run(tid.data(), 1, int64_t(tid.size()));
   const int64_t Vt = teacher_.config.n_vocab, T = int64_t(tid.size()), part_rows = logit_part_rows(Vt);
@@ -135,20 +141,24 @@ SequenceScores CrossVocabularyScorer::score_one(const std::vector<int32_t>& stud
     for (size_t t = 0; t + 1 < n; ++t) {
       if (row[t] < p0 || row[t] >= p0 + m) continue;
       const float* lt = logits + (row[t] - p0) * Vt;
-      if (kind[t] == 2) {
-        // Inside a teacher token: the teacher's distribution there has no tokens to match, only its
-        // shape — its sorted top-k for the ULD term.
-        top_k_logprobs(lt, Vt, k_, top_ids.data(), r.logp.data() + t * K);
-        r.scored[t] = 2;
-        ++shaped_;
-        continue;
-      }
       const bool first = st.start[t + 1] == 0;  // the text's first token (after a BOS)
       top_k_logprobs(lt, Vt, k_, top_ids.data(), top_logp.data());
-      for (size_t i = 0; i < K; ++i) alts[i] = {teacher_tok_.token_bytes(top_ids[i], first), -1, top_logp[i]};
-      if (project_alternatives(student_vocab_, alts, first, k_, student_tok_.vocab_size(), r.ids.data() + t * K, r.logp.data() + t * K)) {
+      const bool at_token_start = kind[t] == 1;
+      for (size_t i = 0; i < K; ++i)
+        alts[i] = {teacher_tok_.token_bytes(top_ids[i], first || (!at_token_start && tt.start[size_t(row[t] + 1)] == 0)), -1,
+                   top_logp[i], teacher_tok_.is_special(top_ids[i])};
+      int32_t* const ids = r.ids.data() + t * K;
+      float* const logp = r.logp.data() + t * K;
+      if (at_token_start ? project_alternatives(student_vocab_, alts, first, k_, student_tok_.vocab_size(), ids, logp)
+                         : project_continuation(student_vocab_, alts, inside_prefix(t), k_, student_tok_.vocab_size(), ids, logp)) {
         r.scored[t] = 1;
         ++aligned_;
+      } else if (!at_token_start) {
+        // Inside a teacher token with too little of the listed mass going on past the student's
+        // prefix: only the distribution's shape — its sorted top-k for the ULD term.
+        std::copy(top_logp.begin(), top_logp.end(), logp);
+        r.scored[t] = 2;
+        ++shaped_;
       }
     }
   }

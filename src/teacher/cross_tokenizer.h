@@ -37,9 +37,11 @@ private:
 // teacher, run through the teacher; at each student position t the teacher's distribution over the
 // token that starts at the byte where student token t + 1 starts (the teacher's prediction at the
 // position before it) is projected onto student tokens as a remote teacher's alternatives are
-// (answer_to_record), `scored` 1. A position whose next token starts inside a teacher token gets the
-// teacher's sorted top-k log-probabilities at the position predicting that token (`scored` 2, ids
-// unused): the ULD term compares only the shapes of the two distributions (kd_loss.h).
+// (answer_to_record), `scored` 1. A position whose next token starts inside a teacher token gets
+// the teacher's alternatives for that token which begin with its bytes before the student's token,
+// renormalised and projected by what follows (project_continuation), `scored` 1 too; where those
+// hold less than the top-k leaves out, the teacher's sorted top-k log-probabilities there
+// (`scored` 2, ids unused): the ULD term compares only the shapes of the two distributions (kd_loss.h).
 class CrossVocabularyScorer final : public TeacherScorer {
 public:
   CrossVocabularyScorer(const Model& teacher, const Tokenizer& teacher_tok, const Tokenizer& student_tok, int k);

@@ -109,7 +109,10 @@ VocabularyByBytes::VocabularyByBytes(const Tokenizer& tok) {
     if (!fresh) it->second = -1;  // two tokens with these bytes: neither can be told from the text
   };
   for (int32_t id = 0; id < int32_t(tok.vocab_size()); ++id) {
-    if (tok.is_special(id)) continue;
+    if (tok.is_special(id)) {
+      special_.emplace(tok.token_bytes(id, false), id);
+      continue;
+    }
     add(mid_, tok.token_bytes(id, false), id);
     add(start_, tok.token_bytes(id, true), id);
   }
@@ -119,6 +122,11 @@ int32_t VocabularyByBytes::find(const std::string& bytes, bool at_start) const {
   const auto& m = at_start ? start_ : mid_;
   auto it = m.find(bytes);
   return it == m.end() ? -1 : it->second;
+}
+
+int32_t VocabularyByBytes::special(const std::string& text) const {
+  const auto it = special_.find(text);
+  return it == special_.end() ? -1 : it->second;
 }
 
 int32_t VocabularyByBytes::longest_prefix(const std::string& bytes, bool at_start) const {
@@ -131,7 +139,8 @@ bool project_alternatives(const VocabularyByBytes& vocab, const std::vector<Remo
                           int64_t n_vocab, int32_t* ids, float* logp) {
   std::map<int32_t, double> mass;  // student id -> probability
   for (const RemoteAlternative& alt : top) {
-    const int32_t id = vocab.longest_prefix(alt.bytes, at_start);
+    int32_t id = vocab.special(alt.bytes);
+    if (id < 0 && !alt.special) id = vocab.longest_prefix(alt.bytes, at_start);
     if (id >= 0) mass[id] += std::exp(double(alt.logprob));
   }
   if (mass.empty()) return false;
@@ -150,6 +159,23 @@ bool project_alternatives(const VocabularyByBytes& vocab, const std::vector<Remo
   return true;
 }
 
+bool project_continuation(const VocabularyByBytes& vocab, const std::vector<RemoteAlternative>& top, std::string_view prefix,
+                          int k, int64_t n_vocab, int32_t* ids, float* logp) {
+  std::vector<RemoteAlternative> rest;
+  double listed = 0, going_on = 0;
+  for (const RemoteAlternative& alt : top) {
+    const double p = std::exp(double(alt.logprob));
+    listed += p;
+    if (!alt.special && alt.bytes.size() > prefix.size() && alt.bytes.compare(0, prefix.size(), prefix) == 0) {
+      rest.push_back({alt.bytes.substr(prefix.size()), -1, alt.logprob});
+      going_on += p;
+    }
+  }
+  if (rest.empty() || going_on < 1.0 - listed) return false;
+  for (RemoteAlternative& alt : rest) alt.logprob = float(double(alt.logprob) - std::log(going_on));  // p / going_on
+  return project_alternatives(vocab, rest, false, k, n_vocab, ids, logp);
+}
+
 namespace {
 
 // Position j's soft labels from alternatives projected onto student tokens.
@@ -161,28 +187,15 @@ bool project_position(const VocabularyByBytes& vocab, const std::vector<RemoteAl
   return true;
 }
 
-// Student position j starts inside teacher token t, after `prefix` of its bytes. The teacher's
-// alternatives that begin with the prefix and run past it say what follows it, given that the
-// token goes on: their remainders, with probabilities renormalised over them, are projected as at
-// a boundary (the chain rule over the token's bytes; alternatives that end at the prefix are left
-// out, their continuation being the next token's distribution, which the answer does not hold).
-// Kept only where that known mass is at least the mass outside the listed top-k, which could
-// also continue the prefix.
+// Student position j starts inside teacher token t, after `prefix` of its bytes (the chain rule
+// over the token's bytes; alternatives that end at the prefix are left out, their continuation
+// being the next token's distribution, which the answer does not hold).
 bool project_inside(const VocabularyByBytes& vocab, const RemoteToken& t, std::string_view prefix, size_t j, int k,
                     int64_t n_vocab, TeacherRecord& r) {
-  std::vector<RemoteAlternative> rest;
-  double listed = 0, going_on = 0;
-  for (const RemoteAlternative& alt : t.top) {
-    const double p = std::exp(double(alt.logprob));
-    listed += p;
-    if (alt.bytes.size() > prefix.size() && alt.bytes.compare(0, prefix.size(), prefix) == 0) {
-      rest.push_back({alt.bytes.substr(prefix.size()), -1, alt.logprob});
-      going_on += p;
-    }
-  }
-  if (rest.empty() || going_on < 1.0 - listed) return false;
-  for (RemoteAlternative& alt : rest) alt.logprob = float(double(alt.logprob) - std::log(going_on));  // p / going_on
-  return project_position(vocab, rest, false, j, k, n_vocab, r);
+  if (!project_continuation(vocab, t.top, prefix, k, n_vocab, r.topk_ids.data() + j * size_t(k), r.topk_logp.data() + j * size_t(k)))
+    return false;
+  r.soft[j] = 1;
+  return true;
 }
 
 // Keeps position j's top-k when its k alternatives are distinct student ids and include the

@@ -39,6 +39,7 @@ struct RemoteAlternative {
   std::string bytes;
   int32_t id = -1;  // -1: the server did not say
   float logprob = 0;
+  bool special = false;  // a control token of the teacher (known for a local teacher; an API does not say)
 };
 
 struct RemoteToken {
@@ -62,25 +63,37 @@ RemoteAnswer parse_remote_answer(std::string_view body, bool legacy_completions)
 
 // The student's vocabulary by token bytes, for mapping a teacher's alternatives: bytes -> id, in
 // the middle of a text and as its first token (a SentencePiece token loses its leading space
-// there). Bytes two ids share map to neither.
+// there). Bytes two ids share map to neither. Control tokens apart, by their text.
 class VocabularyByBytes {
 public:
   explicit VocabularyByBytes(const Tokenizer& tok);
   int32_t find(const std::string& bytes, bool at_start) const;  // -1: none or ambiguous
   // The longest student token that `bytes` begins with (-1: none).
   int32_t longest_prefix(const std::string& bytes, bool at_start) const;
+  // The student's control token with this text (-1: none).
+  int32_t special(const std::string& text) const;
 
 private:
-  std::unordered_map<std::string, int32_t> mid_, start_;
+  std::unordered_map<std::string, int32_t> mid_, start_, special_;
   size_t longest_ = 0;  // bytes of the longest token
 };
 
 // A teacher's alternatives at one position projected onto student tokens: each alternative's
-// probability goes to the student token its bytes begin with (the longest such), the mass of
+// probability goes to the student's control token of the same text if there is one, else (a
+// teacher's own control token without a student twin is dropped, not spelled out in bytes) to the
+// student token its bytes begin with (the longest such), the mass of
 // alternatives reaching one student token summed, the k likeliest kept in ids/logp [k] (padded
 // with distinct unused ids at −64 nats when fewer). Returns whether any alternative mapped.
 bool project_alternatives(const VocabularyByBytes& vocab, const std::vector<RemoteAlternative>& top, bool at_start, int k,
                           int64_t n_vocab, int32_t* ids, float* logp);
+
+// The same for a student token that starts inside a teacher token, after `prefix` of its bytes:
+// the alternatives that begin with the prefix and run past it, their probabilities renormalised
+// over them, projected by their remaining bytes (what follows the prefix, given the token goes
+// on). False when none does, or when their mass is below what the listed top-k leaves out (mass
+// that might continue the prefix too).
+bool project_continuation(const VocabularyByBytes& vocab, const std::vector<RemoteAlternative>& top, std::string_view prefix,
+                          int k, int64_t n_vocab, int32_t* ids, float* logp);
 
 // Fills r.completion, r.finished and the soft labels (k per position) from the answer. Returns
 // the number of positions with soft labels.
