@@ -22,12 +22,35 @@ Model windowed_model(const std::string& type, int64_t window) {
   return Model::random(c, DType::F32, 5, 0.4f);
 }
 
+// The cross-entropy gradients of one forward + backward of `pass` on ids → targets, into grads.
+void ce_gradients(TrainingPass& pass, const ParamArena& arena, Tensor& grads, const std::vector<int32_t>& ids,
+                  const std::vector<int32_t>& targets, int64_t V) {
+  const int64_t N = int64_t(ids.size());
+  const float* logits = pass.forward(ids.data());
+  std::vector<float> d_logits(size_t(N * V));
+  cross_entropy_backward(d_logits.data(), logits, targets.data(), N, V);
+  ModelWeights g = arena.views(grads);
+  pass.backward(d_logits.data(), g);
+}
+
 std::vector<int32_t> random_ids(int64_t n, int64_t vocab, uint64_t seed) {
   Rng rng(seed);
   std::vector<int32_t> out(static_cast<size_t>(n));
   for (auto& id : out) id = int32_t(rng.next_u64() % uint64_t(vocab));
   return out;
 }
+
+// The windowed model of an architecture (window 3), its arena, and 2 × 11 random ids → targets.
+struct GradientCase {
+  static constexpr int64_t B = 2, S = 11, N = B * S;
+  Model model;
+  ParamArena arena;
+  int64_t V;
+  std::vector<int32_t> ids, targets;
+  explicit GradientCase(const std::string& arch)
+      : model(windowed_model(arch, 3)), arena(ParamArena::adopt(model)), V(model.config.n_vocab),
+        ids(random_ids(N, V, 5)), targets(random_ids(N, V, 6)) {}
+};
 
 }  // namespace
 
@@ -101,20 +124,13 @@ TEST_P(LayerGraph, GradientsMatchFiniteDifferencesWithASlidingWindow) {
 // with the same kernels on the same values, so logits and gradients are identical, bit for bit,
 // while only one layer's activations (besides each layer's input) are held.
 TEST_P(LayerGraph, RecomputedLayersGiveTheSameGradients) {
-  const int64_t B = 2, S = 11;
-  Model model = windowed_model(GetParam(), 3);
-  ParamArena arena = ParamArena::adopt(model);
-  const int64_t V = model.config.n_vocab, N = B * S;
-  const std::vector<int32_t> ids = random_ids(N, V, 5), targets = random_ids(N, V, 6);
+  GradientCase tc(GetParam());
+  auto& [model, arena, V, ids, targets] = tc;
+  constexpr int64_t B = GradientCase::B, S = GradientCase::S, N = GradientCase::N;
   TrainingPass kept(model, B, S), recomputed(model, B, S, true);
   Tensor g_kept = arena.new_buffer(), g_recomputed = arena.new_buffer();
-  for (auto [pass, grads] : {std::pair{&kept, &g_kept}, std::pair{&recomputed, &g_recomputed}}) {
-    const float* logits = pass->forward(ids.data());
-    std::vector<float> d_logits(size_t(N * V));
-    cross_entropy_backward(d_logits.data(), logits, targets.data(), N, V);
-    ModelWeights g = arena.views(*grads);
-    pass->backward(d_logits.data(), g);
-  }
+  for (auto [pass, grads] : {std::pair{&kept, &g_kept}, std::pair{&recomputed, &g_recomputed}})
+    ce_gradients(*pass, arena, *grads, ids, targets, V);
   EXPECT_EQ(test::max_abs_diff(kept.forward(ids.data()), recomputed.forward(ids.data()), size_t(N * V)), 0.0f);
   EXPECT_EQ(test::max_abs_diff(g_kept.data<float>(), g_recomputed.data<float>(), arena.size()), 0.0f);
   double norm = 0;
@@ -132,20 +148,13 @@ TEST_P(LayerGraph, RecomputedLayersGiveTheSameGradients) {
 // of a pass that recomputes every layer in f32 buffers (checkpointing keeps no bf16 copy). They
 // stay within bf16's rounding of the f32 pass's, and the pass keeps fewer bytes.
 TEST_P(LayerGraph, Bf16KeptLinearInputsChangeNoGradient) {
-  const int64_t B = 2, S = 11;
-  Model model = windowed_model(GetParam(), 3);
-  ParamArena arena = ParamArena::adopt(model);
-  const int64_t V = model.config.n_vocab, N = B * S;
-  const std::vector<int32_t> ids = random_ids(N, V, 5), targets = random_ids(N, V, 6);
+  GradientCase tc(GetParam());
+  auto& [model, arena, V, ids, targets] = tc;
+  constexpr int64_t B = GradientCase::B, S = GradientCase::S, N = GradientCase::N;
   TrainingPass kept(model, B, S, false, 0, true), recomputed(model, B, S, true, 0, true), f32(model, B, S);
   Tensor g_kept = arena.new_buffer(), g_recomputed = arena.new_buffer(), g_f32 = arena.new_buffer();
-  for (auto [pass, grads] : {std::pair{&kept, &g_kept}, std::pair{&recomputed, &g_recomputed}, std::pair{&f32, &g_f32}}) {
-    const float* logits = pass->forward(ids.data());
-    std::vector<float> d_logits(size_t(N * V));
-    cross_entropy_backward(d_logits.data(), logits, targets.data(), N, V);
-    ModelWeights g = arena.views(*grads);
-    pass->backward(d_logits.data(), g);
-  }
+  for (auto [pass, grads] : {std::pair{&kept, &g_kept}, std::pair{&recomputed, &g_recomputed}, std::pair{&f32, &g_f32}})
+    ce_gradients(*pass, arena, *grads, ids, targets, V);
   EXPECT_EQ(test::max_abs_diff(g_kept.data<float>(), g_recomputed.data<float>(), arena.size()), 0.0f);
   double err = 0, norm = 0;  // relative error of the whole gradient vector
   for (size_t i = 0; i < arena.size(); ++i) {
