@@ -10,9 +10,9 @@
 #                             grades every token; half the rows, the same loss as offline KD)
 #     byte-level tokenizer:   CE on the teacher's text | cross-tokenizer KD (top-20 projected on
 #                             bytes, docs/teacher-dataset.md) | that KD for half the steps, then
-#                             on-policy KD across vocabularies for the other half (half the rows
-#                             sampled by the byte-level student, graded by the BPE teacher on bytes,
-#                             ULD inside its tokens; docs/distillation.md: on-policy starts from a
+#                             on-policy KD across vocabularies in the same run (--on-policy-from:
+#                             half the rows sampled by the byte-level student, graded by the BPE
+#                             teacher on bytes; docs/distillation.md: on-policy starts from a
 #                             student that has seen data)
 #   held-out: real continuations of held-out prompts: cross-entropy per token (BPE students: per
 #   BPE token; byte students: per byte — compare within a group), and for the BPE students the
@@ -40,7 +40,7 @@ log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 if [ "$reuse" = 1 ] && [ -f "$work/ds-bytes/manifest.json" ]; then
   cd "$work"
   for seed in $(seq "$first_seed" "$seeds"); do  # students of earlier seeds stay, with their results
-    rm -rf {ce,kd,onpolicy,bytece,bytekd,bytekdhalf,byteonpolicy}-"$seed"{,.log} {bpe,byte}-s"$seed"
+    rm -rf {ce,kd,onpolicy,bytece,bytekd,byteonpolicy}-"$seed"{,.log} {bpe,byte}-s"$seed"
   done
   if [ "$first_seed" -gt 1 ] && [ -f results.txt ]; then
     awk -v f="$first_seed" '{ n = $1; sub(/.*-/, "", n) } n + 0 < f' results.txt > results.kept && mv results.kept results.txt
@@ -108,8 +108,8 @@ for seed in $(seq "$first_seed" "$seeds"); do
   log "seed $seed: byte-level students"
   train "bytece-$seed" "byte-s$seed" ds-bytes "$seed" --loss ce
   train "bytekd-$seed" "byte-s$seed" ds-bytes "$seed" --loss fkl --kd-alpha 0.5
-  run_steps=$((steps / 2)) train "bytekdhalf-$seed" "byte-s$seed" ds-bytes "$seed" --loss fkl --kd-alpha 0.5
-  run_steps=$((steps - steps / 2)) train "byteonpolicy-$seed" "bytekdhalf-$seed" ds-bytes "$seed" --teacher teacher --on-policy 0.5 --loss fkl --kd-alpha 0.5
+  train "byteonpolicy-$seed" "byte-s$seed" ds-bytes "$seed" --teacher teacher --on-policy 0.5 --on-policy-from $((steps / 2)) \
+    --loss fkl --kd-alpha 0.5
 done
 
 # --- table: mean ± sd over seeds
@@ -122,7 +122,7 @@ echo "| --- | --- | --- | --- | --- |"
 for m in "ce:BPE:CE on the teacher's text (sequence-level KD)" "kd:BPE:offline logit KD (top-20, α 0.5)" \
          "onpolicy:BPE:on-policy KD (GKD: half the rows sampled by the student, same loss)" "bytece:bytes:CE on the teacher's text (sequence-level KD)" \
          "bytekd:bytes:cross-tokenizer KD (top-20 projected on bytes, α 0.5)" \
-         "byteonpolicy:bytes:that KD for half the steps, then on-policy KD across vocabularies (half the rows; ULD inside teacher tokens)"; do
+         "byteonpolicy:bytes:that KD for half the steps, then on-policy KD across vocabularies in the same run (half the rows)"; do
   IFS=: read -r key tok label <<< "$m"
   grep "^$key-" results.txt | awk -v tok="$tok" -v label="$label" '
     { n++; s += $2; ss += $2 * $2; if ($3 != "null") { a += $3; na++ }; t += $4 }

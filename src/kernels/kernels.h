@@ -74,9 +74,9 @@ struct GemmBf16Args {
 void gemm_bf16(const GemmBf16Args& g);
 bool cpu_has_avx512_bf16();  // AVX-512 (as cpu_has_avx512) + AVX512_BF16
 
-// While one lives on a thread, matmul_forward (f32 / bf16 weights, more than 8 rows) and
-// matmul_backward of f32 / bf16 weights on that thread multiply through gemm_bf16: training's
-// --precision bf16 (the f32 master weights and everything outside the products stay f32).
+// While one lives on a thread, matmul_forward and matmul_backward of f32 / bf16 weights on that
+// thread multiply through gemm_bf16: training's --precision bf16 (the f32 master weights and
+// everything outside the products stay f32; the scope is never open around a decode step).
 class Bf16MatmulScope {
  public:
   explicit Bf16MatmulScope(bool on);

@@ -76,8 +76,8 @@ bool bf16_product(DType w_dtype) { return bf16_matmuls() && (w_dtype == DType::F
 
 void matmul_forward(float* out, const float* x, const void* w, DType w_dtype, const float* bias,
                     int64_t M, int64_t N, int64_t K) {
-  if (M > 8 && bf16_product(w_dtype)) {
-    // training under --precision bf16: out = bias + x · wᵀ of bf16-rounded operands
+  if (bf16_product(w_dtype)) {
+    // training under --precision bf16 (never a decode step): out = bias + x · wᵀ of bf16-rounded operands
     if (bias)
       for (int64_t m = 0; m < M; ++m) std::copy(bias, bias + N, out + m * N);
     return gemm_bf16({.c = out, .ldc = N, .a = x, .lda = K, .b = w, .ldb = K, .trans_b = true, .b_dtype = w_dtype,

@@ -8,8 +8,8 @@
 
 #include <array>
 #include <cmath>
-#include <utility>
 #include <cstring>
+#include <utility>
 
 namespace distill {
 
