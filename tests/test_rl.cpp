@@ -46,6 +46,10 @@ TEST(Rl, GrpoRaisesTheRewardAndZeroLearningRateDoesNot) {
   const auto [before, after] = first_and_last_rewards(dir / "rl/metrics.jsonl");
   EXPECT_LT(before, 0.4) << "a random digit is right one time in ten";
   EXPECT_GT(after, 0.8) << "GRPO teaches the rewarded answer (first 5 steps " << before << ")";
+  // bf16 products (--precision bf16, f32 master weights) teach it as well.
+  ASSERT_EQ(run(rl + "--lr 0.003 --precision bf16 -o " + (dir / "rl-bf16"), &out), 0) << out;
+  const auto [bb, ba] = first_and_last_rewards(dir / "rl-bf16/metrics.jsonl");
+  EXPECT_GT(ba, 0.8) << "GRPO with bf16 products (first 5 steps " << bb << ")";
   ASSERT_EQ(run(rl + "--lr 0 -o " + (dir / "rl0"), &out), 0) << out;
   const auto [b0, a0] = first_and_last_rewards(dir / "rl0/metrics.jsonl");
   EXPECT_LT(a0, 0.4) << "without updates the reward stays at chance (" << b0 << " -> " << a0 << ")";
