@@ -82,8 +82,7 @@ float row_q4_k(const BlockQ4_K* blk, const ActivationQ8K& a, int64_t nsb) {
                           _mm512_set_epi32(6, 6, 6, 6, 6, 6, 6, 6, 4, 4, 4, 4, 4, 4, 4, 4),
                           _mm512_set_epi32(7, 7, 7, 7, 7, 7, 7, 7, 5, 5, 5, 5, 5, 5, 5, 5)};
   const __m512i pairs = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
-  __m512 acc = _mm512_setzero_ps();
-  float corr = 0.0f;
+  __m512 acc = _mm512_setzero_ps(), corr = _mm512_setzero_ps();  // (corr: the minimums' part, reduced once)
   const int64_t ahead = decode_prefetch_bytes();
   for (int64_t sb = 0; sb < nsb; ++sb) {
     const BlockQ4_K& b = blk[sb];
@@ -105,9 +104,9 @@ float row_q4_k(const BlockQ4_K* blk, const ActivationQ8K& a, int64_t nsb) {
     // Σ_j m_j · Σ x_q (sub-block j): minimum j against the two sums of 16 of its sub-block
     const __m512i m = _mm512_permutexvar_epi32(pairs, _mm512_cvtepu8_epi32(_mm_cvtsi64_si128(int64_t(mn))));
     const __m512i ms = _mm512_mullo_epi32(m, _mm512_loadu_si512(a.sum + sb * 16));
-    corr += _cvtsh_ss(b.dmin) * dx * float(_mm512_reduce_add_epi32(ms));
+    corr = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ms), _mm512_set1_ps(_cvtsh_ss(b.dmin) * dx), corr);
   }
-  return _mm512_reduce_add_ps(acc) - corr;
+  return _mm512_reduce_add_ps(_mm512_sub_ps(acc, corr));
 }
 
 // Q6_K: per half of 128 values, ql[64h .. 64h+63] holds values 0..63 in its low nibbles and
