@@ -9,17 +9,19 @@
 #   KD   cross-tokenizer logit KD: (1 − α)·CE + α·forward KL to the projected top-k (α 0.5, tail)
 # and are scored on the demo's held-out problems (exact answer, greedy), with held-out CE.
 #
-#   bash bench/cross_tokenizer_demo.sh [DEMO_DIR] [--seeds N] [--steps N]
-# (DEMO_DIR: a finished `distill demo --out DIR` run; default /tmp/distill-demo)
+#   bash bench/cross_tokenizer_demo.sh [DEMO_DIR] [--seeds N] [--steps N] [--first-seed N]
+# (DEMO_DIR: a finished `distill demo --out DIR` run; default /tmp/distill-demo; --first-seed N
+# keeps the last run's labels and results of seeds < N and runs seeds N..--seeds)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 distill=${DISTILL:-$root/build/distill}
-demo=/tmp/distill-demo seeds=3 steps=3000
+demo=/tmp/distill-demo seeds=3 steps=3000 first_seed=1
 while [ $# -gt 0 ]; do
   case $1 in
     --seeds) seeds=$2; shift 2 ;;
     --steps) steps=$2; shift 2 ;;
-    -*) echo "usage: $0 [DEMO_DIR] [--seeds N] [--steps N]" >&2; exit 2 ;;
+    --first-seed) first_seed=$2; shift 2 ;;
+    -*) echo "usage: $0 [DEMO_DIR] [--seeds N] [--steps N] [--first-seed N]" >&2; exit 2 ;;
     *) demo=$1; shift ;;
   esac
 done
@@ -43,20 +45,24 @@ if [ ! -f ds-bytes/manifest.json ]; then
 fi
 "$distill" dataset info ds-bytes | grep -E "records|soft" >&2
 
-: > results.txt
-for seed in $(seq 1 "$seeds"); do
+if [ "$first_seed" -gt 1 ] && [ -f results.txt ]; then  # the results of earlier seeds stay
+  awk -v f="$first_seed" '{ n = $1; sub(/.*-/, "", n) } n + 0 < f' results.txt > results.kept && mv results.kept results.txt
+else
+  : > results.txt
+fi
+for seed in $(seq "$first_seed" "$seeds"); do
   "$distill" init --config student.json --tokenizer bytes --seed "$seed" -o "byte-s$seed" > /dev/null
   for method in ce kd; do
     alpha=$([ $method = kd ] && echo 0.5 || echo 0)
     name=$method-$seed
     log "seed $seed: $method"
-    # a byte-level example (prompt + answer) is < 192 bytes; the demo's BPE rows are 96 tokens
-    "$distill" train --student "byte-s$seed" --data ds-bytes -o "$name" --steps "$steps" --batch 16 --seq-len 192 \
+    # a byte-level example (prompt + answer) is < 256 bytes; the demo's BPE rows are 96 tokens
+    "$distill" train --student "byte-s$seed" --data ds-bytes -o "$name" --steps "$steps" --batch 16 --seq-len 256 \
       --lr 0.002 --warmup $((steps / 20)) --seed "$seed" --loss fkl --kd-alpha "$alpha" --topk-mode tail \
       --eval-every $((steps / 10)) > /dev/null 2> "$name.log"
     acc=$("$distill" eval "$name" --tasks "$demo/data/heldout_tasks.jsonl" --reward answer --max-new-tokens 64 --no-speed --json |
           jq -r .tasks.accuracy)
-    ce=$("$distill" eval "$name" --text "$demo/data/heldout.jsonl" --seq-len 192 --no-speed --json | jq -r .text.loss)
+    ce=$("$distill" eval "$name" --text "$demo/data/heldout.jsonl" --seq-len 256 --no-speed --json | jq -r .text.loss)
     # held-out loss along the run (10 evaluations): how fast each learns
     curve=$(jq -s -r '[.[] | select(has("eval_loss")) | .eval_loss * 1000 | round / 1000] | map(tostring) | join(" ")' "$name/metrics.jsonl")
     echo "$name $acc $ce $curve" | tee -a results.txt >&2
