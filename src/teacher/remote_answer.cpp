@@ -178,26 +178,6 @@ bool project_continuation(const VocabularyByBytes& vocab, const std::vector<Remo
 
 namespace {
 
-// Position j's soft labels from alternatives projected onto student tokens.
-bool project_position(const VocabularyByBytes& vocab, const std::vector<RemoteAlternative>& top, bool at_start, size_t j, int k,
-                      int64_t n_vocab, TeacherRecord& r) {
-  if (!project_alternatives(vocab, top, at_start, k, n_vocab, r.topk_ids.data() + j * size_t(k), r.topk_logp.data() + j * size_t(k)))
-    return false;
-  r.soft[j] = 1;
-  return true;
-}
-
-// Student position j starts inside teacher token t, after `prefix` of its bytes (the chain rule
-// over the token's bytes; alternatives that end at the prefix are left out, their continuation
-// being the next token's distribution, which the answer does not hold).
-bool project_inside(const VocabularyByBytes& vocab, const RemoteToken& t, std::string_view prefix, size_t j, int k,
-                    int64_t n_vocab, TeacherRecord& r) {
-  if (!project_continuation(vocab, t.top, prefix, k, n_vocab, r.topk_ids.data() + j * size_t(k), r.topk_logp.data() + j * size_t(k)))
-    return false;
-  r.soft[j] = 1;
-  return true;
-}
-
 // Keeps position j's top-k when its k alternatives are distinct student ids and include the
 // token chosen there. Returns whether it did.
 bool keep_position(const std::vector<int32_t>& ids, const std::vector<float>& logps, int32_t chosen, size_t j, int k,
@@ -253,13 +233,16 @@ int64_t answer_to_record(const Tokenizer& tok, const VocabularyByBytes& vocab, c
         auto it = starts_at.upper_bound(offset[j]);  // past the teacher token holding byte offset[j]
         if (it == starts_at.begin()) continue;
         --it;
-        const RemoteToken& t = *it->second;
+        const std::vector<RemoteAlternative>& top = it->second->top;
+        int32_t* const ids = r.topk_ids.data() + j * size_t(k);
+        float* const logp = r.topk_logp.data() + j * size_t(k);
+        // a shared boundary, or inside teacher token `it` after the bytes of it before offset[j]
         const bool projected =
             it->first == offset[j]
-                ? project_position(vocab, t.top, j == 0, j, k, tok.vocab_size(), r)  // a shared boundary
-                : project_inside(vocab, t, std::string_view(a.text).substr(it->first, offset[j] - it->first), j, k,
-                                 tok.vocab_size(), r);
-        if (projected) ++soft;
+                ? project_alternatives(vocab, top, j == 0, k, tok.vocab_size(), ids, logp)
+                : project_continuation(vocab, top, std::string_view(a.text).substr(it->first, offset[j] - it->first), k,
+                                       tok.vocab_size(), ids, logp);
+        if (projected) r.soft[j] = 1, ++soft;
       }
   }
   if (soft == 0) r.k = 0, r.soft.clear(), r.topk_ids.clear(), r.topk_logp.clear();

@@ -21,7 +21,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <cstring>
 #include <exception>
 #include <utility>
 #include <vector>
