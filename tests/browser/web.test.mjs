@@ -100,6 +100,10 @@ try {
   await page.fill('#admin-key', ownerKey);
   await page.click('#login button');
   await page.waitForSelector('#panels:not([hidden])');
+  // the last chat's usage is recorded as its answer ends and may land after the first load: the
+  // console refreshes every 5 s (a fresh-clone CI once read 1 request here)
+  await page.waitForFunction(() => /\b2\b/.test(document.querySelector('#keys tr[data-key="user"]')?.textContent || ''),
+                             null, { timeout: 12000 }).catch(() => {});
   const userRow = await page.textContent('#keys tr[data-key="user"]');
   check(/\b2\b/.test(userRow), `the user's usage is shown (${userRow.replace(/\s+/g, ' ').trim()})`);
   check(await page.$$eval('#keys svg.chart', (els) => els.length) === 3, 'a usage chart per key');
