@@ -11,7 +11,7 @@
 #     --moe     also a GPT-OSS-20b shape cut to MOE_LAYERS layers (default 8 of 24: hidden 2880, 64
 #               heads / 8 KV, 32 experts of width 2880 of which 4 active, window 128 on alternate
 #               layers, YaRN, vocabulary 201 088; MXFP4 experts, the rest q8_0; ~4.9 GB, ~7 minutes
-#               to write) with the GB/s each engine draws from the weights a token reads
+#               to write)
 #     -d N      prefill and decode after N tokens of context (llama-bench's -d; KV caches in f16 on both sides)
 #   DISTILL_ISA=avx2 PEER_ISA=avx2 bench/vs_llamacpp.sh   compares AVX2 kernels with AVX2 kernels
 #   BENCH_DIR=...   where the model files are kept between runs (default: $TMPDIR/distill-vs-llamacpp)
@@ -93,31 +93,35 @@ echo "# each engine runs pp$pp and tg$tg, $reps repetitions, 2 threads, alternat
 awk -v l="$load" 'BEGIN { if (l > 0.5) print "# warning: the machine was not quiet (load " l "): ratios are unreliable" }'
 
 # t/s of each test from a markdown table (llama-bench and distill bench print the same shape).
-rates() { awk -F'|' '/(pp|tg)[0-9]+/ { gsub(/ /, "", $(NF-2)); split($(NF-1), a, "±"); gsub(/ /, "", a[1]); print $(NF-2), a[1] }'; }
+rates() { awk -F'|' '/^\|.*(pp|tg)[0-9]+/ { gsub(/ /, "", $(NF-2)); split($(NF-1), a, "±"); gsub(/ /, "", a[1]); print $(NF-2), a[1] }'; }
+bw=$("$distill" -t 2 info --system --bandwidth | awk '/read bw/ { print $3 }')
 
-printf '\n| %-24s | %-12s | %14s | %14s | %8s |\n' "model file" "test" "llama.cpp t/s" "distill t/s" "distill÷l.cpp"
-printf '| %s | %s | %s | %s | %s |\n' "------------------------" "------------" "--------------" "--------------" "--------"
+printf '\n| %-24s | %-12s | %14s | %14s | %8s | %-30s |\n' "model file" "test" "llama.cpp t/s" "distill t/s" "distill÷l.cpp" "decode GB/s l.cpp / distill (of ${bw:-?})"
+printf '| %s | %s | %s | %s | %s | %s |\n' "------------------------" "------------" "--------------" "--------------" "--------" "------------------------------"
 for f in "${files[@]}"; do
   declare -A best_l=() best_d=()
   for turn in 1 2; do
     while read -r test r; do
       awk -v a="$r" -v b="${best_l[$test]:-0}" 'BEGIN { exit !(a > b) }' && best_l[$test]=$r
     done < <("$peer" llama-bench -m "$f" -p "$pp" -n "$tg" -d "$depth" -t 2 -r "$reps" 2>/dev/null | rates)
+    out=$("$distill" bench "$f" -p "$pp" -n "$tg" -d "$depth" -t 2 -r "$reps")
     while read -r test r; do
       awk -v a="$r" -v b="${best_d[$test]:-0}" 'BEGIN { exit !(a > b) }' && best_d[$test]=$r
-    done < <("$distill" bench "$f" -p "$pp" -n "$tg" -d "$depth" -t 2 -r "$reps" | rates)
+    done < <(rates <<< "$out")
   done
+  # the weight bytes a decoded token reads (distill bench counts them: a mixture's active experts only)
+  mb=$(awk '/^decode reads/ { print $3 }' <<< "$out")
   at=; [ "$depth" = 0 ] || at="@d$depth"
   for test in "pp$pp$at" "tg$tg$at"; do
     l=${best_l[$test]:-0} d=${best_d[$test]:-0}
-    awk -v f="$(basename "$f")" -v t="$test" -v l="$l" -v d="$d" \
-      'BEGIN { printf "| %-24s | %-12s | %14.1f | %14.1f | %7.2f× |\n", f, t, l, d, (l > 0 ? d / l : 0) }'
+    awk -v f="$(basename "$f")" -v t="$test" -v l="$l" -v d="$d" -v mb="${mb:-0}" -v bw="${bw:-0}" 'BEGIN {
+      gbs = ""
+      if (t ~ /^tg/ && mb > 0) {
+        gbs = sprintf("%.1f / %.1f", l * mb / 1e3, d * mb / 1e3)
+        if (bw > 0) gbs = gbs sprintf(" (%.0f %% / %.0f %%)", 100 * l * mb / 1e3 / bw, 100 * d * mb / 1e3 / bw)
+      }
+      printf "| %-24s | %-12s | %14.1f | %14.1f | %7.2f× | %-30s |\n", f, t, l, d, (l > 0 ? d / l : 0), gbs }'
   done
-  if [ "$f" = "$moe_file" ]; then  # bytes a decode step reads: 4 experts, attention and the head, per token
-    active=$(awk -v L="$moe_layers" 'BEGIN { e = 2880; print L * (4 * 3 * e * e * 17 / 32 + (e * 4096 * 2 + e * 512 * 2) * 34 / 32) + 201088 * e * 34 / 32 }')
-    moe_note=$(awk -v a="$active" -v l="${best_l[tg$tg$at]:-0}" -v d="${best_d[tg$tg$at]:-0}" \
-      'BEGIN { printf "# GPT-OSS shape: %.0f MB of weights read per decoded token; llama.cpp %.1f GB/s, distill %.1f GB/s", a / 1e6, a * l / 1e9, a * d / 1e9 }')
-  fi
   unset best_l best_d
 done
-[ -z "${moe_note:-}" ] || echo "$moe_note"
+echo "# decode GB/s: the weight bytes one token reads (distill bench: every layer, a mixture's experts at n_used / n_experts, the head) × t/s; the share is of the read bandwidth above"

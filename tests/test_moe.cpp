@@ -171,6 +171,30 @@ TEST(Moe, DecoderPrefillEqualsStepwiseDecode) {
   for (int64_t v = 0; v < m.config.n_vocab; ++v) ASSERT_NEAR(full[size_t(v)], lb[v], 2e-4f) << v;
 }
 
+// The weight bytes a decoded token reads (`bench`'s GB/s), counted by hand: a mixture reads
+// n_expert_used of its n_expert experts; a tied head is the embedding table, read whole; an untied
+// model's embedding table is not read (one row).
+TEST(Moe, DecodeBytesPerTokenCountsActiveExpertsAndTheHead) {
+  const ModelConfig c = moe_config(256);  // tied, 6 experts of which 2 used, f32
+  const Model m = Model::random(c, DType::F32, 3);
+  const int64_t E = c.n_embd, hd = c.head_dim;
+  const int64_t attention = E * c.n_head * hd * 2 + E * c.n_kv_head * hd * 2 + 2 * hd + 2 * E;  // q, o, k, v, q/k norms, norms
+  const int64_t experts = 3 * E * c.n_ff_expert;  // one expert's gate, up, down
+  const int64_t per_layer = attention + c.n_expert * E + 2 * experts;  // router, 2 of 6 experts
+  const int64_t expected = 4 * (c.n_layer * per_layer + c.n_vocab * E + E);  // f32; head = embedding, final norm
+  EXPECT_EQ(int64_t(m.decode_bytes_per_token()), expected);
+  // the stored file holds every expert: 4 more per layer
+  EXPECT_EQ(int64_t(m.stored_bytes()) - expected, 4 * c.n_layer * 4 * experts);
+
+  nlohmann::json j = {{"model_type", "llama"}, {"vocab_size", 300}, {"hidden_size", 32}, {"intermediate_size", 64},
+                      {"num_hidden_layers", 1}, {"num_attention_heads", 4}, {"num_key_value_heads", 4},
+                      {"tie_word_embeddings", false}, {"max_position_embeddings", 64}};
+  const Model dense = Model::random(ModelConfig::from_json(j, "test"), DType::Q8_0, 1);
+  // untied: everything but the embedding table (q8_0 matrices: 34 bytes per 32 values; norms f32)
+  EXPECT_EQ(int64_t(dense.decode_bytes_per_token()), int64_t(dense.stored_bytes()) - 300 * 32 / 32 * 34);
+  EXPECT_EQ(int64_t(dense.decode_bytes_per_token()), (4 * 32 * 32 + 3 * 32 * 64 + 300 * 32) / 32 * 34 + 4 * (3 * 32));
+}
+
 TEST(Moe, DirectoryAndGgufRoundTrips) {
   test::TempDir dir;
   test::TinyModel tiny;

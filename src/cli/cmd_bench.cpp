@@ -100,12 +100,16 @@ void run_bench(const BenchArgs& a) {
   const double size_mib = double(model.stored_bytes()) / (1024.0 * 1024.0);
   const double params_m = double(model.config.n_params()) / 1e6;
   const std::string isa = kernel_variant_name(active_kernel_variant());
+  // decode is bound by the weight bytes a token reads: tg's t/s times them is the read rate
+  const double read_mb = double(model.decode_bytes_per_token()) / 1e6;
+  auto decode_gb_s = [&](const BenchResult& r) { return r.n_gen > 0 ? r.mean * read_mb / 1e3 : 0.0; };
   if (a.json_out) {
     nlohmann::json out = nlohmann::json::array();
     for (const BenchResult& r : results)
       out.push_back({{"model", name}, {"size_mib", size_mib}, {"params_m", params_m}, {"isa", isa},
                      {"threads", num_threads()}, {"test", r.test}, {"n_prompt", r.n_prompt}, {"n_gen", r.n_gen},
-                     {"depth", r.depth}, {"avg_ts", r.mean}, {"stddev_ts", r.sd}, {"samples_ts", r.samples}});
+                     {"depth", r.depth}, {"avg_ts", r.mean}, {"stddev_ts", r.sd}, {"samples_ts", r.samples},
+                     {"weight_mb_per_token", read_mb}, {"decode_weight_gb_s", decode_gb_s(r)}});
     std::printf("%s\n", out.dump(2).c_str());
     return;
   }
@@ -116,6 +120,10 @@ void run_bench(const BenchArgs& a) {
   for (const BenchResult& r : results)
     std::printf("| %-24s | %6.2f MiB | %6.2f M | %-8s | %7d | %14s | %12.2f ± %5.2f |\n", name.c_str(), size_mib, params_m,
                 isa.c_str(), num_threads(), r.test.c_str(), r.mean, r.sd);
+  std::printf("\ndecode reads %.1f MB of weights per token", read_mb);
+  for (const BenchResult& r : results)
+    if (r.n_gen > 0) std::printf("; %s: %.1f GB/s", r.test.c_str(), decode_gb_s(r));
+  std::printf("\n");
 }
 
 }  // namespace

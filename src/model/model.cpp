@@ -6,6 +6,7 @@
 #include "model/gguf_model.h"
 #include "model/gpt_oss_hf.h"
 
+#include <cmath>
 #include <filesystem>
 
 namespace distill {
@@ -39,6 +40,21 @@ size_t Model::stored_bytes() const {
   size_t b = 0;
   for (const ParamRef& p : list_params(config, handles)) b += p.tensor->defined() ? p.tensor->nbytes() : 0;
   return b;
+}
+
+size_t Model::decode_bytes_per_token() const {
+  auto bytes = [](const Tensor& t) { return t.defined() ? double(t.nbytes()) : 0.0; };
+  const double expert_share = config.is_moe() ? double(config.n_expert_used) / double(config.n_expert) : 0.0;
+  double b = bytes(weights.out_norm) + bytes(weights.lm_head);
+  for (const LayerWeights& l : weights.layers) {
+    for (const Tensor* t : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.bq, &l.bk, &l.bv, &l.bo, &l.q_norm, &l.k_norm,
+                            &l.ffn_norm, &l.w_gate, &l.w_up, &l.w_down, &l.b_gate, &l.b_up, &l.b_down, &l.router,
+                            &l.router_b, &l.sinks})
+      b += bytes(*t);
+    for (const std::vector<Tensor>* ex : {&l.exp_gate, &l.exp_up, &l.exp_down, &l.exp_gate_b, &l.exp_up_b, &l.exp_down_b})
+      for (const Tensor& t : *ex) b += expert_share * bytes(t);
+  }
+  return size_t(std::llround(b));
 }
 
 size_t Model::held_bytes() const {

@@ -35,6 +35,11 @@ struct Model {
   void prepare_weights();
   // Bytes of every parameter tensor as stored (a file's weights; `bench`'s size column).
   size_t stored_bytes() const;
+  // Weight bytes one decoded token reads: every layer's tensors (a mixture's experts at the share
+  // n_expert_used / n_expert, the average a token reads), the final norm and the head (the
+  // embedding table when tied); not the untied embedding table, of which a token reads one row.
+  // Decode is bound by these bytes: `bench` divides them by the time per token (GB/s).
+  size_t decode_bytes_per_token() const;
   // Memory the weights take as held: stored_bytes, the kernels' load-time forms and an unmerged
   // adapter (memory estimates).
   size_t held_bytes() const;
