@@ -40,33 +40,16 @@ inline void pool_for(int64_t n, bool worth, Body&& body) {
   });
 }
 
-// The decode matvecs' split: out[n] = rows(n) + bias[n] (bias may be null) for the N weight rows,
-// in tasks of 16 rows on the work pool when N·K is worth it; each thread reads a linear stream of
-// rows that the hardware prefetcher follows. Within a task, rows(n, r, dst) writes rows n..n+r−1
-// (1 ≤ r ≤ kRowGroup) to dst: a kernel that takes kRowGroup rows at once shares the input's loads
-// and one horizontal reduction among them, which short rows (K = 768: three K-quant super-blocks)
-// spent a quarter of their time in.
-constexpr int64_t kRowGroup = 4;
-template <class Rows>
-inline void parallel_row_groups(float* out, const float* bias, int64_t N, int64_t K, Rows&& rows) {
+// The decode matvecs' split: out[n] = row(n) + bias[n] (bias may be null) for the N weight rows, in
+// tasks of 16 rows on the work pool when N·K is worth it; each thread reads a linear stream of rows
+// that the hardware prefetcher follows.
+template <class Row>
+inline void parallel_rows(float* out, const float* bias, int64_t N, int64_t K, Row&& row) {
   constexpr int64_t kRowsPerTask = 16;
   const int64_t n_tasks = (N + kRowsPerTask - 1) / kRowsPerTask;
   pool_for(n_tasks, n_tasks > 1 && N * K > 100000, [&](int64_t t) {
     const int64_t n_end = N < (t + 1) * kRowsPerTask ? N : (t + 1) * kRowsPerTask;
-    for (int64_t n = t * kRowsPerTask; n < n_end; n += kRowGroup) {
-      const int r = int(n_end - n < kRowGroup ? n_end - n : kRowGroup);
-      rows(n, r, out + n);
-      if (bias)
-        for (int i = 0; i < r; ++i) out[n + i] += bias[n + i];
-    }
-  });
-}
-
-// The same for a kernel of one row at a time: out[n] = row(n) + bias[n].
-template <class Row>
-inline void parallel_rows(float* out, const float* bias, int64_t N, int64_t K, Row&& row) {
-  parallel_row_groups(out, bias, N, K, [&](int64_t n, int r, float* dst) {
-    for (int i = 0; i < r; ++i) dst[i] = row(n + i);
+    for (int64_t n = t * kRowsPerTask; n < n_end; ++n) out[n] = row(n) + (bias ? bias[n] : 0.0f);
   });
 }
 

@@ -15,8 +15,6 @@
 //      int32 lanes 0-7 belong to its first sub-block and 8-15 to its second, so the lanes are
 //      multiplied by their sub-block's scale (a permutation of the eight unpacked scales) and
 //      summed in int32: |lane| ≤ 4·15·127·63 per sub-block pass, far inside int32.
-// Four weight rows at a time (kernels/parallel.h's row groups): the activation's loads per
-// super-block are shared by the four, and their sums are reduced together at the end.
 #include "kernels/activation_reuse.h"
 #include "kernels/kernels.h"
 #include "kernels/parallel.h"
@@ -24,11 +22,6 @@
 #include "kernels/quant_blocks.h"
 
 #include <immintrin.h>
-
-// GCC 12 reports the intrinsics' own "undefined" pass-through operands as maybe-uninitialized once
-// the four-row loops are unrolled: a false positive inside its headers.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
 
 #include <cstring>
 #include <vector>
@@ -81,30 +74,7 @@ ActivationQ8K quantize_activation(const float* x, int64_t K, bool q4_k_order) {
   return {q.data(), d.data(), sum.data()};
 }
 
-// The horizontal sums of R ≤ 4 accumulators into dst[0..R), four at once by a tree of hadds. Fewer
-// than four take the same tree beside zeros, so a row's sum has one rounding order however the
-// rows were grouped (a batch of matrices splits them at other rows than one call does).
-template <int R>
-inline void store_sums(const __m512* v, float* dst) {
-  __m256 y[4];
-  for (int i = 0; i < 4; ++i)  // 16 lanes -> 8
-    y[i] = i < R ? _mm256_add_ps(_mm512_castps512_ps256(v[i]), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v[i]), 1)))
-                 : _mm256_setzero_ps();
-  // [r0 r0 r1 r1 r2 r2 r3 r3 | the same of lanes 4-7] -> [r0 r1 r2 r3 | r0 r1 r2 r3]
-  const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(y[0], y[1]), _mm256_hadd_ps(y[2], y[3]));
-  const __m128 sum = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-  if constexpr (R == 4) {
-    _mm_storeu_ps(dst, sum);
-  } else {
-    alignas(16) float s4[4];
-    _mm_store_ps(s4, sum);
-    for (int i = 0; i < R; ++i) dst[i] = s4[i];
-  }
-}
-
-// Rows blk, blk + nsb, … (R of them) against x into dst[0..R).
-template <int R>
-void rows_q4_k(const BlockQ4_K* blk, const ActivationQ8K& a, int64_t nsb, float* dst) {
+float row_q4_k(const BlockQ4_K* blk, const ActivationQ8K& a, int64_t nsb) {
   const __m512i low4 = _mm512_set1_epi8(0x0F);
   // lanes 0-7 take the scale of the vector's first sub-block, 8-15 of its second
   const __m512i idx[4] = {_mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0),
@@ -112,37 +82,31 @@ void rows_q4_k(const BlockQ4_K* blk, const ActivationQ8K& a, int64_t nsb, float*
                           _mm512_set_epi32(6, 6, 6, 6, 6, 6, 6, 6, 4, 4, 4, 4, 4, 4, 4, 4),
                           _mm512_set_epi32(7, 7, 7, 7, 7, 7, 7, 7, 5, 5, 5, 5, 5, 5, 5, 5)};
   const __m512i pairs = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
-  __m512 acc[R], corr[R];  // (corr: the minimums' part, subtracted once at the end)
-  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps(), corr[r] = _mm512_setzero_ps();
+  __m512 acc = _mm512_setzero_ps(), corr = _mm512_setzero_ps();  // (corr: the minimums' part, reduced once)
   const int64_t ahead = decode_prefetch_bytes();
   for (int64_t sb = 0; sb < nsb; ++sb) {
+    const BlockQ4_K& b = blk[sb];
+    prefetch_ahead(&b, ahead, int64_t(sizeof(BlockQ4_K)));
     const int8_t* xq = a.q + sb * kQKK;
-    const __m512i x[4] = {_mm512_loadu_si512(xq), _mm512_loadu_si512(xq + 64), _mm512_loadu_si512(xq + 128),
-                          _mm512_loadu_si512(xq + 192)};
-    const __m512i xsum = _mm512_loadu_si512(a.sum + sb * 16);
-    const float dx = a.d[sb];
-    for (int r = 0; r < R; ++r) {
-      const BlockQ4_K& b = blk[r * nsb + sb];
-      prefetch_ahead(&b, ahead, int64_t(sizeof(BlockQ4_K)));
-      const __m512i z0 = _mm512_loadu_si512(b.qs), z1 = _mm512_loadu_si512(b.qs + 64);
-      const __m512i w[4] = {_mm512_and_si512(z0, low4), _mm512_and_si512(_mm512_srli_epi16(z0, 4), low4),
-                            _mm512_and_si512(z1, low4), _mm512_and_si512(_mm512_srli_epi16(z1, 4), low4)};
-      uint64_t sc, mn;
-      scales_mins_k4(b.scales, &sc, &mn);
-      const __m512i s = _mm512_cvtepu8_epi32(_mm_cvtsi64_si128(int64_t(sc)));  // sc 0..7 in lanes 0..7
-      __m512i isum = _mm512_setzero_si512();
-      for (int v = 0; v < 4; ++v) {
-        const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[v], x[v]);
-        isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(dot, _mm512_permutexvar_epi32(idx[v], s)));
-      }
-      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(_cvtsh_ss(b.d) * dx), acc[r]);
-      // Σ_j m_j · Σ x_q (sub-block j): minimum j against the two sums of 16 of its sub-block
-      const __m512i m = _mm512_permutexvar_epi32(pairs, _mm512_cvtepu8_epi32(_mm_cvtsi64_si128(int64_t(mn))));
-      corr[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_mullo_epi32(m, xsum)), _mm512_set1_ps(_cvtsh_ss(b.dmin) * dx), corr[r]);
+    const __m512i z0 = _mm512_loadu_si512(b.qs), z1 = _mm512_loadu_si512(b.qs + 64);
+    const __m512i w[4] = {_mm512_and_si512(z0, low4), _mm512_and_si512(_mm512_srli_epi16(z0, 4), low4),
+                          _mm512_and_si512(z1, low4), _mm512_and_si512(_mm512_srli_epi16(z1, 4), low4)};
+    uint64_t sc, mn;
+    scales_mins_k4(b.scales, &sc, &mn);
+    const __m512i s = _mm512_cvtepu8_epi32(_mm_cvtsi64_si128(int64_t(sc)));  // sc 0..7 in lanes 0..7
+    __m512i isum = _mm512_setzero_si512();
+    for (int v = 0; v < 4; ++v) {
+      const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[v], _mm512_loadu_si512(xq + 64 * v));
+      isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(dot, _mm512_permutexvar_epi32(idx[v], s)));
     }
+    const float dx = a.d[sb];
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(_cvtsh_ss(b.d) * dx), acc);
+    // Σ_j m_j · Σ x_q (sub-block j): minimum j against the two sums of 16 of its sub-block
+    const __m512i m = _mm512_permutexvar_epi32(pairs, _mm512_cvtepu8_epi32(_mm_cvtsi64_si128(int64_t(mn))));
+    const __m512i ms = _mm512_mullo_epi32(m, _mm512_loadu_si512(a.sum + sb * 16));
+    corr = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ms), _mm512_set1_ps(_cvtsh_ss(b.dmin) * dx), corr);
   }
-  for (int r = 0; r < R; ++r) acc[r] = _mm512_sub_ps(acc[r], corr[r]);
-  store_sums<R>(acc, dst);
+  return _mm512_reduce_add_ps(_mm512_sub_ps(acc, corr));
 }
 
 // Q6_K: per half of 128 values, ql[64h .. 64h+63] holds values 0..63 in its low nibbles and
@@ -151,8 +115,7 @@ void rows_q4_k(const BlockQ4_K* blk, const ActivationQ8K& a, int64_t nsb, float*
 // (0 | 2, then 4 | 6) lines the top bits up with the nibbles: two vectors of 64 levels 0..63.
 // Σ (q − 32)·x·sc per 16 values = sc·Σ q·x_q − 32·sc·Σ x_q: the first from vpdpbusd lanes times
 // their group's scale, the second from the activation's sums per 16.
-template <int R>
-void rows_q6_k(const BlockQ6_K* blk, const ActivationQ8K& a, int64_t nsb, float* dst) {
+float row_q6_k(const BlockQ6_K* blk, const ActivationQ8K& a, int64_t nsb) {
   const __m512i low4 = _mm512_set1_epi8(0x0F), low2 = _mm512_set1_epi8(0x03);
   const __m512i shift02 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
   const __m512i shift46 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
@@ -161,46 +124,31 @@ void rows_q6_k(const BlockQ6_K* blk, const ActivationQ8K& a, int64_t nsb, float*
                           _mm512_set_epi32(7, 7, 7, 7, 6, 6, 6, 6, 5, 5, 5, 5, 4, 4, 4, 4),
                           _mm512_set_epi32(11, 11, 11, 11, 10, 10, 10, 10, 9, 9, 9, 9, 8, 8, 8, 8),
                           _mm512_set_epi32(15, 15, 15, 15, 14, 14, 14, 14, 13, 13, 13, 13, 12, 12, 12, 12)};
-  __m512 acc[R];
-  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  __m512 acc = _mm512_setzero_ps();
   const int64_t ahead = decode_prefetch_bytes();
   for (int64_t sb = 0; sb < nsb; ++sb) {
+    const BlockQ6_K& b = blk[sb];
+    prefetch_ahead(&b, ahead, int64_t(sizeof(BlockQ6_K)));
     const int8_t* xq = a.q + sb * kQKK;
-    const __m512i x[4] = {_mm512_loadu_si512(xq), _mm512_loadu_si512(xq + 64), _mm512_loadu_si512(xq + 128),
-                          _mm512_loadu_si512(xq + 192)};
-    // −32 · Σ x_q per group of 16, for the centre folded into the integer sum
-    const __m512i xsum32 = _mm512_mullo_epi32(_mm512_set1_epi32(-32), _mm512_loadu_si512(a.sum + sb * 16));
-    const float dx = a.d[sb];
-    for (int r = 0; r < R; ++r) {
-      const BlockQ6_K& b = blk[r * nsb + sb];
-      prefetch_ahead(&b, ahead, int64_t(sizeof(BlockQ6_K)));
-      const __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)));
-      __m512i isum = _mm512_mullo_epi32(sc, xsum32);  // −32 · Σ_s sc_s · Σ x_q (group s)
-      for (int h = 0; h < 2; ++h) {
-        const __m512i l = _mm512_loadu_si512(b.ql + 64 * h);
-        const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh + 32 * h));
-        const __m512i hh = _mm512_inserti64x4(_mm512_castsi256_si512(hb), hb, 1);
-        const __m512i q[2] = {
-            _mm512_or_si512(_mm512_and_si512(l, low4), _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(hh, shift02), low2), 4)),
-            _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), low4),
-                            _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(hh, shift46), low2), 4))};
-        for (int v = 0; v < 2; ++v) {
-          const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[v], x[2 * h + v]);
-          isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(dot, _mm512_permutexvar_epi32(idx[2 * h + v], sc)));
-        }
+    const __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)));
+    // −32 · Σ_s sc_s · Σ x_q (group s), folded into the integer sum
+    __m512i isum = _mm512_mullo_epi32(_mm512_set1_epi32(-32), _mm512_mullo_epi32(sc, _mm512_loadu_si512(a.sum + sb * 16)));
+    for (int h = 0; h < 2; ++h) {
+      const __m512i l = _mm512_loadu_si512(b.ql + 64 * h);
+      const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh + 32 * h));
+      const __m512i hh = _mm512_inserti64x4(_mm512_castsi256_si512(hb), hb, 1);
+      const __m512i q[2] = {
+          _mm512_or_si512(_mm512_and_si512(l, low4), _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(hh, shift02), low2), 4)),
+          _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), low4),
+                          _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(hh, shift46), low2), 4))};
+      for (int v = 0; v < 2; ++v) {
+        const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[v], _mm512_loadu_si512(xq + 128 * h + 64 * v));
+        isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(dot, _mm512_permutexvar_epi32(idx[2 * h + v], sc)));
       }
-      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(_cvtsh_ss(b.d) * dx), acc[r]);
     }
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(_cvtsh_ss(b.d) * a.d[sb]), acc);
   }
-  store_sums<R>(acc, dst);
-}
-
-// One group of r rows (kernels/parallel.h), four at once when there are four.
-template <class Block, void (*Four)(const Block*, const ActivationQ8K&, int64_t, float*),
-          void (*One)(const Block*, const ActivationQ8K&, int64_t, float*)>
-void row_group(const Block* first, int r, const ActivationQ8K& a, int64_t nsb, float* dst) {
-  if (r == 4) return Four(first, a, nsb, dst);
-  for (int i = 0; i < r; ++i) One(first + i * nsb, a, nsb, dst + i);
+  return _mm512_reduce_add_ps(acc);
 }
 
 }  // namespace
@@ -209,18 +157,14 @@ void matvec_q6_k(float* out, const float* x, const void* w, const float* bias, i
   const int64_t nsb = K / kQKK;
   const ActivationQ8K a = quantize_activation(x, K, false);
   const BlockQ6_K* const wb = static_cast<const BlockQ6_K*>(w);
-  parallel_row_groups(out, bias, N, K, [&](int64_t n, int r, float* dst) {
-    row_group<BlockQ6_K, rows_q6_k<4>, rows_q6_k<1>>(wb + n * nsb, r, a, nsb, dst);
-  });
+  parallel_rows(out, bias, N, K, [&](int64_t n) { return row_q6_k(wb + n * nsb, a, nsb); });
 }
 
 void matvec_q4_k(float* out, const float* x, const void* w, const float* bias, int64_t N, int64_t K) {
   const int64_t nsb = K / kQKK;
   const ActivationQ8K a = quantize_activation(x, K, true);  // this thread's buffers, read by the team below
   const BlockQ4_K* const wb = static_cast<const BlockQ4_K*>(w);
-  parallel_row_groups(out, bias, N, K, [&](int64_t n, int r, float* dst) {
-    row_group<BlockQ4_K, rows_q4_k<4>, rows_q4_k<1>>(wb + n * nsb, r, a, nsb, dst);
-  });
+  parallel_rows(out, bias, N, K, [&](int64_t n) { return row_q4_k(wb + n * nsb, a, nsb); });
 }
 
 }  // namespace distill::avx512
