@@ -116,10 +116,12 @@ TEST(RemoteTeacher, KilledAtRandomAndResumedEqualsUninterrupted) {
   ASSERT_EQ(full.exit_code, 0) << full.output;
   const int full_ms = int(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   const size_t full_size = fs::file_size(dir / "full/records.bin");
-  const int interrupted = test::kill_at_random(args + (dir / "killed") + " --resume", 4, full_ms, 3, [&] {
-    const size_t size = fs::exists(dir / "killed/records.bin") ? fs::file_size(dir / "killed/records.bin") : 0;
-    return size > 0 && size < full_size;
-  });
+  const int interrupted = test::kill_at_random(
+      args + (dir / "killed") + " --resume", 4, full_ms, 3,
+      [&] {  // the share of the uninterrupted run's records written
+        return fs::exists(dir / "killed/records.bin") ? double(fs::file_size(dir / "killed/records.bin")) / double(full_size) : 0.0;
+      },
+      [&] { fs::remove_all(dir / "killed"); });
   EXPECT_GT(interrupted, 0) << "no kill landed mid-run (an uninterrupted run takes " << full_ms << " ms)";
   auto resumed = test::run_distill(args + (dir / "killed") + " --resume");
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;

@@ -126,25 +126,39 @@ inline CliResult run_distill(const std::string& args, const std::string& env = "
   return r;
 }
 
-// Starts `distill ARGS` `times` times, each SIGKILLed at a random moment within what an
-// uninterrupted run takes (full_ms); after each kill, partial() says whether it left a partial
-// result. Returns how many did (a test that kills should see at least one land mid-run).
-inline int kill_at_random(const std::string& args, int times, int full_ms, uint32_t seed, const std::function<bool()>& partial) {
+// Starts `distill ARGS` until `times` runs were SIGKILLed mid-run (at most 4·times attempts),
+// each at a random moment within what an uninterrupted run takes (full_ms). After each kill,
+// progress() says how far the result got: 0 (nothing yet), in (0, 1) (a kill that landed mid-run)
+// or ≥ 1 (the run finished first). The window adapts to the machine: a kill that found nothing
+// waits longer next time (a loaded machine starts processes slowly), one that found a finished
+// result calls restart() (remove the result, so runs start over) and waits less. Returns how many
+// kills landed mid-run (a test that kills should see at least one).
+inline int kill_at_random(const std::string& args, int times, int full_ms, uint32_t seed,
+                          const std::function<double()>& progress, const std::function<void()>& restart) {
   std::mt19937 rng(seed);
-  int interrupted = 0;
-  for (int kill = 0; kill < times; ++kill) {
+  int landed = 0;
+  double lo = 0.1 * full_ms, hi = 0.6 * full_ms;
+  for (int attempt = 0; attempt < 4 * times && landed < times; ++attempt) {
     const pid_t pid = fork();
     if (pid == 0) {
       const std::string cmd = std::string(DISTILL_BINARY) + " " + args + " >/dev/null 2>&1";
       execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), nullptr);
       _exit(127);
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(full_ms / 10, full_ms * 6 / 10)(rng)));
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(int(lo), int(hi))(rng)));
     ::kill(pid, SIGKILL);
     waitpid(pid, nullptr, 0);
-    interrupted += partial();
+    const double p = progress();
+    if (p <= 0) {
+      lo *= 1.5, hi *= 1.5;
+    } else if (p >= 1) {
+      restart();
+      lo *= 0.7, hi *= 0.7;
+    } else {
+      ++landed;
+    }
   }
-  return interrupted;
+  return landed;
 }
 
 inline std::string reference_path(const std::string& file) { return std::string(DISTILL_REFERENCE_DIR) + "/" + file; }
