@@ -61,7 +61,11 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--steps")) steps = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--only")) only = argv[++i];
-    else if (!std::strcmp(argv[i], "--precision")) bf16 = !std::strcmp(argv[++i], "bf16");
+    else if (!std::strcmp(argv[i], "--precision")) {
+      const std::string p = argv[++i];
+      if (p != "f32" && p != "bf16") return std::fprintf(stderr, "bench_train: --precision %s: f32 or bf16\n", p.c_str()), 2;
+      bf16 = p == "bf16";
+    }
     else return std::fprintf(stderr, "bench_train: unknown option %s\n", argv[i]), 2;
   }
   set_num_threads(threads);
