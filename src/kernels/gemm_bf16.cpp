@@ -31,7 +31,7 @@ const float* rounded_copy(std::vector<float>& dst, const void* src, DType dtype,
 }  // namespace
 
 void gemm_bf16(const GemmBf16Args& g) {
-  if (active_kernel_variant() == KernelVariant::Avx512 && cpu_has_avx512_bf16()) return avx512::gemm_bf16(g);
+  if (gemm_bf16_native()) return avx512::gemm_bf16(g);
   if (g.M <= 0 || g.N <= 0) return;
   std::vector<float> a, b;
   // stored shapes: A is [M, K] (or [K, M] transposed), B is [K, N] (or [N, K])
@@ -44,5 +44,6 @@ void gemm_bf16(const GemmBf16Args& g) {
 Bf16MatmulScope::Bf16MatmulScope(bool on) : previous_(t_bf16_matmuls) { t_bf16_matmuls = on; }
 Bf16MatmulScope::~Bf16MatmulScope() { t_bf16_matmuls = previous_; }
 bool bf16_matmuls() { return t_bf16_matmuls; }
+bool gemm_bf16_native() { return active_kernel_variant() == KernelVariant::Avx512 && cpu_has_avx512_bf16(); }
 
 }  // namespace distill

@@ -72,6 +72,9 @@ struct GemmBf16Args {
   bool accumulate = false;  // c += rather than c =
 };
 void gemm_bf16(const GemmBf16Args& g);
+// Whether gemm_bf16 runs on vdpbf16ps here; elsewhere it multiplies rounded f32 copies (the same
+// values, slower than f32 products).
+bool gemm_bf16_native();
 bool cpu_has_avx512_bf16();  // AVX-512 (as cpu_has_avx512) + AVX512_BF16
 
 // While one lives on a thread, matmul_forward and matmul_backward of f32 / bf16 weights on that

@@ -1,5 +1,6 @@
 #include "train/training_pass.h"
 
+#include "core/data_parallel.h"
 #include "core/error.h"
 #include "core/threads.h"
 #include "kernels/kernels.h"
@@ -8,7 +9,9 @@
 
 #include <array>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <mutex>
 #include <utility>
 
 namespace distill {
@@ -35,6 +38,13 @@ TrainingPass::TrainingPass(const Model& model, int64_t n_seq, int64_t seq_len, b
   if (c.is_moe())
     fail("training a mixture-of-experts model ({}) is not supported: its experts run for inference (run, serve, eval, "
          "label --teacher)", c.model_type);
+  if (bf16_matmuls && !gemm_bf16_native() && DataParallel::leader()) {
+    static std::once_flag told;  // (GRPO builds two passes)
+    std::call_once(told, [] {
+      std::fprintf(stderr, "note: this CPU (or DISTILL_ISA) has no AVX512_BF16: bf16 products are computed from rounded "
+                           "f32 copies — the same values, but slower than --precision f32\n");
+    });
+  }
   const int64_t N = n_seq * seq_len, E = c.n_embd, QD = c.q_dim(), KVD = c.kv_dim(), F = c.n_ff;
   ids_.resize(size_t(N));
   pos_.resize(size_t(N));
