@@ -87,14 +87,15 @@ for _ in $(seq 36); do
 done
 load=$(cut -d' ' -f1 /proc/loadavg)
 echo "# distill vs llama.cpp — $(date -u '+%Y-%m-%d %H:%M UTC'), load average $load before the run"
-"$distill" -t 2 info --system --bandwidth | sed 's/^/# /'
+sysinfo=$("$distill" -t 2 info --system --bandwidth)
+sed 's/^/# /' <<< "$sysinfo"
+bw=$(awk '/read bw/ { print $3 }' <<< "$sysinfo")
 echo "# llama.cpp build: ${PEER_ISA:-$(grep -qw avx512_vnni /proc/cpuinfo && echo avx512 || echo avx2)} (PEER_ISA); distill kernels: ${DISTILL_ISA:-best} (DISTILL_ISA)"
 echo "# each engine runs pp$pp and tg$tg, $reps repetitions, 2 threads, alternately, twice; the best mean of the two turns counts"
 awk -v l="$load" 'BEGIN { if (l > 0.5) print "# warning: the machine was not quiet (load " l "): ratios are unreliable" }'
 
 # t/s of each test from a markdown table (llama-bench and distill bench print the same shape).
 rates() { awk -F'|' '/^\|.*(pp|tg)[0-9]+/ { gsub(/ /, "", $(NF-2)); split($(NF-1), a, "±"); gsub(/ /, "", a[1]); print $(NF-2), a[1] }'; }
-bw=$("$distill" -t 2 info --system --bandwidth | awk '/read bw/ { print $3 }')
 
 printf '\n| %-24s | %-12s | %14s | %14s | %8s | %-30s |\n' "model file" "test" "llama.cpp t/s" "distill t/s" "distill÷l.cpp" "decode GB/s l.cpp / distill (of ${bw:-?})"
 printf '| %s | %s | %s | %s | %s | %s |\n' "------------------------" "------------" "--------------" "--------------" "--------" "------------------------------"
