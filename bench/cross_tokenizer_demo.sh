@@ -7,21 +7,27 @@
 # teacher text:
 #   CE   sequence-level KD: the teacher's text only (--kd-alpha 0)
 #   KD   cross-tokenizer logit KD: (1 − α)·CE + α·forward KL to the projected top-k (α 0.5, tail)
+#   KD-T cross-tokenizer KD at temperature T (both distributions tempered, loss × T²): the demo's
+#        teacher is nearly certain (held-out perplexity ~1.01), so at T = 1 its top-k is nearly
+#        its text; tempering brings out the rest of its top-k (which digit it would put second)
 # and are scored on the demo's held-out problems (exact answer, greedy), with held-out CE.
 #
-#   bash bench/cross_tokenizer_demo.sh [DEMO_DIR] [--seeds N] [--steps N] [--first-seed N]
-# (DEMO_DIR: a finished `distill demo --out DIR` run; default /tmp/distill-demo; --first-seed N
-# keeps the last run's labels and results of seeds < N and runs seeds N..--seeds)
+#   bash bench/cross_tokenizer_demo.sh [DEMO_DIR] [--seeds N] [--first-seed N] [--steps N]
+#                                      [--methods "ce kd kd-t2"]
+# (DEMO_DIR: a finished `distill demo --out DIR` run; default /tmp/distill-demo. Runs seeds
+# --first-seed..--seeds of each method; the labels and the results of other runs are kept, so a
+# later call can add seeds or methods; the table covers every run in the results.)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 distill=${DISTILL:-$root/build/distill}
-demo=/tmp/distill-demo seeds=3 steps=3000 first_seed=1
+demo=/tmp/distill-demo seeds=3 steps=3000 first_seed=1 methods="ce kd kd-t2"
 while [ $# -gt 0 ]; do
   case $1 in
     --seeds) seeds=$2; shift 2 ;;
     --steps) steps=$2; shift 2 ;;
     --first-seed) first_seed=$2; shift 2 ;;
-    -*) echo "usage: $0 [DEMO_DIR] [--seeds N] [--steps N] [--first-seed N]" >&2; exit 2 ;;
+    --methods) methods=$2; shift 2 ;;
+    -*) echo "usage: $0 [DEMO_DIR] [--seeds N] [--first-seed N] [--steps N] [--methods \"ce kd kd-t2\"]" >&2; exit 2 ;;
     *) demo=$1; shift ;;
   esac
 done
@@ -45,42 +51,49 @@ if [ ! -f ds-bytes/manifest.json ]; then
 fi
 "$distill" dataset info ds-bytes | grep -E "records|soft" >&2
 
-if [ "$first_seed" -gt 1 ] && [ -f results.txt ]; then  # the results of earlier seeds stay
-  awk -v f="$first_seed" '{ n = $1; sub(/.*-/, "", n) } n + 0 < f' results.txt > results.kept && mv results.kept results.txt
-else
-  : > results.txt
-fi
+touch results.txt
 for seed in $(seq "$first_seed" "$seeds"); do
   "$distill" init --config student.json --tokenizer bytes --seed "$seed" -o "byte-s$seed" > /dev/null
-  for method in ce kd; do
-    alpha=$([ $method = kd ] && echo 0.5 || echo 0)
+  for method in $methods; do
+    case $method in
+      ce) alpha=0 temp=1 ;;
+      kd) alpha=0.5 temp=1 ;;
+      kd-t*) alpha=0.5 temp=${method#kd-t} ;;
+      *) echo "unknown method $method (ce, kd, kd-tT)" >&2; exit 2 ;;
+    esac
     name=$method-$seed
     log "seed $seed: $method"
+    rm -rf "$name"
     # a byte-level example (prompt + answer) is < 256 bytes; the demo's BPE rows are 96 tokens
     "$distill" train --student "byte-s$seed" --data ds-bytes -o "$name" --steps "$steps" --batch 16 --seq-len 256 \
-      --lr 0.002 --warmup $((steps / 20)) --seed "$seed" --loss fkl --kd-alpha "$alpha" --topk-mode tail \
-      --eval-every $((steps / 10)) > /dev/null 2> "$name.log"
+      --lr 0.002 --warmup $((steps / 20)) --seed "$seed" --loss fkl --kd-alpha "$alpha" --temperature "$temp" \
+      --topk-mode tail --eval-every $((steps / 10)) > /dev/null 2> "$name.log"
     acc=$("$distill" eval "$name" --tasks "$demo/data/heldout_tasks.jsonl" --reward answer --max-new-tokens 64 --no-speed --json |
           jq -r .tasks.accuracy)
     ce=$("$distill" eval "$name" --text "$demo/data/heldout.jsonl" --seq-len 256 --no-speed --json | jq -r .text.loss)
     # held-out loss along the run (10 evaluations): how fast each learns
     curve=$(jq -s -r '[.[] | select(has("eval_loss")) | .eval_loss * 1000 | round / 1000] | map(tostring) | join(" ")' "$name/metrics.jsonl")
-    echo "$name $acc $ce $curve" | tee -a results.txt >&2
+    { grep -v "^$name " results.txt || true; echo "$name $acc $ce $curve"; } > results.new && mv results.new results.txt
+    echo "$name $acc $ce $curve" >&2
   done
 done
 
 echo
-echo "Byte-level students of the demo's shape taught by the demo's BPE teacher, $seeds seeds × $steps steps"
+echo "Byte-level students of the demo's shape taught by the demo's BPE teacher, $steps steps per run"
 echo
-echo "| method | held-out accuracy (mean ± sd) | held-out CE, nats/byte (mean ± sd) | by seed (accuracy) |"
-echo "| --- | --- | --- | --- |"
-for m in "ce:CE on the teacher's text (sequence-level KD)" "kd:cross-tokenizer KD (top-8 projected on bytes, α 0.5)"; do
-  IFS=: read -r key label <<< "$m"
-  grep "^$key-" results.txt | awk -v label="$label" '
+echo "| method | seeds | held-out accuracy (mean ± sd) | held-out CE, nats/byte (mean ± sd) | by seed (accuracy) |"
+echo "| --- | --- | --- | --- | --- |"
+for key in $(awk '{ sub(/-[0-9]+$/, "", $1); print $1 }' results.txt | sort -u); do
+  case $key in
+    ce) label="CE on the teacher's text (sequence-level KD)" ;;
+    kd) label="cross-tokenizer KD (top-8 projected on bytes, α 0.5)" ;;
+    *) label="cross-tokenizer KD at T = ${key#kd-t} (α 0.5)" ;;
+  esac
+  grep -E "^$key-[0-9]+ " results.txt | awk -v label="$label" '
     { n++; a += $2; aa += $2 * $2; c += $3; cc += $3 * $3; by = by (by ? " / " : "") sprintf("%.1f", 100 * $2) }
     END { ma = a / n; mc = c / n
           sa = n > 1 ? sqrt((aa - n * ma * ma) / (n - 1)) : 0; sc = n > 1 ? sqrt((cc - n * mc * mc) / (n - 1)) : 0
-          printf "| %s | %.1f ± %.1f %% | %.4f ± %.4f | %s |\n", label, 100 * ma, 100 * sa, mc, sc, by }'
+          printf "| %s | %d | %.1f ± %.1f %% | %.4f ± %.4f | %s |\n", label, n, 100 * ma, 100 * sa, mc, sc, by }'
 done
 echo
 echo "Held-out loss every $((steps / 10)) steps, by run:"
