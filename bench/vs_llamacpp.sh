@@ -89,7 +89,9 @@ load=$(cut -d' ' -f1 /proc/loadavg)
 echo "# distill vs llama.cpp — $(date -u '+%Y-%m-%d %H:%M UTC'), load average $load before the run"
 sysinfo=$("$distill" -t 2 info --system --bandwidth)
 sed 's/^/# /' <<< "$sysinfo"
-bw=$(awk '/read bw/ { print $3 }' <<< "$sysinfo")
+# the machine's memory speed can move by ±10 % within minutes: each row's shares are of the
+# bandwidth measured again just before it (the header's figure is the first)
+read_bw() { "$distill" -t 2 info --system --bandwidth | awk '/read bw/ { print $3 }'; }
 echo "# llama.cpp build: ${PEER_ISA:-$(grep -qw avx512_vnni /proc/cpuinfo && echo avx512 || echo avx2)} (PEER_ISA); distill kernels: ${DISTILL_ISA:-best} (DISTILL_ISA)"
 echo "# each engine runs pp$pp and tg$tg, $reps repetitions, 2 threads, alternately, twice; the best mean of the two turns counts"
 awk -v l="$load" 'BEGIN { if (l > 0.5) print "# warning: the machine was not quiet (load " l "): ratios are unreliable" }'
@@ -97,9 +99,10 @@ awk -v l="$load" 'BEGIN { if (l > 0.5) print "# warning: the machine was not qui
 # t/s of each test from a markdown table (llama-bench and distill bench print the same shape).
 rates() { awk -F'|' '/^\|.*(pp|tg)[0-9]+/ { gsub(/ /, "", $(NF-2)); split($(NF-1), a, "±"); gsub(/ /, "", a[1]); print $(NF-2), a[1] }'; }
 
-printf '\n| %-24s | %-12s | %14s | %14s | %8s | %-30s |\n' "model file" "test" "llama.cpp t/s" "distill t/s" "distill÷l.cpp" "decode GB/s l.cpp / distill (of ${bw:-?})"
+printf '\n| %-24s | %-12s | %14s | %14s | %8s | %-30s |\n' "model file" "test" "llama.cpp t/s" "distill t/s" "distill÷l.cpp" "decode GB/s l.cpp / distill (of bw)"
 printf '| %s | %s | %s | %s | %s | %s |\n' "------------------------" "------------" "--------------" "--------------" "--------" "------------------------------"
 for f in "${files[@]}"; do
+  bw=$(read_bw)
   declare -A best_l=() best_d=()
   for turn in 1 2; do
     while read -r test r; do
@@ -119,10 +122,10 @@ for f in "${files[@]}"; do
       gbs = ""
       if (t ~ /^tg/ && mb > 0) {
         gbs = sprintf("%.1f / %.1f", l * mb / 1e3, d * mb / 1e3)
-        if (bw > 0) gbs = gbs sprintf(" (%.0f %% / %.0f %%)", 100 * l * mb / 1e3 / bw, 100 * d * mb / 1e3 / bw)
+        if (bw > 0) gbs = gbs sprintf(" (%.0f %% / %.0f %% of %.1f)", 100 * l * mb / 1e3 / bw, 100 * d * mb / 1e3 / bw, bw)
       }
       printf "| %-24s | %-12s | %14.1f | %14.1f | %7.2f× | %-30s |\n", f, t, l, d, (l > 0 ? d / l : 0), gbs }'
   done
   unset best_l best_d
 done
-echo "# decode GB/s: the weight bytes one token reads (distill bench: every layer, a mixture's experts at n_used / n_experts, the head) × t/s; the share is of the read bandwidth above"
+echo "# decode GB/s: the weight bytes one token reads (distill bench: every layer, a mixture's experts at n_used / n_experts, the head) × t/s; the share is of the read bandwidth measured just before that file's runs"
