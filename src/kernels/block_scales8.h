@@ -22,6 +22,7 @@ inline __m256 f16_scales8(const Block* w) {
                                         short(w[5].d), short(w[6].d), short(w[7].d)));
 }
 inline __m256 scales8(const BlockQ4_0* w) { return f16_scales8(w); }
+inline __m256 scales8(const BlockQ8_0* w) { return f16_scales8(w); }
 // 2^(e − 128) for eight E8M0 bytes, as mxfp4_half_scale: (e − 1) << 23 from e = 2, else the subnormals.
 inline __m256 scales8(const BlockMxfp4* w) {
   const __m256i e = _mm256_setr_epi32(w[0].e, w[1].e, w[2].e, w[3].e, w[4].e, w[5].e, w[6].e, w[7].e);

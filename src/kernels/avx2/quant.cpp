@@ -5,6 +5,7 @@
 // Work splits over blocks of weight rows; a weight row is reused for up to 4 input rows.
 #include "kernels/activation_reuse.h"
 #include "kernels/avx2/simd.h"
+#include "kernels/block_scales8.h"
 #include "kernels/kernels.h"
 #include "kernels/parallel.h"
 #include "kernels/prefetch.h"
@@ -152,13 +153,27 @@ void matvec_q8_0(float* out, const BlockQ8_0* xq, const ActivationBlocks& act, c
     for (int64_t n = t * kRowsPerTask; n < n_end; ++n) {
       __m256 acc = _mm256_setzero_ps();
       const Block* wr = static_cast<const Block*>(w) + n * nb;
-      for (int64_t b = 0; b < nb; ++b) {
-        if (b % 2 == 0) prefetch_ahead(wr + b, ahead, 64);  // (68 bytes a pair: the hardware prefetcher covers the rest)
+      // Σ_j d_w·d_x · Σ w·x of block j, the block's products as 8 int32 lanes
+      auto block_dot = [&](int64_t b) {
         const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[b].qs));
         const __m256i ax = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xap[b].qs));
         const __m256i sw = _mm256_sign_epi8(block_values(wr[b]), xv);  // w with x's sign
-        const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(ax, sw), ones));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(block_scale(wr[b]) * xdp[b]), p, acc);
+        return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(ax, sw), ones));
+      };
+      int64_t b = 0;
+      for (; b + 8 <= nb; b += 8) {
+        // eight blocks' d_w·d_x as one vector (kernels/block_scales8.h), each block's spread by a
+        // permutation: one scalar conversion, multiply and broadcast per block kept this loop
+        // compute-bound below the read bandwidth (26 GB/s from L3)
+        const __m256 s8 = _mm256_mul_ps(scales8(wr + b), _mm256_loadu_ps(xdp + b));
+        for (int j = 0; j < 8; ++j) {
+          if (j % 2 == 0) prefetch_ahead(wr + b + j, ahead, 64);  // (68 bytes a pair: the hardware prefetcher covers the rest)
+          acc = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(s8, _mm256_set1_epi32(j)), block_dot(b + j), acc);
+        }
+      }
+      for (; b < nb; ++b) {
+        if (b % 2 == 0) prefetch_ahead(wr + b, ahead, 64);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(block_scale(wr[b]) * xdp[b]), block_dot(b), acc);
       }
       out[n] = hsum(acc) + (bias ? bias[n] : 0.0f);
     }
