@@ -130,9 +130,7 @@ TEST(Label, KilledAtRandomAndResumedEqualsUninterrupted) {
   const size_t full_size = fs::file_size(dir / "full/records.bin");
   const int interrupted = test::kill_at_random(
       args + (dir / "killed") + " --resume", 4, full_ms, 7,
-      [&] {  // the share of the uninterrupted run's records written
-        return fs::exists(dir / "killed/records.bin") ? double(fs::file_size(dir / "killed/records.bin")) / double(full_size) : 0.0;
-      },
+      [&] { return test::file_share(dir / "killed/records.bin", full_size); },  // of the uninterrupted run's records
       [&] { fs::remove_all(dir / "killed"); });
   EXPECT_GT(interrupted, 0) << "no kill landed mid-run (an uninterrupted run takes " << full_ms << " ms)";
   ASSERT_EQ(run(args + (dir / "killed") + " --resume", &out), 0) << out;

@@ -126,6 +126,12 @@ inline CliResult run_distill(const std::string& args, const std::string& env = "
   return r;
 }
 
+// How much of `whole` bytes `file` holds so far (0 while it does not exist): kill_at_random's
+// progress of a job writing one growing file.
+inline double file_share(const std::filesystem::path& file, size_t whole) {
+  return std::filesystem::exists(file) ? double(std::filesystem::file_size(file)) / double(whole) : 0.0;
+}
+
 // Starts `distill ARGS` until `times` runs were SIGKILLed mid-run (at most 4·times attempts),
 // each at a random moment within what an uninterrupted run takes (full_ms). After each kill,
 // progress() says how far the result got: 0 (nothing yet), in (0, 1) (a kill that landed mid-run)

@@ -43,18 +43,16 @@ size_t Model::stored_bytes() const {
 }
 
 size_t Model::decode_bytes_per_token() const {
-  auto bytes = [](const Tensor& t) { return t.defined() ? double(t.nbytes()) : 0.0; };
-  const double expert_share = config.is_moe() ? double(config.n_expert_used) / double(config.n_expert) : 0.0;
-  double b = bytes(weights.out_norm) + bytes(weights.lm_head);
-  for (const LayerWeights& l : weights.layers) {
-    for (const Tensor* t : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.bq, &l.bk, &l.bv, &l.bo, &l.q_norm, &l.k_norm,
-                            &l.ffn_norm, &l.w_gate, &l.w_up, &l.w_down, &l.b_gate, &l.b_up, &l.b_down, &l.router,
-                            &l.router_b, &l.sinks})
-      b += bytes(*t);
-    for (const std::vector<Tensor>* ex : {&l.exp_gate, &l.exp_up, &l.exp_down, &l.exp_gate_b, &l.exp_up_b, &l.exp_down_b})
-      for (const Tensor& t : *ex) b += expert_share * bytes(t);
+  // what is stored, less what a token does not read: an untied embedding table (one row of it) and
+  // the experts it does not choose
+  double unread = config.tie_word_embeddings ? 0.0 : double(weights.tok_embd.nbytes());
+  if (config.is_moe()) {
+    const double unchosen = 1.0 - double(config.n_expert_used) / double(config.n_expert);
+    for (const LayerWeights& l : weights.layers)
+      for (const std::vector<Tensor>* ex : {&l.exp_gate, &l.exp_up, &l.exp_down, &l.exp_gate_b, &l.exp_up_b, &l.exp_down_b})
+        for (const Tensor& t : *ex) unread += unchosen * double(t.defined() ? t.nbytes() : 0);
   }
-  return size_t(std::llround(b));
+  return stored_bytes() - size_t(std::llround(unread));
 }
 
 size_t Model::held_bytes() const {
