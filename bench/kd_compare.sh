@@ -19,20 +19,25 @@
 #   top-1 agreement with the teacher.
 #
 # usage: bench/kd_compare.sh [--seeds 3] [--steps 300] [--quick] [--reuse [--first-seed N]]
+#                            [--groups "bpe bytes"] [--curve N]
 #   (prints a markdown table; --reuse keeps the teacher and labels of the last run, and
-#   --first-seed N also keeps its students of seeds < N and runs seeds N..--seeds only)
+#   --first-seed N also keeps its students of seeds < N and runs seeds N..--seeds only;
+#   --groups bytes runs the byte-level students only; --curve N also evaluates every N steps and
+#   prints each method's held-out CE along the run, mean ± sd over seeds: how fast each learns)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 distill=${DISTILL:-$root/build/distill}
-seeds=3 steps=300 teacher_steps=400 pairs=4000 prompts=1200 reuse=0 first_seed=1
+seeds=3 steps=300 teacher_steps=400 pairs=4000 prompts=1200 reuse=0 first_seed=1 groups="bpe bytes" curve=0
 while [ $# -gt 0 ]; do
   case $1 in
     --reuse) reuse=1; shift ;;  # keep the teacher and labels of the last run (same settings)
     --seeds) seeds=$2; shift 2 ;;
     --first-seed) first_seed=$2; shift 2 ;;
     --steps) steps=$2; shift 2 ;;
+    --groups) groups=$2; shift 2 ;;
+    --curve) curve=$2; shift 2 ;;
     --quick) seeds=2 steps=60 teacher_steps=150 pairs=1500 prompts=300; shift ;;
-    *) echo "usage: $0 [--seeds N] [--steps N] [--quick] [--reuse [--first-seed N]]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--seeds N] [--steps N] [--quick] [--reuse [--first-seed N]] [--groups \"bpe bytes\"] [--curve N]" >&2; exit 2 ;;
   esac
 done
 work=${TMPDIR:-/tmp}/distill-kd-compare
@@ -86,7 +91,7 @@ train() {  # name student data seed extra...
   local len=256
   case $student in byte*) len=512 ;; esac
   "$distill" train --student "$student" --data "$data" --eval heldout.jsonl -o "$name" --steps "${run_steps:-$steps}" --batch 8 \
-    --seq-len $len --lr 0.002 --warmup 10 --seed "$seed" --eval-every 0 "$@" > /dev/null 2> "$name.log"
+    --seq-len $len --lr 0.002 --warmup 10 --seed "$seed" --eval-every "$curve" "$@" > /dev/null 2> "$name.log"
   local secs=$(echo "$(date +%s.%N) - $t0" | bc)
   # held-out CE, and (same tokenizer) agreement with the teacher, by `distill eval`
   local ev agree=null
@@ -96,20 +101,26 @@ train() {  # name student data seed extra...
   else
     ev=$("$distill" eval "$name" --text heldout.jsonl --seq-len $len --no-speed --json)
   fi
-  printf '%s %s %s %.0f\n' "$name" "$(jq -r .text.loss <<< "$ev")" "$agree" "$secs" >> results.txt
+  # held-out loss every --curve steps (the trainer's evaluation on the same held-out text)
+  local along=$(jq -s -r '[.[] | select(has("eval_loss")) | .eval_loss] | map(tostring) | join(" ")' "$name/metrics.jsonl")
+  printf '%s %s %s %.0f %s\n' "$name" "$(jq -r .text.loss <<< "$ev")" "$agree" "$secs" "$along" >> results.txt
 }
 [ "$reuse" = 1 ] || : > results.txt
 for seed in $(seq "$first_seed" "$seeds"); do
   for kind in bpe byte; do "$distill" init --config student.json --tokenizer $([ $kind = bpe ] && echo teacher || echo bytes) --seed "$seed" -o "$kind-s$seed" > /dev/null; done
-  log "seed $seed: BPE students"
-  train "ce-$seed" "bpe-s$seed" ds-bpe "$seed" --loss ce
-  train "kd-$seed" "bpe-s$seed" ds-bpe "$seed" --loss fkl --kd-alpha 0.5
-  train "onpolicy-$seed" "bpe-s$seed" ds-bpe "$seed" --teacher teacher --on-policy 0.5 --loss fkl --kd-alpha 0.5
-  log "seed $seed: byte-level students"
-  train "bytece-$seed" "byte-s$seed" ds-bytes "$seed" --loss ce
-  train "bytekd-$seed" "byte-s$seed" ds-bytes "$seed" --loss fkl --kd-alpha 0.5
-  train "byteonpolicy-$seed" "byte-s$seed" ds-bytes "$seed" --teacher teacher --on-policy 0.5 --on-policy-from $((steps / 2)) \
-    --loss fkl --kd-alpha 0.5
+  if [[ " $groups " == *" bpe "* ]]; then
+    log "seed $seed: BPE students"
+    train "ce-$seed" "bpe-s$seed" ds-bpe "$seed" --loss ce
+    train "kd-$seed" "bpe-s$seed" ds-bpe "$seed" --loss fkl --kd-alpha 0.5
+    train "onpolicy-$seed" "bpe-s$seed" ds-bpe "$seed" --teacher teacher --on-policy 0.5 --loss fkl --kd-alpha 0.5
+  fi
+  if [[ " $groups " == *" bytes "* ]]; then
+    log "seed $seed: byte-level students"
+    train "bytece-$seed" "byte-s$seed" ds-bytes "$seed" --loss ce
+    train "bytekd-$seed" "byte-s$seed" ds-bytes "$seed" --loss fkl --kd-alpha 0.5
+    train "byteonpolicy-$seed" "byte-s$seed" ds-bytes "$seed" --teacher teacher --on-policy 0.5 --on-policy-from $((steps / 2)) \
+      --loss fkl --kd-alpha 0.5
+  fi
 done
 
 # --- table: mean ± sd over seeds
@@ -124,6 +135,7 @@ for m in "ce:BPE:CE on the teacher's text (sequence-level KD)" "kd:BPE:offline l
          "bytekd:bytes:cross-tokenizer KD (top-20 projected on bytes, α 0.5)" \
          "byteonpolicy:bytes:that KD for half the steps, then on-policy KD across vocabularies in the same run (half the rows)"; do
   IFS=: read -r key tok label <<< "$m"
+  grep -q "^$key-" results.txt || continue  # a group not run (--groups)
   grep "^$key-" results.txt | awk -v tok="$tok" -v label="$label" '
     { n++; s += $2; ss += $2 * $2; if ($3 != "null") { a += $3; na++ }; t += $4 }
     END { mean = s / n; sd = n > 1 ? sqrt((ss - n * mean * mean) / (n - 1)) : 0
@@ -131,3 +143,24 @@ for m in "ce:BPE:CE on the teacher's text (sequence-level KD)" "kd:BPE:offline l
 done
 echo
 echo "(BPE rows: nats per BPE token; byte rows: nats per byte. Same held-out text.)"
+[ "$curve" -gt 0 ] || exit 0
+echo
+echo "Held-out cross-entropy along the run (the trainer's evaluation every $curve steps), mean ± sd over $seeds seeds:"
+echo
+for key in ce kd onpolicy bytece bytekd byteonpolicy; do
+  grep -q "^$key-" results.txt || continue
+  grep "^$key-" results.txt | awk -v key="$key" -v every="$curve" '
+    { for (i = 5; i <= NF; i++) { s[i] += $i; ss[i] += $i * $i }; n++; if (NF > m) m = NF }
+    END { line = "| " key " |"
+          for (i = 5; i <= m; i++) { mean = s[i] / n; sd = n > 1 ? sqrt((ss[i] - n * mean * mean) / (n - 1)) : 0
+                                     line = line sprintf(" %.3f ± %.3f |", mean, sd) }
+          print line }'
+done | { first=1; while IFS= read -r row; do
+  if [ $first = 1 ]; then
+    cols=$(($(tr -cd '|' <<< "$row" | wc -c) - 2))
+    printf '| method |'; for i in $(seq 1 "$cols"); do printf ' step %d |' $((i * curve)); done; echo
+    printf '| --- |'; for i in $(seq 1 "$cols"); do printf ' --- |'; done; echo
+    first=0
+  fi
+  echo "$row"
+done; }

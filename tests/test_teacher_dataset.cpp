@@ -64,6 +64,17 @@ TEST(TeacherDataset, RecordsRoundTrip) {
   EXPECT_EQ(st["records"], 2);
   EXPECT_EQ(st["soft_positions"], 2);
   EXPECT_LT(st["topk_bytes_per_soft_position"].get<double>(), 120.0) << "smaller than plain ids + f16 at k = 20";
+  // the soft labels' content, by hand: log-probs −0.01 − 0.5 i (as f16 holds them), top-1 id
+  // 150000 (the text has 100000 and 151000 there: never the top-1)
+  double h = 0, mass = 0;
+  for (int i = 0; i < 20; ++i) {
+    const double lp = f16_to_f32(f32_to_f16(-0.5f * float(i) - 0.01f));
+    h -= std::exp(lp) * lp, mass += std::exp(lp);
+  }
+  EXPECT_NEAR(st["soft_topk_entropy"].get<double>(), h, 1e-9);
+  EXPECT_NEAR(st["soft_topk_mass"].get<double>(), mass, 1e-9);
+  EXPECT_NEAR(st["soft_top1_prob"].get<double>(), std::exp(double(f16_to_f32(f32_to_f16(-0.01f)))), 1e-9);
+  EXPECT_EQ(st["soft_top1_is_text"].get<double>(), 0.0);
   EXPECT_TRUE(std::filesystem::exists(dir / "text.jsonl"));
   EXPECT_TRUE(std::filesystem::exists(dir / "manifest.json"));
 }

@@ -35,6 +35,11 @@ void info(const std::string& dir) {
               st["top_k"].get<int>(), st["bytes"].get<double>(), st["bytes_per_labelled_token"].get<double>(),
               st["topk_bytes_per_soft_position"].get<double>(),
               m.contains("failed") ? m["failed"].size() : size_t(0));
+  if (st["soft_positions"].get<int64_t>() > 0)  // what logit KD can add to CE on the text
+    std::printf("  soft content teacher entropy %.3f nats over its top-%d (mass %.3f), top-1 probability %.3f, "
+                "top-1 = the text's token at %.1f %% of positions\n",
+                st["soft_topk_entropy"].get<double>(), st["top_k"].get<int>(), st["soft_topk_mass"].get<double>(),
+                st["soft_top1_prob"].get<double>(), 100.0 * st["soft_top1_is_text"].get<double>());
 }
 
 void merge(const std::vector<std::string>& inputs, const std::string& out_dir) {

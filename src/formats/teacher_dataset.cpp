@@ -232,13 +232,31 @@ void TeacherDatasetWriter::append(const TeacherRecord& r) {
 
 json dataset_stats(const std::string& dir) {
   const std::string path = (fs::path(dir) / "records.bin").string();
-  int64_t records = 0, prompt_tokens = 0, completion_tokens = 0, soft = 0, finished = 0;
-  double topk_bytes = 0;
+  int64_t records = 0, prompt_tokens = 0, completion_tokens = 0, soft = 0, finished = 0, top1_is_text = 0;
+  double topk_bytes = 0, entropy = 0, top1_mass = 0, topk_mass = 0;
   int k = 0;
   read_records(path, [&](TeacherRecord&& r) {
     ++records;
     k = std::max(k, r.k);
-    for (uint8_t s : r.soft) soft += s;
+    for (size_t j = 0; j < r.soft.size(); ++j) {
+      if (!r.soft[j]) continue;
+      ++soft;
+      // What a soft position says beyond its text token: the teacher's entropy over its top-k
+      // (a lower bound of the full entropy: the tail's mass is left out), its top-1 probability,
+      // and whether its top-1 is the token the text has (sampled text can take another).
+      const float* lp = r.topk_logp.data() + j * size_t(r.k);
+      const int32_t* id = r.topk_ids.data() + j * size_t(r.k);
+      int best = 0;
+      for (int i = 0; i < r.k; ++i) {
+        if (id[i] < 0) continue;  // a padded slot (fewer than k candidates)
+        const double p = std::exp(double(lp[i]));
+        entropy -= p * double(lp[i]);
+        topk_mass += p;
+        if (lp[i] > lp[best]) best = i;
+      }
+      top1_mass += std::exp(double(lp[best]));
+      top1_is_text += id[best] == r.completion[j];
+    }
     prompt_tokens += int64_t(r.prompt.size());
     completion_tokens += int64_t(r.completion.size());
     finished += r.finished;
@@ -252,7 +270,11 @@ json dataset_stats(const std::string& dir) {
   return {{"records", records}, {"prompt_tokens", prompt_tokens}, {"completion_tokens", completion_tokens},
           {"finished", finished}, {"soft_positions", soft}, {"top_k", k}, {"bytes", bytes},
           {"bytes_per_labelled_token", completion_tokens ? bytes / double(completion_tokens) : 0.0},
-          {"topk_bytes_per_soft_position", soft ? topk_bytes / double(soft) : 0.0}};
+          {"topk_bytes_per_soft_position", soft ? topk_bytes / double(soft) : 0.0},
+          {"soft_topk_entropy", soft ? entropy / double(soft) : 0.0},
+          {"soft_top1_prob", soft ? top1_mass / double(soft) : 0.0},
+          {"soft_topk_mass", soft ? topk_mass / double(soft) : 0.0},
+          {"soft_top1_is_text", soft ? double(top1_is_text) / double(soft) : 0.0}};
 }
 
 void TeacherDatasetWriter::finish(const std::function<std::string(const std::vector<int32_t>&)>& detok) {
