@@ -13,6 +13,8 @@
 #               layers, YaRN, vocabulary 201 088; MXFP4 experts, the rest q8_0; ~4.9 GB, ~7 minutes
 #               to write)
 #     -d N      prefill and decode after N tokens of context (llama-bench's -d; KV caches in f16 on both sides)
+#     --only RE     only the files whose name matches the (grep -E) pattern RE, e.g. --only '134m-q4_k_m'
+#     --turns N     alternations per file (default 2; the best mean of the turns counts)
 #   DISTILL_ISA=avx2 PEER_ISA=avx2 bench/vs_llamacpp.sh   compares AVX2 kernels with AVX2 kernels
 #   BENCH_DIR=...   where the model files are kept between runs (default: $TMPDIR/distill-vs-llamacpp)
 #
@@ -24,7 +26,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 distill=${DISTILL:-$root/build/distill}
 peer=${PEER:-$root/../shared/peers/llama.cpp/peer}
 dir=${BENCH_DIR:-${TMPDIR:-/tmp}/distill-vs-llamacpp}
-reps=3 pp=512 tg=128 depth=0 big=0 quick=0 moe=0 moe_layers=${MOE_LAYERS:-8}
+reps=3 pp=512 tg=128 depth=0 big=0 quick=0 moe=0 moe_layers=${MOE_LAYERS:-8} only= turns=2
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) quick=1; reps=2 ;;
@@ -34,6 +36,8 @@ while [ $# -gt 0 ]; do
     -p) pp=$2; shift ;;
     -n) tg=$2; shift ;;
     -d) depth=$2; shift ;;
+    --only) only=$2; shift ;;
+    --turns) turns=$2; shift ;;
     *) echo "vs_llamacpp: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -80,6 +84,13 @@ EOF
   files+=("$moe_file")
 fi
 
+if [ -n "$only" ]; then
+  kept=()
+  for f in "${files[@]}"; do basename "$f" | grep -qE -- "$only" && kept+=("$f"); done
+  [ ${#kept[@]} -gt 0 ] || { echo "vs_llamacpp: no model file matches --only '$only' (add --big / --moe for those)" >&2; exit 2; }
+  files=("${kept[@]}")
+fi
+
 # ---- the machine: let the load of making the models settle (up to 3 minutes)
 for _ in $(seq 36); do
   awk '{ exit !($1 > 0.5) }' /proc/loadavg || break
@@ -93,7 +104,7 @@ sed 's/^/# /' <<< "$sysinfo"
 # bandwidth measured again just before it (the header's figure is the first)
 read_bw() { "$distill" -t 2 info --system --bandwidth | awk '/read bw/ { print $3 }'; }
 echo "# llama.cpp build: ${PEER_ISA:-$(grep -qw avx512_vnni /proc/cpuinfo && echo avx512 || echo avx2)} (PEER_ISA); distill kernels: ${DISTILL_ISA:-best} (DISTILL_ISA)"
-echo "# each engine runs pp$pp and tg$tg, $reps repetitions, 2 threads, alternately, twice; the best mean of the two turns counts"
+echo "# each engine runs pp$pp and tg$tg, $reps repetitions, 2 threads, alternately, $turns times; the best mean of the turns counts"
 awk -v l="$load" 'BEGIN { if (l > 0.5) print "# warning: the machine was not quiet (load " l "): ratios are unreliable" }'
 
 # t/s of each test from a markdown table (llama-bench and distill bench print the same shape).
@@ -104,7 +115,7 @@ printf '| %s | %s | %s | %s | %s | %s |\n' "------------------------" "---------
 for f in "${files[@]}"; do
   bw=$(read_bw)
   declare -A best_l=() best_d=()
-  for turn in 1 2; do
+  for turn in $(seq "$turns"); do
     while read -r test r; do
       awk -v a="$r" -v b="${best_l[$test]:-0}" 'BEGIN { exit !(a > b) }' && best_l[$test]=$r
     done < <("$peer" llama-bench -m "$f" -p "$pp" -n "$tg" -d "$depth" -t 2 -r "$reps" 2>/dev/null | rates)
