@@ -71,7 +71,9 @@ TEST(Label, LocalTopKEqualsTheForwardPass) {
     read_records(out_dir + "/records.bin", [&](TeacherRecord&& r) {
       std::vector<int32_t> seq = r.prompt;
       seq.insert(seq.end(), r.completion.begin(), r.completion.end());
-      if (teacher == "moe.gguf") EXPECT_GT(int64_t(seq.size()), model.config.window_of(0)) << "longer than the window";
+      if (teacher == "moe.gguf") {
+        EXPECT_GT(int64_t(seq.size()), model.config.window_of(0)) << "longer than the window";
+      }
       const Tensor logits = dec.forward_full(seq.data(), 1, int64_t(seq.size()));
       for (size_t j = 0; j < r.completion.size(); ++j) {
         std::vector<int32_t> ids(5);

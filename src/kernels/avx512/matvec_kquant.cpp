@@ -111,14 +111,17 @@ float row_q4_k(const BlockQ4_K* blk, const ActivationQ8K& a, int64_t nsb) {
 
 // Q6_K: per half of 128 values, ql[64h .. 64h+63] holds values 0..63 in its low nibbles and
 // 64..127 in its high ones; qh[32h + l] holds the two top bits of values l, l+32, l+64, l+96 at
-// bits 0, 2, 4, 6. With qh's 32 bytes in both halves of a vector, a per-half variable shift
-// (0 | 2, then 4 | 6) lines the top bits up with the nibbles: two vectors of 64 levels 0..63.
+// bits 0, 2, 4, 6. With qh's 32 bytes in both halves of a vector, one per-half variable shift
+// (left 4 | 2, then right 0 | 2) puts the top bits of values 0..63 (then 64..127) at bits 4-5,
+// a mask keeps them, and one ternary select joins them to the nibbles (bits 0-3): two vectors of
+// 64 levels 0..63 in eight operations (the shifts are 16-bit: what crosses a byte is masked off).
 // Σ (q − 32)·x·sc per 16 values = sc·Σ q·x_q − 32·sc·Σ x_q: the first from vpdpbusd lanes times
 // their group's scale, the second from the activation's sums per 16.
 float row_q6_k(const BlockQ6_K* blk, const ActivationQ8K& a, int64_t nsb) {
-  const __m512i low4 = _mm512_set1_epi8(0x0F), low2 = _mm512_set1_epi8(0x03);
-  const __m512i shift02 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
-  const __m512i shift46 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+  const __m512i low4 = _mm512_set1_epi8(0x0F), bits45 = _mm512_set1_epi8(0x30);
+  const __m512i left42 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+  const __m512i right02 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+  constexpr int kSelectLow4 = 0xE4;  // ternary logic: c ? a : b per bit, c = 0x0F (a: nibbles, b: top bits)
   // lanes 4g .. 4g+3 take the scale of their group of 16: groups 0-3, 4-7, 8-11, 12-15 of the block
   const __m512i idx[4] = {_mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0),
                           _mm512_set_epi32(7, 7, 7, 7, 6, 6, 6, 6, 5, 5, 5, 5, 4, 4, 4, 4),
@@ -135,12 +138,11 @@ float row_q6_k(const BlockQ6_K* blk, const ActivationQ8K& a, int64_t nsb) {
     __m512i isum = _mm512_mullo_epi32(_mm512_set1_epi32(-32), _mm512_mullo_epi32(sc, _mm512_loadu_si512(a.sum + sb * 16)));
     for (int h = 0; h < 2; ++h) {
       const __m512i l = _mm512_loadu_si512(b.ql + 64 * h);
-      const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh + 32 * h));
-      const __m512i hh = _mm512_inserti64x4(_mm512_castsi256_si512(hb), hb, 1);
-      const __m512i q[2] = {
-          _mm512_or_si512(_mm512_and_si512(l, low4), _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(hh, shift02), low2), 4)),
-          _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), low4),
-                          _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(hh, shift46), low2), 4))};
+      const __m512i hh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh + 32 * h)));
+      const __m512i top0 = _mm512_and_si512(_mm512_sllv_epi16(hh, left42), bits45);
+      const __m512i top1 = _mm512_and_si512(_mm512_srlv_epi16(hh, right02), bits45);
+      const __m512i q[2] = {_mm512_ternarylogic_epi32(l, top0, low4, kSelectLow4),
+                            _mm512_ternarylogic_epi32(_mm512_srli_epi16(l, 4), top1, low4, kSelectLow4)};
       for (int v = 0; v < 2; ++v) {
         const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[v], _mm512_loadu_si512(xq + 128 * h + 64 * v));
         isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(dot, _mm512_permutexvar_epi32(idx[2 * h + v], sc)));
