@@ -79,6 +79,29 @@ TEST(TeacherDataset, RecordsRoundTrip) {
   EXPECT_TRUE(std::filesystem::exists(dir / "manifest.json"));
 }
 
+// What the soft labels carry beyond the text, by hand on two positions: one whose top-1 is the
+// text's token (0.75 / 0.25), one whose top-1 is the second slot and not the text's (0.2 / 0.8).
+TEST(TeacherDataset, SoftContentStatsByHand) {
+  test::TempDir dir;
+  TeacherRecord r;
+  r.prompt = {1};
+  r.completion = {5, 7};
+  r.k = 2;
+  r.soft = {1, 1};
+  r.topk_ids = {5, 9, 7, 3};
+  r.topk_logp = {std::log(0.75f), std::log(0.25f), std::log(0.2f), std::log(0.8f)};
+  {
+    TeacherDatasetWriter w(dir.str(), false);
+    w.append(r);
+  }
+  const auto st = dataset_stats(dir.str());
+  const auto h = [](double p) { return -p * std::log(p) - (1 - p) * std::log(1 - p); };
+  EXPECT_NEAR(st["soft_topk_entropy"].get<double>(), (h(0.75) + h(0.2)) / 2, 2e-3);  // f16 log-probs
+  EXPECT_NEAR(st["soft_topk_mass"].get<double>(), 1.0, 2e-3);
+  EXPECT_NEAR(st["soft_top1_prob"].get<double>(), (0.75 + 0.8) / 2, 2e-3);
+  EXPECT_DOUBLE_EQ(st["soft_top1_is_text"].get<double>(), 0.5);
+}
+
 TEST(TeacherDataset, CorruptionIsFoundWithItsOffset) {
   test::TempDir dir;
   {
