@@ -147,20 +147,14 @@ echo "(BPE rows: nats per BPE token; byte rows: nats per byte. Same held-out tex
 echo
 echo "Held-out cross-entropy along the run (the trainer's evaluation every $curve steps), mean ± sd over $seeds seeds:"
 echo
+printf '| method |'; for at in $(seq "$curve" "$curve" "$steps"); do printf ' step %d |' "$at"; done; echo
+printf '| --- |'; for _ in $(seq "$curve" "$curve" "$steps"); do printf ' --- |'; done; echo
 for key in ce kd onpolicy bytece bytekd byteonpolicy; do
   grep -q "^$key-" results.txt || continue
-  grep "^$key-" results.txt | awk -v key="$key" -v every="$curve" '
+  grep "^$key-" results.txt | awk -v key="$key" '
     { for (i = 5; i <= NF; i++) { s[i] += $i; ss[i] += $i * $i }; n++; if (NF > m) m = NF }
     END { line = "| " key " |"
           for (i = 5; i <= m; i++) { mean = s[i] / n; sd = n > 1 ? sqrt((ss[i] - n * mean * mean) / (n - 1)) : 0
                                      line = line sprintf(" %.3f ± %.3f |", mean, sd) }
           print line }'
-done | { first=1; while IFS= read -r row; do
-  if [ $first = 1 ]; then
-    cols=$(($(tr -cd '|' <<< "$row" | wc -c) - 2))
-    printf '| method |'; for i in $(seq 1 "$cols"); do printf ' step %d |' $((i * curve)); done; echo
-    printf '| --- |'; for i in $(seq 1 "$cols"); do printf ' --- |'; done; echo
-    first=0
-  fi
-  echo "$row"
-done; }
+done

@@ -51,26 +51,31 @@ make_dir() {  # name, then distill init options
   local name=$1; shift
   [ -f "$dir/$name/config.json" ] || "$distill" init "$@" --tokenizer bytes -o "$dir/$name" >&2
 }
-make_gguf() {  # model dir name, type
+wanted() { [ -z "$only" ] || basename "$1" | grep -qE -- "$only"; }  # a file --only keeps
+add_gguf() {  # model dir name, type: a file --only keeps joins the run, written unless an earlier run left it
   local f="$dir/$1-$2.gguf"
+  wanted "$f" || return 0
   [ -f "$f" ] || "$distill" convert "$dir/$1" -o "$f" --type "$2" >&2
-  echo "$f"
+  files+=("$f")
 }
+files=()
 make_dir llama-15m --preset 15m --vocab 32000
 make_dir llama-134m --preset 110m --vocab 32000
-files=("$(make_gguf llama-15m f32)" "$(make_gguf llama-134m f32)" "$(make_gguf llama-134m q8_0)" "$(make_gguf llama-134m q4_0)")
-[ $quick = 1 ] || files+=("$(make_gguf llama-134m q4_k_m)")
-if [ $big = 1 ]; then
+add_gguf llama-15m f32; add_gguf llama-134m f32; add_gguf llama-134m q8_0; add_gguf llama-134m q4_0
+[ $quick = 1 ] || add_gguf llama-134m q4_k_m
+qwen_wanted=0
+for t in q8_0 q4_0 q4_k_m; do wanted "$dir/qwen2-1.5b-$t.gguf" && qwen_wanted=1; done
+if [ $big = 1 ] && [ $qwen_wanted = 1 ]; then
   cat > "$dir/qwen2-1.5b.json" <<'EOF'
 {"model_type": "qwen2", "hidden_size": 1536, "num_hidden_layers": 28, "num_attention_heads": 12,
  "num_key_value_heads": 2, "intermediate_size": 8960, "vocab_size": 151936, "tie_word_embeddings": true,
  "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "max_position_embeddings": 4096}
 EOF
   make_dir qwen2-1.5b --config "$dir/qwen2-1.5b.json" --vocab 151936 --dtype f16
-  for t in q8_0 q4_0 q4_k_m; do files+=("$(make_gguf qwen2-1.5b $t)"); done
+  for t in q8_0 q4_0 q4_k_m; do add_gguf qwen2-1.5b $t; done
 fi
 moe_file="$dir/gpt-oss-${moe_layers}l-mxfp4.gguf"
-if [ $moe = 1 ]; then
+if [ $moe = 1 ] && wanted "$moe_file"; then
   cat > "$dir/gpt-oss.json" <<EOF
 {"model_type": "gpt_oss", "vocab_size": 201088, "hidden_size": 2880, "intermediate_size": 2880,
  "num_hidden_layers": $moe_layers, "num_attention_heads": 64, "num_key_value_heads": 8, "head_dim": 64,
@@ -84,12 +89,7 @@ EOF
   files+=("$moe_file")
 fi
 
-if [ -n "$only" ]; then
-  kept=()
-  for f in "${files[@]}"; do basename "$f" | grep -qE -- "$only" && kept+=("$f"); done
-  [ ${#kept[@]} -gt 0 ] || { echo "vs_llamacpp: no model file matches --only '$only' (add --big / --moe for those)" >&2; exit 2; }
-  files=("${kept[@]}")
-fi
+[ ${#files[@]} -gt 0 ] || { echo "vs_llamacpp: no model file matches --only '$only' (add --big / --moe for those)" >&2; exit 2; }
 
 # ---- the machine: let the load of making the models settle (up to 3 minutes)
 for _ in $(seq 36); do

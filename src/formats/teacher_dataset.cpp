@@ -246,14 +246,13 @@ json dataset_stats(const std::string& dir) {
       // and whether its top-1 is the token the text has (sampled text can take another).
       const float* lp = r.topk_logp.data() + j * size_t(r.k);
       const int32_t* id = r.topk_ids.data() + j * size_t(r.k);
-      int best = -1;  // (a record's top-k ids are distinct and non-negative: the codec refuses others)
+      int best = 0;
       for (int i = 0; i < r.k; ++i) {
         const double p = std::exp(double(lp[i]));
         entropy -= p * double(lp[i]);
         topk_mass += p;
-        if (best < 0 || lp[i] > lp[best]) best = i;
+        if (lp[i] > lp[best]) best = i;
       }
-      if (best < 0) continue;
       top1_mass += std::exp(double(lp[best]));
       top1_is_text += id[best] == r.completion[j];
     }
